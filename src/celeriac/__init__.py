@@ -1,0 +1,64 @@
+"""celeriac: a lean, at-least-once distributed task queue for Python on Redis, with a Celery-shaped API."""
+
+from ._version import __version__
+from .app import Celeriac
+from .config import Config
+from .context import Request, current_request
+from .exceptions import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerFullError,
+    CeleriacError,
+    ConfigurationError,
+    DecodeError,
+    MaxRetriesExceededError,
+    MessageTooLarge,
+    NotRegistered,
+    Reject,
+    ResultError,
+    ResultsDisabled,
+    ResultTimeout,
+    Retry,
+    SerializationError,
+    TaskError,
+    TaskExpiredError,
+    TaskRevokedError,
+    WorkerShutdown,
+)
+from .result import AsyncResult, EagerResult
+from .states import TaskState
+from .task import Signature, Task
+from .worker import Worker
+
+__all__ = [
+    "AsyncResult",
+    "BrokerConnectionError",
+    "BrokerError",
+    "BrokerFullError",
+    "Celeriac",
+    "CeleriacError",
+    "Config",
+    "ConfigurationError",
+    "DecodeError",
+    "EagerResult",
+    "MaxRetriesExceededError",
+    "MessageTooLarge",
+    "NotRegistered",
+    "Reject",
+    "Request",
+    "ResultError",
+    "ResultTimeout",
+    "ResultsDisabled",
+    "Retry",
+    "SerializationError",
+    "Signature",
+    "Task",
+    "TaskError",
+    "TaskExpiredError",
+    "TaskRevokedError",
+    "TaskState",
+    "Worker",
+    "WorkerShutdown",
+    "__version__",
+    "current_request",
+]

@@ -1,0 +1,106 @@
+"""Redis client construction and error translation shared by the broker and the result backend.
+
+redis-py (with hiredis when installed) does the protocol work; this module only chooses timeouts and
+retries and turns redis-py's exceptions into celeriac's tree, with passwords removed from messages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .exceptions import BrokerConnectionError, BrokerError, BrokerFullError, ConfigurationError
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for logs, CLI output and errors)."""
+    return re.sub(r"(?<=://)([^:@/]*):([^@/]*)@", r"\1:***@", url)
+
+
+def check_url(url: str, setting: str = "broker") -> None:
+    """Raise ConfigurationError unless ``url`` is a Redis URL celeriac can use."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a non-numeric port
+    except ValueError as exc:
+        raise ConfigurationError(setting, f"not a valid URL: {redact(url)!r} ({exc})") from None
+    if parts.scheme not in _SCHEMES:
+        raise ConfigurationError(
+            setting, f"unsupported scheme in {redact(url)!r}: use redis://, rediss:// or unix:// (or memory://)"
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigurationError(setting, f"no host in {redact(url)!r}")
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise ConfigurationError(setting, f"database must be a number in {redact(url)!r}")
+
+
+def sync_client(
+    url: str, *, socket_timeout_s: float = 5.0, retries: int = 2, max_connections: int | None = 8
+) -> redis.Redis:
+    """A synchronous client for producers and admin commands.
+
+    A few quick retries ride out a failover or a restart of a second or less; past that the caller
+    gets a BrokerConnectionError instead of hanging. The pool is bounded (threads wait for a
+    connection) so that a worker running many threads still holds a fixed number of connections.
+    """
+    options: dict[str, Any] = dict(
+        socket_connect_timeout=socket_timeout_s,
+        socket_timeout=socket_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        health_check_interval=30,
+    )
+    if max_connections is None:
+        return redis.Redis.from_url(url, **options)
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=socket_timeout_s, **options)
+    return redis.Redis(connection_pool=pool, retry=options["retry"], retry_on_error=options["retry_on_error"])
+
+
+def async_client(url: str, *, max_connections: int, socket_timeout_s: float | None = 10.0) -> redis.asyncio.Redis:
+    """An asyncio client whose pool holds at most ``max_connections`` connections (callers wait)."""
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=None,
+        socket_connect_timeout=5.0,
+        socket_timeout=socket_timeout_s,
+        health_check_interval=30,
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+def _translate(exc: Exception, url: str) -> BrokerError:
+    text = redact(str(exc))
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+        return BrokerConnectionError(f"Redis at {redact(url)} unreachable: {text}")
+    if isinstance(exc, redis.ResponseError) and text.startswith("OOM"):
+        return BrokerFullError(f"Redis at {redact(url)} is out of memory (maxmemory reached): {text}")
+    if isinstance(exc, redis.ResponseError) and "OOM command not allowed" in text:
+        return BrokerFullError(f"Redis at {redact(url)} is out of memory (maxmemory reached): {text}")
+    return BrokerError(f"Redis at {redact(url)} failed: {text}")
+
+
+@contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Re-raise redis-py errors as celeriac BrokerError subclasses (password-free)."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise _translate(exc, url) from None
+    except OSError as exc:
+        raise _translate(exc, url) from None
+
+
+def to_str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

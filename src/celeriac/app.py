@@ -1,0 +1,265 @@
+"""The app: configuration, the task registry, and the one send path.
+
+``Task.apply_async -> Celeriac.send -> Broker.enqueue``: the app encodes the message, checks its size,
+routes it and hands the bytes to the broker. It never touches the result store when sending.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .broker.base import Broker, Enqueue
+from .config import Config
+from .exceptions import ConfigurationError, MessageTooLarge, NotRegistered
+from .message import Message, encode
+from .result import AsyncResult, EagerResult
+from .results.base import ResultBackend, ResultRecord
+from .states import TaskState
+from .task import SendOptions, Signature, Task, build_message
+
+if TYPE_CHECKING:
+    from .worker.executor import Executor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Celeriac:
+    """A celeriac application.
+
+    Args:
+        main: the app's name; tasks defined in ``__main__`` are named ``<main>.<function>``.
+        broker: broker URL (``redis://host:6379/0``, ``rediss://...``, ``memory://``). Default: the
+            ``CELERIAC_BROKER_URL`` environment variable, else ``redis://localhost:6379/0``.
+        result_backend: result store URL; default the broker's Redis; ``"disabled"`` for none.
+        **settings: any :class:`~celeriac.config.Config` setting (``task_routes=...``, ``lease_s=...``).
+
+    Raises:
+        ConfigurationError: a setting has an invalid value.
+    """
+
+    def __init__(
+        self,
+        main: str | None = None,
+        *,
+        broker: str | None = None,
+        result_backend: str | None = None,
+        **settings: Any,
+    ) -> None:
+        overrides = dict(settings)
+        if broker is not None:
+            overrides["broker_url"] = broker
+        if result_backend is not None:
+            overrides["result_backend"] = result_backend
+        self.main = main
+        self.conf = Config.from_env(**overrides)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._broker: Broker | None = None
+        self._backend: ResultBackend | None = None
+        self._executor: Executor | None = None
+
+    def __repr__(self) -> str:
+        return f"<Celeriac {self.main or ''}>"
+
+    # ---- tasks -----------------------------------------------------------------------------------
+    @overload
+    def task(self, fn: F, /) -> Task[Any, Any]: ...
+    @overload
+    def task(self, fn: None = None, /, **options: Any) -> Callable[[F], Task[Any, Any]]: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Register a function (sync or async) as a task: ``@app.task`` or ``@app.task(**options)``.
+
+        Options: ``name``, ``bind``, ``queue``, ``ignore_result``, ``max_retries``,
+        ``default_retry_delay``, ``autoretry_for``, ``dont_autoretry_for``, ``retry_backoff``,
+        ``retry_backoff_max``, ``retry_jitter``, ``acks_late``, ``result_expires``, ``typing``.
+        """
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            name = options.pop("name", None) or self._default_name(func)
+            if name in self.tasks and self.tasks[name].fn is not func:
+                raise ConfigurationError("task name", f"two different functions are registered as {name!r}")
+            try:
+                task: Task[Any, Any] = Task(self, func, name=name, **options)
+            except TypeError as exc:
+                raise ConfigurationError(f"@app.task options of {name}", str(exc)) from None
+            self.tasks[name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def _default_name(self, fn: Callable[..., Any]) -> str:
+        module = getattr(fn, "__module__", None) or "__main__"
+        if module == "__main__" and self.main:
+            module = self.main
+        return f"{module}.{fn.__qualname__}"
+
+    def not_registered(self, name: str) -> NotRegistered:
+        return NotRegistered(name)
+
+    # ---- broker and results ----------------------------------------------------------------------
+    @property
+    def broker(self) -> Broker:
+        """The broker, created from ``conf.broker_url`` on first use."""
+        if self._broker is None:
+            url = self.conf.broker_url
+            if url == "memory://":
+                from .broker.memory import MemoryBroker
+
+                self._broker = MemoryBroker(dead_letter_max=self.conf.dead_letter_max)
+            else:
+                from .broker.redis import RedisBroker
+
+                self._broker = RedisBroker(
+                    url, prefix=self.conf.key_prefix, dead_letter_max=self.conf.dead_letter_max
+                )
+        return self._broker
+
+    @property
+    def backend(self) -> ResultBackend | None:
+        """The result backend, or None when results are disabled."""
+        if self._backend is None and self.conf.results_enabled:
+            url = self.conf.result_url
+            if url == "memory://":
+                from .results.memory import MemoryResultBackend
+
+                self._backend = MemoryResultBackend()
+            else:
+                from .results.redis import RedisResultBackend
+
+                self._backend = RedisResultBackend(url, prefix=self.conf.key_prefix)
+        return self._backend
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            from .worker.executor import Executor
+
+            self._executor = Executor(self)
+        return self._executor
+
+    def AsyncResult(self, task_id: str) -> AsyncResult[Any]:  # noqa: N802 - Celery's name
+        """A handle on the result of the task with this id."""
+        return AsyncResult(task_id, self)
+
+    # ---- sending ---------------------------------------------------------------------------------
+    def route(self, name: str, task: Task[Any, Any] | None = None, queue: str | None = None) -> str:
+        """The queue a task goes to: ``queue=``, then ``task_routes`` (exact name, then globs in order),
+        then the task's own ``queue``, then ``task_default_queue``."""
+        if queue:
+            return queue
+        routes = self.conf.task_routes
+        if name in routes:
+            return routes[name]
+        for pattern, target in routes.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return target
+        if task is not None and task.queue:
+            return task.queue
+        return self.conf.task_default_queue
+
+    def _prepare(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: SendOptions, task: Task[Any, Any] | None
+    ) -> tuple[Message, bytes, Task[Any, Any] | None]:
+        task = task or self.tasks.get(name)
+        if task is not None:
+            message = task.build_message(args, kwargs, options)
+        else:
+            message = build_message(name, args, kwargs, options)
+        if options.delay_ms is not None and message.eta_ms is None:
+            from .worker.executor import wall_ms
+
+            message = _with_eta(message, wall_ms() + options.delay_ms)
+        data = encode(message)
+        if len(data) > self.conf.max_message_bytes:
+            raise MessageTooLarge(len(data), self.conf.max_message_bytes)
+        return message, data, task
+
+    def _ignored(self, options: SendOptions, task: Task[Any, Any] | None) -> bool:
+        if options.ignore_result is not None:
+            return options.ignore_result
+        if task is not None:
+            return task.ignore_result if task.ignore_result is not None else self.conf.task_ignore_result
+        return False  # sent by name: the worker knows; do not refuse to wait
+
+    def send(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: SendOptions,
+        *,
+        task: Task[Any, Any] | None = None,
+    ) -> AsyncResult[Any]:
+        """Encode, check and enqueue one task invocation (one Redis round trip).
+
+        In eager mode (``task_always_eager``) the task runs here instead, through the worker's executor.
+        """
+        message, data, task = self._prepare(name, args, kwargs, options, task)
+        if self.conf.task_always_eager:
+            return self._eager(data, message)
+        queue = self.route(name, task, options.queue)
+        self.broker.enqueue(Enqueue(queue, data, options.delay_ms, options.eta_ms))
+        return AsyncResult(message.id, self, ignored=self._ignored(options, task))
+
+    def send_task(self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> AsyncResult[Any]:
+        """Send a task by name, without importing it. The worker applies the task's declared options
+        unless given here. Routing uses ``queue=`` or ``task_routes`` (the task's own ``queue`` is not
+        known without importing it)."""
+        from .task import normalize_options
+
+        return self.send(name, tuple(args), dict(kwargs or {}), normalize_options(**options))
+
+    def send_many(self, signatures: Iterable[Signature]) -> list[AsyncResult[Any]]:
+        """Send many tasks in pipelined round trips (bulk enqueue)."""
+        from .task import normalize_options
+
+        items: list[Enqueue] = []
+        results: list[AsyncResult[Any]] = []
+        eager = self.conf.task_always_eager
+        for sig in signatures:
+            options = normalize_options(**sig.options)
+            message, data, task = self._prepare(sig.name, tuple(sig.args), dict(sig.kwargs), options, sig.task)
+            if eager:
+                results.append(self._eager(data, message))
+                continue
+            items.append(Enqueue(self.route(sig.name, task, options.queue), data, options.delay_ms, options.eta_ms))
+            results.append(AsyncResult(message.id, self, ignored=self._ignored(options, task)))
+        if items:
+            self.broker.enqueue_many(items)
+        return results
+
+    # ---- eager -----------------------------------------------------------------------------------
+    def run_eager(self, message: Message, task: Task[Any, Any] | None = None) -> EagerResult[Any]:
+        """Run a message inline through the executor, with a serialization round trip."""
+        data = encode(message)
+        if len(data) > self.conf.max_message_bytes:
+            raise MessageTooLarge(len(data), self.conf.max_message_bytes)
+        return self._eager(data, message)
+
+    def _eager(self, data: bytes, message: Message) -> EagerResult[Any]:
+        from .worker.executor import Outcome
+
+        executor = self.executor
+        while True:
+            prepared = executor.prepare(data, eager=True)
+            out = prepared if isinstance(prepared, Outcome) else executor.run_eager(prepared)
+            if out.kind != "retry":
+                break
+            data = out.retry_data  # eager retries run at once, as in Celery
+        if out.exc is not None and out.state is not None and self.conf.task_eager_propagates:
+            raise out.exc
+        return EagerResult(out.record or ResultRecord(message.id, TaskState.SUCCESS, out.value), self)
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the producer-side connections."""
+        if self._broker is not None:
+            self._broker.close_sync()
+
+
+def _with_eta(message: Message, eta_ms: int) -> Message:
+    from dataclasses import replace
+
+    return replace(message, eta_ms=eta_ms)

@@ -1,0 +1,189 @@
+"""The broker contract: what the app (producer side) and the worker (consumer side) need, nothing else.
+
+The producer side is synchronous (called from web request handlers and tasks); the consumer side is
+asyncio (the worker's event loop owns all Redis I/O). Brokers move opaque bytes: encoding lives in
+:mod:`celeriac.message`, policy (retries, leases, dead-lettering decisions) in the worker's executor.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of a message to this worker.
+
+    ``deliveries`` counts how many times the message has been handed to a worker (1 the first time);
+    it is also the fencing token: an outcome is only recorded while the worker owns this delivery.
+    """
+
+    queue: str
+    entry_id: str
+    data: bytes
+    deliveries: int = 1
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    """One message to send: ready now, or delayed by ``delay_ms`` (Redis clock) or until ``eta_ms``."""
+
+    queue: str
+    data: bytes
+    delay_ms: int | None = None
+    eta_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The broker-level outcome of a delivery.
+
+    ``ack``: done (success or final failure). ``retry``: done, and ``data`` is parked until its due time.
+    ``dead``: done, and ``data`` goes to the dead-letter queue with ``reason``.
+    """
+
+    delivery: Delivery
+    kind: Literal["ack", "retry", "dead"] = "ack"
+    data: bytes = b""
+    delay_ms: int | None = None
+    eta_ms: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Counts for one queue."""
+
+    name: str
+    ready: int
+    delayed: int
+    running: int
+    dead: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-letter entry."""
+
+    entry_id: str
+    task_id: str
+    data: bytes
+    reason: str
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What a live worker publishes about itself."""
+
+    worker_id: str
+    fields: dict[str, str]
+
+
+class Broker(ABC):
+    """A message store with leased deliveries. See :class:`celeriac.broker.redis.RedisBroker`."""
+
+    # ---- producer side (sync) -------------------------------------------------------------------
+    @abstractmethod
+    def enqueue(self, item: Enqueue) -> None:
+        """Send one message (one round trip)."""
+
+    @abstractmethod
+    def enqueue_many(self, items: Sequence[Enqueue]) -> None:
+        """Send many messages in as few round trips as possible."""
+
+    # ---- consumer side (asyncio) ----------------------------------------------------------------
+    @abstractmethod
+    async def open(self, queues: Sequence[str]) -> None:
+        """Prepare to consume ``queues`` (connections, consumer groups)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release consumer-side resources."""
+
+    @abstractmethod
+    async def fetch(self, queues: Sequence[str], consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        """Take up to ``count`` ready messages, in queue priority order, leasing them to ``consumer``.
+
+        Blocks up to ``block_ms`` when none is ready (0: do not block).
+        """
+
+    @abstractmethod
+    async def settle(self, consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
+        """Record outcomes of deliveries still owned by ``consumer``; return the fenced-out ones."""
+
+    @abstractmethod
+    async def extend(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Renew the leases of ``deliveries``; return those no longer owned."""
+
+    @abstractmethod
+    async def reclaim(
+        self, queue: str, consumer: str, count: int, lease_ms: int, max_deliveries: int
+    ) -> tuple[list[Delivery], int]:
+        """Take over up to ``count`` expired leases; dead-letter over-delivered ones.
+
+        Returns the new deliveries and how many messages were dead-lettered.
+        """
+
+    @abstractmethod
+    async def promote(self, queue: str) -> float | None:
+        """Move due delayed messages to ready; return seconds until the next one is due, or None."""
+
+    @abstractmethod
+    async def wait_wake(self, queues: Sequence[str], timeout_s: float) -> None:
+        """Return when a delayed message became the earliest of one of ``queues``, or at timeout."""
+
+    @abstractmethod
+    async def pending(self, queue: str, consumer: str) -> list[Delivery]:
+        """Deliveries of ``queue`` currently leased to ``consumer`` (``data`` left empty)."""
+
+    @abstractmethod
+    async def release(self, consumer: str, deliveries: Sequence[Delivery], *, started: bool) -> int:
+        """Give deliveries back (shutdown): unstarted ones re-queued fresh, started ones reclaimable now."""
+
+    @abstractmethod
+    async def heartbeat(self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]) -> None:
+        """Publish this worker's liveness (one key with a TTL)."""
+
+    @abstractmethod
+    async def unregister(self, worker_id: str) -> None:
+        """Remove this worker's liveness key (clean shutdown)."""
+
+    # ---- admin side (sync) ----------------------------------------------------------------------
+    @abstractmethod
+    def stats(self, queue: str) -> QueueStats:
+        """Counts of ready, delayed, running and dead-lettered messages of a queue."""
+
+    @abstractmethod
+    def known_queues(self) -> list[str]:
+        """Queues that live workers consume."""
+
+    @abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """Live workers."""
+
+    @abstractmethod
+    def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
+        """The oldest ``count`` dead letters of a queue."""
+
+    @abstractmethod
+    def replay_dead(self, queue: str, count: int, entry_id: str | None = None) -> int:
+        """Move dead letters back to ready; return how many moved."""
+
+    @abstractmethod
+    def purge_dead(self, queue: str) -> int:
+        """Delete all dead letters of a queue; return how many were deleted."""
+
+    @abstractmethod
+    def purge(self, queue: str) -> int:
+        """Delete the ready and delayed messages of a queue; return how many were deleted."""
+
+    def server_warnings(self) -> list[str]:
+        """Problems with the server's configuration (eviction policy, version)."""
+        return []
+
+    def close_sync(self) -> None:  # noqa: B027 - optional hook
+        """Release producer-side resources."""

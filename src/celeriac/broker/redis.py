@@ -1,0 +1,448 @@
+"""RedisBroker: queues as Redis streams with one consumer group, leases as pending-entry idle time.
+
+Why streams: ``XREADGROUP`` takes a message and records its owner in one atomic step (the pending
+entries list, PEL), it blocks without polling, and the PEL keeps a delivery count per message. A
+lease is the entry's idle time: the worker renews it (``extend.lua``) while the task runs; a worker
+that died stops renewing, and after ``lease_ms`` any worker takes the entry over (``reclaim.lua``).
+Acks delete the entry (``XACK`` + ``XDEL``), so a queue holds only waiting and running messages:
+about 50 bytes of Redis memory per small queued task.
+
+Delayed messages wait in a sorted set scored by due time and are moved to the stream by
+``promote.lua``. Every multi-key operation is a Lua script over the keys of one queue, all sharing the
+queue's hash tag (see :mod:`celeriac.broker.keys`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from .._redis import async_client, sync_client, to_str, translate_errors
+from ..exceptions import BrokerError
+from .base import Broker, DeadLetter, Delivery, Enqueue, QueueStats, Settlement, WorkerInfo
+from .keys import GROUP, KeySchema, QueueKeys
+from .scripts import Scripts
+
+logger = logging.getLogger(__name__)
+
+MIN_REDIS_VERSION = (6, 2, 0)  # XPENDING IDLE, ZRANGE BYSCORE, LMOVE
+
+
+def _parse_entries(queue: str, entries: Any) -> list[Delivery]:
+    out = []
+    for entry_id, fields in entries:
+        if not fields:  # the entry was deleted (purged) after delivery: nothing to run
+            continue
+        data = fields.get(b"m") if isinstance(fields, dict) else None
+        out.append(Delivery(queue, to_str(entry_id), data if data is not None else b"", 1))
+    return out
+
+
+class RedisBroker(Broker):
+    """A broker on one Redis server.
+
+    Args:
+        url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL.
+        prefix: key prefix (several apps can share one Redis).
+        dead_letter_max: cap on each queue's dead-letter stream.
+        max_connections: the worker's command pool size (the blocking read and pub/sub use one more each).
+    """
+
+    def __init__(
+        self, url: str, *, prefix: str = "celeriac", dead_letter_max: int = 10_000, max_connections: int = 4
+    ) -> None:
+        self.url = url
+        self.keys = KeySchema(prefix)
+        self.dead_letter_max = dead_letter_max
+        self.max_connections = max_connections
+        self._sync: redis.Redis | None = None
+        self._sync_scripts: Scripts | None = None
+        self._client: redis.asyncio.Redis | None = None
+        self._blocking: redis.asyncio.Redis | None = None
+        self._scripts: Scripts | None = None
+        self._pubsub: Any = None
+        self._groups_ready: set[str] = set()
+        self._pel_scan = 1000
+
+    # ---- clients ---------------------------------------------------------------------------------
+    @property
+    def sync(self) -> redis.Redis:
+        """The synchronous client (created on first use)."""
+        if self._sync is None:
+            self._sync = sync_client(self.url)
+            self._sync_scripts = Scripts(self._sync)
+        return self._sync
+
+    @property
+    def _sscripts(self) -> Scripts:
+        _ = self.sync
+        assert self._sync_scripts is not None
+        return self._sync_scripts
+
+    @property
+    def _aio(self) -> redis.asyncio.Redis:
+        if self._client is None:
+            raise BrokerError("consumer side not opened: call `await broker.open(queues)` first")
+        return self._client
+
+    # ---- producer --------------------------------------------------------------------------------
+    def enqueue(self, item: Enqueue) -> None:
+        q = self.keys.queue(item.queue)
+        with translate_errors(self.url):
+            if item.delay_ms is None and item.eta_ms is None:
+                self.sync.execute_command("XADD", q.ready, "*", "m", item.data)
+            else:
+                self._sscripts.enqueue_delayed(keys=[q.delayed], args=[q.wake, *_delay_args(item)])
+
+    def enqueue_many(self, items: Sequence[Enqueue]) -> None:
+        if not items:
+            return
+        with translate_errors(self.url):
+            pipe = self.sync.pipeline(transaction=False)
+            delayed: dict[str, list[Any]] = {}
+            for n, item in enumerate(items, 1):
+                q = self.keys.queue(item.queue)
+                if item.delay_ms is None and item.eta_ms is None:
+                    pipe.execute_command("XADD", q.ready, "*", "m", item.data)
+                else:
+                    delayed.setdefault(item.queue, []).extend(_delay_args(item))
+                if n % 10_000 == 0:  # bound the client-side buffer on huge batches
+                    pipe.execute()
+            for name, args in delayed.items():
+                q = self.keys.queue(name)
+                self._sscripts.enqueue_delayed(keys=[q.delayed], args=[q.wake, *args], client=pipe)
+            pipe.execute()
+
+    # ---- consumer --------------------------------------------------------------------------------
+    async def open(self, queues: Sequence[str]) -> None:
+        if self._client is None:
+            self._client = async_client(self.url, max_connections=self.max_connections)
+            # one connection that may sit in a blocking XREADGROUP; no socket timeout on it, the BLOCK
+            # argument bounds the wait and the health check catches dead peers
+            self._blocking = async_client(self.url, max_connections=1, socket_timeout_s=None)
+            self._scripts = Scripts(self._client)
+        for name in queues:
+            await self._ensure_group(self.keys.queue(name))
+        channels = [self.keys.queue(name).wake for name in queues]
+        if channels:
+            with translate_errors(self.url):
+                self._pubsub = self._aio.pubsub(ignore_subscribe_messages=True)
+                await self._pubsub.subscribe(*channels)
+
+    async def _ensure_group(self, q: QueueKeys) -> None:
+        with translate_errors(self.url):
+            try:
+                await self._aio.xgroup_create(q.ready, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._groups_ready.add(q.name)
+
+    async def close(self) -> None:
+        for closer in (self._pubsub, self._client, self._blocking):
+            if closer is not None:
+                try:
+                    await closer.aclose()
+                except (redis.RedisError, OSError, RuntimeError):  # closing a dead connection
+                    pass
+        self._pubsub = self._client = self._blocking = None
+
+    async def fetch(self, queues: Sequence[str], consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        try:
+            return await self._fetch(queues, consumer, count, block_ms)
+        except BrokerError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # the stream was deleted (FLUSHDB, restart without persistence): recreate and go on
+            for name in queues:
+                await self._ensure_group(self.keys.queue(name))
+            return []
+
+    async def _fetch(self, queues: Sequence[str], consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        out: list[Delivery] = []
+        with translate_errors(self.url):
+            if len(queues) == 1:
+                return await self._read(queues, consumer, count, block_ms)
+            # several queues: take them in priority order without blocking, then block on all
+            for name in queues:
+                out += await self._read([name], consumer, count - len(out), None)
+                if len(out) >= count:
+                    return out
+            if out or not block_ms:
+                return out
+            return await self._read(queues, consumer, 1, block_ms)
+
+    async def _read(self, queues: Sequence[str], consumer: str, count: int, block_ms: int | None) -> list[Delivery]:
+        args: list[Any] = ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count]
+        client = self._aio
+        if block_ms:
+            args += ["BLOCK", block_ms]
+            assert self._blocking is not None
+            client = self._blocking
+        streams = [self.keys.queue(name).ready for name in queues]
+        args += ["STREAMS", *streams, *([">"] * len(streams))]
+        reply = await client.execute_command(*args)
+        if not reply:
+            return []
+        by_stream = {to_str(stream): entries for stream, entries in _stream_pairs(reply)}
+        out: list[Delivery] = []
+        for name, stream in zip(queues, streams):
+            out += _parse_entries(name, by_stream.get(stream, []))
+        return out
+
+    async def settle(self, consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
+        by_queue: dict[str, list[Settlement]] = {}
+        for s in settlements:
+            by_queue.setdefault(s.delivery.queue, []).append(s)
+        fenced: list[Delivery] = []
+        assert self._scripts is not None or self._client is None
+        with translate_errors(self.url):
+            pipe = self._aio.pipeline(transaction=False)
+            order = []
+            for name, group in by_queue.items():
+                q = self.keys.queue(name)
+                args: list[Any] = [GROUP, consumer, self._pel_scan, self.dead_letter_max, q.wake]
+                for s in group:
+                    d = s.delivery
+                    if s.kind == "ack":
+                        args += ["a", d.entry_id, d.deliveries]
+                    elif s.kind == "retry":
+                        args += ["r", d.entry_id, d.deliveries, *_delay_args(s)]
+                    else:
+                        args += ["d", d.entry_id, d.deliveries, s.data, s.reason]
+                assert self._scripts is not None
+                await self._scripts.settle(keys=[q.ready, q.delayed, q.dead], args=args, client=pipe)
+                order.append(group)
+            replies = await pipe.execute()
+        for group, reply in zip(order, replies):
+            lost = {to_str(i) for i in reply}
+            fenced += [s.delivery for s in group if s.delivery.entry_id in lost]
+        return fenced
+
+    async def extend(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        by_queue: dict[str, list[Delivery]] = {}
+        for d in deliveries:
+            by_queue.setdefault(d.queue, []).append(d)
+        lost: list[Delivery] = []
+        assert self._scripts is not None
+        with translate_errors(self.url):
+            for name, group in by_queue.items():
+                q = self.keys.queue(name)
+                args: list[Any] = [GROUP, consumer, self._pel_scan]
+                for d in group:
+                    args += [d.entry_id, d.deliveries]
+                reply = await self._scripts.extend(keys=[q.ready], args=args)
+                gone = {to_str(i) for i in reply}
+                lost += [d for d in group if d.entry_id in gone]
+        return lost
+
+    async def reclaim(
+        self, queue: str, consumer: str, count: int, lease_ms: int, max_deliveries: int
+    ) -> tuple[list[Delivery], int]:
+        q = self.keys.queue(queue)
+        assert self._scripts is not None
+        with translate_errors(self.url):
+            reply = await self._scripts.reclaim(
+                keys=[q.ready, q.dead],
+                args=[GROUP, consumer, lease_ms, count, max_deliveries, self.dead_letter_max],
+            )
+        dead = int(reply[0])
+        out = [
+            Delivery(queue, to_str(reply[i]), reply[i + 1], int(reply[i + 2])) for i in range(1, len(reply), 3)
+        ]
+        return out, dead
+
+    async def promote(self, queue: str) -> float | None:
+        q = self.keys.queue(queue)
+        assert self._scripts is not None
+        with translate_errors(self.url):
+            _moved, next_due, now_ms = await self._scripts.promote(keys=[q.delayed, q.ready], args=[1000])
+        if int(next_due) < 0:
+            return None
+        return max(0.0, (int(next_due) - int(now_ms)) / 1000)
+
+    async def wait_wake(self, queues: Sequence[str], timeout_s: float) -> None:
+        if self._pubsub is None:
+            await asyncio.sleep(timeout_s)
+            return
+        with translate_errors(self.url):
+            await self._pubsub.get_message(timeout=timeout_s)
+
+    async def pending(self, queue: str, consumer: str) -> list[Delivery]:
+        q = self.keys.queue(queue)
+        with translate_errors(self.url):
+            rows = await self._aio.xpending_range(q.ready, GROUP, "-", "+", self._pel_scan, consumername=consumer)
+        return [Delivery(queue, to_str(r["message_id"]), b"", int(r["times_delivered"])) for r in rows]
+
+    async def release(self, consumer: str, deliveries: Sequence[Delivery], *, started: bool) -> int:
+        by_queue: dict[str, list[Delivery]] = {}
+        for d in deliveries:
+            by_queue.setdefault(d.queue, []).append(d)
+        n = 0
+        assert self._scripts is not None
+        mode = "interrupted" if started else "unstarted"
+        with translate_errors(self.url):
+            for name, group in by_queue.items():
+                q = self.keys.queue(name)
+                args: list[Any] = [GROUP, consumer, self._pel_scan, 0]
+                for d in group:
+                    args += [d.entry_id, d.deliveries, mode]
+                n += int(await self._scripts.release(keys=[q.ready], args=args))
+        return n
+
+    async def heartbeat(self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]) -> None:
+        key = self.keys.worker(worker_id)
+        ttl_ms = int(ttl_s * 1000)
+        with translate_errors(self.url):
+            now_s, now_us = await self._aio.time()
+            now_ms = now_s * 1000 + now_us // 1000
+            pipe = self._aio.pipeline(transaction=False)
+            pipe.hset(key, mapping=fields)
+            pipe.pexpire(key, ttl_ms)
+            pipe.zadd(self.keys.workers, {worker_id: now_ms + ttl_ms})
+            pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms)
+            pipe.pexpire(self.keys.workers, ttl_ms)
+            if queues:
+                pipe.sadd(self.keys.queues, *queues)
+                pipe.expire(self.keys.queues, 7 * 86_400)
+            await pipe.execute()
+
+    async def unregister(self, worker_id: str) -> None:
+        with translate_errors(self.url):
+            pipe = self._aio.pipeline(transaction=False)
+            pipe.delete(self.keys.worker(worker_id))
+            pipe.zrem(self.keys.workers, worker_id)
+            await pipe.execute()
+
+    # ---- admin -----------------------------------------------------------------------------------
+    def stats(self, queue: str) -> QueueStats:
+        q = self.keys.queue(queue)
+        with translate_errors(self.url):
+            pipe = self.sync.pipeline(transaction=False)
+            pipe.xlen(q.ready)
+            pipe.zcard(q.delayed)
+            pipe.xlen(q.dead)
+            pipe.execute_command("XINFO", "GROUPS", q.ready)
+            length, delayed, dead, groups = pipe.execute(raise_on_error=False)
+        running = 0
+        if isinstance(groups, list):
+            for g in groups:
+                info = dict(zip(g[::2], g[1::2])) if isinstance(g, list) else g
+                if to_str(info.get(b"name", info.get("name", ""))) == GROUP:
+                    running = int(info.get(b"pending", info.get("pending", 0)))
+        length = length if isinstance(length, int) else 0
+        return QueueStats(queue, max(0, length - running), int(delayed), running, int(dead))
+
+    def known_queues(self) -> list[str]:
+        with translate_errors(self.url):
+            return sorted(to_str(q) for q in self.sync.smembers(self.keys.queues))
+
+    def workers(self) -> list[WorkerInfo]:
+        with translate_errors(self.url):
+            ids = [to_str(i) for i in self.sync.zrange(self.keys.workers, 0, -1)]
+            pipe = self.sync.pipeline(transaction=False)
+            for worker_id in ids:
+                pipe.hgetall(self.keys.worker(worker_id))
+            found = pipe.execute()
+        return [
+            WorkerInfo(worker_id, {to_str(k): to_str(v) for k, v in fields.items()})
+            for worker_id, fields in zip(ids, found)
+            if fields
+        ]
+
+    def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
+        q = self.keys.queue(queue)
+        with translate_errors(self.url):
+            entries = self.sync.xrange(q.dead, count=count)
+        out = []
+        for entry_id, fields in entries:
+            out.append(
+                DeadLetter(
+                    entry_id=to_str(entry_id),
+                    task_id=to_str(fields.get(b"id", b"")),
+                    data=fields.get(b"m", b""),
+                    reason=to_str(fields.get(b"reason", b"")),
+                    time_ms=int(fields.get(b"time", 0)),
+                )
+            )
+        return out
+
+    def replay_dead(self, queue: str, count: int, entry_id: str | None = None) -> int:
+        q = self.keys.queue(queue)
+        with translate_errors(self.url):
+            return int(self._sscripts.replay_dead(keys=[q.dead, q.ready], args=[count, entry_id or ""]))
+
+    def purge_dead(self, queue: str) -> int:
+        q = self.keys.queue(queue)
+        with translate_errors(self.url):
+            pipe = self.sync.pipeline(transaction=True)
+            pipe.xlen(q.dead)
+            pipe.delete(q.dead)
+            n, _ = pipe.execute()
+        return int(n)
+
+    def purge(self, queue: str) -> int:
+        q = self.keys.queue(queue)
+        stats = self.stats(queue)
+        with translate_errors(self.url):
+            pipe = self.sync.pipeline(transaction=True)
+            # XTRIM keeps the consumer group; running messages are acked later as usual (their entries
+            # are gone, so a reclaim finds nothing to redeliver)
+            pipe.zcard(q.delayed)
+            pipe.delete(q.delayed)
+            pipe.execute()
+            pending = self.sync.xpending_range(q.ready, GROUP, "-", "+", 1_000_000) if stats.running else []
+            running_ids = {to_str(p["message_id"]) for p in pending}
+            ready_ids = [
+                to_str(i)
+                for i, _ in self.sync.xrange(q.ready)
+                if to_str(i) not in running_ids
+            ]
+            for start in range(0, len(ready_ids), 1000):
+                self.sync.xdel(q.ready, *ready_ids[start : start + 1000])
+        return len(ready_ids) + stats.delayed
+
+    def server_warnings(self) -> list[str]:
+        with translate_errors(self.url):
+            info = self.sync.info()
+        warnings = []
+        version = tuple(int(p) for p in str(info.get("redis_version", "0.0.0")).split(".")[:3])
+        if version < MIN_REDIS_VERSION:
+            raise BrokerError(
+                f"Redis {info.get('redis_version')} is too old: celeriac needs Redis "
+                f"{'.'.join(map(str, MIN_REDIS_VERSION))} or newer (XPENDING IDLE, ZRANGE BYSCORE)"
+            )
+        policy = str(info.get("maxmemory_policy", "noeviction"))
+        if policy.startswith("allkeys"):
+            warnings.append(
+                f"Redis maxmemory-policy is {policy!r}: Redis may evict queue keys and lose tasks; "
+                "use 'noeviction' (or a volatile-* policy) for a Redis that holds queues"
+            )
+        return warnings
+
+    def close_sync(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+
+def _stream_pairs(reply: Any) -> list[tuple[Any, Any]]:
+    if isinstance(reply, dict):  # RESP3
+        return list(reply.items())
+    return [(item[0], item[1]) for item in reply]
+
+
+def _delay_args(item: Enqueue | Settlement) -> list[Any]:
+    if item.eta_ms is not None:
+        return ["", int(item.eta_ms), item.data]
+    return [int(item.delay_ms or 0), "", item.data]
+
+
+def default_consumer_name(worker_id: str) -> str:
+    return f"{socket.gethostname()}-{worker_id}"

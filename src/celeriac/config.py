@@ -1,0 +1,195 @@
+"""App configuration: one flat, validated object with Celery's setting names where Celery has them.
+
+Every setting can also come from the environment as ``CELERIAC_<NAME>`` (``CELERIAC_BROKER_URL``,
+``CELERIAC_TASK_ACKS_LATE=false``, ...); explicit arguments win over the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ._redis import check_url
+from .exceptions import ConfigurationError
+
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigurationError(name, f"must be a positive number, got {value!r}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(name, f"must be a positive integer, got {value!r}")
+
+
+def _boolean(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(name, f"must be true or false, got {value!r}")
+
+
+def _name(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value or any(c in value for c in "{}\n\r "):
+        raise ConfigurationError(name, f"must be a non-empty name without spaces or braces, got {value!r}")
+
+
+def _broker_url(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ConfigurationError(name, f"must be a URL string, got {value!r}")
+    if value != "memory://":
+        check_url(value, name)
+
+
+def _result_backend(name: str, value: Any) -> None:
+    if value is None or value is False or value in ("", "disabled"):
+        return
+    _broker_url(name, value)
+
+
+def _routes(name: str, value: Any) -> None:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise ConfigurationError(name, "must map task names or globs (str) to queue names (str)")
+    for queue in value.values():
+        _name(name, queue)
+
+
+_VALIDATORS: dict[str, Callable[[str, Any], None]] = {
+    "broker_url": _broker_url,
+    "result_backend": _result_backend,
+    "key_prefix": _name,
+    "task_default_queue": _name,
+    "task_routes": _routes,
+    "task_ignore_result": _boolean,
+    "task_store_errors_even_if_ignored": _boolean,
+    "task_acks_late": _boolean,
+    "task_always_eager": _boolean,
+    "task_eager_propagates": _boolean,
+    "result_expires_s": _positive,
+    "max_message_bytes": _positive_int,
+    "max_deliveries": _positive_int,
+    "lease_s": _positive,
+    "dead_letter_max": _positive_int,
+    "worker_ttl_s": _positive,
+    "worker_shutdown_grace_s": _positive,
+    "worker_fetch_max": _positive_int,
+}
+
+
+@dataclass
+class Config:
+    """Settings of one app. Assigning an attribute validates the new value.
+
+    Attributes:
+        broker_url: Redis URL (``redis://``, ``rediss://``, ``unix://``) or ``memory://`` for tests.
+        result_backend: where results go; ``None`` means the broker's Redis, ``"disabled"`` means nowhere.
+        key_prefix: prefix of every Redis key celeriac writes.
+        task_default_queue: queue of tasks with no ``queue=`` and no matching route.
+        task_routes: task name or glob (``"shop.reports.*"``) -> queue.
+        task_ignore_result: results are not stored unless a task or call asks (Celery: stored).
+        task_store_errors_even_if_ignored: store failures even for tasks that ignore results.
+        task_acks_late: ack after the outcome is recorded (at-least-once). ``False``: ack before running
+            (at-most-once).
+        task_always_eager: run tasks inline at send time, through the worker's executor.
+        task_eager_propagates: in eager mode, raise the task's exception from ``apply_async``.
+        result_expires_s: time to live of stored results and errors.
+        max_message_bytes: refuse to send an encoded message larger than this.
+        max_deliveries: dead-letter a message handed out this many times without an outcome.
+        lease_s: how long a delivery stays owned without renewal; a dead worker's tasks run again
+            about this long after it died.
+        dead_letter_max: cap on the entries of each queue's dead-letter stream.
+        worker_ttl_s: liveness key TTL of a worker.
+        worker_shutdown_grace_s: how long a warm shutdown lets running tasks finish.
+        worker_fetch_max: most messages taken in one fetch.
+    """
+
+    broker_url: str = DEFAULT_BROKER_URL
+    result_backend: str | None = None
+    key_prefix: str = "celeriac"
+    task_default_queue: str = "default"
+    task_routes: dict[str, str] = field(default_factory=dict)
+    task_ignore_result: bool = True
+    task_store_errors_even_if_ignored: bool = True
+    task_acks_late: bool = True
+    task_always_eager: bool = False
+    task_eager_propagates: bool = True
+    result_expires_s: float = 86_400.0
+    max_message_bytes: int = 1 << 20
+    max_deliveries: int = 5
+    lease_s: float = 10.0
+    dead_letter_max: int = 10_000
+    worker_ttl_s: float = 10.0
+    worker_shutdown_grace_s: float = 60.0
+    worker_fetch_max: int = 500
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = _VALIDATORS.get(name)
+        if check is None and name not in _FIELD_NAMES:
+            raise ConfigurationError(name, "unknown setting")
+        if check is not None:
+            check(name, value)
+        object.__setattr__(self, name, value)
+
+    def update(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        """Set several settings at once (each validated)."""
+        for name, value in {**(values or {}), **kwargs}.items():
+            setattr(self, name, value)
+
+    @property
+    def results_enabled(self) -> bool:
+        return self.result_backend not in (False, "", "disabled")
+
+    @property
+    def result_url(self) -> str:
+        """The URL results are stored at (the broker's unless ``result_backend`` is set)."""
+        return self.result_backend if isinstance(self.result_backend, str) and self.results_enabled else self.broker_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Settings from ``CELERIAC_*`` environment variables, then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"CELERIAC_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse_env(f.name, raw, getattr(_DEFAULTS, f.name))
+        values.update({k: v for k, v in overrides.items()})
+        config = cls()
+        config.update(values)
+        return config
+
+
+def _parse_env(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError(name, f"CELERIAC_{name.upper()}={raw!r} is not a boolean")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigurationError(name, f"CELERIAC_{name.upper()}={raw!r} is not an integer") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigurationError(name, f"CELERIAC_{name.upper()}={raw!r} is not a number") from None
+    if isinstance(default, dict):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ConfigurationError(name, f"CELERIAC_{name.upper()} is not JSON") from None
+    return raw
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(Config))
+_DEFAULTS = Config()

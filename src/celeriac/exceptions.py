@@ -1,0 +1,153 @@
+"""The celeriac exception tree. Everything celeriac raises derives from :class:`CeleriacError`.
+
+::
+
+    CeleriacError
+    ├── ConfigurationError          a setting has an invalid value (names the setting)
+    ├── SerializationError          an argument or result cannot be encoded
+    │   └── MessageTooLarge         an encoded message exceeds ``max_message_bytes``
+    ├── DecodeError                 bytes read from Redis are not a celeriac message
+    ├── NotRegistered               no task of that name in this app
+    ├── BrokerError                 Redis failed or refused an operation
+    │   ├── BrokerConnectionError   Redis unreachable (down, wrong URL, network)
+    │   └── BrokerFullError         Redis out of memory (``maxmemory`` with ``noeviction``)
+    ├── ResultError
+    │   ├── ResultTimeout           ``AsyncResult.get(timeout=...)`` ran out of time
+    │   └── ResultsDisabled         asked for a result that will never be stored
+    ├── TaskError                   a task failed; ``get()`` re-raises the task's own type when known
+    │   ├── TaskRevokedError        the task was revoked before it ran
+    │   │   └── TaskExpiredError    ``expires`` passed before a worker started it
+    │   └── MaxRetriesExceededError
+    ├── Retry                       raised by ``Task.retry()``: control flow, not a failure
+    └── Reject                      raised by a task to dead-letter its own message
+
+``WorkerShutdown`` derives from ``BaseException`` on purpose: a task's ``except Exception`` must not
+swallow the worker's request to stop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CeleriacError(Exception):
+    """Base class of every error celeriac raises."""
+
+
+class ConfigurationError(CeleriacError, ValueError):
+    """A configuration value is invalid. The message names the setting."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"invalid setting {setting!r}: {problem}")
+        self.setting = setting
+
+
+class SerializationError(CeleriacError, TypeError):
+    """A value could not be serialized (arguments at send time, results at completion)."""
+
+
+class MessageTooLarge(SerializationError):
+    """The encoded message is larger than ``max_message_bytes``."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"encoded message is {size} bytes, over max_message_bytes={limit}")
+        self.size = size
+        self.limit = limit
+
+
+class DecodeError(CeleriacError):
+    """Bytes that should hold a celeriac message or result could not be decoded."""
+
+    def __init__(self, reason: str, data: bytes = b"") -> None:
+        super().__init__(reason)
+        self.data = data
+
+
+class NotRegistered(CeleriacError, KeyError):
+    """No task with this name is registered in the app."""
+
+    def __str__(self) -> str:
+        return f"task {self.args[0]!r} is not registered"
+
+
+class BrokerError(CeleriacError):
+    """Redis failed or refused an operation."""
+
+
+class BrokerConnectionError(BrokerError, ConnectionError):
+    """Redis could not be reached."""
+
+
+class BrokerFullError(BrokerError):
+    """Redis refused a write because it is out of memory (``maxmemory`` reached with ``noeviction``)."""
+
+
+class ResultError(CeleriacError):
+    """Base for errors about fetching results."""
+
+
+class ResultTimeout(ResultError, TimeoutError):
+    """The result did not arrive within the timeout."""
+
+
+class ResultsDisabled(ResultError):
+    """The app has no result backend, so no result can be awaited."""
+
+
+class TaskError(CeleriacError):
+    """A task failed. Used by ``AsyncResult.get()`` when the task's own exception type is not importable.
+
+    Attributes:
+        exc_type: the qualified name of the exception type raised in the task.
+        remote_traceback: the formatted traceback from the worker.
+    """
+
+    def __init__(self, message: str, exc_type: str = "", remote_traceback: str | None = None) -> None:
+        super().__init__(message)
+        self.exc_type = exc_type
+        self.remote_traceback = remote_traceback
+
+
+class TaskRevokedError(TaskError):
+    """The task was revoked and did not run."""
+
+
+class TaskExpiredError(TaskRevokedError):
+    """The task's ``expires`` time passed before a worker started it; it never ran."""
+
+
+class MaxRetriesExceededError(TaskError):
+    """``Task.retry()`` was called after ``max_retries`` attempts."""
+
+
+class Retry(CeleriacError):
+    """Raised by :meth:`celeriac.Task.retry` to ask the worker to run the task again later.
+
+    Args:
+        exc: the exception that caused the retry, if any.
+        countdown_s: delay before the next attempt.
+    """
+
+    def __init__(self, exc: BaseException | None = None, countdown_s: float = 0.0, eta_ms: int | None = None):
+        super().__init__(f"retry in {countdown_s:.3f}s" + (f": {exc!r}" if exc else ""))
+        self.exc = exc
+        self.countdown_s = countdown_s
+        self.eta_ms = eta_ms
+
+
+class Reject(CeleriacError):
+    """Raised by a task to refuse its message: it goes to the dead-letter queue with ``reason``."""
+
+    def __init__(self, reason: str = "rejected by task") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class WorkerShutdown(BaseException):  # noqa: N818 - mirrors SystemExit/KeyboardInterrupt naming
+    """Stop the worker now. A ``BaseException`` so user ``except Exception`` blocks cannot swallow it."""
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    """A serializable description of an exception (type path, message)."""
+    cls = type(exc)
+    return {"type": f"{cls.__module__}.{cls.__qualname__}", "message": str(exc)}

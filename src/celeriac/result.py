@@ -1,0 +1,177 @@
+"""AsyncResult: a handle on a sent task's outcome. Nothing is read from Redis until asked."""
+
+from __future__ import annotations
+
+import builtins
+import sys
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .exceptions import ResultsDisabled, ResultTimeout, TaskError, TaskExpiredError, TaskRevokedError
+from .results.base import ResultRecord, decode_record
+from .states import READY_STATES, TaskState
+
+if TYPE_CHECKING:
+    from .app import Celeriac
+
+R = TypeVar("R")
+
+
+def rebuild_exception(record: ResultRecord) -> BaseException:
+    """The task's exception as an instance of its own type when that type is safely available.
+
+    Only builtins and classes of modules already imported in this process are used (never an import
+    driven by data read from Redis); otherwise a :class:`TaskError` carrying the type name.
+    """
+    message = record.exc_message or ""
+    if record.state is TaskState.EXPIRED:
+        return TaskExpiredError(message or "task expired before it started", record.exc_type or "", record.traceback)
+    if record.state is TaskState.REVOKED:
+        return TaskRevokedError(message or "task revoked", record.exc_type or "", record.traceback)
+    exc_type = record.exc_type or ""
+    module_name, _, qualname = exc_type.rpartition(".")
+    cls: Any = None
+    if module_name == "builtins":
+        cls = getattr(builtins, qualname, None)
+    elif module_name in sys.modules:
+        obj: Any = sys.modules[module_name]
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+        cls = obj
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            exc = cls(message)
+        except Exception:
+            exc = None
+        if exc is not None:
+            exc.remote_traceback = record.traceback  # type: ignore[attr-defined]
+            if record.traceback and hasattr(exc, "add_note"):  # Python 3.11+: shown under the local traceback
+                exc.add_note(f"Remote traceback (task {record.task_id}):\n{record.traceback}")
+            return exc
+    return TaskError(f"{exc_type}: {message}", exc_type, record.traceback)
+
+
+class AsyncResult(Generic[R]):
+    """The outcome of a task, fetched from the result backend on demand.
+
+    Args:
+        id: the task id.
+        app: the app whose result backend holds the outcome.
+        ignored: the task was sent with results ignored, so a success will never be stored.
+    """
+
+    def __init__(self, id: str, app: Celeriac | None = None, *, ignored: bool = False) -> None:
+        self.id = id
+        self.app = app
+        self.ignored = ignored
+        self._record: ResultRecord | None = None
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult {self.id}>"
+
+    @property
+    def task_id(self) -> str:
+        return self.id
+
+    def _backend_or_raise(self) -> Any:
+        if self.app is None:
+            raise ResultsDisabled("this AsyncResult has no app: construct it with app=")
+        backend = self.app.backend
+        if backend is None:
+            raise ResultsDisabled("results are disabled (result_backend='disabled')")
+        return backend
+
+    def _fetch(self) -> ResultRecord | None:
+        if self._record is None:
+            payload = self._backend_or_raise().get(self.id)
+            if payload is not None:
+                self._record = decode_record(self.id, payload)
+        return self._record
+
+    def get(self, timeout: float | None = None, propagate: bool = True, **_ignored: Any) -> R:
+        """Wait for the task to finish and return its value.
+
+        Blocks server-side (no polling). Raises the task's exception (its own type when available,
+        with the remote traceback attached) when ``propagate``; raises :class:`ResultTimeout` after
+        ``timeout`` seconds.
+
+        Raises:
+            ResultsDisabled: the task ignores results (send with ``ignore_result=False``) or results
+                are disabled in the app.
+        """
+        if self._record is None:
+            if self.ignored:
+                raise ResultsDisabled(
+                    f"task {self.id} was sent with ignore_result=True: its result will not be stored "
+                    "(pass ignore_result=False to the task or the call)"
+                )
+            payload = self._backend_or_raise().wait(self.id, timeout)
+            if payload is None:
+                raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
+            self._record = decode_record(self.id, payload)
+        record = self._record
+        if record.state is TaskState.SUCCESS:
+            return record.value  # type: ignore[no-any-return]
+        if propagate:
+            raise rebuild_exception(record)
+        return rebuild_exception(record)  # type: ignore[return-value]
+
+    def wait(self, timeout: float | None = None, propagate: bool = True) -> R:
+        """Alias of :meth:`get` (Celery compatibility)."""
+        return self.get(timeout=timeout, propagate=propagate)
+
+    @property
+    def state(self) -> TaskState:
+        """``PENDING`` until a record exists, then its state."""
+        record = self._fetch()
+        return record.state if record else TaskState.PENDING
+
+    status = state
+
+    def ready(self) -> bool:
+        return self.state in READY_STATES
+
+    def successful(self) -> bool:
+        return self.state is TaskState.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state is TaskState.FAILURE
+
+    @property
+    def result(self) -> Any:
+        """The value when successful, the exception when failed, None while pending."""
+        record = self._fetch()
+        if record is None:
+            return None
+        return record.value if record.state is TaskState.SUCCESS else rebuild_exception(record)
+
+    @property
+    def traceback(self) -> str | None:
+        record = self._fetch()
+        return record.traceback if record else None
+
+    @property
+    def date_done(self) -> float | None:
+        record = self._fetch()
+        return record.date_done_ms / 1000 if record else None
+
+    def forget(self) -> None:
+        """Delete the stored result."""
+        self._backend_or_raise().forget(self.id)
+        self._record = None
+
+
+class EagerResult(AsyncResult[R]):
+    """The outcome of a task run inline (``task_always_eager`` or ``Task.apply``): already known."""
+
+    def __init__(self, record: ResultRecord, app: Celeriac | None = None) -> None:
+        super().__init__(record.task_id, app)
+        self._record = record
+
+    def __repr__(self) -> str:
+        return f"<EagerResult {self.id} {self._record.state if self._record else ''}>"
+
+    def _fetch(self) -> ResultRecord | None:
+        return self._record
+
+    def forget(self) -> None:
+        self._record = None

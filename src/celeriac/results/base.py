@@ -1,0 +1,103 @@
+"""The result-backend contract and the result record format.
+
+A record is a msgpack map with short keys. The worker writes records in batches (``store_many``); a
+caller blocks in ``wait`` until the record exists (no polling: the Redis backend blocks on the key).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ..exceptions import DecodeError, SerializationError
+from ..states import TaskState
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """The stored outcome of a task."""
+
+    task_id: str
+    state: TaskState
+    value: Any = None
+    exc_type: str | None = None
+    exc_message: str | None = None
+    traceback: str | None = None
+    date_done_ms: int = 0
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """One record to store, already encoded, with its time to live."""
+
+    task_id: str
+    payload: bytes
+    ttl_s: float
+
+
+def encode_record(record: ResultRecord) -> bytes:
+    """Encode a record. Raises SerializationError when the value is not msgpack-serializable."""
+    fields: dict[str, Any] = {"s": record.state.value, "t": record.date_done_ms}
+    if record.value is not None:
+        fields["v"] = record.value
+    if record.exc_type:
+        fields["et"] = record.exc_type
+        fields["em"] = record.exc_message or ""
+    if record.traceback:
+        fields["tb"] = record.traceback
+    if record.retries:
+        fields["r"] = record.retries
+    try:
+        return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(f"result of type {type(record.value).__name__} is not serializable: {exc}") from exc
+
+
+def decode_record(task_id: str, payload: bytes) -> ResultRecord:
+    """Decode a record written by :func:`encode_record`."""
+    try:
+        fields = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        return ResultRecord(
+            task_id=task_id,
+            state=TaskState(fields["s"]),
+            value=fields.get("v"),
+            exc_type=fields.get("et"),
+            exc_message=fields.get("em"),
+            traceback=fields.get("tb"),
+            date_done_ms=int(fields.get("t", 0)),
+            retries=int(fields.get("r", 0)),
+        )
+    except Exception as exc:
+        raise DecodeError(f"undecodable result record for task {task_id}: {exc}", payload) from exc
+
+
+class ResultBackend(ABC):
+    """Stores and serves task results."""
+
+    @abstractmethod
+    def get(self, task_id: str) -> bytes | None:
+        """The stored record, or None (sync, non-blocking)."""
+
+    @abstractmethod
+    def wait(self, task_id: str, timeout_s: float | None) -> bytes | None:
+        """Block until the record exists (None: forever) and return it, or None at timeout."""
+
+    @abstractmethod
+    def forget(self, task_id: str) -> None:
+        """Delete a stored record."""
+
+    @abstractmethod
+    def store(self, items: Sequence[StoreResult]) -> None:
+        """Store records (sync; used by eager mode and tools)."""
+
+    @abstractmethod
+    async def store_async(self, items: Sequence[StoreResult]) -> None:
+        """Store records in one round trip (the worker's batched result writes)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release consumer-side resources."""

@@ -1,0 +1,91 @@
+"""Results in Redis: one single-element list per task, with a TTL.
+
+Why a list: a caller waits with ``BLMOVE key key RIGHT LEFT`` (a rotation of the one element back onto
+the same key), which blocks server-side until the worker pushes the record and then returns it without
+consuming it. Every waiter wakes, the TTL stays, and nobody polls. The worker writes
+``DEL + RPUSH + PEXPIRE`` inside ``MULTI`` so no waiter ever sees a record without its TTL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from .._redis import async_client, sync_client, translate_errors
+from ..broker.keys import KeySchema
+from .base import ResultBackend, StoreResult
+
+# a BLMOVE waits at most this long per call so that the socket timeout can catch a dead server
+_WAIT_CHUNK_S = 30.0
+
+
+class RedisResultBackend(ResultBackend):
+    """Results stored in Redis under ``<prefix>:result:<task id>``."""
+
+    def __init__(self, url: str, *, prefix: str = "celeriac") -> None:
+        self.url = url
+        self.keys = KeySchema(prefix)
+        self._sync: redis.Redis | None = None
+        self._waiter: redis.Redis | None = None
+        self._aio: redis.asyncio.Redis | None = None
+
+    @property
+    def sync(self) -> redis.Redis:
+        if self._sync is None:
+            self._sync = sync_client(self.url)
+        return self._sync
+
+    def get(self, task_id: str) -> bytes | None:
+        with translate_errors(self.url):
+            items = self.sync.lrange(self.keys.result(task_id), 0, 0)
+        return items[0] if items else None
+
+    def wait(self, task_id: str, timeout_s: float | None) -> bytes | None:
+        if self._waiter is None:
+            self._waiter = sync_client(self.url, socket_timeout_s=_WAIT_CHUNK_S + 5.0)
+        key = self.keys.result(task_id)
+        remaining = timeout_s
+        with translate_errors(self.url):
+            while True:
+                chunk = _WAIT_CHUNK_S if remaining is None else min(remaining, _WAIT_CHUNK_S)
+                # BLMOVE's timeout is in seconds with sub-second precision; 0 would mean "forever"
+                value: Any = self._waiter.blmove(key, key, max(chunk, 0.001), "RIGHT", "LEFT")
+                if value is not None:
+                    return bytes(value)
+                if remaining is not None:
+                    remaining -= chunk
+                    if remaining <= 0:
+                        return None
+
+    def forget(self, task_id: str) -> None:
+        with translate_errors(self.url):
+            self.sync.delete(self.keys.result(task_id))
+
+    def _queue(self, pipe: Any, items: Sequence[StoreResult]) -> None:
+        for item in items:
+            key = self.keys.result(item.task_id)
+            pipe.delete(key)
+            pipe.rpush(key, item.payload)
+            pipe.pexpire(key, max(1, int(item.ttl_s * 1000)))
+
+    def store(self, items: Sequence[StoreResult]) -> None:
+        with translate_errors(self.url):
+            pipe = self.sync.pipeline(transaction=True)
+            self._queue(pipe, items)
+            pipe.execute()
+
+    async def store_async(self, items: Sequence[StoreResult]) -> None:
+        if self._aio is None:
+            self._aio = async_client(self.url, max_connections=2)
+        with translate_errors(self.url):
+            pipe = self._aio.pipeline(transaction=True)
+            self._queue(pipe, items)
+            await pipe.execute()
+
+    async def close(self) -> None:
+        if self._aio is not None:
+            await self._aio.aclose()
+            self._aio = None

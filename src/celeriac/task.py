@@ -1,0 +1,311 @@
+"""Tasks and signatures: the Celery-shaped producer API.
+
+``Task.apply_async`` builds a :class:`~celeriac.message.Message` and hands it to ``App.send``, which
+hands bytes to ``Broker.enqueue``: three hops, the last one a visible Redis call.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
+
+from .context import Request, current_request
+from .exceptions import CeleriacError, Retry
+from .message import Message, new_task_id
+from .result import AsyncResult, EagerResult
+
+if TYPE_CHECKING:
+    from .app import Celeriac
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _to_epoch_ms(value: datetime | float) -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)  # naive datetimes are taken as UTC, as Celery does
+        return int(value.timestamp() * 1000)
+    return int(float(value) * 1000)
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """Per-call options of ``apply_async`` after normalisation (times as epoch ms / ms)."""
+
+    queue: str | None = None
+    task_id: str | None = None
+    delay_ms: int | None = None
+    eta_ms: int | None = None
+    expires_ms: int | None = None
+    ignore_result: bool | None = None
+    max_retries: int | None = None
+    acks_late: bool | None = None
+    result_expires_s: float | None = None
+
+
+def normalize_options(
+    *,
+    countdown: float | None = None,
+    eta: datetime | float | None = None,
+    expires: float | datetime | None = None,
+    queue: str | None = None,
+    task_id: str | None = None,
+    ignore_result: bool | None = None,
+    max_retries: int | None = None,
+    acks_late: bool | None = None,
+    result_expires: float | None = None,
+    now_s: Callable[[], float] | None = None,
+) -> SendOptions:
+    """Turn Celery-style call options into a :class:`SendOptions` (validated)."""
+    import time
+
+    clock = now_s or time.time
+    if countdown is not None and eta is not None:
+        raise ValueError("give countdown or eta, not both")
+    delay_ms = None
+    if countdown is not None:
+        if countdown < 0:
+            raise ValueError(f"countdown must be >= 0, got {countdown!r}")
+        delay_ms = int(countdown * 1000) if countdown > 0 else None
+    eta_ms = _to_epoch_ms(eta) if eta is not None else None
+    expires_ms = None
+    if expires is not None:
+        # a number is seconds from now (Celery); a datetime is absolute
+        expires_ms = _to_epoch_ms(expires) if isinstance(expires, datetime) else int((clock() + expires) * 1000)
+    return SendOptions(
+        queue=queue,
+        task_id=task_id,
+        delay_ms=delay_ms,
+        eta_ms=eta_ms,
+        expires_ms=expires_ms,
+        ignore_result=ignore_result,
+        max_retries=max_retries,
+        acks_late=acks_late,
+        result_expires_s=result_expires,
+    )
+
+
+class Task(Generic[P, R]):
+    """A function registered as a task with ``@app.task``.
+
+    Calling the task runs the function here, now. ``delay``/``apply_async`` send it to a worker.
+    Declared options (``queue``, ``ignore_result``, ``max_retries``, ``autoretry_for``, backoff,
+    ``acks_late``, ``result_expires``) are applied by the worker, so ``send_task`` by name needs no
+    copy of them; per-call options override them.
+    """
+
+    def __init__(
+        self,
+        app: Celeriac,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        bind: bool = False,
+        queue: str | None = None,
+        ignore_result: bool | None = None,
+        max_retries: int | None = 3,
+        default_retry_delay: float = 180.0,
+        autoretry_for: Sequence[type[BaseException]] = (),
+        dont_autoretry_for: Sequence[type[BaseException]] = (),
+        retry_backoff: bool | float = False,
+        retry_backoff_max: float = 600.0,
+        retry_jitter: bool = True,
+        acks_late: bool | None = None,
+        result_expires: float | None = None,
+        typing: bool = True,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.bind = bind
+        self.queue = queue
+        self.ignore_result = ignore_result
+        self.max_retries = max_retries
+        self.default_retry_delay = default_retry_delay
+        self.autoretry_for = tuple(autoretry_for)
+        self.dont_autoretry_for = tuple(dont_autoretry_for)
+        self.retry_backoff = retry_backoff
+        self.retry_backoff_max = retry_backoff_max
+        self.retry_jitter = retry_jitter
+        self.acks_late = acks_late
+        self.result_expires = result_expires
+        self.typing = typing
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._signature = inspect.signature(fn)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__module__ = getattr(fn, "__module__", "")
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    # ---- running here -----------------------------------------------------------------------------
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function in this process, now (no queue, no serialization)."""
+        if self.bind:
+            return self.fn(self, *args, **kwargs)  # type: ignore[no-any-return]
+        return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise TypeError if ``args``/``kwargs`` do not fit the function's signature."""
+        if not self.typing:
+            return
+        try:
+            if self.bind:
+                self._signature.bind(self, *args, **kwargs)
+            else:
+                self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}(): {exc}") from None
+
+    @property
+    def request(self) -> Request:
+        """The invocation being executed (inside a running task)."""
+        request = current_request()
+        if request is None or request.task != self.name:
+            raise CeleriacError(f"{self.name}.request is only available while the task runs")
+        return request
+
+    # ---- sending ---------------------------------------------------------------------------------
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """Send the task with these arguments (shortcut of ``apply_async``)."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | float | None = None,
+        expires: float | datetime | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+        ignore_result: bool | None = None,
+        max_retries: int | None = None,
+        acks_late: bool | None = None,
+        result_expires: float | None = None,
+    ) -> AsyncResult[R]:
+        """Send the task: one Redis round trip; the result store is not touched.
+
+        Args:
+            args, kwargs: arguments of the task (checked against its signature now).
+            countdown: run no earlier than this many seconds from now.
+            eta: run no earlier than this time (datetime, naive = UTC; or epoch seconds).
+            expires: seconds from now, or a datetime, after which the task is discarded unstarted.
+            queue: override the task's queue and ``task_routes``.
+            task_id: use this id instead of a new UUID.
+            ignore_result, max_retries, acks_late, result_expires: override the task's own options.
+
+        Raises:
+            TypeError: the arguments do not fit the task's signature.
+            SerializationError: an argument cannot be serialized.
+            MessageTooLarge: the message exceeds ``max_message_bytes``.
+            BrokerError: Redis is down or refused the message.
+        """
+        options = normalize_options(
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            task_id=task_id,
+            ignore_result=ignore_result,
+            max_retries=max_retries,
+            acks_late=acks_late,
+            result_expires=result_expires,
+        )
+        return self.app.send(self.name, tuple(args or ()), dict(kwargs or {}), options, task=self)
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None) -> EagerResult[R]:
+        """Run the task inline through the worker's executor (with serialization) and return its outcome."""
+        return self.app.run_eager(self.build_message(tuple(args or ()), dict(kwargs or {}), SendOptions()), self)
+
+    def build_message(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: SendOptions) -> Message:
+        """The message ``apply_async`` would send (checks arguments)."""
+        self.check_arguments(args, kwargs)
+        return build_message(self.name, args, kwargs, options)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature: this task with arguments, to send later (``sig.delay()``, ``app.send_many``)."""
+        return Signature(self.name, args, kwargs, app=self.app, task=self)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature (same as :meth:`s` until canvas primitives arrive)."""
+        return self.s(*args, **kwargs)
+
+    def signature(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
+        return Signature(self.name, tuple(args), dict(kwargs or {}), options=options, app=self.app, task=self)
+
+    # ---- inside a running task -------------------------------------------------------------------
+    def retry(
+        self,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        eta: datetime | float | None = None,
+        max_retries: int | None = None,
+        **_unused: Any,
+    ) -> NoReturn:
+        """Ask the worker to run this task again later: ``raise self.retry(exc=e, countdown=2)``.
+
+        Without ``countdown``/``eta`` the delay is ``default_retry_delay`` (or the backoff policy if
+        ``retry_backoff`` is set). When ``max_retries`` is reached, the task fails with ``exc`` (or
+        :class:`MaxRetriesExceededError`) and a dead-letter entry keeps the message.
+        """
+        eta_ms = _to_epoch_ms(eta) if eta is not None else None
+        retry = Retry(exc=exc, countdown_s=-1.0 if countdown is None else countdown, eta_ms=eta_ms)
+        retry.max_retries = max_retries  # type: ignore[attr-defined]
+        raise retry
+
+
+def build_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: SendOptions) -> Message:
+    """The message for one invocation."""
+    return Message(
+        id=options.task_id or new_task_id(),
+        task=name,
+        args=args,
+        kwargs=kwargs,
+        eta_ms=options.eta_ms,
+        expires_ms=options.expires_ms,
+        ignore_result=options.ignore_result,
+        max_retries=options.max_retries,
+        acks_late=options.acks_late,
+        result_expires_s=options.result_expires_s,
+    )
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A task name with arguments and options: what to send, without sending it."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    app: Celeriac | None = field(default=None, compare=False, repr=False)
+    task: Task[Any, Any] | None = field(default=None, compare=False, repr=False)
+
+    def set(self, **options: Any) -> Signature:
+        """A copy with more send options (``queue=``, ``countdown=``...)."""
+        return Signature(self.name, self.args, self.kwargs, {**self.options, **options}, self.app, self.task)
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> AsyncResult[Any]:
+        if self.app is None:
+            raise CeleriacError(f"signature {self.name!r} is not bound to an app")
+        merged_kwargs = {**self.kwargs, **(kwargs or {})}
+        return self.app.send(
+            self.name,
+            (*self.args, *args),
+            merged_kwargs,
+            normalize_options(**{**self.options, **options}),
+            task=self.task,
+        )

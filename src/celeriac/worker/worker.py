@@ -1,0 +1,474 @@
+"""The worker: one asyncio event loop that owns all Redis I/O and runs tasks through a pool.
+
+Loops, each small and independent (started in :meth:`Worker.run`, read top to bottom):
+
+* fetch     takes messages only for free execution slots (a blocking read when idle, batches when
+            many slots are free), so nothing waits reserved behind a busy task;
+* settle    records outcomes in batches: results first, then acks/retries/dead letters in one script
+            per queue (group commit: a flush starts as soon as one outcome is ready, and everything
+            that finishes during that flush goes in the next one, so batching adds no idle latency);
+* lease     renews the leases of running deliveries every ``lease_s / 3``;
+* reclaim   takes over deliveries of dead workers once their lease expired;
+* schedule  promotes due delayed messages, sleeping until the next due time or a wake-up;
+* heartbeat refreshes this worker's liveness key (one key with a TTL, nothing broadcast).
+
+Shutdown: the first SIGTERM/SIGINT stops fetching, hands unstarted messages back at once, lets running
+tasks finish within ``worker_shutdown_grace_s`` and hands the rest back; a second signal does that at
+once (cold). No task is lost either way: a handed-back message runs again on another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._version import __version__
+from ..broker.base import Delivery, Enqueue, Settlement
+from ..exceptions import BrokerConnectionError, BrokerError
+from .executor import Job, Outcome
+from .pools import DEFAULT_CONCURRENCY, make_pool
+
+if TYPE_CHECKING:
+    from ..app import Celeriac
+
+logger = logging.getLogger("celeriac.worker")
+
+_MAX_BACKOFF_S = 5.0
+_SCHEDULE_MAX_WAIT_S = 5.0  # re-check delayed sets even without a wake-up (a missed pub/sub message)
+_BLOCK_MS = 5_000
+
+
+@dataclass
+class WorkerStats:
+    """Counters of one worker run."""
+
+    processed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    fenced: int = 0
+    reclaimed: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+class Worker:
+    """Consumes queues and runs tasks.
+
+    Args:
+        app: the app whose tasks run here.
+        queues: queues in priority order (default: the app's default queue).
+        concurrency: execution slots (default 100 for ``asyncio``, 10 for ``threads``).
+        pool: ``"asyncio"`` or ``"threads"``.
+        worker_id: a unique name (default: host, pid and a random suffix).
+        burst: stop once the queues are empty and nothing runs (handy for scripts and tests).
+        on_outcome: called on the loop with each delivery's outcome once it is recorded (tests, demo).
+    """
+
+    def __init__(
+        self,
+        app: Celeriac,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        pool: str = "asyncio",
+        worker_id: str | None = None,
+        burst: bool = False,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.conf = app.conf
+        self.queues = list(dict.fromkeys(queues or [self.conf.task_default_queue]))
+        self.pool_name = pool
+        self.concurrency = concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.pool = make_pool(pool, self.concurrency)
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.burst = burst
+        self.on_outcome = on_outcome
+        self.executor = app.executor
+        self.broker = app.broker
+        self.backend = app.backend
+        self.lease_ms = int(self.conf.lease_s * 1000)
+        self.stats = WorkerStats()
+        self._running: dict[tuple[str, str], tuple[Delivery, asyncio.Task[None], bool]] = {}
+        self._owned: dict[tuple[str, str], Delivery] = {}
+        self._pending: list[tuple[Delivery | None, Outcome, bool]] = []
+        self._stopping = False
+        self._cold = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._cold_event: asyncio.Event | None = None
+        self._slot_free: asyncio.Event | None = None
+        self._flush_wanted: asyncio.Event | None = None
+        self._flushed: asyncio.Event | None = None
+        self.ready = asyncio.Event  # replaced in run(); set once consuming (tests await it)
+        self._ready_flag: asyncio.Event | None = None
+
+    # ---- public control --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run until SIGTERM/SIGINT (first: warm shutdown; second: cold). Blocks."""
+        asyncio.run(self._main_with_signals())
+
+    async def _main_with_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread, or not Unix
+                pass
+        await self.run()
+
+    def _on_signal(self, sig: int) -> None:
+        if not self._stopping:
+            logger.warning("%s: warm shutdown (running tasks may finish; send again for cold)", signal.Signals(sig).name)
+            self.stop()
+        else:
+            logger.warning("%s again: cold shutdown, handing running tasks back", signal.Signals(sig).name)
+            self.stop(cold=True)
+
+    def stop(self, cold: bool = False) -> None:
+        """Ask the worker to stop (thread-safe). ``cold``: hand running tasks back at once."""
+        loop = self._loop
+        if loop is None:
+            self._stopping = True
+            return
+
+        def _set() -> None:
+            self._stopping = True
+            if cold:
+                self._cold = True
+                assert self._cold_event is not None
+                self._cold_event.set()
+            assert self._stop_event is not None
+            self._stop_event.set()
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            _set()
+        else:
+            loop.call_soon_threadsafe(_set)
+
+    async def wait_ready(self) -> None:
+        """Return once the worker consumes its queues."""
+        while self._ready_flag is None:
+            await asyncio.sleep(0)
+        await self._ready_flag.wait()
+
+    # ---- main ------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run the worker on the current event loop until :meth:`stop` (or burst completion)."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_event, self._cold_event = asyncio.Event(), asyncio.Event()
+        self._slot_free, self._flush_wanted, self._flushed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._ready_flag = asyncio.Event()
+        if self._stopping:
+            self._stop_event.set()
+        for warning in await asyncio.to_thread(self.broker.server_warnings):
+            logger.warning("%s", warning)
+        await self.broker.open(self.queues)
+        logger.info(
+            "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
+            self.worker_id, ",".join(self.queues), self.pool_name, self.concurrency, self.conf.lease_s,
+        )
+        fetcher = asyncio.create_task(self._guard("fetch", self._fetch_once), name="celeriac-fetch")
+        background = [
+            asyncio.create_task(self._guard("settle", self._settle_once), name="celeriac-settle"),
+            asyncio.create_task(self._guard("lease", self._lease_once), name="celeriac-lease"),
+            asyncio.create_task(self._guard("reclaim", self._reclaim_once), name="celeriac-reclaim"),
+            asyncio.create_task(self._guard("schedule", self._schedule_once), name="celeriac-schedule"),
+            asyncio.create_task(self._guard("heartbeat", self._heartbeat_once), name="celeriac-heartbeat"),
+        ]
+        self._ready_flag.set()
+        try:
+            await self._stop_event.wait()
+        finally:
+            await self._shutdown(fetcher, background)
+
+    async def _guard(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` forever; survive Redis outages with capped exponential backoff."""
+        backoff = 0.05
+        while True:
+            try:
+                await step()
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except BrokerConnectionError as exc:
+                logger.warning("%s: %s; retrying in %.2fs", name, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(_MAX_BACKOFF_S, backoff * 2)
+            except BrokerError as exc:
+                logger.error("%s: %s; retrying in %.2fs", name, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(_MAX_BACKOFF_S, backoff * 2)
+            except Exception:  # a bug must not kill the loop silently: log it and keep going
+                logger.exception("%s: unexpected error; retrying in %.2fs", name, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(_MAX_BACKOFF_S, backoff * 2)
+
+    # ---- fetch -----------------------------------------------------------------------------------
+    def _free_slots(self) -> int:
+        return self.concurrency - len(self._running)
+
+    async def _fetch_once(self) -> None:
+        assert self._slot_free is not None
+        free = self._free_slots()
+        if free <= 0:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return
+        count = min(free, self.conf.worker_fetch_max)
+        block_ms = 0 if self.burst else _BLOCK_MS
+        deliveries = await self.broker.fetch(self.queues, self.worker_id, count, block_ms)
+        for d in deliveries:
+            self._start(d)
+        if self.burst and not deliveries:
+            await self._maybe_finish_burst()
+
+    async def _maybe_finish_burst(self) -> None:
+        assert self._slot_free is not None
+        if self._running or self._pending:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return
+        stats = [await asyncio.to_thread(self.broker.stats, q) for q in self.queues]
+        if any(s.ready or s.running for s in stats):
+            return
+        if any(s.delayed for s in stats):
+            await asyncio.sleep(0.01)  # delayed work remains: wait for the schedule loop to promote it
+            return
+        self.stop()
+        await asyncio.Event().wait()  # parked until cancelled by shutdown
+
+    def _start(self, d: Delivery) -> None:
+        key = (d.queue, d.entry_id)
+        self._owned[key] = d
+        prepared = self.executor.prepare(d.data, queue=d.queue, delivery=d.deliveries)
+        if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
+            self._submit(d, prepared)
+            return
+        task = asyncio.create_task(self._execute(d, prepared))
+        self._running[key] = (d, task, False)
+
+    async def _execute(self, d: Delivery, job: Job) -> None:
+        key = (d.queue, d.entry_id)
+        early = not job.acks_late
+        try:
+            if early:
+                # at-most-once: the message is acked before the task starts
+                fenced = await self.broker.settle(self.worker_id, [Settlement(d)])
+                self._owned.pop(key, None)
+                if fenced:
+                    return
+            self._running[key] = (d, self._running[key][1], True)
+            outcome = await self.executor.run(job, self.pool.run_sync)
+        finally:
+            self._running.pop(key, None)
+            assert self._slot_free is not None
+            self._slot_free.set()
+        if early and outcome.kind != "ack":
+            await self._requeue_after_early_ack(d, outcome)
+        self._submit(None if early else d, outcome)
+
+    async def _requeue_after_early_ack(self, d: Delivery, outcome: Outcome) -> None:
+        if outcome.kind == "retry":
+            item = Enqueue(d.queue, outcome.retry_data, outcome.delay_ms, outcome.eta_ms)
+            await asyncio.to_thread(self.broker.enqueue, item)
+        elif outcome.kind == "dead":
+            logger.error("task %s[%s] failed for good (at-most-once): %s", outcome.task_name, outcome.task_id, outcome.reason)
+
+    # ---- settle ----------------------------------------------------------------------------------
+    def _submit(self, d: Delivery | None, outcome: Outcome) -> None:
+        self._pending.append((d, outcome, False))
+        assert self._flush_wanted is not None
+        self._flush_wanted.set()
+
+    async def _settle_once(self) -> None:
+        assert self._flush_wanted is not None and self._flushed is not None
+        if not self._pending:
+            self._flushed.set()
+            self._flush_wanted.clear()
+            await self._flush_wanted.wait()
+            return
+        self._flushed.clear()
+        batch, self._pending = self._pending, []
+        try:
+            await self._flush(batch)
+        except BaseException:
+            self._pending[:0] = batch  # keep them: the guard backs off and the next flush retries
+            raise
+
+    async def _flush(self, batch: list[tuple[Delivery | None, Outcome, bool]]) -> None:
+        stores = [o.store for _, o, _ in batch if o.store is not None]
+        if stores and self.backend is not None:
+            await self.backend.store_async(stores)
+        settlements = [
+            Settlement(d, o.kind, o.retry_data if o.kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason)
+            for d, o, _ in batch
+            if d is not None
+        ]
+        fenced = await self.broker.settle(self.worker_id, settlements) if settlements else []
+        fenced_keys = {(f.queue, f.entry_id) for f in fenced}
+        for d, outcome, _ in batch:
+            if d is not None:
+                self._owned.pop((d.queue, d.entry_id), None)
+                if (d.queue, d.entry_id) in fenced_keys:
+                    self.stats.fenced += 1
+                    logger.warning(
+                        "lease of %s[%s] was lost before its outcome was recorded; another worker owns it now",
+                        outcome.task_name, outcome.task_id,
+                    )
+                    continue
+            self._count(outcome)
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
+
+    def _count(self, o: Outcome) -> None:
+        self.stats.processed += 1
+        name, tid = o.task_name or "?", o.task_id or "?"
+        if o.kind == "retry":
+            self.stats.retried += 1
+            logger.info("task %s[%s] retry: %s", name, tid, o.reason)
+        elif o.kind == "dead":
+            self.stats.dead_lettered += 1
+            logger.error("task %s[%s] dead-lettered: %s", name, tid, o.reason)
+        elif o.exc is not None:
+            self.stats.failed += 1
+            logger.error("task %s[%s] %s: %r", name, tid, o.state, o.exc, exc_info=o.exc)
+        else:
+            self.stats.succeeded += 1
+            logger.debug("task %s[%s] succeeded in %.6fs", name, tid, o.runtime_s)
+
+    # ---- leases and recovery ---------------------------------------------------------------------
+    async def _lease_once(self) -> None:
+        await asyncio.sleep(self.conf.lease_s / 3)
+        if not self._owned:
+            return
+        lost = await self.broker.extend(self.worker_id, list(self._owned.values()))
+        for d in lost:
+            logger.warning("lease lost on %s %s (this worker was too slow or cut off)", d.queue, d.entry_id)
+
+    async def _reclaim_once(self) -> None:
+        for queue in self.queues:
+            free = self._free_slots()
+            if free <= 0 or self._stopping:
+                break
+            deliveries, dead = await self.broker.reclaim(
+                queue, self.worker_id, free, self.lease_ms, self.conf.max_deliveries
+            )
+            if dead:
+                self.stats.dead_lettered += dead
+                logger.error("%d message(s) of %s dead-lettered after max_deliveries", dead, queue)
+            for d in deliveries:
+                self.stats.reclaimed += 1
+                logger.warning("reclaimed %s %s (delivery %d) from an expired lease", queue, d.entry_id, d.deliveries)
+                self._start(d)
+        await asyncio.sleep(min(2.0, self.conf.lease_s / 5))
+
+    async def _schedule_once(self) -> None:
+        waits = [await self.broker.promote(q) for q in self.queues]
+        wait_s = min([w for w in waits if w is not None] + [_SCHEDULE_MAX_WAIT_S])
+        if wait_s > 0:
+            await self.broker.wait_wake(self.queues, wait_s)
+
+    async def _heartbeat_once(self) -> None:
+        fields = {
+            "hostname": socket.gethostname(),
+            "pid": str(os.getpid()),
+            "queues": ",".join(self.queues),
+            "pool": self.pool_name,
+            "concurrency": str(self.concurrency),
+            "running": str(len(self._running)),
+            "processed": str(self.stats.processed),
+            "failed": str(self.stats.failed),
+            "started_at": f"{self.stats.started_at:.0f}",
+            "version": __version__,
+        }
+        await self.broker.heartbeat(self.worker_id, fields, self.conf.worker_ttl_s, self.queues)
+        await asyncio.sleep(self.conf.worker_ttl_s / 3)
+
+    # ---- shutdown --------------------------------------------------------------------------------
+    async def _shutdown(self, fetcher: asyncio.Task[None], background: list[asyncio.Task[None]]) -> None:
+        self._stopping = True
+        fetcher.cancel()
+        await asyncio.gather(fetcher, return_exceptions=True)
+        try:
+            await self._release_orphans()
+        except BrokerError as exc:
+            logger.warning("could not hand back unstarted messages (%s): they return after the lease", exc)
+        running = [t for _, t, _ in self._running.values()]
+        if running and not self._cold:
+            assert self._cold_event is not None
+            logger.info("waiting up to %.0fs for %d running task(s)", self.conf.worker_shutdown_grace_s, len(running))
+            cold_wait = asyncio.create_task(self._cold_event.wait())
+            deadline = time.monotonic() + self.conf.worker_shutdown_grace_s
+            pending = set(running)
+            while pending and not cold_wait.done():
+                _done, pending = await asyncio.wait(
+                    {*pending, cold_wait}, timeout=max(0.0, deadline - time.monotonic()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                pending.discard(cold_wait)
+                if time.monotonic() >= deadline:
+                    break
+            cold_wait.cancel()
+        interrupted = [d for d, _, started in self._running.values()]
+        for _, task, _ in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*(t for _, t, _ in list(self._running.values())), return_exceptions=True)
+        for d in interrupted:
+            self._owned.pop((d.queue, d.entry_id), None)
+        try:
+            await self._drain_pending()
+            if interrupted:
+                n = await self.broker.release(self.worker_id, interrupted, started=True)
+                logger.warning("handed %d interrupted task(s) back to the queue", n)
+        except BrokerError as exc:
+            logger.warning("shutdown could not reach Redis (%s): unacked tasks return after the lease", exc)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        try:
+            await self.broker.unregister(self.worker_id)
+        except BrokerError:
+            pass
+        self.pool.shutdown(wait=False)
+        await self.broker.close()
+        if self.backend is not None:
+            await self.backend.close()
+        logger.info("worker %s stopped (%d processed)", self.worker_id, self.stats.processed)
+
+    async def _release_orphans(self) -> None:
+        """Hand back messages taken by a fetch that was cut short, which no task has started."""
+        for queue in self.queues:
+            pending = await self.broker.pending(queue, self.worker_id)
+            orphans = [p for p in pending if (p.queue, p.entry_id) not in self._owned]
+            if orphans:
+                await self.broker.release(self.worker_id, orphans, started=False)
+
+    async def _drain_pending(self) -> None:
+        for _ in range(3):
+            if not self._pending:
+                return
+            batch, self._pending = self._pending, []
+            await self._flush(batch)
+
+
+def run_worker(app: Celeriac, **options: Any) -> Worker:
+    """Build a worker and run it until a signal stops it (the ``celeriac worker`` command)."""
+    worker = Worker(app, **options)
+    worker.start()
+    return worker
