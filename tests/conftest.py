@@ -1,0 +1,46 @@
+"""Shared fixtures. Every Redis used here is a private redis-server on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from celeriac.testing import RedisServer, redis_server_binary
+
+CI = bool(os.environ.get("CI"))
+
+
+def _need_redis() -> None:
+    if redis_server_binary() is None:
+        if CI:
+            raise RuntimeError("redis-server is required in CI")
+        pytest.skip("redis-server not installed")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private Redis for the session; tests isolate themselves with ``redis_url`` (flushed)."""
+    _need_redis()
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """URL of the session's private Redis, flushed before each test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def fresh_redis() -> Iterator[RedisServer]:
+    """A Redis of this test's own, which it may kill, restart or fill."""
+    _need_redis()
+    with RedisServer() as server:
+        yield server
