@@ -36,7 +36,8 @@ def check_url(url: str, setting: str = "broker") -> None:
         raise ConfigurationError(setting, f"not a valid URL: {redact(url)!r} ({exc})") from None
     if parts.scheme not in _SCHEMES:
         raise ConfigurationError(
-            setting, f"unsupported scheme in {redact(url)!r}: use redis://, rediss:// or unix:// (or memory://)"
+            setting,
+            f"unsupported scheme in {redact(url)!r}: use redis://, rediss:// or unix:// (or memory://)",
         )
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigurationError(setting, f"no host in {redact(url)!r}")
@@ -63,11 +64,15 @@ def sync_client(
     )
     if max_connections is None:
         return redis.Redis.from_url(url, **options)
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=socket_timeout_s, **options)
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=socket_timeout_s, **options
+    )
     return redis.Redis(connection_pool=pool, retry=options["retry"], retry_on_error=options["retry_on_error"])
 
 
-def async_client(url: str, *, max_connections: int, socket_timeout_s: float | None = 10.0) -> redis.asyncio.Redis:
+def async_client(
+    url: str, *, max_connections: int, socket_timeout_s: float | None = 10.0
+) -> redis.asyncio.Redis:
     """An asyncio client whose pool holds at most ``max_connections`` connections (callers wait)."""
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,

@@ -14,7 +14,8 @@ from .broker.base import Broker, Enqueue
 from .config import Config
 from .exceptions import ConfigurationError, MessageTooLarge, NotRegistered
 from .message import Message, encode
-from .result import AsyncResult, EagerResult
+from .result import AsyncResult as _AsyncResult
+from .result import EagerResult
 from .results.base import ResultBackend, ResultRecord
 from .states import TaskState
 from .task import SendOptions, Signature, Task, build_message
@@ -139,9 +140,9 @@ class Celeriac:
             self._executor = Executor(self)
         return self._executor
 
-    def AsyncResult(self, task_id: str) -> AsyncResult[Any]:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str) -> _AsyncResult[Any]:
         """A handle on the result of the task with this id."""
-        return AsyncResult(task_id, self)
+        return _AsyncResult(task_id, self)
 
     # ---- sending ---------------------------------------------------------------------------------
     def route(self, name: str, task: Task[Any, Any] | None = None, queue: str | None = None) -> str:
@@ -160,7 +161,12 @@ class Celeriac:
         return self.conf.task_default_queue
 
     def _prepare(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: SendOptions, task: Task[Any, Any] | None
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: SendOptions,
+        task: Task[Any, Any] | None,
     ) -> tuple[Message, bytes, Task[Any, Any] | None]:
         task = task or self.tasks.get(name)
         if task is not None:
@@ -191,7 +197,7 @@ class Celeriac:
         options: SendOptions,
         *,
         task: Task[Any, Any] | None = None,
-    ) -> AsyncResult[Any]:
+    ) -> _AsyncResult[Any]:
         """Encode, check and enqueue one task invocation (one Redis round trip).
 
         In eager mode (``task_always_eager``) the task runs here instead, through the worker's executor.
@@ -201,9 +207,11 @@ class Celeriac:
             return self._eager(data, message)
         queue = self.route(name, task, options.queue)
         self.broker.enqueue(Enqueue(queue, data, options.delay_ms, options.eta_ms))
-        return AsyncResult(message.id, self, ignored=self._ignored(options, task))
+        return _AsyncResult(message.id, self, ignored=self._ignored(options, task))
 
-    def send_task(self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> AsyncResult[Any]:
+    def send_task(
+        self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> _AsyncResult[Any]:
         """Send a task by name, without importing it. The worker applies the task's declared options
         unless given here. Routing uses ``queue=`` or ``task_routes`` (the task's own ``queue`` is not
         known without importing it)."""
@@ -211,21 +219,25 @@ class Celeriac:
 
         return self.send(name, tuple(args), dict(kwargs or {}), normalize_options(**options))
 
-    def send_many(self, signatures: Iterable[Signature]) -> list[AsyncResult[Any]]:
+    def send_many(self, signatures: Iterable[Signature]) -> list[_AsyncResult[Any]]:
         """Send many tasks in pipelined round trips (bulk enqueue)."""
         from .task import normalize_options
 
         items: list[Enqueue] = []
-        results: list[AsyncResult[Any]] = []
+        results: list[_AsyncResult[Any]] = []
         eager = self.conf.task_always_eager
         for sig in signatures:
             options = normalize_options(**sig.options)
-            message, data, task = self._prepare(sig.name, tuple(sig.args), dict(sig.kwargs), options, sig.task)
+            message, data, task = self._prepare(
+                sig.name, tuple(sig.args), dict(sig.kwargs), options, sig.task
+            )
             if eager:
                 results.append(self._eager(data, message))
                 continue
-            items.append(Enqueue(self.route(sig.name, task, options.queue), data, options.delay_ms, options.eta_ms))
-            results.append(AsyncResult(message.id, self, ignored=self._ignored(options, task)))
+            items.append(
+                Enqueue(self.route(sig.name, task, options.queue), data, options.delay_ms, options.eta_ms)
+            )
+            results.append(_AsyncResult(message.id, self, ignored=self._ignored(options, task)))
         if items:
             self.broker.enqueue_many(items)
         return results

@@ -148,7 +148,11 @@ class Config:
     @property
     def result_url(self) -> str:
         """The URL results are stored at (the broker's unless ``result_backend`` is set)."""
-        return self.result_backend if isinstance(self.result_backend, str) and self.results_enabled else self.broker_url
+        return (
+            self.result_backend
+            if isinstance(self.result_backend, str) and self.results_enabled
+            else self.broker_url
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

@@ -143,7 +143,7 @@ class Reject(CeleriacError):
         self.reason = reason
 
 
-class WorkerShutdown(BaseException):  # noqa: N818 - mirrors SystemExit/KeyboardInterrupt naming
+class WorkerShutdown(BaseException):
     """Stop the worker now. A ``BaseException`` so user ``except Exception`` blocks cannot swallow it."""
 
 

@@ -24,7 +24,9 @@ def rebuild_exception(record: ResultRecord) -> BaseException:
     """
     message = record.exc_message or ""
     if record.state is TaskState.EXPIRED:
-        return TaskExpiredError(message or "task expired before it started", record.exc_type or "", record.traceback)
+        return TaskExpiredError(
+            message or "task expired before it started", record.exc_type or "", record.traceback
+        )
     if record.state is TaskState.REVOKED:
         return TaskRevokedError(message or "task revoked", record.exc_type or "", record.traceback)
     exc_type = record.exc_type or ""

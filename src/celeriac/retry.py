@@ -30,4 +30,4 @@ def backoff_delay_s(
         raise ValueError("retries must be >= 0")
     # cap the exponent before computing 2**n: a task with max_retries=None may retry thousands of times
     delay = min(max_s, factor_s * (2 ** min(retries, 62)))
-    return delay * rand() if jitter else delay
+    return float(delay * rand()) if jitter else float(delay)

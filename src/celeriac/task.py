@@ -75,7 +75,9 @@ def normalize_options(
     expires_ms = None
     if expires is not None:
         # a number is seconds from now (Celery); a datetime is absolute
-        expires_ms = _to_epoch_ms(expires) if isinstance(expires, datetime) else int((clock() + expires) * 1000)
+        expires_ms = (
+            _to_epoch_ms(expires) if isinstance(expires, datetime) else int((clock() + expires) * 1000)
+        )
     return SendOptions(
         queue=queue,
         task_id=task_id,
@@ -221,9 +223,13 @@ class Task(Generic[P, R]):
         )
         return self.app.send(self.name, tuple(args or ()), dict(kwargs or {}), options, task=self)
 
-    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None) -> EagerResult[R]:
+    def apply(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None
+    ) -> EagerResult[R]:
         """Run the task inline through the worker's executor (with serialization) and return its outcome."""
-        return self.app.run_eager(self.build_message(tuple(args or ()), dict(kwargs or {}), SendOptions()), self)
+        return self.app.run_eager(
+            self.build_message(tuple(args or ()), dict(kwargs or {}), SendOptions()), self
+        )
 
     def build_message(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: SendOptions) -> Message:
         """The message ``apply_async`` would send (checks arguments)."""
@@ -238,7 +244,9 @@ class Task(Generic[P, R]):
         """An immutable signature (same as :meth:`s` until canvas primitives arrive)."""
         return self.s(*args, **kwargs)
 
-    def signature(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
+    def signature(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Signature:
         return Signature(self.name, tuple(args), dict(kwargs or {}), options=options, app=self.app, task=self)
 
     # ---- inside a running task -------------------------------------------------------------------

@@ -3,4 +3,13 @@
 from .base import Broker, DeadLetter, Delivery, Enqueue, QueueStats, Settlement, WorkerInfo
 from .keys import KeySchema
 
-__all__ = ["Broker", "DeadLetter", "Delivery", "Enqueue", "KeySchema", "QueueStats", "Settlement", "WorkerInfo"]
+__all__ = [
+    "Broker",
+    "DeadLetter",
+    "Delivery",
+    "Enqueue",
+    "KeySchema",
+    "QueueStats",
+    "Settlement",
+    "WorkerInfo",
+]

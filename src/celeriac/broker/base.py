@@ -145,7 +145,9 @@ class Broker(ABC):
         """Give deliveries back (shutdown): unstarted ones re-queued fresh, started ones reclaimable now."""
 
     @abstractmethod
-    async def heartbeat(self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]) -> None:
+    async def heartbeat(
+        self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]
+    ) -> None:
         """Publish this worker's liveness (one key with a TTL)."""
 
     @abstractmethod

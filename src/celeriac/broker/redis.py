@@ -96,7 +96,7 @@ class RedisBroker(Broker):
         q = self.keys.queue(item.queue)
         with translate_errors(self.url):
             if item.delay_ms is None and item.eta_ms is None:
-                self.sync.execute_command("XADD", q.ready, "*", "m", item.data)
+                self.sync.xadd(q.ready, {"m": item.data})
             else:
                 self._sscripts.enqueue_delayed(keys=[q.delayed], args=[q.wake, *_delay_args(item)])
 
@@ -109,7 +109,7 @@ class RedisBroker(Broker):
             for n, item in enumerate(items, 1):
                 q = self.keys.queue(item.queue)
                 if item.delay_ms is None and item.eta_ms is None:
-                    pipe.execute_command("XADD", q.ready, "*", "m", item.data)
+                    pipe.xadd(q.ready, {"m": item.data})
                 else:
                     delayed.setdefault(item.queue, []).extend(_delay_args(item))
                 if n % 10_000 == 0:  # bound the client-side buffer on huge batches
@@ -178,7 +178,9 @@ class RedisBroker(Broker):
                 return out
             return await self._read(queues, consumer, 1, block_ms)
 
-    async def _read(self, queues: Sequence[str], consumer: str, count: int, block_ms: int | None) -> list[Delivery]:
+    async def _read(
+        self, queues: Sequence[str], consumer: str, count: int, block_ms: int | None
+    ) -> list[Delivery]:
         args: list[Any] = ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count]
         client = self._aio
         if block_ms:
@@ -187,7 +189,7 @@ class RedisBroker(Broker):
             client = self._blocking
         streams = [self.keys.queue(name).ready for name in queues]
         args += ["STREAMS", *streams, *([">"] * len(streams))]
-        reply = await client.execute_command(*args)
+        reply = await client.execute_command(*args)  # type: ignore[no-untyped-call]
         if not reply:
             return []
         by_stream = {to_str(stream): entries for stream, entries in _stream_pairs(reply)}
@@ -254,7 +256,8 @@ class RedisBroker(Broker):
             )
         dead = int(reply[0])
         out = [
-            Delivery(queue, to_str(reply[i]), reply[i + 1], int(reply[i + 2])) for i in range(1, len(reply), 3)
+            Delivery(queue, to_str(reply[i]), reply[i + 1], int(reply[i + 2]))
+            for i in range(1, len(reply), 3)
         ]
         return out, dead
 
@@ -277,7 +280,9 @@ class RedisBroker(Broker):
     async def pending(self, queue: str, consumer: str) -> list[Delivery]:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
-            rows = await self._aio.xpending_range(q.ready, GROUP, "-", "+", self._pel_scan, consumername=consumer)
+            rows = await self._aio.xpending_range(
+                q.ready, GROUP, "-", "+", self._pel_scan, consumername=consumer
+            )
         return [Delivery(queue, to_str(r["message_id"]), b"", int(r["times_delivered"])) for r in rows]
 
     async def release(self, consumer: str, deliveries: Sequence[Delivery], *, started: bool) -> int:
@@ -296,14 +301,16 @@ class RedisBroker(Broker):
                 n += int(await self._scripts.release(keys=[q.ready], args=args))
         return n
 
-    async def heartbeat(self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]) -> None:
+    async def heartbeat(
+        self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]
+    ) -> None:
         key = self.keys.worker(worker_id)
         ttl_ms = int(ttl_s * 1000)
         with translate_errors(self.url):
             now_s, now_us = await self._aio.time()
             now_ms = now_s * 1000 + now_us // 1000
             pipe = self._aio.pipeline(transaction=False)
-            pipe.hset(key, mapping=fields)
+            pipe.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
             pipe.pexpire(key, ttl_ms)
             pipe.zadd(self.keys.workers, {worker_id: now_ms + ttl_ms})
             pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms)
@@ -328,14 +335,13 @@ class RedisBroker(Broker):
             pipe.xlen(q.ready)
             pipe.zcard(q.delayed)
             pipe.xlen(q.dead)
-            pipe.execute_command("XINFO", "GROUPS", q.ready)
+            pipe.xinfo_groups(q.ready)
             length, delayed, dead, groups = pipe.execute(raise_on_error=False)
         running = 0
-        if isinstance(groups, list):
+        if isinstance(groups, list):  # an error reply when the stream does not exist yet
             for g in groups:
-                info = dict(zip(g[::2], g[1::2])) if isinstance(g, list) else g
-                if to_str(info.get(b"name", info.get("name", ""))) == GROUP:
-                    running = int(info.get(b"pending", info.get("pending", 0)))
+                if to_str(g.get("name", "")) == GROUP:
+                    running = int(g.get("pending", 0))
         length = length if isinstance(length, int) else 0
         return QueueStats(queue, max(0, length - running), int(delayed), running, int(dead))
 
@@ -359,9 +365,9 @@ class RedisBroker(Broker):
     def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
-            entries = self.sync.xrange(q.dead, count=count)
+            entries: Any = self.sync.xrange(q.dead, count=count)
         out = []
-        for entry_id, fields in entries:
+        for entry_id, fields in entries or []:
             out.append(
                 DeadLetter(
                     entry_id=to_str(entry_id),
@@ -389,24 +395,16 @@ class RedisBroker(Broker):
 
     def purge(self, queue: str) -> int:
         q = self.keys.queue(queue)
-        stats = self.stats(queue)
         with translate_errors(self.url):
             pipe = self.sync.pipeline(transaction=True)
-            # XTRIM keeps the consumer group; running messages are acked later as usual (their entries
-            # are gone, so a reclaim finds nothing to redeliver)
             pipe.zcard(q.delayed)
             pipe.delete(q.delayed)
-            pipe.execute()
-            pending = self.sync.xpending_range(q.ready, GROUP, "-", "+", 1_000_000) if stats.running else []
-            running_ids = {to_str(p["message_id"]) for p in pending}
-            ready_ids = [
-                to_str(i)
-                for i, _ in self.sync.xrange(q.ready)
-                if to_str(i) not in running_ids
-            ]
-            for start in range(0, len(ready_ids), 1000):
-                self.sync.xdel(q.ready, *ready_ids[start : start + 1000])
-        return len(ready_ids) + stats.delayed
+            deleted = int(pipe.execute()[0])
+            while True:  # bounded script calls: a purge of millions never blocks Redis for long
+                n = int(self._sscripts.purge_ready(keys=[q.ready], args=[GROUP, 10_000]))
+                deleted += n
+                if n == 0:
+                    return deleted
 
     def server_warnings(self) -> list[str]:
         with translate_errors(self.url):

@@ -10,17 +10,15 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-SCRIPT_NAMES = ("enqueue_delayed", "promote", "settle", "extend", "reclaim", "release", "replay_dead")
-
 
 @cache
 def source(name: str) -> str:
     """The Lua source of one script."""
-    return resources.files("celeriac.broker").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return resources.files("celeriac.broker").joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
 
 
 class Scripts:
-    """The scripts registered on one client (sync or asyncio); attribute per script."""
+    """The scripts registered on one client (sync or asyncio), one attribute per ``lua/*.lua`` file."""
 
     def __init__(self, client: Any) -> None:
         self.enqueue_delayed = client.register_script(source("enqueue_delayed"))
@@ -30,3 +28,4 @@ class Scripts:
         self.reclaim = client.register_script(source("reclaim"))
         self.release = client.register_script(source("release"))
         self.replay_dead = client.register_script(source("replay_dead"))
+        self.purge_ready = client.register_script(source("purge_ready"))

@@ -55,7 +55,9 @@ def encode_record(record: ResultRecord) -> bytes:
     try:
         return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
-        raise SerializationError(f"result of type {type(record.value).__name__} is not serializable: {exc}") from exc
+        raise SerializationError(
+            f"result of type {type(record.value).__name__} is not serializable: {exc}"
+        ) from exc
 
 
 def decode_record(task_id: str, payload: bytes) -> ResultRecord:

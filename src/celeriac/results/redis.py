@@ -41,7 +41,7 @@ class RedisResultBackend(ResultBackend):
     def get(self, task_id: str) -> bytes | None:
         with translate_errors(self.url):
             items = self.sync.lrange(self.keys.result(task_id), 0, 0)
-        return items[0] if items else None
+        return items[0] if items else None  # type: ignore[return-value]
 
     def wait(self, task_id: str, timeout_s: float | None) -> bytes | None:
         if self._waiter is None:
@@ -52,7 +52,7 @@ class RedisResultBackend(ResultBackend):
             while True:
                 chunk = _WAIT_CHUNK_S if remaining is None else min(remaining, _WAIT_CHUNK_S)
                 # BLMOVE's timeout is in seconds with sub-second precision; 0 would mean "forever"
-                value: Any = self._waiter.blmove(key, key, max(chunk, 0.001), "RIGHT", "LEFT")
+                value: Any = self._waiter.blmove(key, key, max(chunk, 0.001), "RIGHT", "LEFT")  # type: ignore[arg-type]
                 if value is not None:
                     return bytes(value)
                 if remaining is not None:

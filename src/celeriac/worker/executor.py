@@ -100,7 +100,9 @@ class Executor:
         self.clock_ms = clock_ms
 
     # ---- before the call ---------------------------------------------------------------------------
-    def prepare(self, data: bytes, *, queue: str = "", delivery: int = 1, eager: bool = False) -> Job | Outcome:
+    def prepare(
+        self, data: bytes, *, queue: str = "", delivery: int = 1, eager: bool = False
+    ) -> Job | Outcome:
         """Decode and check a message. Returns a Job to run, or the Outcome of a message that must not run."""
         try:
             message = decode(data)
@@ -108,8 +110,8 @@ class Executor:
             return Outcome("dead", reason=f"undecodable message: {exc}", exc=exc)
         task = self.app.tasks.get(message.task)
         if task is None:
-            exc = self.app.not_registered(message.task)
-            return self._failed(message, None, exc, kind="dead", reason=f"unknown task: {exc}")
+            missing = self.app.not_registered(message.task)
+            return self._failed(message, None, missing, kind="dead", reason=f"unknown task: {missing}")
         if message.expires_ms is not None and self.clock_ms() > message.expires_ms:
             expired = TaskExpiredError(f"task {message.id} expired before it started")
             return self._failed(message, task, expired, kind="ack", state=TaskState.EXPIRED)
@@ -145,11 +147,7 @@ class Executor:
             else:
                 ctx = contextvars.copy_context()  # carries the request into the worker thread
                 value = await run_sync(lambda: ctx.run(call))
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:  # CancelledError and WorkerShutdown are BaseExceptions: they propagate
             return self.finish(job, exc=exc, runtime_s=time.perf_counter() - started)
         finally:
             _current.reset(token)
@@ -176,26 +174,41 @@ class Executor:
         return lambda: fn(*args, **kwargs)
 
     # ---- after the call --------------------------------------------------------------------------
-    def finish(self, job: Job, *, value: Any = None, exc: Exception | None = None, runtime_s: float = 0.0) -> Outcome:
+    def finish(
+        self, job: Job, *, value: Any = None, exc: Exception | None = None, runtime_s: float = 0.0
+    ) -> Outcome:
         """The outcome of a finished call: success, retry, dead-letter or failure."""
         message, task = job.message, job.task
         if exc is None:
             if self._ignore_result(message, task):
-                return Outcome("ack", message.id, message.task, TaskState.SUCCESS, value=value, runtime_s=runtime_s)
-            record = ResultRecord(message.id, TaskState.SUCCESS, value, date_done_ms=self.clock_ms(), retries=message.retries)
+                return Outcome(
+                    "ack", message.id, message.task, TaskState.SUCCESS, value=value, runtime_s=runtime_s
+                )
+            record = ResultRecord(
+                message.id, TaskState.SUCCESS, value, date_done_ms=self.clock_ms(), retries=message.retries
+            )
             try:
                 payload = encode_record(record)
             except SerializationError as ser:
                 return self._failed(message, task, ser, kind="ack", runtime_s=runtime_s)
             store = StoreResult(message.id, payload, self._ttl_s(message, task))
-            return Outcome("ack", message.id, message.task, TaskState.SUCCESS, store, record, value=value, runtime_s=runtime_s)
+            return Outcome(
+                "ack",
+                message.id,
+                message.task,
+                TaskState.SUCCESS,
+                store,
+                record,
+                value=value,
+                runtime_s=runtime_s,
+            )
 
         if isinstance(exc, Reject):
             return self._failed(message, task, exc, kind="dead", reason=f"rejected by the task: {exc.reason}")
         retry = exc if isinstance(exc, Retry) else None
-        if retry is None and task.autoretry_for and isinstance(exc, task.autoretry_for):
-            if not (task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for)):
-                retry = Retry(exc=exc, countdown_s=-1.0)
+        autoretry = task.autoretry_for and isinstance(exc, task.autoretry_for)
+        if retry is None and autoretry and not isinstance(exc, task.dont_autoretry_for):
+            retry = Retry(exc=exc, countdown_s=-1.0)
         if retry is None:
             return self._failed(message, task, exc, kind="ack", runtime_s=runtime_s)
 
@@ -279,7 +292,9 @@ class Executor:
         ignored = self._ignore_result(message, task) if task is not None else self.app.conf.task_ignore_result
         if not ignored or self.app.conf.task_store_errors_even_if_ignored:
             store = StoreResult(message.id, encode_record(record), self._ttl_s(message, task))
-        return Outcome(kind, message.id, message.task, state, store, record, reason=reason, exc=exc, runtime_s=runtime_s)
+        return Outcome(
+            kind, message.id, message.task, state, store, record, reason=reason, exc=exc, runtime_s=runtime_s
+        )
 
 
 def _run_coroutine_blocking(coro: Any) -> Any:

@@ -130,7 +130,9 @@ class Worker:
 
     def _on_signal(self, sig: int) -> None:
         if not self._stopping:
-            logger.warning("%s: warm shutdown (running tasks may finish; send again for cold)", signal.Signals(sig).name)
+            logger.warning(
+                "%s: warm shutdown (running tasks may finish; send again for cold)", signal.Signals(sig).name
+            )
             self.stop()
         else:
             logger.warning("%s again: cold shutdown, handing running tasks back", signal.Signals(sig).name)
@@ -181,7 +183,11 @@ class Worker:
         await self.broker.open(self.queues)
         logger.info(
             "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
-            self.worker_id, ",".join(self.queues), self.pool_name, self.concurrency, self.conf.lease_s,
+            self.worker_id,
+            ",".join(self.queues),
+            self.pool_name,
+            self.concurrency,
+            self.conf.lease_s,
         )
         fetcher = asyncio.create_task(self._guard("fetch", self._fetch_once), name="celeriac-fetch")
         background = [
@@ -288,7 +294,12 @@ class Worker:
             item = Enqueue(d.queue, outcome.retry_data, outcome.delay_ms, outcome.eta_ms)
             await asyncio.to_thread(self.broker.enqueue, item)
         elif outcome.kind == "dead":
-            logger.error("task %s[%s] failed for good (at-most-once): %s", outcome.task_name, outcome.task_id, outcome.reason)
+            logger.error(
+                "task %s[%s] failed for good (at-most-once): %s",
+                outcome.task_name,
+                outcome.task_id,
+                outcome.reason,
+            )
 
     # ---- settle ----------------------------------------------------------------------------------
     def _submit(self, d: Delivery | None, outcome: Outcome) -> None:
@@ -316,7 +327,9 @@ class Worker:
         if stores and self.backend is not None:
             await self.backend.store_async(stores)
         settlements = [
-            Settlement(d, o.kind, o.retry_data if o.kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason)
+            Settlement(
+                d, o.kind, o.retry_data if o.kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason
+            )
             for d, o, _ in batch
             if d is not None
         ]
@@ -328,8 +341,9 @@ class Worker:
                 if (d.queue, d.entry_id) in fenced_keys:
                     self.stats.fenced += 1
                     logger.warning(
-                        "lease of %s[%s] was lost before its outcome was recorded; another worker owns it now",
-                        outcome.task_name, outcome.task_id,
+                        "lease of %s[%s] was lost before its outcome was recorded; another worker owns it",
+                        outcome.task_name,
+                        outcome.task_id,
                     )
                     continue
             self._count(outcome)
@@ -374,7 +388,9 @@ class Worker:
                 logger.error("%d message(s) of %s dead-lettered after max_deliveries", dead, queue)
             for d in deliveries:
                 self.stats.reclaimed += 1
-                logger.warning("reclaimed %s %s (delivery %d) from an expired lease", queue, d.entry_id, d.deliveries)
+                logger.warning(
+                    "reclaimed %s %s (delivery %d) from an expired lease", queue, d.entry_id, d.deliveries
+                )
                 self._start(d)
         await asyncio.sleep(min(2.0, self.conf.lease_s / 5))
 
@@ -412,13 +428,16 @@ class Worker:
         running = [t for _, t, _ in self._running.values()]
         if running and not self._cold:
             assert self._cold_event is not None
-            logger.info("waiting up to %.0fs for %d running task(s)", self.conf.worker_shutdown_grace_s, len(running))
+            logger.info(
+                "waiting up to %.0fs for %d running task(s)", self.conf.worker_shutdown_grace_s, len(running)
+            )
             cold_wait = asyncio.create_task(self._cold_event.wait())
             deadline = time.monotonic() + self.conf.worker_shutdown_grace_s
-            pending = set(running)
+            pending: set[asyncio.Future[Any]] = set(running)
             while pending and not cold_wait.done():
                 _done, pending = await asyncio.wait(
-                    {*pending, cold_wait}, timeout=max(0.0, deadline - time.monotonic()),
+                    {*pending, cold_wait},
+                    timeout=max(0.0, deadline - time.monotonic()),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 pending.discard(cold_wait)
