@@ -118,7 +118,7 @@ class Config:
     task_store_errors_even_if_ignored: bool = True
     task_acks_late: bool = True
     task_always_eager: bool = False
-    task_eager_propagates: bool = True
+    task_eager_propagates: bool = False
     result_expires_s: float = 86_400.0
     max_message_bytes: int = 1 << 20
     max_deliveries: int = 5

@@ -40,6 +40,20 @@ _OPTION_KEYS: dict[str, str] = {
 }
 _WIRE_TO_OPTION = {v: k for k, v in _OPTION_KEYS.items()}
 
+# what each option may hold once decoded: options are read off the wire, so they are checked
+_INT = (int,)
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "retries": _INT,
+    "eta_ms": _INT,
+    "expires_ms": _INT,
+    "ignore_result": (bool,),
+    "max_retries": _INT,
+    "acks_late": (bool,),
+    "result_expires_s": (int, float),
+    "root_id": (str,),
+    "parent_id": (str,),
+}
+
 
 def new_task_id() -> str:
     """A new random task id (a UUID4 string, as Celery uses)."""
@@ -149,7 +163,9 @@ def decode(data: bytes) -> Message:
         name = _WIRE_TO_OPTION.get(key) if isinstance(key, str) else None
         if name is None:
             extra[str(key)] = value
-        else:
+        elif value is not None:
+            if not isinstance(value, _OPTION_TYPES[name]) or (name == "retries" and value < 0):
+                raise DecodeError(f"bad option {key}={value!r}", data)
             known[name] = value
     try:
         return Message(
@@ -157,18 +173,6 @@ def decode(data: bytes) -> Message:
         )
     except TypeError as exc:  # pragma: no cover - guarded by the key map above
         raise DecodeError(f"bad options: {exc}", data) from exc
-
-
-def with_changes(message: Message, **changes: Any) -> Message:
-    """A copy of ``message`` with some fields replaced (dataclasses.replace, typed for callers)."""
-    from dataclasses import replace
-
-    return replace(message, **changes)
-
-
-def validate_retries(value: object) -> int:
-    """Options read off the wire are untrusted: coerce ``retries`` to a non-negative int."""
-    return value if isinstance(value, int) and value >= 0 else 0
 
 
 __all__: Sequence[str] = ["PROTOCOL_VERSION", "Message", "decode", "encode", "new_task_id"]

@@ -10,7 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from ..results.base import StoreResult
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,18 @@ class Broker(ABC):
         """
 
     @abstractmethod
-    async def settle(self, consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
-        """Record outcomes of deliveries still owned by ``consumer``; return the fenced-out ones."""
+    async def settle(
+        self, consumer: str, settlements: Sequence[Settlement], results: Sequence[StoreResult] = ()
+    ) -> list[Delivery]:
+        """Record outcomes of deliveries still owned by ``consumer``; return the fenced-out ones.
+
+        ``results`` are stored first, in the same round trip; the worker passes them only when
+        :meth:`stores_results_for` says this broker's server is the result store.
+        """
+
+    def stores_results_for(self, backend: object) -> bool:
+        """True when ``backend`` keeps results on this broker's server (so settle can write them)."""
+        return False
 
     @abstractmethod
     async def extend(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:

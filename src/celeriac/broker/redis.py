@@ -25,6 +25,7 @@ import redis.asyncio
 
 from .._redis import async_client, sync_client, to_str, translate_errors
 from ..exceptions import BrokerError
+from ..results.base import StoreResult
 from .base import Broker, DeadLetter, Delivery, Enqueue, QueueStats, Settlement, WorkerInfo
 from .keys import GROUP, KeySchema, QueueKeys
 from .scripts import Scripts
@@ -198,14 +199,29 @@ class RedisBroker(Broker):
             out += _parse_entries(name, by_stream.get(stream, []))
         return out
 
-    async def settle(self, consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
+    def stores_results_for(self, backend: object) -> bool:
+        from ..results.redis import RedisResultBackend
+
+        return (
+            isinstance(backend, RedisResultBackend) and backend.url == self.url and backend.keys == self.keys
+        )
+
+    async def settle(
+        self, consumer: str, settlements: Sequence[Settlement], results: Sequence[StoreResult] = ()
+    ) -> list[Delivery]:
         by_queue: dict[str, list[Settlement]] = {}
         for s in settlements:
             by_queue.setdefault(s.delivery.queue, []).append(s)
         fenced: list[Delivery] = []
-        assert self._scripts is not None or self._client is None
+        assert self._scripts is not None
         with translate_errors(self.url):
             pipe = self._aio.pipeline(transaction=False)
+            for r in results:
+                await self._scripts.store_result(
+                    keys=[self.keys.result(r.task_id)],
+                    args=[r.payload, max(1, int(r.ttl_s * 1000))],
+                    client=pipe,
+                )
             order = []
             for name, group in by_queue.items():
                 q = self.keys.queue(name)
@@ -218,11 +234,10 @@ class RedisBroker(Broker):
                         args += ["r", d.entry_id, d.deliveries, *_delay_args(s)]
                     else:
                         args += ["d", d.entry_id, d.deliveries, s.data, s.reason]
-                assert self._scripts is not None
                 await self._scripts.settle(keys=[q.ready, q.delayed, q.dead], args=args, client=pipe)
                 order.append(group)
             replies = await pipe.execute()
-        for group, reply in zip(order, replies):
+        for group, reply in zip(order, replies[len(results) :]):
             lost = {to_str(i) for i in reply}
             fenced += [s.delivery for s in group if s.delivery.entry_id in lost]
         return fenced

@@ -29,3 +29,4 @@ class Scripts:
         self.release = client.register_script(source("release"))
         self.replay_dead = client.register_script(source("replay_dead"))
         self.purge_ready = client.register_script(source("purge_ready"))
+        self.store_result = client.register_script(source("store_result"))

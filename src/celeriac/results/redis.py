@@ -3,7 +3,8 @@
 Why a list: a caller waits with ``BLMOVE key key RIGHT LEFT`` (a rotation of the one element back onto
 the same key), which blocks server-side until the worker pushes the record and then returns it without
 consuming it. Every waiter wakes, the TTL stays, and nobody polls. The worker writes
-``DEL + RPUSH + PEXPIRE`` inside ``MULTI`` so no waiter ever sees a record without its TTL.
+with ``store_result.lua`` (push, trim to one, expire: atomic, so no waiter ever sees a record without its
+TTL), in the same round trip as its acks when results live on the broker's Redis.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import redis.asyncio
 
 from .._redis import async_client, sync_client, translate_errors
 from ..broker.keys import KeySchema
+from ..broker.scripts import source
 from .base import ResultBackend, StoreResult
 
 # a BLMOVE waits at most this long per call so that the socket timeout can catch a dead server
@@ -64,28 +66,29 @@ class RedisResultBackend(ResultBackend):
         with translate_errors(self.url):
             self.sync.delete(self.keys.result(task_id))
 
-    def _queue(self, pipe: Any, items: Sequence[StoreResult]) -> None:
-        for item in items:
-            key = self.keys.result(item.task_id)
-            pipe.delete(key)
-            pipe.rpush(key, item.payload)
-            pipe.pexpire(key, max(1, int(item.ttl_s * 1000)))
-
     def store(self, items: Sequence[StoreResult]) -> None:
         with translate_errors(self.url):
-            pipe = self.sync.pipeline(transaction=True)
-            self._queue(pipe, items)
+            script = self.sync.register_script(source("store_result"))
+            pipe = self.sync.pipeline(transaction=False)
+            for item in items:
+                script(keys=[self.keys.result(item.task_id)], args=_store_args(item), client=pipe)
             pipe.execute()
 
     async def store_async(self, items: Sequence[StoreResult]) -> None:
         if self._aio is None:
             self._aio = async_client(self.url, max_connections=2)
         with translate_errors(self.url):
-            pipe = self._aio.pipeline(transaction=True)
-            self._queue(pipe, items)
+            script = self._aio.register_script(source("store_result"))
+            pipe = self._aio.pipeline(transaction=False)
+            for item in items:
+                await script(keys=[self.keys.result(item.task_id)], args=_store_args(item), client=pipe)
             await pipe.execute()
 
     async def close(self) -> None:
         if self._aio is not None:
             await self._aio.aclose()
             self._aio = None
+
+
+def _store_args(item: StoreResult) -> list[Any]:
+    return [item.payload, max(1, int(item.ttl_s * 1000))]

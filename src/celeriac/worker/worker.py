@@ -99,6 +99,8 @@ class Worker:
         self.broker = app.broker
         self.backend = app.backend
         self.lease_ms = int(self.conf.lease_s * 1000)
+        # results on the broker's own Redis are written in the same round trip as the acks
+        self._results_via_broker = self.broker.stores_results_for(self.backend)
         self.stats = WorkerStats()
         self._running: dict[tuple[str, str], tuple[Delivery, asyncio.Task[None], bool]] = {}
         self._owned: dict[tuple[str, str], Delivery] = {}

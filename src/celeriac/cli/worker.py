@@ -1,0 +1,129 @@
+"""``celeriac worker``: run a worker for an app (argument parsing and logging set-up only)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from .._redis import redact
+from .._version import __version__
+from ..worker import Worker
+from ..worker.pools import DEFAULT_CONCURRENCY, POOLS
+from ._common import get_state
+from ._options import app_options
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def split_queues(values: tuple[str, ...]) -> list[str]:
+    """``-Q a,b -Q c`` -> ``["a", "b", "c"]`` (order kept: it is the consumption priority)."""
+    out: list[str] = []
+    for value in values:
+        out += [q.strip() for q in value.split(",") if q.strip()]
+    return list(dict.fromkeys(out))
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``; Redis client chatter stays at WARNING."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    logging.getLogger("redis").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+@click.command()
+@app_options
+@click.option(
+    "-Q",
+    "--queues",
+    multiple=True,
+    metavar="Q1,Q2",
+    show_envvar=True,
+    help="Queues to consume, in priority order (comma-separated, repeatable). Default: the app's "
+    "task_default_queue.",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    show_envvar=True,
+    help=f"Execution slots (default: {DEFAULT_CONCURRENCY['asyncio']} for asyncio, "
+    f"{DEFAULT_CONCURRENCY['threads']} for threads).",
+)
+@click.option(
+    "-P",
+    "--pool",
+    type=click.Choice(sorted(POOLS)),
+    default="asyncio",
+    show_default=True,
+    show_envvar=True,
+    help="asyncio: coroutines on the loop, sync tasks in threads. threads: one thread per slot.",
+)
+@click.option(
+    "-l",
+    "--loglevel",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    show_envvar=True,
+    help="Logging level (to stderr).",
+)
+@click.option(
+    "-n",
+    "--worker-id",
+    default=None,
+    show_envvar=True,
+    help="A unique name for this worker (default: host-pid-random).",
+)
+@click.option(
+    "--burst",
+    is_flag=True,
+    default=False,
+    show_envvar=True,
+    help="Exit once the queues are empty (ready and delayed) and nothing runs.",
+)
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    queues: tuple[str, ...],
+    concurrency: int | None,
+    pool: str,
+    loglevel: str,
+    worker_id: str | None,
+    burst: bool,
+) -> None:
+    """Run a worker: consume queues and execute the app's tasks.
+
+    The first SIGTERM/SIGINT stops fetching and lets running tasks finish within
+    worker_shutdown_grace_s; a second one hands them back to the queue at once.
+    """
+    configure_logging(loglevel)
+    app = get_state(ctx).app(required=True)
+    log = logging.getLogger("celeriac.worker")
+    instance = Worker(
+        app,
+        queues=split_queues(queues) or None,
+        concurrency=concurrency,
+        pool=pool,
+        worker_id=worker_id,
+        burst=burst,
+    )
+    log.info(
+        "celeriac %s: app %s, broker %s, %d task(s) registered",
+        __version__,
+        app.main or "?",
+        redact(app.conf.broker_url),
+        len(app.tasks),
+    )
+    instance.start()
+    s = instance.stats
+    log.info(
+        "processed %d: %d succeeded, %d failed, %d retried, %d dead-lettered",
+        s.processed,
+        s.succeeded,
+        s.failed,
+        s.retried,
+        s.dead_lettered,
+    )
