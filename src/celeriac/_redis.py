@@ -67,7 +67,7 @@ def sync_client(
     pool = redis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=socket_timeout_s, **options
     )
-    return redis.Redis(connection_pool=pool, retry=options["retry"], retry_on_error=options["retry_on_error"])
+    return redis.Redis.from_pool(pool)  # the client owns the pool: close() disconnects it
 
 
 def async_client(
@@ -82,7 +82,7 @@ def async_client(
         socket_timeout=socket_timeout_s,
         health_check_interval=30,
     )
-    return redis.asyncio.Redis(connection_pool=pool)
+    return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
 
 
 def _translate(exc: Exception, url: str) -> BrokerError:

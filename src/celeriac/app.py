@@ -266,9 +266,11 @@ class Celeriac:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the producer-side connections."""
+        """Close the producer-side connections (the app can still be used: they reopen on demand)."""
         if self._broker is not None:
             self._broker.close_sync()
+        if self._backend is not None:
+            self._backend.close_sync()
 
 
 def _with_eta(message: Message, eta_ms: int) -> Message:

@@ -164,7 +164,7 @@ def decode(data: bytes) -> Message:
         if name is None:
             extra[str(key)] = value
         elif value is not None:
-            if not isinstance(value, _OPTION_TYPES[name]) or (name == "retries" and value < 0):
+            if not isinstance(value, _OPTION_TYPES[name]) or (isinstance(value, int) and value < 0):
                 raise DecodeError(f"bad option {key}={value!r}", data)
             known[name] = value
     try:

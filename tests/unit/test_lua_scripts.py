@@ -21,7 +21,11 @@ def test_scripts_exist() -> None:
 def test_header_documents_every_key(name: str) -> None:
     text = source(name)
     header = "\n".join(line for line in text.splitlines() if line.startswith("--"))
-    used = set(re.findall(r"KEYS\[(\d+)\]", "\n".join(line for line in text.splitlines() if not line.startswith("--"))))
+    used = set(
+        re.findall(
+            r"KEYS\[(\d+)\]", "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+        )
+    )
     assert used, f"{name}.lua touches no KEYS"
     for n in used:
         assert f"KEYS[{n}]" in header, f"{name}.lua uses KEYS[{n}] without documenting it"

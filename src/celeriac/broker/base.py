@@ -78,6 +78,17 @@ class DeadLetter:
     time_ms: int
 
 
+def task_id_of(data: bytes) -> str:
+    """The task id inside an encoded message, or "" when the message cannot be decoded."""
+    from ..exceptions import DecodeError
+    from ..message import decode
+
+    try:
+        return decode(data).id
+    except DecodeError:
+        return ""
+
+
 @dataclass(frozen=True)
 class WorkerInfo:
     """What a live worker publishes about itself."""

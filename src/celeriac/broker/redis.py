@@ -26,7 +26,7 @@ import redis.asyncio
 from .._redis import async_client, sync_client, to_str, translate_errors
 from ..exceptions import BrokerError
 from ..results.base import StoreResult
-from .base import Broker, DeadLetter, Delivery, Enqueue, QueueStats, Settlement, WorkerInfo
+from .base import Broker, DeadLetter, Delivery, Enqueue, QueueStats, Settlement, WorkerInfo, task_id_of
 from .keys import GROUP, KeySchema, QueueKeys
 from .scripts import Scripts
 
@@ -386,7 +386,7 @@ class RedisBroker(Broker):
             out.append(
                 DeadLetter(
                     entry_id=to_str(entry_id),
-                    task_id=to_str(fields.get(b"id", b"")),
+                    task_id=task_id_of(fields.get(b"m", b"")),
                     data=fields.get(b"m", b""),
                     reason=to_str(fields.get(b"reason", b"")),
                     time_ms=int(fields.get(b"time", 0)),

@@ -49,7 +49,9 @@ class State:
             if self.broker_url and self.broker_from_command_line:
                 app.conf.broker_url = self.broker_url
         elif required:
-            raise click.UsageError("this command needs an app: pass -A package.module:app (or set CELERIAC_APP)")
+            raise click.UsageError(
+                "this command needs an app: pass -A package.module:app (or set CELERIAC_APP)"
+            )
         else:
             app = Celeriac(broker=self.broker_url) if self.broker_url else Celeriac()
         self._app = app
@@ -121,4 +123,13 @@ def format_age_s(seconds: float) -> str:
     return f"{s // 86_400}d{s % 86_400 // 3600:02d}h"
 
 
-__all__ = ["State", "console", "error_line", "fail", "format_age_s", "format_time_ms", "get_state", "json_option"]
+__all__ = [
+    "State",
+    "console",
+    "error_line",
+    "fail",
+    "format_age_s",
+    "format_time_ms",
+    "get_state",
+    "json_option",
+]

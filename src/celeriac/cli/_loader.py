@@ -88,6 +88,6 @@ def _missing(module_name: str, attribute: str, module: Any) -> str:
     hint = (
         f"; it defines {', '.join(apps)}: use -A {module_name}:{apps[0]}"
         if apps
-        else f"; define `{DEFAULT_ATTRIBUTE} = Celeriac(...)` there or name the attribute: -A {module_name}:NAME"
+        else f"; define `{DEFAULT_ATTRIBUTE} = Celeriac(...)` there, or name it: -A {module_name}:NAME"
     )
     return f"module {module_name!r} has no attribute {attribute!r}{hint}"

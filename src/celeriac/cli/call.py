@@ -15,8 +15,22 @@ from ._options import app_options
 @click.command()
 @app_options
 @click.argument("name")
-@click.option("--args", "args_json", metavar="JSON", show_envvar=True, help="Positional arguments, a JSON array.")
-@click.option("--kwargs", "kwargs_json", metavar="JSON", show_envvar=True, help="Keyword arguments, a JSON object.")
+@click.option(
+    "--args",
+    "args_json",
+    metavar="JSON",
+    envvar="CELERIAC_CALL_ARGS",
+    show_envvar=True,
+    help="Positional arguments, a JSON array.",
+)
+@click.option(
+    "--kwargs",
+    "kwargs_json",
+    metavar="JSON",
+    envvar="CELERIAC_CALL_KWARGS",
+    show_envvar=True,
+    help="Keyword arguments, a JSON object.",
+)
 @click.option(
     "--countdown",
     type=click.FloatRange(min=0),
@@ -24,8 +38,13 @@ from ._options import app_options
     show_envvar=True,
     help="Run no earlier than this many seconds from now.",
 )
-@click.option("--expires", type=click.FloatRange(min=0), default=None, show_envvar=True, help="Discard the task "
-              "if no worker started it within this many seconds.")
+@click.option(
+    "--expires",
+    type=click.FloatRange(min=0),
+    default=None,
+    show_envvar=True,
+    help="Discard the task if no worker started it within this many seconds.",
+)
 @click.option("-Q", "--queue", default=None, show_envvar=True, help="Send to this queue (default: routing).")
 @click.option("--task-id", default=None, show_envvar=True, help="Use this task id instead of a new UUID.")
 @click.option(

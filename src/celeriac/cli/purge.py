@@ -27,7 +27,8 @@ def purge(ctx: click.Context, queue: str, yes: bool) -> None:
         return
     if not yes:
         click.confirm(
-            f"Delete {waiting} waiting message(s) of queue {queue!r} ({stats.ready} ready, {stats.delayed} delayed)?",
+            f"Delete {waiting} waiting message(s) of queue {queue!r} "
+            f"({stats.ready} ready, {stats.delayed} delayed)?",
             abort=True,
         )
     n = broker.purge(queue)

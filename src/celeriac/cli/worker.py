@@ -74,6 +74,7 @@ def configure_logging(level: str) -> None:
     "-n",
     "--worker-id",
     default=None,
+    envvar="CELERIAC_WORKER_ID",
     show_envvar=True,
     help="A unique name for this worker (default: host-pid-random).",
 )

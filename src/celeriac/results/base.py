@@ -103,3 +103,6 @@ class ResultBackend(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release consumer-side resources."""
+
+    def close_sync(self) -> None:  # noqa: B027 - optional hook
+        """Release producer-side resources."""

@@ -84,6 +84,12 @@ class RedisResultBackend(ResultBackend):
                 await script(keys=[self.keys.result(item.task_id)], args=_store_args(item), client=pipe)
             await pipe.execute()
 
+    def close_sync(self) -> None:
+        for client in (self._sync, self._waiter):
+            if client is not None:
+                client.close()
+        self._sync = self._waiter = None
+
     async def close(self) -> None:
         if self._aio is not None:
             await self._aio.aclose()

@@ -1,5 +1,19 @@
-"""Public test helpers: private Redis servers, in-process draining, eager mode."""
+"""Public test helpers: private Redis servers, in-process draining, a fake clock.
 
+The pytest fixtures live in :mod:`celeriac.testing.pytest_plugin` (loaded automatically by pytest).
+"""
+
+from .clock import FakeClock
+from .drain import DrainResult, drain, drain_async, is_failure
 from .server import RedisServer, free_port, redis_server_binary
 
-__all__ = ["RedisServer", "free_port", "redis_server_binary"]
+__all__ = [
+    "DrainResult",
+    "FakeClock",
+    "RedisServer",
+    "drain",
+    "drain_async",
+    "free_port",
+    "is_failure",
+    "redis_server_binary",
+]

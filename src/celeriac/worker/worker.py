@@ -105,14 +105,15 @@ class Worker:
         self._running: dict[tuple[str, str], tuple[Delivery, asyncio.Task[None], bool]] = {}
         self._owned: dict[tuple[str, str], Delivery] = {}
         self._pending: list[tuple[Delivery | None, Outcome, bool]] = []
-        self._stopping = False
+        self._stopping = False  # no new work
+        self._closing = False  # running tasks are done: record the last outcomes
+        self._closed = False  # everything recorded: maintenance loops may end
         self._cold = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._cold_event: asyncio.Event | None = None
         self._slot_free: asyncio.Event | None = None
         self._flush_wanted: asyncio.Event | None = None
-        self._flushed: asyncio.Event | None = None
         self.ready = asyncio.Event  # replaced in run(); set once consuming (tests await it)
         self._ready_flag: asyncio.Event | None = None
 
@@ -176,7 +177,7 @@ class Worker:
         """Run the worker on the current event loop until :meth:`stop` (or burst completion)."""
         self._loop = asyncio.get_running_loop()
         self._stop_event, self._cold_event = asyncio.Event(), asyncio.Event()
-        self._slot_free, self._flush_wanted, self._flushed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._slot_free, self._flush_wanted = asyncio.Event(), asyncio.Event()
         self._ready_flag = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
@@ -191,41 +192,52 @@ class Worker:
             self.concurrency,
             self.conf.lease_s,
         )
-        fetcher = asyncio.create_task(self._guard("fetch", self._fetch_once), name="celeriac-fetch")
-        background = [
-            asyncio.create_task(self._guard("settle", self._settle_once), name="celeriac-settle"),
-            asyncio.create_task(self._guard("lease", self._lease_once), name="celeriac-lease"),
-            asyncio.create_task(self._guard("reclaim", self._reclaim_once), name="celeriac-reclaim"),
-            asyncio.create_task(self._guard("schedule", self._schedule_once), name="celeriac-schedule"),
-            asyncio.create_task(self._guard("heartbeat", self._heartbeat_once), name="celeriac-heartbeat"),
+        # The fetcher stops first (no new work); the settle loop runs until every outcome is recorded;
+        # the maintenance loops (leases!) stop last, once nothing is owned any more.
+        fetcher = asyncio.create_task(self._guard("fetch", self._fetch_once, lambda: self._stopping))
+        settler = asyncio.create_task(self._guard("settle", self._settle_once, self._settled_and_closing))
+        maintenance = [
+            asyncio.create_task(self._guard(name, step, lambda: self._closed))
+            for name, step in (
+                ("lease", self._lease_once),
+                ("reclaim", self._reclaim_once),
+                ("schedule", self._schedule_once),
+                ("heartbeat", self._heartbeat_once),
+            )
         ]
         self._ready_flag.set()
         try:
             await self._stop_event.wait()
         finally:
-            await self._shutdown(fetcher, background)
+            await self._shutdown(fetcher, settler, maintenance)
 
-    async def _guard(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
-        """Run ``step`` forever; survive Redis outages with capped exponential backoff."""
+    def _settled_and_closing(self) -> bool:
+        return self._closing and not self._pending
+
+    async def _guard(self, name: str, step: Callable[[], Awaitable[None]], done: Callable[[], bool]) -> None:
+        """Run ``step`` until ``done()``; survive Redis outages with capped exponential backoff.
+
+        Loops end by their flag, not by cancellation alone: a client library may turn a cancellation
+        during a blocking read into a connection error, which must not restart the loop forever.
+        """
         backoff = 0.05
-        while True:
+        while not done():
             try:
                 await step()
                 backoff = 0.05
+                continue
             except asyncio.CancelledError:
                 raise
             except BrokerConnectionError as exc:
                 logger.warning("%s: %s; retrying in %.2fs", name, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(_MAX_BACKOFF_S, backoff * 2)
             except BrokerError as exc:
                 logger.error("%s: %s; retrying in %.2fs", name, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(_MAX_BACKOFF_S, backoff * 2)
             except Exception:  # a bug must not kill the loop silently: log it and keep going
                 logger.exception("%s: unexpected error; retrying in %.2fs", name, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(_MAX_BACKOFF_S, backoff * 2)
+            if done():
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(_MAX_BACKOFF_S, backoff * 2)
 
     # ---- fetch -----------------------------------------------------------------------------------
     def _free_slots(self) -> int:
@@ -310,13 +322,13 @@ class Worker:
         self._flush_wanted.set()
 
     async def _settle_once(self) -> None:
-        assert self._flush_wanted is not None and self._flushed is not None
+        assert self._flush_wanted is not None
         if not self._pending:
-            self._flushed.set()
+            if self._closing:
+                return
             self._flush_wanted.clear()
             await self._flush_wanted.wait()
             return
-        self._flushed.clear()
         batch, self._pending = self._pending, []
         try:
             await self._flush(batch)
@@ -418,8 +430,10 @@ class Worker:
         await self.broker.heartbeat(self.worker_id, fields, self.conf.worker_ttl_s, self.queues)
         await asyncio.sleep(self.conf.worker_ttl_s / 3)
 
-    # ---- shutdown --------------------------------------------------------------------------------
-    async def _shutdown(self, fetcher: asyncio.Task[None], background: list[asyncio.Task[None]]) -> None:
+    # ---- shutdown ---------------------------------------------------------------------------------
+    async def _shutdown(
+        self, fetcher: asyncio.Task[None], settler: asyncio.Task[None], maintenance: list[asyncio.Task[None]]
+    ) -> None:
         self._stopping = True
         fetcher.cancel()
         await asyncio.gather(fetcher, return_exceptions=True)
@@ -427,41 +441,31 @@ class Worker:
             await self._release_orphans()
         except BrokerError as exc:
             logger.warning("could not hand back unstarted messages (%s): they return after the lease", exc)
-        running = [t for _, t, _ in self._running.values()]
-        if running and not self._cold:
-            assert self._cold_event is not None
-            logger.info(
-                "waiting up to %.0fs for %d running task(s)", self.conf.worker_shutdown_grace_s, len(running)
-            )
-            cold_wait = asyncio.create_task(self._cold_event.wait())
-            deadline = time.monotonic() + self.conf.worker_shutdown_grace_s
-            pending: set[asyncio.Future[Any]] = set(running)
-            while pending and not cold_wait.done():
-                _done, pending = await asyncio.wait(
-                    {*pending, cold_wait},
-                    timeout=max(0.0, deadline - time.monotonic()),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                pending.discard(cold_wait)
-                if time.monotonic() >= deadline:
-                    break
-            cold_wait.cancel()
-        interrupted = [d for d, _, started in self._running.values()]
+        await self._wait_running()
+        interrupted = [d for d, _, _ in self._running.values()]
         for _, task, _ in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*(t for _, t, _ in list(self._running.values())), return_exceptions=True)
         for d in interrupted:
             self._owned.pop((d.queue, d.entry_id), None)
+        # record every outcome before anything else stops (the lease loop keeps them owned meanwhile)
+        self._closing = True
+        assert self._flush_wanted is not None
+        self._flush_wanted.set()
         try:
-            await self._drain_pending()
+            await asyncio.wait_for(settler, timeout=self.conf.lease_s)
+        except asyncio.TimeoutError:
+            logger.warning("outcomes not recorded in time (Redis down?): those tasks return after the lease")
+        try:
             if interrupted:
                 n = await self.broker.release(self.worker_id, interrupted, started=True)
                 logger.warning("handed %d interrupted task(s) back to the queue", n)
         except BrokerError as exc:
             logger.warning("shutdown could not reach Redis (%s): unacked tasks return after the lease", exc)
-        for task in background:
+        self._closed = True
+        for task in maintenance:
             task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.gather(*maintenance, return_exceptions=True)
         try:
             await self.broker.unregister(self.worker_id)
         except BrokerError:
@@ -472,6 +476,25 @@ class Worker:
             await self.backend.close()
         logger.info("worker %s stopped (%d processed)", self.worker_id, self.stats.processed)
 
+    async def _wait_running(self) -> None:
+        """Warm shutdown: let running tasks finish within the grace period, or until a cold stop."""
+        running: set[asyncio.Future[Any]] = {t for _, t, _ in self._running.values()}
+        if not running or self._cold:
+            return
+        assert self._cold_event is not None
+        grace_s = self.conf.worker_shutdown_grace_s
+        logger.info("waiting up to %.0fs for %d running task(s)", grace_s, len(running))
+        cold_wait = asyncio.create_task(self._cold_event.wait())
+        deadline = time.monotonic() + grace_s
+        while running and not cold_wait.done() and time.monotonic() < deadline:
+            _done, running = await asyncio.wait(
+                {*running, cold_wait},
+                timeout=deadline - time.monotonic(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            running.discard(cold_wait)
+        cold_wait.cancel()
+
     async def _release_orphans(self) -> None:
         """Hand back messages taken by a fetch that was cut short, which no task has started."""
         for queue in self.queues:
@@ -479,13 +502,6 @@ class Worker:
             orphans = [p for p in pending if (p.queue, p.entry_id) not in self._owned]
             if orphans:
                 await self.broker.release(self.worker_id, orphans, started=False)
-
-    async def _drain_pending(self) -> None:
-        for _ in range(3):
-            if not self._pending:
-                return
-            batch, self._pending = self._pending, []
-            await self._flush(batch)
 
 
 def run_worker(app: Celeriac, **options: Any) -> Worker:

@@ -2,7 +2,7 @@
 -- dead-letter them when they have been delivered max_deliveries times without an outcome.
 --
 -- KEYS[1]  celeriac:{queue}:ready  stream of ready messages; consumer group ARGV[1]
--- KEYS[2]  celeriac:{queue}:dead   stream of dead letters (fields m, reason, id, time), capped
+-- KEYS[2]  celeriac:{queue}:dead   stream of dead letters (fields m, reason, time), capped
 -- ARGV[1]  consumer group
 -- ARGV[2]  consumer taking the messages over (the caller)
 -- ARGV[3]  lease in ms: entries idle at least this long are expired
@@ -24,7 +24,7 @@ for _, p in ipairs(expired) do
       local fields = entry[1][2]
       redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[6]), '*', 'm', fields[2],
         'reason', 'delivered ' .. deliveries .. ' times without an outcome (max_deliveries=' .. ARGV[5] ..
-        '; the worker running it died or lost its lease each time)', 'id', id, 'time', now_ms)
+        '; the worker running it died or lost its lease each time)', 'time', now_ms)
     end
     redis.call('XACK', KEYS[1], ARGV[1], id)
     redis.call('XDEL', KEYS[1], id)

@@ -1,6 +1,6 @@
 -- replay_dead: move dead letters back to the ready stream, oldest first.
 --
--- KEYS[1]  celeriac:{queue}:dead   stream of dead letters (fields m, reason, id, time)
+-- KEYS[1]  celeriac:{queue}:dead   stream of dead letters (fields m, reason, time)
 -- KEYS[2]  celeriac:{queue}:ready  stream of ready messages
 -- ARGV[1]  at most this many entries
 -- ARGV[2]  optional: a single dead-letter entry id to replay ('' for the oldest ARGV[1])

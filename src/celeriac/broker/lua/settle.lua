@@ -3,7 +3,7 @@
 --
 -- KEYS[1]  celeriac:{queue}:ready    stream of ready messages; consumer group ARGV[1]
 -- KEYS[2]  celeriac:{queue}:delayed  sorted set of messages waiting for their due time (retries)
--- KEYS[3]  celeriac:{queue}:dead     stream of dead letters (fields m, reason, id, time), capped
+-- KEYS[3]  celeriac:{queue}:dead     stream of dead letters (fields m, reason, time), capped
 -- ARGV[1]  consumer group
 -- ARGV[2]  consumer (this worker)
 -- ARGV[3]  max entries of this consumer's pending list to read (its concurrency, with margin)
@@ -49,7 +49,7 @@ while i <= #ARGV do
   elseif kind == 'd' then
     if mine then
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[4]), '*',
-        'm', ARGV[i + 3], 'reason', ARGV[i + 4], 'id', id, 'time', now_ms)
+        'm', ARGV[i + 3], 'reason', ARGV[i + 4], 'time', now_ms)
     end
     i = i + 5
   else

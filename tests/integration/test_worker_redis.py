@@ -1,0 +1,282 @@
+"""End to end on a real redis-server: the worker, results, retries, dead letters, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from celeriac import Celeriac, NotRegistered, TaskExpiredError, TaskState
+from celeriac.broker.keys import KeySchema
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def app(redis_url: str) -> Iterator[Celeriac]:
+    app = Celeriac("it", broker=redis_url, lease_s=2.0)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def test_delay_and_get_sync_and_async(app: Celeriac, thread_worker: Any) -> None:
+    @app.task(ignore_result=False)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(ignore_result=False)
+    async def aadd(x: int, y: int) -> int:
+        await asyncio.sleep(0)
+        return x + y
+
+    thread_worker(app)
+    assert add.delay(1, 2).get(timeout=10) == 3
+    assert aadd.delay(2, 3).get(timeout=10) == 5
+    result = add.apply_async((4, 5))
+    assert result.get(timeout=10) == 9
+    assert result.state is TaskState.SUCCESS and result.ready() and result.successful()
+
+
+def test_request_context_inside_tasks(app: Celeriac, thread_worker: Any) -> None:
+    @app.task(bind=True, ignore_result=False)
+    def who(self: Any) -> list[Any]:
+        return [self.request.id, self.request.retries, self.request.queue, self.request.delivery]
+
+    thread_worker(app)
+    result = who.delay()
+    assert result.get(timeout=10) == [result.id, 0, "default", 1]
+
+
+def test_sending_is_one_redis_command_and_never_touches_results(app: Celeriac, r: redis.Redis) -> None:
+    @app.task(ignore_result=False)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    add.delay(0, 0)  # connection set-up (CLIENT SETINFO...) happens once, outside the measurement
+    r.config_resetstat()
+    add.delay(1, 2)
+    stats = r.info("commandstats")
+    calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+    calls.pop("config|resetstat", None)
+    calls.pop("info", None)
+    assert calls == {"xadd": 1}
+    assert not list(r.scan_iter("*:result:*"))
+
+
+def test_results_are_ignored_by_default_but_errors_are_kept_with_a_ttl(
+    app: Celeriac, r: redis.Redis, thread_worker: Any
+) -> None:
+    @app.task
+    def ok() -> int:
+        return 1
+
+    @app.task
+    def bad() -> None:
+        raise ValueError("kept")
+
+    thread_worker(app)
+    good, failed = ok.delay(), bad.delay()
+    with pytest.raises(ValueError, match="kept"):
+        app.AsyncResult(failed.id).get(timeout=10)
+    assert r.exists(KeySchema().result(good.id)) == 0
+    ttl = r.pttl(KeySchema().result(failed.id))
+    assert 0 < ttl <= app.conf.result_expires_s * 1000
+
+
+def test_result_ttl_per_task(app: Celeriac, r: redis.Redis, thread_worker: Any) -> None:
+    @app.task(ignore_result=False, result_expires=30)
+    def short() -> int:
+        return 1
+
+    thread_worker(app)
+    result = short.delay()
+    assert result.get(timeout=10) == 1
+    assert 0 < r.pttl(KeySchema().result(result.id)) <= 30_000
+
+
+def test_retry_with_exponential_backoff(app: Celeriac, thread_worker: Any) -> None:
+    attempts: list[float] = []
+
+    @app.task(
+        bind=True,
+        autoretry_for=(OSError,),
+        max_retries=4,
+        retry_backoff=0.05,
+        retry_jitter=False,
+        ignore_result=False,
+    )
+    def flaky(self: Any) -> int:
+        attempts.append(time.monotonic())
+        if self.request.retries < 3:
+            raise OSError("not yet")
+        return self.request.retries
+
+    thread_worker(app)
+    assert flaky.delay().get(timeout=20) == 3
+    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    # delays 0.05, 0.1, 0.2 s: each retry waits at least its backoff (promotion happens when due)
+    for gap, expected in zip(gaps, [0.05, 0.1, 0.2]):
+        assert gap >= expected * 0.9
+
+
+def test_exhausted_retries_fail_and_leave_a_dead_letter(app: Celeriac, thread_worker: Any) -> None:
+    @app.task(autoretry_for=(OSError,), max_retries=1, retry_backoff=0.01, retry_jitter=False)
+    def down() -> None:
+        raise OSError("still down")
+
+    worker = thread_worker(app)
+    result = down.delay()
+    with pytest.raises(OSError, match="still down"):
+        app.AsyncResult(result.id).get(timeout=10)
+    worker.wait_outcomes(lambda outcomes: any(o.kind == "dead" for o in outcomes))
+    (entry,) = app.broker.dead_letters("default", 10)
+    assert entry.task_id == result.id and "max retries (1) exceeded" in entry.reason
+
+
+def test_countdown_waits_server_side_and_wakes_an_idle_worker(app: Celeriac, thread_worker: Any) -> None:
+    @app.task(ignore_result=False)
+    def stamp() -> float:
+        return time.time()
+
+    thread_worker(app)
+    sent = time.time()
+    result = stamp.apply_async(countdown=0.3)
+    assert app.broker.stats("default").delayed == 1  # parked in Redis, not held by the worker
+    ran = result.get(timeout=10)
+    assert ran - sent >= 0.29
+    # the wake-up path, not the 5 s safety re-check, promoted it
+    assert ran - sent < 3.0
+
+
+def test_unknown_task_is_dead_lettered_and_the_worker_goes_on(app: Celeriac, thread_worker: Any) -> None:
+    @app.task(ignore_result=False)
+    def ok() -> str:
+        return "fine"
+
+    worker = thread_worker(app)
+    lost = app.send_task("it.not_registered_anywhere", args=(1,))
+    with pytest.raises(NotRegistered):
+        lost.get(timeout=10)
+    assert ok.delay().get(timeout=10) == "fine"
+    worker.wait_outcomes(lambda outcomes: any(o.kind == "dead" for o in outcomes))
+    (entry,) = app.broker.dead_letters("default", 10)
+    assert "unknown task" in entry.reason and entry.task_id == lost.id
+
+
+def test_wrong_arguments_by_name_are_dead_lettered(app: Celeriac, thread_worker: Any) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    worker = thread_worker(app)
+    producer = Celeriac("producer", broker=app.conf.broker_url)  # does not import the task
+    result = producer.send_task(add.name, args=(1,))  # so nothing can check the arguments at send
+    with pytest.raises(TypeError):
+        app.AsyncResult(result.id).get(timeout=10)
+    producer.close()
+    worker.wait_outcomes(lambda outcomes: any(o.kind == "dead" for o in outcomes))
+    (entry,) = app.broker.dead_letters("default", 10)
+    assert "wrong arguments" in entry.reason
+
+
+def test_undecodable_message_is_dead_lettered(app: Celeriac, r: redis.Redis, thread_worker: Any) -> None:
+    @app.task(ignore_result=False)
+    def ok() -> str:
+        return "fine"
+
+    r.xadd(KeySchema().queue("default").ready, {"m": b"\x00\xffnot msgpack"})
+    worker = thread_worker(app)
+    assert ok.delay().get(timeout=10) == "fine"
+    worker.wait_outcomes(lambda outcomes: any(o.kind == "dead" for o in outcomes))
+    (entry,) = app.broker.dead_letters("default", 10)
+    assert "undecodable" in entry.reason
+
+
+def test_non_serializable_result_is_a_failure(app: Celeriac, thread_worker: Any) -> None:
+    @app.task(ignore_result=False)
+    def weird() -> object:
+        return object()
+
+    thread_worker(app)
+    with pytest.raises(Exception, match="not serializable"):
+        weird.delay().get(timeout=10)
+
+
+def test_expired_task_never_runs(app: Celeriac, thread_worker: Any) -> None:
+    ran: list[int] = []
+
+    @app.task(ignore_result=False)
+    def job() -> None:
+        ran.append(1)
+
+    result = job.apply_async(expires=-1)  # already past its expiry when a worker sees it
+    thread_worker(app)
+    with pytest.raises(TaskExpiredError):
+        result.get(timeout=10)
+    assert result.state is TaskState.EXPIRED
+    assert ran == []
+
+
+def test_send_many_and_queue_priority(app: Celeriac, thread_worker: Any) -> None:
+    order: list[str] = []
+
+    @app.task
+    def mark(tag: str) -> None:
+        order.append(tag)
+
+    app.send_many([mark.s("low").set(queue="low") for _ in range(3)])
+    app.send_many([mark.s("high").set(queue="high") for _ in range(3)])
+    worker = thread_worker(app, queues=["high", "low"], concurrency=1, pool="threads")
+    worker.wait_outcomes(lambda outcomes: len(outcomes) == 6)
+    worker.stop()
+    assert order == ["high"] * 3 + ["low"] * 3
+
+
+def test_worker_keeps_a_fixed_number_of_connections(
+    app: Celeriac, r: redis.Redis, thread_worker: Any
+) -> None:
+    @app.task
+    async def nap() -> None:
+        await asyncio.sleep(0.05)
+
+    before = len(r.client_list())
+    worker = thread_worker(app, concurrency=500)
+    app.send_many([nap.s() for _ in range(2000)])
+    worker.wait_outcomes(lambda outcomes: len(outcomes) >= 1000)  # mid-run, hundreds of tasks in flight
+    during = len(r.client_list())
+    assert during - before <= 8, f"worker opened {during - before} connections"
+
+
+def test_every_key_is_bounded_or_expires(app: Celeriac, r: redis.Redis, thread_worker: Any) -> None:
+    @app.task(ignore_result=False)
+    def ok() -> int:
+        return 1
+
+    @app.task
+    def bad() -> None:
+        raise ValueError
+
+    thread_worker(app)
+    ok.delay().get(timeout=10)
+    app.send_task("nope")
+    with pytest.raises(ValueError):
+        app.AsyncResult(bad.delay().id).get(timeout=10)
+    schema = KeySchema()
+    q = schema.queue("default")
+    bounded = {q.ready, q.delayed, q.dead}  # streams emptied on ack / capped; delayed drains when due
+    for key in r.scan_iter("*"):
+        name = key.decode()
+        if name in bounded:
+            continue
+        assert r.pttl(name) > 0, f"{name} has no TTL"
