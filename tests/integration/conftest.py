@@ -103,6 +103,15 @@ class ProcessWorkers:
         self.procs.append(proc)
         return proc
 
+    @staticmethod
+    def wait_log(proc: subprocess.Popen[bytes], text: str) -> None:
+        """Read the worker's log until a line contains ``text``."""
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if text.encode() in line:
+                return
+        raise AssertionError(f"worker exited without logging {text!r}")
+
     def stop_all(self) -> None:
         for p in self.procs:
             if p.poll() is None:
@@ -136,3 +145,14 @@ def take(r: redis.Redis, key: str, count: int, timeout_s: float = 30) -> list[st
         )
         out.append(item[1].decode())
     return out
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 15) -> None:
+    """Wait until ``check()`` holds. Only for state that another process changes and no event
+    announces (an ack recorded by a worker process); everything else awaits its event."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)

@@ -42,7 +42,16 @@ from dataclasses import dataclass, field
 
 from ..exceptions import BrokerError
 from ..results.base import StoreResult
-from .base import Broker, DeadLetter, Delivery, Enqueue, QueueStats, Settlement, WorkerInfo
+from .base import (
+    Broker,
+    DeadLetter,
+    Delivery,
+    Enqueue,
+    QueueStats,
+    Settlement,
+    WorkerInfo,
+    task_id_of,
+)
 
 __all__ = ["MemoryBroker"]
 
@@ -166,10 +175,9 @@ class MemoryBroker(Broker):
             if name in waiter.queues:
                 waiter.wake()
 
-    def _dead_letter(self, q: _QueueState, entry: _Entry, data: bytes, reason: str, now_ms: int) -> None:
+    def _dead_letter(self, q: _QueueState, data: bytes, reason: str, now_ms: int) -> None:
         entry_id, _ = self._next_id(now_ms)
-        # DeadLetter.task_id holds the id of the delivery's entry, as the Redis broker's "id" field does
-        q.dead.append(DeadLetter(entry_id, entry.entry_id, data, reason, now_ms))
+        q.dead.append(DeadLetter(entry_id, task_id_of(data), data, reason, now_ms))
         while len(q.dead) > self.dead_letter_max:
             q.dead.popleft()
 
@@ -316,7 +324,7 @@ class MemoryBroker(Broker):
                         if head_before is None or due < head_before:
                             head_before, woke = due, True
                     elif s.kind == "dead":
-                        self._dead_letter(q, q.pending[d.entry_id].entry, bytes(s.data), s.reason, now_ms)
+                        self._dead_letter(q, bytes(s.data), s.reason, now_ms)
                 for entry_id in acked:
                     q.pending.pop(entry_id, None)
                 if woke:
@@ -362,7 +370,7 @@ class MemoryBroker(Broker):
                         f"delivered {lease.deliveries} times without an outcome (max_deliveries="
                         f"{max_deliveries}; the worker running it died or lost its lease each time)"
                     )
-                    self._dead_letter(q, entry, entry.data, reason, now_ms)
+                    self._dead_letter(q, entry.data, reason, now_ms)
                     del q.pending[entry.entry_id]
                     dead += 1
                 else:

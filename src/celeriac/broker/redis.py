@@ -310,7 +310,7 @@ class RedisBroker(Broker):
         with translate_errors(self.url):
             for name, group in by_queue.items():
                 q = self.keys.queue(name)
-                args: list[Any] = [GROUP, consumer, self._pel_scan, 0]
+                args: list[Any] = [GROUP, consumer, self._pel_scan, 30 * 86_400_000]  # idle past any lease
                 for d in group:
                     args += [d.entry_id, d.deliveries, mode]
                 n += int(await self._scripts.release(keys=[q.ready], args=args))

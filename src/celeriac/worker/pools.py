@@ -11,6 +11,7 @@ The map below is the only place pools are named (no dotted-string lookups).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,9 +25,25 @@ class ThreadBackedPool:
     def __init__(self, threads: int) -> None:
         self.threads = threads
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"celeriac-{self.name}")
+        self._busy = 0  # sync calls still running in threads (a cancelled await does not stop them)
+        self._lock = threading.Lock()
 
     async def run_sync(self, call: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._counted, call)
+
+    def _counted(self, call: Callable[[], Any]) -> Any:
+        with self._lock:
+            self._busy += 1
+        try:
+            return call()
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    @property
+    def busy_threads(self) -> int:
+        """Threads still running task code (after a cold or timed-out shutdown: abandoned ones)."""
+        return self._busy
 
     def shutdown(self, wait: bool) -> None:
         # Threads cannot be interrupted; on a cold or timed-out shutdown they are abandoned (daemon-like):
