@@ -89,9 +89,9 @@ def _translate(exc: Exception, url: str) -> BrokerError:
     text = redact(str(exc))
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
         return BrokerConnectionError(f"Redis at {redact(url)} unreachable: {text}")
-    if isinstance(exc, redis.ResponseError) and text.startswith("OOM"):
-        return BrokerFullError(f"Redis at {redact(url)} is out of memory (maxmemory reached): {text}")
-    if isinstance(exc, redis.ResponseError) and "OOM command not allowed" in text:
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+        isinstance(exc, redis.ResponseError) and (text.startswith("OOM") or "maxmemory" in text)
+    ):
         return BrokerFullError(f"Redis at {redact(url)} is out of memory (maxmemory reached): {text}")
     return BrokerError(f"Redis at {redact(url)} failed: {text}")
 
