@@ -26,9 +26,10 @@ import redis.asyncio
 from .._redis import async_client, sync_client, to_str, translate_errors
 from ..exceptions import BrokerError
 from ..results.base import StoreResult
+from . import scripts
 from .base import Broker, DeadLetter, Delivery, Enqueue, QueueStats, Settlement, WorkerInfo, task_id_of
 from .keys import GROUP, KeySchema, QueueKeys
-from .scripts import Scripts
+from .scripts import Batch
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,8 @@ class RedisBroker(Broker):
         self.dead_letter_max = dead_letter_max
         self.max_connections = max_connections
         self._sync: redis.Redis | None = None
-        self._sync_scripts: Scripts | None = None
         self._client: redis.asyncio.Redis | None = None
         self._blocking: redis.asyncio.Redis | None = None
-        self._scripts: Scripts | None = None
         self._pubsub: Any = None
         self._groups_ready: set[str] = set()
         self._pel_scan = 1000
@@ -77,14 +76,7 @@ class RedisBroker(Broker):
         """The synchronous client (created on first use)."""
         if self._sync is None:
             self._sync = sync_client(self.url)
-            self._sync_scripts = Scripts(self._sync)
         return self._sync
-
-    @property
-    def _sscripts(self) -> Scripts:
-        _ = self.sync
-        assert self._sync_scripts is not None
-        return self._sync_scripts
 
     @property
     def _aio(self) -> redis.asyncio.Redis:
@@ -99,7 +91,7 @@ class RedisBroker(Broker):
             if item.delay_ms is None and item.eta_ms is None:
                 self.sync.xadd(q.ready, {"m": item.data})
             else:
-                self._sscripts.enqueue_delayed(keys=[q.delayed], args=[q.wake, *_delay_args(item)])
+                scripts.ENQUEUE_DELAYED(self.sync, [q.delayed], [q.wake, *_delay_args(item)])
 
     def enqueue_many(self, items: Sequence[Enqueue]) -> None:
         if not items:
@@ -115,10 +107,11 @@ class RedisBroker(Broker):
                     delayed.setdefault(item.queue, []).extend(_delay_args(item))
                 if n % 10_000 == 0:  # bound the client-side buffer on huge batches
                     pipe.execute()
+            batch = Batch(size=len(pipe))
             for name, args in delayed.items():
                 q = self.keys.queue(name)
-                self._sscripts.enqueue_delayed(keys=[q.delayed], args=[q.wake, *args], client=pipe)
-            pipe.execute()
+                batch.add(pipe, scripts.ENQUEUE_DELAYED, [q.delayed], [q.wake, *args])
+            batch.repair(self.sync, pipe.execute(raise_on_error=False))
 
     # ---- consumer --------------------------------------------------------------------------------
     async def open(self, queues: Sequence[str]) -> None:
@@ -127,7 +120,6 @@ class RedisBroker(Broker):
             # one connection that may sit in a blocking XREADGROUP; no socket timeout on it, the BLOCK
             # argument bounds the wait and the health check catches dead peers
             self._blocking = async_client(self.url, max_connections=1, socket_timeout_s=None)
-            self._scripts = Scripts(self._client)
         for name in queues:
             await self._ensure_group(self.keys.queue(name))
         channels = [self.keys.queue(name).wake for name in queues]
@@ -213,14 +205,12 @@ class RedisBroker(Broker):
         for s in settlements:
             by_queue.setdefault(s.delivery.queue, []).append(s)
         fenced: list[Delivery] = []
-        assert self._scripts is not None
         with translate_errors(self.url):
             pipe = self._aio.pipeline(transaction=False)
+            batch = Batch()
             for r in results:
-                await self._scripts.store_result(
-                    keys=[self.keys.result(r.task_id)],
-                    args=[r.payload, max(1, int(r.ttl_s * 1000))],
-                    client=pipe,
+                batch.add(
+                    pipe, scripts.STORE_RESULT, [self.keys.result(r.task_id)], [r.payload, _ttl_ms(r.ttl_s)]
                 )
             order = []
             for name, group in by_queue.items():
@@ -234,9 +224,9 @@ class RedisBroker(Broker):
                         args += ["r", d.entry_id, d.deliveries, *_delay_args(s)]
                     else:
                         args += ["d", d.entry_id, d.deliveries, s.data, s.reason]
-                await self._scripts.settle(keys=[q.ready, q.delayed, q.dead], args=args, client=pipe)
+                batch.add(pipe, scripts.SETTLE, [q.ready, q.delayed, q.dead], args)
                 order.append(group)
-            replies = await pipe.execute()
+            replies = await batch.arepair(self._aio, await pipe.execute(raise_on_error=False))
         for group, reply in zip(order, replies[len(results) :]):
             lost = {to_str(i) for i in reply}
             fenced += [s.delivery for s in group if s.delivery.entry_id in lost]
@@ -247,14 +237,13 @@ class RedisBroker(Broker):
         for d in deliveries:
             by_queue.setdefault(d.queue, []).append(d)
         lost: list[Delivery] = []
-        assert self._scripts is not None
         with translate_errors(self.url):
             for name, group in by_queue.items():
                 q = self.keys.queue(name)
                 args: list[Any] = [GROUP, consumer, self._pel_scan]
                 for d in group:
                     args += [d.entry_id, d.deliveries]
-                reply = await self._scripts.extend(keys=[q.ready], args=args)
+                reply = await scripts.EXTEND.run(self._aio, [q.ready], args)
                 gone = {to_str(i) for i in reply}
                 lost += [d for d in group if d.entry_id in gone]
         return lost
@@ -263,11 +252,11 @@ class RedisBroker(Broker):
         self, queue: str, consumer: str, count: int, lease_ms: int, max_deliveries: int
     ) -> tuple[list[Delivery], int]:
         q = self.keys.queue(queue)
-        assert self._scripts is not None
         with translate_errors(self.url):
-            reply = await self._scripts.reclaim(
-                keys=[q.ready, q.dead],
-                args=[GROUP, consumer, lease_ms, count, max_deliveries, self.dead_letter_max],
+            reply = await scripts.RECLAIM.run(
+                self._aio,
+                [q.ready, q.dead],
+                [GROUP, consumer, lease_ms, count, max_deliveries, self.dead_letter_max],
             )
         dead = int(reply[0])
         out = [
@@ -278,9 +267,8 @@ class RedisBroker(Broker):
 
     async def promote(self, queue: str) -> float | None:
         q = self.keys.queue(queue)
-        assert self._scripts is not None
         with translate_errors(self.url):
-            _moved, next_due, now_ms = await self._scripts.promote(keys=[q.delayed, q.ready], args=[1000])
+            _moved, next_due, now_ms = await scripts.PROMOTE.run(self._aio, [q.delayed, q.ready], [1000])
         if int(next_due) < 0:
             return None
         return max(0.0, (int(next_due) - int(now_ms)) / 1000)
@@ -305,7 +293,6 @@ class RedisBroker(Broker):
         for d in deliveries:
             by_queue.setdefault(d.queue, []).append(d)
         n = 0
-        assert self._scripts is not None
         mode = "interrupted" if started else "unstarted"
         with translate_errors(self.url):
             for name, group in by_queue.items():
@@ -313,7 +300,7 @@ class RedisBroker(Broker):
                 args: list[Any] = [GROUP, consumer, self._pel_scan, 30 * 86_400_000]  # idle past any lease
                 for d in group:
                     args += [d.entry_id, d.deliveries, mode]
-                n += int(await self._scripts.release(keys=[q.ready], args=args))
+                n += int(await scripts.RELEASE.run(self._aio, [q.ready], args))
         return n
 
     async def heartbeat(
@@ -397,7 +384,7 @@ class RedisBroker(Broker):
     def replay_dead(self, queue: str, count: int, entry_id: str | None = None) -> int:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
-            return int(self._sscripts.replay_dead(keys=[q.dead, q.ready], args=[count, entry_id or ""]))
+            return int(scripts.REPLAY_DEAD(self.sync, [q.dead, q.ready], [count, entry_id or ""]))
 
     def purge_dead(self, queue: str) -> int:
         q = self.keys.queue(queue)
@@ -416,7 +403,7 @@ class RedisBroker(Broker):
             pipe.delete(q.delayed)
             deleted = int(pipe.execute()[0])
             while True:  # bounded script calls: a purge of millions never blocks Redis for long
-                n = int(self._sscripts.purge_ready(keys=[q.ready], args=[GROUP, 10_000]))
+                n = int(scripts.PURGE_READY(self.sync, [q.ready], [GROUP, 10_000]))
                 deleted += n
                 if n == 0:
                     return deleted
@@ -443,6 +430,10 @@ class RedisBroker(Broker):
         if self._sync is not None:
             self._sync.close()
             self._sync = None
+
+
+def _ttl_ms(ttl_s: float) -> int:
+    return max(1, int(ttl_s * 1000))
 
 
 def _stream_pairs(reply: Any) -> list[tuple[Any, Any]]:

@@ -17,7 +17,7 @@ import redis.asyncio
 
 from .._redis import async_client, sync_client, translate_errors
 from ..broker.keys import KeySchema
-from ..broker.scripts import source
+from ..broker.scripts import STORE_RESULT, Batch
 from .base import ResultBackend, StoreResult
 
 # a BLMOVE waits at most this long per call so that the socket timeout can catch a dead server
@@ -68,21 +68,21 @@ class RedisResultBackend(ResultBackend):
 
     def store(self, items: Sequence[StoreResult]) -> None:
         with translate_errors(self.url):
-            script = self.sync.register_script(source("store_result"))
             pipe = self.sync.pipeline(transaction=False)
+            batch = Batch()
             for item in items:
-                script(keys=[self.keys.result(item.task_id)], args=_store_args(item), client=pipe)
-            pipe.execute()
+                batch.add(pipe, STORE_RESULT, [self.keys.result(item.task_id)], _store_args(item))
+            batch.repair(self.sync, pipe.execute(raise_on_error=False))
 
     async def store_async(self, items: Sequence[StoreResult]) -> None:
         if self._aio is None:
             self._aio = async_client(self.url, max_connections=2)
         with translate_errors(self.url):
-            script = self._aio.register_script(source("store_result"))
             pipe = self._aio.pipeline(transaction=False)
+            batch = Batch()
             for item in items:
-                await script(keys=[self.keys.result(item.task_id)], args=_store_args(item), client=pipe)
-            await pipe.execute()
+                batch.add(pipe, STORE_RESULT, [self.keys.result(item.task_id)], _store_args(item))
+            await batch.arepair(self._aio, await pipe.execute(raise_on_error=False))
 
     def close_sync(self) -> None:
         for client in (self._sync, self._waiter):

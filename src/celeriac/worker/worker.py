@@ -401,6 +401,8 @@ class Worker:
             return
         lost = await self.broker.extend(self.worker_id, list(self._owned.values()))
         for d in lost:
+            if (d.queue, d.entry_id) not in self._owned:
+                continue  # settled while the extension was in flight: not a lost lease
             logger.warning("lease lost on %s %s (this worker was too slow or cut off)", d.queue, d.entry_id)
 
     async def _reclaim_once(self) -> None:

@@ -20,8 +20,15 @@ local owned = {}
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[3]), ARGV[2])
 for _, p in ipairs(pending) do owned[p[1]] = p[4] end
 
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+-- the clock is read only when a retry or a dead letter needs it (TIME counts as a command)
+local now_ms = nil
+local function clock()
+  if now_ms == nil then
+    local now = redis.call('TIME')
+    now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  end
+  return now_ms
+end
 local acked, fenced = {}, {}
 local head_before = nil
 local i = 6
@@ -38,7 +45,7 @@ while i <= #ARGV do
         head_before = tonumber(h[2] or '-1')
       end
       local due
-      if ARGV[i + 3] ~= '' then due = now_ms + tonumber(ARGV[i + 3]) else due = tonumber(ARGV[i + 4]) end
+      if ARGV[i + 3] ~= '' then due = clock() + tonumber(ARGV[i + 3]) else due = tonumber(ARGV[i + 4]) end
       redis.call('ZADD', KEYS[2], due, ARGV[i + 5])
       if head_before == -1 or due < head_before then
         redis.call('PUBLISH', ARGV[5], due)
@@ -49,7 +56,7 @@ while i <= #ARGV do
   elseif kind == 'd' then
     if mine then
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[4]), '*',
-        'm', ARGV[i + 3], 'reason', ARGV[i + 4], 'time', now_ms)
+        'm', ARGV[i + 3], 'reason', ARGV[i + 4], 'time', clock())
     end
     i = i + 5
   else
