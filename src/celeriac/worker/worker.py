@@ -377,6 +377,8 @@ class Worker:
             self._count(outcome)
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
+        if self._slot_free is not None:
+            self._slot_free.set()  # a burst worker waits for outcomes to be recorded: let it re-check
 
     def _count(self, o: Outcome) -> None:
         self.stats.processed += 1
