@@ -280,3 +280,28 @@ def test_every_key_is_bounded_or_expires(app: Celeriac, r: redis.Redis, thread_w
         if name in bounded:
             continue
         assert r.pttl(name) > 0, f"{name} has no TTL"
+
+
+def test_stopped_workers_leave_the_consumer_group(app: Celeriac, r: redis.Redis, thread_worker: Any) -> None:
+    @app.task(ignore_result=False)
+    def ok() -> int:
+        return 1
+
+    for _ in range(3):
+        worker = thread_worker(app)
+        assert ok.delay().get(timeout=10) == 1
+        worker.wait_outcomes(lambda outcomes: len(outcomes) == 1)
+        worker.stop()
+    assert r.xinfo_consumers(KeySchema().queue("default").ready, "celeriac") == []
+
+
+def test_scripts_survive_a_flushed_script_cache(app: Celeriac, r: redis.Redis, thread_worker: Any) -> None:
+    @app.task(ignore_result=False)
+    def ok() -> int:
+        return 1
+
+    thread_worker(app)
+    assert ok.delay().get(timeout=10) == 1
+    r.script_flush()  # as after a restart or failover: EVALSHA answers NOSCRIPT
+    assert ok.apply_async(countdown=0.01).get(timeout=10) == 1
+    assert ok.delay().get(timeout=10) == 1

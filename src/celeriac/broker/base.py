@@ -168,6 +168,11 @@ class Broker(ABC):
     async def release(self, consumer: str, deliveries: Sequence[Delivery], *, started: bool) -> int:
         """Give deliveries back (shutdown): unstarted ones re-queued fresh, started ones reclaimable now."""
 
+    async def prune_consumers(self, queue: str, idle_ms: int, *, keep: str = "", only: str = "") -> int:
+        """Forget consumers idle at least ``idle_ms`` that own nothing (never ``keep``; with ``only``,
+        just that one); return how many."""
+        return 0
+
     @abstractmethod
     async def heartbeat(
         self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]

@@ -303,6 +303,13 @@ class RedisBroker(Broker):
                 n += int(await scripts.RELEASE.run(self._aio, [q.ready], args))
         return n
 
+    async def prune_consumers(self, queue: str, idle_ms: int, *, keep: str = "", only: str = "") -> int:
+        # Each worker run joins the group as a new consumer; consumers that own nothing and have been
+        # idle long enough (dead or stopped workers) are removed so that the group stays bounded.
+        q = self.keys.queue(queue)
+        with translate_errors(self.url):
+            return int(await scripts.PRUNE_CONSUMERS.run(self._aio, [q.ready], [GROUP, idle_ms, keep, only]))
+
     async def heartbeat(
         self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]
     ) -> None:

@@ -205,7 +205,9 @@ class Executor:
             try:
                 task.check_arguments(message.args, message.kwargs)
             except TypeError as mismatch:
-                return self._failed(message, task, mismatch, kind="dead", reason=f"wrong arguments: {mismatch}")
+                return self._failed(
+                    message, task, mismatch, kind="dead", reason=f"wrong arguments: {mismatch}"
+                )
         if isinstance(exc, Reject):
             return self._failed(message, task, exc, kind="dead", reason=f"rejected by the task: {exc.reason}")
         retry = exc if isinstance(exc, Retry) else None

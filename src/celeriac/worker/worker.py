@@ -45,6 +45,7 @@ logger = logging.getLogger("celeriac.worker")
 _MAX_BACKOFF_S = 5.0
 _SCHEDULE_MAX_WAIT_S = 5.0  # re-check delayed sets even without a wake-up (a missed pub/sub message)
 _BLOCK_MS = 5_000
+_PRUNE_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -214,6 +215,7 @@ class Worker:
             asyncio.create_task(self._guard(name, step, lambda: self._closed))
             for name, step in (
                 ("lease", self._lease_once),
+                ("prune", self._prune_once),
                 ("reclaim", self._reclaim_once),
                 ("schedule", self._schedule_once),
                 ("heartbeat", self._heartbeat_once),
@@ -426,6 +428,12 @@ class Worker:
                 self._start(d)
         await asyncio.sleep(min(2.0, self.conf.lease_s / 5))
 
+    async def _prune_once(self) -> None:
+        await asyncio.sleep(_PRUNE_INTERVAL_S)
+        idle_ms = int(max(60.0, 10 * self.conf.lease_s) * 1000)
+        for queue in self.queues:
+            await self.broker.prune_consumers(queue, idle_ms, keep=self.worker_id)
+
     async def _schedule_once(self) -> None:
         waits = [await self.broker.promote(q) for q in self.queues]
         wait_s = min([w for w in waits if w is not None] + [_SCHEDULE_MAX_WAIT_S])
@@ -486,6 +494,8 @@ class Worker:
         await asyncio.gather(*maintenance, return_exceptions=True)
         try:
             await self.broker.unregister(self.worker_id)
+            for queue in self.queues:  # this run's consumer owns nothing any more: leave the group
+                await self.broker.prune_consumers(queue, 0, keep="")
         except BrokerError:
             pass
         self.pool.shutdown(wait=False)
