@@ -25,7 +25,6 @@ import os
 import secrets
 import signal
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -123,19 +122,15 @@ class Worker:
     def start(self) -> None:
         """Run until SIGTERM/SIGINT (first: warm shutdown; second: cold). Blocks.
 
-        This owns the process: when a cold or timed-out shutdown abandoned sync tasks still running
-        in threads (threads cannot be interrupted), it exits the process once everything is recorded
-        instead of waiting for them. Their messages were handed back and run again elsewhere.
+        Sync tasks still running in threads after a cold or timed-out shutdown (threads cannot be
+        interrupted) do not keep the process alive: they run in daemon threads, and their messages
+        were handed back to run again elsewhere.
         """
         asyncio.run(self._main_with_signals())
         if self.pool.busy_threads:
             logger.warning(
                 "exiting with %d task thread(s) still running (handed back)", self.pool.busy_threads
             )
-            logging.shutdown()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
 
     async def _main_with_signals(self) -> None:
         loop = asyncio.get_running_loop()
