@@ -22,7 +22,7 @@ Redis                       here
 ==========================  ==========================================================================
 ``:ready`` stream + PEL     ``_QueueState.ready`` (undelivered, FIFO) + ``_QueueState.pending`` (leased)
 ``:delayed`` sorted set     ``_QueueState.delayed`` (member -> due ms) + a heap ordered like a zset
-``:dead`` stream (capped)   ``_QueueState.dead`` (a deque with ``maxlen=dead_letter_max``)
+``:dead`` stream (capped)   ``_QueueState.dead`` (a deque trimmed to exactly ``dead_letter_max``)
 ``:wake`` channel           one subscription per event loop, opened by :meth:`open`
 ``worker:<id>`` + workers   ``_workers`` (fields and expiry in ms)
 ``queues`` set              ``_known_queues`` with one shared expiry, refreshed by heartbeats
@@ -106,18 +106,26 @@ class _QueueState:
 
 @dataclass(eq=False)
 class _Waiter:
-    """An asyncio.Event of one event loop, set from any thread."""
+    """An asyncio.Event of one event loop, set from any thread. Used with the broker's lock held."""
 
     loop: asyncio.AbstractEventLoop
     event: asyncio.Event
     queues: set[str]
-    refs: int = 1
+    refs: int = 1  # opens sharing this subscription
+    woken: bool = False  # a set() is already on its way: a bulk enqueue wakes the loop once
 
     def wake(self) -> None:
+        if self.woken:
+            return
+        self.woken = True
         try:
             self.loop.call_soon_threadsafe(self.event.set)
         except RuntimeError:  # the loop was closed without closing the broker: nobody is waiting
             pass
+
+    def rearm(self) -> None:
+        self.event.clear()
+        self.woken = False
 
 
 class MemoryBroker(Broker):
@@ -264,7 +272,7 @@ class MemoryBroker(Broker):
                         waiter = _Waiter(loop, asyncio.Event(), set(queues))
                         self._fetchers.add(waiter)
                     else:
-                        waiter.event.clear()
+                        waiter.rearm()
                 if len(queues) > 1:
                     limit = 1  # XREADGROUP BLOCK over several streams is served one message
                 try:
@@ -416,7 +424,7 @@ class MemoryBroker(Broker):
             pass
         finally:
             with self._lock:
-                sub.event.clear()
+                sub.rearm()
                 if temporary is not None:
                     self._transient.discard(temporary)
 

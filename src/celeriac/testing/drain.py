@@ -3,7 +3,8 @@
 Why a real :class:`~celeriac.worker.Worker` and not an inline loop: tests then go through the same
 fetch, lease, settle, retry and dead-letter paths as production, with every message encoded and
 decoded. The worker runs in burst mode, so it stops by itself once nothing is ready, running or
-delayed in its queues (delayed messages are waited for: keep countdowns short in tests).
+delayed in its queues. Delayed messages are waited for: keep countdowns short in tests, or run the
+app on a :class:`~celeriac.testing.FakeClock` and advance it past them before draining.
 """
 
 from __future__ import annotations

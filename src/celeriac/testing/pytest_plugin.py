@@ -29,6 +29,9 @@ from typing import Any
 import pytest
 
 from ..app import Celeriac
+from ..broker.memory import MemoryBroker
+from ..results.memory import MemoryResultBackend
+from .clock import FakeClock
 from .drain import DEFAULT_TIMEOUT_S, DrainResult, drain
 from .server import RedisServer, redis_server_binary
 
@@ -46,17 +49,25 @@ def celeriac_settings() -> dict[str, Any]:
 
 @pytest.fixture
 def celeriac_memory_app_factory(celeriac_settings: dict[str, Any]) -> Iterator[Callable[..., Celeriac]]:
-    """A factory of apps on ``memory://``: ``make(main="tests", **settings) -> Celeriac``.
+    """A factory of apps on ``memory://``: ``make(main="tests", *, clock=None, **settings) -> Celeriac``.
 
     Each app has its own broker and result store (nothing is shared between apps); a worker and
     producers in this process share them. Settings given to the factory win over ``celeriac_settings``.
+    With ``clock`` (a :class:`~celeriac.testing.FakeClock`), due times, leases and result TTLs follow
+    that clock, and moving it wakes the worker's scheduler: a one-hour countdown runs after
+    ``clock.advance(3600)``, at once.
     """
     apps: list[Celeriac] = []
 
-    def make(main: str | None = "tests", **settings: Any) -> Celeriac:
+    def make(main: str | None = "tests", *, clock: FakeClock | None = None, **settings: Any) -> Celeriac:
         app = Celeriac(
             main, broker="memory://", result_backend="memory://", **{**celeriac_settings, **settings}
         )
+        if clock is not None:
+            broker = MemoryBroker(dead_letter_max=app.conf.dead_letter_max, clock=clock)
+            clock.subscribe(broker.time_changed)
+            app._broker = broker
+            app._backend = MemoryResultBackend(clock=clock)
         apps.append(app)
         return app
 
