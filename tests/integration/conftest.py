@@ -34,8 +34,10 @@ class ThreadWorker:
     def _run(self) -> None:
         async def main() -> None:
             task = asyncio.create_task(self.worker.run())
-            await self.worker.wait_ready()
+            ready = asyncio.create_task(self.worker.wait_ready())
+            await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
             self._ready.set()
+            ready.cancel()
             await task
 
         try:

@@ -131,6 +131,13 @@ class RedisBroker(Broker):
     async def _ensure_group(self, q: QueueKeys) -> None:
         with translate_errors(self.url):
             try:
+                # read-only check first: creating a group is refused when Redis is full, reading is not
+                if any(to_str(g.get("name", "")) == GROUP for g in await self._aio.xinfo_groups(q.ready)):
+                    self._groups_ready.add(q.name)
+                    return
+            except redis.ResponseError:  # no such key yet
+                pass
+            try:
                 await self._aio.xgroup_create(q.ready, GROUP, id="0", mkstream=True)
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue, Settlement
-from ..exceptions import BrokerConnectionError, BrokerError
+from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .executor import Job, Outcome
 from .pools import DEFAULT_CONCURRENCY, make_pool
 
@@ -115,8 +115,7 @@ class Worker:
         self._cold_event: asyncio.Event | None = None
         self._slot_free: asyncio.Event | None = None
         self._flush_wanted: asyncio.Event | None = None
-        self.ready = asyncio.Event  # replaced in run(); set once consuming (tests await it)
-        self._ready_flag: asyncio.Event | None = None
+        self._ready_flag = asyncio.Event()  # set once consuming
 
     # ---- public control --------------------------------------------------------------------------
     def start(self) -> None:
@@ -177,9 +176,7 @@ class Worker:
             loop.call_soon_threadsafe(_set)
 
     async def wait_ready(self) -> None:
-        """Return once the worker consumes its queues."""
-        while self._ready_flag is None:
-            await asyncio.sleep(0)
+        """Return once the worker consumes its queues (await it on the worker's loop)."""
         await self._ready_flag.wait()
 
     # ---- main ------------------------------------------------------------------------------------
@@ -188,12 +185,10 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._stop_event, self._cold_event = asyncio.Event(), asyncio.Event()
         self._slot_free, self._flush_wanted = asyncio.Event(), asyncio.Event()
-        self._ready_flag = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
-        for warning in await asyncio.to_thread(self.broker.server_warnings):
-            logger.warning("%s", warning)
-        await self.broker.open(self.queues)
+        if not await self._connect():
+            return
         logger.info(
             "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
             self.worker_id,
@@ -221,6 +216,30 @@ class Worker:
             await self._stop_event.wait()
         finally:
             await self._shutdown(fetcher, settler, maintenance)
+
+    async def _connect(self) -> bool:
+        """Check the server and open the queues, waiting for Redis if it is down or full.
+
+        A worker started before its Redis (containers start in any order) waits instead of exiting.
+        Returns False when asked to stop first. A Redis that is too old raises.
+        """
+        backoff = 0.1
+        assert self._stop_event is not None
+        while not self._stop_event.is_set():
+            try:
+                for warning in await asyncio.to_thread(self.broker.server_warnings):
+                    logger.warning("%s", warning)
+                await self.broker.open(self.queues)
+                return True
+            except (BrokerConnectionError, BrokerFullError) as exc:
+                logger.warning("cannot start consuming yet: %s; retrying in %.1fs", exc, backoff)
+            try:
+                await asyncio.wait_for(self._stop_event.wait(), backoff)
+            except asyncio.TimeoutError:
+                pass
+            backoff = min(_MAX_BACKOFF_S, backoff * 2)
+        await self.broker.close()
+        return False
 
     def _settled_and_closing(self) -> bool:
         return self._closing and not self._pending
