@@ -110,6 +110,11 @@ class Broker(ABC):
         """Send many messages in as few round trips as possible."""
 
     # ---- consumer side (asyncio) ----------------------------------------------------------------
+    def for_worker(self) -> Broker:
+        """The broker a worker consumes through: its own connections where the broker has any, so
+        that several workers (or a worker and producers) in one process never share a connection."""
+        return self
+
     @abstractmethod
     async def open(self, queues: Sequence[str]) -> None:
         """Prepare to consume ``queues`` (connections, consumer groups)."""

@@ -114,6 +114,14 @@ class RedisBroker(Broker):
             batch.repair(self.sync, pipe.execute(raise_on_error=False))
 
     # ---- consumer --------------------------------------------------------------------------------
+    def for_worker(self) -> RedisBroker:
+        return RedisBroker(
+            self.url,
+            prefix=self.keys.prefix,
+            dead_letter_max=self.dead_letter_max,
+            max_connections=self.max_connections,
+        )
+
     async def open(self, queues: Sequence[str]) -> None:
         if self._client is None:
             self._client = async_client(self.url, max_connections=self.max_connections)
@@ -330,7 +338,9 @@ class RedisBroker(Broker):
             pipe.pexpire(key, ttl_ms)
             pipe.zadd(self.keys.workers, {worker_id: now_ms + ttl_ms})
             pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms)
-            pipe.pexpire(self.keys.workers, ttl_ms)
+            # the registry outlives any one worker's TTL (workers may use different TTLs); stale ids
+            # are pruned by score above, and the whole key goes a day after the last heartbeat
+            pipe.expire(self.keys.workers, 86_400)
             if queues:
                 pipe.sadd(self.keys.queues, *queues)
                 pipe.expire(self.keys.queues, 7 * 86_400)

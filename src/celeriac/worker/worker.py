@@ -97,7 +97,7 @@ class Worker:
         self.burst = burst
         self.on_outcome = on_outcome
         self.executor = app.executor
-        self.broker = app.broker
+        self.broker = app.broker.for_worker()
         self.backend = app.backend
         self.lease_ms = int(self.conf.lease_s * 1000)
         # results on the broker's own Redis are written in the same round trip as the acks
@@ -367,9 +367,11 @@ class Worker:
             raise
 
     async def _flush(self, batch: list[tuple[Delivery | None, Outcome, bool]]) -> None:
-        stores = [o.store for _, o, _ in batch if o.store is not None]
-        if stores and self.backend is not None:
-            await self.backend.store_async(stores)
+        stores = [o.store for _, o, _ in batch if o.store is not None] if self.backend is not None else []
+        if stores and not self._results_via_broker:
+            assert self.backend is not None
+            await self.backend.store_async(stores)  # a separate result store: results first, then acks
+            stores = []
         settlements = [
             Settlement(
                 d, o.kind, o.retry_data if o.kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason
@@ -377,7 +379,10 @@ class Worker:
             for d, o, _ in batch
             if d is not None
         ]
-        fenced = await self.broker.settle(self.worker_id, settlements) if settlements else []
+        # results on the broker's Redis go first in the same round trip as the acks
+        fenced = (
+            await self.broker.settle(self.worker_id, settlements, stores) if settlements or stores else []
+        )
         fenced_keys = {(f.queue, f.entry_id) for f in fenced}
         for d, outcome, _ in batch:
             if d is not None:
@@ -509,7 +514,7 @@ class Worker:
         try:
             await self.broker.unregister(self.worker_id)
             for queue in self.queues:  # this run's consumer owns nothing any more: leave the group
-                await self.broker.prune_consumers(queue, 0, keep="")
+                await self.broker.prune_consumers(queue, 0, only=self.worker_id)
         except BrokerError:
             pass
         self.pool.shutdown(wait=False)
