@@ -285,7 +285,10 @@ class Worker:
         deliveries = await self.broker.fetch(self.queues, self.worker_id, count, block_ms)
         for d in deliveries:
             self._start(d)
-        if self.burst and not deliveries:
+        if deliveries:
+            # let the new tasks take their first step before this loop sends its next (blocking) read
+            await asyncio.sleep(0)
+        elif self.burst:
             await self._maybe_finish_burst()
 
     async def _maybe_finish_burst(self) -> None:
