@@ -49,16 +49,17 @@ def status(ctx: click.Context, queues: tuple[str, ...]) -> None:
     now = time.time()
     wtable = Table(title=f"Workers ({len(workers)} live)", title_justify="left")
     wtable.add_column("worker", no_wrap=True)
-    for column in ("queues", "pool", "slots", "running", "processed", "failed", "up", "version"):
-        wtable.add_column(column, justify="left" if column in ("queues", "pool", "version") else "right")
+    for column in ("queues", "pool/slots", "running", "processed", "failed", "up", "version"):
+        wtable.add_column(
+            column, justify="left" if column in ("queues", "pool/slots", "version") else "right"
+        )
     for w in sorted(workers, key=lambda w: w.worker_id):
         f = w.fields
         started = _float(f.get("started_at"))
         wtable.add_row(
             w.worker_id,
             f.get("queues", ""),
-            f.get("pool", ""),
-            f.get("concurrency", ""),
+            f"{f.get('pool', '?')}/{f.get('concurrency', '?')}",
             f.get("running", ""),
             f.get("processed", ""),
             f.get("failed", ""),
