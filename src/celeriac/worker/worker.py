@@ -45,6 +45,7 @@ _MAX_BACKOFF_S = 5.0
 _SCHEDULE_MAX_WAIT_S = 5.0  # re-check delayed sets even without a wake-up (a missed pub/sub message)
 _BLOCK_MS = 5_000
 _PRUNE_INTERVAL_S = 60.0
+_CANCEL_WAIT_S = 5.0
 
 
 @dataclass
@@ -172,7 +173,7 @@ class Worker:
             running = None
         if running is loop:
             _set()
-        else:
+        elif not loop.is_closed():  # after run() returned there is nothing left to stop
             loop.call_soon_threadsafe(_set)
 
     async def wait_ready(self) -> None:
@@ -199,10 +200,14 @@ class Worker:
         )
         # The fetcher stops first (no new work); the settle loop runs until every outcome is recorded;
         # the maintenance loops (leases!) stop last, once nothing is owned any more.
-        fetcher = asyncio.create_task(self._guard("fetch", self._fetch_once, lambda: self._stopping))
-        settler = asyncio.create_task(self._guard("settle", self._settle_once, self._settled_and_closing))
+        fetcher = asyncio.create_task(
+            self._guard("fetch", self._fetch_once, lambda: self._stopping), name="celeriac-fetch"
+        )
+        settler = asyncio.create_task(
+            self._guard("settle", self._settle_once, self._settled_and_closing), name="celeriac-settle"
+        )
         maintenance = [
-            asyncio.create_task(self._guard(name, step, lambda: self._closed))
+            asyncio.create_task(self._guard(name, step, lambda: self._closed), name=f"celeriac-{name}")
             for name, step in (
                 ("lease", self._lease_once),
                 ("prune", self._prune_once),
@@ -303,8 +308,7 @@ class Worker:
         if any(s.delayed for s in stats):
             await asyncio.sleep(0.01)  # delayed work remains: wait for the schedule loop to promote it
             return
-        self.stop()
-        await asyncio.Event().wait()  # parked until cancelled by shutdown
+        self.stop()  # sets _stopping at once (we are on the loop): the fetch loop ends by its flag
 
     def _start(self, d: Delivery) -> None:
         key = (d.queue, d.entry_id)
@@ -483,17 +487,16 @@ class Worker:
         self, fetcher: asyncio.Task[None], settler: asyncio.Task[None], maintenance: list[asyncio.Task[None]]
     ) -> None:
         self._stopping = True
-        fetcher.cancel()
-        await asyncio.gather(fetcher, return_exceptions=True)
+        assert self._slot_free is not None
+        self._slot_free.set()  # a fetch loop waiting for a free slot re-checks its flag and ends
+        await _end_tasks([fetcher], wait_s=0.05)  # one blocked in a read is cancelled
         try:
             await self._release_orphans()
         except BrokerError as exc:
             logger.warning("could not hand back unstarted messages (%s): they return after the lease", exc)
         await self._wait_running()
         interrupted = [d for d, _, _ in self._running.values()]
-        for _, task, _ in list(self._running.values()):
-            task.cancel()
-        await asyncio.gather(*(t for _, t, _ in list(self._running.values())), return_exceptions=True)
+        await _end_tasks([t for _, t, _ in self._running.values()], wait_s=0.0)
         for d in interrupted:
             self._owned.pop((d.queue, d.entry_id), None)
         # record every outcome before anything else stops (the lease loop keeps them owned meanwhile)
@@ -511,9 +514,7 @@ class Worker:
         except BrokerError as exc:
             logger.warning("shutdown could not reach Redis (%s): unacked tasks return after the lease", exc)
         self._closed = True
-        for task in maintenance:
-            task.cancel()
-        await asyncio.gather(*maintenance, return_exceptions=True)
+        await _end_tasks(maintenance, wait_s=0.0)
         try:
             await self.broker.unregister(self.worker_id)
             for queue in self.queues:  # this run's consumer owns nothing any more: leave the group
@@ -552,6 +553,23 @@ class Worker:
             orphans = [p for p in pending if (p.queue, p.entry_id) not in self._owned]
             if orphans:
                 await self.broker.release(self.worker_id, orphans, started=False)
+
+
+async def _end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
+    """Let ``tasks`` finish within ``wait_s``, then cancel the rest and wait for them, boundedly.
+
+    Bounded because a library may absorb a cancellation (a client turning it into a connection error
+    and retrying); shutdown must not hang on that. A task still not done is left to the loop's close.
+    """
+    pending = {t for t in tasks if not t.done()}
+    if pending and wait_s > 0:
+        _done, pending = await asyncio.wait(pending, timeout=wait_s)
+    for task in pending:
+        task.cancel()
+    if pending:
+        _done, still = await asyncio.wait(pending, timeout=_CANCEL_WAIT_S)
+        for task in still:
+            logger.warning("%s did not stop when cancelled; abandoning it", task.get_name())
 
 
 def run_worker(app: Celeriac, **options: Any) -> Worker:
