@@ -18,7 +18,7 @@ from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend, ResultRecord
 from .states import TaskState
-from .task import SendOptions, Signature, Task, build_message
+from .task import NO_OPTIONS, SendOptions, Signature, Task, build_message
 
 if TYPE_CHECKING:
     from .worker.executor import Executor
@@ -227,7 +227,7 @@ class Celeriac:
         results: list[_AsyncResult[Any]] = []
         eager = self.conf.task_always_eager
         for sig in signatures:
-            options = normalize_options(**sig.options)
+            options = normalize_options(**sig.options) if sig.options else NO_OPTIONS
             message, data, task = self._prepare(
                 sig.name, tuple(sig.args), dict(sig.kwargs), options, sig.task
             )

@@ -47,6 +47,9 @@ class SendOptions:
     result_expires_s: float | None = None
 
 
+NO_OPTIONS = SendOptions()
+
+
 def normalize_options(
     *,
     countdown: float | None = None,
@@ -138,6 +141,12 @@ class Task(Generic[P, R]):
         self.typing = typing
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
+        # Fast path of the argument check for the common shape (plain positional-or-keyword
+        # parameters, called positionally): a length check instead of Signature.bind.
+        params = list(self._signature.parameters.values())[1 if bind else 0 :]
+        self._plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        self._max_args = len(params)
+        self._min_args = sum(1 for p in params if p.default is inspect.Parameter.empty)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__module__ = getattr(fn, "__module__", "")
@@ -156,6 +165,8 @@ class Task(Generic[P, R]):
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError if ``args``/``kwargs`` do not fit the function's signature."""
         if not self.typing:
+            return
+        if self._plain and not kwargs and self._min_args <= len(args) <= self._max_args:
             return
         try:
             if self.bind:
@@ -176,7 +187,7 @@ class Task(Generic[P, R]):
     # ---- sending ---------------------------------------------------------------------------------
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Send the task with these arguments (shortcut of ``apply_async``)."""
-        return self.apply_async(args, kwargs)
+        return self.app.send(self.name, args, kwargs, NO_OPTIONS, task=self)
 
     def apply_async(
         self,

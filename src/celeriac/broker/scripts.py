@@ -93,6 +93,7 @@ class Batch:
 
 
 ENQUEUE_DELAYED = Script.named("enqueue_delayed")
+ENQUEUE_MANY = Script.named("enqueue_many")
 PROMOTE = Script.named("promote")
 SETTLE = Script.named("settle")
 EXTEND = Script.named("extend")
