@@ -3,12 +3,9 @@ worker running in a thread, all against the session's private redis-server."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import sys
 import textwrap
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +14,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from celeriac import Celeriac, Worker
+from celeriac import Celeriac
 from celeriac.cli import main
+from celeriac.testing import ThreadWorker
 
 TASKS = """
 import asyncio
@@ -97,30 +95,6 @@ def cli() -> Callable[..., Result]:
         return runner.invoke(main, list(args), input=input, env=env, catch_exceptions=False)
 
     return invoke
-
-
-class ThreadWorker:
-    """A worker on its own event loop in a daemon thread."""
-
-    def __init__(self, app: Celeriac, **options: Any) -> None:
-        self.app = app
-        self.worker = Worker(app, **options)
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.worker.run()), daemon=True)
-
-    def start(self) -> ThreadWorker:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not any(w.worker_id == self.worker.worker_id for w in self.app.broker.workers()):
-            assert time.monotonic() < deadline, "worker did not start"
-            assert self.thread.is_alive(), "worker thread died"
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self.thread.is_alive():  # Worker.stop() after run() returned raises (its loop is closed)
-            self.worker.stop()
-        self.thread.join(20)
-        assert not self.thread.is_alive(), "worker did not stop"
 
 
 @pytest.fixture

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,62 +12,10 @@ from typing import Any
 import pytest
 import redis
 
-from celeriac import Celeriac, Worker
-from celeriac.worker import Outcome
+from celeriac import Celeriac
+from celeriac.testing import ThreadWorker
 
 RUN_WORKER = Path(__file__).with_name("run_worker.py")
-
-
-class ThreadWorker:
-    """A Worker running on its own event loop in a thread; ``outcomes`` records what it settled."""
-
-    def __init__(self, app: Celeriac, **options: Any) -> None:
-        self.outcomes: list[Outcome] = []
-        self._changed = threading.Condition()
-        self.worker = Worker(app, on_outcome=self._record, **options)
-        self._ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        async def main() -> None:
-            task = asyncio.create_task(self.worker.run())
-            ready = asyncio.create_task(self.worker.wait_ready())
-            await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
-            self._ready.set()
-            ready.cancel()
-            await task
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            self.error = exc
-            self._ready.set()
-
-    def _record(self, outcome: Outcome) -> None:
-        with self._changed:
-            self.outcomes.append(outcome)
-            self._changed.notify_all()
-
-    def wait_outcomes(
-        self, predicate: Callable[[list[Outcome]], bool], timeout_s: float = 20
-    ) -> list[Outcome]:
-        """Block until ``predicate(outcomes)`` holds (outcomes are recorded after Redis confirmed them)."""
-        with self._changed:
-            assert self._changed.wait_for(lambda: predicate(self.outcomes), timeout_s), self.outcomes
-            return list(self.outcomes)
-
-    def start(self) -> ThreadWorker:
-        self.thread.start()
-        assert self._ready.wait(10), "worker did not start"
-        if self.error:
-            raise self.error
-        return self
-
-    def stop(self, cold: bool = False) -> None:
-        self.worker.stop(cold=cold)
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "worker did not stop"
 
 
 @pytest.fixture

@@ -6,11 +6,13 @@ The pytest fixtures live in :mod:`celeriac.testing.pytest_plugin` (loaded automa
 from .clock import FakeClock
 from .drain import DrainResult, drain, drain_async, is_failure
 from .server import RedisServer, free_port, redis_server_binary
+from .thread_worker import ThreadWorker
 
 __all__ = [
     "DrainResult",
     "FakeClock",
     "RedisServer",
+    "ThreadWorker",
     "drain",
     "drain_async",
     "free_port",

@@ -216,6 +216,10 @@ class Worker:
                 ("heartbeat", self._heartbeat_once),
             )
         ]
+        try:  # visible to `celeriac status` from the moment it is ready
+            await self._publish_heartbeat()
+        except BrokerError as exc:
+            logger.warning("first heartbeat failed (%s); the heartbeat loop retries", exc)
         self._ready_flag.set()
         try:
             await self._stop_event.wait()
@@ -467,6 +471,10 @@ class Worker:
             await self.broker.wait_wake(self.queues, wait_s)
 
     async def _heartbeat_once(self) -> None:
+        await self._publish_heartbeat()
+        await asyncio.sleep(self.conf.worker_ttl_s / 3)
+
+    async def _publish_heartbeat(self) -> None:
         fields = {
             "hostname": socket.gethostname(),
             "pid": str(os.getpid()),
@@ -480,7 +488,6 @@ class Worker:
             "version": __version__,
         }
         await self.broker.heartbeat(self.worker_id, fields, self.conf.worker_ttl_s, self.queues)
-        await asyncio.sleep(self.conf.worker_ttl_s / 3)
 
     # ---- shutdown ---------------------------------------------------------------------------------
     async def _shutdown(
