@@ -57,9 +57,9 @@ def main(src: str, dst: str) -> None:
         positive = [v for v in vals if v > 0]
         if positive and max(positive) / max(min(positive), 1e-9) > 30:
             ax.set_yscale("log")
-        for b, v in zip(bars, vals):
+        for b, v, h in zip(bars, vals, hatches):
             ax.annotate(
-                f"{v:,.0f}" if v >= 10 else f"{v:.2f}",
+                f">{v:,.0f}" if h else f"{v:,.0f}" if v >= 10 else f"{v:.2f}",
                 (b.get_x() + b.get_width() / 2, v),
                 ha="center",
                 va="bottom",
@@ -72,7 +72,7 @@ def main(src: str, dst: str) -> None:
         f"celeriac vs peers: {doc['mode']} mode, {doc['date']}, {m.get('cpus')} cores, {m.get('redis', '')}"
     )
     fig.tight_layout()
-    fig.savefig(dst, dpi=90)
+    fig.savefig(dst, dpi=72)
 
 
 if __name__ == "__main__":

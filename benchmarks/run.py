@@ -329,6 +329,31 @@ def render(console: Console, doc: dict[str, Any]) -> None:
         console.print(bt)
 
 
+def summarize(doc: dict[str, Any]) -> dict[str, Any]:
+    """The table's figures only (small enough to commit): metric -> library -> value or a word."""
+    table: dict[str, dict[str, Any]] = {}
+    for label, w, key, unit, _higher, _fmt in ROWS:
+        row = {}
+        for lib, ws in doc["results"].items():
+            res = ws.get(w)
+            if res is None:
+                continue
+            v, s = cell_value(res, key, "{}", w)
+            row[lib] = round(v, 3) if v is not None else s
+        if row:
+            table[f"{label.strip()} ({unit})"] = row
+    return {
+        "mode": doc["mode"],
+        "date": doc["date"],
+        "machine": {k: doc["machine"].get(k) for k in ("cpus", "cpu", "python", "redis")},
+        "versions": doc["versions"],
+        "table": table,
+        "bars": [
+            {"bar": b, "measured": m, "met": ok} for b, m, ok in bars(doc["results"], list(doc["results"]))
+        ],
+    }
+
+
 # ---------------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------------
@@ -507,9 +532,14 @@ def main(argv: list[str] | None = None) -> int:
     out_json = RESULTS / f"{args.mode}-{stamp}.json"
     out_json.write_text(json.dumps(doc, indent=1))
     shutil.copyfile(out_json, RESULTS / f"latest-{args.mode}.json")
+    summary_path = RESULTS / f"latest-{args.mode}-summary.json"
+    summary_path.write_text(json.dumps(summarize(doc), indent=1))
     console.print()
     render(console, doc)
-    console.print(f"raw figures: {out_json.relative_to(HERE.parent)} (and results/latest-{args.mode}.json)")
+    console.print(
+        f"raw figures: {out_json.relative_to(HERE.parent)} (and results/latest-{args.mode}.json); "
+        f"table figures: results/{summary_path.name}"
+    )
     if not args.no_chart:
         if tools_py is None:
             console.print(f"[yellow]no chart: {tools_err}[/yellow]")

@@ -41,11 +41,14 @@ async def slow() -> None:
 TASKS = {"add": add, "add_sync": add_sync, "sleep": sleep}
 ARGS = {"add": (1, 2), "add_sync": (1, 2), "sleep": (1,)}
 
-CONCURRENCY = {"drain": 100, "drain_sync": 100, "sleep": 100, "results": 100, "kill": 100}
+CONCURRENCY = {"drain": 100, "drain_sync": 100, "sleep": 100, "results": 100, "kill": 100, "burst": 100}
 
 
 def run_worker(profile: str) -> None:
-    Worker(app, queues=["default"], concurrency=CONCURRENCY[profile], pool="asyncio").start()
+    """The worker of one profile; ``burst`` (profiling) stops once the queue is empty."""
+    Worker(
+        app, queues=["default"], concurrency=CONCURRENCY[profile], pool="asyncio", burst=profile == "burst"
+    ).start()
 
 
 class Adapter(BaseAdapter):
