@@ -529,22 +529,24 @@ def main(argv: list[str] | None = None) -> int:
     doc["results"] = {lib: {w: slim(r) for w, r in ws.items()} for lib, ws in doc["results"].items()}
     RESULTS.mkdir(exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_json = RESULTS / f"{args.mode}-{stamp}.json"
+    # a partial run (--only, --workloads, --no-kill) must not replace the latest complete table
+    kind = args.mode + ("-partial" if args.only or args.workloads or args.no_kill else "")
+    out_json = RESULTS / f"{kind}-{stamp}.json"
     out_json.write_text(json.dumps(doc, indent=1))
-    shutil.copyfile(out_json, RESULTS / f"latest-{args.mode}.json")
-    summary_path = RESULTS / f"latest-{args.mode}-summary.json"
+    shutil.copyfile(out_json, RESULTS / f"latest-{kind}.json")
+    summary_path = RESULTS / f"latest-{kind}-summary.json"
     summary_path.write_text(json.dumps(summarize(doc), indent=1))
     console.print()
     render(console, doc)
     console.print(
-        f"raw figures: {out_json.relative_to(HERE.parent)} (and results/latest-{args.mode}.json); "
+        f"raw figures: {out_json.relative_to(HERE.parent)} (and results/latest-{kind}.json); "
         f"table figures: results/{summary_path.name}"
     )
     if not args.no_chart:
         if tools_py is None:
             console.print(f"[yellow]no chart: {tools_err}[/yellow]")
         else:
-            png = RESULTS / f"latest-{args.mode}.png"
+            png = RESULTS / f"latest-{kind}.png"
             rc = subprocess.run([str(tools_py), str(HERE / "chart.py"), str(out_json), str(png)]).returncode
             if rc == 0:
                 console.print(f"chart: {png.relative_to(HERE.parent)}")
