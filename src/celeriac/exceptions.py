@@ -17,7 +17,10 @@
     ├── TaskError                   a task failed; ``get()`` re-raises the task's own type when known
     │   ├── TaskRevokedError        the task was revoked before it ran
     │   │   └── TaskExpiredError    ``expires`` passed before a worker started it
-    │   └── MaxRetriesExceededError
+    │   ├── MaxRetriesExceededError
+    │   ├── SoftTimeLimitExceeded   raised inside a task when its ``soft_time_limit`` passes
+    │   ├── TimeLimitExceeded       the task's ``time_limit`` passed: it was ended (or abandoned)
+    │   └── WorkerLostError         the process running the task died (``-P processes``)
     ├── Retry                       raised by ``Task.retry()``: control flow, not a failure
     └── Reject                      raised by a task to dead-letter its own message
 
@@ -118,6 +121,43 @@ class TaskExpiredError(TaskRevokedError):
 
 class MaxRetriesExceededError(TaskError):
     """``Task.retry()`` was called after ``max_retries`` attempts."""
+
+
+class SoftTimeLimitExceeded(TaskError):
+    """Raised *inside* a running task when its soft time limit passes, so that it can clean up.
+
+    A task that does not catch it fails with it. Where it is raised depends on the pool: at the
+    coroutine's current ``await`` (async tasks), at the next Python bytecode of the thread (sync tasks
+    in threads: it cannot interrupt C code or a blocking system call), or from a signal handler
+    (``-P processes``: it also interrupts ``time.sleep`` and most blocking calls).
+    """
+
+    def __init__(self, message: str = "soft time limit exceeded", *args: Any, **kwargs: Any) -> None:
+        # no required argument: the thread pool raises it by class (PyThreadState_SetAsyncExc)
+        super().__init__(message, *args, **kwargs)
+
+
+class TimeLimitExceeded(TaskError):
+    """The task's hard time limit passed. The task failed with this error and follows its retry policy.
+
+    The processes pool killed (and replaced) the child running it; an async task was cancelled; a
+    sync task in a thread could not be stopped: its thread was abandoned and runs on until the
+    function returns (see the README, "Pools, limits and sizing").
+    """
+
+    def __init__(self, message: str = "time limit exceeded", *args: Any, **kwargs: Any) -> None:
+        super().__init__(message, *args, **kwargs)
+
+
+class WorkerLostError(TaskError):
+    """The child process running the task died (signal, ``os._exit``, out of memory).
+
+    Only tasks that opted out of redelivery (``acks_late=False``) fail with it; the others are handed
+    back and run again.
+    """
+
+    def __init__(self, message: str = "worker process lost", *args: Any, **kwargs: Any) -> None:
+        super().__init__(message, *args, **kwargs)
 
 
 class Retry(CeleriacError):

@@ -38,6 +38,8 @@ _OPTION_KEYS: dict[str, str] = {
     "result_expires_s": "rx",
     "root_id": "ro",
     "parent_id": "pa",
+    "time_limit_s": "tl",
+    "soft_time_limit_s": "stl",
 }
 _WIRE_TO_OPTION = {v: k for k, v in _OPTION_KEYS.items()}
 _OPTION_ITEMS = tuple(_OPTION_KEYS.items())
@@ -54,6 +56,8 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "result_expires_s": (int, float),
     "root_id": (str,),
     "parent_id": (str,),
+    "time_limit_s": (int, float),
+    "soft_time_limit_s": (int, float),
 }
 
 
@@ -93,6 +97,9 @@ class Message:
     result_expires_s: float | None = None
     root_id: str | None = None
     parent_id: str | None = None
+    #: per-call time limits in seconds (``apply_async(time_limit=..., soft_time_limit=...)``)
+    time_limit_s: float | None = None
+    soft_time_limit_s: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:

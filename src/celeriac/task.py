@@ -45,6 +45,8 @@ class SendOptions:
     max_retries: int | None = None
     acks_late: bool | None = None
     result_expires_s: float | None = None
+    time_limit_s: float | None = None
+    soft_time_limit_s: float | None = None
 
 
 NO_OPTIONS = SendOptions()
@@ -61,6 +63,8 @@ def normalize_options(
     max_retries: int | None = None,
     acks_late: bool | None = None,
     result_expires: float | None = None,
+    time_limit: float | None = None,
+    soft_time_limit: float | None = None,
     now_s: Callable[[], float] | None = None,
 ) -> SendOptions:
     """Turn Celery-style call options into a :class:`SendOptions` (validated)."""
@@ -74,6 +78,9 @@ def normalize_options(
         if countdown < 0:
             raise ValueError(f"countdown must be >= 0, got {countdown!r}")
         delay_ms = int(countdown * 1000) if countdown > 0 else None
+    for name, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
+        if limit is not None and (isinstance(limit, bool) or not limit > 0):
+            raise ValueError(f"{name} must be a positive number of seconds, got {limit!r}")
     eta_ms = _to_epoch_ms(eta) if eta is not None else None
     expires_ms = None
     if expires is not None:
@@ -91,6 +98,8 @@ def normalize_options(
         max_retries=max_retries,
         acks_late=acks_late,
         result_expires_s=result_expires,
+        time_limit_s=time_limit,
+        soft_time_limit_s=soft_time_limit,
     )
 
 
@@ -99,8 +108,8 @@ class Task(Generic[P, R]):
 
     Calling the task runs the function here, now. ``delay``/``apply_async`` send it to a worker.
     Declared options (``queue``, ``ignore_result``, ``max_retries``, ``autoretry_for``, backoff,
-    ``acks_late``, ``result_expires``) are applied by the worker, so ``send_task`` by name needs no
-    copy of them; per-call options override them.
+    ``acks_late``, ``result_expires``, ``time_limit``, ``soft_time_limit``) are applied by the worker,
+    so ``send_task`` by name needs no copy of them; per-call options override them.
     """
 
     def __init__(
@@ -121,6 +130,8 @@ class Task(Generic[P, R]):
         retry_jitter: bool = True,
         acks_late: bool | None = None,
         result_expires: float | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
         typing: bool = True,
     ) -> None:
         self.app = app
@@ -138,6 +149,12 @@ class Task(Generic[P, R]):
         self.retry_jitter = retry_jitter
         self.acks_late = acks_late
         self.result_expires = result_expires
+        for option, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
+            if limit is not None and (isinstance(limit, bool) or not limit > 0):
+                raise TypeError(f"{option} must be a positive number of seconds, got {limit!r}")
+        #: seconds; enforced by the worker (see the README, "Pools, limits and sizing")
+        self.time_limit = time_limit
+        self.soft_time_limit = soft_time_limit
         self.typing = typing
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
@@ -203,6 +220,8 @@ class Task(Generic[P, R]):
         max_retries: int | None = None,
         acks_late: bool | None = None,
         result_expires: float | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
     ) -> AsyncResult[R]:
         """Send the task: one Redis round trip; the result store is not touched.
 
@@ -214,6 +233,7 @@ class Task(Generic[P, R]):
             queue: override the task's queue and ``task_routes``.
             task_id: use this id instead of a new UUID.
             ignore_result, max_retries, acks_late, result_expires: override the task's own options.
+            time_limit, soft_time_limit: seconds; override the task's own limits for this call.
 
         Raises:
             TypeError: the arguments do not fit the task's signature.
@@ -231,6 +251,8 @@ class Task(Generic[P, R]):
             max_retries=max_retries,
             acks_late=acks_late,
             result_expires=result_expires,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
         )
         return self.app.send(self.name, tuple(args or ()), dict(kwargs or {}), options, task=self)
 
@@ -294,6 +316,8 @@ def build_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], opti
         max_retries=options.max_retries,
         acks_late=options.acks_late,
         result_expires_s=options.result_expires_s,
+        time_limit_s=options.time_limit_s,
+        soft_time_limit_s=options.soft_time_limit_s,
     )
 
 

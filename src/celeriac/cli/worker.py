@@ -10,6 +10,7 @@ import click
 from .._redis import redact
 from .._version import __version__
 from ..worker import Worker
+from ..worker.limits import TimeLimits
 from ..worker.pools import DEFAULT_CONCURRENCY, POOLS
 from ._common import get_state
 from ._options import app_options
@@ -85,6 +86,23 @@ def configure_logging(level: str) -> None:
     show_envvar=True,
     help="Exit once the queues are empty (ready and delayed) and nothing runs.",
 )
+@click.option(
+    "--soft-time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    show_envvar=True,
+    help="Default soft time limit of tasks that set none: SoftTimeLimitExceeded is raised inside the task.",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    show_envvar=True,
+    help="Default hard time limit of tasks that set none: the task fails with TimeLimitExceeded "
+    "(processes: the child is killed; threads: the thread cannot be stopped and is abandoned).",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -94,6 +112,8 @@ def worker(
     loglevel: str,
     worker_id: str | None,
     burst: bool,
+    soft_time_limit: float | None,
+    time_limit: float | None,
 ) -> None:
     """Run a worker: consume queues and execute the app's tasks.
 
@@ -110,6 +130,7 @@ def worker(
         pool=pool,
         worker_id=worker_id,
         burst=burst,
+        limits=TimeLimits(soft_s=soft_time_limit, hard_s=time_limit),
     )
     log.info(
         "celeriac %s: app %s, broker %s, %d task(s) registered",

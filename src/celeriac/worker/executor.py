@@ -1,21 +1,21 @@
 """Runs ONE message, for every pool and for eager/test mode: decode, look up, check, call, decide.
 
 The executor turns a message into an :class:`Outcome`: what to store as the result, and what the
-broker should do with the delivery (ack, park a retry, or dead-letter with a reason). It does no I/O
-of its own: the worker (or eager mode) records outcomes. Pools only decide *where* a sync function
-runs (``run_sync``); async functions are awaited on the worker's loop.
+broker should do with the delivery (ack, park a retry, dead-letter with a reason, or hand it back to
+run again). It does no I/O of its own: the worker (or eager mode) records outcomes. Pools only decide
+*where* the function runs and how time limits are enforced there (:class:`TaskRunner`); whatever the
+pool, a value or an exception comes back here and :meth:`Executor.finish` decides.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..context import Request, _current
 from ..exceptions import (
@@ -25,17 +25,17 @@ from ..exceptions import (
     Retry,
     SerializationError,
     TaskExpiredError,
+    WorkerLostError,
 )
 from ..message import Message, decode, encode
 from ..results.base import ResultRecord, StoreResult, encode_record
 from ..retry import backoff_delay_s
 from ..states import TaskState
+from .limits import NO_LIMITS, TimeLimits
 
 if TYPE_CHECKING:
     from ..app import Celeriac
     from ..task import Task
-
-RunSync = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 _MAX_TRACEBACK_CHARS = 16_000
 
@@ -49,10 +49,12 @@ class Outcome:
     """What happened to one message, and what must be recorded.
 
     ``kind`` is the broker action: ``ack`` (done), ``retry`` (done, park ``retry_data`` for later),
-    ``dead`` (done, dead-letter the message with ``reason``). ``store`` is the result to write first.
+    ``dead`` (done, dead-letter the message with ``reason``), ``release`` (not done: the process
+    running it died; hand the delivery back so that it runs again). ``store`` is the result to write
+    first.
     """
 
-    kind: Literal["ack", "retry", "dead"]
+    kind: Literal["ack", "retry", "dead", "release"]
     task_id: str | None = None
     task_name: str | None = None
     state: TaskState | None = None
@@ -82,9 +84,31 @@ class Job:
         return m if m is not None else t if t is not None else self.task.app.conf.task_acks_late
 
 
+class TaskRunner(Protocol):
+    """Where a task's function runs: a pool. Returns the function's value or raises its exception
+    (or ``TimeLimitExceeded`` / ``WorkerLostError`` when the pool ended the run)."""
+
+    async def run(self, job: Job, limits: TimeLimits) -> Any: ...
+
+
+#: set on an exception that crossed a process boundary: its traceback, formatted where it was raised
+REMOTE_TRACEBACK_ATTR = "_celeriac_remote_traceback"
+
+
 def format_traceback(exc: BaseException) -> str:
+    remote = getattr(exc, REMOTE_TRACEBACK_ATTR, None)
+    if isinstance(remote, str):
+        return remote[-_MAX_TRACEBACK_CHARS:]
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return text[-_MAX_TRACEBACK_CHARS:]
+
+
+def bound_call(task: Task[Any, Any], args: Any, kwargs: Any) -> Callable[[], Any]:
+    """The task's function with its arguments (and ``self`` for ``bind=True``), ready to call."""
+    fn = task.fn
+    if task.bind:
+        return lambda: fn(task, *args, **kwargs)
+    return lambda: fn(*args, **kwargs)
 
 
 class Executor:
@@ -134,17 +158,16 @@ class Executor:
         return Job(message, task, request, data)
 
     # ---- the call ---------------------------------------------------------------------------------
-    async def run(self, job: Job, run_sync: RunSync) -> Outcome:
-        """Call the task (async: awaited here; sync: through ``run_sync``) and decide the outcome."""
+    async def run(self, job: Job, pool: TaskRunner, limits: TimeLimits = NO_LIMITS) -> Outcome:
+        """Call the task through ``pool`` under ``limits`` and decide the outcome.
+
+        The request is set in this task's context first: pools that run code in this process carry
+        it along (coroutines here, sync functions in threads with a copy of the context).
+        """
         started = time.perf_counter()
         token = _current.set(job.request)
         try:
-            call = self._bound_call(job)
-            if job.task.is_async:
-                value = await call()
-            else:
-                ctx = contextvars.copy_context()  # carries the request into the worker thread
-                value = await run_sync(lambda: ctx.run(call))
+            value = await pool.run(job, limits)
         except Exception as exc:  # CancelledError and WorkerShutdown are BaseExceptions: they propagate
             return self.finish(job, exc=exc, runtime_s=time.perf_counter() - started)
         finally:
@@ -156,20 +179,13 @@ class Executor:
         started = time.perf_counter()
         token = _current.set(job.request)
         try:
-            call = self._bound_call(job)
+            call = bound_call(job.task, job.message.args, job.message.kwargs)
             value = _run_coroutine_blocking(call()) if job.task.is_async else call()
         except Exception as exc:
             return self.finish(job, exc=exc, runtime_s=time.perf_counter() - started)
         finally:
             _current.reset(token)
         return self.finish(job, value=value, runtime_s=time.perf_counter() - started)
-
-    @staticmethod
-    def _bound_call(job: Job) -> Callable[[], Any]:
-        fn, args, kwargs = job.task.fn, job.message.args, job.message.kwargs
-        if job.task.bind:
-            return lambda: fn(job.task, *args, **kwargs)
-        return lambda: fn(*args, **kwargs)
 
     # ---- after the call --------------------------------------------------------------------------
     def finish(
@@ -208,6 +224,10 @@ class Executor:
                 return self._failed(
                     message, task, mismatch, kind="dead", reason=f"wrong arguments: {mismatch}"
                 )
+        if isinstance(exc, WorkerLostError) and job.acks_late:
+            # at-least-once: the process died before an outcome existed, so the task runs again
+            # (max_deliveries still dead-letters a task that kills every process it runs in)
+            return Outcome("release", message.id, message.task, reason=str(exc), exc=exc, runtime_s=runtime_s)
         if isinstance(exc, Reject):
             return self._failed(message, task, exc, kind="dead", reason=f"rejected by the task: {exc.reason}")
         retry = exc if isinstance(exc, Retry) else None

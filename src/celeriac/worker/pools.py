@@ -3,59 +3,174 @@
 * ``asyncio``: coroutine tasks run on the worker's event loop; sync tasks run in a bounded set of
   threads (at most 32), with their context (``self.request``) carried over.
 * ``threads``: as ``asyncio``, with one thread per execution slot, for blocking sync code.
+* ``processes`` (``processes.py``): sync tasks run in child processes, for CPU-bound code.
 
 Why not ``loop.run_in_executor``: it costs a future chain and a loop wake-up per call. Here threads
 take calls from a queue, and finished calls are handed back in batches: while a hand-back is pending
 on the loop, further completions join it instead of waking the loop again. Threads are daemons, so a
 task stuck in a thread cannot keep the process alive after a cold shutdown has handed it back.
 
-The map below is the only place pools are named (no dotted-string lookups).
+Time limits of sync functions in threads (see ``limits.py``): the soft limit raises
+``SoftTimeLimitExceeded`` in the thread at its next bytecode; the hard limit cannot stop a thread, so
+the run fails with ``TimeLimitExceeded`` at once and its thread is *abandoned*: it no longer counts
+as one of the pool's threads (a new one is started when needed) and it ends when the function
+returns. ``abandoned`` counts them (heartbeat field ``abandoned``).
+
+The map at the end is the only place pools are named (no dotted-string lookups).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from .executor import bound_call
+from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread, run_coroutine
+
+if TYPE_CHECKING:
+    from .executor import Job
+
+logger = logging.getLogger("celeriac.worker")
 
 _STOP = object()
 
 
+class Pool(Protocol):
+    """What the worker needs from a pool."""
+
+    name: str
+    #: True when a hard time limit ends a sync task for good (not just its result)
+    enforces_sync_hard_limit: bool
+    #: True when the pool recycles its own children; otherwise the worker recycles itself
+    recycles_children: bool
+
+    def prepare(self) -> None:
+        """Set-up that must happen before the event loop and any thread exist (may fork)."""
+
+    async def start(self) -> None:
+        """Start on the worker's loop, before the first task."""
+
+    async def run(self, job: Job, limits: TimeLimits) -> Any:
+        """Run one task; return its value or raise its exception (see ``executor.TaskRunner``)."""
+
+    def resize(self, concurrency: int) -> None:
+        """Follow a new concurrency (autoscale)."""
+
+    async def close(self, cold: bool) -> None:
+        """Stop (after the running tasks finished or were handed back)."""
+
+    @property
+    def busy_threads(self) -> int:
+        """Threads still running task code (abandoned or interrupted ones, at exit)."""
+
+    def info(self) -> dict[str, str]:
+        """Extra heartbeat fields."""
+
+
+class _Call:
+    """One sync function handed to a thread."""
+
+    __slots__ = ("abandoned", "fn", "future", "injected", "label", "limits", "running", "thread_id")
+
+    def __init__(self, fn: Callable[[], Any], future: asyncio.Future[Any], limits: TimeLimits, label: str):
+        self.fn = fn
+        self.future = future
+        self.limits = limits
+        self.label = label
+        self.running = False  # in the function now (a soft limit may be raised into its thread)
+        self.injected = False  # the soft limit was raised into the thread (once at most)
+        self.abandoned = False  # the hard limit passed: nobody waits for this call any more
+        self.thread_id = 0
+
+
 class ThreadBackedPool:
-    """Runs sync callables in up to ``threads`` daemon threads, started on demand."""
+    """Coroutines on the loop; sync callables in up to ``threads`` daemon threads, started on demand."""
 
     name = "threads"
+    enforces_sync_hard_limit = False
+    recycles_children = False
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._started = 0
-        self._idle = 0
-        self._busy = 0
+        self._started = 0  # threads serving the pool (abandoned ones are not counted)
+        self._idle = 0  # threads waiting for a call
+        self._queued = 0  # items put and not yet taken
+        self._busy = 0  # threads inside a function (abandoned ones included)
+        self._abandoned = 0
         self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         self._handback_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    # ---- Pool ------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        pass
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    async def run(self, job: Job, limits: TimeLimits) -> Any:
+        call = bound_call(job.task, job.message.args, job.message.kwargs)
+        label = f"{job.message.task}[{job.message.id}]"
+        if job.task.is_async:
+            return await run_coroutine(call(), limits, label)
+        ctx = contextvars.copy_context()  # carries the request into the worker thread
+        return await self.run_sync(lambda: ctx.run(call), limits, label)
+
+    def resize(self, concurrency: int) -> None:
+        self.threads = max(1, self._threads_for(concurrency))
+        with self._lock:
+            # only idle threads take a stop: each one put here is taken by one of them at once
+            surplus = min(self._started - self.threads, self._idle - self._queued)
+            for _ in range(max(0, surplus)):
+                self._started -= 1
+                self._queued += 1
+                self._calls.put(_STOP)
+
+    @staticmethod
+    def _threads_for(concurrency: int) -> int:
+        return concurrency
+
+    async def close(self, cold: bool) -> None:
+        """Stop idle threads. Busy ones (cold shutdown) finish on their own or die with the process."""
+        for _ in range(self._started):
+            self._calls.put(_STOP)
+
     @property
     def busy_threads(self) -> int:
-        """Threads running task code now (after a cold or timed-out shutdown: abandoned ones)."""
         return self._busy
 
-    async def run_sync(self, call: Callable[[], Any]) -> Any:
-        """Run ``call`` in a thread and return its result (or raise its exception)."""
+    @property
+    def abandoned(self) -> int:
+        """Threads still running a function whose hard time limit passed."""
+        return self._abandoned
+
+    def info(self) -> dict[str, str]:
+        return {"threads": str(self._started), "abandoned": str(self._abandoned)}
+
+    # ---- sync calls ------------------------------------------------------------------------------
+    async def run_sync(
+        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task"
+    ) -> Any:
+        """Run ``fn`` in a thread and return its result (or raise its exception)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         future: asyncio.Future[Any] = loop.create_future()
+        call = _Call(fn, future, limits, label)
         with self._lock:
-            spawn = self._idle == 0 and self._started < self.threads
+            self._queued += 1
+            spawn = self._queued > self._idle and self._started < self.threads
             if spawn:
                 self._started += 1
-            else:
-                self._idle -= 1 if self._idle else 0
-        self._calls.put((call, future))
+        self._calls.put(call)
         if spawn:
             name = f"celeriac-{self.name}-{self._started}"
             threading.Thread(target=self._thread, name=name, daemon=True).start()
@@ -63,46 +178,123 @@ class ThreadBackedPool:
 
     def _thread(self) -> None:
         while True:
-            item = self._calls.get()
-            if item is _STOP:
-                return
-            call, future = item
             with self._lock:
-                self._busy += 1
-            value, error = None, None
-            try:
-                value = call()
-            except BaseException as exc:  # handed to the awaiting coroutine, which decides
-                error = exc
-            with self._lock:
-                self._busy -= 1
                 self._idle += 1
-                self._done.append((future, value, error))
-                wake = not self._handback_pending
-                self._handback_pending = True
-            if wake:
-                assert self._loop is not None
-                try:
-                    self._loop.call_soon_threadsafe(self._hand_back)
-                except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
-                    return
+            call = self._calls.get()
+            with self._lock:
+                self._idle -= 1
+                self._queued -= 1
+            if call is _STOP:
+                return
+            try:
+                value, error = self._invoke(call)
+            except SoftTimeLimitExceeded as stray:
+                # The soft limit landed after the function returned, before _invoke withdrew it (it
+                # is raised at most once per call, so nothing else can be pending now).
+                with self._lock:
+                    call.running = False
+                value, error = None, stray
+            if not self._complete(call, value, error):
+                return  # abandoned: this thread was replaced; it ends here
+
+    def _invoke(self, call: _Call) -> tuple[Any, BaseException | None]:
+        with self._lock:
+            call.running = True
+            call.thread_id = threading.get_ident()
+            self._busy += 1
+        if call.limits:
+            assert self._loop is not None
+            # limits count from the start of the run (a call may have waited for a free thread)
+            self._loop.call_soon_threadsafe(self._arm, call, time.monotonic())
+        try:
+            return call.fn(), None
+        except BaseException as exc:  # handed to the awaiting coroutine, which decides
+            return None, exc
+        finally:
+            if call.limits:
+                with self._lock:
+                    call.running = False  # first: from here on the loop cannot raise into us
+                    if call.injected:
+                        clear_thread_exception(call.thread_id)
+
+    def _complete(self, call: _Call, value: Any, error: BaseException | None) -> bool:
+        """Hand the result back; False when the call was abandoned (the thread must end)."""
+        with self._lock:
+            call.running = False
+            self._busy -= 1
+            if call.abandoned:
+                self._abandoned -= 1
+                return False
+            self._done.append((call.future, value, error))
+            wake = not self._handback_pending
+            self._handback_pending = True
+        if wake:
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(self._hand_back)
+            except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
+                return False
+        return True
 
     def _hand_back(self) -> None:
         with self._lock:
             done, self._done = self._done, []
             self._handback_pending = False
         for future, value, error in done:
-            if future.cancelled():
-                continue
+            if future.done():
+                continue  # cancelled (shutdown) or failed by its hard limit
             if error is not None:
                 future.set_exception(error)
             else:
                 future.set_result(value)
 
-    def shutdown(self, wait: bool) -> None:
-        """Stop idle threads. Busy ones (cold shutdown) finish on their own or die with the process."""
-        for _ in range(self._started):
-            self._calls.put(_STOP)
+    # ---- time limits (on the loop) ---------------------------------------------------------------
+    def _arm(self, call: _Call, started: float) -> None:
+        if call.future.done():
+            return
+        assert self._loop is not None
+        offset = self._loop.time() - time.monotonic()  # the loop's clock is monotonic; be exact anyway
+        soft, hard = call.limits.soft_s, call.limits.hard_s
+        handles: list[asyncio.TimerHandle] = []
+        if soft is not None:
+            handles.append(self._loop.call_at(started + offset + soft, self._soft_limit, call))
+        if hard is not None:
+            handles.append(self._loop.call_at(started + offset + hard, self._hard_limit, call))
+        call.future.add_done_callback(lambda _f: _cancel_all(handles))
+
+    def _soft_limit(self, call: _Call) -> None:
+        with self._lock:
+            if not call.running or call.injected or call.abandoned:
+                return
+            call.injected = raise_in_thread(call.thread_id, SoftTimeLimitExceeded)
+        if call.injected:
+            logger.warning(
+                "%s: soft time limit (%gs) exceeded; raised in its thread", call.label, call.limits.soft_s
+            )
+
+    def _hard_limit(self, call: _Call) -> None:
+        with self._lock:
+            if not call.running or call.abandoned:
+                return
+            call.abandoned = True
+            self._started -= 1  # the thread no longer serves the pool: a new one starts if needed
+            self._abandoned += 1
+        logger.warning(
+            "%s: time limit (%gs) exceeded; failing it. Its thread cannot be stopped and is abandoned "
+            "(%d abandoned thread(s) still running)",
+            call.label,
+            call.limits.hard_s,
+            self._abandoned,
+        )
+        if not call.future.done():
+            call.future.set_exception(
+                TimeLimitExceeded(f"{call.label}: time limit ({call.limits.hard_s:g}s) exceeded")
+            )
+
+
+def _cancel_all(handles: list[asyncio.TimerHandle]) -> None:
+    for handle in handles:
+        handle.cancel()
 
 
 class AsyncioPool(ThreadBackedPool):
@@ -110,9 +302,16 @@ class AsyncioPool(ThreadBackedPool):
 
     name = "asyncio"
 
+    @staticmethod
+    def _threads_for(concurrency: int) -> int:
+        return min(concurrency, MAX_ASYNCIO_THREADS)
+
+
+MAX_ASYNCIO_THREADS = 32
+DEFAULT_CONCURRENCY = {"asyncio": 100, "threads": 10, "processes": 0}  # processes: one per CPU
+POOL_NAMES = ("asyncio", "processes", "threads")
 
 POOLS: dict[str, type[ThreadBackedPool]] = {"asyncio": AsyncioPool, "threads": ThreadBackedPool}
-DEFAULT_CONCURRENCY = {"asyncio": 100, "threads": 10}
 
 
 def make_pool(kind: str, concurrency: int) -> ThreadBackedPool:
@@ -121,5 +320,4 @@ def make_pool(kind: str, concurrency: int) -> ThreadBackedPool:
         cls = POOLS[kind]
     except KeyError:
         raise ValueError(f"unknown pool {kind!r}: choose one of {', '.join(POOLS)}") from None
-    threads = concurrency if kind == "threads" else min(concurrency, 32)
-    return cls(max(1, threads))
+    return cls(max(1, cls._threads_for(concurrency)))

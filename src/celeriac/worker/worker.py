@@ -34,6 +34,7 @@ from .._version import __version__
 from ..broker.base import Delivery, Enqueue, Settlement
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .executor import Job, Outcome
+from .limits import NO_LIMITS, TimeLimits
 from .pools import DEFAULT_CONCURRENCY, make_pool
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class WorkerStats:
     dead_lettered: int = 0
     fenced: int = 0
     reclaimed: int = 0
+    lost: int = 0  # runs whose process died (handed back, or failed with WorkerLostError)
     started_at: float = field(default_factory=time.time)
 
 
@@ -73,6 +75,7 @@ class Worker:
         worker_id: a unique name (default: host, pid and a random suffix).
         burst: stop once the queues are empty and nothing runs (handy for scripts and tests).
         on_outcome: called on the loop with each delivery's outcome once it is recorded (tests, demo).
+        limits: default time limits for tasks that set none (``--soft-time-limit``, ``--time-limit``).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class Worker:
         worker_id: str | None = None,
         burst: bool = False,
         on_outcome: Callable[[Outcome], None] | None = None,
+        limits: TimeLimits = NO_LIMITS,
     ) -> None:
         self.app = app
         self.conf = app.conf
@@ -97,6 +101,7 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.burst = burst
         self.on_outcome = on_outcome
+        self.limits = limits
         self.executor = app.executor
         self.broker = app.broker.for_worker()
         self.backend = app.backend
@@ -126,6 +131,7 @@ class Worker:
         interrupted) do not keep the process alive: they run in daemon threads, and their messages
         were handed back to run again elsewhere.
         """
+        self.pool.prepare()  # before the loop and any thread exist (the processes pool forks here)
         asyncio.run(self._main_with_signals())
         if self.pool.busy_threads:
             logger.warning(
@@ -190,6 +196,8 @@ class Worker:
             self._stop_event.set()
         if not await self._connect():
             return
+        await self.pool.start()
+        self._warn_unenforceable_limits()
         logger.info(
             "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
             self.worker_id,
@@ -249,6 +257,25 @@ class Worker:
             backoff = min(_MAX_BACKOFF_S, backoff * 2)
         await self.broker.close()
         return False
+
+    def _warn_unenforceable_limits(self) -> None:
+        """Say at start-up which hard limits this pool cannot enforce, rather than pretend."""
+        if self.pool.enforces_sync_hard_limit:
+            return
+        limited = sorted(
+            name
+            for name, task in self.app.tasks.items()
+            if not task.is_async and (task.time_limit or self.limits.hard_s) is not None
+        )
+        if limited or self.limits.hard_s is not None:
+            logger.warning(
+                "pool %s cannot enforce a hard time limit on sync tasks (%s): when it passes the task "
+                "fails with TimeLimitExceeded and its delivery is settled, but its thread cannot be "
+                "stopped and runs on, abandoned. A soft_time_limit interrupts Python code; use "
+                "-P processes to kill it.",
+                self.pool_name,
+                ", ".join(limited) if limited else "the worker default --time-limit",
+            )
 
     def _settled_and_closing(self) -> bool:
         return self._closing and not self._pending
@@ -335,14 +362,32 @@ class Worker:
                 if fenced:
                     return
             self._running[key] = (d, self._running[key][1], True)
-            outcome = await self.executor.run(job, self.pool.run_sync)
+            outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
         finally:
             self._running.pop(key, None)
             assert self._slot_free is not None
             self._slot_free.set()
+        if outcome.kind == "release":
+            await self._hand_back_lost(d, outcome)
+            return
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
         self._submit(None if early else d, outcome)
+
+    async def _hand_back_lost(self, d: Delivery, outcome: Outcome) -> None:
+        """The process running the task died: hand the delivery back so that it runs again now.
+
+        Reclaimable at once, counting a delivery, so ``max_deliveries`` still dead-letters a task that
+        kills every process it runs in. If Redis cannot be reached, the lease (no longer renewed)
+        expires and the delivery is reclaimed all the same.
+        """
+        self.stats.lost += 1
+        self._owned.pop((d.queue, d.entry_id), None)
+        logger.warning("task %s[%s]: %s; handing it back", outcome.task_name, outcome.task_id, outcome.reason)
+        try:
+            await self.broker.release(self.worker_id, [d], started=True)
+        except BrokerError as exc:
+            logger.warning("could not hand %s back (%s): it returns after the lease", outcome.task_id, exc)
 
     async def _requeue_after_early_ack(self, d: Delivery, outcome: Outcome) -> None:
         if outcome.kind == "retry":
@@ -383,13 +428,7 @@ class Worker:
             assert self.backend is not None
             await self.backend.store_async(stores)  # a separate result store: results first, then acks
             stores = []
-        settlements = [
-            Settlement(
-                d, o.kind, o.retry_data if o.kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason
-            )
-            for d, o, _ in batch
-            if d is not None
-        ]
+        settlements = [_settlement(d, o) for d, o, _ in batch if d is not None]
         # results on the broker's Redis go first in the same round trip as the acks
         fenced = (
             await self.broker.settle(self.worker_id, settlements, stores) if settlements or stores else []
@@ -528,7 +567,7 @@ class Worker:
                 await self.broker.prune_consumers(queue, 0, only=self.worker_id)
         except BrokerError:
             pass
-        self.pool.shutdown(wait=False)
+        await self.pool.close(cold=self._cold)
         await self.broker.close()
         if self.backend is not None:
             await self.backend.close()
@@ -560,6 +599,12 @@ class Worker:
             orphans = [p for p in pending if (p.queue, p.entry_id) not in self._owned]
             if orphans:
                 await self.broker.release(self.worker_id, orphans, started=False)
+
+
+def _settlement(d: Delivery, o: Outcome) -> Settlement:
+    kind = o.kind
+    assert kind != "release", "hand-backs never reach the settle batch"
+    return Settlement(d, kind, o.retry_data if kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason)
 
 
 async def _end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:

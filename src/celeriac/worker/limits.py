@@ -1,0 +1,207 @@
+"""Time limits: which limits apply to a run, and how each kind of code is interrupted.
+
+A *soft* limit raises :class:`~celeriac.exceptions.SoftTimeLimitExceeded` inside the running task, so
+that it can clean up (or ignore it). A *hard* limit ends the task: it fails with
+:class:`~celeriac.exceptions.TimeLimitExceeded` and follows its retry policy.
+
+How each is enforced depends on where the code runs, and the honest answer differs:
+
+* coroutines (any pool): by cancellation. The coroutine is driven through :class:`_Limited`, which
+  turns the worker's own cancellation into ``SoftTimeLimitExceeded`` at the coroutine's current
+  ``await``; at the hard limit a real ``CancelledError`` is thrown in (``finally`` blocks run) and the
+  run fails with ``TimeLimitExceeded``. A coroutine that swallows cancellations keeps its slot.
+* sync functions in threads: the soft limit uses ``PyThreadState_SetAsyncExc``, which raises at the
+  thread's next Python bytecode. It cannot interrupt C code or a blocking system call
+  (``time.sleep(60)`` finishes first). A hard limit cannot be enforced at all: Python cannot stop a
+  thread. The run is failed and its delivery settled at the hard limit; the thread is abandoned and
+  runs on until the function returns (see ``pools.ThreadBackedPool``).
+* sync functions in child processes (``-P processes``): soft by ``SIGALRM`` in the child (the
+  handler raises, which also interrupts ``time.sleep`` and most blocking calls); hard by killing the
+  child, which is then replaced (see ``processes.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import sys
+from collections.abc import Coroutine, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+
+if TYPE_CHECKING:
+    from .executor import Job
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """Soft and hard time limits in seconds (``None``: no limit).
+
+    As worker defaults (``--soft-time-limit``, ``--time-limit``) they apply to tasks that set none;
+    a task's own limits (``@app.task(time_limit=...)``) and a call's (``apply_async(time_limit=...)``)
+    win, each limit on its own.
+    """
+
+    soft_s: float | None = None
+    hard_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("soft_s", self.soft_s), ("hard_s", self.hard_s)):
+            if value is not None and not value > 0:
+                raise ValueError(f"time limit {name} must be > 0, got {value!r}")
+
+    def __bool__(self) -> bool:
+        return self.soft_s is not None or self.hard_s is not None
+
+    def for_job(self, job: Job) -> TimeLimits:
+        """The limits of one run: the call's, else the task's, else these defaults."""
+        m, t = job.message, job.task
+        soft = _first(m.soft_time_limit_s, t.soft_time_limit, self.soft_s)
+        hard = _first(m.time_limit_s, t.time_limit, self.hard_s)
+        if soft == self.soft_s and hard == self.hard_s:
+            return self
+        return TimeLimits(soft, hard)
+
+
+NO_LIMITS = TimeLimits()
+
+
+def _first(*values: float | None) -> float | None:
+    for value in values:
+        if value is not None:
+            return float(value)
+    return None
+
+
+# ---- coroutines ------------------------------------------------------------------------------------
+async def run_coroutine(coro: Coroutine[Any, Any, Any], limits: TimeLimits, label: str) -> Any:
+    """Await ``coro`` in the current task under ``limits`` (see the module docstring)."""
+    if not limits:
+        return await coro
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    limited = _Limited(coro, task, label, limits)
+    handles = [
+        loop.call_later(seconds, limited.fire, kind)
+        for kind, seconds in (("soft", limits.soft_s), ("hard", limits.hard_s))
+        if seconds is not None
+    ]
+    try:
+        return await limited
+    finally:
+        for handle in handles:
+            handle.cancel()
+
+
+class _Limited(Generator[Any, Any, Any]):
+    """Drives a coroutine like ``await`` does, translating the cancellations this class requested.
+
+    Why a proxy and not ``asyncio.timeout``: a timeout context turns the cancellation into an error
+    *outside* the coroutine, but a soft limit must raise *inside* it, at the ``await`` where it waits,
+    so that the task's own ``except SoftTimeLimitExceeded`` can run. ``await`` delegates ``throw`` to
+    this object, which throws the limit error into the coroutine instead of the ``CancelledError``.
+    """
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, Any], task: asyncio.Task[Any], label: str, limits: TimeLimits
+    ) -> None:
+        self._coro = coro
+        self._task = task
+        self._label = label
+        self._limits = limits
+        self._requested: str | None = None  # a cancellation we asked for and have not yet translated
+        self._hard = False
+
+    def fire(self, kind: str) -> None:
+        if self._hard or self._task.done():
+            return
+        self._requested = kind
+        self._task.cancel(f"celeriac {kind} time limit")
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self
+
+    def send(self, value: Any) -> Any:
+        try:
+            return self._coro.send(value)
+        except StopIteration:
+            if self._hard:  # it swallowed the cancellation and returned: the limit still passed
+                raise self._hard_error() from None
+            raise
+        except asyncio.CancelledError:
+            if self._hard:
+                raise self._hard_error() from None
+            raise
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        exc = val if isinstance(val, BaseException) else typ() if isinstance(typ, type) else typ
+        if isinstance(exc, asyncio.CancelledError) and self._requested and not self._cancelled_by_others():
+            kind, self._requested = self._requested, None
+            _uncancel(self._task)
+            if kind == "soft":
+                exc = SoftTimeLimitExceeded(
+                    f"{self._label}: soft time limit ({self._limits.soft_s:g}s) exceeded"
+                )
+            else:
+                self._hard = True  # a real CancelledError goes in, so that finally blocks run
+        try:
+            return self._coro.throw(exc)
+        except StopIteration:
+            if self._hard:
+                raise self._hard_error() from None
+            raise
+        except asyncio.CancelledError:
+            if self._hard:
+                raise self._hard_error() from None
+            raise
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def _cancelled_by_others(self) -> bool:
+        # Our cancel and someone else's (a cold shutdown) may arrive as one CancelledError; since 3.11
+        # the task counts requests, and a shutdown must win. On 3.10 the two cannot be told apart.
+        cancelling = getattr(self._task, "cancelling", None)
+        return cancelling is not None and cancelling() > 1
+
+    def _hard_error(self) -> TimeLimitExceeded:
+        return TimeLimitExceeded(f"{self._label}: time limit ({self._limits.hard_s:g}s) exceeded")
+
+
+def _uncancel(task: asyncio.Task[Any]) -> None:
+    uncancel = getattr(task, "uncancel", None)  # 3.11+: keep asyncio.timeout() inside the task exact
+    if uncancel is not None:
+        uncancel()
+
+
+# ---- threads ---------------------------------------------------------------------------------------
+def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
+    """Ask CPython to raise ``exc_type`` in another thread at its next bytecode. True if it was set.
+
+    Only CPython has ``PyThreadState_SetAsyncExc``; elsewhere this returns False (no soft limit).
+    """
+    set_async_exc = _set_async_exc()
+    if set_async_exc is None:
+        return False
+    return bool(set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)) == 1)
+
+
+def clear_thread_exception(thread_id: int) -> None:
+    """Withdraw an exception set by :func:`raise_in_thread` that the thread has not raised yet."""
+    set_async_exc = _set_async_exc()
+    if set_async_exc is not None:
+        set_async_exc(ctypes.c_ulong(thread_id), None)  # NULL: clear
+
+
+def _set_async_exc() -> Any:
+    if sys.implementation.name != "cpython":
+        return None
+    return ctypes.pythonapi.PyThreadState_SetAsyncExc
+
+
+def thread_soft_limit_supported() -> bool:
+    """True where a soft limit can interrupt Python code running in a thread (CPython)."""
+    return _set_async_exc() is not None
