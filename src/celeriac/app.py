@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .broker.base import Broker, Enqueue
+from .codec import Codec
 from .config import Config
 from .exceptions import ConfigurationError, MessageTooLarge, NotRegistered
-from .message import Message, encode
+from .message import Message
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend, ResultRecord
@@ -59,6 +61,8 @@ class Celeriac:
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
         self._executor: Executor | None = None
+        self._codec: Codec | None = None
+        self._codec_settings: tuple[Any, ...] = ()
 
     def __repr__(self) -> str:
         return f"<Celeriac {self.main or ''}>"
@@ -72,7 +76,8 @@ class Celeriac:
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Register a function (sync or async) as a task: ``@app.task`` or ``@app.task(**options)``.
 
-        Options: ``name``, ``bind``, ``queue``, ``ignore_result``, ``max_retries``,
+        Options: ``name``, ``bind``, ``serializer`` (``"msgpack"`` or ``"pickle"``; default the app's
+        ``task_serializer``), ``queue``, ``ignore_result``, ``max_retries``,
         ``default_retry_delay``, ``autoretry_for``, ``dont_autoretry_for``, ``retry_backoff``,
         ``retry_backoff_max``, ``retry_jitter``, ``acks_late``, ``result_expires``, ``typing``.
         """
@@ -140,6 +145,37 @@ class Celeriac:
             self._executor = Executor(self)
         return self._executor
 
+    @property
+    def codec(self) -> Codec:
+        """Encodes and decodes this app's messages and results under its current settings
+        (content types, signing keys, result size limit)."""
+        conf = self.conf
+        settings = (
+            conf.accept_content,
+            conf.message_signing_key,
+            conf.message_signing_keys,
+            conf.result_max_bytes,
+        )
+        if self._codec is None or settings != self._codec_settings:
+            self._codec = Codec.from_config(conf)
+            self._codec_settings = settings
+        return self._codec
+
+    def startup_warnings(self) -> list[str]:
+        """Warnings a worker of this app logs when it starts (risky security settings)."""
+        warnings = []
+        if "pickle" in self.conf.accept_content:
+            warnings.append(
+                "accept_content includes 'pickle': unpickling a message runs code chosen by whoever can "
+                "write to this Redis"
+                + (
+                    "; messages are signed (message_signing_key), so only key holders can"
+                    if self.conf.message_signing_key is not None
+                    else "; protect Redis (ACL, TLS) and consider message_signing_key"
+                )
+            )
+        return warnings
+
     def AsyncResult(self, task_id: str) -> _AsyncResult[Any]:
         """A handle on the result of the task with this id."""
         return _AsyncResult(task_id, self)
@@ -177,7 +213,10 @@ class Celeriac:
             from .worker.executor import wall_ms
 
             message = _with_eta(message, wall_ms() + options.delay_ms)
-        data = encode(message)
+        serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
+        if serializer != "msgpack":
+            message = replace(message, serializer=serializer)
+        data = self.codec.encode(message)
         if len(data) > self.conf.max_message_bytes:
             raise MessageTooLarge(len(data), self.conf.max_message_bytes)
         return message, data, task
@@ -245,7 +284,10 @@ class Celeriac:
     # ---- eager -----------------------------------------------------------------------------------
     def run_eager(self, message: Message, task: Task[Any, Any] | None = None) -> EagerResult[Any]:
         """Run a message inline through the executor, with a serialization round trip."""
-        data = encode(message)
+        serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
+        if serializer != "msgpack" and message.serializer is None:
+            message = replace(message, serializer=serializer)
+        data = self.codec.encode(message)
         if len(data) > self.conf.max_message_bytes:
             raise MessageTooLarge(len(data), self.conf.max_message_bytes)
         return self._eager(data, message)
@@ -274,6 +316,4 @@ class Celeriac:
 
 
 def _with_eta(message: Message, eta_ms: int) -> Message:
-    from dataclasses import replace
-
     return replace(message, eta_ms=eta_ms)

@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ._redis import check_url
+from ._redis import check_url, redact
 from .exceptions import ConfigurationError
+from .message import CONTENT_TYPES
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 
@@ -39,8 +40,8 @@ def _name(name: str, value: Any) -> None:
 
 
 def _broker_url(name: str, value: Any) -> None:
-    if not isinstance(value, str):
-        raise ConfigurationError(name, f"must be a URL string, got {value!r}")
+    if not isinstance(value, str):  # the value may hold a password: name its type only
+        raise ConfigurationError(name, f"must be a URL string, got a {type(value).__name__}")
     if value != "memory://":
         check_url(value, name)
 
@@ -58,6 +59,51 @@ def _routes(name: str, value: Any) -> None:
         raise ConfigurationError(name, "must map task names or globs (str) to queue names (str)")
     for queue in value.values():
         _name(name, queue)
+
+
+def _content_types(name: str, value: Any) -> None:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ConfigurationError(name, f"must be a list of content types, got {value!r}")
+    unknown = [v for v in value if v not in CONTENT_TYPES]
+    if unknown:
+        raise ConfigurationError(name, f"unknown content type(s) {unknown!r}: use {list(CONTENT_TYPES)!r}")
+    if "msgpack" not in value:
+        raise ConfigurationError(name, "must include 'msgpack' (the envelope of every message is msgpack)")
+
+
+def _serializer(name: str, value: Any) -> None:
+    if value not in CONTENT_TYPES:
+        raise ConfigurationError(name, f"must be one of {list(CONTENT_TYPES)!r}, got {value!r}")
+
+
+#: shortest signing key accepted (HMAC-SHA256 keys should hold at least 128 bits of randomness)
+MIN_SIGNING_KEY_BYTES = 16
+
+
+def _key_problem(value: Any) -> str | None:
+    # never echo a key, even a wrong one: name its type or length only
+    if not isinstance(value, (str, bytes)):
+        return f"a key must be str or bytes, got a {type(value).__name__}"
+    if len(value.encode() if isinstance(value, str) else value) < MIN_SIGNING_KEY_BYTES:
+        return f"a key must be at least {MIN_SIGNING_KEY_BYTES} bytes long (use secrets.token_urlsafe(32))"
+    return None
+
+
+def _signing_key(name: str, value: Any) -> None:
+    if value is None:
+        return
+    problem = _key_problem(value)
+    if problem:
+        raise ConfigurationError(name, problem)
+
+
+def _signing_keys(name: str, value: Any) -> None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigurationError(name, f"must be a list of keys, got a {type(value).__name__}")
+    for key in value:
+        problem = _key_problem(key)
+        if problem:
+            raise ConfigurationError(name, problem)
 
 
 _VALIDATORS: dict[str, Callable[[str, Any], None]] = {
@@ -79,10 +125,19 @@ _VALIDATORS: dict[str, Callable[[str, Any], None]] = {
     "worker_ttl_s": _positive,
     "worker_shutdown_grace_s": _positive,
     "worker_fetch_max": _positive_int,
+    "result_max_bytes": _positive_int,
+    "accept_content": _content_types,
+    "task_serializer": _serializer,
+    "message_signing_key": _signing_key,
+    "message_signing_keys": _signing_keys,
 }
 
+# settings whose values are secrets or may hold one: shown redacted by repr()
+_SECRET_SETTINGS = frozenset({"message_signing_key", "message_signing_keys"})
+_URL_SETTINGS = frozenset({"broker_url", "result_backend"})
 
-@dataclass
+
+@dataclass(repr=False)
 class Config:
     """Settings of one app. Assigning an attribute validates the new value.
 
@@ -107,6 +162,16 @@ class Config:
         worker_ttl_s: liveness key TTL of a worker.
         worker_shutdown_grace_s: how long a warm shutdown lets running tasks finish.
         worker_fetch_max: most messages taken in one fetch.
+        result_max_bytes: a result whose encoded size is larger fails its task with
+            :class:`~celeriac.exceptions.ResultTooLarge`, stored instead of the value.
+        accept_content: content types this app reads (``"msgpack"``, and ``"pickle"`` only when listed
+            here: unpickling runs code chosen by whoever can write to Redis).
+        task_serializer: content type of the arguments and results of tasks that do not set
+            ``serializer=``: ``"msgpack"``, or ``"pickle"`` (which ``accept_content`` must list).
+        message_signing_key: when set, every message sent is signed (HMAC-SHA256) with this key and
+            only correctly signed messages run; unsigned or tampered ones are dead-lettered.
+        message_signing_keys: older keys still accepted (key rotation); new messages are always signed
+            with ``message_signing_key``.
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -127,6 +192,25 @@ class Config:
     worker_ttl_s: float = 10.0
     worker_shutdown_grace_s: float = 60.0
     worker_fetch_max: int = 500
+    result_max_bytes: int = 1 << 20
+    accept_content: tuple[str, ...] = ("msgpack",)
+    task_serializer: str = "msgpack"
+    message_signing_key: str | bytes | None = None
+    message_signing_keys: tuple[str | bytes, ...] = ()
+
+    def __repr__(self) -> str:
+        """Every setting, with URL passwords and signing keys hidden."""
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_SETTINGS and value:
+                shown = "'***'" if not isinstance(value, (list, tuple)) else f"['***' x {len(value)}]"
+            elif f.name in _URL_SETTINGS and isinstance(value, str):
+                shown = repr(redact(value))
+            else:
+                shown = repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"Config({', '.join(parts)})"
 
     def __setattr__(self, name: str, value: Any) -> None:
         check = _VALIDATORS.get(name)
@@ -192,6 +276,8 @@ def _parse_env(name: str, raw: str, default: Any) -> Any:
             return json.loads(raw)
         except ValueError:
             raise ConfigurationError(name, f"CELERIAC_{name.upper()} is not JSON") from None
+    if isinstance(default, tuple):  # a comma-separated list
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
 
 

@@ -5,7 +5,8 @@
     CeleriacError
     ├── ConfigurationError          a setting has an invalid value (names the setting)
     ├── SerializationError          an argument or result cannot be encoded
-    │   └── MessageTooLarge         an encoded message exceeds ``max_message_bytes``
+    │   ├── MessageTooLarge         an encoded message exceeds ``max_message_bytes``
+    │   └── ResultTooLarge          an encoded result exceeds ``result_max_bytes`` (stored as the error)
     ├── DecodeError                 bytes read from Redis are not a celeriac message
     ├── NotRegistered               no task of that name in this app
     ├── BrokerError                 Redis failed or refused an operation
@@ -56,6 +57,11 @@ class MessageTooLarge(SerializationError):
         super().__init__(f"encoded message is {size} bytes, over max_message_bytes={limit}")
         self.size = size
         self.limit = limit
+
+
+class ResultTooLarge(SerializationError):
+    """A task's encoded result is larger than ``result_max_bytes``: the task fails with this error,
+    which is stored instead of the value."""
 
 
 class DecodeError(CeleriacError):

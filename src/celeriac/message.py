@@ -11,13 +11,36 @@ Layout (version 1)::
 ``id`` is 16 raw bytes when the task id is a canonical UUID (the default) and a string otherwise.
 ``options`` is a map with short keys, listed in ``_OPTION_KEYS``; unknown keys are kept so that a newer
 producer's options survive a round trip through an older worker.
+
+Content. Arguments are msgpack values. A task that opts into pickle (``serializer="pickle"``, accepted
+only where ``accept_content`` lists it) keeps the msgpack envelope, with ``args`` replaced by ONE
+pickled blob of ``(args, kwargs)``, ``kwargs`` empty and ``"ct": "pickle"`` in the options. An older
+worker that does not know ``ct`` refuses the message (``args`` is not a list) instead of calling the
+task with a blob. A decoder unpickles only when the caller's ``accept_content`` lists ``pickle``, and
+only after the signature (below) checked out.
+
+Signatures (optional, ``message_signing_key``). A signed message is::
+
+    b"\xc1m" + HMAC-SHA256(key, b"\xc1m" + body) + body        # 2 + 32 bytes + the message above
+
+Unsigned deployments pay nothing: the body is unchanged, and the two cases cannot be confused because
+an encoded message always starts with a msgpack fixarray byte (``0x94``..``0x96``) while ``0xc1`` is
+the one byte msgpack never uses. The second byte names what is signed (``m`` message, ``r`` result
+record) and is covered by the MAC, so a signed result can never pass for a signed message. A decoder
+with keys (the signing key first, then older keys still accepted during a rotation) refuses unsigned
+and tampered messages; a decoder without keys strips a signature unchecked, so producers can start
+signing before the workers require it. Signatures prove who wrote a message, not that it is fresh:
+a captured message can be replayed (as any task may run twice anyway: at-least-once).
 """
 
 from __future__ import annotations
 
+import hmac
+import math
 import os
+import pickle
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +63,7 @@ _OPTION_KEYS: dict[str, str] = {
     "parent_id": "pa",
     "time_limit_s": "tl",
     "soft_time_limit_s": "stl",
+    "serializer": "ct",
 }
 _WIRE_TO_OPTION = {v: k for k, v in _OPTION_KEYS.items()}
 _OPTION_ITEMS = tuple(_OPTION_KEYS.items())
@@ -58,7 +82,19 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "parent_id": (str,),
     "time_limit_s": (int, float),
     "soft_time_limit_s": (int, float),
+    "serializer": (str,),
 }
+# integers read off the wire stay far below msgpack's 64-bit limit, so a retry can always re-encode them
+_MAX_INT = 1 << 62
+
+#: content types an app can accept; the envelope itself is always msgpack
+CONTENT_TYPES = ("msgpack", "pickle")
+
+# signatures: a marker byte msgpack never uses, then what is signed ("m"essage or "r"esult record)
+SIGNED_MESSAGE = b"\xc1m"
+SIGNED_RESULT = b"\xc1r"
+_SIGNED_BYTE = 0xC1
+_TAG_BYTES = 32
 
 
 def new_task_id() -> str:
@@ -100,6 +136,8 @@ class Message:
     #: per-call time limits in seconds (``apply_async(time_limit=..., soft_time_limit=...)``)
     time_limit_s: float | None = None
     soft_time_limit_s: float | None = None
+    #: ``None`` for msgpack arguments (the default), ``"pickle"`` for a task that opted into pickle
+    serializer: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:
@@ -126,11 +164,12 @@ def _decode_id(raw: object) -> str:
     raise DecodeError(f"bad task id field: {raw!r}")
 
 
-def encode(message: Message) -> bytes:
-    """Encode a message to bytes.
+def encode(message: Message, *, signing_key: bytes | None = None) -> bytes:
+    """Encode a message to bytes, signed when ``signing_key`` is given.
 
     Raises:
-        SerializationError: an argument (or option) is of a type msgpack cannot carry.
+        SerializationError: an argument (or option) is of a type msgpack (or, for a pickle task,
+            pickle) cannot carry.
     """
     options = {wire: v for name, wire in _OPTION_ITEMS if (v := getattr(message, name)) is not None}
     if options.get("r") == 0:
@@ -138,26 +177,89 @@ def encode(message: Message) -> bytes:
     if message.extra:
         options.update(message.extra)
     # msgpack packs tuples as arrays: no list() copy needed
-    fields: list[Any] = [PROTOCOL_VERSION, _encode_id(message.id), message.task, message.args]
-    if message.kwargs or options:
-        fields.append(dict(message.kwargs))
+    args: Any = message.args
+    kwargs: Mapping[str, Any] = message.kwargs
+    if message.serializer is not None:
+        args, kwargs = _pickle_arguments(message), {}
+    fields: list[Any] = [PROTOCOL_VERSION, _encode_id(message.id), message.task, args]
+    if kwargs or options:
+        fields.append(dict(kwargs))
     if options:
         fields.append(options)
     try:
-        return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
+        body: bytes = msgpack.packb(fields, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(
             f"cannot serialize arguments of task {message.task!r}: {exc} "
             "(arguments must be msgpack types: None, bool, int, float, str, bytes, list, tuple, dict)"
         ) from exc
+    return body if signing_key is None else sign(body, signing_key, SIGNED_MESSAGE)
 
 
-def decode(data: bytes) -> Message:
-    """Decode bytes produced by :func:`encode`.
+def _pickle_arguments(message: Message) -> bytes:
+    if message.serializer != "pickle":
+        raise SerializationError(f"unknown serializer {message.serializer!r} (use 'msgpack' or 'pickle')")
+    try:
+        return pickle.dumps((tuple(message.args), dict(message.kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # pickling user objects raises many unrelated types
+        raise SerializationError(f"cannot pickle arguments of task {message.task!r}: {exc}") from exc
+
+
+def sign(body: bytes, key: bytes, header: bytes = SIGNED_MESSAGE) -> bytes:
+    """``header + HMAC-SHA256(key, header + body) + body`` (see the module docstring)."""
+    return header + hmac.digest(key, header + body, "sha256") + body
+
+
+def is_signed(data: bytes) -> bool:
+    """True when ``data`` starts with a signature header (of a message or of a result record)."""
+    return bool(data) and data[0] == _SIGNED_BYTE
+
+
+def unwrap(data: bytes, keys: Sequence[bytes], header: bytes = SIGNED_MESSAGE) -> bytes:
+    """The body of signed ``data``, checked against ``keys`` (any one may match); unchecked when
+    ``keys`` is empty.
 
     Raises:
-        DecodeError: the bytes are not a celeriac message of a known version.
+        DecodeError: the header is not ``header``, the envelope is truncated, or no key matches.
     """
+    what = "message" if header == SIGNED_MESSAGE else "result record"
+    if len(data) < len(header) + _TAG_BYTES or data[: len(header)] != header:
+        raise DecodeError(f"truncated or unknown signed envelope (of a {what})", data)
+    start = len(header) + _TAG_BYTES
+    tag, body = data[len(header) : start], data[start:]
+    if keys:
+        signed = header + body
+        if not any(hmac.compare_digest(tag, hmac.digest(key, signed, "sha256")) for key in keys):
+            raise DecodeError(
+                f"bad signature: the {what} was tampered with, or signed with a key that is neither "
+                "message_signing_key nor in message_signing_keys",
+                data,
+            )
+    return body
+
+
+def decode(
+    data: bytes, *, accept_content: Collection[str] = ("msgpack",), signing_keys: Sequence[bytes] = ()
+) -> Message:
+    """Decode bytes produced by :func:`encode`.
+
+    Args:
+        data: the encoded message.
+        accept_content: content types to accept; a pickle message is refused unless ``"pickle"`` is
+            listed.
+        signing_keys: keys a signature may be made with (signing key first). When given, unsigned and
+            tampered messages are refused; when empty, a signature is stripped unchecked.
+
+    Raises:
+        DecodeError: the bytes are not a celeriac message of a known version, or are refused (not
+            signed, bad signature, content type not accepted). Never any other exception.
+    """
+    if data and data[0] == _SIGNED_BYTE:
+        data = unwrap(data, signing_keys, SIGNED_MESSAGE)
+    elif signing_keys:
+        raise DecodeError(
+            "unsigned message refused: message_signing_key is set, so only signed messages run", data
+        )
     try:
         fields = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
@@ -172,10 +274,6 @@ def decode(data: bytes) -> Message:
     raw_options = fields[5] if len(fields) > 5 else {}
     if not isinstance(task, str) or not task:
         raise DecodeError(f"bad task name field: {task!r}", data)
-    if not isinstance(args, list):
-        raise DecodeError("args field is not a list", data)
-    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-        raise DecodeError("kwargs field is not a map of names", data)
     if not isinstance(raw_options, dict):
         raise DecodeError("options field is not a map", data)
     known: dict[str, Any] = {}
@@ -185,9 +283,20 @@ def decode(data: bytes) -> Message:
         if name is None:
             extra[str(key)] = value
         elif value is not None:
-            if not isinstance(value, _OPTION_TYPES[name]) or (isinstance(value, int) and value < 0):
-                raise DecodeError(f"bad option {key}={value!r}", data)
+            if not _valid_option(name, value):
+                raise DecodeError(f"bad option {key}={_short(value)}", data)
             known[name] = value
+    serializer = known.get("serializer")
+    if serializer is not None:
+        if "pickle" not in accept_content:
+            raise DecodeError(
+                f"content type {serializer!r} refused: this app's accept_content does not list it", data
+            )
+        args, kwargs = _unpickle_arguments(args, kwargs, data)
+    if not isinstance(args, list):
+        raise DecodeError("args field is not a list", data)
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise DecodeError("kwargs field is not a map of names", data)
     try:
         return Message(
             id=_decode_id(fields[1]), task=task, args=tuple(args), kwargs=kwargs, extra=extra, **known
@@ -196,4 +305,64 @@ def decode(data: bytes) -> Message:
         raise DecodeError(f"bad options: {exc}", data) from exc
 
 
-__all__: Sequence[str] = ["PROTOCOL_VERSION", "Message", "decode", "encode", "new_task_id"]
+def _valid_option(name: str, value: Any) -> bool:
+    types = _OPTION_TYPES[name]
+    if not isinstance(value, types):
+        return False
+    if isinstance(value, bool):  # a bool is an int to isinstance; only boolean options take one
+        return bool in types
+    if isinstance(value, int):
+        return 0 <= value <= _MAX_INT
+    if isinstance(value, float):  # result_expires_s: a TTL, so finite and positive
+        return math.isfinite(value) and 0 < value <= _MAX_INT
+    if name == "serializer":
+        return value == "pickle"
+    return True
+
+
+def _unpickle_arguments(blob: Any, kwargs: Any, data: bytes) -> tuple[Any, Any]:
+    if not isinstance(blob, bytes) or kwargs != {}:
+        raise DecodeError("a pickle message carries its arguments as one blob in the args field", data)
+    try:
+        value = pickle.loads(blob)
+    except Exception as exc:  # a broken or hostile blob raises anything
+        raise DecodeError(f"cannot unpickle arguments: {type(exc).__name__}: {exc}", data) from None
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise DecodeError("pickled arguments are not an (args, kwargs) pair", data)
+    args, kw = value
+    return (list(args) if isinstance(args, (tuple, list)) else args), kw
+
+
+def peek(data: bytes) -> tuple[str, str] | None:
+    """``(task id, task name)`` of an encoded message, without checking its signature or unpickling
+    anything (for listings such as dead letters); None when they cannot be read."""
+    try:
+        if is_signed(data):
+            data = unwrap(data, (), SIGNED_MESSAGE)
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+        if isinstance(fields, list) and len(fields) >= 3 and isinstance(fields[2], str) and fields[2]:
+            return _decode_id(fields[1]), fields[2]
+    except Exception:  # garbage of any kind: nothing to show
+        pass
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+__all__: Sequence[str] = [
+    "CONTENT_TYPES",
+    "PROTOCOL_VERSION",
+    "SIGNED_MESSAGE",
+    "SIGNED_RESULT",
+    "Message",
+    "decode",
+    "encode",
+    "is_signed",
+    "new_task_id",
+    "peek",
+    "sign",
+    "unwrap",
+]

@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .exceptions import ResultsDisabled, ResultTimeout, TaskError, TaskExpiredError, TaskRevokedError
-from .results.base import ResultRecord, decode_record
+from .results.base import ResultRecord
 from .states import READY_STATES, TaskState
 
 if TYPE_CHECKING:
@@ -82,11 +82,15 @@ class AsyncResult(Generic[R]):
             raise ResultsDisabled("results are disabled (result_backend='disabled')")
         return backend
 
+    def _decode(self, payload: bytes) -> ResultRecord:
+        assert self.app is not None  # a payload came from the app's backend
+        return self.app.codec.decode_result(self.id, payload)
+
     def _fetch(self) -> ResultRecord | None:
         if self._record is None:
             payload = self._backend_or_raise().get(self.id)
             if payload is not None:
-                self._record = decode_record(self.id, payload)
+                self._record = self._decode(payload)
         return self._record
 
     def get(self, timeout: float | None = None, propagate: bool = True, **_ignored: Any) -> R:
@@ -109,7 +113,7 @@ class AsyncResult(Generic[R]):
             payload = self._backend_or_raise().wait(self.id, timeout)
             if payload is None:
                 raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
-            self._record = decode_record(self.id, payload)
+            self._record = self._decode(payload)
         record = self._record
         if record.state is TaskState.SUCCESS:
             return record.value  # type: ignore[no-any-return]

@@ -119,6 +119,7 @@ class Task(Generic[P, R]):
         *,
         name: str,
         bind: bool = False,
+        serializer: str | None = None,
         queue: str | None = None,
         ignore_result: bool | None = None,
         max_retries: int | None = 3,
@@ -138,6 +139,10 @@ class Task(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.bind = bind
+        if serializer not in (None, "msgpack", "pickle"):
+            raise TypeError(f"serializer must be 'msgpack' or 'pickle', got {serializer!r}")
+        #: content type of arguments and result; None: the app's ``task_serializer``
+        self.serializer = serializer
         self.queue = queue
         self.ignore_result = ignore_result
         self.max_retries = max_retries

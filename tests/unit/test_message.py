@@ -55,7 +55,8 @@ def test_non_serializable_argument_is_a_clear_error() -> None:
     ("data", "reason"),
     [
         (b"", "undecodable"),
-        (b"\xc1garbage", "undecodable"),
+        (b"\xc1garbage", "truncated or unknown signed envelope"),
+        (b"\x00garbage", "undecodable"),
         (msgpack.packb({"a": 1}), "not a celeriac envelope"),
         (msgpack.packb([2, "id", "t", []]), "unsupported message protocol version"),
         (msgpack.packb([1, "id", "", []]), "bad task name"),

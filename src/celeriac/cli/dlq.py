@@ -6,8 +6,7 @@ import click
 from rich.table import Table
 
 from ..broker.base import DeadLetter
-from ..exceptions import DecodeError
-from ..message import decode
+from ..message import peek
 from ._common import console, fail, format_time_ms, get_state
 from ._options import app_options
 
@@ -21,11 +20,10 @@ def dlq() -> None:
 
 
 def task_name(entry: DeadLetter) -> str:
-    """The task name read from the dead message, or a note saying why it cannot be read."""
-    try:
-        return decode(entry.data).task
-    except DecodeError:
-        return "(undecodable)"
+    """The task name read from the dead message, or a note saying it cannot be read (nothing is
+    unpickled, no signature checked: a listing must never run code from Redis)."""
+    found = peek(entry.data)
+    return found[1] if found is not None else "(undecodable)"
 
 
 @dlq.command("list")

@@ -139,6 +139,8 @@ def worker(
         redact(app.conf.broker_url),
         len(app.tasks),
     )
+    for warning in app.startup_warnings():
+        log.warning("%s", warning)
     instance.start()
     s = instance.stats
     log.info(

@@ -1,11 +1,14 @@
 """The result-backend contract and the result record format.
 
-A record is a msgpack map with short keys. The worker writes records in batches (``store_many``); a
+A record is a msgpack map with short keys. The value of a task that opted into pickle travels as one
+pickled blob under ``pv`` instead of ``v`` (and is unpickled only by a reader that accepts pickle; see
+:mod:`celeriac.codec`). The worker writes records in batches (``store_many``); a
 caller blocks in ``wait`` until the record exists (no polling: the Redis backend blocks on the key).
 """
 
 from __future__ import annotations
 
+import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,14 +43,33 @@ class StoreResult:
     ttl_s: float
 
 
-def encode_record(record: ResultRecord) -> bytes:
-    """Encode a record. Raises SerializationError when the value is not msgpack-serializable."""
+# an exception's message is stored whole up to this size (the traceback is capped by the executor)
+MAX_EXC_MESSAGE_CHARS = 16_000
+
+
+def encode_record(record: ResultRecord, *, pickled: bool = False) -> bytes:
+    """Encode a record; ``pickled``: carry the value as a pickled blob (a pickle task's result).
+
+    Raises:
+        SerializationError: the value is not msgpack-serializable (or not picklable).
+    """
     fields: dict[str, Any] = {"s": record.state.value, "t": record.date_done_ms}
     if record.value is not None:
-        fields["v"] = record.value
+        if pickled:
+            try:
+                fields["pv"] = pickle.dumps(record.value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # pickling user objects raises many unrelated types
+                raise SerializationError(
+                    f"result of type {type(record.value).__name__} cannot be pickled: {exc}"
+                ) from exc
+        else:
+            fields["v"] = record.value
     if record.exc_type:
         fields["et"] = record.exc_type
-        fields["em"] = record.exc_message or ""
+        message = record.exc_message or ""
+        if len(message) > MAX_EXC_MESSAGE_CHARS:
+            message = message[:MAX_EXC_MESSAGE_CHARS] + f"... ({len(message)} characters, truncated)"
+        fields["em"] = message
     if record.traceback:
         fields["tb"] = record.traceback
     if record.retries:
@@ -60,14 +82,26 @@ def encode_record(record: ResultRecord) -> bytes:
         ) from exc
 
 
-def decode_record(task_id: str, payload: bytes) -> ResultRecord:
-    """Decode a record written by :func:`encode_record`."""
+def decode_record(task_id: str, payload: bytes, *, unpickle: bool = False) -> ResultRecord:
+    """Decode a record written by :func:`encode_record`.
+
+    Raises:
+        DecodeError: the payload is not a record, or holds a pickled value and ``unpickle`` is false.
+    """
     try:
         fields = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        value = fields.get("v")
+        if "pv" in fields:
+            if not unpickle:
+                raise DecodeError(
+                    "the value is pickled and this app does not accept it (accept_content lacks 'pickle', "
+                    "or the record is not signed with an accepted message signing key)"
+                )
+            value = pickle.loads(fields["pv"])
         return ResultRecord(
             task_id=task_id,
             state=TaskState(fields["s"]),
-            value=fields.get("v"),
+            value=value,
             exc_type=fields.get("et"),
             exc_message=fields.get("em"),
             traceback=fields.get("tb"),

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 
 def free_port() -> int:
@@ -30,34 +33,70 @@ def redis_server_binary() -> str | None:
     return os.environ.get("CELERIAC_REDIS_SERVER") or shutil.which("redis-server")
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of a TLS-only server: its certificate and key, and the CA that signed it.
+
+    ``client_cert_file``/``client_key_file``: a client certificate (signed by the same CA) that the
+    server then requires (``--tls-auth-clients yes``); without them clients are not authenticated.
+    """
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+
+
 class RedisServer:
     """A ``redis-server`` child process on a free loopback port.
 
     Args:
         args: extra server arguments (``["--maxmemory", "10mb"]``, ``["--appendonly", "yes"]``).
         port: a fixed port (default: a free one); kept across :meth:`restart`.
+        tls: serve TLS only on the port (``--port 0 --tls-port``); :attr:`url` is then a ``rediss://``
+            URL that trusts the CA.
     """
 
-    def __init__(self, args: Sequence[str] = (), port: int | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str] = (), port: int | None = None, tls: TLSFiles | None = None
+    ) -> None:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
         self.args = list(args)
         self.port = port or free_port()
+        self.tls = tls
         self.dir = Path(tempfile.mkdtemp(prefix="celeriac-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        if self.tls is None:
+            return f"redis://127.0.0.1:{self.port}/0"
+        query = f"ssl_ca_certs={quote(self.tls.ca_file)}"
+        if self.tls.client_cert_file and self.tls.client_key_file:
+            query += f"&ssl_certfile={quote(self.tls.client_cert_file)}"
+            query += f"&ssl_keyfile={quote(self.tls.client_key_file)}"
+        return f"rediss://localhost:{self.port}/0?{query}"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        t = self.tls
+        auth = "yes" if t.client_cert_file else "no"
+        return [
+            *("--port", "0", "--tls-port", str(self.port)),
+            *("--tls-cert-file", t.cert_file, "--tls-key-file", t.key_file),
+            *("--tls-ca-cert-file", t.ca_file, "--tls-auth-clients", auth),
+        ]
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
         cmd = [
             self.binary,
-            "--port",
-            str(self.port),
+            *self._listen_args(),
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -84,12 +123,21 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout_s}s")
 
     def _ping(self) -> bool:
+        """True once the server answers: PONG, or NOAUTH from a server that requires a password."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as raw, self._wrap(raw) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:  # ssl.SSLError included
             return False
+
+    def _wrap(self, raw: socket.socket) -> socket.socket:
+        if self.tls is None:
+            return raw
+        context = ssl.create_default_context(cafile=self.tls.ca_file)
+        if self.tls.client_cert_file and self.tls.client_key_file:
+            context.load_cert_chain(self.tls.client_cert_file, self.tls.client_key_file)
+        return context.wrap_socket(raw, server_hostname="localhost")
 
     def kill(self) -> None:
         """SIGKILL the server (data not on disk is lost unless AOF is on)."""

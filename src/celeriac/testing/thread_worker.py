@@ -47,8 +47,10 @@ class ThreadWorker:
             run = asyncio.create_task(self.worker.run())
             ready = asyncio.create_task(self.worker.wait_ready())
             await asyncio.wait([run, ready], return_when=asyncio.FIRST_COMPLETED)
-            self._ready.set()
             ready.cancel()
+            if run.done():  # failed at start: record its error before start() looks at it
+                await run
+            self._ready.set()
             await run
 
         try:

@@ -27,7 +27,7 @@ from ..exceptions import (
     TaskExpiredError,
     WorkerLostError,
 )
-from ..message import Message, decode, encode
+from ..message import Message
 from ..results.base import ResultRecord, StoreResult, encode_record
 from ..retry import backoff_delay_s
 from ..states import TaskState
@@ -129,7 +129,7 @@ class Executor:
     ) -> Job | Outcome:
         """Decode and check a message. Returns a Job to run, or the Outcome of a message that must not run."""
         try:
-            message = decode(data)
+            message = self.app.codec.decode(data)
         except DecodeError as exc:
             return Outcome("dead", reason=f"undecodable message: {exc}", exc=exc)
         task = self.app.tasks.get(message.task)
@@ -202,7 +202,7 @@ class Executor:
                 message.id, TaskState.SUCCESS, value, date_done_ms=self.clock_ms(), retries=message.retries
             )
             try:
-                payload = encode_record(record)
+                payload = self.app.codec.encode_result(record, message)
             except SerializationError as ser:
                 return self._failed(message, task, ser, kind="ack", runtime_s=runtime_s)
             store = StoreResult(message.id, payload, self._ttl_s(message, task))
@@ -268,7 +268,7 @@ class Executor:
             message.id,
             message.task,
             None,
-            retry_data=encode(again),
+            retry_data=self.app.codec.encode(again),
             delay_ms=delay_ms,
             eta_ms=eta_ms,
             reason=f"retry {again.retries}: {cause!r}" if cause else f"retry {again.retries}",
