@@ -22,6 +22,7 @@ EXPECTED = {
     "Request",
     "ResultError",
     "ResultTimeout",
+    "ResultTooLarge",
     "ResultsDisabled",
     "Retry",
     "SerializationError",
