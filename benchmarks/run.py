@@ -1,7 +1,7 @@
 """celeriac against its peers, side by side, in one run on one private Redis.
 
     .venv/bin/python benchmarks/run.py --quick                 # a few minutes
-    .venv/bin/python benchmarks/run.py --full                  # the README's table (about an hour)
+    .venv/bin/python benchmarks/run.py --full                  # the README's table (about 2 hours)
     .venv/bin/python benchmarks/run.py --quick --only celeriac,celery,huey
 
 Runs under celeriac's own virtualenv (it uses rich and ``celeriac.testing.RedisServer``). The peers
@@ -65,6 +65,7 @@ WORKLOADS = {
         "enqueue_one",
         "enqueue_bulk",
         "drain",
+        "drain2",
         "drain_sync",
         "memory",
         "roundtrip",
@@ -81,6 +82,7 @@ ROWS: list[tuple[str, str, str, str, bool, str]] = [
     ("bulk enqueue", "enqueue_bulk", "rate", "tasks/s", True, "{:,.0f}"),
     ("drain, 1 worker process", "drain", "rate", "tasks/s", True, "{:,.0f}"),
     ("  celeriac with a sync def task", "drain_sync", "rate", "tasks/s", True, "{:,.0f}"),
+    ("drain, 2 worker processes", "drain2", "rate", "tasks/s", True, "{:,.0f}"),
     ("Redis bytes per queued add(1,2)", "memory", "bytes_per_task", "B", False, "{:,.0f}"),
     ("delay()+get() p50", "roundtrip", "p50_ms", "ms", False, "{:.2f}"),
     ("delay()+get() p99", "roundtrip", "p99_ms", "ms", False, "{:.2f}"),
@@ -129,9 +131,10 @@ def ensure_venv(name: str, requirements: list[str]) -> tuple[Path | None, str]:
 # running one workload
 # ---------------------------------------------------------------------------------------------------
 class Runner:
-    def __init__(self, mode: str, tmp: Path) -> None:
+    def __init__(self, mode: str, tmp: Path, celeriac_src: Path | None = None) -> None:
         self.mode = mode
         self.tmp = tmp
+        self.celeriac_src = celeriac_src
         self.pids_file = tmp / "worker-pids"
         self.pids_file.touch()
 
@@ -144,6 +147,9 @@ class Runner:
             PYTHONPATH=str(ADAPTERS),
             PYTHONDONTWRITEBYTECODE="1",
         )
+        if lib == "celeriac" and self.celeriac_src is not None:
+            # ahead of the editable install's path entry: this exported commit is what gets measured
+            env["PYTHONPATH"] = f"{ADAPTERS}{os.pathsep}{self.celeriac_src}"
         for k in [k for k in env if k.startswith(("CELERIAC_", "VIRTUAL_ENV"))]:
             env.pop(k)
         cmd = [str(python), "-m", "harness", "run", lib, workload, "--mode", self.mode]
@@ -316,6 +322,7 @@ def render(console: Console, doc: dict[str, Any]) -> None:
     console.print(table)
     vers = ", ".join(f"{lib} {doc['versions'].get(lib, '?')}" for lib in libs)
     console.print(f"[dim]versions: {vers}[/dim]")
+    console.print(f"[dim]celeriac code: {doc.get('celeriac_code', '?')}[/dim]")
     for e in errors:
         console.print(f"[red]error[/red] {e}")
     b = bars(results, libs)
@@ -327,6 +334,34 @@ def render(console: Console, doc: dict[str, Any]) -> None:
         for name, measured, ok in b:
             bt.add_row(name, measured, Text("met", style="green") if ok else Text("MISSED", style="bold red"))
         console.print(bt)
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(HERE.parent), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def export_celeriac(ref: str, into: Path) -> tuple[Path, str]:
+    """``src/`` of celeriac as committed at ``ref``, extracted under ``into``; returns (src dir, sha)."""
+    sha = git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", sha, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src", sha
+
+
+def describe_celeriac(ref_sha: str | None) -> str:
+    """Which celeriac code was measured (the commit, and whether the work tree had edits)."""
+    if ref_sha:
+        return f"commit {ref_sha[:10]} (exported with --celeriac-ref)"
+    try:
+        head = git("rev-parse", "--short=10", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--", "src"))
+    except (OSError, subprocess.CalledProcessError):
+        return "work tree (not a git checkout)"
+    return f"work tree at {head}" + (" + uncommitted changes in src/" if dirty else "")
 
 
 def summarize(doc: dict[str, Any]) -> dict[str, Any]:
@@ -346,6 +381,7 @@ def summarize(doc: dict[str, Any]) -> dict[str, Any]:
         "mode": doc["mode"],
         "date": doc["date"],
         "machine": {k: doc["machine"].get(k) for k in ("cpus", "cpu", "python", "redis")},
+        "celeriac_code": doc.get("celeriac_code"),
         "versions": doc["versions"],
         "table": table,
         "bars": [
@@ -388,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", help="comma-separated workloads (default: all of the mode, plus kill)")
     ap.add_argument("--no-kill", action="store_true", help="skip the kill -9 test")
     ap.add_argument("--no-chart", action="store_true")
+    ap.add_argument(
+        "--celeriac-ref",
+        metavar="REF",
+        help="measure celeriac as committed at this git ref (e.g. HEAD) instead of the work tree, so that "
+        "uncommitted edits (yours or another session's) cannot change the code under measurement mid-run",
+    )
     ap.add_argument("--width", type=int, default=0, help="table width (default: terminal, at least 170)")
     args = ap.parse_args(argv)
     args.mode = args.mode or "quick"
@@ -446,7 +488,13 @@ def main(argv: list[str] | None = None) -> int:
             doc["results"][lib][w] = {"ok": False, "error": err}
 
     tmp = Path(tempfile.mkdtemp(prefix="celeriac-bench-"))
-    runner = Runner(args.mode, tmp)
+    celeriac_src, ref_sha = None, None
+    if args.celeriac_ref and "celeriac" in libs:
+        (tmp / "celeriac-export").mkdir()
+        celeriac_src, ref_sha = export_celeriac(args.celeriac_ref, tmp / "celeriac-export")
+    doc["celeriac_code"] = describe_celeriac(ref_sha)
+    console.print(f"celeriac measured from: {doc['celeriac_code']}")
+    runner = Runner(args.mode, tmp, celeriac_src)
     runnable = [lib for lib in libs if lib in pythons]
     sequential = [w for w in workloads if w not in PARALLEL_WORKLOADS]
     parallel = [w for w in workloads if w in PARALLEL_WORKLOADS]

@@ -41,13 +41,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 #: sizes and caps per mode; every cap bounds a wait, so a stuck library cannot stall the run
 PARAMS: dict[str, dict[str, Any]] = {
     "quick": dict(
-        enqueue_n=5_000,
+        enqueue_n=10_000,
         bulk_n=20_000,
         drain_n=20_000,
         drain_cap_s=10.0,
         fill_cap_s=15.0,
         mem_n=100_000,
-        mem_cap_s=12.0,
+        mem_cap_s=10.0,
         rt_n=200,
         rt_cap_s=10.0,
         sleep_n=4_000,
@@ -64,7 +64,7 @@ PARAMS: dict[str, dict[str, Any]] = {
         drain_cap_s=60.0,
         fill_cap_s=300.0,
         mem_n=1_000_000,
-        mem_cap_s=600.0,
+        mem_cap_s=300.0,
         rt_n=2_000,
         rt_cap_s=60.0,
         sleep_n=20_000,
@@ -304,7 +304,8 @@ class Driver:
     def __init__(self, lib: str, mode: str, tmp: str) -> None:
         self.lib = lib
         self.mode = mode
-        self.p = PARAMS[mode]
+        # BENCH_PARAMS='{"drain_n": 5000}' overrides sizes and caps (to try a workload quickly)
+        self.p = {**PARAMS[mode], **json.loads(os.environ.get("BENCH_PARAMS") or "{}")}
         self.tmp = tmp
         self.adapter: Any = None
         self._n = 0
@@ -409,6 +410,67 @@ class Driver:
         out = self.timed_drain("drain", n, self.p["drain_cap_s"])
         out.update(queued=n, fill=how, worker=self.adapter.describe("drain"))
         return out
+
+    def w_drain2(self) -> dict[str, Any]:
+        """The same drain with two worker processes (two instances of the one-process worker)."""
+        n, how = self.fill(self.p["drain_n"], "add", self.p["fill_cap_s"])
+        probe = self._path("probe2.jsonl")
+        open(probe, "w").close()
+        step = max(1, n // 80)
+        env = dict(BENCH_PROBE_FILE=probe, BENCH_PROBE_N=str(n), BENCH_PROBE_STEP=str(step))
+        workers = [self.start_worker("drain", **env), self.start_worker("drain", **env)]
+        started = time.monotonic()
+        first_at: float | None = None
+        by_pid: dict[int, list[tuple[int, float]]] = {}
+        try:
+            while True:
+                time.sleep(0.05)
+                by_pid = {}
+                with open(probe) as f:
+                    for ln in f:
+                        if ln.strip():
+                            r = json.loads(ln)
+                            by_pid.setdefault(r["pid"], []).append((r["c"], r["t"]))
+                done = sum(recs[-1][0] for recs in by_pid.values())
+                if by_pid and first_at is None:
+                    first_at = time.monotonic()
+                # stop while both are still busy: the tail of a drain is one process finishing alone
+                if done >= n - 4 * step:
+                    break
+                if first_at is None and time.monotonic() - started > START_TIMEOUT_S:
+                    raise RuntimeError(f"workers ran no task within {START_TIMEOUT_S:.0f}s")
+                if first_at is not None and time.monotonic() - first_at > self.p["drain_cap_s"]:
+                    break
+                dead = [w for w in workers if not w.alive()]
+                if dead:
+                    raise RuntimeError(f"a worker exited\n{dead[0].log_tail()}")
+        finally:
+            for w in workers:
+                w.kill()
+        if len(by_pid) < 2:
+            raise RuntimeError(f"tasks ran in {len(by_pid)} process(es), expected 2")
+        # both processes' windows: from the later first record to the earlier last record
+        t0 = max(recs[0][1] for recs in by_pid.values())
+        t1 = min(recs[-1][1] for recs in by_pid.values())
+        if t1 <= t0:
+            raise RuntimeError("the two workers did not run at the same time")
+
+        def count_at(recs: list[tuple[int, float]], t: float) -> float:
+            for (c0, s0), (c1, s1) in itertools.pairwise(recs):
+                if s0 <= t <= s1:
+                    return c0 + (c1 - c0) * ((t - s0) / (s1 - s0) if s1 > s0 else 1.0)
+            return float(recs[-1][0] if t >= recs[-1][1] else recs[0][0])
+
+        tasks = sum(count_at(recs, t1) - count_at(recs, t0) for recs in by_pid.values())
+        return {
+            "rate": tasks / (t1 - t0),
+            "tasks_timed": round(tasks),
+            "seconds": t1 - t0,
+            "queued": n,
+            "fill": how,
+            "per_process": {str(p): recs[-1][0] for p, recs in by_pid.items()},
+            "worker": "2 x " + self.adapter.describe("drain"),
+        }
 
     def w_drain_sync(self) -> dict[str, Any]:
         """The drain with a plain ``def`` task, where the library runs sync and async tasks differently."""
@@ -540,6 +602,7 @@ class Driver:
         "enqueue_one": w_enqueue_one,
         "enqueue_bulk": w_enqueue_bulk,
         "drain": w_drain,
+        "drain2": w_drain2,
         "drain_sync": w_drain_sync,
         "memory": w_memory,
         "roundtrip": w_roundtrip,
