@@ -4,12 +4,15 @@ CELERIAC_BROKER_URL, CELERIAC_LEASE_S, CELERIAC_MAX_DELIVERIES... Tasks record w
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import time
+from typing import Any
 
 import redis
 
-from celeriac import Celeriac
+from celeriac import Celeriac, SoftTimeLimitExceeded, TimeLimitExceeded
 
 app = Celeriac("itest")
 _r = redis.Redis.from_url(app.conf.broker_url)
@@ -51,3 +54,81 @@ def at_most_once(token: str) -> None:
     _r.rpush("test:started", token)
     _r.blpop(["test:go"], timeout=60)
     _r.rpush("test:finished", token)
+
+
+# ---- pools, limits and recycling (test_process_pool.py, test_recycling.py) -------------------------
+@app.task(name="itest.pid", ignore_result=False)
+def pid() -> int:
+    return os.getpid()
+
+
+@app.task(name="itest.apid", ignore_result=False)
+async def apid() -> int:
+    await asyncio.sleep(0)
+    return os.getpid()
+
+
+@app.task(name="itest.soft_sleep", ignore_result=False, soft_time_limit=0.3)
+def soft_sleep() -> str:
+    """Blocks in one long sleep: only a signal (the processes pool's soft limit) interrupts it."""
+    try:
+        time.sleep(60)
+    except SoftTimeLimitExceeded:
+        _r.rpush("test:soft", os.getpid())
+        return "interrupted"
+    return "slept"
+
+
+@app.task(name="itest.async_soft", ignore_result=False, soft_time_limit=0.3)
+async def async_soft() -> str:
+    try:
+        await asyncio.sleep(60)
+    except SoftTimeLimitExceeded:
+        return "interrupted"
+    return "slept"
+
+
+@app.task(name="itest.hard_sleep", ignore_result=False, time_limit=0.3)
+def hard_sleep(token: str) -> None:
+    _r.rpush("test:started", f"{token}:{os.getpid()}")
+    time.sleep(60)
+
+
+@app.task(
+    name="itest.hard_then_ok",
+    bind=True,
+    ignore_result=False,
+    time_limit=0.3,
+    autoretry_for=(TimeLimitExceeded,),
+    default_retry_delay=0,
+)
+def hard_then_ok(self: Any) -> int:
+    """Hits its hard limit on the first run, succeeds on the retry."""
+    if self.request.retries == 0:
+        time.sleep(60)
+    return self.request.retries
+
+
+@app.task(name="itest.crash_once", ignore_result=False)
+def crash_once(token: str) -> str:
+    """Kills its process on the first delivery (a segfault-like death), succeeds on the next."""
+    _r.rpush("test:started", token)
+    if _r.incr(f"test:crash:{token}") == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return token
+
+
+@app.task(name="itest.crash_at_most_once", ignore_result=False, acks_late=False)
+def crash_at_most_once(token: str) -> None:
+    _r.rpush("test:started", token)
+    os._exit(3)
+
+
+_hog: list[bytes] = []
+
+
+@app.task(name="itest.hog", ignore_result=False)
+def hog(mib: int) -> int:
+    """Keeps ``mib`` MiB allocated in this process (a leak), and returns its pid."""
+    _hog.append(b"x" * (mib << 20))
+    return os.getpid()

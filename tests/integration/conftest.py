@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from celeriac import Celeriac
 from celeriac.testing import ThreadWorker
 
 RUN_WORKER = Path(__file__).with_name("run_worker.py")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -67,6 +70,91 @@ class ProcessWorkers:
             p.wait()
             if p.stderr:
                 p.stderr.close()
+
+
+class CliWorker:
+    """``celeriac worker -A tests.integration.apps:app ...`` as a subprocess. A thread drains its log
+    (stderr), so a chatty worker never blocks on a full pipe and tests wait on log lines as events."""
+
+    def __init__(self, args: tuple[str, ...], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celeriac.cli", "worker", "-A", "tests.integration.apps:app", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("")  # EOF marker
+            self._changed.notify_all()
+
+    @property
+    def log(self) -> str:
+        with self._changed:
+            return "".join(self.lines)
+
+    def wait_log(self, text: str, timeout_s: float = 20, count: int = 1) -> str:
+        """Wait until ``text`` appears in ``count`` log lines; return the whole log."""
+
+        def seen() -> bool:
+            return sum(text in line for line in self.lines) >= count or (
+                bool(self.lines) and self.lines[-1] == ""
+            )
+
+        with self._changed:
+            self._changed.wait_for(seen, timeout_s)
+            log = "".join(self.lines)
+        assert log.count(text) >= count, f"worker did not log {text!r} {count} time(s):\n{log}"
+        return log
+
+    def wait_ready(self) -> None:
+        self.wait_log("consuming")
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM (warm shutdown) and wait for the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout_s)
+        self.close()
+        return code
+
+    def close(self) -> None:
+        self._reader.join(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def cli_worker(redis_url: str) -> Iterator[Callable[..., CliWorker]]:
+    """Start ``celeriac worker`` subprocesses for tests/integration/apps.py: ``cli_worker("-P",
+    "processes", CELERIAC_LEASE_S="1")``; each has logged ``consuming`` when this returns."""
+    started: list[CliWorker] = []
+
+    def start(*args: str, wait: bool = True, **env: str) -> CliWorker:
+        worker = CliWorker(args, {**os.environ, "CELERIAC_BROKER_URL": redis_url, **env})
+        started.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    yield start
+    for w in started:
+        if w.proc.poll() is None:
+            w.proc.kill()
+        w.proc.wait()
+        w.close()
 
 
 @pytest.fixture

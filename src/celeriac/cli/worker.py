@@ -51,16 +51,17 @@ def configure_logging(level: str) -> None:
     default=None,
     show_envvar=True,
     help=f"Execution slots (default: {DEFAULT_CONCURRENCY['asyncio']} for asyncio, "
-    f"{DEFAULT_CONCURRENCY['threads']} for threads).",
+    f"{DEFAULT_CONCURRENCY['threads']} for threads, one child per CPU for processes).",
 )
 @click.option(
     "-P",
     "--pool",
-    type=click.Choice(sorted(POOLS)),
+    type=click.Choice(POOLS),
     default="asyncio",
     show_default=True,
     show_envvar=True,
-    help="asyncio: coroutines on the loop, sync tasks in threads. threads: one thread per slot.",
+    help="asyncio: coroutines on the loop, sync tasks in threads. threads: one thread per slot. "
+    "processes: one child process per slot, for CPU-bound sync tasks.",
 )
 @click.option(
     "-l",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import queue
 import threading
 import time
@@ -33,8 +34,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from .executor import bound_call
 from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread, run_coroutine
+from .processes import ProcessPool
+from .recycling import NO_RECYCLING, Recycling
 
 if TYPE_CHECKING:
+    from ..app import Celeriac
     from .executor import Job
 
 logger = logging.getLogger("celeriac.worker")
@@ -308,16 +312,16 @@ class AsyncioPool(ThreadBackedPool):
 
 
 MAX_ASYNCIO_THREADS = 32
-DEFAULT_CONCURRENCY = {"asyncio": 100, "threads": 10, "processes": 0}  # processes: one per CPU
-POOL_NAMES = ("asyncio", "processes", "threads")
-
-POOLS: dict[str, type[ThreadBackedPool]] = {"asyncio": AsyncioPool, "threads": ThreadBackedPool}
+POOLS = ("asyncio", "threads", "processes")
+DEFAULT_CONCURRENCY = {"asyncio": 100, "threads": 10, "processes": os.cpu_count() or 1}
 
 
-def make_pool(kind: str, concurrency: int) -> ThreadBackedPool:
-    """A pool by name (``asyncio`` or ``threads``)."""
-    try:
-        cls = POOLS[kind]
-    except KeyError:
-        raise ValueError(f"unknown pool {kind!r}: choose one of {', '.join(POOLS)}") from None
-    return cls(max(1, cls._threads_for(concurrency)))
+def make_pool(kind: str, concurrency: int, app: Celeriac, recycling: Recycling = NO_RECYCLING) -> Pool:
+    """A pool by name: ``asyncio``, ``threads`` or ``processes``."""
+    if kind == "asyncio":
+        return AsyncioPool(AsyncioPool._threads_for(concurrency))
+    if kind == "threads":
+        return ThreadBackedPool(concurrency)
+    if kind == "processes":
+        return ProcessPool(app, concurrency, recycling)
+    raise ValueError(f"unknown pool {kind!r}: choose one of {', '.join(POOLS)}")

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue, Settlement
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
-from .executor import Job, Outcome
+from .executor import REMOTE_TRACEBACK_ATTR, Job, Outcome
 from .limits import NO_LIMITS, TimeLimits
 from .pools import DEFAULT_CONCURRENCY, make_pool
+from .recycling import NO_RECYCLING, Recycling
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -70,12 +71,15 @@ class Worker:
     Args:
         app: the app whose tasks run here.
         queues: queues in priority order (default: the app's default queue).
-        concurrency: execution slots (default 100 for ``asyncio``, 10 for ``threads``).
-        pool: ``"asyncio"`` or ``"threads"``.
+        concurrency: execution slots (default 100 for ``asyncio``, 10 for ``threads``, one per CPU for
+            ``processes``).
+        pool: ``"asyncio"``, ``"threads"`` or ``"processes"``.
         worker_id: a unique name (default: host, pid and a random suffix).
         burst: stop once the queues are empty and nothing runs (handy for scripts and tests).
         on_outcome: called on the loop with each delivery's outcome once it is recorded (tests, demo).
         limits: default time limits for tasks that set none (``--soft-time-limit``, ``--time-limit``).
+        recycling: when to replace a child process (``processes``) or re-execute this worker (the
+            other pools): after N tasks, above a resident size, or with age.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class Worker:
         burst: bool = False,
         on_outcome: Callable[[Outcome], None] | None = None,
         limits: TimeLimits = NO_LIMITS,
+        recycling: Recycling = NO_RECYCLING,
     ) -> None:
         self.app = app
         self.conf = app.conf
@@ -97,7 +102,8 @@ class Worker:
         self.concurrency = concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
         if self.concurrency < 1:
             raise ValueError("concurrency must be >= 1")
-        self.pool = make_pool(pool, self.concurrency)
+        self.recycling = recycling
+        self.pool = make_pool(pool, self.concurrency, app, recycling)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.burst = burst
         self.on_outcome = on_outcome
@@ -462,7 +468,11 @@ class Worker:
             logger.error("task %s[%s] dead-lettered: %s", name, tid, o.reason)
         elif o.exc is not None:
             self.stats.failed += 1
-            logger.error("task %s[%s] %s: %r", name, tid, o.state, o.exc, exc_info=o.exc)
+            remote = getattr(o.exc, REMOTE_TRACEBACK_ATTR, None)
+            if isinstance(remote, str):  # raised in a child process: its own traceback, not ours
+                logger.error("task %s[%s] %s: %r\n%s", name, tid, o.state, o.exc, remote.rstrip())
+            else:
+                logger.error("task %s[%s] %s: %r", name, tid, o.state, o.exc, exc_info=o.exc)
         else:
             self.stats.succeeded += 1
             logger.debug("task %s[%s] succeeded in %.6fs", name, tid, o.runtime_s)
@@ -525,6 +535,7 @@ class Worker:
             "failed": str(self.stats.failed),
             "started_at": f"{self.stats.started_at:.0f}",
             "version": __version__,
+            **self.pool.info(),  # children/lost/recycled, or threads/abandoned
         }
         await self.broker.heartbeat(self.worker_id, fields, self.conf.worker_ttl_s, self.queues)
 

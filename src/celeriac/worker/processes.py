@@ -1,0 +1,436 @@
+"""The ``processes`` pool: sync tasks (CPU-bound code) run in child processes, one task per child.
+
+The worker's event loop keeps all Redis I/O and every decision: a child receives the task's name,
+arguments and request over a socket, and answers with the value or the exception; the worker's
+executor turns that into an outcome, exactly as for the other pools. So the number of Redis
+connections does not grow with the children, and a child needs no broker settings at all.
+
+Children are forked by a fork server that holds the imported app (see ``child.py`` for why). The
+pool reads every child socket with ``loop.add_reader``: no thread per child.
+
+What happens when:
+
+* a child dies (segfault, OOM kill, ``os._exit``): its socket reaches EOF; the run fails with
+  :class:`~celeriac.exceptions.WorkerLostError`, which the executor turns into a hand-back (the task
+  runs again, counting a delivery, so ``max_deliveries`` still stops a task that kills every child)
+  or, for a task that opted out of redelivery (``acks_late=False``), a failure. A new child starts.
+* the hard time limit passes: the child is killed (SIGKILL) and replaced; the run fails with
+  :class:`~celeriac.exceptions.TimeLimitExceeded` and follows its retry policy. The soft limit is
+  the child's business (SIGALRM, or cancellation for a coroutine).
+* a recycling limit is reached (tasks, resident memory after a task, age): the child is told to stop
+  after its task and a new one starts at once.
+* cold shutdown: the worker hands the running tasks back and cancels their runs; the pool kills the
+  children that were running them (a task handed back must not go on running here).
+
+Async tasks run in the child too, each with ``asyncio.run``: one at a time per child, so a process
+pool is not the place for I/O-bound coroutines (use ``-P asyncio``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import os
+import pickle
+import signal
+import time
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import SerializationError, TaskError, TimeLimitExceeded, WorkerLostError
+from .child import ForkServer, child_main, read_exits
+from .executor import REMOTE_TRACEBACK_ATTR
+from .limits import TimeLimits
+from .recycling import NO_RECYCLING, Recycling
+
+if TYPE_CHECKING:
+    from ..app import Celeriac
+    from .executor import Job
+
+logger = logging.getLogger("celeriac.worker")
+
+_READY_TIMEOUT_S = 30.0
+_STOP_WAIT_S = 5.0
+_RESPAWN_DELAY_S = 1.0
+
+
+class _Run:
+    """One task sent to a child."""
+
+    __slots__ = ("future", "label", "seq")
+
+    def __init__(self, seq: int, future: asyncio.Future[Any], label: str) -> None:
+        self.seq = seq
+        self.future = future
+        self.label = label
+
+
+class _Child:
+    __slots__ = (
+        "age_limit_s",
+        "age_timer",
+        "conn",
+        "ended",
+        "pid",
+        "ready",
+        "rss_kib",
+        "run",
+        "started",
+        "stopping",
+        "tasks",
+    )
+
+    def __init__(self, pid: int, conn: Connection, age_limit_s: float | None, ready: asyncio.Future[None]):
+        self.pid = pid
+        self.conn = conn
+        self.started = time.monotonic()
+        self.age_limit_s = age_limit_s
+        self.age_timer: asyncio.TimerHandle | None = None
+        self.ready = ready
+        self.tasks = 0
+        self.rss_kib: int | None = None
+        self.run: _Run | None = None
+        self.stopping = False  # told to stop, or killed: no new task, not counted as capacity
+        self.ended = False
+
+
+class ProcessPool:
+    """Sync tasks in child processes (see the module docstring).
+
+    Args:
+        app: the app whose tasks the children run (the fork server holds it, imported).
+        concurrency: number of children.
+        recycling: when to replace a child.
+    """
+
+    name = "processes"
+    enforces_sync_hard_limit = True
+    recycles_children = True
+
+    def __init__(self, app: Celeriac, concurrency: int, recycling: Recycling = NO_RECYCLING) -> None:
+        self.app = app
+        self.target = concurrency
+        self.recycling = recycling
+        self.lost = 0  # children that died running a task
+        self.recycled = 0
+        self._server: ForkServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._children: dict[int, _Child] = {}
+        self._idle: deque[_Child] = deque()
+        self._waiters: deque[asyncio.Future[_Child]] = deque()
+        self._seq = itertools.count(1)
+        self._closing = False
+        self._expected_exits: dict[int, str] = {}  # pid -> why we ended it (not worth a warning)
+        self._all_ended: asyncio.Event | None = None
+        self._respawn: asyncio.TimerHandle | None = None
+
+    # ---- Pool ------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Fork the fork server now, while the worker is still single-threaded."""
+        if self._server is None or not self._server.alive:
+            self._server = ForkServer(functools.partial(child_main, self.app)).start()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._all_ended = asyncio.Event()
+        self.prepare()
+        self._watch_server()
+        self._fill()
+        children = list(self._children.values())
+        done, _ = await asyncio.wait([c.ready for c in children], timeout=_READY_TIMEOUT_S)
+        if len(done) < len(children) or any(f.exception() for f in done):
+            raise RuntimeError("the process pool's children did not start (see the log above)")
+        logger.info("process pool: %d children ready (fork server pid %d)", len(children), self._server_pid)
+
+    async def run(self, job: Job, limits: TimeLimits) -> Any:
+        child = await self._acquire()
+        loop = self._running_loop()
+        label = f"{job.message.task}[{job.message.id}]"
+        run = _Run(next(self._seq), loop.create_future(), label)
+        try:
+            data = pickle.dumps(("run", run.seq, job.request, limits.soft_s))
+        except Exception as exc:
+            self._release(child)
+            raise SerializationError(f"cannot send {label} to a child process: {exc}") from exc
+        child.run = run
+        with contextlib.suppress(OSError):  # a dead child: its EOF fails the run
+            child.conn.send_bytes(data)
+        hard = None
+        if limits.hard_s is not None:
+            hard = loop.call_later(limits.hard_s, self._hard_limit, child, run, limits.hard_s)
+        try:
+            return await run.future
+        except asyncio.CancelledError:
+            if child.run is run:  # handed back (cold shutdown): it must not go on running here
+                self._kill(child, f"{label} was handed back (shutdown)")
+            raise
+        finally:
+            if hard is not None:
+                hard.cancel()
+
+    def resize(self, concurrency: int) -> None:
+        self.target = max(1, concurrency)
+        if self._loop is None:
+            return
+        while self._capacity() > self.target and self._idle:
+            self._stop(self._idle.popleft(), "autoscale: fewer children needed")
+        self._fill()
+
+    async def close(self, cold: bool) -> None:
+        self._closing = True
+        for waiter in self._waiters:
+            waiter.cancel()
+        if self._respawn is not None:
+            self._respawn.cancel()
+        for child in list(self._children.values()):
+            if child.run is not None:  # still running (cold, or the grace period ran out): handed back
+                self._kill(child, "shutdown with its task handed back")
+            else:
+                self._stop(child, "shutdown")
+        if self._children and self._all_ended is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._all_ended.wait(), _STOP_WAIT_S)
+        for child in list(self._children.values()):
+            self._kill(child, "did not stop in time")
+            self._ended(child)
+        self._stop_server()
+
+    @property
+    def busy_threads(self) -> int:
+        return 0
+
+    def info(self) -> dict[str, str]:
+        return {"children": str(self._capacity()), "lost": str(self.lost), "recycled": str(self.recycled)}
+
+    # ---- children --------------------------------------------------------------------------------
+    @property
+    def _server_pid(self) -> int:
+        return self._server.pid if self._server is not None else 0
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "start() first"
+        return self._loop
+
+    def _capacity(self) -> int:
+        return sum(1 for c in self._children.values() if not c.stopping)
+
+    def _watch_server(self) -> None:
+        assert self._server is not None and self._server.status is not None
+        self._running_loop().add_reader(self._server.status.fileno(), self._on_exits, self._server)
+
+    def _stop_server(self) -> None:
+        if self._server is None:
+            return
+        if self._server.status is not None and self._loop is not None:
+            self._loop.remove_reader(self._server.status.fileno())
+        self._server.close()
+        self._server = None
+
+    def _fill(self) -> None:
+        """Start children until ``target`` of them can take tasks."""
+        while not self._closing and self._capacity() < self.target:
+            if not self._spawn():
+                return
+
+    def _spawn(self) -> bool:
+        loop = self._running_loop()
+        try:
+            if self._server is None or not self._server.alive:
+                logger.warning("starting a new fork server for the process pool")
+                self._stop_server()
+                self.prepare()
+                self._watch_server()
+            assert self._server is not None
+            pid, sock = self._server.spawn()
+        except OSError as exc:
+            logger.error("cannot start a child process (%s); retrying in %.0fs", exc, _RESPAWN_DELAY_S)
+            if self._respawn is None or self._respawn.cancelled():
+                self._respawn = loop.call_later(_RESPAWN_DELAY_S, self._fill)
+            return False
+        child = _Child(pid, Connection(sock.detach()), self.recycling.age_limit_s(), loop.create_future())
+        self._children[pid] = child
+        assert self._all_ended is not None
+        self._all_ended.clear()
+        loop.add_reader(child.conn.fileno(), self._on_readable, child)
+        if child.age_limit_s is not None:
+            child.age_timer = loop.call_later(child.age_limit_s, self._age_check, child)
+        return True
+
+    async def _acquire(self) -> _Child:
+        while self._idle:
+            child = self._idle.popleft()
+            if not child.stopping:
+                return child
+        waiter: asyncio.Future[_Child] = self._running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release(waiter.result())  # it was handed a child just as it was cancelled
+            raise
+
+    def _release(self, child: _Child) -> None:
+        """The child is free: recycle it, or give it to a waiting run, or keep it idle."""
+        if child.stopping:
+            return
+        if self._closing:
+            self._stop(child, "shutdown")
+            return
+        age_s = time.monotonic() - child.started
+        reason = self.recycling.reason(child.tasks, child.rss_kib, age_s, child.age_limit_s)
+        if reason:
+            self.recycled += 1
+            self._stop(child, f"recycling: {reason}")
+            self._fill()
+            return
+        if self._capacity() > self.target:
+            self._stop(child, "autoscale: fewer children needed")
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(child)
+                return
+        self._idle.append(child)
+
+    def _age_check(self, child: _Child) -> None:
+        if child.run is None and child in self._idle:  # busy children are checked when they finish
+            self._idle.remove(child)
+            self._release(child)
+
+    def _stop(self, child: _Child, why: str) -> None:
+        """Ask a free child to exit (it ends its loop; EOF follows)."""
+        if child.stopping:
+            return
+        logger.log(logging.DEBUG if self._closing else logging.INFO, "stopping child %d: %s", child.pid, why)
+        child.stopping = True
+        self._expected_exits[child.pid] = why
+        with contextlib.suppress(ValueError):
+            self._idle.remove(child)
+        try:
+            child.conn.send_bytes(pickle.dumps(("stop",)))
+        except OSError:
+            pass  # already gone: its EOF is on the way
+
+    def _kill(self, child: _Child, why: str) -> None:
+        if child.ended:
+            return
+        logger.warning("killing child %d: %s", child.pid, why)
+        child.stopping = True
+        child.run = None
+        self._expected_exits[child.pid] = why
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+
+    def _hard_limit(self, child: _Child, run: _Run, hard_s: float) -> None:
+        if child.run is not run or run.future.done():
+            return
+        self._kill(child, f"time limit ({hard_s:g}s) of {run.label} exceeded")
+        run.future.set_exception(
+            TimeLimitExceeded(f"{run.label}: time limit ({hard_s:g}s) exceeded; its child process was killed")
+        )
+        self._fill()
+
+    # ---- reading children (on the loop) ----------------------------------------------------------
+    def _on_readable(self, child: _Child) -> None:
+        try:
+            while child.conn.poll():
+                data = child.conn.recv_bytes()
+                self._on_message(child, data)
+        except (EOFError, OSError):
+            self._ended(child)
+
+    def _on_message(self, child: _Child, data: bytes) -> None:
+        try:
+            message = pickle.loads(data)
+        except Exception as exc:  # a value that cannot be rebuilt here: fail that run, keep the child
+            message = ("done", child.run.seq if child.run else 0, False, _unreadable(exc), None, 0.0)
+        if message[0] == "ready":
+            if not child.ready.done():
+                child.ready.set_result(None)
+            self._release(child)
+            return
+        _, seq, ok, payload, rss_kib, _runtime_s = message
+        child.tasks += 1
+        child.rss_kib = rss_kib
+        run, child.run = child.run, None
+        if run is not None and run.seq == seq and not run.future.done():
+            if ok:
+                run.future.set_result(payload)
+            else:
+                run.future.set_exception(unpack_exception(payload))
+        self._release(child)
+
+    def _ended(self, child: _Child) -> None:
+        """The child's socket reached EOF: the process exited (or is about to)."""
+        if child.ended:
+            return
+        child.ended = True
+        loop = self._running_loop()
+        with contextlib.suppress(Exception):
+            loop.remove_reader(child.conn.fileno())
+        child.conn.close()
+        self._children.pop(child.pid, None)
+        with contextlib.suppress(ValueError):
+            self._idle.remove(child)
+        if child.age_timer is not None:
+            child.age_timer.cancel()
+        if not child.ready.done():
+            child.ready.set_exception(WorkerLostError(f"child {child.pid} died while starting"))
+            child.ready.exception()  # retrieved: start() reports it
+        run, child.run = child.run, None
+        if run is not None and not run.future.done():
+            self.lost += 1
+            logger.warning("child %d died while running %s", child.pid, run.label)
+            run.future.set_exception(
+                WorkerLostError(f"the child process (pid {child.pid}) running {run.label} died")
+            )
+        elif not child.stopping and not self._closing:
+            logger.warning("child %d ended while idle", child.pid)
+        if not self._children and self._all_ended is not None:
+            self._all_ended.set()
+        self._fill()
+
+    def _on_exits(self, server: ForkServer) -> None:
+        try:
+            exits = read_exits(server.status) if server.status is not None else []
+        except (EOFError, OSError):
+            with contextlib.suppress(Exception):
+                self._running_loop().remove_reader(server.status.fileno())  # type: ignore[union-attr]
+            if server is self._server and not self._closing:
+                logger.error("the process pool's fork server died; its children die with it")
+                server.close()
+            return
+        for pid, how in exits:
+            why = self._expected_exits.pop(pid, None)
+            if why is None and not self._closing:
+                logger.warning("child %d ended: %s", pid, how)
+            else:
+                logger.debug("child %d ended (%s): %s", pid, why, how)
+
+
+def unpack_exception(packed: tuple[bytes | None, str, str, str]) -> Exception:
+    """Rebuild an exception sent by a child; a :class:`TaskError` naming it when it cannot be."""
+    pickled, type_path, message, formatted = packed
+    exc: Any = None
+    if pickled is not None:
+        try:
+            exc = pickle.loads(pickled)
+        except Exception:
+            exc = None
+    if not isinstance(exc, Exception):  # unpicklable, or a BaseException (SystemExit) from the task
+        text = f"{type_path}: {message}" if message else type_path
+        exc = TaskError(text, exc_type=type_path, remote_traceback=formatted)
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(exc, REMOTE_TRACEBACK_ATTR, formatted)
+    return exc  # type: ignore[no-any-return]
+
+
+def _unreadable(exc: Exception) -> tuple[None, str, str, str]:
+    text = f"the answer of a child process could not be read: {exc}"
+    return None, "celeriac.exceptions.TaskError", text, text
