@@ -12,6 +12,7 @@ from .._version import __version__
 from ..worker import Worker
 from ..worker.limits import TimeLimits
 from ..worker.pools import DEFAULT_CONCURRENCY, POOLS
+from ..worker.recycling import Recycling, parse_size_kib, reexec
 from ._common import get_state
 from ._options import app_options
 
@@ -104,6 +105,32 @@ def configure_logging(level: str) -> None:
     help="Default hard time limit of tasks that set none: the task fails with TimeLimitExceeded "
     "(processes: the child is killed; threads: the thread cannot be stopped and is abandoned).",
 )
+@click.option(
+    "--max-tasks-per-child",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    show_envvar=True,
+    help="Replace a child process after N tasks (processes); other pools: re-execute the whole worker "
+    "after N tasks (it stops fetching and finishes its running tasks first).",
+)
+@click.option(
+    "--max-memory-per-child",
+    default=None,
+    metavar="SIZE",
+    show_envvar=True,
+    help="Replace a child (processes), or re-execute the worker (other pools), whose resident memory "
+    "after a task reaches SIZE: KiB as in Celery (200000), or with a unit (200MB, 1G).",
+)
+@click.option(
+    "--max-child-age",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    show_envvar=True,
+    help="Replace a child (processes), or re-execute the worker (other pools), once it is this old, "
+    "minus a random spread of up to 10% so that they do not restart together.",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -115,12 +142,19 @@ def worker(
     burst: bool,
     soft_time_limit: float | None,
     time_limit: float | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: str | None,
+    max_child_age: float | None,
 ) -> None:
     """Run a worker: consume queues and execute the app's tasks.
 
     The first SIGTERM/SIGINT stops fetching and lets running tasks finish within
     worker_shutdown_grace_s; a second one hands them back to the queue at once.
     """
+    try:
+        max_memory_kib = parse_size_kib(max_memory_per_child) if max_memory_per_child else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-memory-per-child") from None
     configure_logging(loglevel)
     app = get_state(ctx).app(required=True)
     log = logging.getLogger("celeriac.worker")
@@ -132,6 +166,7 @@ def worker(
         worker_id=worker_id,
         burst=burst,
         limits=TimeLimits(soft_s=soft_time_limit, hard_s=time_limit),
+        recycling=Recycling(max_tasks_per_child, max_memory_kib, max_child_age),
     )
     log.info(
         "celeriac %s: app %s, broker %s, %d task(s) registered",
@@ -152,3 +187,9 @@ def worker(
         s.retried,
         s.dead_lettered,
     )
+    if instance.recycle_reason:
+        # Drained and stopped for a recycling limit: start afresh in this same process (same pid,
+        # so a supervisor sees no exit), which returns every leaked byte to the system.
+        log.warning("re-executing the worker (%s)", instance.recycle_reason)
+        app.close()
+        reexec()

@@ -93,3 +93,17 @@ def parse_size_kib(text: str) -> int:
 
 _SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kmg]?)(?:i?b)?", re.IGNORECASE)
 _UNIT_KIB = {"": 1, "K": 1, "M": 1024, "G": 1024 * 1024}
+
+
+def reexec() -> None:
+    """Replace this process with a fresh run of the same command line (same pid, same arguments).
+
+    Used by ``celeriac worker`` once a recycled worker has drained: a new interpreter frees every
+    leaked byte, which no in-process clean-up can promise. Never returns (raises OSError on failure).
+    """
+    import logging
+
+    logging.shutdown()  # flush log handlers: the new image starts with empty buffers
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])

@@ -36,7 +36,7 @@ from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .executor import REMOTE_TRACEBACK_ATTR, Job, Outcome
 from .limits import NO_LIMITS, TimeLimits
 from .pools import DEFAULT_CONCURRENCY, make_pool
-from .recycling import NO_RECYCLING, Recycling
+from .recycling import NO_RECYCLING, Recycling, resident_kib
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -48,6 +48,7 @@ _SCHEDULE_MAX_WAIT_S = 5.0  # re-check delayed sets even without a wake-up (a mi
 _BLOCK_MS = 5_000
 _PRUNE_INTERVAL_S = 60.0
 _CANCEL_WAIT_S = 5.0
+_RSS_CHECK_INTERVAL_S = 0.2  # reading the resident size costs ~10 us: not after every tiny task
 
 
 @dataclass
@@ -103,7 +104,13 @@ class Worker:
         if self.concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.recycling = recycling
+        #: why this worker stopped to be replaced (whole-worker recycling), or "" (see ``start``)
+        self.recycle_reason = ""
         self.pool = make_pool(pool, self.concurrency, app, recycling)
+        self._recycles_self = bool(recycling) and not self.pool.recycles_children
+        self._tasks_run = 0
+        self._rss_checked_at = float("-inf")
+        self._signals = 0
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.burst = burst
         self.on_outcome = on_outcome
@@ -133,6 +140,10 @@ class Worker:
     def start(self) -> None:
         """Run until SIGTERM/SIGINT (first: warm shutdown; second: cold). Blocks.
 
+        Also returns when a recycling limit of a pool without children was reached, with
+        :attr:`recycle_reason` set: the worker stopped fetching and finished its running tasks, and
+        the caller should start it again (``celeriac worker`` re-executes itself).
+
         Sync tasks still running in threads after a cold or timed-out shutdown (threads cannot be
         interrupted) do not keep the process alive: they run in daemon threads, and their messages
         were handed back to run again elsewhere.
@@ -154,7 +165,12 @@ class Worker:
         await self.run()
 
     def _on_signal(self, sig: int) -> None:
-        if not self._stopping:
+        self._signals += 1
+        if self.recycle_reason:
+            # a stop asked for by the operator wins over a recycle that was draining: no re-exec
+            logger.warning("%s: this worker will exit instead of re-executing", signal.Signals(sig).name)
+            self.recycle_reason = ""
+        if self._signals == 1:
             logger.warning(
                 "%s: warm shutdown (running tasks may finish; send again for cold)", signal.Signals(sig).name
             )
@@ -204,6 +220,12 @@ class Worker:
             return
         await self.pool.start()
         self._warn_unenforceable_limits()
+        age_limit_s = self.recycling.age_limit_s() if self._recycles_self else None
+        age_timer = (
+            self._loop.call_later(age_limit_s, self._recycle, f"{age_limit_s:.0f}s old")
+            if age_limit_s
+            else None
+        )
         logger.info(
             "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
             self.worker_id,
@@ -238,6 +260,8 @@ class Worker:
         try:
             await self._stop_event.wait()
         finally:
+            if age_timer is not None:
+                age_timer.cancel()
             await self._shutdown(fetcher, settler, maintenance)
 
     async def _connect(self) -> bool:
@@ -373,12 +397,38 @@ class Worker:
             self._running.pop(key, None)
             assert self._slot_free is not None
             self._slot_free.set()
+        if self._recycles_self:
+            self._check_recycling()
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
             return
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
         self._submit(None if early else d, outcome)
+
+    # ---- recycling of the whole worker (pools without children) ---------------------------------------
+    def _check_recycling(self) -> None:
+        """After a task: replace this worker if it ran enough tasks or grew too big."""
+        self._tasks_run += 1
+        rss_kib = None
+        if self.recycling.max_memory_kib is not None:
+            now = time.monotonic()
+            if now - self._rss_checked_at >= _RSS_CHECK_INTERVAL_S:
+                self._rss_checked_at = now
+                rss_kib = resident_kib()
+        reason = self.recycling.reason(self._tasks_run, rss_kib, 0.0, None)
+        if reason:
+            self._recycle(reason)
+
+    def _recycle(self, reason: str) -> None:
+        if self._stopping:
+            return
+        self.recycle_reason = reason
+        logger.warning(
+            "recycling this worker (%s): it stops fetching, lets its running tasks finish, and starts again",
+            reason,
+        )
+        self.stop()
 
     async def _hand_back_lost(self, d: Delivery, outcome: Outcome) -> None:
         """The process running the task died: hand the delivery back so that it runs again now.
