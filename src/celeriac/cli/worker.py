@@ -10,6 +10,7 @@ import click
 from .._redis import redact
 from .._version import __version__
 from ..worker import Worker
+from ..worker.autoscale import DEFAULT_IDLE_S, Autoscale
 from ..worker.limits import TimeLimits
 from ..worker.pools import DEFAULT_CONCURRENCY, POOLS
 from ..worker.recycling import Recycling, parse_size_kib, reexec
@@ -131,6 +132,23 @@ def configure_logging(level: str) -> None:
     help="Replace a child (processes), or re-execute the worker (other pools), once it is this old, "
     "minus a random spread of up to 10% so that they do not restart together.",
 )
+@click.option(
+    "--autoscale",
+    default=None,
+    metavar="MAX,MIN",
+    show_envvar=True,
+    help="Let the concurrency follow the backlog between MIN (the start) and MAX: grows at once when "
+    "every slot is busy and messages wait, shrinks after --autoscale-idle. Overrides -c.",
+)
+@click.option(
+    "--autoscale-idle",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_IDLE_S,
+    show_default=True,
+    metavar="SECONDS",
+    show_envvar=True,
+    help="How long unused slots are kept before an autoscaled worker shrinks.",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -145,6 +163,8 @@ def worker(
     max_tasks_per_child: int | None,
     max_memory_per_child: str | None,
     max_child_age: float | None,
+    autoscale: str | None,
+    autoscale_idle: float,
 ) -> None:
     """Run a worker: consume queues and execute the app's tasks.
 
@@ -155,6 +175,10 @@ def worker(
         max_memory_kib = parse_size_kib(max_memory_per_child) if max_memory_per_child else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--max-memory-per-child") from None
+    try:
+        scale = Autoscale.parse(autoscale, autoscale_idle) if autoscale else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--autoscale") from None
     configure_logging(loglevel)
     app = get_state(ctx).app(required=True)
     log = logging.getLogger("celeriac.worker")
@@ -167,6 +191,7 @@ def worker(
         burst=burst,
         limits=TimeLimits(soft_s=soft_time_limit, hard_s=time_limit),
         recycling=Recycling(max_tasks_per_child, max_memory_kib, max_child_age),
+        autoscale=scale,
     )
     log.info(
         "celeriac %s: app %s, broker %s, %d task(s) registered",

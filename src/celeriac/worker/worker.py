@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue, Settlement
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
+from .autoscale import Autoscale
 from .executor import REMOTE_TRACEBACK_ATTR, Job, Outcome
 from .limits import NO_LIMITS, TimeLimits
 from .pools import DEFAULT_CONCURRENCY, make_pool
@@ -49,6 +50,7 @@ _BLOCK_MS = 5_000
 _PRUNE_INTERVAL_S = 60.0
 _CANCEL_WAIT_S = 5.0
 _RSS_CHECK_INTERVAL_S = 0.2  # reading the resident size costs ~10 us: not after every tiny task
+_AUTOSCALE_TICK_S = 1.0
 
 
 @dataclass
@@ -81,6 +83,8 @@ class Worker:
         limits: default time limits for tasks that set none (``--soft-time-limit``, ``--time-limit``).
         recycling: when to replace a child process (``processes``) or re-execute this worker (the
             other pools): after N tasks, above a resident size, or with age.
+        autoscale: let the concurrency follow the backlog between ``autoscale.min`` (the start) and
+            ``autoscale.max``; ``concurrency`` is then ignored.
     """
 
     def __init__(
@@ -95,12 +99,14 @@ class Worker:
         on_outcome: Callable[[Outcome], None] | None = None,
         limits: TimeLimits = NO_LIMITS,
         recycling: Recycling = NO_RECYCLING,
+        autoscale: Autoscale | None = None,
     ) -> None:
         self.app = app
         self.conf = app.conf
         self.queues = list(dict.fromkeys(queues or [self.conf.task_default_queue]))
         self.pool_name = pool
-        self.concurrency = concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
+        self.autoscale = autoscale
+        self.concurrency = autoscale.min if autoscale else concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
         if self.concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.recycling = recycling
@@ -111,6 +117,9 @@ class Worker:
         self._tasks_run = 0
         self._rss_checked_at = float("-inf")
         self._signals = 0
+        self._peak_running = 0  # most slots used at once in the current autoscale window
+        self._window_started = time.monotonic()
+        self._autoscale_wake: asyncio.Event | None = None
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.burst = burst
         self.on_outcome = on_outcome
@@ -214,6 +223,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._stop_event, self._cold_event = asyncio.Event(), asyncio.Event()
         self._slot_free, self._flush_wanted = asyncio.Event(), asyncio.Event()
+        self._autoscale_wake = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
         if not await self._connect():
@@ -250,6 +260,7 @@ class Worker:
                 ("reclaim", self._reclaim_once),
                 ("schedule", self._schedule_once),
                 ("heartbeat", self._heartbeat_once),
+                *([("autoscale", self._autoscale_once)] if self.autoscale else []),
             )
         ]
         try:  # visible to `celeriac status` from the moment it is ready
@@ -351,6 +362,9 @@ class Worker:
         deliveries = await self.broker.fetch(self.queues, self.worker_id, count, block_ms)
         for d in deliveries:
             self._start(d)
+        if self.autoscale and len(deliveries) >= count and self._free_slots() <= 0:
+            assert self._autoscale_wake is not None
+            self._autoscale_wake.set()  # every slot taken by one fetch: there may be more: grow now
         if deliveries:
             # let the new tasks take their first step before this loop sends its next (blocking) read
             await asyncio.sleep(0)
@@ -380,6 +394,7 @@ class Worker:
             return
         task = asyncio.create_task(self._execute(d, prepared))
         self._running[key] = (d, task, False)
+        self._peak_running = max(self._peak_running, len(self._running))
 
     async def _execute(self, d: Delivery, job: Job) -> None:
         key = (d.queue, d.entry_id)
@@ -429,6 +444,41 @@ class Worker:
             reason,
         )
         self.stop()
+
+    # ---- autoscale ---------------------------------------------------------------------------------
+    async def _autoscale_once(self) -> None:
+        """Grow when every slot is busy and messages wait; shrink after an idle window (autoscale.py)."""
+        scale = self.autoscale
+        assert scale is not None and self._autoscale_wake is not None
+        try:
+            await asyncio.wait_for(self._autoscale_wake.wait(), min(_AUTOSCALE_TICK_S, scale.idle_s / 2))
+        except asyncio.TimeoutError:
+            pass
+        self._autoscale_wake.clear()
+        if self._stopping:
+            return
+        running = len(self._running)
+        if running >= self.concurrency and self.concurrency < scale.max:
+            stats = [await asyncio.to_thread(self.broker.stats, q) for q in self.queues]
+            self._resize(scale.grow_to(self.concurrency, len(self._running), sum(s.ready for s in stats)))
+        if time.monotonic() - self._window_started >= scale.idle_s:
+            self._resize(scale.shrink_to(self.concurrency, self._peak_running))
+            self._window_started = time.monotonic()
+            self._peak_running = len(self._running)
+
+    def _resize(self, concurrency: int) -> None:
+        if concurrency == self.concurrency:
+            return
+        logger.info(
+            "autoscale: %d -> %d slots (%d running)", self.concurrency, concurrency, len(self._running)
+        )
+        if concurrency > self.concurrency:  # a new window: do not shrink right after growing
+            self._window_started = time.monotonic()
+            self._peak_running = len(self._running)
+        self.concurrency = concurrency
+        self.pool.resize(concurrency)
+        assert self._slot_free is not None
+        self._slot_free.set()  # a fetch loop waiting for a free slot re-checks
 
     async def _hand_back_lost(self, d: Delivery, outcome: Outcome) -> None:
         """The process running the task died: hand the delivery back so that it runs again now.
@@ -580,6 +630,7 @@ class Worker:
             "queues": ",".join(self.queues),
             "pool": self.pool_name,
             "concurrency": str(self.concurrency),
+            **({"autoscale": f"{self.autoscale.max},{self.autoscale.min}"} if self.autoscale else {}),
             "running": str(len(self._running)),
             "processed": str(self.stats.processed),
             "failed": str(self.stats.failed),

@@ -1,0 +1,66 @@
+"""Autoscale: concurrency follows the backlog, between MIN and MAX (``--autoscale MAX,MIN``).
+
+Grow fast: a fetch that fills every free slot wakes the autoscaler at once (and it also looks every
+second while all slots are busy). When every slot is busy and the queues hold ready messages, the
+worker grows to ``running + backlog`` slots, up to MAX, in one step; the next fetch takes them.
+Shrink slowly: every ``idle_s`` (30 s) it shrinks to the most slots used at once during that window,
+never below MIN. So a burst is met at once, and capacity is given back once it is not used.
+
+The backlog is the ready (undelivered) messages of the worker's queues, read from Redis only when
+every slot is busy, at most once a second. It is shared with other workers of the same queues, which
+may all grow for it: MAX bounds each of them.
+
+The pools follow: the processes pool starts or stops children, the thread pools start threads on
+demand and let surplus idle ones end; the asyncio pool's slots are just a number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_IDLE_S = 30.0
+
+
+@dataclass(frozen=True)
+class Autoscale:
+    """Autoscale bounds.
+
+    Attributes:
+        max: most execution slots (children for ``processes``).
+        min: fewest slots; the worker starts with these.
+        idle_s: how long unused slots are kept before the worker shrinks.
+    """
+
+    max: int
+    min: int = 1
+    idle_s: float = DEFAULT_IDLE_S
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min <= self.max:
+            raise ValueError(f"autoscale needs 1 <= MIN <= MAX, got MAX={self.max}, MIN={self.min}")
+        if not self.idle_s > 0:
+            raise ValueError(f"autoscale idle time must be > 0, got {self.idle_s!r}")
+
+    @classmethod
+    def parse(cls, text: str, idle_s: float = DEFAULT_IDLE_S) -> Autoscale:
+        """``"10,2"`` (MAX,MIN, as Celery) or ``"10"`` (MIN 1).
+
+        Raises:
+            ValueError: not ``MAX[,MIN]`` with 1 <= MIN <= MAX.
+        """
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+            raise ValueError(f"expected MAX,MIN (for example 10,2), got {text!r}")
+        maximum = int(parts[0])
+        minimum = int(parts[1]) if len(parts) == 2 else 1
+        return cls(maximum, minimum, idle_s)
+
+    def grow_to(self, current: int, running: int, backlog: int) -> int:
+        """The new size when every slot is busy and ``backlog`` messages wait (``current`` if none)."""
+        if backlog <= 0 or running < current:
+            return current
+        return max(current, min(self.max, running + backlog))
+
+    def shrink_to(self, current: int, peak: int) -> int:
+        """The new size after an idle window in which at most ``peak`` slots were used at once."""
+        return max(self.min, min(current, peak))
