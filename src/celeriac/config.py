@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -59,6 +60,25 @@ def _routes(name: str, value: Any) -> None:
         raise ConfigurationError(name, "must map task names or globs (str) to queue names (str)")
     for queue in value.values():
         _name(name, queue)
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def _queue_modules(name: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(name, f"must map queue names to lists of module names, got {value!r}")
+    for queue, modules in value.items():
+        _name(name, queue)
+        if isinstance(modules, str) or not isinstance(modules, (list, tuple)):
+            raise ConfigurationError(
+                name, f"queue {queue!r}: expected a list of module names, got {modules!r}"
+            )
+        for module in modules:
+            if not isinstance(module, str) or not _MODULE_NAME.fullmatch(module):
+                raise ConfigurationError(
+                    name, f"queue {queue!r}: {module!r} is not a module name (pkg.module)"
+                )
 
 
 def _content_types(name: str, value: Any) -> None:
@@ -125,6 +145,7 @@ _VALIDATORS: dict[str, Callable[[str, Any], None]] = {
     "worker_ttl_s": _positive,
     "worker_shutdown_grace_s": _positive,
     "worker_fetch_max": _positive_int,
+    "worker_queue_modules": _queue_modules,
     "result_max_bytes": _positive_int,
     "accept_content": _content_types,
     "task_serializer": _serializer,
@@ -162,6 +183,8 @@ class Config:
         worker_ttl_s: liveness key TTL of a worker.
         worker_shutdown_grace_s: how long a warm shutdown lets running tasks finish.
         worker_fetch_max: most messages taken in one fetch.
+        worker_queue_modules: queue name -> task modules a worker consuming that queue imports (lean
+            workers: ``-Q scrape`` imports only what ``scrape`` needs; ``-I`` adds more).
         result_max_bytes: a result whose encoded size is larger fails its task with
             :class:`~celeriac.exceptions.ResultTooLarge`, stored instead of the value.
         accept_content: content types this app reads (``"msgpack"``, and ``"pickle"`` only when listed
@@ -192,6 +215,7 @@ class Config:
     worker_ttl_s: float = 10.0
     worker_shutdown_grace_s: float = 60.0
     worker_fetch_max: int = 500
+    worker_queue_modules: dict[str, list[str]] = field(default_factory=dict)
     result_max_bytes: int = 1 << 20
     accept_content: tuple[str, ...] = ("msgpack",)
     task_serializer: str = "msgpack"

@@ -41,6 +41,13 @@ BAD_VALUES: dict[str, list[Any]] = {
     "worker_ttl_s": [0, None, "10s"],
     "worker_shutdown_grace_s": [-1, "60"],
     "worker_fetch_max": [0, 1.5, "500"],
+    "worker_queue_modules": [
+        ["a"],
+        {"q": "shop.tasks"},
+        {"q": ["bad module"]},
+        {"bad queue": []},
+        {"q": [1]},
+    ],
     "result_max_bytes": [0, -1, 2.5, "1MiB", True],
     "accept_content": ["msgpack", ["json"], ["pickle"], [], None, ["msgpack", 1]],
     "task_serializer": ["json", "", None, "Pickle"],

@@ -21,12 +21,15 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
-def split_queues(values: tuple[str, ...]) -> list[str]:
-    """``-Q a,b -Q c`` -> ``["a", "b", "c"]`` (order kept: it is the consumption priority)."""
+def split_names(values: tuple[str, ...]) -> list[str]:
+    """``-Q a,b -Q c`` -> ``["a", "b", "c"]`` (order kept: for queues it is the consumption priority)."""
     out: list[str] = []
     for value in values:
         out += [q.strip() for q in value.split(",") if q.strip()]
     return list(dict.fromkeys(out))
+
+
+split_queues = split_names
 
 
 def configure_logging(level: str) -> None:
@@ -88,6 +91,15 @@ def configure_logging(level: str) -> None:
     default=False,
     show_envvar=True,
     help="Exit once the queues are empty (ready and delayed) and nothing runs.",
+)
+@click.option(
+    "-I",
+    "--include",
+    multiple=True,
+    metavar="MOD1,MOD2",
+    show_envvar=True,
+    help="Task modules to import besides the app (comma-separated, repeatable); with "
+    "worker_queue_modules in the app's settings, a worker imports only what its queues need.",
 )
 @click.option(
     "--soft-time-limit",
@@ -158,6 +170,7 @@ def worker(
     loglevel: str,
     worker_id: str | None,
     burst: bool,
+    include: tuple[str, ...],
     soft_time_limit: float | None,
     time_limit: float | None,
     max_tasks_per_child: int | None,
@@ -192,6 +205,7 @@ def worker(
         limits=TimeLimits(soft_s=soft_time_limit, hard_s=time_limit),
         recycling=Recycling(max_tasks_per_child, max_memory_kib, max_child_age),
         autoscale=scale,
+        include=split_names(include),
     )
     log.info(
         "celeriac %s: app %s, broker %s, %d task(s) registered",

@@ -27,7 +27,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
@@ -35,6 +35,7 @@ from ..broker.base import Delivery, Enqueue, Settlement
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .autoscale import Autoscale
 from .executor import REMOTE_TRACEBACK_ATTR, Job, Outcome
+from .imports import import_task_modules, task_modules, unknown_task_hint
 from .limits import NO_LIMITS, TimeLimits
 from .pools import DEFAULT_CONCURRENCY, make_pool
 from .recycling import NO_RECYCLING, Recycling, resident_kib
@@ -85,6 +86,11 @@ class Worker:
             other pools): after N tasks, above a resident size, or with age.
         autoscale: let the concurrency follow the backlog between ``autoscale.min`` (the start) and
             ``autoscale.max``; ``concurrency`` is then ignored.
+        include: task modules to import (``-I``), besides those ``worker_queue_modules`` maps to the
+            queues consumed. Imported here, before any child process is forked.
+
+    Raises:
+        ConfigurationError: a task module to import does not exist.
     """
 
     def __init__(
@@ -100,10 +106,14 @@ class Worker:
         limits: TimeLimits = NO_LIMITS,
         recycling: Recycling = NO_RECYCLING,
         autoscale: Autoscale | None = None,
+        include: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.conf = app.conf
         self.queues = list(dict.fromkeys(queues or [self.conf.task_default_queue]))
+        #: task modules this worker imported besides the app module (lean workers)
+        self.task_modules = task_modules(self.conf.worker_queue_modules, self.queues, include)
+        import_task_modules(self.task_modules)
         self.pool_name = pool
         self.autoscale = autoscale
         self.concurrency = autoscale.min if autoscale else concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
@@ -236,6 +246,10 @@ class Worker:
             if age_limit_s
             else None
         )
+        if self.task_modules:
+            logger.info(
+                "task modules: %s (%d tasks registered)", ", ".join(self.task_modules), len(self.app.tasks)
+            )
         logger.info(
             "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
             self.worker_id,
@@ -390,6 +404,8 @@ class Worker:
         self._owned[key] = d
         prepared = self.executor.prepare(d.data, queue=d.queue, delivery=d.deliveries)
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
+            if prepared.reason.startswith("unknown task"):
+                prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
             self._submit(d, prepared)
             return
         task = asyncio.create_task(self._execute(d, prepared))
