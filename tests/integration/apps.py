@@ -132,3 +132,29 @@ def hog(mib: int) -> int:
     """Keeps ``mib`` MiB allocated in this process (a leak), and returns its pid."""
     _hog.append(b"x" * (mib << 20))
     return os.getpid()
+
+
+@app.task(name="itest.async_hard", ignore_result=False, time_limit=0.3)
+async def async_hard() -> None:
+    await asyncio.sleep(60)
+
+
+class CustomError(Exception):
+    """An exception defined in the tasks module: rebuilt in the worker from the child's pickle."""
+
+
+@app.task(name="itest.retry_once", bind=True, ignore_result=False)
+def retry_once(self: Any) -> int:
+    if self.request.retries == 0:
+        raise self.retry(countdown=0)
+    return self.request.retries
+
+
+@app.task(name="itest.custom_error", ignore_result=False)
+def custom_error() -> None:
+    raise CustomError("from the child")
+
+
+@app.task(name="itest.unpicklable", ignore_result=False)
+def unpicklable() -> Any:
+    return lambda: None

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from celeriac import Celeriac, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+from celeriac import Celeriac, SoftTimeLimitExceeded, TaskError, TimeLimitExceeded, WorkerLostError
 
 from .conftest import eventually, take
 
@@ -169,3 +169,24 @@ def test_kill_9_of_the_worker_takes_its_children_down(
     w.proc.wait()
     # nothing keeps running a task that another worker will run again (Linux: PR_SET_PDEATHSIG)
     eventually(lambda: not alive(child))
+
+
+def test_async_hard_limit_kills_the_child(cli_worker: Any, producer: Celeriac) -> None:
+    w = cli_worker("-P", "processes", "-c", "1")
+    with pytest.raises(TimeLimitExceeded):
+        producer.send_task("itest.async_hard").get(timeout=10)
+    assert "killing child" in w.log
+    assert producer.send_task("itest.apid").get(timeout=10)
+
+
+def test_retries_errors_and_tracebacks_cross_the_process_boundary(
+    cli_worker: Any, producer: Celeriac
+) -> None:
+    cli_worker("-P", "processes", "-c", "1")
+    assert producer.send_task("itest.retry_once").get(timeout=10) == 1  # self.retry() in a child
+    with pytest.raises(TaskError, match="from the child") as info:  # not importable here: by name
+        producer.send_task("itest.custom_error").get(timeout=10)
+    assert info.value.exc_type == "tests.integration.apps.CustomError"
+    assert "in custom_error" in (info.value.remote_traceback or "")  # the child's own traceback
+    with pytest.raises(TypeError, match="cannot be sent back from the child process"):
+        producer.send_task("itest.unpicklable").get(timeout=10)
