@@ -34,11 +34,12 @@ def producer(redis_url: str) -> Iterator[Celeriac]:
 
 
 def alive(pid: int) -> bool:
+    """True while the process runs (a killed one that nobody reaped yet, a zombie, is not alive)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    return True
 
 
 def heartbeat(app: Celeriac) -> dict[str, str]:
@@ -91,7 +92,7 @@ def test_worker_default_limits_apply_to_tasks_without_their_own(cli_worker: Any,
 def test_a_dead_childs_task_runs_again_and_the_child_is_replaced(
     cli_worker: Any, producer: Celeriac, r: redis.Redis
 ) -> None:
-    w = cli_worker("-P", "processes", "-c", "2")
+    w = cli_worker("-P", "processes", "-c", "2", CELERIAC_WORKER_TTL_S="1")  # heartbeat every 0.33 s
     result = producer.send_task("itest.crash_once", args=("c1",))
     assert result.get(timeout=15) == "c1"  # the first run was SIGKILLed with its child
     assert take(r, "test:started", 2) == ["c1", "c1"]

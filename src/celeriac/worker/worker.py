@@ -130,6 +130,7 @@ class Worker:
         self._peak_running = 0  # most slots used at once in the current autoscale window
         self._window_started = time.monotonic()
         self._autoscale_wake: asyncio.Event | None = None
+        self._reclaim_wake: asyncio.Event | None = None
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.burst = burst
         self.on_outcome = on_outcome
@@ -234,6 +235,7 @@ class Worker:
         self._stop_event, self._cold_event = asyncio.Event(), asyncio.Event()
         self._slot_free, self._flush_wanted = asyncio.Event(), asyncio.Event()
         self._autoscale_wake = asyncio.Event()
+        self._reclaim_wake = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
         if not await self._connect():
@@ -508,6 +510,8 @@ class Worker:
         logger.warning("task %s[%s]: %s; handing it back", outcome.task_name, outcome.task_id, outcome.reason)
         try:
             await self.broker.release(self.worker_id, [d], started=True)
+            assert self._reclaim_wake is not None
+            self._reclaim_wake.set()
         except BrokerError as exc:
             logger.warning("could not hand %s back (%s): it returns after the lease", outcome.task_id, exc)
 
@@ -621,7 +625,12 @@ class Worker:
                     "reclaimed %s %s (delivery %d) from an expired lease", queue, d.entry_id, d.deliveries
                 )
                 self._start(d)
-        await asyncio.sleep(min(2.0, self.conf.lease_s / 5))
+        assert self._reclaim_wake is not None
+        try:  # a hand-back from a dead child wakes this loop: its task runs again at once
+            await asyncio.wait_for(self._reclaim_wake.wait(), min(2.0, self.conf.lease_s / 5))
+        except asyncio.TimeoutError:
+            pass
+        self._reclaim_wake.clear()
 
     async def _prune_once(self) -> None:
         await asyncio.sleep(_PRUNE_INTERVAL_S)
