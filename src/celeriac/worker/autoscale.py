@@ -16,6 +16,8 @@ demand and let surplus idle ones end; the asyncio pool's slots are just a number
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DEFAULT_IDLE_S = 30.0
@@ -64,3 +66,41 @@ class Autoscale:
     def shrink_to(self, current: int, peak: int) -> int:
         """The new size after an idle window in which at most ``peak`` slots were used at once."""
         return max(self.min, min(current, peak))
+
+
+class Autoscaler:
+    """The autoscale decisions of one worker run; no I/O (the worker reads the backlog and resizes).
+
+    Args:
+        bounds: MAX, MIN and the idle window.
+        clock: monotonic seconds (injectable for tests).
+    """
+
+    def __init__(self, bounds: Autoscale, clock: Callable[[], float] = time.monotonic) -> None:
+        self.bounds = bounds
+        self._clock = clock
+        self._peak = 0  # most slots used at once in the current window
+        self._window_started = clock()
+
+    def task_started(self, running: int) -> None:
+        self._peak = max(self._peak, running)
+
+    def wants_backlog(self, current: int, running: int) -> bool:
+        """True when growing is possible and needed if messages wait: read the backlog then."""
+        return running >= current and current < self.bounds.max
+
+    def next_size(self, current: int, running: int, backlog: int | None) -> int:
+        """The size to have now (``backlog``: ready messages, or None when not read)."""
+        grown = self.bounds.grow_to(current, running, backlog) if backlog is not None else current
+        if grown > current:
+            self._new_window(running)  # do not shrink right after growing
+            return grown
+        if self._clock() - self._window_started >= self.bounds.idle_s:
+            size = self.bounds.shrink_to(current, self._peak)
+            self._new_window(running)
+            return size
+        return current
+
+    def _new_window(self, running: int) -> None:
+        self._window_started = self._clock()
+        self._peak = running

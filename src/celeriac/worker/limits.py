@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 if TYPE_CHECKING:
+    from ..app import Celeriac
     from .executor import Job
 
 
@@ -66,6 +67,24 @@ class TimeLimits:
 
 
 NO_LIMITS = TimeLimits()
+
+
+def unenforceable_hard_limits(app: Celeriac, defaults: TimeLimits, pool: str) -> str | None:
+    """The start-up warning of a pool that cannot stop sync code (threads), or None when not needed."""
+    limited = sorted(
+        name
+        for name, task in app.tasks.items()
+        if not task.is_async and (task.time_limit or defaults.hard_s) is not None
+    )
+    if not limited and defaults.hard_s is None:
+        return None
+    return (
+        f"pool {pool} cannot enforce a hard time limit on sync tasks "
+        f"({', '.join(limited) if limited else 'the worker default --time-limit'}): when it passes the "
+        "task fails with TimeLimitExceeded and its delivery is settled, but its thread cannot be "
+        "stopped and runs on, abandoned. A soft_time_limit interrupts Python code; use -P processes "
+        "to kill it."
+    )
 
 
 def _first(*values: float | None) -> float | None:

@@ -17,6 +17,8 @@ import random
 import re
 import resource
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 AGE_SPREAD = 0.10
@@ -65,6 +67,43 @@ class Recycling:
 
 
 NO_RECYCLING = Recycling()
+
+RSS_CHECK_INTERVAL_S = 0.2  # reading the resident size costs ~10 us: not after every tiny task
+
+
+class SelfRecycling:
+    """Recycling of a whole worker (pools without children): counts its tasks, watches its size.
+
+    Args:
+        limits: the recycling limits.
+        resident: reads this process's resident KiB (injectable for tests).
+        clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        limits: Recycling,
+        resident: Callable[[], int | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = limits
+        self._resident = resident or resident_kib
+        self._clock = clock
+        self._tasks = 0
+        self._rss_checked_at = float("-inf")  # so the first task is always checked
+        #: this process's own age limit (spread drawn once), or None
+        self.age_limit_s = limits.age_limit_s()
+
+    def after_task(self) -> str:
+        """Count a finished task; the reason to recycle now, or ""."""
+        self._tasks += 1
+        rss_kib = None
+        if self.limits.max_memory_kib is not None:
+            now = self._clock()
+            if now - self._rss_checked_at >= RSS_CHECK_INTERVAL_S:
+                self._rss_checked_at = now
+                rss_kib = self._resident()
+        return self.limits.reason(self._tasks, rss_kib, 0.0, None)
 
 
 def resident_kib() -> int | None:

@@ -6,15 +6,22 @@ Loops, each small and independent (started in :meth:`Worker.run`, read top to bo
             many slots are free), so nothing waits reserved behind a busy task;
 * settle    records outcomes in batches: results first, then acks/retries/dead letters in one script
             per queue (group commit: a flush starts as soon as one outcome is ready, and everything
-            that finishes during that flush goes in the next one, so batching adds no idle latency);
+            that finishes during that flush goes in the next one, so batching adds no idle latency;
+            ``settle.py``);
 * lease     renews the leases of running deliveries every ``lease_s / 3``;
-* reclaim   takes over deliveries of dead workers once their lease expired;
+* reclaim   takes over deliveries of dead workers once their lease expired, and the deliveries of
+            this worker's dead child processes at once;
 * schedule  promotes due delayed messages, sleeping until the next due time or a wake-up;
-* heartbeat refreshes this worker's liveness key (one key with a TTL, nothing broadcast).
+* heartbeat refreshes this worker's liveness key (one key with a TTL, nothing broadcast);
+* autoscale (with ``--autoscale``) resizes the worker to the backlog (``autoscale.py``).
+
+Where code runs is the pool's business (``pools.py``, ``processes.py``) and so are time limits
+(``limits.py``); what an outcome means is the executor's (``executor.py``).
 
 Shutdown: the first SIGTERM/SIGINT stops fetching, hands unstarted messages back at once, lets running
 tasks finish within ``worker_shutdown_grace_s`` and hands the rest back; a second signal does that at
-once (cold). No task is lost either way: a handed-back message runs again on another worker.
+once (cold). No task is lost either way: a handed-back message runs again on another worker. A worker
+over a recycling limit (``recycling.py``) stops the same warm way, then ``celeriac worker`` re-executes it.
 """
 
 from __future__ import annotations
@@ -27,18 +34,19 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue, Settlement
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
-from .autoscale import Autoscale
-from .executor import REMOTE_TRACEBACK_ATTR, Job, Outcome
+from .autoscale import Autoscale, Autoscaler
+from .executor import Job, Outcome
 from .imports import import_task_modules, task_modules, unknown_task_hint
-from .limits import NO_LIMITS, TimeLimits
+from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
 from .pools import DEFAULT_CONCURRENCY, make_pool
-from .recycling import NO_RECYCLING, Recycling, resident_kib
+from .recycling import NO_RECYCLING, Recycling, SelfRecycling
+from .settle import Settler, WorkerStats
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -50,23 +58,9 @@ _SCHEDULE_MAX_WAIT_S = 5.0  # re-check delayed sets even without a wake-up (a mi
 _BLOCK_MS = 5_000
 _PRUNE_INTERVAL_S = 60.0
 _CANCEL_WAIT_S = 5.0
-_RSS_CHECK_INTERVAL_S = 0.2  # reading the resident size costs ~10 us: not after every tiny task
 _AUTOSCALE_TICK_S = 1.0
 
-
-@dataclass
-class WorkerStats:
-    """Counters of one worker run."""
-
-    processed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    fenced: int = 0
-    reclaimed: int = 0
-    lost: int = 0  # runs whose process died (handed back, or failed with WorkerLostError)
-    started_at: float = field(default_factory=time.time)
+__all__ = ["Worker", "WorkerStats", "run_worker"]
 
 
 class Worker:
@@ -123,12 +117,12 @@ class Worker:
         #: why this worker stopped to be replaced (whole-worker recycling), or "" (see ``start``)
         self.recycle_reason = ""
         self.pool = make_pool(pool, self.concurrency, app, recycling)
-        self._recycles_self = bool(recycling) and not self.pool.recycles_children
-        self._tasks_run = 0
-        self._rss_checked_at = float("-inf")
+        # pools without children recycle the whole worker; the processes pool recycles its children
+        self._self_recycling = (
+            SelfRecycling(recycling) if recycling and not self.pool.recycles_children else None
+        )
+        self._autoscaler = Autoscaler(autoscale) if autoscale else None
         self._signals = 0
-        self._peak_running = 0  # most slots used at once in the current autoscale window
-        self._window_started = time.monotonic()
         self._autoscale_wake: asyncio.Event | None = None
         self._reclaim_wake: asyncio.Event | None = None
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -139,21 +133,25 @@ class Worker:
         self.broker = app.broker.for_worker()
         self.backend = app.backend
         self.lease_ms = int(self.conf.lease_s * 1000)
-        # results on the broker's own Redis are written in the same round trip as the acks
-        self._results_via_broker = self.broker.stores_results_for(self.backend)
         self.stats = WorkerStats()
         self._running: dict[tuple[str, str], tuple[Delivery, asyncio.Task[None], bool]] = {}
         self._owned: dict[tuple[str, str], Delivery] = {}
-        self._pending: list[tuple[Delivery | None, Outcome, bool]] = []
+        self._settler = Settler(
+            self.broker,
+            self.backend,
+            self.worker_id,
+            self._owned,
+            self.stats,
+            on_outcome,
+            self._recheck_slots,
+        )
         self._stopping = False  # no new work
-        self._closing = False  # running tasks are done: record the last outcomes
         self._closed = False  # everything recorded: maintenance loops may end
         self._cold = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._cold_event: asyncio.Event | None = None
         self._slot_free: asyncio.Event | None = None
-        self._flush_wanted: asyncio.Event | None = None
         self._ready_flag = asyncio.Event()  # set once consuming
 
     # ---- public control --------------------------------------------------------------------------
@@ -233,7 +231,7 @@ class Worker:
         """Run the worker on the current event loop until :meth:`stop` (or burst completion)."""
         self._loop = asyncio.get_running_loop()
         self._stop_event, self._cold_event = asyncio.Event(), asyncio.Event()
-        self._slot_free, self._flush_wanted = asyncio.Event(), asyncio.Event()
+        self._slot_free = asyncio.Event()
         self._autoscale_wake = asyncio.Event()
         self._reclaim_wake = asyncio.Event()
         if self._stopping:
@@ -241,8 +239,11 @@ class Worker:
         if not await self._connect():
             return
         await self.pool.start()
-        self._warn_unenforceable_limits()
-        age_limit_s = self.recycling.age_limit_s() if self._recycles_self else None
+        if not self.pool.enforces_sync_hard_limit:  # say so at start-up rather than pretend
+            warning = unenforceable_hard_limits(self.app, self.limits, self.pool_name)
+            if warning:
+                logger.warning("%s", warning)
+        age_limit_s = self._self_recycling.age_limit_s if self._self_recycling else None
         age_timer = (
             self._loop.call_later(age_limit_s, self._recycle, f"{age_limit_s:.0f}s old")
             if age_limit_s
@@ -266,7 +267,8 @@ class Worker:
             self._guard("fetch", self._fetch_once, lambda: self._stopping), name="celeriac-fetch"
         )
         settler = asyncio.create_task(
-            self._guard("settle", self._settle_once, self._settled_and_closing), name="celeriac-settle"
+            self._guard("settle", self._settler.settle_once, lambda: self._settler.done),
+            name="celeriac-settle",
         )
         maintenance = [
             asyncio.create_task(self._guard(name, step, lambda: self._closed), name=f"celeriac-{name}")
@@ -314,28 +316,6 @@ class Worker:
             backoff = min(_MAX_BACKOFF_S, backoff * 2)
         await self.broker.close()
         return False
-
-    def _warn_unenforceable_limits(self) -> None:
-        """Say at start-up which hard limits this pool cannot enforce, rather than pretend."""
-        if self.pool.enforces_sync_hard_limit:
-            return
-        limited = sorted(
-            name
-            for name, task in self.app.tasks.items()
-            if not task.is_async and (task.time_limit or self.limits.hard_s) is not None
-        )
-        if limited or self.limits.hard_s is not None:
-            logger.warning(
-                "pool %s cannot enforce a hard time limit on sync tasks (%s): when it passes the task "
-                "fails with TimeLimitExceeded and its delivery is settled, but its thread cannot be "
-                "stopped and runs on, abandoned. A soft_time_limit interrupts Python code; use "
-                "-P processes to kill it.",
-                self.pool_name,
-                ", ".join(limited) if limited else "the worker default --time-limit",
-            )
-
-    def _settled_and_closing(self) -> bool:
-        return self._closing and not self._pending
 
     async def _guard(self, name: str, step: Callable[[], Awaitable[None]], done: Callable[[], bool]) -> None:
         """Run ``step`` until ``done()``; survive Redis outages with capped exponential backoff.
@@ -389,7 +369,7 @@ class Worker:
 
     async def _maybe_finish_burst(self) -> None:
         assert self._slot_free is not None
-        if self._running or self._pending:
+        if self._running or self._settler.pending:
             self._slot_free.clear()
             await self._slot_free.wait()
             return
@@ -408,11 +388,12 @@ class Worker:
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
             if prepared.reason.startswith("unknown task"):
                 prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
-            self._submit(d, prepared)
+            self._settler.submit(d, prepared)
             return
         task = asyncio.create_task(self._execute(d, prepared))
         self._running[key] = (d, task, False)
-        self._peak_running = max(self._peak_running, len(self._running))
+        if self._autoscaler is not None:
+            self._autoscaler.task_started(len(self._running))
 
     async def _execute(self, d: Delivery, job: Job) -> None:
         key = (d.queue, d.entry_id)
@@ -430,29 +411,18 @@ class Worker:
             self._running.pop(key, None)
             assert self._slot_free is not None
             self._slot_free.set()
-        if self._recycles_self:
-            self._check_recycling()
+        if self._self_recycling is not None:
+            reason = self._self_recycling.after_task()
+            if reason:
+                self._recycle(reason)
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
             return
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
-        self._submit(None if early else d, outcome)
+        self._settler.submit(None if early else d, outcome)
 
     # ---- recycling of the whole worker (pools without children) ---------------------------------------
-    def _check_recycling(self) -> None:
-        """After a task: replace this worker if it ran enough tasks or grew too big."""
-        self._tasks_run += 1
-        rss_kib = None
-        if self.recycling.max_memory_kib is not None:
-            now = time.monotonic()
-            if now - self._rss_checked_at >= _RSS_CHECK_INTERVAL_S:
-                self._rss_checked_at = now
-                rss_kib = resident_kib()
-        reason = self.recycling.reason(self._tasks_run, rss_kib, 0.0, None)
-        if reason:
-            self._recycle(reason)
-
     def _recycle(self, reason: str) -> None:
         if self._stopping:
             return
@@ -466,37 +436,30 @@ class Worker:
     # ---- autoscale ---------------------------------------------------------------------------------
     async def _autoscale_once(self) -> None:
         """Grow when every slot is busy and messages wait; shrink after an idle window (autoscale.py)."""
-        scale = self.autoscale
-        assert scale is not None and self._autoscale_wake is not None
+        scaler = self._autoscaler
+        assert scaler is not None and self._autoscale_wake is not None
         try:
-            await asyncio.wait_for(self._autoscale_wake.wait(), min(_AUTOSCALE_TICK_S, scale.idle_s / 2))
+            tick_s = min(_AUTOSCALE_TICK_S, scaler.bounds.idle_s / 2)
+            await asyncio.wait_for(self._autoscale_wake.wait(), tick_s)
         except asyncio.TimeoutError:
             pass
         self._autoscale_wake.clear()
         if self._stopping:
             return
-        running = len(self._running)
-        if running >= self.concurrency and self.concurrency < scale.max:
+        backlog = None
+        if scaler.wants_backlog(self.concurrency, len(self._running)):
             stats = [await asyncio.to_thread(self.broker.stats, q) for q in self.queues]
-            self._resize(scale.grow_to(self.concurrency, len(self._running), sum(s.ready for s in stats)))
-        if time.monotonic() - self._window_started >= scale.idle_s:
-            self._resize(scale.shrink_to(self.concurrency, self._peak_running))
-            self._window_started = time.monotonic()
-            self._peak_running = len(self._running)
+            backlog = sum(s.ready for s in stats)
+        size = scaler.next_size(self.concurrency, len(self._running), backlog)
+        if size != self.concurrency:
+            logger.info("autoscale: %d -> %d slots (%d running)", self.concurrency, size, len(self._running))
+            self.concurrency = size
+            self.pool.resize(size)
+            self._recheck_slots()  # a fetch loop waiting for a free slot re-checks
 
-    def _resize(self, concurrency: int) -> None:
-        if concurrency == self.concurrency:
-            return
-        logger.info(
-            "autoscale: %d -> %d slots (%d running)", self.concurrency, concurrency, len(self._running)
-        )
-        if concurrency > self.concurrency:  # a new window: do not shrink right after growing
-            self._window_started = time.monotonic()
-            self._peak_running = len(self._running)
-        self.concurrency = concurrency
-        self.pool.resize(concurrency)
-        assert self._slot_free is not None
-        self._slot_free.set()  # a fetch loop waiting for a free slot re-checks
+    def _recheck_slots(self) -> None:
+        if self._slot_free is not None:
+            self._slot_free.set()
 
     async def _hand_back_lost(self, d: Delivery, outcome: Outcome) -> None:
         """The process running the task died: hand the delivery back so that it runs again now.
@@ -526,76 +489,6 @@ class Worker:
                 outcome.task_id,
                 outcome.reason,
             )
-
-    # ---- settle ----------------------------------------------------------------------------------
-    def _submit(self, d: Delivery | None, outcome: Outcome) -> None:
-        self._pending.append((d, outcome, False))
-        assert self._flush_wanted is not None
-        self._flush_wanted.set()
-
-    async def _settle_once(self) -> None:
-        assert self._flush_wanted is not None
-        if not self._pending:
-            if self._closing:
-                return
-            self._flush_wanted.clear()
-            await self._flush_wanted.wait()
-            return
-        batch, self._pending = self._pending, []
-        try:
-            await self._flush(batch)
-        except BaseException:
-            self._pending[:0] = batch  # keep them: the guard backs off and the next flush retries
-            raise
-
-    async def _flush(self, batch: list[tuple[Delivery | None, Outcome, bool]]) -> None:
-        stores = [o.store for _, o, _ in batch if o.store is not None] if self.backend is not None else []
-        if stores and not self._results_via_broker:
-            assert self.backend is not None
-            await self.backend.store_async(stores)  # a separate result store: results first, then acks
-            stores = []
-        settlements = [_settlement(d, o) for d, o, _ in batch if d is not None]
-        # results on the broker's Redis go first in the same round trip as the acks
-        fenced = (
-            await self.broker.settle(self.worker_id, settlements, stores) if settlements or stores else []
-        )
-        fenced_keys = {(f.queue, f.entry_id) for f in fenced}
-        for d, outcome, _ in batch:
-            if d is not None:
-                self._owned.pop((d.queue, d.entry_id), None)
-                if (d.queue, d.entry_id) in fenced_keys:
-                    self.stats.fenced += 1
-                    logger.warning(
-                        "lease of %s[%s] was lost before its outcome was recorded; another worker owns it",
-                        outcome.task_name,
-                        outcome.task_id,
-                    )
-                    continue
-            self._count(outcome)
-            if self.on_outcome is not None:
-                self.on_outcome(outcome)
-        if self._slot_free is not None:
-            self._slot_free.set()  # a burst worker waits for outcomes to be recorded: let it re-check
-
-    def _count(self, o: Outcome) -> None:
-        self.stats.processed += 1
-        name, tid = o.task_name or "?", o.task_id or "?"
-        if o.kind == "retry":
-            self.stats.retried += 1
-            logger.info("task %s[%s] retry: %s", name, tid, o.reason)
-        elif o.kind == "dead":
-            self.stats.dead_lettered += 1
-            logger.error("task %s[%s] dead-lettered: %s", name, tid, o.reason)
-        elif o.exc is not None:
-            self.stats.failed += 1
-            remote = getattr(o.exc, REMOTE_TRACEBACK_ATTR, None)
-            if isinstance(remote, str):  # raised in a child process: its own traceback, not ours
-                logger.error("task %s[%s] %s: %r\n%s", name, tid, o.state, o.exc, remote.rstrip())
-            else:
-                logger.error("task %s[%s] %s: %r", name, tid, o.state, o.exc, exc_info=o.exc)
-        else:
-            self.stats.succeeded += 1
-            logger.debug("task %s[%s] succeeded in %.6fs", name, tid, o.runtime_s)
 
     # ---- leases and recovery ---------------------------------------------------------------------
     async def _lease_once(self) -> None:
@@ -683,9 +576,7 @@ class Worker:
         for d in interrupted:
             self._owned.pop((d.queue, d.entry_id), None)
         # record every outcome before anything else stops (the lease loop keeps them owned meanwhile)
-        self._closing = True
-        assert self._flush_wanted is not None
-        self._flush_wanted.set()
+        self._settler.close()
         try:
             await asyncio.wait_for(settler, timeout=self.conf.lease_s)
         except asyncio.TimeoutError:
@@ -736,12 +627,6 @@ class Worker:
             orphans = [p for p in pending if (p.queue, p.entry_id) not in self._owned]
             if orphans:
                 await self.broker.release(self.worker_id, orphans, started=False)
-
-
-def _settlement(d: Delivery, o: Outcome) -> Settlement:
-    kind = o.kind
-    assert kind != "release", "hand-backs never reach the settle batch"
-    return Settlement(d, kind, o.retry_data if kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason)
 
 
 async def _end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:

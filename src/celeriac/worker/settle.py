@@ -1,0 +1,166 @@
+"""Recording outcomes: results first, then acks, retries and dead letters, in batches.
+
+Group commit: the first outcome starts a flush at once; outcomes that finish during that flush form
+the next batch. So batching adds no latency when idle and saves round trips when busy. Results on the
+broker's own Redis go in the same round trip as the acks (and before them); a separate result store
+is written first. A flush that fails keeps its batch for the next attempt (the worker's guard backs
+off), and the deliveries stay owned (their leases renewed) until it succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..broker.base import Delivery, Settlement
+from .executor import REMOTE_TRACEBACK_ATTR, Outcome
+
+if TYPE_CHECKING:
+    from ..broker.base import Broker
+    from ..results.base import ResultBackend
+
+logger = logging.getLogger("celeriac.worker")
+
+
+@dataclass
+class WorkerStats:
+    """Counters of one worker run."""
+
+    processed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    fenced: int = 0
+    reclaimed: int = 0
+    lost: int = 0  # runs whose process died (handed back, or failed with WorkerLostError)
+    started_at: float = field(default_factory=time.time)
+
+
+class Settler:
+    """Records the outcomes a worker submits (see the module docstring).
+
+    Args:
+        broker, backend: where acks and results go.
+        worker_id: the consumer that owns the deliveries.
+        owned: the worker's owned deliveries; a recorded one leaves it (its lease is no longer renewed).
+        stats: counters to update.
+        on_outcome: called with each outcome once it is recorded (tests, demo).
+        on_recorded: called after each batch (the worker re-checks its free slots).
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        backend: ResultBackend | None,
+        worker_id: str,
+        owned: dict[tuple[str, str], Delivery],
+        stats: WorkerStats,
+        on_outcome: Callable[[Outcome], None] | None,
+        on_recorded: Callable[[], None],
+    ) -> None:
+        self.broker = broker
+        self.backend = backend
+        self.worker_id = worker_id
+        self.stats = stats
+        self.on_outcome = on_outcome
+        self._owned = owned
+        self._on_recorded = on_recorded
+        # results on the broker's own Redis are written in the same round trip as the acks
+        self._results_via_broker = broker.stores_results_for(backend)
+        self._pending: list[tuple[Delivery | None, Outcome]] = []
+        self._wanted = asyncio.Event()
+        self._closing = False
+
+    @property
+    def pending(self) -> bool:
+        """Outcomes wait to be recorded."""
+        return bool(self._pending)
+
+    @property
+    def done(self) -> bool:
+        """Closing, and everything recorded: the settle loop may end."""
+        return self._closing and not self._pending
+
+    def submit(self, d: Delivery | None, outcome: Outcome) -> None:
+        """Record ``outcome`` (of ``d``; ``None`` for a delivery already acked: at-most-once)."""
+        self._pending.append((d, outcome))
+        self._wanted.set()
+
+    def close(self) -> None:
+        """No more outcomes will come: record what is pending, then end."""
+        self._closing = True
+        self._wanted.set()
+
+    async def settle_once(self) -> None:
+        """One step of the settle loop: wait for outcomes, or record a batch."""
+        if not self._pending:
+            if self._closing:
+                return
+            self._wanted.clear()
+            await self._wanted.wait()
+            return
+        batch, self._pending = self._pending, []
+        try:
+            await self._flush(batch)
+        except BaseException:
+            self._pending[:0] = batch  # keep them: the guard backs off and the next flush retries
+            raise
+
+    async def _flush(self, batch: list[tuple[Delivery | None, Outcome]]) -> None:
+        stores = [o.store for _, o in batch if o.store is not None] if self.backend is not None else []
+        if stores and not self._results_via_broker:
+            assert self.backend is not None
+            await self.backend.store_async(stores)  # a separate result store: results first, then acks
+            stores = []
+        settlements = [_settlement(d, o) for d, o in batch if d is not None]
+        # results on the broker's Redis go first in the same round trip as the acks
+        fenced = (
+            await self.broker.settle(self.worker_id, settlements, stores) if settlements or stores else []
+        )
+        fenced_keys = {(f.queue, f.entry_id) for f in fenced}
+        for d, outcome in batch:
+            if d is not None:
+                self._owned.pop((d.queue, d.entry_id), None)
+                if (d.queue, d.entry_id) in fenced_keys:
+                    self.stats.fenced += 1
+                    logger.warning(
+                        "lease of %s[%s] was lost before its outcome was recorded; another worker owns it",
+                        outcome.task_name,
+                        outcome.task_id,
+                    )
+                    continue
+            self._count(outcome)
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
+        self._on_recorded()
+
+    def _count(self, o: Outcome) -> None:
+        self.stats.processed += 1
+        name, tid = o.task_name or "?", o.task_id or "?"
+        if o.kind == "retry":
+            self.stats.retried += 1
+            logger.info("task %s[%s] retry: %s", name, tid, o.reason)
+        elif o.kind == "dead":
+            self.stats.dead_lettered += 1
+            logger.error("task %s[%s] dead-lettered: %s", name, tid, o.reason)
+        elif o.exc is not None:
+            self.stats.failed += 1
+            remote = getattr(o.exc, REMOTE_TRACEBACK_ATTR, None)
+            if isinstance(remote, str):  # raised in a child process: its own traceback, not ours
+                logger.error("task %s[%s] %s: %r\n%s", name, tid, o.state, o.exc, remote.rstrip())
+            else:
+                logger.error("task %s[%s] %s: %r", name, tid, o.state, o.exc, exc_info=o.exc)
+        else:
+            self.stats.succeeded += 1
+            logger.debug("task %s[%s] succeeded in %.6fs", name, tid, o.runtime_s)
+
+
+def _settlement(d: Delivery, o: Outcome) -> Settlement:
+    kind = o.kind
+    assert kind != "release", "hand-backs never reach the settle batch"
+    return Settlement(d, kind, o.retry_data if kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason)
