@@ -59,6 +59,13 @@ class TimeLimits:
     def for_job(self, job: Job) -> TimeLimits:
         """The limits of one run: the call's, else the task's, else these defaults."""
         m, t = job.message, job.task
+        if (
+            m.time_limit_s is None
+            and m.soft_time_limit_s is None
+            and t.time_limit is None
+            and t.soft_time_limit is None
+        ):
+            return self  # the common case, on every task: no lookups, no new object
         soft = _first(m.soft_time_limit_s, t.soft_time_limit, self.soft_s)
         hard = _first(m.time_limit_s, t.time_limit, self.hard_s)
         if soft == self.soft_s and hard == self.hard_s:

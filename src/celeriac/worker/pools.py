@@ -81,12 +81,23 @@ class Pool(Protocol):
 class _Call:
     """One sync function handed to a thread."""
 
-    __slots__ = ("abandoned", "fn", "future", "injected", "label", "limits", "running", "thread_id")
+    __slots__ = (
+        "abandoned",
+        "fn",
+        "future",
+        "injected",
+        "label",
+        "limited",
+        "limits",
+        "running",
+        "thread_id",
+    )
 
     def __init__(self, fn: Callable[[], Any], future: asyncio.Future[Any], limits: TimeLimits, label: str):
         self.fn = fn
         self.future = future
         self.limits = limits
+        self.limited = limits.soft_s is not None or limits.hard_s is not None
         self.label = label
         self.running = False  # in the function now (a soft limit may be raised into its thread)
         self.injected = False  # the soft limit was raised into the thread (once at most)
@@ -123,11 +134,15 @@ class ThreadBackedPool:
 
     async def run(self, job: Job, limits: TimeLimits) -> Any:
         call = bound_call(job.task, job.message.args, job.message.kwargs)
-        label = f"{job.message.task}[{job.message.id}]"
+        limited = limits.soft_s is not None or limits.hard_s is not None
         if job.task.is_async:
-            return await run_coroutine(call(), limits, label)
+            if not limited:
+                return await call()  # the hot path: no limiter, no extra frame
+            return await run_coroutine(call(), limits, f"{job.message.task}[{job.message.id}]")
         ctx = contextvars.copy_context()  # carries the request into the worker thread
-        return await self.run_sync(lambda: ctx.run(call), limits, label)
+        if not limited:
+            return await self.run_sync(lambda: ctx.run(call))
+        return await self.run_sync(lambda: ctx.run(call), limits, f"{job.message.task}[{job.message.id}]")
 
     def resize(self, concurrency: int) -> None:
         self.threads = max(1, self._threads_for(concurrency))
@@ -206,7 +221,7 @@ class ThreadBackedPool:
             call.running = True
             call.thread_id = threading.get_ident()
             self._busy += 1
-        if call.limits:
+        if call.limited:
             assert self._loop is not None
             # limits count from the start of the run (a call may have waited for a free thread)
             self._loop.call_soon_threadsafe(self._arm, call, time.monotonic())
@@ -215,7 +230,7 @@ class ThreadBackedPool:
         except BaseException as exc:  # handed to the awaiting coroutine, which decides
             return None, exc
         finally:
-            if call.limits:
+            if call.limited:
                 with self._lock:
                     call.running = False  # first: from here on the loop cannot raise into us
                     if call.injected:
