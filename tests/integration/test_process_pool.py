@@ -191,3 +191,16 @@ def test_retries_errors_and_tracebacks_cross_the_process_boundary(
     assert "in custom_error" in (info.value.remote_traceback or "")  # the child's own traceback
     with pytest.raises(TypeError, match="cannot be sent back from the child process"):
         producer.send_task("itest.unpicklable").get(timeout=10)
+
+
+def test_the_pool_recovers_when_its_fork_server_is_killed(cli_worker: Any, producer: Celeriac) -> None:
+    w = cli_worker("-P", "processes", "-c", "2")
+    before = {producer.send_task("itest.pid").get(timeout=10) for _ in range(4)}
+    with open(f"/proc/{w.proc.pid}/task/{w.proc.pid}/children") as children:
+        (fork_server,) = (int(pid) for pid in children.read().split())
+    os.kill(fork_server, signal.SIGKILL)  # its children die with it (PR_SET_PDEATHSIG)
+    w.wait_log("starting a new fork server")
+    after = {producer.send_task("itest.pid").get(timeout=10) for _ in range(4)}
+    assert not before & after
+    for pid in before:
+        eventually(lambda pid=pid: not alive(pid))
