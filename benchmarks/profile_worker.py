@@ -106,7 +106,25 @@ def main() -> int:
     ap.add_argument("--task", choices=["add", "add_sync"], default="add", help="async def (default) or def")
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    ap.add_argument("--celeriac-ref", metavar="REF", help="profile celeriac as committed at REF (e.g. HEAD)")
     args = ap.parse_args()
+
+    export = tempfile.TemporaryDirectory(prefix="celeriac-profile-")
+    src_path = ""
+    if args.celeriac_ref:
+        sha = subprocess.run(
+            ["git", "-C", str(HERE.parent), "rev-parse", "--verify", f"{args.celeriac_ref}^{{commit}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        archive = subprocess.run(
+            ["git", "-C", str(HERE.parent), "archive", sha, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", export.name], input=archive, check=True)
+        src_path = os.path.join(export.name, "src")
+        sys.path.insert(0, src_path)  # ahead of the editable install
+        print(f"celeriac from commit {sha[:10]}")
 
     from celeriac.testing.server import RedisServer
 
@@ -138,7 +156,7 @@ def main() -> int:
             return 1
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / "pyspy.txt"
-            env = dict(os.environ, PYTHONPATH=str(ADAPTERS))
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ADAPTERS), src_path) if p))
             cmd = [
                 str(PYSPY),
                 "record",

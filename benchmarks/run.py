@@ -312,7 +312,7 @@ def render(console: Console, doc: dict[str, Any]) -> None:
             if s == "error":
                 errors.append(f"{p} / {w}: {res.get('error', '')[:300]}")
             cell = Text(s)
-            if s not in ("—", "none", "n/a", "error"):
+            if s not in ("—", "none", "n/a", "error") and w != "depth":  # a ratio of ratios means little
                 cell.append("\n")
                 cell.append_text(ratio_text(mine, theirs, higher, s))
             elif s == "error":

@@ -572,7 +572,9 @@ class Driver:
                 b.kill()
 
     def w_depth(self) -> dict[str, Any]:
-        """Drain rate over windows of ``depth_small`` tasks, with a small and a deep queue."""
+        """Drain rate of a fresh worker over its first ``depth_small`` tasks, with ``depth_small`` queued
+        and with ``depth_big`` queued: the same shape of measurement at both depths (start-up ramp
+        included in both), three times each, medians compared."""
         small, big = self.p["depth_small"], self.p["depth_big"]
         if big is None:
             raise Unsupported("full mode only")
@@ -583,18 +585,17 @@ class Driver:
             rates_small.append(self.timed_drain("drain", n, self.p["drain_cap_s"])["rate"])
         flushall()
         n, how = self.fill(big, "add", self.p["mem_cap_s"])
-        res = self.timed_drain("drain", 3 * small, self.p["drain_cap_s"] * 3, step=small)
-        recs = res["records"]
-        windows = [
-            (b[0] - a[0]) / (b[1] - a[1]) for a, b in itertools.pairwise(recs) if b[1] > a[1] and b[0] > a[0]
-        ]
-        r_small, r_big = statistics.median(rates_small), statistics.median(windows) if windows else None
+        # each worker takes the next `small` tasks off the deep queue (it stays ~`big` deep), then dies
+        rates_big = [self.timed_drain("drain", small, self.p["drain_cap_s"])["rate"] for _ in range(3)]
+        r_small, r_big = statistics.median(rates_small), statistics.median(rates_big)
         return {
             "rate_small": r_small,
             "rate_big": r_big,
+            "rates_small": rates_small,
+            "rates_big": rates_big,
             "queued_small": small,
             "queued_big": n,
-            "big_over_small": (r_big / r_small) if r_big and r_small else None,
+            "big_over_small": r_big / r_small if r_small else None,
             "fill_big": how,
         }
 
