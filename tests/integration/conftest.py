@@ -192,3 +192,19 @@ def eventually(check: Callable[[], bool], timeout_s: float = 15) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client on the test's Redis, to observe what tasks record."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def producer(redis_url: str) -> Iterator[Celeriac]:
+    """A producer app that sends the tasks of tests/integration/apps.py by name."""
+    app = Celeriac("producer", broker=redis_url)
+    yield app
+    app.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,21 +13,6 @@ from celeriac import Celeriac
 from .conftest import eventually, take
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def producer(redis_url: str) -> Iterator[Celeriac]:
-    """A producer app that sends the tasks of tests/integration/apps.py by name."""
-    app = Celeriac("producer", broker=redis_url)
-    yield app
-    app.close()
 
 
 def test_kill_9_mid_task_runs_again_on_another_worker(

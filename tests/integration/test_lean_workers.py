@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,13 +42,6 @@ def project(tmp_path: Path) -> Path:
     for name, source in (("leanapp", APP), ("leanscrape", SCRAPE), ("leanreports", REPORTS)):
         (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
     return tmp_path
-
-
-@pytest.fixture
-def producer(redis_url: str) -> Iterator[Celeriac]:
-    app = Celeriac("producer", broker=redis_url)
-    yield app
-    app.close()
 
 
 def burst(project: Path, redis_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

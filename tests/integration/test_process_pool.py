@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,20 +16,6 @@ from celeriac import Celeriac, SoftTimeLimitExceeded, TaskError, TimeLimitExceed
 from .conftest import eventually, take
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def producer(redis_url: str) -> Iterator[Celeriac]:
-    app = Celeriac("producer", broker=redis_url)
-    yield app
-    app.close()
 
 
 def alive(pid: int) -> bool:

@@ -4,7 +4,6 @@ a resident size or with age; the other pools recycle the whole worker (drain, th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,13 +11,6 @@ import pytest
 from celeriac import Celeriac
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def producer(redis_url: str) -> Iterator[Celeriac]:
-    app = Celeriac("producer", broker=redis_url)
-    yield app
-    app.close()
 
 
 def pid(app: Celeriac) -> int:

@@ -23,13 +23,6 @@ def app(redis_url: str) -> Iterator[Celeriac]:
     app.close()
 
 
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def test_delay_and_get_sync_and_async(app: Celeriac, thread_worker: Any) -> None:
     @app.task(ignore_result=False)
     def add(x: int, y: int) -> int:
