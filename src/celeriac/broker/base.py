@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..results.base import StoreResult
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
 class Delivery:
     """One delivery of a message to this worker.
 
@@ -30,7 +30,7 @@ class Delivery:
     deliveries: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
 class Enqueue:
     """One message to send: ready now, or delayed by ``delay_ms`` (Redis clock) or until ``eta_ms``."""
 
@@ -40,7 +40,7 @@ class Enqueue:
     eta_ms: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
 class Settlement:
     """The broker-level outcome of a delivery.
 

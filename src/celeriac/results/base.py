@@ -20,7 +20,7 @@ from ..exceptions import DecodeError, SerializationError
 from ..states import TaskState
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
 class ResultRecord:
     """The stored outcome of a task."""
 
@@ -34,7 +34,7 @@ class ResultRecord:
     retries: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
 class StoreResult:
     """One record to store, already encoded, with its time to live."""
 

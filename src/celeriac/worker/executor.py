@@ -44,7 +44,7 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
 class Outcome:
     """What happened to one message, and what must be recorded.
 
@@ -69,7 +69,7 @@ class Outcome:
     runtime_s: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
 class Job:
     """A decoded message whose task is known and whose arguments fit: ready to call."""
 
