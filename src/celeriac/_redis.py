@@ -149,7 +149,8 @@ def async_client(
     return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
 
 
-def _translate(exc: Exception, url: str) -> BrokerError:
+def translate_error(exc: Exception, url: str) -> BrokerError:
+    """The celeriac error for a redis-py (or socket) error, password-free."""
     text = redact(str(exc))
     if isinstance(exc, redis.AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
         # not a connection problem: waiting or retrying cannot fix wrong credentials
@@ -175,9 +176,9 @@ def translate_errors(url: str) -> Iterator[None]:
     try:
         yield
     except redis.RedisError as exc:
-        raise _translate(exc, url) from None
+        raise translate_error(exc, url) from None
     except OSError as exc:
-        raise _translate(exc, url) from None
+        raise translate_error(exc, url) from None
 
 
 def to_str(value: Any) -> str:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import operator
 import os
 import pickle
 import re
@@ -67,6 +68,9 @@ _OPTION_KEYS: dict[str, str] = {
 }
 _WIRE_TO_OPTION = {v: k for k, v in _OPTION_KEYS.items()}
 _OPTION_ITEMS = tuple(_OPTION_KEYS.items())
+# all option values in one C call; most messages carry none, which one tuple comparison tells
+_option_values = operator.attrgetter(*_OPTION_KEYS)
+_NO_OPTION_VALUES = tuple(0 if name == "retries" else None for name in _OPTION_KEYS)
 
 # what each option may hold once decoded: options are read off the wire, so they are checked
 _INT = (int,)
@@ -171,9 +175,12 @@ def encode(message: Message, *, signing_key: bytes | None = None) -> bytes:
         SerializationError: an argument (or option) is of a type msgpack (or, for a pickle task,
             pickle) cannot carry.
     """
-    options = {wire: v for name, wire in _OPTION_ITEMS if (v := getattr(message, name)) is not None}
-    if options.get("r") == 0:
-        del options["r"]  # retries=0 is the default: left out
+    values = _option_values(message)
+    options: dict[str, Any] = {}
+    if values != _NO_OPTION_VALUES:
+        options = {wire: v for (_, wire), v in zip(_OPTION_ITEMS, values) if v is not None}
+        if options.get("r") == 0:
+            del options["r"]  # retries=0 is the default: left out
     if message.extra:
         options.update(message.extra)
     # msgpack packs tuples as arrays: no list() copy needed
