@@ -336,12 +336,15 @@ class RedisBroker(Broker):
             order = []
             for name, group in by_queue.items():
                 q = self.keys.queue(name)
-                args: list[Any] = [GROUP, consumer, self._pel_scan, self.dead_letter_max, q.wake]
+                acks = " ".join(
+                    [f"{s.delivery.entry_id} {s.delivery.deliveries}" for s in group if s.kind == "ack"]
+                )
+                args: list[Any] = [GROUP, consumer, self._pel_scan, self.dead_letter_max, q.wake, acks]
                 for s in group:
                     d = s.delivery
                     if s.kind == "ack":
-                        args += ["a", d.entry_id, d.deliveries]
-                    elif s.kind == "retry":
+                        continue
+                    if s.kind == "retry":
                         args += ["r", d.entry_id, d.deliveries, *_delay_args(s)]
                     else:
                         args += ["d", d.entry_id, d.deliveries, s.data, s.reason]

@@ -9,7 +9,10 @@
 -- ARGV[3]  max entries of this consumer's pending list to read (its concurrency, with margin)
 -- ARGV[4]  dead-letter cap (approximate MAXLEN)
 -- ARGV[5]  wake channel of the queue (published to when a retry becomes the earliest delayed message)
--- ARGV[6..] records, each starting with a kind:
+-- ARGV[6]  plain acks, packed in one string: "id deliveries id deliveries ..." (may be empty). One
+--          argument for the whole batch: packing three arguments per ack cost the worker more than
+--          the script costs Redis.
+-- ARGV[7..] other records, each starting with a kind:
 --   'a', id, deliveries                             ack
 --   'r', id, deliveries, delay_ms, eta_ms, message  ack and park a retry (delay_ms or eta_ms non-empty)
 --   'd', id, deliveries, message, reason            ack and dead-letter
@@ -30,8 +33,11 @@ local function clock()
   return now_ms
 end
 local acked, fenced = {}, {}
+for id, deliveries in string.gmatch(ARGV[6], '(%S+) (%d+)') do
+  if owned[id] == tonumber(deliveries) then table.insert(acked, id) else table.insert(fenced, id) end
+end
 local head_before = nil
-local i = 6
+local i = 7
 while i <= #ARGV do
   local kind, id, deliveries = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local mine = owned[id] == deliveries
