@@ -277,6 +277,9 @@ def decode(
     if version != PROTOCOL_VERSION:
         raise DecodeError(f"unsupported message protocol version {version!r}", data)
     task, args = fields[2], fields[3]
+    if len(fields) == 4 and type(task) is str and task and type(args) is list:
+        # the common message (positional arguments, no options): the checks below, made short
+        return Message(_decode_id(fields[1]), task, tuple(args))
     kwargs = fields[4] if len(fields) > 4 else {}
     raw_options = fields[5] if len(fields) > 5 else {}
     if not isinstance(task, str) or not task:
