@@ -265,18 +265,25 @@ class Celeriac:
         items: list[Enqueue] = []
         results: list[_AsyncResult[Any]] = []
         eager = self.conf.task_always_eager
+        # queue and result policy of signatures without options, per task: the same for each of them
+        plain: dict[tuple[str, int], tuple[str, bool]] = {}
         for sig in signatures:
             options = normalize_options(**sig.options) if sig.options else NO_OPTIONS
-            message, data, task = self._prepare(
-                sig.name, tuple(sig.args), dict(sig.kwargs), options, sig.task
-            )
+            kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
+            message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, sig.task)
             if eager:
                 results.append(self._eager(data, message))
                 continue
-            items.append(
-                Enqueue(self.route(sig.name, task, options.queue), data, options.delay_ms, options.eta_ms)
-            )
-            results.append(_AsyncResult(message.id, self, ignored=self._ignored(options, task)))
+            if options is NO_OPTIONS:
+                key = (sig.name, id(task))
+                policy = plain.get(key)
+                if policy is None:
+                    policy = plain[key] = (self.route(sig.name, task), self._ignored(options, task))
+                queue, ignored = policy
+            else:
+                queue, ignored = self.route(sig.name, task, options.queue), self._ignored(options, task)
+            items.append(Enqueue(queue, data, options.delay_ms, options.eta_ms))
+            results.append(_AsyncResult(message.id, self, ignored=ignored))
         if items:
             self.broker.enqueue_many(items)
         return results

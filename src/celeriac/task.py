@@ -310,6 +310,8 @@ class Task(Generic[P, R]):
 
 def build_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: SendOptions) -> Message:
     """The message for one invocation."""
+    if options is NO_OPTIONS:  # the common call (delay, bulk sends): no option to copy
+        return Message(new_task_id(), name, args, kwargs)
     return Message(
         id=options.task_id or new_task_id(),
         task=name,
