@@ -123,10 +123,12 @@ class Settler:
             await self.broker.settle(self.worker_id, settlements, stores) if settlements or stores else []
         )
         fenced_keys = {(f.queue, f.entry_id) for f in fenced}
+        owned = self._owned
         for d, outcome in batch:
             if d is not None:
-                self._owned.pop((d.queue, d.entry_id), None)
-                if (d.queue, d.entry_id) in fenced_keys:
+                key = (d.queue, d.entry_id)
+                owned.pop(key, None)
+                if fenced_keys and key in fenced_keys:
                     self.stats.fenced += 1
                     logger.warning(
                         "lease of %s[%s] was lost before its outcome was recorded; another worker owns it",

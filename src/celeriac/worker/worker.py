@@ -390,7 +390,8 @@ class Worker:
                 prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
             self._settler.submit(d, prepared)
             return
-        task = asyncio.create_task(self._execute(d, prepared))
+        assert self._loop is not None
+        task = self._loop.create_task(self._execute(d, prepared))  # asyncio.create_task looks the loop up
         self._running[key] = (d, task, False)
         if self._autoscaler is not None:
             self._autoscaler.task_started(len(self._running))
