@@ -254,11 +254,12 @@ def test_the_readme_acl_is_exactly_what_producer_worker_and_cli_use(
     acl_redis.admin.execute_command("ACL", "LOG", "RESET")  # type: ignore[no-untyped-call]
     app = Celeriac("acl", broker=url, lease_s=0.6, task_ignore_result=False)
     add, _ = _add_tasks(app)
-    release = threading.Event()
+    release, started = threading.Event(), threading.Event()
     attempts: list[int] = []
 
     @app.task(name="sec.slow")
     def slow() -> str:
+        started.set()
         release.wait(20)  # runs until the test saw its lease renewed (XCLAIM)
         return "slow"
 
@@ -297,7 +298,15 @@ def test_the_readme_acl_is_exactly_what_producer_worker_and_cli_use(
     ):
         result = runner.invoke(cli_main, ["--broker", url, *args], catch_exceptions=False)
         assert result.exit_code == 0, (args, result.output)
-    worker.stop()
+    release.clear()
+    started.clear()
+    handed_back = slow.delay()
+    assert started.wait(10)
+    worker.stop(cold=True)  # hands the running task back (release.lua marks the consumer: HINCRBY)
+    release.set()
+    second = thread_worker(app)  # reclaims it at once, runs it, then leaves the group (DELCONSUMER)
+    assert handed_back.get(timeout=10) == "slow"
+    second.stop()
     app.close()
 
     assert acl_redis.denied() == []

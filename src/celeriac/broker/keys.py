@@ -7,9 +7,12 @@ commands only.
 =====================================  ============  =============================================
 key                                    type          bound / expiry
 =====================================  ============  =============================================
-``<prefix>:{<queue>}:ready``           stream        entries deleted on ack; consumer group ``GROUP``
+``<prefix>:{<queue>}:ready``           stream        acked entries deleted or trimmed; group ``GROUP``
 ``<prefix>:{<queue>}:delayed``         sorted set    members leave when due (promoted to ready)
 ``<prefix>:{<queue>}:dead``            stream        capped at ``dead_letter_max`` entries
+``<prefix>:{<queue>}:reclaimed``       hash          consumer -> deliveries taken from it; one
+                                                     field per consumer that lost a lease, removed
+                                                     with the consumer
 ``<prefix>:worker:<worker id>``        hash          TTL: ``worker_ttl_s``, refreshed by the worker
 ``<prefix>:workers``                   sorted set    ids scored by expiry; stale ids pruned; TTL
 ``<prefix>:queues``                    set           queue names workers consumed; TTL, refreshed
@@ -37,6 +40,8 @@ class QueueKeys:
     delayed: str
     dead: str
     wake: str
+    #: consumers that lost deliveries to a reclaim: only their settlements need the ownership check
+    reclaimed: str
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,9 @@ class KeySchema:
 
     def queue(self, name: str) -> QueueKeys:
         base = f"{self.prefix}:{{{name}}}"
-        return QueueKeys(name, f"{base}:ready", f"{base}:delayed", f"{base}:dead", f"{base}:wake")
+        return QueueKeys(
+            name, f"{base}:ready", f"{base}:delayed", f"{base}:dead", f"{base}:wake", f"{base}:reclaimed"
+        )
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"

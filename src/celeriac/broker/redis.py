@@ -348,7 +348,7 @@ class RedisBroker(Broker):
                         args += ["r", d.entry_id, d.deliveries, *_delay_args(s)]
                     else:
                         args += ["d", d.entry_id, d.deliveries, s.data, s.reason]
-                batch.add(pipe, scripts.SETTLE, [q.ready, q.delayed, q.dead], args)
+                batch.add(pipe, scripts.SETTLE, [q.ready, q.delayed, q.dead, q.reclaimed], args)
                 order.append(group)
             replies = await batch.arepair(self._aio, await pipe.execute(raise_on_error=False))
         for group, reply in zip(order, replies[len(results) :]):
@@ -379,7 +379,7 @@ class RedisBroker(Broker):
         with translate_errors(self.url):
             reply = await scripts.RECLAIM.run(
                 self._aio,
-                [q.ready, q.dead],
+                [q.ready, q.dead, q.reclaimed],
                 [GROUP, consumer, lease_ms, count, max_deliveries, self.dead_letter_max],
             )
         dead = int(reply[0])
@@ -424,7 +424,7 @@ class RedisBroker(Broker):
                 args: list[Any] = [GROUP, consumer, self._pel_scan, 30 * 86_400_000]  # idle past any lease
                 for d in group:
                     args += [d.entry_id, d.deliveries, mode]
-                n += int(await scripts.RELEASE.run(self._aio, [q.ready], args))
+                n += int(await scripts.RELEASE.run(self._aio, [q.ready, q.reclaimed], args))
         return n
 
     async def prune_consumers(self, queue: str, idle_ms: int, *, keep: str = "", only: str = "") -> int:
@@ -432,7 +432,11 @@ class RedisBroker(Broker):
         # idle long enough (dead or stopped workers) are removed so that the group stays bounded.
         q = self.keys.queue(queue)
         with translate_errors(self.url):
-            return int(await scripts.PRUNE_CONSUMERS.run(self._aio, [q.ready], [GROUP, idle_ms, keep, only]))
+            return int(
+                await scripts.PRUNE_CONSUMERS.run(
+                    self._aio, [q.ready, q.reclaimed], [GROUP, idle_ms, keep, only]
+                )
+            )
 
     async def heartbeat(
         self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]
@@ -473,12 +477,18 @@ class RedisBroker(Broker):
             pipe.xinfo_groups(q.ready)
             length, delayed, dead, groups = pipe.execute(raise_on_error=False)
         running = 0
+        lag: int | None = None
         if isinstance(groups, list):  # an error reply when the stream does not exist yet
             for g in groups:
                 if to_str(g.get("name", "")) == GROUP:
                     running = int(g.get("pending", 0))
+                    lag = g.get("lag")
         length = length if isinstance(length, int) else 0
-        return QueueStats(queue, max(0, length - running), int(delayed), running, int(dead))
+        # The group's lag (Redis 7+) counts the entries never delivered: exact. The stream's length
+        # also holds acked entries that settle.lua trims in whole nodes only (see there), so on
+        # Redis 6.2 "ready" may count a few of those while something runs, and is exact when idle.
+        ready = int(lag) if lag is not None else max(0, length - running)
+        return QueueStats(queue, ready, int(delayed), running, int(dead))
 
     def known_queues(self) -> list[str]:
         with translate_errors(self.url):

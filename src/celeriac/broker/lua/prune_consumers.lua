@@ -1,6 +1,7 @@
 -- prune_consumers: remove consumers (workers that stopped or died) that own no delivery any more.
 --
 -- KEYS[1]  celeriac:{queue}:ready  stream of ready messages; consumer group ARGV[1]
+-- KEYS[2]  celeriac:{queue}:reclaimed  hash: consumer -> deliveries taken from it (field removed too)
 -- ARGV[1]  consumer group
 -- ARGV[2]  only consumers idle at least this many ms
 -- ARGV[3]  a consumer never to remove (the caller), or ''
@@ -20,6 +21,7 @@ for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
   end
   if name ~= ARGV[3] and (ARGV[4] == '' or name == ARGV[4]) and pending == 0 and idle >= tonumber(ARGV[2]) then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    redis.call('HDEL', KEYS[2], name)
     removed = removed + 1
   end
 end

@@ -5,7 +5,8 @@
 -- ARGV[2]  at most this many entries per call (the caller loops; a bounded call keeps Redis responsive)
 --
 -- Entries after the group's last-delivered id were never handed out; entries up to it are either
--- acked (already deleted) or running (in the pending list), which a purge leaves alone.
+-- acked (deleted, or trimmed by settle.lua: at most a stream node of them is left) or running (in
+-- the pending list), which a purge leaves alone.
 -- Returns the number of entries deleted.
 local start = '-'
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])

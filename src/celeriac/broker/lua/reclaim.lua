@@ -3,6 +3,7 @@
 --
 -- KEYS[1]  celeriac:{queue}:ready  stream of ready messages; consumer group ARGV[1]
 -- KEYS[2]  celeriac:{queue}:dead   stream of dead letters (fields m, reason, time), capped
+-- KEYS[3]  celeriac:{queue}:reclaimed  hash: consumer -> deliveries taken from it (see settle.lua)
 -- ARGV[1]  consumer group
 -- ARGV[2]  consumer taking the messages over (the caller)
 -- ARGV[3]  lease in ms: entries idle at least this long are expired
@@ -18,6 +19,8 @@ local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local out = {0}
 for _, p in ipairs(expired) do
   local id, deliveries = p[1], tonumber(p[4])
+  -- the previous owner's late outcome must now be checked against the pending list (settle.lua)
+  redis.call('HINCRBY', KEYS[3], p[2], 1)
   if deliveries >= tonumber(ARGV[5]) then
     local entry = redis.call('XRANGE', KEYS[1], id, id)
     if entry[1] ~= nil then

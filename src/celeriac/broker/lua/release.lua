@@ -1,6 +1,8 @@
 -- release: give deliveries back to the queue at shutdown, for deliveries this consumer still owns.
 --
 -- KEYS[1]  celeriac:{queue}:ready  stream of ready messages; consumer group ARGV[1]
+-- KEYS[2]  celeriac:{queue}:reclaimed  hash: consumer -> deliveries taken from it (see settle.lua);
+--          a consumer that released deliveries no longer owns them, so it is marked as well
 -- ARGV[1]  consumer group
 -- ARGV[2]  consumer (this worker)
 -- ARGV[3]  max entries of this consumer's pending list to read
@@ -31,4 +33,5 @@ for i = 5, #ARGV, 3 do
     n = n + 1
   end
 end
+if n > 0 then redis.call('HINCRBY', KEYS[2], ARGV[2], n) end
 return n
