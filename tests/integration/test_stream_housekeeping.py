@@ -105,3 +105,24 @@ async def test_a_consumer_that_lost_a_delivery_is_fenced_and_forgotten_when_prun
     assert await broker.prune_consumers(Q, 0, keep="new") == 1  # "old" owns nothing: removed
     assert client.hgetall(keys.reclaimed) == {}
     await broker.close()
+
+
+async def test_late_acks_after_redis_lost_the_stream_never_trim_new_messages(
+    env: tuple[RedisBroker, redis.Redis],
+) -> None:
+    broker, client = env
+    await broker.open([Q])
+    ready = broker.keys.queue(Q).ready
+    broker.enqueue_many([Enqueue(Q, b"before")])
+    (old,) = await broker.fetch([Q], "c1", 1, 0)
+    client.flushall()  # Redis lost everything (restart without persistence, failover to an empty replica)
+    await broker.fetch([Q], "c1", 1, 0)  # the worker recreates the group (NOGROUP)
+    # messages sent since, with ids older than the lost one's (a new server whose clock is behind)
+    for n in (1, 2, 3):
+        client.xadd(ready, {"m": f"after{n}".encode()}, id=f"1-{n}")
+    assert await broker.settle("c1", [Settlement(old)]) == []
+    # the trim is bounded by what the new group delivered (nothing), not by the late ack's id
+    assert client.xlen(ready) == 3
+    got = await broker.fetch([Q], "c2", 10, 0)
+    assert [d.data for d in got] == [b"after1", b"after2", b"after3"]
+    await broker.close()

@@ -91,18 +91,23 @@ if #acked > 0 then
   -- acked out of order (newer than a message still running) are deleted one by one.
   local oldest = redis.call('XPENDING', KEYS[1], ARGV[1])[2]
   if not oldest then
-    -- nothing running: every delivered entry is done; trim exactly, up to and including the newest
-    -- acked here, so that XLEN - pending is exact whenever the queue is idle
-    local newest = acked[1]
-    local nms, nseq = string.match(newest, '^(%d+)-(%d+)$')
-    nms, nseq = tonumber(nms), tonumber(nseq)
-    for k = 2, #acked do
-      local ms, seq = string.match(acked[k], '^(%d+)-(%d+)$')
-      ms, seq = tonumber(ms), tonumber(seq)
-      if ms > nms or (ms == nms and seq > nseq) then newest, nms, nseq = acked[k], ms, seq end
+    -- nothing running: every entry up to the group's last-delivered id is done. Trim exactly (not
+    -- in whole nodes), so that an idle queue's stream holds exactly its waiting messages. Bounded by
+    -- what the group delivered, never by the acked ids: after a Redis that lost the stream, those
+    -- may come from its previous life.
+    local last = nil
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+      local name, delivered = nil, nil
+      for j = 1, #g, 2 do
+        if g[j] == 'name' then name = g[j + 1] end
+        if g[j] == 'last-delivered-id' then delivered = g[j + 1] end
+      end
+      if name == ARGV[1] then last = delivered end
     end
-    redis.call('XTRIM', KEYS[1], 'MINID', newest)
-    redis.call('XDEL', KEYS[1], newest)
+    if last and last ~= '0-0' then
+      redis.call('XTRIM', KEYS[1], 'MINID', last)
+      redis.call('XDEL', KEYS[1], last)
+    end
   else
     redis.call('XTRIM', KEYS[1], 'MINID', '~', oldest)
     local oms, oseq = string.match(oldest, '^(%d+)-(%d+)$')
