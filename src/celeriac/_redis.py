@@ -2,112 +2,33 @@
 
 redis-py (with hiredis when installed) does the protocol work; this module only chooses timeouts and
 retries and turns redis-py's exceptions into celeriac's tree, with passwords removed from messages.
+URL checks and redaction live in ``_urls.py`` (no redis-py import) and are re-exported here.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import redis
 import redis.asyncio
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .exceptions import BrokerConnectionError, BrokerError, BrokerFullError, ConfigurationError
+from ._urls import TLS_URL_OPTIONS, URL_OPTIONS, check_url, redact
+from .exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 
-_SCHEMES = ("redis", "rediss", "unix")
-
-
-# userinfo of a URL: everything between "scheme://user:" and the LAST "@" of the same token, so that
-# a password holding an unescaped "@", "/" or ":" is hidden whole (hiding too much is the safe side)
-_USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s]*):\S*@")
-# query parameters that carry secrets (?password=..., ?ssl_password=...)
-_SECRET_QUERY = re.compile(r"(?i)(?P<head>[?&][a-z_]*password=)[^&#\s'\"]*")
-
-
-def redact(url: str) -> str:
-    """``url`` (or any text holding URLs) with passwords replaced by ``***``: the password of the
-    userinfo part and ``password``/``ssl_password`` query parameters. For logs, CLI output and errors."""
-    return _SECRET_QUERY.sub(r"\g<head>***", _USERINFO.sub(r"\g<head>:***@", url))
-
-
-# URL query options celeriac passes on to redis-py (others would reach the connection class as
-# unexpected arguments, or override the timeouts celeriac's blocking reads depend on)
-URL_OPTIONS = frozenset({"db", "username", "password", "client_name"})
-TLS_URL_OPTIONS = frozenset(
-    {
-        "ssl_ca_certs",
-        "ssl_ca_path",
-        "ssl_certfile",
-        "ssl_keyfile",
-        "ssl_password",
-        "ssl_cert_reqs",
-        "ssl_check_hostname",
-        "ssl_ciphers",
-    }
-)
-_TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-_CERT_REQS = ("none", "optional", "required")
-
-
-def check_url(url: str, setting: str = "broker") -> None:
-    """Raise ConfigurationError unless ``url`` is a Redis URL celeriac can use.
-
-    Query options are limited to ``db``, ``username``, ``password``, ``client_name`` and, for
-    ``rediss://``, the TLS options of :data:`TLS_URL_OPTIONS`; the files they name must exist.
-    """
-    shown = redact(url)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise ConfigurationError(setting, f"not a valid URL: {shown!r}") from None
-    try:
-        _ = parts.port
-    except ValueError:  # the error text may quote part of a password that holds a ":" or "/"
-        raise ConfigurationError(
-            setting,
-            f"not a valid URL: {shown!r} (the port is not a number; percent-encode special "
-            "characters of a password)",
-        ) from None
-    if parts.scheme not in _SCHEMES:
-        raise ConfigurationError(
-            setting,
-            f"unsupported scheme in {shown!r}: use redis://, rediss:// or unix:// (or memory://)",
-        )
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigurationError(setting, f"no host in {shown!r}")
-    db = parts.path.lstrip("/")
-    if parts.scheme != "unix" and db and not db.isdigit():
-        raise ConfigurationError(setting, f"database must be a number in {shown!r}")
-    _check_query(parts.scheme, parse_qs(parts.query, keep_blank_values=True), shown, setting)
-
-
-def _check_query(scheme: str, query: dict[str, list[str]], shown: str, setting: str) -> None:
-    allowed = URL_OPTIONS | (TLS_URL_OPTIONS if scheme == "rediss" else frozenset())
-    for name, values in query.items():
-        if name not in allowed:
-            hint = (
-                " (TLS options need a rediss:// URL)"
-                if name in TLS_URL_OPTIONS
-                else f"; known: {', '.join(sorted(allowed))}"
-            )
-            raise ConfigurationError(setting, f"unknown URL option {name!r} in {shown!r}{hint}")
-        value = values[-1]
-        if name in _TLS_FILES and not os.path.isfile(value):
-            raise ConfigurationError(setting, f"{name}: no such file {value!r}")
-        if name == "ssl_ca_path" and not os.path.isdir(value):
-            raise ConfigurationError(setting, f"ssl_ca_path: no such directory {value!r}")
-        if name == "ssl_cert_reqs" and value.lower() not in _CERT_REQS:
-            raise ConfigurationError(setting, f"ssl_cert_reqs must be one of {_CERT_REQS}, got {value!r}")
-        if name == "ssl_check_hostname" and value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigurationError(setting, f"ssl_check_hostname must be true or false, got {value!r}")
-        if name == "db" and not value.isdigit():
-            raise ConfigurationError(setting, f"db must be a number in {shown!r}")
+__all__ = [
+    "TLS_URL_OPTIONS",
+    "URL_OPTIONS",
+    "async_client",
+    "check_url",
+    "redact",
+    "sync_client",
+    "to_str",
+    "translate_errors",
+]
 
 
 def sync_client(

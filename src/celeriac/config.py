@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ._redis import check_url, redact
+from ._urls import check_url, redact
 from .exceptions import ConfigurationError
 from .message import CONTENT_TYPES
 

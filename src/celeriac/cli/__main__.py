@@ -1,5 +1,5 @@
 """``python -m celeriac.cli``: the same as the ``celeriac`` command."""
 
-from . import main
+from . import run
 
-main(prog_name="celeriac")
+run()

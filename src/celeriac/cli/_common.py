@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from .._redis import redact
+from .._urls import redact
 from ..app import Celeriac
 from ..exceptions import CeleriacError
 from ._loader import load_app
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass
@@ -73,6 +75,8 @@ def get_state(ctx: click.Context) -> State:
 
 def console(*, stderr: bool = False) -> Console:
     """A console on the current stdout (or stderr). Created per call, so CliRunner's capture works."""
+    from rich.console import Console  # not imported by `celeriac worker`
+
     return Console(stderr=stderr, highlight=False)
 
 

@@ -7,7 +7,7 @@ import time
 import click
 from rich.table import Table
 
-from .._redis import redact
+from .._urls import redact
 from ._common import console, format_age_s, get_state
 from ._options import app_options
 from .worker import split_queues

@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from .._redis import redact
+from .._urls import redact
 from .._version import __version__
+from ..gevent_patch import POOL_ENV
 from ..worker import Worker
 from ..worker.autoscale import DEFAULT_IDLE_S, Autoscale
 from ..worker.limits import TimeLimits
@@ -55,7 +56,7 @@ def configure_logging(level: str) -> None:
     type=click.IntRange(min=1),
     default=None,
     show_envvar=True,
-    help=f"Execution slots (default: {DEFAULT_CONCURRENCY['asyncio']} for asyncio, "
+    help=f"Execution slots (default: {DEFAULT_CONCURRENCY['asyncio']} for asyncio and gevent, "
     f"{DEFAULT_CONCURRENCY['threads']} for threads, one child per CPU for processes).",
 )
 @click.option(
@@ -64,9 +65,11 @@ def configure_logging(level: str) -> None:
     type=click.Choice(POOLS),
     default="asyncio",
     show_default=True,
+    envvar=list(POOL_ENV),
     show_envvar=True,
     help="asyncio: coroutines on the loop, sync tasks in threads. threads: one thread per slot. "
-    "processes: one child process per slot, for CPU-bound sync tasks.",
+    "processes: one child process per slot, for CPU-bound sync tasks. gevent: one greenlet per slot, "
+    "for blocking I/O in sync code (needs celeriac[gevent]; patched before anything is imported).",
 )
 @click.option(
     "-l",
@@ -116,7 +119,8 @@ def configure_logging(level: str) -> None:
     metavar="SECONDS",
     show_envvar=True,
     help="Default hard time limit of tasks that set none: the task fails with TimeLimitExceeded "
-    "(processes: the child is killed; threads: the thread cannot be stopped and is abandoned).",
+    "(processes: the child is killed; gevent: the greenlet is killed; threads: the thread cannot be "
+    "stopped and is abandoned).",
 )
 @click.option(
     "--max-tasks-per-child",

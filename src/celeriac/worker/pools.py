@@ -4,6 +4,8 @@
   threads (at most 32), with their context (``self.request``) carried over.
 * ``threads``: as ``asyncio``, with one thread per execution slot, for blocking sync code.
 * ``processes`` (``processes.py``): sync tasks run in child processes, for CPU-bound code.
+* ``gevent`` (``greenlets.py``, optional): sync tasks run in greenlets, hundreds of them, for
+  blocking I/O code that cannot be made async.
 
 Why not ``loop.run_in_executor``: it costs a future chain and a loop wake-up per call. Here threads
 take calls from a queue, and finished calls are handed back in batches: while a hand-back is pending
@@ -34,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from .executor import bound_call
 from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread, run_coroutine
-from .processes import ProcessPool
 from .recycling import NO_RECYCLING, Recycling
 
 if TYPE_CHECKING:
@@ -327,16 +328,33 @@ class AsyncioPool(ThreadBackedPool):
 
 
 MAX_ASYNCIO_THREADS = 32
-POOLS = ("asyncio", "threads", "processes")
-DEFAULT_CONCURRENCY = {"asyncio": 100, "threads": 10, "processes": os.cpu_count() or 1}
+POOLS = ("asyncio", "threads", "processes", "gevent")
+DEFAULT_CONCURRENCY = {"asyncio": 100, "threads": 10, "processes": os.cpu_count() or 1, "gevent": 100}
 
 
 def make_pool(kind: str, concurrency: int, app: Celeriac, recycling: Recycling = NO_RECYCLING) -> Pool:
-    """A pool by name: ``asyncio``, ``threads`` or ``processes``."""
+    """A pool by name: ``asyncio``, ``threads``, ``processes`` or ``gevent``.
+
+    Raises:
+        ConfigurationError: ``gevent`` without gevent installed.
+    """
     if kind == "asyncio":
         return AsyncioPool(AsyncioPool._threads_for(concurrency))
     if kind == "threads":
         return ThreadBackedPool(concurrency)
     if kind == "processes":
+        from .processes import ProcessPool  # not imported by workers of the other pools
+
         return ProcessPool(app, concurrency, recycling)
+    if kind == "gevent":
+        try:
+            from .greenlets import GeventPool  # gevent is an optional extra
+        except ImportError as exc:
+            if exc.name not in ("gevent", "greenlet"):
+                raise
+            from ..exceptions import ConfigurationError
+            from ..gevent_patch import INSTALL_HINT
+
+            raise ConfigurationError("pool", INSTALL_HINT) from None
+        return GeventPool()
     raise ValueError(f"unknown pool {kind!r}: choose one of {', '.join(POOLS)}")

@@ -1,0 +1,209 @@
+"""The ``gevent`` pool: sync tasks in greenlets, for blocking I/O code that cannot be made async.
+
+Hundreds of sync tasks that wait on sockets (``requests``, a blocking database driver, ``time.sleep``)
+run in one process, one greenlet each, because gevent's monkey-patching turns their blocking calls
+into switches to gevent's hub (``celeriac/gevent_patch.py`` patches before anything is imported).
+
+The worker still owns all Redis I/O on its asyncio loop, unchanged. After ``patch_all()`` the
+default selector is gevent's, so the loop *is* a greenlet (the main one) that waits in gevent's
+hub: while it waits for Redis or a timer, the task greenlets run, and while they wait for their
+sockets, the loop runs. A finished greenlet hands its result back with
+``loop.call_soon_threadsafe``, which writes to the loop's self-pipe and so wakes its selector;
+completions that arrive while a hand-back is pending join it (one loop wake-up per batch, as in the
+thread pools). Coroutine tasks run on the loop as in the other pools.
+
+Why not the loop in a real OS thread next to the hub: asyncio, redis-py and the default executor
+then run on patched primitives (gevent locks, greenlet "threads") from a thread that is not the
+hub's, which gevent supports only partly. One thread, one hub, one loop is the simple sound design.
+
+The cost of that design, and the trade-off of gevent itself: greenlets are cooperative. Code that
+does not yield (CPU-bound loops, C extensions that block without releasing to gevent: a database
+driver written in C that gevent cannot patch) stops every other greenlet *and the worker's loop*:
+no fetch, no settle, no lease renewal. A lease that is not renewed expires after ``lease_s`` and the
+task may run again elsewhere. CPU-bound tasks belong in ``-P processes``.
+
+Time limits: the soft limit is a ``gevent.Timeout`` around the call, so ``SoftTimeLimitExceeded`` is
+raised inside the greenlet where it waits (``time.sleep``, a socket read). The hard limit kills the
+greenlet (``GreenletExit`` at its next switch, so ``finally`` blocks run) and fails the run with
+``TimeLimitExceeded`` at once; a greenlet that swallows the kill keeps running, *abandoned*, until
+it returns (heartbeat field ``abandoned``). A cold shutdown kills the greenlets of the tasks it hands
+back. Neither limit can interrupt code that never yields (see above).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import gevent
+
+from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from ..gevent_patch import check_patched
+from .executor import bound_call
+from .limits import TimeLimits, run_coroutine
+
+if TYPE_CHECKING:
+    from .executor import Job
+
+logger = logging.getLogger("celeriac.worker")
+
+
+class _Run:
+    """One sync call in a greenlet."""
+
+    __slots__ = ("abandoned", "future", "greenlet", "label", "limits")
+
+    def __init__(self, future: asyncio.Future[Any], limits: TimeLimits, label: str) -> None:
+        self.future = future
+        self.limits = limits
+        self.label = label
+        self.greenlet: gevent.Greenlet | None = None
+        self.abandoned = False  # the hard limit passed, or its delivery was handed back
+
+
+class GeventPool:
+    """Coroutines on the loop; sync callables in one greenlet each (see the module docstring).
+
+    The number of greenlets is the worker's concurrency: a greenlet is started per task and ends
+    with it, so resizing (autoscale) needs nothing here.
+    """
+
+    name = "gevent"
+    enforces_sync_hard_limit = True
+    recycles_children = False
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running: set[_Run] = set()
+        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._handback_pending = False
+        self.abandoned = 0
+
+    # ---- Pool ------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        check_patched()
+
+    async def start(self) -> None:
+        check_patched()
+        self._loop = asyncio.get_running_loop()
+        selector = getattr(self._loop, "_selector", None)
+        if selector is not None and not type(selector).__module__.startswith("gevent"):
+            # a loop made before the patch blocks the whole process in its select: no greenlet runs
+            from ..exceptions import ConfigurationError
+
+            raise ConfigurationError(
+                "pool",
+                "the gevent pool needs an event loop created after gevent's monkey-patching "
+                f"(this loop's selector is {type(selector).__name__})",
+            )
+
+    async def run(self, job: Job, limits: TimeLimits) -> Any:
+        call = bound_call(job.task, job.message.args, job.message.kwargs)
+        limited = limits.soft_s is not None or limits.hard_s is not None
+        if job.task.is_async:
+            if not limited:
+                return await call()
+            return await run_coroutine(call(), limits, f"{job.message.task}[{job.message.id}]")
+        ctx = contextvars.copy_context()  # carries the request into the greenlet
+        return await self.run_sync(lambda: ctx.run(call), limits, f"{job.message.task}[{job.message.id}]")
+
+    def resize(self, concurrency: int) -> None:
+        pass  # one greenlet per running task: the worker's slot count is the only bound
+
+    async def close(self, cold: bool) -> None:
+        """Kill greenlets still running (their deliveries were handed back)."""
+        for run in list(self._running):
+            self._kill(run)
+
+    @property
+    def busy_threads(self) -> int:
+        return len(self._running)
+
+    def info(self) -> dict[str, str]:
+        return {"greenlets": str(len(self._running)), "abandoned": str(self.abandoned)}
+
+    # ---- sync calls ------------------------------------------------------------------------------
+    async def run_sync(self, fn: Callable[[], Any], limits: TimeLimits, label: str = "task") -> Any:
+        """Run ``fn`` in a new greenlet under ``limits``; return its value or raise its exception."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        run = _Run(loop.create_future(), limits, label)
+        self._running.add(run)
+        run.greenlet = gevent.spawn(self._invoke, run, fn)
+        hard = None
+        if limits.hard_s is not None:
+            hard = loop.call_later(limits.hard_s, self._hard_limit, run)
+        try:
+            return await run.future
+        except asyncio.CancelledError:
+            self._kill(run)  # handed back (cold shutdown, or the grace ran out): it must not go on here
+            raise
+        finally:
+            if hard is not None:
+                hard.cancel()
+
+    def _invoke(self, run: _Run, fn: Callable[[], Any]) -> None:
+        """The greenlet: call ``fn`` (under the soft limit), then hand the outcome back."""
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            soft_s = run.limits.soft_s
+            if soft_s is None:
+                value = fn()
+            else:
+                soft = SoftTimeLimitExceeded(f"{run.label}: soft time limit ({soft_s:g}s) exceeded")
+                with gevent.Timeout(soft_s, soft):
+                    value = fn()
+        except BaseException as exc:  # handed to the awaiting coroutine, which decides (a kill too)
+            error = exc
+        self._complete(run, value, error)
+
+    def _complete(self, run: _Run, value: Any, error: BaseException | None) -> None:
+        # No lock: greenlets and the loop share one OS thread, and nothing here switches.
+        self._running.discard(run)
+        if run.abandoned:
+            self.abandoned -= 1
+            return
+        self._done.append((run.future, value, error))
+        if self._handback_pending or self._loop is None:
+            return
+        self._handback_pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._hand_back)  # wakes the loop's selector
+        except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
+            pass
+
+    def _hand_back(self) -> None:
+        done, self._done = self._done, []
+        self._handback_pending = False
+        for future, value, error in done:
+            if future.done():
+                continue  # cancelled (shutdown) or failed by its hard limit
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+    # ---- ending greenlets ------------------------------------------------------------------------
+    def _kill(self, run: _Run) -> None:
+        """Throw ``GreenletExit`` into the greenlet at its next switch; it is abandoned until it ends."""
+        if run.abandoned or run not in self._running:
+            return
+        run.abandoned = True
+        self.abandoned += 1
+        if run.greenlet is not None:
+            run.greenlet.kill(block=False)
+
+    def _hard_limit(self, run: _Run) -> None:
+        if run.future.done() or run not in self._running:
+            return
+        self._kill(run)
+        logger.warning("%s: time limit (%gs) exceeded; its greenlet was killed", run.label, run.limits.hard_s)
+        run.future.set_exception(
+            TimeLimitExceeded(
+                f"{run.label}: time limit ({run.limits.hard_s:g}s) exceeded; its greenlet was killed"
+            )
+        )
