@@ -33,6 +33,13 @@ def slow(token: str, seconds: float) -> str:
     return token
 
 
+@app.task(name="itest.nap", ignore_result=False)
+def nap(token: str, seconds: float) -> str:
+    """Sleeps (a blocking call) without touching Redis: as many may run at once as the pool allows."""
+    time.sleep(seconds)
+    return token
+
+
 @app.task(name="itest.wait_for_go")
 def wait_for_go(token: str) -> str:
     """Marks its start, then blocks until the test pushes to test:go (an event, not a sleep)."""
