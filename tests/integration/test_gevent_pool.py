@@ -169,5 +169,5 @@ def test_an_embedded_worker_patched_first(producer: Celeriac, redis_url: str) ->
         check=True,
     ).stdout
     assert out.strip() == "100"
-    assert time.monotonic() - started < 15  # 100 × 0.3 s = 30 s one at a time
+    assert time.monotonic() - started < 15  # 100 sleeps of 0.3 s: 30 s one at a time
     assert results[-1].get(timeout=5) == "e99"
