@@ -29,10 +29,8 @@ child never talks to Redis on the worker's behalf: the worker keeps all the I/O 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import ctypes
-import ctypes.util
+import logging
 import os
 import pickle
 import select
@@ -43,17 +41,20 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..context import Request, _current
 from ..exceptions import SoftTimeLimitExceeded
-from .executor import bound_call
-from .limits import TimeLimits, run_coroutine
 from .recycling import resident_kib
 
 if TYPE_CHECKING:
     from ..app import Celeriac
+    from ..task import Task
+    from .lean import LeanSpec
+
+# Imports are kept to what a child needs: the lean fork server (``lean.py``) imports this module in a
+# fresh interpreter, and every byte imported here is resident in each child. No asyncio (imported
+# when an async task runs), no executor, no multiprocessing (``Channel`` frames messages itself).
 
 _PID = struct.Struct("!q")
 _EXIT = struct.Struct("!qq")  # pid, raw wait status
@@ -67,13 +68,29 @@ class ForkServer:
         child_main: what a new child runs, given its socket; must never return.
     """
 
-    def __init__(self, child_main: Callable[[socket.socket], NoReturn]) -> None:
+    def __init__(self, child_main: Callable[[socket.socket], NoReturn], lean: LeanSpec | None = None) -> None:
         self._child_main = child_main
+        self._lean = lean
+        self._process: Any = None  # the lean server's subprocess.Popen
         self.pid = 0
         self._ctrl: socket.socket | None = None
         self.status: socket.socket | None = None  # exit statuses (read by the worker's loop)
 
     def start(self) -> ForkServer:
+        """Start a lean server (a fresh interpreter, ``lean.py``) if given a spec, else fork one."""
+        if self._lean is not None:
+            from .lean import start_server
+
+            try:
+                self._process, ctrl, self.status = start_server(self._lean)
+            except OSError as exc:
+                logging.getLogger("celeriac.worker").warning(
+                    "%s; forking the process pool's server from the worker instead", exc
+                )
+            else:
+                ctrl.settimeout(_SPAWN_TIMEOUT_S)
+                self.pid, self._ctrl = self._process.pid, ctrl
+                return self
         ctrl, ctrl_remote = socket.socketpair()
         status, status_remote = socket.socketpair()
         pid = os.fork()
@@ -120,10 +137,13 @@ class ForkServer:
             if sock is not None:
                 sock.close()
         self._ctrl = self.status = None
-        if self.pid:
+        if self._process is not None:
+            self._process.wait()
+            self._process = None
+        elif self.pid:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
-            self.pid = 0
+        self.pid = 0
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -134,6 +154,41 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
             raise ConnectionResetError("the fork server closed its socket")
         data += chunk
     return data
+
+
+class Channel:
+    """Length-prefixed messages over a stream socket, between the worker and one child.
+
+    What ``multiprocessing.connection.Connection`` does, without importing ``multiprocessing``
+    (4.5 MiB resident in every child). Raises ``EOFError`` when the other end closed the socket.
+    """
+
+    _HEADER = struct.Struct("!Q")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def send_bytes(self, data: bytes) -> None:
+        self._sock.sendall(self._HEADER.pack(len(data)))
+        self._sock.sendall(data)
+
+    def recv_bytes(self) -> bytes:
+        try:
+            (size,) = self._HEADER.unpack(_recv_exactly(self._sock, self._HEADER.size))
+            return _recv_exactly(self._sock, size) if size else b""
+        except ConnectionResetError as exc:
+            raise EOFError(str(exc)) from None
+
+    def poll(self) -> bool:
+        """True when a message (or EOF) can be read without blocking."""
+        readable, _, _ = select.select([self._sock], [], [], 0)
+        return bool(readable)
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def _serve(
@@ -226,9 +281,12 @@ def _die_with_parent() -> None:
     """Linux: get SIGKILL when the parent dies, so no orphan runs a task another worker now runs."""
     if not sys.platform.startswith("linux"):
         return
+    import ctypes  # imported here: only Linux needs it
+
     parent = os.getppid()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the process's own symbols include libc's; ctypes.util.find_library would run ldconfig
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
@@ -274,7 +332,7 @@ def child_main(app: Celeriac, sock: socket.socket) -> NoReturn:
     """Run tasks sent by the worker until told to stop or the worker goes away. Never returns."""
     _detach_signals()
     _die_with_parent()
-    conn = Connection(sock.detach())
+    conn = Channel(sock)
     alarm = _SoftAlarm()
     code = 0
     try:
@@ -306,8 +364,12 @@ def _run_one(app: Celeriac, alarm: _SoftAlarm, seq: int, request: Request, soft_
     token = _current.set(request)
     try:
         task = app.tasks[request.task]
-        call = bound_call(task, request.args, request.kwargs)
+        call = _bound_call(task, request.args, request.kwargs)
         if task.is_async:
+            import asyncio  # only children that run async tasks pay for it
+
+            from .limits import TimeLimits, run_coroutine
+
             # a loop per task: children run one task at a time, and a fresh loop leaves nothing behind
             value = asyncio.run(run_coroutine(call(), TimeLimits(soft_s=soft_s), label))
         else:
@@ -324,6 +386,14 @@ def _run_one(app: Celeriac, alarm: _SoftAlarm, seq: int, request: Request, soft_
     except Exception as exc:  # an unpicklable return value
         problem = TypeError(f"the result of {label} cannot be sent back from the child process: {exc}")
         return pickle.dumps(("done", seq, False, pack_exception(problem), resident_kib(), runtime_s))
+
+
+def _bound_call(task: Task[Any, Any], args: Any, kwargs: Any) -> Callable[[], Any]:
+    # executor.bound_call, repeated here so that children do not import the executor (and asyncio)
+    fn = task.fn
+    if task.bind:
+        return lambda: fn(task, *args, **kwargs)
+    return lambda: fn(*args, **kwargs)
 
 
 def pack_exception(exc: BaseException) -> tuple[bytes | None, str, str, str]:

@@ -23,7 +23,6 @@ How each is enforced depends on where the code runs, and the honest answer diffe
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import sys
 from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
@@ -212,6 +211,8 @@ def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
     set_async_exc = _set_async_exc()
     if set_async_exc is None:
         return False
+    import ctypes
+
     return bool(set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)) == 1)
 
 
@@ -219,12 +220,16 @@ def clear_thread_exception(thread_id: int) -> None:
     """Withdraw an exception set by :func:`raise_in_thread` that the thread has not raised yet."""
     set_async_exc = _set_async_exc()
     if set_async_exc is not None:
+        import ctypes
+
         set_async_exc(ctypes.c_ulong(thread_id), None)  # NULL: clear
 
 
 def _set_async_exc() -> Any:
     if sys.implementation.name != "cpython":
         return None
+    import ctypes  # imported on first use: a worker without soft limits in threads does without libffi
+
     return ctypes.pythonapi.PyThreadState_SetAsyncExc
 
 

@@ -38,12 +38,12 @@ import pickle
 import signal
 import time
 from collections import deque
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import SerializationError, TaskError, TimeLimitExceeded, WorkerLostError
-from .child import ForkServer, child_main, read_exits
+from .child import Channel, ForkServer, child_main, read_exits
 from .executor import REMOTE_TRACEBACK_ATTR
+from .lean import LeanSpec, lean_spec
 from .limits import TimeLimits
 from .recycling import NO_RECYCLING, Recycling
 
@@ -84,7 +84,7 @@ class _Child:
         "tasks",
     )
 
-    def __init__(self, pid: int, conn: Connection, age_limit_s: float | None, ready: asyncio.Future[None]):
+    def __init__(self, pid: int, conn: Channel, age_limit_s: float | None, ready: asyncio.Future[None]):
         self.pid = pid
         self.conn = conn
         self.started = time.monotonic()
@@ -127,12 +127,22 @@ class ProcessPool:
         self._expected_exits: dict[int, str] = {}  # pid -> why we ended it (not worth a warning)
         self._all_ended: asyncio.Event | None = None
         self._respawn: asyncio.TimerHandle | None = None
+        self._lean: LeanSpec | None = None
 
     # ---- Pool ------------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Fork the fork server now, while the worker is still single-threaded."""
+        """Start the fork server now, while the worker is still single-threaded.
+
+        A lean one (a fresh interpreter that imports only the app: ``lean.py``) when the app can be
+        imported again by name; otherwise one forked from the worker.
+        """
         if self._server is None or not self._server.alive:
-            self._server = ForkServer(functools.partial(child_main, self.app)).start()
+            if self._lean is None:
+                self._lean, why = lean_spec(self.app)
+                if self._lean is None:
+                    logger.info("process pool: the fork server is forked from the worker (%s)", why)
+            server = ForkServer(functools.partial(child_main, self.app), lean=self._lean)
+            self._server = server.start()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -251,7 +261,7 @@ class ProcessPool:
             if self._respawn is None or self._respawn.cancelled():
                 self._respawn = loop.call_later(_RESPAWN_DELAY_S, self._fill)
             return False
-        child = _Child(pid, Connection(sock.detach()), self.recycling.age_limit_s(), loop.create_future())
+        child = _Child(pid, Channel(sock), self.recycling.age_limit_s(), loop.create_future())
         self._children[pid] = child
         assert self._all_ended is not None
         self._all_ended.clear()
