@@ -69,6 +69,14 @@ def pid() -> int:
     return os.getpid()
 
 
+@app.task(name="itest.loaded", ignore_result=False)
+def loaded(module: str) -> bool:
+    """Whether ``module`` is imported in the process running this task."""
+    import sys
+
+    return module in sys.modules
+
+
 @app.task(name="itest.apid", ignore_result=False)
 async def apid() -> int:
     await asyncio.sleep(0)

@@ -84,8 +84,10 @@ class ForkServer:
             try:
                 self._process, ctrl, self.status = start_server(self._lean)
             except OSError as exc:
-                logging.getLogger("celeriac.worker").warning(
-                    "%s; forking the process pool's server from the worker instead", exc
+                # tasks registered at run time are a normal case (the fallback only costs memory)
+                level = logging.INFO if "LookupError" in str(exc) else logging.WARNING
+                logging.getLogger("celeriac.worker").log(
+                    level, "%s; forking the process pool's server from the worker instead", exc
                 )
             else:
                 ctrl.settimeout(_SPAWN_TIMEOUT_S)
