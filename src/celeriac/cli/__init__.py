@@ -18,6 +18,9 @@ def run() -> None:
     from ..gevent_patch import patch_if_requested
 
     patch_if_requested()
+    from . import _run_worker
+
+    _run_worker.REEXEC = True  # `celeriac worker` runs its worker in a lean image, without click
     from ._group import main
 
     main(prog_name="celeriac")

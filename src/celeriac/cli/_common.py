@@ -11,8 +11,8 @@ import click
 
 from .._urls import redact
 from ..app import Celeriac
-from ..exceptions import CeleriacError
-from ._loader import load_app
+from ._loader import AppLoadError, load_app
+from ._run_worker import error_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,7 +47,10 @@ class State:
         if self._app is not None:
             return self._app
         if self.app_spec:
-            app = load_app(self.app_spec)
+            try:
+                app = load_app(self.app_spec)
+            except AppLoadError as exc:
+                raise click.UsageError(str(exc)) from None
             if self.broker_url and self.broker_from_command_line:
                 app.conf.broker_url = self.broker_url
         elif required:
@@ -83,14 +86,6 @@ def console(*, stderr: bool = False) -> Console:
 def fail(message: str) -> click.ClickException:
     """A one-line error for the user (printed as ``Error: ...``, exit status 1), URLs redacted."""
     return click.ClickException(redact(message))
-
-
-def error_line(exc: BaseException) -> str:
-    """One line describing an error from celeriac's tree (or a Redis client error), URLs redacted."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if not isinstance(exc, CeleriacError):
-        text = f"{type(exc).__name__}: {text}"
-    return redact(text)
 
 
 def json_option(value: str | None, kind: type, what: str) -> Any:

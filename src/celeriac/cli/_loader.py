@@ -14,15 +14,18 @@ import sys
 import traceback
 from typing import Any
 
-import click
-
 from ..app import Celeriac
+from ..exceptions import CeleriacError
 
 DEFAULT_ATTRIBUTE = "app"
 
 
-class AppLoadError(click.UsageError):
-    """The ``-A/--app`` value does not name an importable Celeriac app."""
+class AppLoadError(CeleriacError):
+    """The ``-A/--app`` value does not name an importable Celeriac app (a usage error: exit status 2).
+
+    Not a ``click.UsageError``, so that the worker's lean image (``_run_worker.py``) loads apps
+    without importing click; the CLI turns it into one (``_common.State.app``).
+    """
 
 
 def load_app(spec: str) -> Celeriac:

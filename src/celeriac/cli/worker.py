@@ -1,24 +1,26 @@
-"""``celeriac worker``: run a worker for an app (argument parsing and logging set-up only)."""
+"""``celeriac worker``: run a worker for an app (argument parsing only).
+
+The worker itself runs in ``_run_worker.py``: in a lean image without click when started by the
+``celeriac`` program, in this process when the command is invoked from Python (tests).
+"""
 
 from __future__ import annotations
 
-import logging
-import sys
+from dataclasses import replace
 
 import click
 
-from .._urls import redact
-from .._version import __version__
 from ..gevent_patch import POOL_ENV
-from ..worker import Worker
 from ..worker.autoscale import DEFAULT_IDLE_S, Autoscale
-from ..worker.limits import TimeLimits
 from ..worker.pools import DEFAULT_CONCURRENCY, POOLS
-from ..worker.recycling import Recycling, parse_size_kib, reexec
+from ..worker.recycling import parse_size_kib
+from . import _run_worker
 from ._common import get_state
 from ._options import app_options
+from ._run_worker import LOG_FORMAT, WorkerOptions, configure_logging, serve
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+__all__ = ["LOG_FORMAT", "configure_logging", "split_names", "split_queues", "worker"]
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -31,12 +33,6 @@ def split_names(values: tuple[str, ...]) -> list[str]:
 
 
 split_queues = split_names
-
-
-def configure_logging(level: str) -> None:
-    """Log to stderr at ``level``; Redis client chatter stays at WARNING."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
-    logging.getLogger("redis").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @click.command()
@@ -196,43 +192,26 @@ def worker(
         scale = Autoscale.parse(autoscale, autoscale_idle) if autoscale else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--autoscale") from None
-    configure_logging(loglevel)
-    app = get_state(ctx).app(required=True)
-    log = logging.getLogger("celeriac.worker")
-    instance = Worker(
-        app,
-        queues=split_queues(queues) or None,
+    options = WorkerOptions(
+        queues=split_queues(queues),
         concurrency=concurrency,
         pool=pool,
+        loglevel=loglevel,
         worker_id=worker_id,
         burst=burst,
-        limits=TimeLimits(soft_s=soft_time_limit, hard_s=time_limit),
-        recycling=Recycling(max_tasks_per_child, max_memory_kib, max_child_age),
-        autoscale=scale,
         include=split_names(include),
+        soft_time_limit=soft_time_limit,
+        time_limit=time_limit,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_kib=max_memory_kib,
+        max_child_age=max_child_age,
+        autoscale=(scale.max, scale.min, scale.idle_s) if scale else None,
     )
-    log.info(
-        "celeriac %s: app %s, broker %s, %d task(s) registered",
-        __version__,
-        app.main or "?",
-        redact(app.conf.broker_url),
-        len(app.tasks),
-    )
-    for warning in app.startup_warnings():
-        log.warning("%s", warning)
-    instance.start()
-    s = instance.stats
-    log.info(
-        "processed %d: %d succeeded, %d failed, %d retried, %d dead-lettered",
-        s.processed,
-        s.succeeded,
-        s.failed,
-        s.retried,
-        s.dead_lettered,
-    )
-    if instance.recycle_reason:
-        # Drained and stopped for a recycling limit: start afresh in this same process (same pid,
-        # so a supervisor sees no exit), which returns every leaked byte to the system.
-        log.warning("re-executing the worker (%s)", instance.recycle_reason)
-        app.close()
-        reexec()
+    state = get_state(ctx)
+    if _run_worker.REEXEC:
+        if not state.app_spec:
+            state.app(required=True)  # raises the usage error
+        broker = state.broker_url if state.broker_from_command_line else None
+        _run_worker.reexec_lean(replace(options, app_spec=state.app_spec, broker_url=broker))
+    configure_logging(loglevel)
+    serve(state.app(required=True), options)

@@ -71,7 +71,7 @@ class Worker:
         queues: queues in priority order (default: the app's default queue).
         concurrency: execution slots (default 100 for ``asyncio``, 10 for ``threads``, one per CPU for
             ``processes``).
-        pool: ``"asyncio"``, ``"threads"`` or ``"processes"``.
+        pool: ``"asyncio"``, ``"threads"``, ``"processes"`` or ``"gevent"`` (see ``gevent_patch.py``).
         worker_id: a unique name (default: host, pid and a random suffix).
         burst: stop once the queues are empty and nothing runs (handy for scripts and tests).
         on_outcome: called on the loop with each delivery's outcome once it is recorded (tests, demo).
