@@ -27,6 +27,7 @@ __all__ = [
     "redact",
     "sync_client",
     "to_str",
+    "translate_error",
     "translate_errors",
 ]
 
