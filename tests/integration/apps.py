@@ -40,6 +40,17 @@ def nap(token: str, seconds: float) -> str:
     return token
 
 
+@app.task(name="itest.run_loop", ignore_result=False)
+def run_loop(token: str, seconds: float) -> str:
+    """A sync task that runs an event loop of its own (sync code calling an async library)."""
+
+    async def inner() -> str:
+        await asyncio.sleep(seconds)
+        return token
+
+    return asyncio.run(inner())
+
+
 @app.task(name="itest.wait_for_go")
 def wait_for_go(token: str) -> str:
     """Marks its start, then blocks until the test pushes to test:go (an event, not a sleep)."""

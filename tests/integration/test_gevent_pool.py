@@ -56,6 +56,17 @@ def test_hundreds_of_tasks_block_in_socket_reads_at_once(
     assert len(take(r, "test:finished", 100)) == 100
 
 
+def test_sync_tasks_may_run_event_loops_of_their_own(cli_worker: Any, producer: Celeriac) -> None:
+    # asyncio's running loop is kept per greenlet: the worker's loop runs in the same OS thread
+    cli_worker("-P", "gevent", "-c", "50")
+    started = time.monotonic()
+    results = producer.send_many(
+        [Signature("itest.run_loop", (f"l{i}", 0.3), app=producer) for i in range(50)]
+    )
+    assert [r.get(timeout=30) for r in results] == [f"l{i}" for i in range(50)]
+    assert time.monotonic() - started < 10  # their loops wait cooperatively too (15 s one at a time)
+
+
 def test_time_limits_per_task_per_call_and_worker_default(cli_worker: Any, producer: Celeriac) -> None:
     w = cli_worker("-P", "gevent", "--time-limit", "0.4", CELERIAC_WORKER_TTL_S="1")
     # the task's own soft limit (0.3 s) raises inside time.sleep, in the greenlet

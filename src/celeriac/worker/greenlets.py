@@ -10,7 +10,8 @@ hub: while it waits for Redis or a timer, the task greenlets run, and while they
 sockets, the loop runs. A finished greenlet hands its result back with
 ``loop.call_soon_threadsafe``, which writes to the loop's self-pipe and so wakes its selector;
 completions that arrive while a hand-back is pending join it (one loop wake-up per batch, as in the
-thread pools). Coroutine tasks run on the loop as in the other pools.
+thread pools). Coroutine tasks run on the loop as in the other pools. asyncio's notion of the running
+loop is kept per greenlet (a greenlet trace function), so a sync task may still call ``asyncio.run``.
 
 Why not the loop in a real OS thread next to the hub: asyncio, redis-py and the default executor
 then run on patched primitives (gevent locks, greenlet "threads") from a thread that is not the
@@ -35,10 +36,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
+import greenlet
 
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..gevent_patch import check_patched
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
     from .executor import Job
 
 logger = logging.getLogger("celeriac.worker")
+
+_UNSET = object()
 
 
 class _Run:
@@ -80,6 +85,7 @@ class GeventPool:
         self._running: set[_Run] = set()
         self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         self._handback_pending = False
+        self._previous_trace: Any = _UNSET
         self.abandoned = 0
 
     # ---- Pool ------------------------------------------------------------------------------------
@@ -89,6 +95,7 @@ class GeventPool:
     async def start(self) -> None:
         check_patched()
         self._loop = asyncio.get_running_loop()
+        self._running_loop_per_greenlet()
         selector = getattr(self._loop, "_selector", None)
         if selector is not None and not type(selector).__module__.startswith("gevent"):
             # a loop made before the patch blocks the whole process in its select: no greenlet runs
@@ -117,6 +124,33 @@ class GeventPool:
         """Kill greenlets still running (their deliveries were handed back)."""
         for run in list(self._running):
             self._kill(run)
+        if self._previous_trace is not _UNSET:
+            greenlet.settrace(self._previous_trace)
+            self._previous_trace = _UNSET
+
+    def _running_loop_per_greenlet(self) -> None:
+        """Make asyncio's "running loop" a property of each greenlet rather than of the OS thread.
+
+        asyncio records the running loop per OS thread, and the worker's loop runs in this thread's
+        main greenlet: without this, a sync task calling ``asyncio.run()`` (as it may in a thread)
+        would be told that a loop already runs. A greenlet trace function saves the running loop of
+        the greenlet switched away from and restores that of the greenlet switched to (None for a
+        new one), so each sees its own, including a loop a task runs itself.
+        """
+        saved: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        get_loop, set_loop = asyncio._get_running_loop, asyncio._set_running_loop
+        previous = greenlet.gettrace()
+
+        def trace(event: str, args: Any) -> None:
+            if event == "switch" or event == "throw":
+                origin, target = args
+                saved[origin] = get_loop()
+                set_loop(saved.get(target))
+            if previous is not None:
+                previous(event, args)
+
+        self._previous_trace = previous
+        greenlet.settrace(trace)
 
     @property
     def busy_threads(self) -> int:
