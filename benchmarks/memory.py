@@ -1,7 +1,7 @@
 """Resident memory of celeriac workers: one command, one table.
 
-    python benchmarks/memory.py                 # every configuration
-    python benchmarks/memory.py --only asyncio,processes --settle 3
+    python benchmarks/memory.py                 # every configuration (gevent ones if installed)
+    python benchmarks/memory.py --only asyncio,processes --settle 3 --embedded
 
 For each configuration it starts ``python -m celeriac.cli worker -A memapp:app ... -l warning`` (the CLI,
 as in production) against a private ``redis-server``, waits until the worker's heartbeat says it is
@@ -210,11 +210,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", default="asyncio,threads,processes,slots", help="comma-separated subset")
+    parser.add_argument(
+        "--only", default="asyncio,threads,gevent,processes,slots", help="comma-separated subset"
+    )
     parser.add_argument("--settle", type=float, default=3.0, help="seconds idle before reading (3)")
     parser.add_argument("--embedded", action="store_true", help="also an idle worker started from Python")
     options = parser.parse_args()
     only = set(options.only.split(","))
+    try:
+        import gevent  # noqa: F401
+    except ImportError:
+        print("gevent is not installed (pip install 'celeriac[gevent]'): skipping its figures")
+        only.discard("gevent")
+        gevent_slots = False
+    else:
+        gevent_slots = True
     print(f"Python {platform.python_version()}, {platform.system()} {platform.machine()}")
     with tempfile.TemporaryDirectory() as workdir, RedisServer() as server:
         Path(workdir, "memapp.py").write_text(APP)
@@ -236,7 +246,8 @@ def main() -> None:
         if "slots" in only:
             print("\n| per running task | figures | cost |\n|---|---|---|")
             bench.per_slot("`-P asyncio`, `async def` awaiting", "asyncio", "memslots.asleep")
-            bench.per_slot("`-P gevent`, sync `time.sleep`", "gevent", "memslots.sleep")
+            if gevent_slots:
+                bench.per_slot("`-P gevent`, sync `time.sleep`", "gevent", "memslots.sleep")
     print(
         textwrap.dedent("""
         VmRSS counts pages shared between processes once per process; Pss divides them among the
