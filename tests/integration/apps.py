@@ -51,6 +51,15 @@ def run_loop(token: str, seconds: float) -> str:
     return asyncio.run(inner())
 
 
+@app.task(name="itest.spin", ignore_result=False)
+def spin(seconds: float) -> str:
+    """CPU-bound: computes without yielding (gevent cannot switch away from it)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "spun"
+
+
 @app.task(name="itest.wait_for_go")
 def wait_for_go(token: str) -> str:
     """Marks its start, then blocks until the test pushes to test:go (an event, not a sleep)."""

@@ -84,6 +84,13 @@ def test_time_limits_per_task_per_call_and_worker_default(cli_worker: Any, produ
     assert "pool gevent cannot enforce" not in w.log
 
 
+def test_a_task_that_does_not_yield_is_reported(cli_worker: Any, producer: Celeriac) -> None:
+    w = cli_worker("-P", "gevent")
+    assert producer.send_task("itest.spin", args=(1.5,)).get(timeout=15) == "spun"
+    w.wait_log("gevent: no greenlet could run for")
+    assert producer.send_task("itest.nap", args=("after", 0.0)).get(timeout=15) == "after"
+
+
 def test_autoscale_grows_and_shrinks(cli_worker: Any, producer: Celeriac, r: redis.Redis) -> None:
     w = cli_worker(
         "-P", "gevent", "--autoscale", "40,2", "--autoscale-idle", "0.5", CELERIAC_WORKER_TTL_S="1"

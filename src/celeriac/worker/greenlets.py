@@ -21,7 +21,8 @@ The cost of that design, and the trade-off of gevent itself: greenlets are coope
 does not yield (CPU-bound loops, C extensions that block without releasing to gevent: a database
 driver written in C that gevent cannot patch) stops every other greenlet *and the worker's loop*:
 no fetch, no settle, no lease renewal. A lease that is not renewed expires after ``lease_s`` and the
-task may run again elsewhere. CPU-bound tasks belong in ``-P processes``.
+task may run again elsewhere. CPU-bound tasks belong in ``-P processes``. A watchdog greenlet logs a
+warning when the hub was blocked for a second or more, so this does not go unnoticed.
 
 Time limits: the soft limit is a ``gevent.Timeout`` around the call, so ``SoftTimeLimitExceeded`` is
 raised inside the greenlet where it waits (``time.sleep``, a socket read). The hard limit kills the
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -54,6 +56,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("celeriac.worker")
 
 _UNSET = object()
+_WATCH_INTERVAL_S = 0.5
+_BLOCKED_WARNING_S = 1.0  # a tenth of the default lease
 
 
 class _Run:
@@ -86,6 +90,7 @@ class GeventPool:
         self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         self._handback_pending = False
         self._previous_trace: Any = _UNSET
+        self._watchdog: gevent.Greenlet | None = None
         self.abandoned = 0
 
     # ---- Pool ------------------------------------------------------------------------------------
@@ -96,6 +101,7 @@ class GeventPool:
         check_patched()
         self._loop = asyncio.get_running_loop()
         self._running_loop_per_greenlet()
+        self._watchdog = gevent.spawn(self._watch_hub)
         selector = getattr(self._loop, "_selector", None)
         if selector is not None and not type(selector).__module__.startswith("gevent"):
             # a loop made before the patch blocks the whole process in its select: no greenlet runs
@@ -127,6 +133,30 @@ class GeventPool:
         if self._previous_trace is not _UNSET:
             greenlet.settrace(self._previous_trace)
             self._previous_trace = _UNSET
+        if self._watchdog is not None:
+            self._watchdog.kill(block=False)
+            self._watchdog = None
+
+    def _watch_hub(self) -> None:
+        """Say when something kept every greenlet (and the worker's loop) from running.
+
+        A greenlet that sleeps for a fixed interval and wakes up late measures how long the hub was
+        blocked: by CPU-bound code or a blocking call gevent could not patch. Meanwhile leases were
+        not renewed; past ``lease_s`` the task may run again elsewhere. Said at most once a minute.
+        """
+        last_warning = float("-inf")
+        while True:
+            started = time.monotonic()
+            gevent.sleep(_WATCH_INTERVAL_S)
+            late = time.monotonic() - started - _WATCH_INTERVAL_S
+            if late >= _BLOCKED_WARNING_S and started - last_warning >= 60.0:
+                last_warning = started
+                logger.warning(
+                    "gevent: no greenlet could run for %.1fs (a task computing or blocking without "
+                    "yielding: CPU-bound code or a blocking call gevent cannot patch). Redis I/O and "
+                    "lease renewal waited too; use -P processes for such tasks",
+                    late,
+                )
 
     def _running_loop_per_greenlet(self) -> None:
         """Make asyncio's "running loop" a property of each greenlet rather than of the OS thread.
