@@ -71,3 +71,12 @@ def test_the_launcher_patches_before_anything_else_is_imported() -> None:
         [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[] True True"
+
+
+def test_python_dash_m_celeriac_is_the_command() -> None:
+    from celeriac import __version__
+
+    out = subprocess.run(
+        [sys.executable, "-m", "celeriac", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert __version__ in out
