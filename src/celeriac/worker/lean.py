@@ -123,6 +123,8 @@ def start_server(spec: LeanSpec) -> tuple[Any, socket.socket, socket.socket]:
         answer = recv_frame(ctrl).decode(errors="replace")
     except OSError as exc:
         answer = f"no answer ({exc})"
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:  # a setting that cannot travel
+        answer = f"the app's settings cannot be sent to it ({exc})"
     if answer != "ok":
         ctrl.close()
         status.close()
