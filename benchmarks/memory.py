@@ -73,7 +73,7 @@ logging.basicConfig(level=logging.WARNING)
 Worker(app, worker_id=sys.argv[1]).start()
 """
 
-# HIGH stays below 1000: the broker scans at most 1000 pending entries of a consumer per lease renewal
+# two numbers of running tasks: the slope between them is the memory per running task
 LOW, HIGH = 100, 900
 
 

@@ -7,6 +7,7 @@ routes it and hands the bytes to the broker. It never touches the result store w
 from __future__ import annotations
 
 import fnmatch
+import gc
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -259,7 +260,25 @@ class Celeriac:
         return self.send(name, tuple(args), dict(kwargs or {}), normalize_options(**options))
 
     def send_many(self, signatures: Iterable[Signature]) -> list[_AsyncResult[Any]]:
-        """Send many tasks in pipelined round trips (bulk enqueue)."""
+        """Send many tasks in pipelined round trips (bulk enqueue).
+
+        Every signature is checked and encoded before anything is sent: a bad one raises and sends
+        nothing. Then chunks of 1,000 go out back to back. A connection error while sending raises;
+        the chunks sent before it stay queued.
+        """
+        # Python's cyclic garbage collector is paused meanwhile: this creates no reference cycles, and
+        # with hundreds of thousands of new objects alive it would scan them again and again (30% of
+        # a 200k-task send). Restored at once afterwards, whatever happens.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return self._send_many(signatures)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _send_many(self, signatures: Iterable[Signature]) -> list[_AsyncResult[Any]]:
         from .task import normalize_options
 
         items: list[Enqueue] = []

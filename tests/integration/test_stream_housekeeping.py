@@ -126,3 +126,19 @@ async def test_late_acks_after_redis_lost_the_stream_never_trim_new_messages(
     got = await broker.fetch([Q], "c2", 10, 0)
     assert [d.data for d in got] == [b"after1", b"after2", b"after3"]
     await broker.close()
+
+
+async def test_a_consumer_owning_more_than_a_thousand_deliveries_keeps_every_lease(
+    env: tuple[RedisBroker, redis.Redis],
+) -> None:
+    broker, client = env
+    broker.expect_running(1_600)  # a worker at -c 1500 says so (Worker does, from its concurrency)
+    await broker.open([Q])
+    broker.enqueue_many([Enqueue(Q, f"m{i}".encode()) for i in range(1_500)])
+    got = await broker.fetch([Q], "c1", 1_500, 0)
+    assert len(got) == 1_500
+    assert await broker.extend("c1", got) == []  # the 1,001st and later are renewed too
+    client.hset(broker.keys.queue(Q).reclaimed, "c1", 1)  # force the checked settle path
+    assert await broker.settle("c1", [Settlement(d) for d in got[-10:]]) == []
+    assert await broker.release("c1", got[1_000:1_005], started=True) == 5
+    await broker.close()

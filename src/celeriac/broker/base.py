@@ -219,5 +219,9 @@ class Broker(ABC):
         """Problems with the server's configuration (eviction policy, version)."""
         return []
 
+    def expect_running(self, deliveries: int) -> None:  # noqa: B027 - optional hook
+        """The most deliveries one consumer of this broker will own at once (a worker's largest
+        concurrency plus one fetch): lets the broker size the reads that check ownership."""
+
     def close_sync(self) -> None:  # noqa: B027 - optional hook
         """Release producer-side resources."""

@@ -92,6 +92,8 @@ class RedisBroker(Broker):
         self._blocking: redis.asyncio.Redis | None = None
         self._pubsub: Any = None
         self._groups_ready: set[str] = set()
+        # how much of a consumer's pending list the ownership checks read (settle, extend, release):
+        # more than it can own at once, or deliveries past the first N would look lost
         self._pel_scan = 1000
         self._own = threading.local()  # this thread's own connection for single sends (see _send)
 
@@ -568,6 +570,9 @@ class RedisBroker(Broker):
                 "use 'noeviction' (or a volatile-* policy) for a Redis that holds queues"
             )
         return warnings
+
+    def expect_running(self, deliveries: int) -> None:
+        self._pel_scan = max(1000, 2 * deliveries)
 
     def close_sync(self) -> None:
         conn = getattr(self._own, "conn", None)

@@ -131,6 +131,8 @@ class Worker:
         self.limits = limits
         self.executor = app.executor
         self.broker = app.broker.for_worker()
+        max_slots = autoscale.max if autoscale else self.concurrency
+        self.broker.expect_running(max_slots + self.conf.worker_fetch_max)
         self.backend = app.backend
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
