@@ -208,3 +208,31 @@ def producer(redis_url: str) -> Iterator[Celeriac]:
     app = Celeriac("producer", broker=redis_url)
     yield app
     app.close()
+
+
+class Reliability:
+    """What one fault test records for docs/reliability.md (see tests/integration/reliability.py)."""
+
+    def __init__(self, test: str) -> None:
+        self.test = test
+
+    def record(self, fault: str, checked: str, observed: str) -> None:
+        from .reliability import RECORDER
+
+        RECORDER.add(self.test, fault, checked, observed)
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Reliability:
+    """``reliability.record(fault, checked, observed)``: a row of docs/reliability.md."""
+    return Reliability(request.node.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Rewrite docs/reliability.md after a passing run of the whole suite, slow fault tests included."""
+    from .reliability import RECORDER, REPORT
+
+    opt = session.config.getoption
+    whole = not opt("markexpr", "") and not opt("keyword", "") and not opt("lf", False)
+    if exitstatus == 0 and whole and RECORDER.rows and session.testscollected > 300:
+        REPORT.write_text(RECORDER.render())

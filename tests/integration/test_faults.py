@@ -45,7 +45,7 @@ def test_long_task_on_a_live_worker_is_never_delivered_twice(
 
 
 def test_poison_task_is_dead_lettered_after_max_deliveries(
-    process_workers: Any, producer: Celeriac, r: redis.Redis
+    process_workers: Any, producer: Celeriac, r: redis.Redis, reliability: Any
 ) -> None:
     workers = process_workers(CELERIAC_LEASE_S="0.3", CELERIAC_MAX_DELIVERIES="2")
     producer.send_task("itest.suicide")
@@ -58,6 +58,11 @@ def test_poison_task_is_dead_lettered_after_max_deliveries(
     assert "delivered 2 times without an outcome" in entry.reason
     assert survivor.poll() is None  # the worker that dead-lettered it is alive and well
     assert r.llen("test:started") == 0
+    reliability.record(
+        "Poison task: kills its worker on every delivery",
+        "dead-lettered after max_deliveries=2 with the reason; the next worker survives",
+        f"2 workers killed, 1 dead letter: {entry.reason!r}",
+    )
 
 
 def _wait_dead(app: Celeriac, queue: str) -> list[Any]:
