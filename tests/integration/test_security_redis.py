@@ -389,7 +389,7 @@ def _dead_letters(app: Celeriac) -> list[Any]:
 
 
 def test_pickle_needs_an_explicit_opt_in_on_the_worker(
-    redis_url: str, thread_worker: Callable[..., ThreadWorker]
+    redis_url: str, thread_worker: Callable[..., ThreadWorker], caplog: pytest.LogCaptureFixture
 ) -> None:
     producer = Celeriac("pk", broker=redis_url, accept_content=("msgpack", "pickle"))
     strict = Celeriac("pk", broker=redis_url)
@@ -403,7 +403,9 @@ def test_pickle_needs_an_explicit_opt_in_on_the_worker(
     assert letter.task_id == result.id and "accept_content" in letter.reason
     strict_worker.stop()
 
-    thread_worker(producer)  # a worker that accepts pickle
+    with caplog.at_level(logging.WARNING, logger="celeriac"):
+        thread_worker(producer)  # a worker that accepts pickle, and says so at start
+    assert any("accept_content includes 'pickle'" in rec.getMessage() for rec in caplog.records)
     assert producer.tasks["sec.move"].delay(Point(1, 2)).get(timeout=10) == Point(2, 3)
     with pytest.raises(DecodeError, match="pickled"):  # a reader that does not accept pickle
         strict.AsyncResult(producer.tasks["sec.move"].delay(Point(0, 0)).id).get(timeout=10)

@@ -115,8 +115,6 @@ def serve(app: Celeriac, options: WorkerOptions) -> None:
         redact(app.conf.broker_url),
         len(app.tasks),
     )
-    for warning in app.startup_warnings():
-        log.warning("%s", warning)
     instance.start()
     s = instance.stats
     log.info(

@@ -149,6 +149,7 @@ class Worker:
         )
         self._stopping = False  # no new work
         self._closed = False  # everything recorded: maintenance loops may end
+        self._closed_event: asyncio.Event | None = None  # set with _closed: wakes a waiting schedule loop
         self._cold = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
@@ -236,6 +237,7 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._autoscale_wake = asyncio.Event()
         self._reclaim_wake = asyncio.Event()
+        self._closed_event = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
         if not await self._connect():
@@ -245,6 +247,8 @@ class Worker:
             warning = unenforceable_hard_limits(self.app, self.limits, self.pool_name)
             if warning:
                 logger.warning("%s", warning)
+        for warning in self.app.startup_warnings():  # risky settings (pickle), for embedded workers too
+            logger.warning("%s", warning)
         age_limit_s = self._self_recycling.age_limit_s if self._self_recycling else None
         age_timer = (
             self._loop.call_later(age_limit_s, self._recycle, f"{age_limit_s:.0f}s old")
@@ -537,8 +541,21 @@ class Worker:
     async def _schedule_once(self) -> None:
         waits = [await self.broker.promote(q) for q in self.queues]
         wait_s = min([w for w in waits if w is not None] + [_SCHEDULE_MAX_WAIT_S])
-        if wait_s > 0:
-            await self.broker.wait_wake(self.queues, wait_s)
+        if wait_s <= 0 or self._closed:
+            return
+        # Shutdown sets an event rather than relying on cancellation alone: a cancellation that lands as
+        # the pub/sub read times out can be absorbed by the client, and the loop would wait 5 s more.
+        assert self._closed_event is not None
+        wake = asyncio.ensure_future(self.broker.wait_wake(self.queues, wait_s))
+        closed = asyncio.ensure_future(self._closed_event.wait())
+        try:
+            await asyncio.wait({wake, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not wake.done():
+                wake.cancel()
+        if wake.done() and not wake.cancelled():
+            wake.result()  # a connection error goes to the guard's backoff
 
     async def _heartbeat_once(self) -> None:
         await self._publish_heartbeat()
@@ -591,6 +608,8 @@ class Worker:
         except BrokerError as exc:
             logger.warning("shutdown could not reach Redis (%s): unacked tasks return after the lease", exc)
         self._closed = True
+        assert self._closed_event is not None
+        self._closed_event.set()
         await _end_tasks(maintenance, wait_s=0.0)
         try:
             await self.broker.unregister(self.worker_id)
