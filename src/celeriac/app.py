@@ -16,7 +16,7 @@ from .broker.base import Broker, Enqueue
 from .codec import Codec
 from .config import Config
 from .exceptions import ConfigurationError, MessageTooLarge, NotRegistered
-from .message import Message
+from .message import Message, encode_call, new_task_id
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend, ResultRecord
@@ -284,23 +284,43 @@ class Celeriac:
         items: list[Enqueue] = []
         results: list[_AsyncResult[Any]] = []
         eager = self.conf.task_always_eager
-        # queue and result policy of signatures without options, per task: the same for each of them
-        plain: dict[tuple[str, int], tuple[str, bool]] = {}
+        signing_key = self.codec.signing_key
+        limit = self.conf.max_message_bytes
+        # per task, for signatures without options: (queue, ignore_result, msgpack arguments), the
+        # same for each of them; msgpack tasks then skip the Message object (encode_call)
+        plain: dict[tuple[str, int], tuple[str, bool, bool]] = {}
         for sig in signatures:
-            options = normalize_options(**sig.options) if sig.options else NO_OPTIONS
-            kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
-            message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, sig.task)
-            if eager:
-                results.append(self._eager(data, message))
-                continue
-            if options is NO_OPTIONS:
+            task = sig.task
+            if not sig.options and not eager:
                 key = (sig.name, id(task))
                 policy = plain.get(key)
                 if policy is None:
-                    policy = plain[key] = (self.route(sig.name, task), self._ignored(options, task))
-                queue, ignored = policy
-            else:
-                queue, ignored = self.route(sig.name, task, options.queue), self._ignored(options, task)
+                    serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
+                    policy = plain[key] = (
+                        self.route(sig.name, task),
+                        self._ignored(NO_OPTIONS, task),
+                        task is not None and serializer == "msgpack",
+                    )
+                queue, ignored, direct = policy
+                if direct:
+                    assert task is not None
+                    args = tuple(sig.args)
+                    kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)
+                    task.check_arguments(args, kwargs)
+                    task_id = new_task_id()
+                    data = encode_call(task_id, sig.name, args, kwargs, signing_key)
+                    if len(data) > limit:
+                        raise MessageTooLarge(len(data), limit)
+                    items.append(Enqueue(queue, data))
+                    results.append(_AsyncResult(task_id, self, ignored=ignored))
+                    continue
+            options = normalize_options(**sig.options) if sig.options else NO_OPTIONS
+            kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
+            message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, task)
+            if eager:
+                results.append(self._eager(data, message))
+                continue
+            queue, ignored = self.route(sig.name, task, options.queue), self._ignored(options, task)
             items.append(Enqueue(queue, data, options.delay_ms, options.eta_ms))
             results.append(_AsyncResult(message.id, self, ignored=ignored))
         if items:

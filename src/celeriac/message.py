@@ -189,6 +189,8 @@ def encode(message: Message, *, signing_key: bytes | None = None) -> bytes:
             pickle) cannot carry.
     """
     values = _option_values(message)
+    if values == _NO_OPTION_VALUES and not message.extra and message.serializer is None:
+        return encode_call(message.id, message.task, message.args, message.kwargs, signing_key)
     options: dict[str, Any] = {}
     if values != _NO_OPTION_VALUES:
         options = {wire: v for (_, wire), v in zip(_OPTION_ITEMS, values) if v is not None}
@@ -206,11 +208,34 @@ def encode(message: Message, *, signing_key: bytes | None = None) -> bytes:
         fields.append(dict(kwargs))
     if options:
         fields.append(options)
+    return _pack(fields, message.task, signing_key)
+
+
+def encode_call(
+    task_id: str,
+    task: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    signing_key: bytes | None = None,
+) -> bytes:
+    """Encode a message that has no options (the common call: ``delay()``, bulk sends) without a
+    :class:`Message` object; the same bytes :func:`encode` makes for it.
+
+    Raises:
+        SerializationError: an argument is of a type msgpack cannot carry.
+    """
+    fields: list[Any] = [PROTOCOL_VERSION, _encode_id(task_id), task, args]
+    if kwargs:
+        fields.append(kwargs if type(kwargs) is dict else dict(kwargs))
+    return _pack(fields, task, signing_key)
+
+
+def _pack(fields: list[Any], task: str, signing_key: bytes | None) -> bytes:
     try:
         body: bytes = msgpack.packb(fields, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(
-            f"cannot serialize arguments of task {message.task!r}: {exc} "
+            f"cannot serialize arguments of task {task!r}: {exc} "
             "(arguments must be msgpack types: None, bool, int, float, str, bytes, list, tuple, dict)"
         ) from exc
     return body if signing_key is None else sign(body, signing_key, SIGNED_MESSAGE)
@@ -383,6 +408,7 @@ __all__: Sequence[str] = [
     "Message",
     "decode",
     "encode",
+    "encode_call",
     "is_signed",
     "new_task_id",
     "peek",

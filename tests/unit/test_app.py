@@ -224,3 +224,30 @@ def test_message_round_trip_through_app_prepare(app: Celeriac) -> None:
 
     message = add.build_message((1, 2), {}, normalize_options())
     assert decode(encode(message)) == message
+
+
+def test_send_many_checks_every_signature_before_sending_any() -> None:
+    from celeriac.testing import drain
+
+    app = Celeriac("t", broker="memory://", result_backend="memory://", max_message_bytes=200)
+
+    @app.task(ignore_result=False)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    def queued() -> int:
+        return app.broker.stats(app.conf.task_default_queue).ready
+
+    with pytest.raises(TypeError, match="add"):
+        app.send_many([add.s(1, 2), add.s(1)])
+    with pytest.raises(MessageTooLarge):
+        app.send_many([add.s(1, 2), add.s("x" * 500, 1)])
+    with pytest.raises(SerializationError):
+        app.send_many([add.s(1, 2), add.s(object(), 1)])
+    assert queued() == 0
+    results = app.send_many([add.s(1, 2), add.s(x=3, y=4), add.s(5, 6).set(expires=3600)])
+    assert queued() == 3 and len({r.id for r in results}) == 3
+    drain(app)
+    assert [r.get(timeout=1) for r in results] == [3, 7, 11]
+    app.send_many([add.s(1, 2), add.s(5, 6).set(countdown=60)])
+    assert queued() == 1  # the second waits for its countdown

@@ -69,3 +69,17 @@ def test_non_serializable_argument_is_a_clear_error() -> None:
 def test_decode_rejects_malformed_messages(data: bytes, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason):
         decode(data)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"z": 3}])
+def test_encode_call_makes_the_bytes_encode_makes(kwargs: dict[str, int]) -> None:
+    from celeriac.message import encode_call
+
+    for task_id in (new_task_id(), "my-own-id"):
+        message = Message(task_id, "t.add", (1, 2), kwargs)
+        assert encode_call(task_id, "t.add", (1, 2), kwargs) == encode(message)
+        assert encode_call(task_id, "t.add", (1, 2), kwargs, b"k" * 32) == encode(
+            message, signing_key=b"k" * 32
+        )
+    with pytest.raises(SerializationError, match=r"t\.add"):
+        encode_call(new_task_id(), "t.add", (object(),), {})
