@@ -69,6 +69,21 @@ def wait_for_go(token: str) -> str:
     return token
 
 
+# signals of tasks in a worker whose broker link a test cuts (a TcpProxy) go straight to Redis
+_direct = redis.Redis.from_url(os.environ.get("ITEST_DIRECT_URL") or app.conf.broker_url)
+
+
+@app.task(name="itest.owner", ignore_result=False)
+def owner(token: str) -> int:
+    """Marks its start as ``token:pid``, blocks until the test pushes to ``test:go:<pid>``, marks its
+    end and returns the pid: the result says which worker process recorded it."""
+    pid = os.getpid()
+    _direct.rpush("test:started", f"{token}:{pid}")
+    _direct.blpop([f"test:go:{pid}"], timeout=60)
+    _direct.rpush("test:finished", f"{token}:{pid}")
+    return pid
+
+
 @app.task(name="itest.suicide")
 def suicide() -> None:
     """Kills the worker process running it, every time (a poison task)."""

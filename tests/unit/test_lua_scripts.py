@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from importlib import resources
 
 import pytest
+import redis
 
-from celeriac.broker.scripts import source
+from celeriac.broker.keys import KeySchema
+from celeriac.broker.scripts import RECLAIM, SETTLE, source
 
 LUA_DIR = resources.files("celeriac.broker").joinpath("lua")
 NAMES = sorted(p.name[:-4] for p in LUA_DIR.iterdir() if p.name.endswith(".lua"))
@@ -43,3 +46,106 @@ def test_no_key_is_built_inside_the_script(name: str) -> None:
         if command in {"XINFO", "XGROUP"}:  # a subcommand comes before the key
             args = args[1:]
         assert args[0].startswith("KEYS["), f"{name}.lua: {command} on {args[0]}"
+
+
+# ---- settle.lua: results are fenced like acks (needs a private Redis) ---------------------------------
+@pytest.fixture
+def lua(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+K = KeySchema("lua").queue("q")
+
+
+def _take(client: redis.Redis, consumer: str, n: int) -> list[str]:
+    """Add ``n`` messages and deliver them to ``consumer``; their entry ids."""
+    client.xgroup_create(K.ready, "celeriac", id="0", mkstream=True)
+    for i in range(n):
+        client.xadd(K.ready, {"m": f"m{i}"})
+    reply = client.xreadgroup("celeriac", consumer, {K.ready: ">"}, count=n)
+    return [e[0].decode() for e in reply[0][1]]
+
+
+def _settle(
+    client: redis.Redis,
+    consumer: str,
+    acks: list[tuple[str, int]],
+    results: Sequence[tuple[str, str, int, bytes]] = (),
+    records: Sequence[object] = (),
+) -> list[str]:
+    """Call settle.lua with results (task id, entry id, deliveries, payload) for the listed acks."""
+    keys = [K.ready, K.delayed, K.dead, K.reclaimed] + [f"lua:result:{t}" for t, _, _, _ in results]
+    args: list[object] = ["celeriac", consumer, 100, 10, K.wake, " ".join(f"{i} {n}" for i, n in acks)]
+    args.append(len(results))
+    for _task, entry, deliveries, payload in results:
+        args += [entry, deliveries, 60_000, payload]
+    args += list(records)
+    return [x.decode() for x in SETTLE(client, keys, args)]
+
+
+def _result(client: redis.Redis, task: str) -> list[bytes]:
+    return client.lrange(f"lua:result:{task}", 0, -1)  # type: ignore[return-value]
+
+
+@pytest.mark.redis
+def test_settle_writes_the_results_of_a_never_reclaimed_consumer_without_reading_its_pel(
+    lua: redis.Redis,
+) -> None:
+    a, b = _take(lua, "old", 2)
+    lua.config_resetstat()
+    assert _settle(lua, "old", [(a, 1), (b, 1)], [("ta", a, 1, b"ra"), ("tb", b, 1, b"rb")]) == []
+    assert (_result(lua, "ta"), _result(lua, "tb")) == ([b"ra"], [b"rb"])
+    assert 0 < lua.pttl("lua:result:ta") <= 60_000
+    # owned by construction: one XPENDING summary (the trim), no pending-list read per consumer
+    stats = lua.info("commandstats")
+    assert stats["cmdstat_xpending"]["calls"] == 1
+    assert lua.xpending(K.ready, "celeriac")["pending"] == 0
+
+
+@pytest.mark.redis
+def test_settle_writes_no_result_for_a_delivery_reclaimed_by_another_consumer(lua: redis.Redis) -> None:
+    a, b = _take(lua, "old", 2)
+    lua.rpush("lua:result:ta", b"from-new")  # the new owner recorded its outcome first
+    RECLAIM(lua, [K.ready, K.dead, K.reclaimed], ["celeriac", "new", 0, 1, 5, 10])  # takes a only
+    assert lua.hget(K.reclaimed, "old") == b"1"
+    fenced = _settle(lua, "old", [(a, 1), (b, 1)], [("ta", a, 1, b"late"), ("tb", b, 1, b"rb")])
+    assert fenced == [a]
+    assert _result(lua, "ta") == [b"from-new"]  # not overwritten
+    assert _result(lua, "tb") == [b"rb"]  # still owned: written
+    pending = lua.xpending_range(K.ready, "celeriac", "-", "+", 10)
+    assert [(p["message_id"].decode(), p["consumer"].decode()) for p in pending] == [(a, "new")]
+
+
+@pytest.mark.redis
+def test_settle_writes_no_result_for_a_stale_delivery_count(lua: redis.Redis) -> None:
+    (a,) = _take(lua, "old", 1)
+    RECLAIM(lua, [K.ready, K.dead, K.reclaimed], ["celeriac", "old", 0, 1, 5, 10])  # itself, count 2
+    assert _settle(lua, "old", [(a, 1)], [("ta", a, 1, b"stale")]) == [a]
+    assert _result(lua, "ta") == []
+    assert _settle(lua, "old", [(a, 2)], [("ta", a, 2, b"fresh")]) == []
+    assert _result(lua, "ta") == [b"fresh"]
+
+
+@pytest.mark.redis
+def test_settle_results_with_retry_and_dead_records_are_checked(lua: redis.Redis) -> None:
+    a, b, c = _take(lua, "old", 3)
+    RECLAIM(lua, [K.ready, K.dead, K.reclaimed], ["celeriac", "new", 0, 1, 5, 10])  # takes a
+    records = ["r", a, 1, 1000, "", b"retry-a", "d", b, 1, b"msg-b", "bad", "r", c, 1, 1000, "", b"retry-c"]
+    results = [("ta", a, 1, b"late"), ("tb", b, 1, b"failed"), ("tc", c, 1, b"retrying")]
+    assert _settle(lua, "old", [], results, records) == [a]
+    assert (_result(lua, "ta"), _result(lua, "tb"), _result(lua, "tc")) == ([], [b"failed"], [b"retrying"])
+    assert lua.zrange(K.delayed, 0, -1) == [b"retry-c"]  # a's retry was fenced too
+    assert lua.xlen(K.dead) == 1
+
+
+@pytest.mark.redis
+def test_settle_without_results_is_unchanged(lua: redis.Redis) -> None:
+    a, b = _take(lua, "old", 2)
+    lua.config_resetstat()
+    assert _settle(lua, "old", [(a, 1), (b, 1)]) == []
+    stats = lua.info("commandstats")
+    # HEXISTS, XACK, XPENDING summary, XINFO GROUPS, XTRIM, XDEL: no list or key command for results
+    assert not any(k in stats for k in ("cmdstat_rpush", "cmdstat_ltrim", "cmdstat_pexpire"))
+    assert lua.xlen(K.ready) == 0

@@ -29,6 +29,7 @@ def test_public_names() -> None:
         "DrainResult",
         "FakeClock",
         "RedisServer",
+        "TcpProxy",
         "ThreadWorker",
         "drain",
         "drain_async",

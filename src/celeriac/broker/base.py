@@ -45,7 +45,9 @@ class Settlement:
     """The broker-level outcome of a delivery.
 
     ``ack``: done (success or final failure). ``retry``: done, and ``data`` is parked until its due time.
-    ``dead``: done, and ``data`` goes to the dead-letter queue with ``reason``.
+    ``dead``: done, and ``data`` goes to the dead-letter queue with ``reason``. ``result``: the result
+    record to write with it, only while the delivery is owned (fenced like the ack); set only for a
+    broker whose server is the result store (:meth:`Broker.stores_results_for`).
     """
 
     delivery: Delivery
@@ -54,6 +56,7 @@ class Settlement:
     delay_ms: int | None = None
     eta_ms: int | None = None
     reason: str = ""
+    result: StoreResult | None = None
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,17 @@ class Broker(ABC):
     ) -> list[Delivery]:
         """Record outcomes of deliveries still owned by ``consumer``; return the fenced-out ones.
 
-        ``results`` are stored first, in the same round trip; the worker passes them only when
+        A settlement's ``result`` is written first, atomically with its ack and only if the delivery is
+        owned: a fenced-out delivery neither acks nor writes its result. ``results`` are records of
+        deliveries already acked before their task ran (at-most-once): nothing to fence, they are
+        stored first in the same round trip. The worker passes either only when
         :meth:`stores_results_for` says this broker's server is the result store.
         """
 
     def stores_results_for(self, backend: object) -> bool:
-        """True when ``backend`` keeps results on this broker's server (so settle can write them)."""
+        """True when ``backend`` keeps results on this broker's server, so that :meth:`settle` can
+        write them atomically with the fenced acks. Otherwise the worker checks ownership with
+        :meth:`extend` first and writes only the results of deliveries it still owns."""
         return False
 
     @abstractmethod

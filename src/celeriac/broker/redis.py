@@ -39,6 +39,11 @@ logger = logging.getLogger(__name__)
 # call keeps Redis busy for about a millisecond only
 _BULK_CHUNK = 1000
 
+# the longest a blocking read waits server-side, and how much longer its socket may stay silent
+# before the read fails (a dead or partitioned peer): see open()
+_MAX_BLOCK_MS = 10_000
+_BLOCK_TIMEOUT_MARGIN_S = 5.0
+
 MIN_REDIS_VERSION = (6, 2, 0)  # XPENDING IDLE, ZRANGE BYSCORE, LMOVE
 
 
@@ -231,9 +236,12 @@ class RedisBroker(Broker):
     async def open(self, queues: Sequence[str]) -> None:
         if self._client is None:
             self._client = async_client(self.url, max_connections=self.max_connections)
-            # one connection that may sit in a blocking XREADGROUP; no socket timeout on it, the BLOCK
-            # argument bounds the wait and the health check catches dead peers
-            self._blocking = async_client(self.url, max_connections=1, socket_timeout_s=None)
+            # one connection that may sit in a blocking XREADGROUP. Its socket timeout exceeds the
+            # longest BLOCK (reads are capped at _MAX_BLOCK_MS) so that a silent peer (a network
+            # partition: no reset, no reply) fails the read instead of hanging the fetch loop forever
+            self._blocking = async_client(
+                self.url, max_connections=1, socket_timeout_s=_MAX_BLOCK_MS / 1000 + _BLOCK_TIMEOUT_MARGIN_S
+            )
             for client in (self._client, self._blocking):
                 client.set_response_callback("XREADGROUP", _raw_reply)
         for name in queues:
@@ -300,7 +308,7 @@ class RedisBroker(Broker):
         args: list[Any] = ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count]
         client = self._aio
         if block_ms:
-            args += ["BLOCK", block_ms]
+            args += ["BLOCK", min(block_ms, _MAX_BLOCK_MS)]  # an early empty reply is allowed
             assert self._blocking is not None
             client = self._blocking
         streams = [self.keys.queue(name).ready for name in queues]
@@ -315,6 +323,10 @@ class RedisBroker(Broker):
         return out
 
     def stores_results_for(self, backend: object) -> bool:
+        # settle.lua then writes the results of owned deliveries with their acks. Result keys have no
+        # queue hash tag (AsyncResult knows only the task id): fine on one server, but a broker for
+        # Redis Cluster must answer False here, so that the worker takes the other fenced path
+        # (extend.lua checks ownership, then single-key result writes, then settle).
         from ..results.redis import RedisResultBackend
 
         return (
@@ -341,7 +353,14 @@ class RedisBroker(Broker):
                 acks = " ".join(
                     [f"{s.delivery.entry_id} {s.delivery.deliveries}" for s in group if s.kind == "ack"]
                 )
-                args: list[Any] = [GROUP, consumer, self._pel_scan, self.dead_letter_max, q.wake, acks]
+                keys = [q.ready, q.delayed, q.dead, q.reclaimed]
+                args: list[Any] = [GROUP, consumer, self._pel_scan, self.dead_letter_max, q.wake, acks, 0]
+                for s in group:
+                    res = s.result
+                    if res is not None:  # written by settle.lua only while the delivery is owned
+                        keys.append(self.keys.result(res.task_id))
+                        args += [s.delivery.entry_id, s.delivery.deliveries, _ttl_ms(res.ttl_s), res.payload]
+                args[6] = len(keys) - 4
                 for s in group:
                     d = s.delivery
                     if s.kind == "ack":
@@ -350,7 +369,7 @@ class RedisBroker(Broker):
                         args += ["r", d.entry_id, d.deliveries, *_delay_args(s)]
                     else:
                         args += ["d", d.entry_id, d.deliveries, s.data, s.reason]
-                batch.add(pipe, scripts.SETTLE, [q.ready, q.delayed, q.dead, q.reclaimed], args)
+                batch.add(pipe, scripts.SETTLE, keys, args)
                 order.append(group)
             replies = await batch.arepair(self._aio, await pipe.execute(raise_on_error=False))
         for group, reply in zip(order, replies[len(results) :]):

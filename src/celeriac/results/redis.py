@@ -4,7 +4,8 @@ Why a list: a caller waits with ``BLMOVE key key RIGHT LEFT`` (a rotation of the
 the same key), which blocks server-side until the worker pushes the record and then returns it without
 consuming it. Every waiter wakes, the TTL stays, and nobody polls. The worker writes
 with ``store_result.lua`` (push, trim to one, expire: atomic, so no waiter ever sees a record without its
-TTL), in the same round trip as its acks when results live on the broker's Redis.
+TTL) once it checked that it still owns the delivery; when results live on the broker's Redis,
+``settle.lua`` does the same push, trim and expire itself, for owned deliveries only, with the acks.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Public test helpers: private Redis servers, in-process draining, a fake clock.
+"""Public test helpers: private Redis servers, in-process draining, a fake clock, a TCP proxy that
+cuts and heals the link to Redis (network partitions).
 
 The pytest fixtures live in :mod:`celeriac.testing.pytest_plugin` (loaded automatically by pytest).
 """
 
 from .clock import FakeClock
 from .drain import DrainResult, drain, drain_async, is_failure
+from .proxy import TcpProxy
 from .server import RedisServer, free_port, redis_server_binary
 from .thread_worker import ThreadWorker
 
@@ -12,6 +14,7 @@ __all__ = [
     "DrainResult",
     "FakeClock",
     "RedisServer",
+    "TcpProxy",
     "ThreadWorker",
     "drain",
     "drain_async",

@@ -1,10 +1,18 @@
 """Recording outcomes: results first, then acks, retries and dead letters, in batches.
 
 Group commit: the first outcome starts a flush at once; outcomes that finish during that flush form
-the next batch. So batching adds no latency when idle and saves round trips when busy. Results on the
-broker's own Redis go in the same round trip as the acks (and before them); a separate result store
-is written first. A flush that fails keeps its batch for the next attempt (the worker's guard backs
-off), and the deliveries stay owned (their leases renewed) until it succeeds.
+the next batch. So batching adds no latency when idle and saves round trips when busy. A flush that
+fails keeps its batch for the next attempt (the worker's guard backs off), and the deliveries stay
+owned (their leases renewed) until it succeeds.
+
+Results are fenced like acks: a worker writes neither the ack nor the result of a delivery it no
+longer owns (its lease expired while it was cut off or frozen, and another worker took the message
+over), so a late worker cannot overwrite the owner's result. Results on the broker's own Redis travel
+inside ``settle.lua``, written only for owned deliveries, in the one round trip of the acks. A separate
+result store cannot be written atomically with the acks: the flush first renews the leases of the
+deliveries whose results it writes (``extend.lua`` reports those no longer owned), writes the results
+of the owned ones, then settles. The renewal gives the write a whole lease to land before anyone can
+take the delivery over. With results off, a flush is one round trip either way.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from .executor import REMOTE_TRACEBACK_ATTR, Outcome
 
 if TYPE_CHECKING:
     from ..broker.base import Broker
-    from ..results.base import ResultBackend
+    from ..results.base import ResultBackend, StoreResult
 
 logger = logging.getLogger("celeriac.worker")
 
@@ -73,6 +81,9 @@ class Settler:
         # results on the broker's own Redis are written in the same round trip as the acks
         self._results_via_broker = broker.stores_results_for(backend)
         self._pending: list[tuple[Delivery | None, Outcome]] = []
+        #: deliveries whose settlement is on its way to Redis: a lease renewal racing it may find them
+        #: acked already, which is no lost lease (the worker's lease loop reads this)
+        self.in_flight: set[tuple[str, str]] = set()
         self._wanted = asyncio.Event()
         self._closing = False
 
@@ -112,16 +123,12 @@ class Settler:
             raise
 
     async def _flush(self, batch: list[tuple[Delivery | None, Outcome]]) -> None:
-        stores = [o.store for _, o in batch if o.store is not None] if self.backend is not None else []
-        if stores and not self._results_via_broker:
-            assert self.backend is not None
-            await self.backend.store_async(stores)  # a separate result store: results first, then acks
-            stores = []
-        settlements = [_settlement(d, o) for d, o in batch if d is not None]
-        # results on the broker's Redis go first in the same round trip as the acks
-        fenced = (
-            await self.broker.settle(self.worker_id, settlements, stores) if settlements or stores else []
-        )
+        in_flight = [(d.queue, d.entry_id) for d, _ in batch if d is not None]
+        self.in_flight.update(in_flight)
+        try:
+            fenced = await self._record(batch)
+        finally:
+            self.in_flight.difference_update(in_flight)
         fenced_keys = {(f.queue, f.entry_id) for f in fenced}
         owned = self._owned
         for d, outcome in batch:
@@ -140,6 +147,47 @@ class Settler:
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
         self._on_recorded()
+
+    async def _record(self, batch: list[tuple[Delivery | None, Outcome]]) -> list[Delivery]:
+        """Write the batch's results and settlements, fenced; return the deliveries fenced out."""
+        via_broker = self._results_via_broker
+        settlements: list[Settlement] = []
+        # results of deliveries acked before their task ran (at-most-once): nothing left to fence
+        unfenced: list[StoreResult] = []
+        separate: list[tuple[Delivery, StoreResult]] = []  # results for a separate store, by delivery
+        for d, o in batch:
+            store = o.store if self.backend is not None else None
+            if d is None:
+                if store is not None:
+                    unfenced.append(store)
+                continue
+            s = _settlement(d, o)
+            if store is not None:
+                if via_broker:
+                    s.result = store  # settle.lua writes it only if the delivery is still owned
+                else:
+                    separate.append((d, store))
+            settlements.append(s)
+        if not via_broker and (separate or unfenced):
+            await self._store_owned(separate, unfenced)
+            unfenced = []
+        if not settlements and not unfenced:
+            return []
+        return await self.broker.settle(self.worker_id, settlements, unfenced)
+
+    async def _store_owned(
+        self, separate: list[tuple[Delivery, StoreResult]], unfenced: list[StoreResult]
+    ) -> None:
+        """A separate result store: renew the leases (which says what is still owned), then write only
+        the results of owned deliveries. The settle that follows fences the others' acks too."""
+        assert self.backend is not None
+        items = list(unfenced)
+        if separate:
+            lost = await self.broker.extend(self.worker_id, [d for d, _ in separate])
+            gone = {(d.queue, d.entry_id, d.deliveries) for d in lost}
+            items += [r for d, r in separate if (d.queue, d.entry_id, d.deliveries) not in gone]
+        if items:
+            await self.backend.store_async(items)
 
     def _count(self, o: Outcome) -> None:
         self.stats.processed += 1

@@ -408,7 +408,11 @@ class Worker:
         try:
             if early:
                 # at-most-once: the message is acked before the task starts
-                fenced = await self.broker.settle(self.worker_id, [Settlement(d)])
+                self._settler.in_flight.add(key)
+                try:
+                    fenced = await self.broker.settle(self.worker_id, [Settlement(d)])
+                finally:
+                    self._settler.in_flight.discard(key)
                 self._owned.pop(key, None)
                 if fenced:
                     return
@@ -503,9 +507,13 @@ class Worker:
         if not self._owned:
             return
         lost = await self.broker.extend(self.worker_id, list(self._owned.values()))
+        settling = self._settler.in_flight
         for d in lost:
-            if (d.queue, d.entry_id) not in self._owned:
-                continue  # settled while the extension was in flight: not a lost lease
+            key = (d.queue, d.entry_id)
+            # A settle racing this renewal may have acked the delivery first: not a lost lease. It is
+            # either still in flight (its flush keeps the delivery in _owned until the reply), or done.
+            if key not in self._owned or key in settling:
+                continue
             logger.warning("lease lost on %s %s (this worker was too slow or cut off)", d.queue, d.entry_id)
 
     async def _reclaim_once(self) -> None:

@@ -1,10 +1,15 @@
 -- settle: record the outcomes of a batch of deliveries of one queue, but only those this consumer
--- still owns (fencing): a worker whose lease expired and whose message was reclaimed must not ack it.
+-- still owns (fencing): a worker whose lease expired and whose message was reclaimed must not ack it,
+-- nor overwrite the result that the delivery's new owner records.
 --
 -- KEYS[1]  celeriac:{queue}:ready    stream of ready messages; consumer group ARGV[1]
 -- KEYS[2]  celeriac:{queue}:delayed  sorted set of messages waiting for their due time (retries)
 -- KEYS[3]  celeriac:{queue}:dead     stream of dead letters (fields m, reason, time), capped
 -- KEYS[4]  celeriac:{queue}:reclaimed  hash: consumer -> deliveries taken from it (reclaim.lua)
+-- KEYS[4+i]  celeriac:result:<task id>  list holding one encoded result record (store_result.lua),
+--          for the i-th result record of ARGV[8..]; TTL from the record. Result keys carry no queue
+--          hash tag (a caller knows only the task id), so on Redis Cluster they are in other slots:
+--          a broker on a cluster must not pass results here (see RedisBroker.stores_results_for).
 -- ARGV[1]  consumer group
 -- ARGV[2]  consumer (this worker)
 -- ARGV[3]  max entries of this consumer's pending list to read (its concurrency, with margin)
@@ -13,7 +18,12 @@
 -- ARGV[6]  plain acks, packed in one string: "id deliveries id deliveries ..." (may be empty). One
 --          argument for the whole batch: packing three arguments per ack cost the worker more than
 --          the script costs Redis.
--- ARGV[7..] other records, each starting with a kind:
+-- ARGV[7]  R, the number of result records that follow (0 when results are off)
+-- ARGV[8..7+4R] result records, each: id, deliveries, ttl_ms, encoded record. Written to KEYS[4+i]
+--          (before the acks) only when the delivery (id, deliveries) is owned, by the same test as its
+--          ack: a consumer cut off from Redis whose delivery was reclaimed cannot overwrite the result
+--          of the worker that owns it now.
+-- ARGV[8+4R..] other records, each starting with a kind:
 --   'a', id, deliveries                             ack
 --   'r', id, deliveries, delay_ms, eta_ms, message  ack and park a retry (delay_ms or eta_ms non-empty)
 --   'd', id, deliveries, message, reason            ack and dead-letter
@@ -22,10 +32,14 @@
 -- consumer saw when it took it. Returns the ids that were NOT owned (fenced out).
 --
 -- Only reclaim.lua takes a delivery from its consumer (or counts it again), and it marks that consumer
--- in KEYS[4]. A consumer never marked still owns every delivery it was given, so its plain acks need
--- no look at the pending list, which costs Redis more than the acks themselves. Retries and dead
--- letters are always checked: a flush repeated after a lost reply must not park or dead-letter twice.
-local precise = #ARGV > 6 or redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1
+-- in KEYS[4] (release.lua marks a consumer that hands deliveries back). A consumer never marked still
+-- owns every delivery it was given, so its plain acks and their results need no look at the pending
+-- list, which costs Redis more than the acks themselves. Retries and dead letters are always checked:
+-- a flush repeated after a lost reply must not park or dead-letter twice. (A repeated flush of a
+-- never-marked consumer writes its results again: the same records, so nothing changes.)
+local nresults = tonumber(ARGV[7])
+local first_record = 8 + 4 * nresults
+local precise = #ARGV >= first_record or redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1
 local owned = {}
 if precise then
   local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[3]), ARGV[2])
@@ -49,8 +63,17 @@ for id, deliveries in string.gmatch(ARGV[6], '(%S+) (%d+)') do
     table.insert(fenced, id)
   end
 end
+-- results first (the outcome is recorded before the ack), each only for an owned delivery
+for r = 1, nresults do
+  local j = 8 + 4 * (r - 1)
+  if not precise or owned[ARGV[j]] == tonumber(ARGV[j + 1]) then
+    redis.call('RPUSH', KEYS[4 + r], ARGV[j + 3])
+    redis.call('LTRIM', KEYS[4 + r], -1, -1)
+    redis.call('PEXPIRE', KEYS[4 + r], ARGV[j + 2])
+  end
+end
 local head_before = nil
-local i = 7
+local i = first_record
 while i <= #ARGV do
   local kind, id, deliveries = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local mine = owned[id] == deliveries
