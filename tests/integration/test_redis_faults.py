@@ -43,7 +43,7 @@ def test_invalid_broker_url_is_a_configuration_error(url: str) -> None:
 
 
 def test_full_redis_refuses_sends_clearly_and_keeps_what_is_queued(
-    fresh_redis: RedisServer, thread_worker: Any
+    fresh_redis: RedisServer, thread_worker: Any, reliability: Any
 ) -> None:
     client = redis.Redis.from_url(fresh_redis.url)
     app = Celeriac("t", broker=fresh_redis.url)
@@ -55,23 +55,45 @@ def test_full_redis_refuses_sends_clearly_and_keeps_what_is_queued(
         return x + y
 
     thread_worker(app).stop()  # workers consumed this queue before (its consumer group exists)
-    add.delay(1, 1)
+    queued = 50
+    app.send_many([add.s(i, 0) for i in range(queued - 1)])
+    add.apply_async((queued - 1, 0), countdown=0.2)  # one waits in the delayed set
     client.config_set("maxmemory-policy", "noeviction")
     for i in range(200):  # data fills Redis, then the limit drops below what is used
         client.set(f"filler:{i}", "x" * 10_000)
     client.config_set("maxmemory", int(client.info("memory")["used_memory"]) // 2)
-    with pytest.raises(BrokerFullError, match="out of memory"):
-        add.delay(1, 2)
-    assert app.broker.stats("default").ready == 1  # what was queued before is still there
+    refusals = []
+    for send in (  # every way to send: one, delayed (a script), bulk (a pipeline of scripts)
+        lambda: add.delay(1, 2),
+        lambda: add.apply_async((1, 2), countdown=5),
+        lambda: app.send_many([add.s(1, 2), add.s(3, 4)]),
+    ):
+        with pytest.raises(BrokerFullError, match="out of memory") as info:
+            send()
+        refusals.append(info.value)
+    stats = app.broker.stats("default")
+    assert (stats.ready, stats.delayed) == (queued - 1, 1)  # what was queued before is still there
     worker = thread_worker(app)  # a worker drains while Redis is full (acks free memory)
-    worker.wait_outcomes(lambda outcomes: len(outcomes) == 1)
-    assert done == [2]
+    started = time.monotonic()
+    worker.wait_outcomes(lambda outcomes: len(outcomes) == queued)
+    drain_s = time.monotonic() - started
+    assert sorted(done) == list(range(queued))  # the delayed one too: promoted while full
+    assert int(client.info("memory")["used_memory"]) > int(client.config_get("maxmemory")["maxmemory"])
     client.config_set("maxmemory", 0)  # memory frees up: sending works again
-    add.delay(3, 4)
-    worker.wait_outcomes(lambda outcomes: len(outcomes) == 2)
-    assert done == [2, 7]
+    add.delay(1000, 1)
+    worker.wait_outcomes(lambda outcomes: len(outcomes) == queued + 1)
+    assert done[-1] == 1001
+    assert all(o.kind == "ack" for o in worker.outcomes)
     app.close()
     client.close()
+    reliability.record(
+        "Redis full (maxmemory below used memory, noeviction)",
+        "send, delayed send and send_many raise BrokerFullError; queued tasks kept and drained while "
+        "full; sending works once memory frees",
+        f"{len(refusals)} of 3 send kinds refused ({str(refusals[0]).split(': ', 1)[-1][:60]}...); "
+        f"{queued} of {queued} queued tasks ran while full, in {drain_s:.2f} s; 1 send after the limit "
+        "was lifted ran",
+    )
 
 
 def test_eviction_policy_that_can_lose_queues_is_reported(fresh_redis: RedisServer) -> None:
