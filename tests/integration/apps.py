@@ -210,8 +210,11 @@ def _mark_fd() -> int:
 
 
 @app.task(name="itest.mark")
-async def mark(token: str | int) -> None:
-    """Appends its token as a line to a file of this process: a record of the run that survives a
-    SIGKILL of the worker (the kernel holds the write) and does not depend on the Redis a test kills,
-    for one write(2) per task. Run counts come from reading every file."""
+async def mark(token: str | int, seconds: float = 0.0) -> None:
+    """Appends its token as a line to a file of this process, then awaits ``seconds`` (a task that is
+    still running, with its run recorded, when its worker is killed). The record survives a SIGKILL of
+    the worker (the kernel holds the write), does not depend on the Redis a test kills, and costs one
+    write(2) per task. Run counts come from reading every file."""
     os.write(_mark_fd(), f"{token}\n".encode())
+    if seconds:
+        await asyncio.sleep(seconds)

@@ -500,8 +500,11 @@ class Worker:
             return
         lost = await self.broker.extend(self.worker_id, list(self._owned.values()))
         for d in lost:
-            if (d.queue, d.entry_id) not in self._owned:
-                continue  # settled while the extension was in flight: not a lost lease
+            if (d.queue, d.entry_id) not in self._running:
+                # Settled, or its outcome is being recorded: a settle in flight on another connection
+                # can ack it before this extension reads the pending list, and reply after it. Not a
+                # lost lease; a real loss of one whose task ended is reported by the settle's fencing.
+                continue
             logger.warning("lease lost on %s %s (this worker was too slow or cut off)", d.queue, d.entry_id)
 
     async def _reclaim_once(self) -> None:
