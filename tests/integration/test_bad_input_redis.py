@@ -14,7 +14,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from celeriac import Celeriac
+from celeriac import Celeriac, MessageTooLarge
 from celeriac.broker.keys import GROUP
 from celeriac.cli import main as cli_main
 from celeriac.message import SIGNED_MESSAGE, Message, new_task_id
@@ -183,4 +183,36 @@ def test_forged_dead_letters_are_listed_and_replayed_without_sticking(
         "its reason; valid ones and a task sent after them run; nothing stuck",
         f"{len(forged)} forged entries listed, {with_message} replayed, {len(dead)} dead-lettered again "
         f"(undecodable), {len(done)} tasks ran; 0 ready, 0 pending",
+    )
+
+
+def test_oversized_messages_are_refused_at_send_and_nothing_is_queued(
+    redis_url: str, thread_worker: Callable[..., ThreadWorker], reliability: Any
+) -> None:
+    app = Celeriac("big", broker=redis_url, max_message_bytes=64 * 1024, task_ignore_result=False)
+
+    @app.task(name="bad.size")
+    def size(blob: bytes) -> int:
+        return len(blob)
+
+    refused = []
+    for send in (
+        lambda: size.delay(b"x" * (64 * 1024)),
+        lambda: size.apply_async((b"x" * (1 << 20),), countdown=1),
+        lambda: app.send_many([size.s(b"ok"), size.s(b"x" * (100 * 1024)), size.s(b"ok")]),
+    ):
+        with pytest.raises(MessageTooLarge, match="max_message_bytes=65536") as info:
+            send()
+        refused.append(info.value.size)
+    stats = app.broker.stats("default")
+    assert (stats.ready, stats.delayed) == (0, 0)  # a bulk send with one oversized message sends none
+    thread_worker(app)
+    assert size.delay(b"x" * 60_000).get(timeout=10) == 60_000  # just under the limit: runs
+    app.close()
+    reliability.record(
+        "Oversized message (max_message_bytes=64 KiB)",
+        "MessageTooLarge at send (one, delayed, and a bulk send holding one): nothing queued; a "
+        "message under the limit runs",
+        f"{len(refused)} sends refused (encoded sizes {', '.join(f'{n:,}' for n in refused)} bytes), "
+        "0 queued; a 60,000-byte argument ran",
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ from celeriac import BrokerConnectionError, BrokerError, BrokerFullError, Celeri
 from celeriac.broker.keys import GROUP
 from celeriac.testing import RedisServer, free_port
 
-from .conftest import eventually
+from .conftest import REPO, eventually
 from .marks import mark_worker_starter, read_marks
 
 pytestmark = pytest.mark.redis
@@ -40,6 +43,49 @@ def test_send_with_redis_down_raises_a_celeriac_error() -> None:
 def test_invalid_broker_url_is_a_configuration_error(url: str) -> None:
     with pytest.raises(ConfigurationError, match="broker_url"):
         Celeriac("t", broker=url)
+
+
+INVALID_SETTINGS = {  # environment of a worker -> the setting its one error line must name
+    "CELERIAC_LEASE_S": ("-1", "lease_s"),
+    "CELERIAC_MAX_DELIVERIES": ("zero", "max_deliveries"),
+    "CELERIAC_MESSAGE_SIGNING_KEY": ("short", "message_signing_key"),
+    "CELERIAC_BROKER_URL": ("redis://:s3cret-pw@127.0.0.1:notaport/0", "broker_url"),
+    "CELERIAC_RESULT_BACKEND": ("redis://:s3cret-pw@127.0.0.1:1/0?ssl_ca_certs=/x.pem", "result_backend"),
+}
+
+
+def test_a_worker_with_an_invalid_setting_exits_at_once_with_one_error_line(
+    redis_url: str, reliability: Any
+) -> None:
+    started = time.monotonic()
+    procs = {
+        var: subprocess.Popen(
+            [sys.executable, "-m", "celeriac", "worker", "-A", "tests.integration.apps:app"],
+            cwd=REPO,
+            env={**os.environ, "CELERIAC_BROKER_URL": redis_url, var: value},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for var, (value, _) in INVALID_SETTINGS.items()
+    }
+    slowest = 0.0
+    for var, proc in procs.items():
+        _, err = proc.communicate(timeout=30)
+        slowest = max(slowest, time.monotonic() - started)
+        setting = INVALID_SETTINGS[var][1]
+        assert proc.returncode == 1, (var, err)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"Error: invalid setting {setting!r}"), (var, err)
+        assert "s3cret" not in err  # the password of a refused URL is not echoed
+    reliability.record(
+        "Invalid configuration of a worker (CELERIAC_* variables: lease, max deliveries, signing key, "
+        "broker and result URLs with a password)",
+        "the worker exits 1 at start with one `Error:` line naming the setting, no traceback, "
+        "no password",
+        f"{len(procs)} of {len(procs)} refused, each with one line; all exited within {slowest:.1f} s "
+        "(started together)",
+    )
 
 
 def test_full_redis_refuses_sends_clearly_and_keeps_what_is_queued(

@@ -152,22 +152,32 @@ def test_countdown_waits_server_side_and_wakes_an_idle_worker(app: Celeriac, thr
     assert ran - sent < 3.0
 
 
-def test_unknown_task_is_dead_lettered_and_the_worker_goes_on(app: Celeriac, thread_worker: Any) -> None:
+def test_unknown_task_is_dead_lettered_and_the_worker_goes_on(
+    app: Celeriac, thread_worker: Any, reliability: Any
+) -> None:
     @app.task(ignore_result=False)
     def ok() -> str:
         return "fine"
 
     worker = thread_worker(app)
+    sent = time.monotonic()
     lost = app.send_task("it.not_registered_anywhere", args=(1,))
     with pytest.raises(NotRegistered):
         lost.get(timeout=10)
+    refused_s = time.monotonic() - sent
     assert ok.delay().get(timeout=10) == "fine"
     worker.wait_outcomes(lambda outcomes: any(o.kind == "dead" for o in outcomes))
     (entry,) = app.broker.dead_letters("default", 10)
     assert "unknown task" in entry.reason and entry.task_id == lost.id
+    reliability.record(
+        "Unknown task name (sent by name, registered nowhere)",
+        "dead-lettered with the reason; get() raises NotRegistered; the next task runs",
+        f"1 dead letter ({entry.reason.split(';')[0][:60]}), NotRegistered after {refused_s * 1000:.0f} ms; "
+        f"next task ran",
+    )
 
 
-def test_wrong_arguments_by_name_are_dead_lettered(app: Celeriac, thread_worker: Any) -> None:
+def test_wrong_arguments_by_name_are_dead_lettered(app: Celeriac, thread_worker: Any, reliability: Any) -> None:
     @app.task
     def add(x: int, y: int) -> int:
         return x + y
@@ -177,10 +187,19 @@ def test_wrong_arguments_by_name_are_dead_lettered(app: Celeriac, thread_worker:
     result = producer.send_task(add.name, args=(1,))  # so nothing can check the arguments at send
     with pytest.raises(TypeError):
         app.AsyncResult(result.id).get(timeout=10)
+    with pytest.raises(TypeError):  # where the task is importable, the caller gets the error at send
+        add.delay(1)
     producer.close()
     worker.wait_outcomes(lambda outcomes: any(o.kind == "dead" for o in outcomes))
     (entry,) = app.broker.dead_letters("default", 10)
     assert "wrong arguments" in entry.reason
+    assert app.broker.stats("default").ready == 0  # the refused send queued nothing
+    reliability.record(
+        "Wrong arguments (a task called with too few)",
+        "TypeError at send where the task is importable; sent by name: dead-lettered with the reason, "
+        "get() raises TypeError",
+        f"1 refused at send, 0 queued; 1 dead letter by name: {entry.reason[:70]!r}",
+    )
 
 
 def test_undecodable_message_is_dead_lettered(app: Celeriac, r: redis.Redis, thread_worker: Any) -> None:
