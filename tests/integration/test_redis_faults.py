@@ -81,8 +81,7 @@ def test_a_worker_with_an_invalid_setting_exits_at_once_with_one_error_line(
     reliability.record(
         "Invalid configuration of a worker (CELERIAC_* variables: lease, max deliveries, signing key, "
         "broker and result URLs with a password)",
-        "the worker exits 1 at start with one `Error:` line naming the setting, no traceback, "
-        "no password",
+        "the worker exits 1 at start with one `Error:` line naming the setting, no traceback, no password",
         f"{len(procs)} of {len(procs)} refused, each with one line; all exited within {slowest:.1f} s "
         "(started together)",
     )
