@@ -141,6 +141,65 @@ def test_full_redis_refuses_sends_clearly_and_keeps_what_is_queued(
     )
 
 
+def test_full_redis_holds_outcomes_that_need_memory_until_it_frees(
+    fresh_redis: RedisServer, thread_worker: Any, reliability: Any
+) -> None:
+    """A result to store or a retry to park needs memory: while Redis is full the worker keeps those
+    deliveries (leases renewed, nothing reclaimed or lost) and records them once memory frees."""
+    client = redis.Redis.from_url(fresh_redis.url)
+    app = Celeriac("t", broker=fresh_redis.url, lease_s=0.5)
+    runs: list[str] = []
+    ran = threading.Condition()
+
+    def note(what: str) -> None:
+        with ran:
+            runs.append(what)
+            ran.notify_all()
+
+    @app.task(ignore_result=False)
+    def add(x: int, y: int) -> int:
+        note(f"add{x}")
+        return x + y
+
+    @app.task(bind=True, default_retry_delay=0.01)
+    def flaky(self: Any) -> int:
+        note(f"flaky{self.request.retries}")
+        if self.request.retries == 0:
+            raise self.retry()
+        return 1
+
+    thread_worker(app).stop()  # the consumer group exists
+    results = app.send_many([add.s(i, 1) for i in range(3)])
+    flaky.delay()
+    client.config_set("maxmemory-policy", "noeviction")
+    for i in range(200):
+        client.set(f"filler:{i}", "x" * 10_000)
+    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) // 2)
+    worker = thread_worker(app)
+    with ran:  # every task ran; none of the outcomes can be written
+        assert ran.wait_for(lambda: len(runs) == 4, 10)
+    time.sleep(4 * 0.5)  # four leases pass while Redis stays full: time itself is what is tested
+    held = app.broker.stats("default").running
+    assert held == 4 and worker.outcomes == []
+    assert worker.worker.stats.reclaimed == 0
+    client.config_set("maxmemory", 0)
+    freed = time.monotonic()
+    assert [r.get(timeout=15) for r in results] == [1, 2, 3]
+    worker.wait_outcomes(lambda outcomes: sum(o.kind == "ack" for o in outcomes) == 4, timeout_s=15)
+    recorded_s = time.monotonic() - freed
+    assert sorted(runs) == ["add0", "add1", "add2", "flaky0", "flaky1"]  # each once; the retry once
+    assert worker.worker.stats.reclaimed == 0
+    app.close()
+    client.close()
+    reliability.record(
+        "Redis full while outcomes need memory (3 results to store, 1 retry to park)",
+        "the deliveries stay owned with their leases renewed (nothing reclaimed, lost or run twice); "
+        "outcomes recorded once memory frees",
+        f"{held} deliveries held through 4 leases while full, 0 reclaimed; all recorded {recorded_s:.1f} s "
+        f"after memory freed (settle backoff); {len(runs)} runs for 4 tasks and 1 retry",
+    )
+
+
 def test_eviction_policy_that_can_lose_queues_is_reported(fresh_redis: RedisServer) -> None:
     client = redis.Redis.from_url(fresh_redis.url)
     client.config_set("maxmemory-policy", "allkeys-lru")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -150,6 +151,43 @@ def test_countdown_waits_server_side_and_wakes_an_idle_worker(app: Celeriac, thr
     assert ran - sent >= 0.29
     # the wake-up path, not the 5 s safety re-check, promoted it
     assert ran - sent < 3.0
+
+
+def test_every_running_task_keeps_its_lease(redis_url: str, thread_worker: Any, reliability: Any) -> None:
+    """Several tasks on one worker, each running for several leases, with an idle worker watching:
+    every lease is renewed, none is reclaimed, each task runs once. (extend.lua renewed only the
+    first delivery of each call: Lua passes one value of ``unpack(t)`` followed by more arguments.)"""
+    lease_s = 0.5
+    app = Celeriac("it", broker=redis_url, lease_s=lease_s)
+    runs: list[int] = []
+    started = threading.Condition()
+    release = threading.Event()
+
+    @app.task
+    def hold(i: int) -> None:
+        with started:
+            runs.append(i)
+            started.notify_all()
+        release.wait(30)
+
+    busy = thread_worker(app, concurrency=4)
+    for i in range(4):
+        hold.delay(i)
+    with started:
+        assert started.wait_for(lambda: len(runs) == 4, 10)
+    idle = thread_worker(app, concurrency=4)  # reclaims every 0.1 s whatever has expired
+    time.sleep(4 * lease_s)  # the tasks run on through four leases: time itself is what is tested
+    release.set()
+    busy.wait_outcomes(lambda outcomes: len(outcomes) == 4)
+    assert sorted(runs) == [0, 1, 2, 3]  # none ran twice
+    assert busy.worker.stats.reclaimed + idle.worker.stats.reclaimed == 0
+    assert idle.outcomes == []
+    reliability.record(
+        f"Long tasks: 4 tasks on one worker, each running for 4 leases ({lease_s:g} s), another "
+        "worker reclaiming every 0.1 s",
+        "every lease renewed; nothing reclaimed; each task ran once",
+        f"{len(runs)} runs of 4 tasks, {busy.worker.stats.reclaimed + idle.worker.stats.reclaimed} reclaimed",
+    )
 
 
 def test_unknown_task_is_dead_lettered_and_the_worker_goes_on(
