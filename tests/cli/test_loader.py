@@ -111,3 +111,14 @@ def test_not_a_celeriac(make_module: Callable[[str], str]) -> None:
 def test_empty_module_name() -> None:
     with pytest.raises(AppLoadError, match=r"package\.module:app"):
         load_app(":app")
+
+
+def test_an_invalid_setting_read_at_import_is_a_configuration_error(
+    make_module: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celeriac import ConfigurationError
+
+    monkeypatch.setenv("CELERIAC_LEASE_S", "-1")
+    name = make_module(APP_SOURCE)
+    with pytest.raises(ConfigurationError, match="invalid setting 'lease_s'"):  # one Error: line, exit 1
+        load_app(f"{name}:app")

@@ -208,3 +208,28 @@ def custom_error() -> None:
 @app.task(name="itest.unpicklable", ignore_result=False)
 def unpicklable() -> Any:
     return lambda: None
+
+
+# ---- Redis restarts and the soak (test_redis_faults.py, test_soak.py) --------------------------------
+_mark_fds: dict[int, int] = {}
+
+
+def _mark_fd() -> int:
+    """This process's file under $ITEST_MARK_DIR, opened once per pid (children of a fork reopen)."""
+    pid = os.getpid()
+    fd = _mark_fds.get(pid)
+    if fd is None:
+        path = os.path.join(os.environ["ITEST_MARK_DIR"], f"marks-{pid}")
+        fd = _mark_fds[pid] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    return fd
+
+
+@app.task(name="itest.mark")
+async def mark(token: str | int, seconds: float = 0.0) -> None:
+    """Appends its token as a line to a file of this process, then awaits ``seconds`` (a task that is
+    still running, with its run recorded, when its worker is killed). The record survives a SIGKILL of
+    the worker (the kernel holds the write), does not depend on the Redis a test kills, and costs one
+    write(2) per task. Run counts come from reading every file."""
+    os.write(_mark_fd(), f"{token}\n".encode())
+    if seconds:
+        await asyncio.sleep(seconds)

@@ -7,6 +7,7 @@ import datetime
 import logging
 import re
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ def _add_tasks(app: Celeriac) -> tuple[Any, Any]:
 
 @pytest.mark.parametrize("client_certificate", [False, True], ids=["server-cert", "mutual-tls"])
 def test_producer_worker_and_results_over_tls(
-    tmp_path: Path, thread_worker: Callable[..., ThreadWorker], client_certificate: bool
+    tmp_path: Path, thread_worker: Callable[..., ThreadWorker], client_certificate: bool, reliability: Any
 ) -> None:
     tls = make_certificates(tmp_path, client=client_certificate)
     with RedisServer(tls=tls) as server:
@@ -146,18 +147,29 @@ def test_producer_worker_and_results_over_tls(
         app = Celeriac("tls", broker=server.url)
         add, aadd = _add_tasks(app)
         thread_worker(app)
+        started = time.monotonic()
         assert add.delay(1, 2).get(timeout=10) == 3
+        round_trip_ms = (time.monotonic() - started) * 1000
         assert aadd.apply_async((2, 3), countdown=0.05).get(timeout=10) == 5  # delayed set + wake-up
-        assert app.send_many([add.s(i, i) for i in range(20)])[-1].get(timeout=10) == 38
+        results = app.send_many([add.s(i, i) for i in range(20)])
+        assert [r.get(timeout=10) for r in results] == [2 * i for i in range(20)]
+        refused = ""
         if client_certificate:  # the server demands a client certificate: without one, no entry
             bare = Celeriac("tls", broker=server.url.split("&ssl_certfile")[0])
-            with pytest.raises(BrokerConnectionError):
+            with pytest.raises(BrokerConnectionError) as info:
                 bare.broker.stats("default")
+            refused = f"; a client without a certificate refused ({type(info.value).__name__})"
             bare.close()
         app.close()
+    kind = "mutual TLS (client certificates required)" if client_certificate else "TLS (server certificate)"
+    reliability.record(
+        f"Transport: {kind}, CA made by the test",
+        "producer, worker, delayed task and results over rediss://",
+        f"22 of 22 tasks ran over TLS (first delay+get {round_trip_ms:.0f} ms){refused}",
+    )
 
 
-def test_a_client_that_does_not_trust_the_ca_cannot_connect(tmp_path: Path) -> None:
+def test_a_client_that_does_not_trust_the_ca_cannot_connect(tmp_path: Path, reliability: Any) -> None:
     tls = make_certificates(tmp_path / "real" if (tmp_path / "real").mkdir() is None else tmp_path)
     other = make_certificates(tmp_path / "other" if (tmp_path / "other").mkdir() is None else tmp_path)
     with RedisServer(tls=tls) as server:
@@ -167,14 +179,22 @@ def test_a_client_that_does_not_trust_the_ca_cannot_connect(tmp_path: Path) -> N
             app.broker.stats("default")
         assert "hunter2" not in str(info.value)
         plain = Celeriac("tls", broker=f"redis://localhost:{server.port}/0")  # TLS port, no TLS
-        with pytest.raises(BrokerConnectionError):
+        with pytest.raises(BrokerConnectionError) as plain_info:
             plain.broker.stats("default")
         app.close()
         plain.close()
+    reliability.record(
+        "TLS: a client that trusts another CA; a plain client on the TLS port",
+        "both refused with BrokerConnectionError; the password is not in the error",
+        f"2 of 2 refused with {type(info.value).__name__} and {type(plain_info.value).__name__} "
+        "('certificate verify failed' in the first)",
+    )
 
 
 # ---- AUTH --------------------------------------------------------------------------------------------
-def test_requirepass_right_and_wrong_password(thread_worker: Callable[..., ThreadWorker]) -> None:
+def test_requirepass_right_and_wrong_password(
+    thread_worker: Callable[..., ThreadWorker], reliability: Any
+) -> None:
     with RedisServer(args=["--requirepass", "s3cret-PW"]) as server:
         good = Celeriac("auth", broker=f"redis://:s3cret-PW@127.0.0.1:{server.port}/0")
         add, _ = _add_tasks(good)
@@ -188,10 +208,17 @@ def test_requirepass_right_and_wrong_password(thread_worker: Callable[..., Threa
         assert not isinstance(info.value, BrokerConnectionError)
         assert "wrong-PW" not in str(info.value) and "s3cret" not in str(info.value)
         # a worker with wrong credentials stops at start with the error: no retry loop
-        with pytest.raises(BrokerError, match="refused the credentials"):
+        with pytest.raises(BrokerError, match="refused the credentials") as worker_info:
             ThreadWorker(bad).start()
         good.close()
         bad.close()
+    reliability.record(
+        "AUTH: wrong password (requirepass)",
+        "a send raises BrokerError (not a connection error, no retry loop); a worker stops at start; "
+        "no password in the errors",
+        f"2 of 2 refused ({type(info.value).__name__}, {type(worker_info.value).__name__}: "
+        f"{str(info.value).split(': ', 1)[-1][:60]!r}); the right password ran 1 task",
+    )
 
 
 # ---- ACL ---------------------------------------------------------------------------------------------
@@ -235,6 +262,12 @@ class AclRedis:
         return {name.removeprefix("cmdstat_") for name in stats}
 
 
+def _noperm(exc: BaseException) -> str:
+    """The part of a denied command's error that Redis wrote (NOPERM ...)."""
+    text = str(exc)
+    return text[text.index("NOPERM") :].split(")")[0][:80] if "NOPERM" in text else text[:80]
+
+
 def _s(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -247,7 +280,7 @@ def acl_redis(fresh_redis: RedisServer) -> Iterator[AclRedis]:
 
 
 def test_the_readme_acl_is_exactly_what_producer_worker_and_cli_use(
-    acl_redis: AclRedis, thread_worker: Callable[..., ThreadWorker]
+    acl_redis: AclRedis, thread_worker: Callable[..., ThreadWorker], reliability: Any
 ) -> None:
     url = acl_redis.set_user()
     acl_redis.admin.config_resetstat()
@@ -316,9 +349,18 @@ def test_the_readme_acl_is_exactly_what_producer_worker_and_cli_use(
     assert used <= rule, f"used but not in the README's ACL: {sorted(used - rule)}"
     # every listed command was needed, except the health-check PING (only after 30 s idle)
     assert rule - used <= {"ping"}, f"in the README's ACL but never used: {sorted(rule - used - {'ping'})}"
+    reliability.record(
+        "Least privilege: the README's ACL user runs producer, worker (retries, dead letters, lease "
+        "renewal, hand-back, reclaim) and CLI status/dlq/purge",
+        "Redis denied nothing (ACL LOG empty); every command used is in the rule; every rule but "
+        "PING was used",
+        f"{len(used)} commands used of {len(rule)} allowed, 0 denied; 5 CLI commands exited 0",
+    )
 
 
-def test_a_producer_lacking_a_permission_gets_a_clear_noperm_error(acl_redis: AclRedis) -> None:
+def test_a_producer_lacking_a_permission_gets_a_clear_noperm_error(
+    acl_redis: AclRedis, reliability: Any
+) -> None:
     url = acl_redis.set_user("-xadd")
     app = Celeriac("acl", broker=url)
     add, _ = _add_tasks(app)
@@ -331,10 +373,15 @@ def test_a_producer_lacking_a_permission_gets_a_clear_noperm_error(acl_redis: Ac
     url = acl_redis.set_user("resetkeys", "~other:*")  # commands allowed, keys not
     app2 = Celeriac("acl", broker=url)
     add2, _ = _add_tasks(app2)
-    with pytest.raises(BrokerError, match="NOPERM"):
+    with pytest.raises(BrokerError, match="NOPERM") as keys_info:
         add2.delay(1, 2)
     app.close()
     app2.close()
+    reliability.record(
+        "ACL: a producer denied XADD, or denied the keys",
+        "a BrokerError carrying Redis's NOPERM text, not a connection error; no password in it",
+        f"2 of 2 sends refused: {_noperm(info.value)!r}; {_noperm(keys_info.value)!r}",
+    )
 
 
 def test_a_worker_denied_a_command_at_start_stops_with_the_error(acl_redis: AclRedis) -> None:
@@ -358,7 +405,7 @@ class _Seen(logging.Handler):
 
 
 def test_a_worker_denied_a_command_later_logs_it_and_recovers_once_allowed(
-    acl_redis: AclRedis, thread_worker: Callable[..., ThreadWorker]
+    acl_redis: AclRedis, thread_worker: Callable[..., ThreadWorker], reliability: Any
 ) -> None:
     url = acl_redis.set_user("-xreadgroup")
     app = Celeriac("acl", broker=url)
@@ -371,10 +418,17 @@ def test_a_worker_denied_a_command_later_logs_it_and_recovers_once_allowed(
         result = add.delay(20, 22)
         assert seen.event.wait(10), "the denied fetch was not logged"
         acl_redis.admin.execute_command("ACL", "SETUSER", "celeriac", "+xreadgroup")  # type: ignore[no-untyped-call]
+        allowed = time.monotonic()
         assert result.get(timeout=15) == 42
+        recovered_s = time.monotonic() - allowed
     finally:
         logger.removeHandler(seen)
     app.close()
+    reliability.record(
+        "ACL: a running worker denied XREADGROUP, then allowed again",
+        "the denial is logged (NOPERM); the worker keeps running and consumes once the ACL is fixed",
+        f"denial logged; the waiting task ran {recovered_s:.2f} s after the ACL was fixed (backoff <= 5 s)",
+    )
 
 
 # ---- content and signing with a real worker -----------------------------------------------------------
@@ -389,7 +443,10 @@ def _dead_letters(app: Celeriac) -> list[Any]:
 
 
 def test_pickle_needs_an_explicit_opt_in_on_the_worker(
-    redis_url: str, thread_worker: Callable[..., ThreadWorker], caplog: pytest.LogCaptureFixture
+    redis_url: str,
+    thread_worker: Callable[..., ThreadWorker],
+    caplog: pytest.LogCaptureFixture,
+    reliability: Any,
 ) -> None:
     producer = Celeriac("pk", broker=redis_url, accept_content=("msgpack", "pickle"))
     strict = Celeriac("pk", broker=redis_url)
@@ -411,10 +468,16 @@ def test_pickle_needs_an_explicit_opt_in_on_the_worker(
         strict.AsyncResult(producer.tasks["sec.move"].delay(Point(0, 0)).id).get(timeout=10)
     producer.close()
     strict.close()
+    reliability.record(
+        "Pickle sent to a worker that does not accept it",
+        "dead-lettered unread with the reason; a reader without the opt-in refuses a pickled result",
+        f"1 dead letter ({letter.reason[:60]!r}); 1 pickled result refused (DecodeError); "
+        "1 task ran where pickle is accepted",
+    )
 
 
 def test_signed_messages_rotation_and_refusals_on_a_real_worker(
-    redis_url: str, thread_worker: Callable[..., ThreadWorker]
+    redis_url: str, thread_worker: Callable[..., ThreadWorker], reliability: Any
 ) -> None:
     worker_app = Celeriac(
         "sg",
@@ -447,13 +510,23 @@ def test_signed_messages_rotation_and_refusals_on_a_real_worker(
     reasons = sorted(letter.reason for letter in _dead_letters(worker_app))
     assert "bad signature" in reasons[0] and "unsigned message refused" in reasons[1]
     assert refused.id in {letter.task_id for letter in _dead_letters(worker_app)}
+    ran = sum(o.kind == "ack" for o in worker.outcomes)
+    retried = sum(o.kind == "retry" for o in worker.outcomes)
+    dead = sum(o.kind == "dead" for o in worker.outcomes)
     for app in (worker_app, old, new, unsigned):
         app.close()
+    reliability.record(
+        "Message signing: unsigned and tampered messages; key rotation",
+        "refused and dead-lettered with the reason; old and new keys accepted; retries re-signed",
+        f"{dead} refused ({', '.join(k for k in ('bad signature', 'unsigned message refused') if k in str(reasons))}), "
+        f"{ran} ran (old key, new key, "
+        f"a task retried {retried} times with re-signed retries)",
+    )
 
 
 # ---- results -----------------------------------------------------------------------------------------
 def test_a_huge_result_is_replaced_by_a_clear_error(
-    redis_url: str, thread_worker: Callable[..., ThreadWorker]
+    redis_url: str, thread_worker: Callable[..., ThreadWorker], reliability: Any
 ) -> None:
     from celeriac.exceptions import ResultTooLarge
 
@@ -466,11 +539,18 @@ def test_a_huge_result_is_replaced_by_a_clear_error(
     thread_worker(app)
     assert len(big.delay(1000).get(timeout=10)) == 1000
     result = big.delay(2 << 20)
-    with pytest.raises(ResultTooLarge, match="result_max_bytes=1048576"):
+    with pytest.raises(ResultTooLarge, match="result_max_bytes=1048576") as info:
         result.get(timeout=10)
     stored = app.backend.get(result.id)  # type: ignore[union-attr]
     assert stored is not None and len(stored) < 20_000
+    size = re.search(r"is \d+ bytes", str(info.value))
+    assert size is not None  # the error says how large the result was
     app.close()
+    reliability.record(
+        "Huge result (a task returns 2 MiB, result_max_bytes 1 MiB)",
+        "not stored; the task fails with ResultTooLarge saying how large; a small result is stored",
+        f"stored instead: an error of {len(stored):,} bytes; ResultTooLarge says {size.group(0)!r}",
+    )
 
 
 # ---- secrets -----------------------------------------------------------------------------------------
@@ -478,26 +558,40 @@ NASTY_PASSWORDS = ["hunter2", "hunt@er2", "hunt:er2", "hunt/er2"]
 
 
 @pytest.mark.parametrize("password", NASTY_PASSWORDS)
-def test_a_password_never_appears_in_errors(password: str) -> None:
+def test_a_password_never_appears_in_errors(password: str, reliability: Any) -> None:
     url = f"redis://user:{password}@127.0.0.1:{free_port()}/0"
     try:
         app = Celeriac("sec", broker=url)
     except Exception as exc:  # a URL the parser cannot read (a "/" in the password)
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         assert password not in text and "er2" not in text
+        reliability.record(
+            f"Password {password!r} in an unparsable broker URL",
+            "the password is in no error or traceback",
+            f"1 {type(exc).__name__} ({len(text):,} characters of traceback), 0 occurrences",
+        )
         return
     add, _ = _add_tasks(app)
+    checked = 0
     for call in (lambda: add.delay(1, 2), lambda: app.broker.stats("default")):
         with pytest.raises(BrokerConnectionError) as info:
             call()
         text = "".join(traceback.format_exception(type(info.value), info.value, info.value.__traceback__))
         assert password not in text, text
         assert "***" in str(info.value)
+        checked += len(text)
     assert password not in repr(app) + repr(app.conf)
     app.close()
+    reliability.record(
+        f"Password {password!r} in the broker URL, Redis unreachable",
+        "the password is in no error, traceback, repr(app) or repr(app.conf); shown as ***",
+        f"2 BrokerConnectionErrors ({checked:,} characters of traceback) and 2 reprs, 0 occurrences",
+    )
 
 
-def test_a_worker_that_cannot_connect_never_logs_the_password(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_worker_that_cannot_connect_never_logs_the_password(
+    caplog: pytest.LogCaptureFixture, reliability: Any
+) -> None:
     password = "hunt@er2-secret"
     app = Celeriac("sec", broker=f"redis://user:{password}@127.0.0.1:{free_port()}/0")
     _add_tasks(app)
@@ -516,3 +610,8 @@ def test_a_worker_that_cannot_connect_never_logs_the_password(caplog: pytest.Log
     for record in caplog.records:
         assert "er2-secret" not in record.getMessage()
     app.close()
+    reliability.record(
+        "Password in the URL of a worker that cannot reach Redis",
+        "no log line holds the password; the URL is logged as user:***@host",
+        f"{len(caplog.records)} log records, 0 with the password",
+    )

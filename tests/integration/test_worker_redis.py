@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -152,22 +153,71 @@ def test_countdown_waits_server_side_and_wakes_an_idle_worker(app: Celeriac, thr
     assert ran - sent < 3.0
 
 
-def test_unknown_task_is_dead_lettered_and_the_worker_goes_on(app: Celeriac, thread_worker: Any) -> None:
+def test_every_running_task_keeps_its_lease(redis_url: str, thread_worker: Any, reliability: Any) -> None:
+    """Several tasks on one worker, each running for several leases, with an idle worker watching:
+    every lease is renewed, none is reclaimed, each task runs once. (extend.lua renewed only the
+    first delivery of each call: Lua passes one value of ``unpack(t)`` followed by more arguments.)"""
+    lease_s = 0.5
+    app = Celeriac("it", broker=redis_url, lease_s=lease_s)
+    runs: list[int] = []
+    started = threading.Condition()
+    release = threading.Event()
+
+    @app.task
+    def hold(i: int) -> None:
+        with started:
+            runs.append(i)
+            started.notify_all()
+        release.wait(30)
+
+    busy = thread_worker(app, concurrency=4)
+    for i in range(4):
+        hold.delay(i)
+    with started:
+        assert started.wait_for(lambda: len(runs) == 4, 10)
+    idle = thread_worker(app, concurrency=4)  # reclaims every 0.1 s whatever has expired
+    time.sleep(4 * lease_s)  # the tasks run on through four leases: time itself is what is tested
+    release.set()
+    busy.wait_outcomes(lambda outcomes: len(outcomes) == 4)
+    assert sorted(runs) == [0, 1, 2, 3]  # none ran twice
+    assert busy.worker.stats.reclaimed + idle.worker.stats.reclaimed == 0
+    assert idle.outcomes == []
+    reliability.record(
+        f"Long tasks: 4 tasks on one worker, each running for 4 leases ({lease_s:g} s), another "
+        "worker reclaiming every 0.1 s",
+        "every lease renewed; nothing reclaimed; each task ran once",
+        f"{len(runs)} runs of 4 tasks, {busy.worker.stats.reclaimed + idle.worker.stats.reclaimed} reclaimed",
+    )
+
+
+def test_unknown_task_is_dead_lettered_and_the_worker_goes_on(
+    app: Celeriac, thread_worker: Any, reliability: Any
+) -> None:
     @app.task(ignore_result=False)
     def ok() -> str:
         return "fine"
 
     worker = thread_worker(app)
+    sent = time.monotonic()
     lost = app.send_task("it.not_registered_anywhere", args=(1,))
     with pytest.raises(NotRegistered):
         lost.get(timeout=10)
+    refused_s = time.monotonic() - sent
     assert ok.delay().get(timeout=10) == "fine"
     worker.wait_outcomes(lambda outcomes: any(o.kind == "dead" for o in outcomes))
     (entry,) = app.broker.dead_letters("default", 10)
     assert "unknown task" in entry.reason and entry.task_id == lost.id
+    reliability.record(
+        "Unknown task name (sent by name, registered nowhere)",
+        "dead-lettered with the reason; get() raises NotRegistered; the next task runs",
+        f"1 dead letter ({entry.reason[:70]!r}...), NotRegistered after {refused_s * 1000:.0f} ms; "
+        f"next task ran",
+    )
 
 
-def test_wrong_arguments_by_name_are_dead_lettered(app: Celeriac, thread_worker: Any) -> None:
+def test_wrong_arguments_by_name_are_dead_lettered(
+    app: Celeriac, thread_worker: Any, reliability: Any
+) -> None:
     @app.task
     def add(x: int, y: int) -> int:
         return x + y
@@ -177,10 +227,19 @@ def test_wrong_arguments_by_name_are_dead_lettered(app: Celeriac, thread_worker:
     result = producer.send_task(add.name, args=(1,))  # so nothing can check the arguments at send
     with pytest.raises(TypeError):
         app.AsyncResult(result.id).get(timeout=10)
+    with pytest.raises(TypeError):  # where the task is importable, the caller gets the error at send
+        add.delay(1)
     producer.close()
     worker.wait_outcomes(lambda outcomes: any(o.kind == "dead" for o in outcomes))
     (entry,) = app.broker.dead_letters("default", 10)
     assert "wrong arguments" in entry.reason
+    assert app.broker.stats("default").ready == 0  # the refused send queued nothing
+    reliability.record(
+        "Wrong arguments (a task called with too few)",
+        "TypeError at send where the task is importable; sent by name: dead-lettered with the reason, "
+        "get() raises TypeError",
+        f"1 refused at send, 0 queued; 1 dead letter by name: 'wrong arguments: ...{entry.reason[-55:]}'",
+    )
 
 
 def test_undecodable_message_is_dead_lettered(app: Celeriac, r: redis.Redis, thread_worker: Any) -> None:

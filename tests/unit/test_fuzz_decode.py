@@ -1,8 +1,10 @@
-"""Fuzzing what a worker reads from Redis: the message decoder and the executor's ``prepare``.
+"""Fuzzing what a worker reads from Redis: the message decoder and the executor's ``prepare``, the
+stream entries a fetch returns (any field names), and the dead-letter entries a listing reads.
 
 Documented outcomes only: ``decode`` returns a Message or raises DecodeError; ``prepare`` returns a
 Job or an Outcome (never raises); and for any Job, deciding its outcome (success, failure, retry)
-never raises either, so no bad message can stall the worker's settle loop.
+never raises either, so no bad message can stall the worker's settle loop. Parsing a fetched entry
+or a dead letter never raises: every entry becomes a delivery (to run or dead-letter) or a listing.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from celeriac import Celeriac, DecodeError, Retry, SerializationError
-from celeriac.message import SIGNED_MESSAGE, Message, decode, encode, sign
+from celeriac.broker.redis import _parse_dead_letters, _parse_entries
+from celeriac.message import SIGNED_MESSAGE, Message, decode, encode, peek, sign
 from celeriac.worker.executor import Job, Outcome
 
 KEY = b"k" * 32
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ_ENTRIES = settings(FUZZ, max_examples=150)  # whole entries: each example holds several envelopes
 
 # any value msgpack can carry (what a hostile or buggy producer can put in any field)
 scalars = (
@@ -165,3 +169,41 @@ def test_integer_options_beyond_64_bits_are_refused_not_crashed_on_retry(app: Ce
     data = msgpack.packb([1, "id-1", "fz.add", [], {}, {"rx": float("nan")}])
     out = app.executor.prepare(data)
     assert isinstance(out, Outcome) and "bad option rx" in out.reason
+
+
+entry_ids = st.from_regex(rb"\A[0-9]{1,13}-[0-9]{1,5}\Z")  # what Redis makes: ms-sequence
+field_names = st.sampled_from([b"m", b"M", b"message", b"reason", b"time", b""]) | st.binary(max_size=8)
+field_values = st.binary(max_size=40) | envelopes() | st.sampled_from([b"0", b"-1", b"1e3", b"\xff\xfe"])
+
+
+@FUZZ_ENTRIES
+@given(
+    st.lists(
+        st.tuples(entry_ids, st.lists(st.tuples(field_names, field_values), max_size=4)),
+        max_size=5,
+    )
+)
+def test_fetched_entries_with_any_fields_become_deliveries(app: Celeriac, entries: list[Any]) -> None:
+    raw = [(entry_id, [x for pair in fields for x in pair]) for entry_id, fields in entries]
+    deliveries = _parse_entries("q", raw)
+    assert len(deliveries) == sum(1 for _, fields in entries if fields)  # deleted entries are skipped
+    for d, (_, fields) in zip(deliveries, [e for e in entries if e[1]]):
+        assert d.data == next((v for k, v in fields if k == b"m"), b"")  # no "m" field: b"" (undecodable)
+        check_prepare(app, d.data)
+
+
+@FUZZ_ENTRIES
+@given(st.lists(st.tuples(entry_ids, st.dictionaries(field_names, field_values, max_size=4)), max_size=5))
+def test_dead_letter_listing_of_any_entries(entries: list[Any]) -> None:
+    letters = _parse_dead_letters(entries)
+    assert len(letters) == len(entries)
+    for letter, (_, fields) in zip(letters, entries):
+        assert letter.data == fields.get(b"m", b"")
+        assert isinstance(letter.reason, str) and isinstance(letter.task_id, str) and letter.time_ms >= 0
+
+
+@FUZZ
+@given(st.binary(max_size=200) | envelopes())
+def test_peek_for_listings_never_raises(data: bytes) -> None:
+    found = peek(data)
+    assert found is None or all(isinstance(x, str) for x in found)

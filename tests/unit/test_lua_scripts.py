@@ -48,6 +48,14 @@ def test_no_key_is_built_inside_the_script(name: str) -> None:
         assert args[0].startswith("KEYS["), f"{name}.lua: {command} on {args[0]}"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_unpack_is_always_the_last_argument(name: str) -> None:
+    # Lua passes only the first value of `unpack(t)` when another argument follows it: extend.lua once
+    # renewed one lease per call that way, and the other running tasks were reclaimed and run again
+    body = "\n".join(line for line in source(name).splitlines() if not line.startswith("--"))
+    assert not re.search(r"unpack\([^()]*\)\s*,", body), f"{name}.lua: unpack(...) followed by an argument"
+
+
 # ---- settle.lua: results are fenced like acks (needs a private Redis) ---------------------------------
 @pytest.fixture
 def lua(redis_url: str) -> Iterator[redis.Redis]:

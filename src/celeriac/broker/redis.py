@@ -69,6 +69,33 @@ def _parse_entries(queue: str, entries: Any) -> list[Delivery]:
     return out
 
 
+def _parse_dead_letters(entries: Any) -> list[DeadLetter]:
+    """Dead letters from ``XRANGE`` entries ``(id, {field: value})``.
+
+    The dead-letter stream holds whatever reached Redis, and anyone who can write to Redis can add to
+    it: a field that does not parse is shown empty (a reason that is not UTF-8 with replacement
+    characters) rather than raised on, because listing and replaying are how an operator cleans up.
+    """
+    out = []
+    for entry_id, fields in entries or []:
+        data = fields.get(b"m", b"")
+        time_raw = fields.get(b"time", b"0")
+        out.append(
+            DeadLetter(
+                entry_id=_text(entry_id),
+                task_id=task_id_of(data),
+                data=data,
+                reason=_text(fields.get(b"reason", b"")),
+                time_ms=int(time_raw) if time_raw.isdigit() and len(time_raw) < 20 else 0,
+            )
+        )
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def _raw_reply(response: Any, **_options: Any) -> Any:
     """Response callback for XREADGROUP: the reply as Redis sent it. redis-py's own turns every entry's
     fields into a dict, which costs more per message than running a small task."""
@@ -532,18 +559,7 @@ class RedisBroker(Broker):
         q = self.keys.queue(queue)
         with translate_errors(self.url):
             entries: Any = self.sync.xrange(q.dead, count=count)
-        out = []
-        for entry_id, fields in entries or []:
-            out.append(
-                DeadLetter(
-                    entry_id=to_str(entry_id),
-                    task_id=task_id_of(fields.get(b"m", b"")),
-                    data=fields.get(b"m", b""),
-                    reason=to_str(fields.get(b"reason", b"")),
-                    time_ms=int(fields.get(b"time", 0)),
-                )
-            )
-        return out
+        return _parse_dead_letters(entries)
 
     def replay_dead(self, queue: str, count: int, entry_id: str | None = None) -> int:
         q = self.keys.queue(queue)

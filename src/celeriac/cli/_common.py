@@ -107,7 +107,10 @@ def format_time_ms(time_ms: int) -> str:
     """Epoch milliseconds as local ``YYYY-MM-DD HH:MM:SS``."""
     if time_ms <= 0:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time_ms / 1000))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time_ms / 1000))
+    except (OverflowError, OSError, ValueError):  # a time no clock can show (a forged dead letter)
+        return str(time_ms)
 
 
 def format_age_s(seconds: float) -> str:

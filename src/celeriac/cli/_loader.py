@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 from ..app import Celeriac
-from ..exceptions import CeleriacError
+from ..exceptions import CeleriacError, ConfigurationError
 
 DEFAULT_ATTRIBUTE = "app"
 
@@ -72,6 +72,10 @@ def _import(module_name: str) -> Any:
                 f"(run from the directory that contains it, or put it on PYTHONPATH; cwd is {os.getcwd()})"
             ) from None
         raise AppLoadError(_import_failed(module_name, exc)) from None
+    except ConfigurationError:
+        # an invalid setting (a CELERIAC_* variable the app read at import): the error names it, and
+        # the user's code is not at fault, so one `Error:` line (exit 1) rather than a traceback
+        raise
     except Exception as exc:  # the user's module raised while importing: show where
         raise AppLoadError(_import_failed(module_name, exc)) from None
 

@@ -144,7 +144,7 @@ def main() -> None:
 
         patch()
     configure_logging(options.loglevel)
-    from ..exceptions import CeleriacError
+    from ..exceptions import CeleriacError, ConfigurationError
     from ._loader import AppLoadError, load_app
 
     try:
@@ -154,6 +154,9 @@ def main() -> None:
         usage = "Usage: celeriac worker [OPTIONS]\nTry 'celeriac worker -h' for help.\n\n"
         sys.stderr.write(f"{usage}Error: {error_line(exc)}\n")
         sys.exit(2)
+    except ConfigurationError as exc:  # an invalid setting the app read while being imported
+        sys.stderr.write(f"Error: {error_line(exc)}\n")
+        sys.exit(1)
     try:
         if options.broker_url:
             app.conf.broker_url = options.broker_url

@@ -56,10 +56,19 @@ class RedisServer:
         port: a fixed port (default: a free one); kept across :meth:`restart`.
         tls: serve TLS only on the port (``--port 0 --tls-port``); :attr:`url` is then a ``rediss://``
             URL that trusts the CA.
+        appendfsync: turn the append-only file on with this fsync policy (``"always"``,
+            ``"everysec"`` or ``"no"``). Its directory is kept across :meth:`kill` and :meth:`restart`,
+            so a restarted server reloads what was written. ``"always"`` fsyncs before replying: a
+            write a client saw acknowledged survives ``kill -9`` of the server (and of the machine);
+            ``"everysec"`` may lose up to a second of acknowledged writes on a machine crash.
     """
 
     def __init__(
-        self, args: Sequence[str] = (), port: int | None = None, tls: TLSFiles | None = None
+        self,
+        args: Sequence[str] = (),
+        port: int | None = None,
+        tls: TLSFiles | None = None,
+        appendfsync: str | None = None,
     ) -> None:
         binary = redis_server_binary()
         if binary is None:
@@ -68,6 +77,9 @@ class RedisServer:
         self.args = list(args)
         self.port = port or free_port()
         self.tls = tls
+        if appendfsync not in (None, "always", "everysec", "no"):
+            raise ValueError(f"appendfsync must be 'always', 'everysec' or 'no', not {appendfsync!r}")
+        self.appendfsync = appendfsync
         self.dir = Path(tempfile.mkdtemp(prefix="celeriac-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -92,8 +104,18 @@ class RedisServer:
             *("--tls-ca-cert-file", t.ca_file, "--tls-auth-clients", auth),
         ]
 
+    def _persistence_args(self) -> list[str]:
+        # never RDB snapshots: a fork per save would disturb timing-sensitive tests for nothing
+        if self.appendfsync is None:
+            return ["--appendonly", "no"]
+        return ["--appendonly", "yes", "--appendfsync", self.appendfsync]
+
     def start(self, timeout_s: float = 10.0) -> RedisServer:
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it answers PING (after loading its append-only file).
+
+        After :meth:`kill`, starts it again on the same port and directory (as :meth:`restart`)."""
+        if self.process is not None and self.process.poll() is not None and self.process.stderr:
+            self.process.stderr.close()  # the previous run's pipe
         cmd = [
             self.binary,
             *self._listen_args(),
@@ -103,8 +125,7 @@ class RedisServer:
             str(self.dir),
             "--save",
             "",
-            "--appendonly",
-            "no",
+            *self._persistence_args(),
             "--protected-mode",
             "no",
             "--loglevel",
@@ -161,8 +182,6 @@ class RedisServer:
     def restart(self) -> RedisServer:
         """Kill and start again on the same port and directory."""
         self.kill()
-        if self.process is not None and self.process.stderr:
-            self.process.stderr.close()
         return self.start()
 
     def __enter__(self) -> RedisServer:

@@ -20,7 +20,13 @@ for i = 4, #ARGV, 2 do
     table.insert(lost, ARGV[i])
   end
 end
-if #keep > 0 then
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(keep), 'JUSTID')
+-- XCLAIM takes the ids before its options, and Lua cuts `unpack(t)` to its first value unless it is
+-- the last argument (`f(unpack(t), x)` passes only t[1]): so JUSTID goes at the end of the table, and
+-- the ids go in chunks that stay well below Lua's limit on the number of arguments of one call.
+for first = 1, #keep, 1000 do
+  local ids = {}
+  for i = first, math.min(first + 999, #keep) do ids[#ids + 1] = keep[i] end
+  ids[#ids + 1] = 'JUSTID'
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))
 end
 return lost

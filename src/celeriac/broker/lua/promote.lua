@@ -10,12 +10,15 @@
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local due = redis.call('ZRANGE', KEYS[1], '-inf', now_ms, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[1]))
+if #due > 0 then
+  -- the members just read are the lowest-ranked ones: remove them by rank in one command.
+  -- Removed before they are appended, because a Redis over maxmemory refuses a script's first
+  -- memory-growing command (XADD) but never one after the script has written: this way due messages
+  -- still move (memory-neutral) while Redis is full, instead of waiting until memory frees.
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #due - 1)
+end
 for _, msg in ipairs(due) do
   redis.call('XADD', KEYS[2], '*', 'm', msg)
-end
-if #due > 0 then
-  -- the members just read are the lowest-ranked ones: remove them by rank in one command
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #due - 1)
 end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local next_due = -1
