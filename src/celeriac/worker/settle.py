@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..broker.base import Delivery, Settlement
+from ..exceptions import BrokerFullError
 from .executor import REMOTE_TRACEBACK_ATTR, Outcome
 
 if TYPE_CHECKING:
@@ -118,9 +119,30 @@ class Settler:
         batch, self._pending = self._pending, []
         try:
             await self._flush(batch)
+        except BrokerFullError:
+            # Redis is out of memory: outcomes that need memory (a result, a retry, a dead letter) wait,
+            # but plain acks free memory and go through, so tasks without results keep draining.
+            heavy = [item for item in batch if self._needs_memory(*item)]
+            light = [item for item in batch if not self._needs_memory(*item)]
+            if not heavy or not light:
+                self._pending[:0] = batch
+                raise
+            self._pending[:0] = heavy
+            try:
+                await self._flush(light)
+            except BaseException:
+                self._pending[:0] = light
+                raise
+            raise  # the guard backs off; the next flush retries what waits
         except BaseException:
             self._pending[:0] = batch  # keep them: the guard backs off and the next flush retries
             raise
+
+    def _needs_memory(self, d: Delivery | None, o: Outcome) -> bool:
+        """Whether recording ``o`` writes to Redis more than an ack (refused while Redis is full)."""
+        if o.store is not None and self.backend is not None:
+            return True
+        return d is not None and o.kind in ("retry", "dead")
 
     async def _flush(self, batch: list[tuple[Delivery | None, Outcome]]) -> None:
         in_flight = [(d.queue, d.entry_id) for d, _ in batch if d is not None]
