@@ -77,8 +77,12 @@ PARALLEL_WORKLOADS = ["kill"]  # mostly waiting: every library at once, each on 
 # One-at-a-time sending is a round trip per task, so its rate follows the machine's load from second to
 # second: measured in one block per library, a peer measured in a quiet minute beat celeriac measured
 # in a busy one (x0.58 in a run where interleaved rounds gave x1.5-2). So it runs in rounds, every
-# library in turn in each round, and the table shows each library's median round.
-INTERLEAVED_ROUNDS = {"enqueue_one": 5}
+# library in turn in each round, and the table shows each library's median round. Bulk sends are short
+# (a fraction of a second for celeriac) and move as much: three rounds of the whole size each.
+INTERLEAVED_ROUNDS = {"enqueue_one": 5, "enqueue_bulk": 3}
+# the size a round takes: one-at-a-time sends split the mode's count between rounds; a bulk send keeps
+# its whole size (its rate depends on it)
+SPLIT_BETWEEN_ROUNDS = {"enqueue_one": "enqueue_n"}
 TIMEOUT_S = {"quick": 300, "full": 3600}
 
 # rows of the table: (label, workload, key, unit, higher_is_better, format)
@@ -574,7 +578,10 @@ def main(argv: list[str] | None = None) -> int:
                 for w in sequential:
                     if w in INTERLEAVED_ROUNDS:
                         rounds = INTERLEAVED_ROUNDS[w]
-                        per_round = {"enqueue_n": max(100, harness_params(args.mode)["enqueue_n"] // rounds)}
+                        split = SPLIT_BETWEEN_ROUNDS.get(w)
+                        per_round = (
+                            {split: max(100, harness_params(args.mode)[split] // rounds)} if split else None
+                        )
                         runs: dict[str, list[dict[str, Any]]] = {lib: [] for lib in runnable}
                         for r in range(rounds):
                             for lib in runnable:
