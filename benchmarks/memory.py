@@ -34,6 +34,7 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from celeriac.testing import descendant_pids  # noqa: E402
 from celeriac.testing.server import RedisServer  # noqa: E402
 
 APP = """\
@@ -77,25 +78,6 @@ Worker(app, worker_id=sys.argv[1]).start()
 LOW, HIGH = 100, 900
 
 
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
-
-
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -117,7 +99,7 @@ def pss_kib(pid: int) -> int:
 
 def tree(pid: int) -> tuple[int, int, int]:
     """(summed VmRSS KiB, summed Pss KiB, processes) of ``pid`` and its descendants."""
-    pids = descendants(pid)
+    pids = [pid, *descendant_pids(pid)]
     return sum(rss_kib(p) for p in pids), sum(pss_kib(p) for p in pids), len(pids)
 
 

@@ -49,15 +49,23 @@ def garbage(rng: random.Random) -> list[bytes]:
     return out
 
 
-def test_random_bytes_in_a_queue_are_dead_lettered_and_good_tasks_run(
-    redis_url: str, thread_worker: Callable[..., ThreadWorker], reliability: Any
-) -> None:
+def _adding_app(redis_url: str) -> tuple[Celeriac, list[int]]:
+    """An app with one task, ``bad.add``, that appends ``x + y`` to the returned list."""
     app = Celeriac("bad", broker=redis_url, task_ignore_result=True)
     done: list[int] = []
 
     @app.task(name="bad.add")
     def add(x: int, y: int) -> None:
         done.append(x + y)
+
+    return app, done
+
+
+def test_random_bytes_in_a_queue_are_dead_lettered_and_good_tasks_run(
+    redis_url: str, thread_worker: Callable[..., ThreadWorker], reliability: Any
+) -> None:
+    app, done = _adding_app(redis_url)
+    add = app.tasks["bad.add"]
 
     rng = random.Random(SEED)
     bad = garbage(rng)
@@ -127,12 +135,8 @@ def test_random_bytes_in_a_queue_are_dead_lettered_and_good_tasks_run(
 def test_forged_dead_letters_are_listed_and_replayed_without_sticking(
     redis_url: str, thread_worker: Callable[..., ThreadWorker], reliability: Any
 ) -> None:
-    app = Celeriac("bad", broker=redis_url, task_ignore_result=True)
-    done: list[int] = []
-
-    @app.task(name="bad.add")
-    def add(x: int, y: int) -> None:
-        done.append(x + y)
+    app, done = _adding_app(redis_url)
+    add = app.tasks["bad.add"]
 
     keys = app.broker.keys.queue("default")  # type: ignore[attr-defined]
     r = redis.Redis.from_url(redis_url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Any
@@ -12,6 +11,7 @@ import redis
 
 from celeriac import Celeriac
 from celeriac.broker.keys import GROUP
+from celeriac.testing import descendant_pids
 
 from .conftest import eventually, take
 
@@ -158,26 +158,6 @@ def test_cold_shutdown_hands_the_running_task_back_at_once(
     )
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children, their children...), from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _dead(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -199,7 +179,7 @@ def test_kill_9_of_a_worker_with_several_tasks_leased_each_runs_once_more_elsewh
     for token in tokens:
         producer.send_task("itest.wait_for_go", args=(token,))
     assert sorted(take(r, "test:started", 3)) == tokens  # all three leased to A and running
-    below = _descendants(a.proc.pid)  # processes: the fork server and its children
+    below = descendant_pids(a.proc.pid)  # processes: the fork server and its children
     if pool == "processes":
         assert len(below) >= 4
     b = cli_worker("-c", "3", **lease)  # idle until A's leases expire

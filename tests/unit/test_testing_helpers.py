@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,12 +35,37 @@ def test_public_names() -> None:
         "RedisServer",
         "TcpProxy",
         "ThreadWorker",
+        "descendant_pids",
         "drain",
         "drain_async",
         "free_port",
         "is_failure",
         "redis_server_binary",
     ]
+
+
+GRANDPARENT = """
+import subprocess, sys, time
+p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print(p.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_descendant_pids_lists_children_and_grandchildren() -> None:
+    child = subprocess.Popen([sys.executable, "-c", GRANDPARENT], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    pids = [child.pid]
+    try:
+        grandchild = int(child.stdout.readline())  # printed once the grandchild exists
+        pids.append(grandchild)
+        assert celeriac.testing.descendant_pids(child.pid) == [grandchild]
+        assert {child.pid, grandchild} <= set(celeriac.testing.descendant_pids(os.getpid()))
+    finally:
+        for pid in reversed(pids):
+            os.kill(pid, signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
 
 
 # ---- FakeClock -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ The pytest fixtures live in :mod:`celeriac.testing.pytest_plugin` (loaded automa
 
 from .clock import FakeClock
 from .drain import DrainResult, drain, drain_async, is_failure
+from .procs import descendant_pids
 from .proxy import TcpProxy
 from .server import RedisServer, free_port, redis_server_binary
 from .thread_worker import ThreadWorker
@@ -16,6 +17,7 @@ __all__ = [
     "RedisServer",
     "TcpProxy",
     "ThreadWorker",
+    "descendant_pids",
     "drain",
     "drain_async",
     "free_port",
