@@ -104,4 +104,6 @@ def translate_errors(url: str) -> Iterator[None]:
 
 
 def to_str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """Text of a Redis reply value. Lenient: anyone who can write to Redis can put bytes that are not
+    UTF-8 in a field we read (a reason, a heartbeat), and listing them must not raise."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

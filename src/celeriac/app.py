@@ -217,10 +217,13 @@ class Celeriac:
         serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
         if serializer != "msgpack":
             message = replace(message, serializer=serializer)
-        data = self.codec.encode(message)
+        return message, self._checked_size(self.codec.encode(message)), task
+
+    def _checked_size(self, data: bytes) -> bytes:
+        """``data``, or :class:`MessageTooLarge` when it exceeds ``max_message_bytes``."""
         if len(data) > self.conf.max_message_bytes:
             raise MessageTooLarge(len(data), self.conf.max_message_bytes)
-        return message, data, task
+        return data
 
     def _ignored(self, options: SendOptions, task: Task[Any, Any] | None) -> bool:
         if options.ignore_result is not None:
@@ -285,44 +288,43 @@ class Celeriac:
         results: list[_AsyncResult[Any]] = []
         eager = self.conf.task_always_eager
         signing_key = self.codec.signing_key
-        limit = self.conf.max_message_bytes
         # per task, for signatures without options: (queue, ignore_result, msgpack arguments), the
         # same for each of them; msgpack tasks then skip the Message object (encode_call)
         plain: dict[tuple[str, int], tuple[str, bool, bool]] = {}
         for sig in signatures:
             task = sig.task
-            if not sig.options and not eager:
-                key = (sig.name, id(task))
-                policy = plain.get(key)
-                if policy is None:
-                    serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
-                    policy = plain[key] = (
-                        self.route(sig.name, task),
-                        self._ignored(NO_OPTIONS, task),
-                        task is not None and serializer == "msgpack",
-                    )
-                queue, ignored, direct = policy
-                if direct:
-                    assert task is not None
-                    args = tuple(sig.args)
-                    kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)
-                    task.check_arguments(args, kwargs)
-                    task_id = new_task_id()
-                    data = encode_call(task_id, sig.name, args, kwargs, signing_key)
-                    if len(data) > limit:
-                        raise MessageTooLarge(len(data), limit)
-                    items.append(Enqueue(queue, data))
-                    results.append(_AsyncResult(task_id, self, ignored=ignored))
-                    continue
-            options = normalize_options(**sig.options) if sig.options else NO_OPTIONS
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
-            message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, task)
-            if eager:
-                results.append(self._eager(data, message))
+            if sig.options or eager:
+                options = normalize_options(**sig.options) if sig.options else NO_OPTIONS
+                message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, task)
+                if eager:
+                    results.append(self._eager(data, message))
+                    continue
+                queue, ignored = self.route(sig.name, task, options.queue), self._ignored(options, task)
+                items.append(Enqueue(queue, data, options.delay_ms, options.eta_ms))
+                results.append(_AsyncResult(message.id, self, ignored=ignored))
                 continue
-            queue, ignored = self.route(sig.name, task, options.queue), self._ignored(options, task)
-            items.append(Enqueue(queue, data, options.delay_ms, options.eta_ms))
-            results.append(_AsyncResult(message.id, self, ignored=ignored))
+            key = (sig.name, id(task))
+            policy = plain.get(key)
+            if policy is None:
+                serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
+                policy = plain[key] = (
+                    self.route(sig.name, task),
+                    self._ignored(NO_OPTIONS, task),
+                    task is not None and serializer == "msgpack",
+                )
+            queue, ignored, direct = policy
+            args = tuple(sig.args)
+            if direct:
+                assert task is not None
+                task.check_arguments(args, kwargs)
+                task_id = new_task_id()
+                data = self._checked_size(encode_call(task_id, sig.name, args, kwargs, signing_key))
+            else:
+                message, data, task = self._prepare(sig.name, args, kwargs, NO_OPTIONS, task)
+                task_id = message.id
+            items.append(Enqueue(queue, data))
+            results.append(_AsyncResult(task_id, self, ignored=ignored))
         if items:
             self.broker.enqueue_many(items)
         return results
@@ -333,10 +335,7 @@ class Celeriac:
         serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
         if serializer != "msgpack" and message.serializer is None:
             message = replace(message, serializer=serializer)
-        data = self.codec.encode(message)
-        if len(data) > self.conf.max_message_bytes:
-            raise MessageTooLarge(len(data), self.conf.max_message_bytes)
-        return self._eager(data, message)
+        return self._eager(self._checked_size(self.codec.encode(message)), message)
 
     def _eager(self, data: bytes, message: Message) -> EagerResult[Any]:
         from .worker.executor import Outcome

@@ -73,8 +73,9 @@ def _parse_dead_letters(entries: Any) -> list[DeadLetter]:
     """Dead letters from ``XRANGE`` entries ``(id, {field: value})``.
 
     The dead-letter stream holds whatever reached Redis, and anyone who can write to Redis can add to
-    it: a field that does not parse is shown empty (a reason that is not UTF-8 with replacement
-    characters) rather than raised on, because listing and replaying are how an operator cleans up.
+    it: a time that does not parse is shown as 0 and a reason that is not UTF-8 with replacement
+    characters (``to_str``), rather than raised on, because listing and replaying are how an operator
+    cleans up.
     """
     out = []
     for entry_id, fields in entries or []:
@@ -82,18 +83,14 @@ def _parse_dead_letters(entries: Any) -> list[DeadLetter]:
         time_raw = fields.get(b"time", b"0")
         out.append(
             DeadLetter(
-                entry_id=_text(entry_id),
+                entry_id=to_str(entry_id),
                 task_id=task_id_of(data),
                 data=data,
-                reason=_text(fields.get(b"reason", b"")),
+                reason=to_str(fields.get(b"reason", b"")),
                 time_ms=int(time_raw) if time_raw.isdigit() and len(time_raw) < 20 else 0,
             )
         )
     return out
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _raw_reply(response: Any, **_options: Any) -> Any:

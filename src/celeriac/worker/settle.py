@@ -122,8 +122,10 @@ class Settler:
         except BrokerFullError:
             # Redis is out of memory: outcomes that need memory (a result, a retry, a dead letter) wait,
             # but plain acks free memory and go through, so tasks without results keep draining.
-            heavy = [item for item in batch if self._needs_memory(*item)]
-            light = [item for item in batch if not self._needs_memory(*item)]
+            heavy: list[tuple[Delivery | None, Outcome]] = []
+            light: list[tuple[Delivery | None, Outcome]] = []
+            for item in batch:
+                (heavy if self._needs_memory(*item) else light).append(item)
             if not heavy or not light:
                 self._pending[:0] = batch
                 raise
@@ -143,6 +145,16 @@ class Settler:
         if o.store is not None and self.backend is not None:
             return True
         return d is not None and o.kind in ("retry", "dead")
+
+    async def ack_now(self, d: Delivery) -> bool:
+        """Ack ``d`` at once, outside the batches (at-most-once: before its task starts); False when it
+        was fenced out. Marked in flight meanwhile, like a batch."""
+        key = (d.queue, d.entry_id)
+        self.in_flight.add(key)
+        try:
+            return not await self.broker.settle(self.worker_id, [Settlement(d)])
+        finally:
+            self.in_flight.discard(key)
 
     async def _flush(self, batch: list[tuple[Delivery | None, Outcome]]) -> None:
         in_flight = [(d.queue, d.entry_id) for d, _ in batch if d is not None]

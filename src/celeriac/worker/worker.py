@@ -38,7 +38,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ..broker.base import Delivery, Enqueue, Settlement
+from ..broker.base import Delivery, Enqueue
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .autoscale import Autoscale, Autoscaler
 from .executor import Job, Outcome
@@ -408,13 +408,9 @@ class Worker:
         try:
             if early:
                 # at-most-once: the message is acked before the task starts
-                self._settler.in_flight.add(key)
-                try:
-                    fenced = await self.broker.settle(self.worker_id, [Settlement(d)])
-                finally:
-                    self._settler.in_flight.discard(key)
+                acked = await self._settler.ack_now(d)
                 self._owned.pop(key, None)
-                if fenced:
+                if not acked:
                     return
             self._running[key] = (d, self._running[key][1], True)
             outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
