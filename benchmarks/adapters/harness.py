@@ -56,6 +56,7 @@ PARAMS: dict[str, dict[str, Any]] = {
         kill_warm_s=6.0,
         depth_small=10_000,
         depth_big=None,
+        depth_rounds=7,
     ),
     "full": dict(
         enqueue_n=50_000,
@@ -73,6 +74,7 @@ PARAMS: dict[str, dict[str, Any]] = {
         kill_warm_s=8.0,
         depth_small=10_000,
         depth_big=1_000_000,
+        depth_rounds=7,
     ),
 }
 
@@ -574,19 +576,21 @@ class Driver:
     def w_depth(self) -> dict[str, Any]:
         """Drain rate of a fresh worker over its first ``depth_small`` tasks, with ``depth_small`` queued
         and with ``depth_big`` queued: the same shape of measurement at both depths (start-up ramp
-        included in both), three times each, medians compared."""
+        included in both), ``depth_rounds`` times each (a 10k drain is short: single samples vary by
+        a third on a busy machine), medians compared."""
         small, big = self.p["depth_small"], self.p["depth_big"]
         if big is None:
             raise Unsupported("full mode only")
         rates_small = []
-        for _ in range(3):
+        rounds = self.p["depth_rounds"]
+        for _ in range(rounds):
             flushall()
             n, _how = self.fill(small, "add", self.p["fill_cap_s"])
             rates_small.append(self.timed_drain("drain", n, self.p["drain_cap_s"])["rate"])
         flushall()
         n, how = self.fill(big, "add", self.p["mem_cap_s"])
         # each worker takes the next `small` tasks off the deep queue (it stays ~`big` deep), then dies
-        rates_big = [self.timed_drain("drain", small, self.p["drain_cap_s"])["rate"] for _ in range(3)]
+        rates_big = [self.timed_drain("drain", small, self.p["drain_cap_s"])["rate"] for _ in range(rounds)]
         r_small, r_big = statistics.median(rates_small), statistics.median(rates_big)
         return {
             "rate_small": r_small,
