@@ -24,7 +24,7 @@ XSS = "<script>alert('xss')</script>"
 
 
 @pytest.fixture
-def ran(app: Celeriac, client: redis.Redis, thread_worker: Any) -> Iterator[dict[str, Any]]:
+def ran(app: Celeriac, client: redis.Redis, thread_worker: Any) -> dict[str, Any]:
     """Tasks that succeeded, failed (with an XSS payload in args and message) and were dead-lettered."""
 
     @app.task(name="shop.add")
@@ -49,7 +49,7 @@ def ran(app: Celeriac, client: redis.Redis, thread_worker: Any) -> Iterator[dict
     deadline = time.monotonic() + 10
     while len(reader.page(["default"], limit=100).records) < 22 and time.monotonic() < deadline:
         time.sleep(0.02)
-    yield {"failed": failed.id, "dead": dead.id, "worker": w}
+    return {"failed": failed.id, "dead": dead.id, "worker": w}
 
 
 def test_every_page_renders(app: Celeriac, ran: dict[str, Any]) -> None:
