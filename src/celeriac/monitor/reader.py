@@ -168,9 +168,11 @@ class MonitorReader:
             if scanned >= scan_budget:
                 partial = True
                 break
+        # a full page says "more" only when some record follows (unfiltered: the last page is never
+        # empty; filtered: the next page may be, after a scan)
+        more = last is not None and (partial or (len(out) >= limit and next(merged, None) is not None))
         for s in streams:
             s.close()
-        more = last is not None and (len(out) >= limit or partial)
         next_cursor = str(Cursor(*_sort_key(last)[:2], last.index, last.queue)) if more and last else None
         return Page(out, next_cursor, scanned, partial)
 

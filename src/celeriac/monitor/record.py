@@ -90,7 +90,8 @@ class TaskRecord:
             "kwargs": self.details.get("kwargs"),
             "parent_id": self.details.get("parent"),
             "root_id": self.details.get("root"),
-            "cursor": f"{self.entry_id}/{self.index}",
+            # pass as cursor= to list what comes after this record
+            "cursor": f"{self.entry_id}.{self.index}.{self.queue}",
         }
 
 
