@@ -83,9 +83,8 @@ def test_every_page_at_scale(app: Celeriac, client: redis.Redis, big: dict[str, 
     while True:
         page = c.get(f"/api/tasks?limit=500&cursor={cursor}").json()
         for t in page["tasks"]:
-            key = tuple(int(x) for x in t["cursor"].split(".")[0].split("-")) + (
-                t["cursor"].split(".", 2)[2],
-            )
+            entry, _, queue = t["cursor"].split(".", 2)
+            key = (*(int(x) for x in entry.split("-")), queue)
             if last_key is not None:
                 assert key <= last_key
             last_key = key
