@@ -7,6 +7,7 @@ import ipaddress
 import click
 
 from ._common import get_state
+from ._options import app_options
 
 
 def _loopback(address: str) -> bool:
@@ -19,6 +20,7 @@ def _loopback(address: str) -> bool:
 
 
 @click.command()
+@app_options
 @click.option("--address", default="127.0.0.1", show_default=True, show_envvar=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(0, 65535), default=5555, show_default=True, show_envvar=True)
 @click.option(
