@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..broker.base import Delivery
+from ..message import Message
 from ..monitor.recorder import MonitorSettings, Recorder
 from ..monitor.script import RECORD
 from ..states import TaskState
@@ -41,8 +42,6 @@ def fill_outcomes(
     """Record ``n`` outcomes (every ``failed_every``-th one a failure with a traceback and arguments),
     spread round-robin over ``queues`` and ``names``, in batches of ``batch``; return some task ids
     (the first of each batch) to look up. ``client`` is a synchronous redis-py client."""
-    from ..message import Message
-
     rec = Recorder(client, prefix, worker_id, settings or MonitorSettings())
     client.script_load(RECORD.text)
     sample: list[str] = []
@@ -53,7 +52,7 @@ def fill_outcomes(
     while done < n:
         size = min(batch, n - done)
         queue = queues[(done // batch) % len(queues)]
-        items = []
+        items: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
         for i in range(size):
             k = done + i
             tid = str(uuid.uuid4())
