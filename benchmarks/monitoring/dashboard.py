@@ -66,13 +66,30 @@ def build(url: str, finished: int, queued: int) -> dict[str, Any]:
     pipe = client.pipeline(transaction=False)
     now_ms = int(time.time() * 1000)
     for i in range(10_000):
-        pipe.xadd("celeriac:{emails}:dead", {"m": b"\x00bad", "reason": f"max retries (3) exceeded: {i}", "time": now_ms})
+        pipe.xadd(
+            "celeriac:{emails}:dead",
+            {"m": b"\x00bad", "reason": f"max retries (3) exceeded: {i}", "time": now_ms},
+        )
     for i in range(20):
         key = f"celeriac:worker:bench-{i}"
         tasks = json.dumps([[f"task-{i}-{j}", NAMES[j], time.time()] for j in range(5)])
-        pipe.hset(key, mapping={"hostname": "bench", "pid": str(i), "queues": ",".join(QUEUES), "pool": "asyncio",
-                                "concurrency": "100", "running": "5", "processed": "1000", "failed": "10",
-                                "rss_kb": "51200", "tasks": tasks, "version": "bench", "started_at": str(time.time())})
+        pipe.hset(
+            key,
+            mapping={
+                "hostname": "bench",
+                "pid": str(i),
+                "queues": ",".join(QUEUES),
+                "pool": "asyncio",
+                "concurrency": "100",
+                "running": "5",
+                "processed": "1000",
+                "failed": "10",
+                "rss_kb": "51200",
+                "tasks": tasks,
+                "version": "bench",
+                "started_at": str(time.time()),
+            },
+        )
         pipe.expire(key, 3600)
         pipe.zadd("celeriac:workers", {f"bench-{i}": now_ms + 3_600_000})
     pipe.sadd("celeriac:queues", *QUEUES)
@@ -139,8 +156,11 @@ def main() -> None:
 
     with RedisServer() as srv:
         data = build(srv.url, args.finished, args.queued)
-        print(f"dataset: {args.finished:,} finished in {data['fill_s']} s, {args.queued:,} queued in "
-              f"{data['send_s']} s; Redis used_memory {data['redis_used_memory_mb']} MB", flush=True)
+        print(
+            f"dataset: {args.finished:,} finished in {data['fill_s']} s, {args.queued:,} queued in "
+            f"{data['send_s']} s; Redis used_memory {data['redis_used_memory_mb']} MB",
+            flush=True,
+        )
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-c", SERVER, srv.url, str(port)], env={**os.environ})
         try:
@@ -176,8 +196,10 @@ def main() -> None:
                     "max_ms": round(lat[-1], 1),
                 }
                 results.append(row)
-                print(f"{label:32} p50 {row['p50_ms']:6.1f} ms  p95 {row['p95_ms']:6.1f} ms  max {row['max_ms']:6.1f} ms",
-                      flush=True)
+                print(
+                    f"{label:32} p50 {row['p50_ms']:6.1f} ms  p95 {row['p95_ms']:6.1f} ms  max {row['max_ms']:6.1f} ms",
+                    flush=True,
+                )
             rss_after_seq = rss_mb(proc.pid)
             # 20 concurrent clients, each cycling through every endpoint, for --concurrent-s seconds
             paths = [p for _, p in endpoints(data)]
@@ -204,7 +226,11 @@ def main() -> None:
                         if ok:
                             lat_all.append(ms)
 
-            threads = [threading.Thread(target=client, args=(s,)) for s in range(args.clients)] if args.concurrent_s else []
+            threads = (
+                [threading.Thread(target=client, args=(s,)) for s in range(args.clients)]
+                if args.concurrent_s
+                else []
+            )
             for t in threads:
                 t.start()
             for t in threads:
@@ -220,8 +246,10 @@ def main() -> None:
             }
             rss_end = rss_mb(proc.pid)
             print(f"concurrent: {conc}")
-            print(f"dashboard RSS: {rss_start:.1f} MB after the first endpoint, {rss_after_seq:.1f} MB after all, "
-                  f"{rss_end:.1f} MB after the concurrent run")
+            print(
+                f"dashboard RSS: {rss_start:.1f} MB after the first endpoint, {rss_after_seq:.1f} MB after all, "
+                f"{rss_end:.1f} MB after the concurrent run"
+            )
             out = {
                 "finished": args.finished,
                 "queued": args.queued,
@@ -229,7 +257,11 @@ def main() -> None:
                 "endpoints": results,
                 "worst_p95_ms": max(r["p95_ms"] for r in results),
                 "concurrent": conc,
-                "rss_mb": {"first": round(rss_start or 0, 1), "sequential": round(rss_after_seq, 1), "end": round(rss_end, 1)},
+                "rss_mb": {
+                    "first": round(rss_start or 0, 1),
+                    "sequential": round(rss_after_seq, 1),
+                    "end": round(rss_end, 1),
+                },
                 "date": time.strftime("%Y-%m-%d %H:%M"),
                 "load_average": os.getloadavg(),
             }

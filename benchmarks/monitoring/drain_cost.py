@@ -60,7 +60,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {"on": [], "off": []}
         cpu: dict[str, list[float]] = {"on": [], "off": []}
         for r in range(args.rounds):
-            for mode in (("off", "on") if r % 2 else ("on", "off")):
+            for mode in ("off", "on") if r % 2 else ("on", "off"):
                 app.broker.sync.flushall()
                 app.send_many([add.s(1, 2) for _ in range(args.tasks)])
                 out = subprocess.run(
