@@ -287,12 +287,10 @@ class Recorder:
             if rec.traceback:
                 details["tb"] = rec.traceback[-_MAX_TRACEBACK_CHARS:]
         elif exc is not None:
-            from ..worker.executor import format_traceback
-
             details["exc"] = f"{type(exc).__module__}.{type(exc).__qualname__}"
             details["msg"] = truncate(str(exc), _MAX_MESSAGE_CHARS)
             if exc.__traceback__ is not None:
-                details["tb"] = format_traceback(exc)[-_MAX_TRACEBACK_CHARS:]
+                details["tb"] = _traceback(exc)[-_MAX_TRACEBACK_CHARS:]
         if o.reason:
             details["reason"] = truncate(o.reason, _MAX_MESSAGE_CHARS)
         if message is not None:
@@ -334,6 +332,17 @@ def _rollup_fields(
             incr[sum_field(who)] += round(total_s * 1_000_000)
     second = minute * 60
     return {(res, second // length): incr for res, length in RESOLUTIONS.items()}
+
+
+def _traceback(exc: BaseException) -> str:
+    """The exception's traceback; for one raised in a child process, the text formatted there (the
+    pools set it on the exception: the attribute name is the execution layer's)."""
+    import traceback
+
+    remote = getattr(exc, "_celeriac_remote_traceback", None)
+    if isinstance(remote, str):
+        return remote
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def process_fields() -> dict[str, str]:
