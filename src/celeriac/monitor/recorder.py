@@ -19,6 +19,7 @@ import re
 import time
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +92,6 @@ class Recorder:
         self._redact: re.Pattern[str] = redact_pattern(settings.redact)
         # (delivery, outcome, message or None, started epoch s, finished epoch s)
         self._pending: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
-        self._running: dict[str, tuple[str, float]] = {}
         self._keys: dict[str, Any] = {}
         self._names: set[str] = set()  # task names seen (rollup fields are capped at MAX_NAMES)
         self._warned_at = 0.0
@@ -112,14 +112,8 @@ class Recorder:
         )
 
     # ---- the task path (cheap) --------------------------------------------------------------------
-    def started(self, task_id: str, name: str, started_s: float) -> None:
-        """A task started running (shown in the worker's heartbeat until its outcome)."""
-        self._running[task_id] = (name, started_s)
-
     def add(self, d: Delivery, outcome: Outcome, message: Message | None, started_s: float) -> None:
         """Queue the outcome of delivery ``d`` for the next flush (``started_s``: 0 when it never ran)."""
-        if outcome.task_id is not None:
-            self._running.pop(outcome.task_id, None)
         if outcome.kind == "release":  # not an outcome: the delivery runs again
             return
         self._pending.append((d, outcome, message, started_s, time.time()))
@@ -304,13 +298,21 @@ class Recorder:
         return details
 
     # ---- heartbeat ----------------------------------------------------------------------------------
-    def heartbeat_fields(self) -> dict[str, str]:
-        """What the worker's heartbeat adds: running tasks (the 20 oldest) and recording counters."""
+    def heartbeat_fields(self, running: Iterable[Delivery]) -> dict[str, str]:
+        """What the worker's heartbeat adds: its running tasks (the 20 taken first: id, name, when the
+        message became ready) and recording counters. Task ids and names are read from the messages
+        here, every few seconds, rather than noted for every task."""
         import json
 
-        running = sorted(self._running.items(), key=lambda kv: kv[1][1])[:20]
+        from ..message import peek
+
+        tasks = []
+        for d in sorted(running, key=lambda d: _entry_ms(d.entry_id))[:20]:
+            found = peek(d.data)
+            if found is not None:
+                tasks.append([found[0], found[1], _entry_ms(d.entry_id) / 1000])
         return {
-            "tasks": json.dumps([[tid, name, round(at, 3)] for tid, (name, at) in running]),
+            "tasks": json.dumps(tasks),
             "events": "on",
             "events_recorded": str(self.recorded),
             "events_dropped": str(self.dropped),
@@ -332,6 +334,11 @@ def _rollup_fields(
             incr[sum_field(who)] += round(total_s * 1_000_000)
     second = minute * 60
     return {(res, second // length): incr for res, length in RESOLUTIONS.items()}
+
+
+def _entry_ms(entry_id: str) -> int:
+    ms = entry_id.partition("-")[0]
+    return int(ms) if ms.isdigit() else 0
 
 
 def _traceback(exc: BaseException) -> str:
