@@ -176,3 +176,34 @@ def test_a_failed_write_keeps_records_and_never_raises(client: redis.Redis) -> N
     rec.add(Delivery("default", "1-0", b""), Outcome("ack", "t1", "n", TaskState.SUCCESS), None, time.time())
     asyncio.run(rec.flush())
     assert rec.pending and rec.recorded == 0
+
+
+def test_timeline_links_outcomes_in_one_batch_and_across_batches(client: redis.Redis) -> None:
+    """A task's outcomes link whether they were written in one batch or in several."""
+    from celeriac.broker.base import Delivery
+    from celeriac.message import Message
+    from celeriac.monitor.script import RECORD
+    from celeriac.states import TaskState
+    from celeriac.worker.executor import Outcome
+
+    rec = Recorder(client, "celeriac", "w", MonitorSettings())  # type: ignore[arg-type]
+    client.script_load(RECORD.text)
+    now = time.time()
+
+    def item(retries: int, kind: str) -> Any:
+        state = None if kind == "retry" else TaskState.SUCCESS
+        o = Outcome(kind, "t1", "n", state, exc=KeyError("k") if kind == "retry" else None)  # type: ignore[arg-type]
+        return (
+            Delivery("default", f"{int(now * 1000)}-{retries}", b""),
+            o,
+            Message("t1", "n", retries=retries),
+            now,
+            now,
+        )
+
+    keys, args = rec._call("default", [item(0, "retry"), item(1, "retry")])  # one batch
+    client.evalsha(RECORD.sha, len(keys), *keys, *args)
+    keys, args = rec._call("default", [item(2, "ack")])  # a later batch
+    client.evalsha(RECORD.sha, len(keys), *keys, *args)
+    timeline = MonitorReader(client).task("t1", ["default"])
+    assert [(r.state, r.retries) for r in timeline] == [("RETRY", 0), ("RETRY", 1), ("SUCCESS", 2)]

@@ -1,10 +1,11 @@
 """The worker side of monitoring: task outcomes into bounded Redis structures, batched with the acks.
 
-The worker calls :meth:`Recorder.started` when a task starts and :meth:`Recorder.add` when its outcome
-is known (a dict insert and a list append: nothing is encoded on the task's path). The worker's
-settle loop calls :meth:`Recorder.flush` for each batch of acks, concurrently with the settle itself:
-all records of a queue go to Redis in one ``record.lua`` call (one log entry per batch, rollups summed
-in the worker first), in the queue's hash slot, on the recorder's own connection.
+The worker calls :meth:`Recorder.add` when an outcome is known (a list append: nothing is encoded on
+the task's path). The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it
+starts a write unless one is on its way, so records group like the acks do and the settle never
+waits for them. A write sends all records of a queue in one ``record.lua`` call (one log entry per
+batch, rollups summed in the worker first), in the queue's hash slot, on the recorder's own
+connection.
 
 Recording is best effort: a flush that fails keeps its records for the next one (up to
 ``_MAX_PENDING``, then the oldest are dropped and counted) and never delays or fails an ack. A
@@ -13,6 +14,7 @@ delivery whose lease was lost (fenced) may be recorded by both workers that ran 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -93,6 +95,8 @@ class Recorder:
         # (delivery, outcome, message or None, started epoch s, finished epoch s)
         self._pending: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
         self._keys: dict[str, Any] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._failing = False
         self._names: set[str] = set()  # task names seen (rollup fields are capped at MAX_NAMES)
         self._warned_at = 0.0
 
@@ -122,6 +126,19 @@ class Recorder:
     def pending(self) -> bool:
         return bool(self._pending)
 
+    def kick(self) -> None:
+        """Start writing what is pending, unless a write is on its way (then those records go with the
+        next one: group commit, like the settle's). Called by the settle loop with each batch of acks;
+        never waits."""
+        if self._pending and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+
+    async def _write_all(self) -> None:
+        while self._pending:
+            await self.flush()
+            if self._pending and self._failing:
+                return  # Redis refuses: the next kick (next batch of acks) tries again
+
     # ---- the settle loop --------------------------------------------------------------------------
     async def flush(self) -> None:
         """Write what was added since the last flush. Never raises (see the module docstring)."""
@@ -140,7 +157,9 @@ class Recorder:
                 elif isinstance(reply, Exception):
                     raise reply
             self.recorded += len(batch)
+            self._failing = False
         except Exception as exc:  # Redis down, full, or anything else: keep the records, warn
+            self._failing = True
             self._pending[:0] = batch
             over = len(self._pending) - _MAX_PENDING
             if over > 0:
@@ -152,6 +171,9 @@ class Recorder:
                 logger.warning("recording task outcomes failed (%s); %d waiting", exc, len(self._pending))
 
     async def close(self) -> None:
+        """Write what is pending (one attempt), then close the connection."""
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
         await self.flush()
         try:
             await self.client.aclose()
