@@ -190,20 +190,25 @@ def test_timeline_links_outcomes_in_one_batch_and_across_batches(client: redis.R
     client.script_load(RECORD.text)
     now = time.time()
 
-    def item(retries: int, kind: str) -> Any:
+    def item(retries: int, kind: str) -> None:
         state = None if kind == "retry" else TaskState.SUCCESS
         o = Outcome(kind, "t1", "n", state, exc=KeyError("k") if kind == "retry" else None)  # type: ignore[arg-type]
-        return (
+        rec.add(
             Delivery("default", f"{int(now * 1000)}-{retries}", b""),
             o,
             Message("t1", "n", retries=retries),
             now,
-            now,
         )
 
-    keys, args = rec._call("default", [item(0, "retry"), item(1, "retry")])  # one batch
-    client.evalsha(RECORD.sha, len(keys), *keys, *args)
-    keys, args = rec._call("default", [item(2, "ack")])  # a later batch
-    client.evalsha(RECORD.sha, len(keys), *keys, *args)
+    def write() -> None:
+        items, rec._pending = rec._pending, []
+        keys, args = rec._call("default", items)
+        client.evalsha(RECORD.sha, len(keys), *keys, *args)
+
+    item(0, "retry")
+    item(1, "retry")
+    write()  # one batch
+    item(2, "ack")
+    write()  # a later batch
     timeline = MonitorReader(client).task("t1", ["default"])
     assert [(r.state, r.retries) for r in timeline] == [("RETRY", 0), ("RETRY", 1), ("SUCCESS", 2)]

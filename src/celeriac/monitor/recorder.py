@@ -44,8 +44,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("celeriac.monitor")
 
 _SUCCESS = TaskState.SUCCESS
-_MAX_PENDING = 50_000  # records kept while Redis is unreachable
-_CHUNK = 500  # records per script call (bounds the script's argument lists)
+_MAX_PENDING = 50_000
+#: a recorded outcome waiting to be written: (queue, record row, message bytes of a failure or None)
+_Pending = tuple[str, tuple[Any, ...], "bytes | None"]  # records kept while Redis is unreachable
+_CHUNK = 1000  # records per script call (bounds the script's argument lists)
+_MIN_INTERVAL_S = 0.025  # between two writes of one worker (the dashboard lags by at most this)
 _MAX_MESSAGE_CHARS = 2_000
 _MAX_TRACEBACK_CHARS = 16_000
 
@@ -93,9 +96,10 @@ class Recorder:
         self.recorded = 0
         self._redact: re.Pattern[str] = redact_pattern(settings.redact)
         # (delivery, outcome, message or None, started epoch s, finished epoch s)
-        self._pending: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
+        self._pending: list[_Pending] = []
         self._keys: dict[str, Any] = {}
         self._writer: asyncio.Task[None] | None = None
+        self._last_write = 0.0
         self._failing = False
         self._names: set[str] = set()  # task names seen (rollup fields are capped at MAX_NAMES)
         self._warned_at = 0.0
@@ -116,11 +120,57 @@ class Recorder:
         )
 
     # ---- the task path (cheap) --------------------------------------------------------------------
-    def add(self, d: Delivery, outcome: Outcome, message: Message | None, started_s: float) -> None:
-        """Queue the outcome of delivery ``d`` for the next flush (``started_s``: 0 when it never ran)."""
-        if outcome.kind == "release":  # not an outcome: the delivery runs again
+    def add(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
+        """Queue the outcome of delivery ``d`` for the next write (``started_s``: 0 when it never ran).
+
+        The record is built here, as a tuple of plain values: keeping the outcome, delivery and
+        message objects alive until the write would make the garbage collector scan them again and
+        again (they would outlive a young-generation collection).
+        """
+        kind = o.kind
+        if kind == "ack":  # (an Enum's hash is Python code: compare by identity)
+            st = o.state
+            state = "SUCCESS" if st is _SUCCESS or st is None else st.value
+        elif kind == "retry":
+            state = "RETRY"
+        elif kind == "dead":
+            state = "DEAD"
+        else:  # a hand-back (the process died): not an outcome, the delivery runs again
             return
-        self._pending.append((d, outcome, message, started_s, time.time()))
+        name = o.task_name or "?"
+        if name not in self._names:
+            if len(self._names) >= MAX_NAMES:
+                name = "(other)"
+            self._names.add(name)
+        retries = message.retries if message is not None else 0
+        # times as the floats they are (converting costs the worker more than the bytes saved)
+        if state == "SUCCESS":
+            row: tuple[Any, ...] = (
+                o.task_id or "",
+                name,
+                state,
+                d.entry_id,
+                started_s,
+                time.time(),
+                o.runtime_s,
+                retries,
+            )
+            self._pending.append((d.queue, row, None))
+        else:
+            details = self._details(o, message)
+            row = (
+                o.task_id or "",
+                name,
+                state,
+                d.entry_id,
+                started_s,
+                time.time(),
+                o.runtime_s,
+                retries,
+                details,
+            )
+            # a failure keeps its message, for the dashboard's retry (it was in Redis while it waited)
+            self._pending.append((d.queue, row, d.data if state in FAILED_STATES else None))
 
     @property
     def pending(self) -> bool:
@@ -135,8 +185,14 @@ class Recorder:
 
     async def _write_all(self) -> None:
         while self._pending:
+            # at most one write per _MIN_INTERVAL_S: a busy worker writes a few big batches (a
+            # round trip costs the worker more than the records in it); an idle one writes at once
+            wait_s = self._last_write + _MIN_INTERVAL_S - time.monotonic()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            self._last_write = time.monotonic()
             await self.flush()
-            if self._pending and self._failing:
+            if self._failing:
                 return  # Redis refuses: the next kick (next batch of acks) tries again
 
     # ---- the settle loop --------------------------------------------------------------------------
@@ -180,21 +236,17 @@ class Recorder:
         except Exception:  # closing a dead connection
             pass
 
-    def _calls(
-        self, batch: list[tuple[Delivery, Outcome, Message | None, float, float]]
-    ) -> list[tuple[list[str], list[Any]]]:
-        by_queue: dict[str, list[tuple[Delivery, Outcome, Message | None, float, float]]] = {}
+    def _calls(self, batch: list[_Pending]) -> list[tuple[list[str], list[Any]]]:
+        by_queue: dict[str, list[_Pending]] = {}
         for item in batch:
-            by_queue.setdefault(item[0].queue, []).append(item)
+            by_queue.setdefault(item[0], []).append(item)
         calls = []
         for queue, items in by_queue.items():
             for start in range(0, len(items), _CHUNK):
                 calls.append(self._call(queue, items[start : start + _CHUNK]))
         return calls
 
-    def _call(
-        self, queue: str, items: list[tuple[Delivery, Outcome, Message | None, float, float]]
-    ) -> tuple[list[str], list[Any]]:
+    def _call(self, queue: str, items: list[_Pending]) -> tuple[list[str], list[Any]]:
         k = self._keys.get(queue)
         if k is None:
             k = self._keys[queue] = monitor_keys(self.prefix, queue)
@@ -207,50 +259,20 @@ class Recorder:
         # runs for every task, and a Counter's missing-key path is Python code
         counts: dict[tuple[str, str, int], int] = {}
         sums: dict[str, float] = {}
-        names = self._names
         bounds_s = RUNTIME_BUCKETS_S
-        # one rollup minute per batch (a batch spans milliseconds): the flush's
+        # one rollup minute per batch (a batch spans milliseconds): the write's
         minute = int(time.time()) // 60
-        for d, o, message, started_s, finished_s in items:
-            name = o.task_name or "?"
-            if name not in names:
-                if len(names) >= MAX_NAMES:
-                    name = "(other)"
-                names.add(name)
-            kind = o.kind
-            if kind == "retry":
-                state = "RETRY"
-            elif kind == "dead":
-                state = "DEAD"
-            else:  # (an Enum's hash is Python code: compare by identity)
-                st = o.state
-                state = "SUCCESS" if st is _SUCCESS or st is None else st.value
-            runtime_s = o.runtime_s
-            retries = message.retries if message is not None else 0
-            task_id = o.task_id or ""
-            # times as the floats they are (converting costs the worker more than the bytes saved)
-            if state == "SUCCESS":
-                row: tuple[Any, ...] = (
-                    task_id,
-                    name,
-                    state,
-                    d.entry_id,
-                    started_s,
-                    finished_s,
-                    runtime_s,
-                    retries,
-                )
-            else:
-                details = self._details(o, message)
-                row = (task_id, name, state, d.entry_id, started_s, finished_s, runtime_s, retries, details)
-                if state in FAILED_STATES:
-                    # the message itself, for the dashboard's retry (already in Redis while it waited)
-                    failures += [task_id, pack([row]), f"{name}\x00{details.get('exc', '')}", d.data]
+        for _queue, row, message in items:
+            task_id, name, state = row[0], row[1], row[2]
+            if message is not None:
+                details = row[8]
+                failures += [task_id, pack([row]), f"{name}\x00{details.get('exc', '')}", message]
             rows.append(row)
-            if retries:
+            if row[7]:
                 retried.append(len(ids))
             ids.append(task_id)
-            if started_s:
+            if row[4]:
+                runtime_s = row[6]
                 key = (name, state, bisect_left(bounds_s, runtime_s))
                 sums[name] = sums.get(name, 0.0) + runtime_s
             else:  # never ran: counted, no runtime
