@@ -252,8 +252,7 @@ class Recorder:
             k = self._keys[queue] = monitor_keys(self.prefix, queue)
         s = self.settings
         rows: list[tuple[Any, ...]] = []
-        ids: list[str] = []
-        retried: list[int] = []  # positions in ids of tasks that ran before (timeline links)
+        retried: list[int] = []  # positions of tasks that ran before (timeline links)
         failures: list[Any] = []
         # (name, state, bucket) -> n and name -> runtime s; plain dicts: this loop
         # runs for every task, and a Counter's missing-key path is Python code
@@ -269,8 +268,7 @@ class Recorder:
                 failures += [task_id, pack([row]), f"{name}\x00{details.get('exc', '')}", message]
             rows.append(row)
             if row[7]:
-                retried.append(len(ids))
-            ids.append(task_id)
+                retried.append(len(rows) - 1)
             if row[4]:
                 runtime_s = row[6]
                 key = (name, state, bisect_left(bounds_s, runtime_s))
@@ -299,7 +297,7 @@ class Recorder:
         args: list[Any] = [
             self.worker_id,
             pack(rows),
-            pack(ids),
+            "",
             s.max_entries,
             s.max_failures,
             now_ms - int(retention_s * 1000),

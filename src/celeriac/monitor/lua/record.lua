@@ -11,8 +11,7 @@
 -- KEYS[6+i] celeriac:{q}:m:roll:<res>:<bucket>  rollup hashes, i = 1..R
 -- ARGV[1]  worker id
 -- ARGV[2]  the batch's records (msgpack array), stored as the log entry's field r
--- ARGV[3]  the batch's task ids, in record order (msgpack array: one argument, however many ids;
---          packing an argument per id cost the worker more than the script costs Redis)
+-- ARGV[3]  unused ("": the task ids are read from the records, each record's first element)
 -- ARGV[11] positions (0-based) of retried tasks in ARGV[3] (msgpack array, or ""): only those look up
 --          their previous entry, which links a task's outcomes into its timeline
 -- ARGV[4]  most task ids kept (log and ids are trimmed to it)
@@ -28,7 +27,9 @@
 -- Returns the log entry id.
 local f, r, t = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local max_ids, max_fail, min_ms, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-local ids = cmsgpack.unpack(ARGV[3])
+local rows = cmsgpack.unpack(ARGV[2])
+local ids = {}
+for k = 1, #rows do ids[k] = rows[k][1] end
 local n = #ids
 local i = 12
 
