@@ -48,7 +48,7 @@ _MAX_PENDING = 50_000
 #: a recorded outcome waiting to be written: (queue, record row, message bytes of a failure or None)
 _Pending = tuple[str, tuple[Any, ...], "bytes | None"]  # records kept while Redis is unreachable
 _CHUNK = 1000  # records per script call (bounds the script's argument lists)
-_MIN_INTERVAL_S = 0.025  # between two writes of one worker (the dashboard lags by at most this)
+_MIN_INTERVAL_S = 0.1  # between two writes of one worker (the dashboard lags by at most this)
 _MAX_MESSAGE_CHARS = 2_000
 _MAX_TRACEBACK_CHARS = 16_000
 
