@@ -80,6 +80,9 @@ def fill_outcomes(
             pending = 0
     if pending:
         _run(client, pipe)
+    # as a worker's heartbeat does: readers list the queues workers consumed
+    client.sadd(f"{prefix}:queues", *queues)
+    client.expire(f"{prefix}:queues", 7 * 86_400)
     return sample
 
 
