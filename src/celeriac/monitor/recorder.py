@@ -31,7 +31,7 @@ from ..states import TaskState
 from .keys import MINUTE_TTL_S, RESOLUTIONS, monitor_keys
 from .record import FAILED_STATES, pack, redact_pattern, show_args, truncate
 from .rollup import ALL, MAX_NAMES, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
-from .script import RECORD
+from .script import RECORD, is_cluster
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -203,15 +203,20 @@ class Recorder:
         batch, self._pending = self._pending, []
         try:
             calls = self._calls(batch)
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.evalsha(RECORD.sha, len(keys), *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
-            for (keys, args), reply in zip(calls, replies):
-                if isinstance(reply, NoScriptError):  # a restarted Redis: load it, run that call again
-                    await RECORD.run(self.client, keys, args)
-                elif isinstance(reply, Exception):
-                    raise reply
+            if len(calls) == 1 or is_cluster(self.client):
+                # one call per queue, each routed to its queue's slot (a cluster pipeline refuses
+                # scripts): concurrently on the recorder's connections
+                await asyncio.gather(*(RECORD.run(self.client, keys, args) for keys, args in calls))
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for keys, args in calls:
+                    pipe.evalsha(RECORD.sha, len(keys), *keys, *args)
+                replies = await pipe.execute(raise_on_error=False)
+                for (keys, args), reply in zip(calls, replies):
+                    if isinstance(reply, NoScriptError):  # a restarted Redis: load it, run that call again
+                        await RECORD.run(self.client, keys, args)
+                    elif isinstance(reply, Exception):
+                        raise reply
             self.recorded += len(batch)
             self._failing = False
         except Exception as exc:  # Redis down, full, or anything else: keep the records, warn
