@@ -12,14 +12,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .broker.base import Broker, Enqueue
+from .broker.base import Broker, Enqueue, ResultSettling
 from .codec import Codec
 from .config import Config
 from .exceptions import ConfigurationError, MessageTooLarge, NotRegistered
 from .message import Message, encode_call, new_task_id
+from .record import ResultRecord
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
-from .results.base import ResultBackend, ResultRecord
+from .results.base import ResultBackend
 from .states import TaskState
 from .task import NO_OPTIONS, SendOptions, Signature, Task, build_message
 
@@ -137,6 +138,15 @@ class Celeriac:
 
                 self._backend = RedisResultBackend(url, prefix=self.conf.key_prefix)
         return self._backend
+
+    def results_travel_with(self, consumer: object) -> bool:
+        """True when ``consumer`` (a worker's broker) writes results atomically with its fenced acks:
+        it has that capability and this app's result store lives where it would write them."""
+        backend = self.backend
+        if backend is None or not isinstance(consumer, ResultSettling):
+            return False
+        location = backend.location()
+        return location is not None and location == consumer.results_location()
 
     @property
     def executor(self) -> Executor:

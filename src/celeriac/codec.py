@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .exceptions import ConfigurationError, ResultTooLarge
 from .message import SIGNED_RESULT, Message, decode, encode, is_signed, sign, unwrap
-from .results.base import ResultRecord, decode_record, encode_record
+from .record import ResultRecord, decode_record, encode_record
 
 if TYPE_CHECKING:
     from .config import Config

@@ -16,7 +16,7 @@ from celeriac.codec import Codec
 from celeriac.config import Config
 from celeriac.exceptions import ResultTooLarge
 from celeriac.message import SIGNED_MESSAGE, SIGNED_RESULT, Message, decode, encode, new_task_id, sign
-from celeriac.results.base import ResultRecord, encode_record
+from celeriac.record import ResultRecord, encode_record
 from celeriac.worker.executor import Job, Outcome
 
 KEY = "k" * 32

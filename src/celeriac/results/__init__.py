@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import ResultBackend, ResultRecord, StoreResult, decode_record, encode_record
+from .base import ResultBackend
 
 if TYPE_CHECKING:
     from .memory import MemoryResultBackend
@@ -29,8 +29,4 @@ __all__ = [
     "MemoryResultBackend",
     "RedisResultBackend",
     "ResultBackend",
-    "ResultRecord",
-    "StoreResult",
-    "decode_record",
-    "encode_record",
 ]

@@ -28,7 +28,7 @@ from ..exceptions import (
     WorkerLostError,
 )
 from ..message import Message
-from ..results.base import ResultRecord, StoreResult, encode_record
+from ..record import ResultRecord, ResultWrite, encode_record
 from ..retry import backoff_delay_s
 from ..states import TaskState
 from .limits import NO_LIMITS, TimeLimits
@@ -58,7 +58,7 @@ class Outcome:
     task_id: str | None = None
     task_name: str | None = None
     state: TaskState | None = None
-    store: StoreResult | None = None
+    store: ResultWrite | None = None
     record: ResultRecord | None = None
     retry_data: bytes = b""
     delay_ms: int | None = None
@@ -205,7 +205,7 @@ class Executor:
                 payload = self.app.codec.encode_result(record, message)
             except SerializationError as ser:
                 return self._failed(message, task, ser, kind="ack", runtime_s=runtime_s)
-            store = StoreResult(message.id, payload, self._ttl_s(message, task))
+            store = ResultWrite(message.id, payload, self._ttl_s(message, task))
             return Outcome(
                 "ack",
                 message.id,
@@ -316,7 +316,7 @@ class Executor:
         store = None
         ignored = self._ignore_result(message, task) if task is not None else self.app.conf.task_ignore_result
         if not ignored or self.app.conf.task_store_errors_even_if_ignored:
-            store = StoreResult(message.id, encode_record(record), self._ttl_s(message, task))
+            store = ResultWrite(message.id, encode_record(record), self._ttl_s(message, task))
         return Outcome(
             kind, message.id, message.task, state, store, record, reason=reason, exc=exc, runtime_s=runtime_s
         )

@@ -130,9 +130,8 @@ class Worker:
         self.on_outcome = on_outcome
         self.limits = limits
         self.executor = app.executor
-        self.broker = app.broker.for_worker()
         max_slots = autoscale.max if autoscale else self.concurrency
-        self.broker.expect_running(max_slots + self.conf.worker_fetch_max)
+        self.broker = app.broker.for_worker(max_owned=max_slots + self.conf.worker_fetch_max)
         self.backend = app.backend
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
@@ -146,6 +145,7 @@ class Worker:
             self.stats,
             on_outcome,
             self._recheck_slots,
+            results_via_broker=app.results_travel_with(self.broker),
         )
         self._stopping = False  # no new work
         self._closed = False  # everything recorded: maintenance loops may end

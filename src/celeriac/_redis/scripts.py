@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError
 @cache
 def source(name: str) -> str:
     """The Lua source of one script."""
-    return resources.files("celeriac.broker").joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
+    return resources.files("celeriac._redis").joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
 
 
 @dataclass(frozen=True)
