@@ -12,20 +12,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._clock import SYSTEM_CLOCK, wall_ms
 from .broker.base import Broker, Enqueue, ResultSettling
 from .codec import Codec
 from .config import Config
-from .exceptions import ConfigurationError, MessageTooLarge, NotRegistered
+from .exceptions import ConfigurationError, MessageTooLarge
+from .execution import effective
 from .message import Message, encode_call, new_task_id
-from .record import ResultRecord
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend
-from .states import TaskState
 from .task import NO_OPTIONS, SendOptions, Signature, Task, build_message
 
 if TYPE_CHECKING:
-    from .worker.executor import Executor
+    from ._clock import Clock
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +38,9 @@ class Celeriac:
         broker: broker URL (``redis://host:6379/0``, ``rediss://...``, ``memory://``). Default: the
             ``CELERIAC_BROKER_URL`` environment variable, else ``redis://localhost:6379/0``.
         result_backend: result store URL; default the broker's Redis; ``"disabled"`` for none.
+        clock: the clock every part of this app reads (countdowns, ``expires``, expiry checks, the
+            in-memory broker and result store); default the system clock. Tests pass a
+            :class:`~celeriac.testing.FakeClock`.
         **settings: any :class:`~celeriac.config.Config` setting (``task_routes=...``, ``lease_s=...``).
 
     Raises:
@@ -50,6 +53,7 @@ class Celeriac:
         *,
         broker: str | None = None,
         result_backend: str | None = None,
+        clock: Clock | None = None,
         **settings: Any,
     ) -> None:
         overrides = dict(settings)
@@ -60,9 +64,9 @@ class Celeriac:
         self.main = main
         self.conf = Config.from_env(**overrides)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
-        self._executor: Executor | None = None
         self._codec: Codec | None = None
         self._codec_settings: tuple[Any, ...] = ()
 
@@ -103,9 +107,6 @@ class Celeriac:
             module = self.main
         return f"{module}.{fn.__qualname__}"
 
-    def not_registered(self, name: str) -> NotRegistered:
-        return NotRegistered(name)
-
     # ---- broker and results ----------------------------------------------------------------------
     @property
     def broker(self) -> Broker:
@@ -115,7 +116,11 @@ class Celeriac:
             if url == "memory://":
                 from .broker.memory import MemoryBroker
 
-                self._broker = MemoryBroker(dead_letter_max=self.conf.dead_letter_max)
+                broker = MemoryBroker(dead_letter_max=self.conf.dead_letter_max, clock=self.clock.time)
+                subscribe = getattr(self.clock, "subscribe", None)
+                if subscribe is not None:  # a fake clock: moving it wakes the broker's waiters
+                    subscribe(broker.time_changed)
+                self._broker = broker
             else:
                 from .broker.redis import RedisBroker
 
@@ -132,7 +137,7 @@ class Celeriac:
             if url == "memory://":
                 from .results.memory import MemoryResultBackend
 
-                self._backend = MemoryResultBackend()
+                self._backend = MemoryResultBackend(clock=self.clock.time)
             else:
                 from .results.redis import RedisResultBackend
 
@@ -147,14 +152,6 @@ class Celeriac:
             return False
         location = backend.location()
         return location is not None and location == consumer.results_location()
-
-    @property
-    def executor(self) -> Executor:
-        if self._executor is None:
-            from .worker.executor import Executor
-
-            self._executor = Executor(self)
-        return self._executor
 
     @property
     def codec(self) -> Codec:
@@ -221,10 +218,8 @@ class Celeriac:
         else:
             message = build_message(name, args, kwargs, options)
         if options.delay_ms is not None and message.eta_ms is None:
-            from .worker.executor import wall_ms
-
-            message = _with_eta(message, wall_ms() + options.delay_ms)
-        serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
+            message = replace(message, eta_ms=wall_ms(self.clock) + options.delay_ms)
+        serializer = self._serializer(task)
         if serializer != "msgpack":
             message = replace(message, serializer=serializer)
         return message, self._checked_size(self.codec.encode(message)), task
@@ -235,12 +230,13 @@ class Celeriac:
             raise MessageTooLarge(len(data), self.conf.max_message_bytes)
         return data
 
+    def _serializer(self, task: Task[Any, Any] | None) -> str:
+        return (task.serializer if task is not None else None) or self.conf.task_serializer
+
     def _ignored(self, options: SendOptions, task: Task[Any, Any] | None) -> bool:
-        if options.ignore_result is not None:
-            return options.ignore_result
-        if task is not None:
-            return task.ignore_result if task.ignore_result is not None else self.conf.task_ignore_result
-        return False  # sent by name: the worker knows; do not refuse to wait
+        if task is None:  # sent by name: the worker knows; do not refuse to wait
+            return bool(options.ignore_result)
+        return effective(options.ignore_result, task.ignore_result, self.conf.task_ignore_result)
 
     def send(
         self,
@@ -253,7 +249,7 @@ class Celeriac:
     ) -> _AsyncResult[Any]:
         """Encode, check and enqueue one task invocation (one Redis round trip).
 
-        In eager mode (``task_always_eager``) the task runs here instead, through the worker's executor.
+        In eager mode (``task_always_eager``) the task runs here instead (:mod:`celeriac.eager`).
         """
         message, data, task = self._prepare(name, args, kwargs, options, task)
         if self.conf.task_always_eager:
@@ -270,7 +266,9 @@ class Celeriac:
         known without importing it)."""
         from .task import normalize_options
 
-        return self.send(name, tuple(args), dict(kwargs or {}), normalize_options(**options))
+        return self.send(
+            name, tuple(args), dict(kwargs or {}), normalize_options(**options, now_s=self.clock.time)
+        )
 
     def send_many(self, signatures: Iterable[Signature]) -> list[_AsyncResult[Any]]:
         """Send many tasks in pipelined round trips (bulk enqueue).
@@ -305,7 +303,9 @@ class Celeriac:
             task = sig.task
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
             if sig.options or eager:
-                options = normalize_options(**sig.options) if sig.options else NO_OPTIONS
+                options = (
+                    normalize_options(**sig.options, now_s=self.clock.time) if sig.options else NO_OPTIONS
+                )
                 message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, task)
                 if eager:
                     results.append(self._eager(data, message))
@@ -317,7 +317,7 @@ class Celeriac:
             key = (sig.name, id(task))
             policy = plain.get(key)
             if policy is None:
-                serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
+                serializer = self._serializer(task)
                 policy = plain[key] = (
                     self.route(sig.name, task),
                     self._ignored(NO_OPTIONS, task),
@@ -341,25 +341,16 @@ class Celeriac:
 
     # ---- eager -----------------------------------------------------------------------------------
     def run_eager(self, message: Message, task: Task[Any, Any] | None = None) -> EagerResult[Any]:
-        """Run a message inline through the executor, with a serialization round trip."""
-        serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
+        """Run a message inline (eager mode), with a serialization round trip."""
+        serializer = self._serializer(task)
         if serializer != "msgpack" and message.serializer is None:
             message = replace(message, serializer=serializer)
         return self._eager(self._checked_size(self.codec.encode(message)), message)
 
     def _eager(self, data: bytes, message: Message) -> EagerResult[Any]:
-        from .worker.executor import Outcome
+        from .eager import run_message
 
-        executor = self.executor
-        while True:
-            prepared = executor.prepare(data, eager=True)
-            out = prepared if isinstance(prepared, Outcome) else executor.run_eager(prepared)
-            if out.kind != "retry":
-                break
-            data = out.retry_data  # eager retries run at once, as in Celery
-        if out.exc is not None and out.state is not None and self.conf.task_eager_propagates:
-            raise out.exc
-        return EagerResult(out.record or ResultRecord(message.id, TaskState.SUCCESS, out.value), self)
+        return run_message(self, data, message)
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -368,7 +359,3 @@ class Celeriac:
             self._broker.close_sync()
         if self._backend is not None:
             self._backend.close_sync()
-
-
-def _with_eta(message: Message, eta_ms: int) -> Message:
-    return replace(message, eta_ms=eta_ms)

@@ -171,14 +171,25 @@ class Retry(CeleriacError):
 
     Args:
         exc: the exception that caused the retry, if any.
-        countdown_s: delay before the next attempt.
+        countdown_s: delay before the next attempt; None: the task's policy decides
+            (``default_retry_delay``, or the backoff when ``retry_backoff`` is set).
+        eta_ms: run the next attempt at this time (epoch ms) instead; wins over ``countdown_s``.
+        max_retries: this retry's limit, instead of the call's or the task's ``max_retries``.
     """
 
-    def __init__(self, exc: BaseException | None = None, countdown_s: float = 0.0, eta_ms: int | None = None):
-        super().__init__(f"retry in {countdown_s:.3f}s" + (f": {exc!r}" if exc else ""))
+    def __init__(
+        self,
+        exc: BaseException | None = None,
+        countdown_s: float | None = 0.0,
+        eta_ms: int | None = None,
+        max_retries: int | None = None,
+    ):
+        when = "later" if countdown_s is None else f"in {countdown_s:.3f}s"
+        super().__init__(f"retry {when}" + (f": {exc!r}" if exc else ""))
         self.exc = exc
         self.countdown_s = countdown_s
         self.eta_ms = eta_ms
+        self.max_retries = max_retries
 
 
 class Reject(CeleriacError):

@@ -13,9 +13,9 @@ from celeriac import Celeriac
 from celeriac._redis.keys import GROUP
 from celeriac.broker.base import Delivery, Enqueue
 from celeriac.broker.redis import RedisBroker
+from celeriac.execution import Outcome
 from celeriac.record import ResultWrite
 from celeriac.results.redis import RedisResultBackend
-from celeriac.worker.executor import Outcome
 from celeriac.worker.settle import Settler, WorkerStats
 
 pytestmark = pytest.mark.redis

@@ -41,7 +41,7 @@ from .._version import __version__
 from ..broker.base import Delivery, Enqueue
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .autoscale import Autoscale, Autoscaler
-from .executor import Job, Outcome
+from .executor import Executor, Job, Outcome
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
 from .pools import DEFAULT_CONCURRENCY, make_pool
@@ -129,7 +129,7 @@ class Worker:
         self.burst = burst
         self.on_outcome = on_outcome
         self.limits = limits
-        self.executor = app.executor
+        self.executor = Executor(app)
         max_slots = autoscale.max if autoscale else self.concurrency
         self.broker = app.broker.for_worker(max_owned=max_slots + self.conf.worker_fetch_max)
         self.backend = app.backend
