@@ -29,18 +29,29 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# settings the derived objects are built from: a change rebuilds them on next use
+_BROKER_SETTINGS = frozenset({"broker_url", "key_prefix", "dead_letter_max"})
+_BACKEND_SETTINGS = frozenset({"broker_url", "result_backend", "key_prefix"})
+_CODEC_SETTINGS = frozenset(
+    {"accept_content", "message_signing_key", "message_signing_keys", "result_max_bytes"}
+)
+
 
 class Celeriac:
     """A celeriac application.
 
     Args:
         main: the app's name; tasks defined in ``__main__`` are named ``<main>.<function>``.
-        broker: broker URL (``redis://host:6379/0``, ``rediss://...``, ``memory://``). Default: the
+        broker: broker URL (``redis://host:6379/0``, ``rediss://...``, ``memory://``), or a broker
+            object (``MemoryBroker(...)``, a ``RedisBroker`` built with other options). Default: the
             ``CELERIAC_BROKER_URL`` environment variable, else ``redis://localhost:6379/0``.
-        result_backend: result store URL; default the broker's Redis; ``"disabled"`` for none.
+        result_backend: result store URL, or a result store object; default the broker's Redis
+            (``conf.broker_url``); ``"disabled"`` for none.
         clock: the clock every part of this app reads (countdowns, ``expires``, expiry checks, the
             in-memory broker and result store); default the system clock. Tests pass a
             :class:`~celeriac.testing.FakeClock`.
+        from_env: read ``CELERIAC_*`` environment variables (default); tests pass False so that a
+            developer's shell cannot change them.
         **settings: any :class:`~celeriac.config.Config` setting (``task_routes=...``, ``lease_s=...``).
 
     Raises:
@@ -51,24 +62,45 @@ class Celeriac:
         self,
         main: str | None = None,
         *,
-        broker: str | None = None,
-        result_backend: str | None = None,
+        broker: str | Broker | None = None,
+        result_backend: str | ResultBackend | None = None,
         clock: Clock | None = None,
+        from_env: bool = True,
         **settings: Any,
     ) -> None:
         overrides = dict(settings)
-        if broker is not None:
-            overrides["broker_url"] = broker
-        if result_backend is not None:
+        if broker is not None and not isinstance(broker, Broker):
+            overrides["broker_url"] = broker  # validated: a URL string
+        if result_backend is not None and not isinstance(result_backend, ResultBackend):
             overrides["result_backend"] = result_backend
         self.main = main
-        self.conf = Config.from_env(**overrides)
+        self.conf = Config.from_env({} if not from_env else None, **overrides)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
-        self._broker: Broker | None = None
-        self._backend: ResultBackend | None = None
+        # given objects are kept until the setting they stand for changes (see _setting_changed)
+        self._broker: Broker | None = broker if isinstance(broker, Broker) else None
+        self._backend: ResultBackend | None = (
+            result_backend if isinstance(result_backend, ResultBackend) else None
+        )
+        self._broker_given = self._broker is not None
+        self._backend_given = self._backend is not None
         self._codec: Codec | None = None
-        self._codec_settings: tuple[Any, ...] = ()
+        self.conf.on_change(self._setting_changed)
+
+    def _setting_changed(self, name: str) -> None:
+        """Rebuild what depends on a changed setting (on next use): nothing keeps a stale value."""
+        if name in _CODEC_SETTINGS:
+            self._codec = None
+        if self._broker is not None and (
+            name == "broker_url" or (name in _BROKER_SETTINGS and not self._broker_given)
+        ):
+            self._broker.close_sync()
+            self._broker, self._broker_given = None, False
+        if self._backend is not None and (
+            name == "result_backend" or (name in _BACKEND_SETTINGS and not self._backend_given)
+        ):
+            self._backend.close_sync()
+            self._backend, self._backend_given = None, False
 
     def __repr__(self) -> str:
         return f"<Celeriac {self.main or ''}>"
@@ -110,7 +142,8 @@ class Celeriac:
     # ---- broker and results ----------------------------------------------------------------------
     @property
     def broker(self) -> Broker:
-        """The broker, created from ``conf.broker_url`` on first use."""
+        """The broker: the one given, or one created from ``conf.broker_url`` on first use (and again
+        after a change of ``broker_url``, ``key_prefix`` or ``dead_letter_max``)."""
         if self._broker is None:
             url = self.conf.broker_url
             if url == "memory://":
@@ -156,17 +189,9 @@ class Celeriac:
     @property
     def codec(self) -> Codec:
         """Encodes and decodes this app's messages and results under its current settings
-        (content types, signing keys, result size limit)."""
-        conf = self.conf
-        settings = (
-            conf.accept_content,
-            conf.message_signing_key,
-            conf.message_signing_keys,
-            conf.result_max_bytes,
-        )
-        if self._codec is None or settings != self._codec_settings:
-            self._codec = Codec.from_config(conf)
-            self._codec_settings = settings
+        (content types, signing keys, result size limit; rebuilt when one of them changes)."""
+        if self._codec is None:
+            self._codec = Codec.from_config(self.conf)
         return self._codec
 
     def startup_warnings(self) -> list[str]:

@@ -63,6 +63,7 @@ def celeriac_memory_app_factory(celeriac_settings: dict[str, Any]) -> Iterator[C
             broker="memory://",
             result_backend="memory://",
             clock=clock,
+            from_env=False,  # a CELERIAC_* variable in the developer's shell must not change tests
             **{**celeriac_settings, **settings},
         )
         apps.append(app)
