@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import fnmatch
 import gc
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from ._clock import SYSTEM_CLOCK, wall_ms
 from .broker.base import Broker, Enqueue, ResultSettling
@@ -27,7 +27,28 @@ from .task import NO_OPTIONS, SendOptions, Signature, Task, build_message
 if TYPE_CHECKING:
     from ._clock import Clock
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _TaskDecorator(Protocol):
+    """``@app.task(**options)``: keeps the function's parameter and return types (``Task[P, R]``;
+    ``R`` is what an async function's coroutine returns)."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class _BoundTaskDecorator(Protocol):
+    """``@app.task(bind=True, ...)``: the function's first parameter is the task itself, not sent."""
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Any, P], Awaitable[R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> Task[P, R]: ...
+
 
 # settings the derived objects are built from: a change rebuilds them on next use
 _BROKER_SETTINGS = frozenset({"broker_url", "key_prefix", "dead_letter_max"})
@@ -107,9 +128,13 @@ class Celeriac:
 
     # ---- tasks -----------------------------------------------------------------------------------
     @overload
-    def task(self, fn: F, /) -> Task[Any, Any]: ...
+    def task(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
     @overload
-    def task(self, fn: None = None, /, **options: Any) -> Callable[[F], Task[Any, Any]]: ...
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(self, fn: None = None, /, *, bind: Literal[True], **options: Any) -> _BoundTaskDecorator: ...
+    @overload
+    def task(self, fn: None = None, /, **options: Any) -> _TaskDecorator: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Register a function (sync or async) as a task: ``@app.task`` or ``@app.task(**options)``.
