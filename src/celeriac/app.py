@@ -151,7 +151,7 @@ class Celeriac:
                 raise ConfigurationError("task name", f"two different functions are registered as {name!r}")
             try:
                 task: Task[Any, Any] = Task(self, func, name=name, **options)
-            except TypeError as exc:
+            except (TypeError, ConfigurationError) as exc:  # an unknown option, or a bad value
                 raise ConfigurationError(f"@app.task options of {name}", str(exc)) from None
             self.tasks[name] = task
             return task

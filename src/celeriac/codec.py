@@ -114,7 +114,9 @@ class Codec:
         if len(payload) > self.result_max_bytes:
             raise ResultTooLarge(
                 f"result of {message.task}[{message.id}] is {len(payload)} bytes encoded, over "
-                f"result_max_bytes={self.result_max_bytes}; return a reference (a key, a path) instead"
+                f"result_max_bytes={self.result_max_bytes}; return a reference (a key, a path) instead",
+                len(payload),
+                self.result_max_bytes,
             )
         return payload
 

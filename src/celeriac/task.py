@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from .context import Request, current_request
-from .exceptions import CeleriacError, Retry
+from .exceptions import CeleriacError, ConfigurationError, Retry
 from .execution import check_time_limit
 from .message import Message, new_task_id
 from .result import AsyncResult, EagerResult
@@ -73,11 +73,11 @@ def normalize_options(
 
     clock = now_s or time.time
     if countdown is not None and eta is not None:
-        raise ValueError("give countdown or eta, not both")
+        raise ConfigurationError("countdown", "give countdown or eta, not both")
     delay_ms = None
     if countdown is not None:
         if countdown < 0:
-            raise ValueError(f"countdown must be >= 0, got {countdown!r}")
+            raise ConfigurationError("countdown", f"must be >= 0, got {countdown!r}")
         delay_ms = int(countdown * 1000) if countdown > 0 else None
     check_time_limit("time_limit", time_limit)
     check_time_limit("soft_time_limit", soft_time_limit)
@@ -140,7 +140,7 @@ class Task(Generic[P, R]):
         self.name = name
         self.bind = bind
         if serializer not in (None, "msgpack", "pickle"):
-            raise TypeError(f"serializer must be 'msgpack' or 'pickle', got {serializer!r}")
+            raise ConfigurationError("serializer", f"must be 'msgpack' or 'pickle', got {serializer!r}")
         #: content type of arguments and result; None: the app's ``task_serializer``
         self.serializer = serializer
         self.queue = queue

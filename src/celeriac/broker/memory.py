@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..exceptions import BrokerError
+from ..exceptions import BrokerError, ConfigurationError
 from .base import (
     KNOWN_QUEUES_TTL_S,
     PROMOTE_BATCH,
@@ -139,7 +139,7 @@ class MemoryBroker(Broker):
 
     def __init__(self, *, dead_letter_max: int = 10_000, clock: Callable[[], float] = time.time) -> None:
         if dead_letter_max < 1:
-            raise ValueError("dead_letter_max must be >= 1")
+            raise ConfigurationError("dead_letter_max", f"must be >= 1, got {dead_letter_max!r}")
         self.dead_letter_max = dead_letter_max
         self.clock = clock
         self._lock = threading.Lock()

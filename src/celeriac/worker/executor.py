@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..context import _current
+from ..exceptions import WorkerShutdown
 from ..execution import REMOTE_TRACEBACK_ATTR, Execution, Job, Outcome, format_traceback
 from .limits import NO_LIMITS, TimeLimits
 
@@ -57,8 +58,19 @@ class Executor(Execution):
         token = _current.set(job.request)
         try:
             value = await pool.run(job, limits)
-        except Exception as exc:  # CancelledError and WorkerShutdown are BaseExceptions: they propagate
+        except Exception as exc:  # CancelledError is a BaseException: it propagates
             return self.finish(job, exc=exc, runtime_s=time.perf_counter() - started)
+        except WorkerShutdown as exc:
+            # the task asks this worker to stop: its delivery is handed back (it runs again elsewhere,
+            # and max_deliveries bounds a task that always asks), then the worker stops warm
+            return Outcome(
+                "release",
+                job.message.id,
+                job.message.task,
+                reason="the task raised WorkerShutdown: this worker stops",
+                exc=exc,
+                runtime_s=time.perf_counter() - started,
+            )
         finally:
             _current.reset(token)
         return self.finish(job, value=value, runtime_s=time.perf_counter() - started)

@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue
-from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
+from ..exceptions import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerFullError,
+    ConfigurationError,
+    WorkerShutdown,
+)
 from .autoscale import Autoscale, Autoscaler
 from .executor import Executor, Job, Outcome
 from .imports import import_task_modules, task_modules, unknown_task_hint
@@ -112,7 +118,7 @@ class Worker:
         self.autoscale = autoscale
         self.concurrency = autoscale.min if autoscale else concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
         if self.concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+            raise ConfigurationError("concurrency", f"must be >= 1, got {self.concurrency}")
         self.recycling = recycling
         #: why this worker stopped to be replaced (whole-worker recycling), or "" (see ``start``)
         self.recycle_reason = ""
@@ -424,6 +430,8 @@ class Worker:
                 self._recycle(reason)
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
+            if isinstance(outcome.exc, WorkerShutdown):
+                self.stop()
             return
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
