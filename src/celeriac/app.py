@@ -328,8 +328,8 @@ class Celeriac:
         the chunks sent before it stay queued.
         """
         # Python's cyclic garbage collector is paused meanwhile: this creates no reference cycles, and
-        # with hundreds of thousands of new objects alive it would scan them again and again (30% of
-        # a 200k-task send). Restored at once afterwards, whatever happens.
+        # with hundreds of thousands of new objects alive it would scan them again and again (a large
+        # share of a bulk send: docs/design.md). Restored at once afterwards, whatever happens.
         paused = gc.isenabled()
         if paused:
             gc.disable()

@@ -111,7 +111,7 @@ def _seconds(value: float | None) -> float | None:
     return float(value) if value is not None else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: hot path (design.md)
 class Effective:
     """The options one run goes by, each resolved once by :func:`effective`."""
 

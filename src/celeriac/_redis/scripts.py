@@ -67,10 +67,6 @@ class Batch:
         pipe.evalsha(script.sha, len(keys), *keys, *args)
         self.size += 1
 
-    def command(self) -> None:
-        """Count a plain (non-script) command queued on the same pipeline."""
-        self.size += 1
-
     def repair(self, client: Any, replies: list[Any]) -> list[Any]:
         """Re-run (sync) the script calls that failed with NOSCRIPT; raise any other error."""
         for i, reply in enumerate(replies):

@@ -1,6 +1,6 @@
 """Result backends: where task outcomes are stored when a caller asked for them.
 
-The backends load on first use: importing the Redis backend imports redis-py (about 20 MiB with
+The backends load on first use: importing the Redis backend imports redis-py (megabytes with
 asyncio), which processes that never talk to Redis (the process pool's children) do without.
 """
 

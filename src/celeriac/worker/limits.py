@@ -185,8 +185,3 @@ def _set_async_exc() -> Any:
     import ctypes  # imported on first use: a worker without soft limits in threads does without libffi
 
     return ctypes.pythonapi.PyThreadState_SetAsyncExc
-
-
-def thread_soft_limit_supported() -> bool:
-    """True where a soft limit can interrupt Python code running in a thread (CPython)."""
-    return _set_async_exc() is not None

@@ -70,7 +70,7 @@ class Recycling:
 
 NO_RECYCLING = Recycling()
 
-RSS_CHECK_INTERVAL_S = 0.2  # reading the resident size costs ~10 us: not after every tiny task
+RSS_CHECK_INTERVAL_S = 0.2  # reading the resident size is a system call: not after every tiny task
 
 
 class SelfRecycling:

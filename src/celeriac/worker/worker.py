@@ -66,7 +66,7 @@ _PRUNE_INTERVAL_S = 60.0
 _CANCEL_WAIT_S = 5.0
 _AUTOSCALE_TICK_S = 1.0
 
-__all__ = ["Worker", "WorkerStats", "run_worker"]
+__all__ = ["Worker", "WorkerStats"]
 
 
 class Worker:
@@ -678,10 +678,3 @@ async def _end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
         _done, still = await asyncio.wait(pending, timeout=_CANCEL_WAIT_S)
         for task in still:
             logger.warning("%s did not stop when cancelled; abandoning it", task.get_name())
-
-
-def run_worker(app: Celeriac, **options: Any) -> Worker:
-    """Build a worker and run it until a signal stops it (the ``celeriac worker`` command)."""
-    worker = Worker(app, **options)
-    worker.start()
-    return worker
