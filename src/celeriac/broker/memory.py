@@ -7,6 +7,10 @@ leases with dead-lettering after ``max_deliveries``, a capped dead-letter list, 
 TTLs. It stores the encoded bytes, never Python objects, so a value that cannot be serialized fails
 here as it would on Redis.
 
+Why this module is long: it is the whole broker contract in one place, to be read side by side
+with ``redis.py`` (and about a third of it is that documentation); the shared knobs and rules live in
+``base.py``.
+
 Threads: producers call :meth:`enqueue` from any thread while a worker's event loop awaits
 :meth:`fetch`. One lock guards all state; a blocked fetch (or a scheduler sleeping in
 :meth:`wait_wake`) is woken with ``loop.call_soon_threadsafe(event.set)``, never by polling.

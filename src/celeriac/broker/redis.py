@@ -7,6 +7,10 @@ that died stops renewing, and after ``lease_ms`` any worker takes the entry over
 Acks delete the entry (``XACK`` + ``XDEL``), so a queue holds only waiting and running messages:
 a few dozen bytes of Redis memory per small queued task (figures: docs/design.md).
 
+Why this module is long: it owns every Redis semantic of the queue (the producer's send path, the
+lease protocol and the admin reads) in one module on purpose, so that one file answers "what does
+celeriac do in Redis"; the scripts, key schema and clients live in :mod:`celeriac._redis`.
+
 Delayed messages wait in a sorted set scored by due time and are moved to the stream by
 ``promote.lua``. Every multi-key operation is a Lua script over the keys of one queue, all sharing the
 queue's hash tag (see :mod:`celeriac._redis.keys`).
