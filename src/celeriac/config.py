@@ -246,6 +246,13 @@ class Config:
             raise AttributeError(name)
         return getattr(self, canonical)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the listeners belong to the app in this process (a pickled copy goes to a lean fork server)
+        return {k: v for k, v in self.__dict__.items() if k != "_listeners"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(setting_name)`` after each change (the app rebuilds what depends on it)."""
         self.__dict__.setdefault("_listeners", []).append(listener)

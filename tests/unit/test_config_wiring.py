@@ -78,3 +78,14 @@ def test_an_alias_is_one_more_name_for_a_setting(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigurationError, match="result_expires_s"):
         conf.result_expires = -1
     assert Config.from_env({}, result_expires=5).result_expires_s == 5
+
+
+def test_a_config_pickles_without_its_apps_listeners() -> None:
+    # the process pool sends the settings to its lean fork server: the app must not travel with them
+    import pickle
+
+    app = Celeriac("cfg", broker="memory://", from_env=False, lease_s=3)
+    copy = pickle.loads(pickle.dumps(app.conf))
+    assert copy == app.conf and copy.lease_s == 3
+    copy.lease_s = 4  # no listener: the original app is not told
+    assert app.conf.lease_s == 3
