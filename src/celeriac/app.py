@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import gc
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
@@ -22,7 +23,7 @@ from .message import Message, encode_call, new_task_id
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend
-from .task import NO_OPTIONS, SendOptions, Signature, Task, build_message
+from .task import NO_OPTIONS, AsyncTask, SendOptions, Signature, Task, build_message
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -36,7 +37,7 @@ class _TaskDecorator(Protocol):
     ``R`` is what an async function's coroutine returns)."""
 
     @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> AsyncTask[P, R]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
@@ -45,7 +46,7 @@ class _BoundTaskDecorator(Protocol):
     """``@app.task(bind=True, ...)``: the function's first parameter is the task itself, not sent."""
 
     @overload
-    def __call__(self, fn: Callable[Concatenate[Any, P], Awaitable[R]], /) -> Task[P, R]: ...
+    def __call__(self, fn: Callable[Concatenate[Any, P], Awaitable[R]], /) -> AsyncTask[P, R]: ...
     @overload
     def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> Task[P, R]: ...
 
@@ -128,7 +129,7 @@ class Celeriac:
 
     # ---- tasks -----------------------------------------------------------------------------------
     @overload
-    def task(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+    def task(self, fn: Callable[P, Awaitable[R]], /) -> AsyncTask[P, R]: ...
     @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
     @overload
@@ -150,7 +151,8 @@ class Celeriac:
             if name in self.tasks and self.tasks[name].fn is not func:
                 raise ConfigurationError("task name", f"two different functions are registered as {name!r}")
             try:
-                task: Task[Any, Any] = Task(self, func, name=name, **options)
+                kind = AsyncTask if inspect.iscoroutinefunction(func) else Task
+                task: Task[Any, Any] = kind(self, func, name=name, **options)
             except (TypeError, ConfigurationError) as exc:  # an unknown option, or a bad value
                 raise ConfigurationError(f"@app.task options of {name}", str(exc)) from None
             self.tasks[name] = task

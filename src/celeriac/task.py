@@ -7,7 +7,7 @@ hands bytes to ``Broker.enqueue``: three hops, the last one a visible Redis call
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
@@ -310,6 +310,16 @@ class Task(Generic[P, R]):
         """
         eta_ms = _to_epoch_ms(eta) if eta is not None else None
         raise Retry(exc=exc, countdown_s=countdown, eta_ms=eta_ms, max_retries=max_retries)
+
+
+class AsyncTask(Task[P, R]):
+    """A task whose function is a coroutine function (``async def``): the same as :class:`Task`,
+    except that calling it here returns the coroutine (``R`` is what the coroutine returns, and what
+    ``AsyncResult.get()`` gives)."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:  # type: ignore[override]
+        """Call the function in this process, now: returns the coroutine to await."""
+        return super().__call__(*args, **kwargs)  # type: ignore[return-value]
 
 
 def build_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: SendOptions) -> Message:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 from typing_extensions import assert_type
@@ -31,6 +32,10 @@ assert_type(add.delay(1, 2), AsyncResult[int])
 assert_type(add.delay(1, 2).get(timeout=1), int)
 assert_type(fetch.delay("u").get(), bytes)
 assert_type(bound.delay(3).get(), str)
+assert_type(add(1, 2), int)  # called here, now
+# an async task called here, now, gives its coroutine
+coroutine = assert_type(fetch("u"), Coroutine[Any, Any, bytes])
+coroutine.close()
 
 add.delay("x", 2)  # type: ignore[arg-type]
 add.delay(1)  # type: ignore[call-arg]
