@@ -12,11 +12,11 @@ import redis
 import redis.asyncio
 
 from celeriac.broker.base import Delivery
+from celeriac.execution import Outcome
 from celeriac.monitor import MonitorReader, MonitorSettings, Recorder
 from celeriac.states import TaskState
 from celeriac.testing import RedisCluster, redis_server_binary
 from celeriac.testing.outcomes import fill_outcomes
-from celeriac.worker.executor import Outcome
 
 pytestmark = pytest.mark.redis
 

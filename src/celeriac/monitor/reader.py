@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 from redis.exceptions import NoScriptError
 
-from .._redis import to_str
+from .._redis.client import to_str
 from .keys import RESOLUTIONS, entry_of, monitor_keys
 from .record import FAILED_STATES, STATES, TaskRecord, decode_entry, decode_row
 from .rollup import ALL, N_BUCKETS, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field

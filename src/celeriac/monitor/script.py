@@ -6,7 +6,7 @@ import hashlib
 from importlib import resources
 from typing import Any
 
-from ..broker.scripts import Script
+from .._redis.scripts import Script
 
 
 def _named(name: str) -> Script:

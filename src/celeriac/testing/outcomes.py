@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..broker.base import Delivery
+from ..execution import Outcome
 from ..message import Message
 from ..monitor.recorder import MonitorSettings, Recorder
 from ..monitor.script import RECORD, is_cluster
 from ..states import TaskState
-from ..worker.executor import Outcome
 
 _TRACEBACK = (
     "Traceback (most recent call last):\n"
