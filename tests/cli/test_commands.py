@@ -170,7 +170,7 @@ def test_status_tables(
     app = tasks_module.app
     app.tasks["cli.add"].apply_async((1, 2), queue="stuck")
     app.tasks["cli.add"].apply_async((1, 2), queue="stuck", countdown=60)
-    out = ok(cli("status", "-Q", "stuck"))
+    out = ok(cli("status", "-Q", "stuck", "--table"))
     assert f"broker: {tasks_module.broker_url}" in out
     assert "no live workers" in out
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 4}
@@ -178,7 +178,7 @@ def test_status_tables(
     assert "default" in rows
 
     w = thread_worker(app, queues=["hot", "cold"], worker_id="cli-test-worker")
-    out = ok(cli("status"))
+    out = ok(cli("status", "--table"))
     assert "Workers (1 live)" in out
     assert "cli-test-worker" in out and "hot,cold" in out
     assert "hot" in out.split("Workers")[0]  # queues of live workers are listed without -Q
@@ -204,15 +204,15 @@ def make_dead_letters(tasks: TasksModule, thread_worker: Callable[..., ThreadWor
 def test_dlq_list_replay_purge(
     cli: Cli, tasks_module: TasksModule, thread_worker: Callable[..., ThreadWorker]
 ) -> None:
-    assert "no dead letters" in ok(cli("dlq", "list", "default"))
+    assert "no dead letters" in cli("dlq", "list", "default").stderr
     make_dead_letters(tasks_module, thread_worker)
-    out = ok(cli("dlq", "list", "default"))
+    out = ok(cli("dlq", "list", "default", "--table"))
     assert "Dead letters of 'default' (2 of 2)" in out
     assert "cli.unknown" in out and "unknown task" in out
     assert "(undecodable)" in out
     entries = tasks_module.app.broker.dead_letters("default", 10)
     assert entries[0].entry_id in out
-    assert "(1 of 2)" in ok(cli("dlq", "list", "default", "--limit", "1"))
+    assert "(1 of 2)" in ok(cli("dlq", "list", "default", "--limit", "1", "--table"))
 
     # replay needs exactly one selector
     assert cli("dlq", "replay", "default").exit_code == 2
