@@ -31,6 +31,7 @@ swallow the worker's request to stop.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -76,7 +77,14 @@ class NotRegistered(CeleriacError, KeyError):
     """No task with this name is registered in the app."""
 
     def __str__(self) -> str:
-        return f"task {self.args[0]!r} is not registered"
+        name = self.args[0] if self.args else ""
+        # rebuilt from a stored result (AsyncResult.get), the argument is this sentence already
+        if isinstance(name, str) and _NOT_REGISTERED.fullmatch(name):
+            return name
+        return f"task {name!r} is not registered"
+
+
+_NOT_REGISTERED = re.compile(r"""task (['"]).*\1 is not registered""", re.DOTALL)
 
 
 class BrokerError(CeleriacError):

@@ -393,7 +393,8 @@ class Worker:
         prepared = self.executor.prepare(d.data, queue=d.queue, delivery=d.deliveries)
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
             if prepared.reason.startswith("unknown task"):
-                prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
+                hint = unknown_task_hint(prepared.task_name, self.app.tasks, self.task_modules)
+                prepared = replace(prepared, reason=prepared.reason + hint)
             self._settler.submit(d, prepared)
             return
         assert self._loop is not None
