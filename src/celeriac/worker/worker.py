@@ -42,6 +42,7 @@ from ..broker.base import Delivery, Enqueue
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .autoscale import Autoscale, Autoscaler
 from .executor import Job, Outcome
+from .identity import BEAT_FIELD, claim_worker_id, expand_worker_id, heartbeat_stamp
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
 from .pools import DEFAULT_CONCURRENCY, make_pool
@@ -125,7 +126,11 @@ class Worker:
         self._signals = 0
         self._autoscale_wake: asyncio.Event | None = None
         self._reclaim_wake: asyncio.Event | None = None
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.worker_id = (
+            expand_worker_id(worker_id)  # -n worker1@%h, as in Celery
+            if worker_id
+            else f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
         self.burst = burst
         self.on_outcome = on_outcome
         self.limits = limits
@@ -242,6 +247,7 @@ class Worker:
             self._stop_event.set()
         if not await self._connect():
             return
+        await claim_worker_id(self.broker, self.worker_id, self.conf.worker_ttl_s)  # refuses a live duplicate
         await self.pool.start()
         if not self.pool.enforces_sync_hard_limit:  # say so at start-up rather than pretend
             warning = unenforceable_hard_limits(self.app, self.limits, self.pool_name)
@@ -579,6 +585,7 @@ class Worker:
             "failed": str(self.stats.failed),
             "started_at": f"{self.stats.started_at:.0f}",
             "version": __version__,
+            BEAT_FIELD: heartbeat_stamp(),  # changes at every heartbeat: tells a live holder of an id
             **self.pool.info(),  # children/lost/recycled, or threads/abandoned
         }
         await self.broker.heartbeat(self.worker_id, fields, self.conf.worker_ttl_s, self.queues)
