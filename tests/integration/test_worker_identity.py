@@ -77,6 +77,7 @@ def test_percent_h_is_expanded_and_shown_by_status(
 ) -> None:
     w = cli_worker("-n", "worker1@%h", CELERIAC_WORKER_TTL_S=TTL_S)
     assert f"worker worker1@{HOST} consuming" in w.log
+    wait_registered(producer)
     assert [i.worker_id for i in producer.broker.workers()] == [f"worker1@{HOST}"]
     assert w.stop() == 0
 
