@@ -73,7 +73,8 @@ class Worker:
         concurrency: execution slots (default 100 for ``asyncio``, 10 for ``threads``, one per CPU for
             ``processes``).
         pool: ``"asyncio"``, ``"threads"``, ``"processes"`` or ``"gevent"`` (see ``gevent_patch.py``).
-        worker_id: a unique name (default: host, pid and a random suffix).
+        worker_id: a unique name, with Celery's ``%h``/``%n``/``%d``/``%i``/``%I`` expanded (default:
+            host, pid and a random suffix). :meth:`run` refuses an id a live worker holds (identity.py).
         burst: stop once the queues are empty and nothing runs (handy for scripts and tests).
         on_outcome: called on the loop with each delivery's outcome once it is recorded (tests, demo).
         limits: default time limits for tasks that set none (``--soft-time-limit``, ``--time-limit``).
