@@ -9,6 +9,7 @@ import pytest
 import redis
 from click.testing import Result
 
+from celeriac.message import Message, new_task_id
 from celeriac.testing import free_port
 
 from .conftest import TasksModule, ThreadWorker
@@ -271,3 +272,33 @@ def test_typed_broker_overrides_the_app(cli: Cli, tasks_module: TasksModule, fre
         assert client.xlen("celeriac:{default}:ready") == 1
     finally:
         client.close()
+
+
+def test_dlq_replay_all_replays_only_the_letters_there_at_the_start(
+    cli: Cli, tasks_module: TasksModule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Entries without a message are deleted by the replay but not counted as moved, and a worker may
+    # dead-letter a replayed message again while the replay runs: neither may be replayed twice.
+    from celeriac.broker.redis import RedisBroker
+
+    client = redis.Redis.from_url(tasks_module.broker_url)
+    dead = "celeriac:{default}:dead"
+    msg = tasks_module.app.codec.encode(Message(new_task_id(), "cli.add", (1, 2)))
+    for fields in (
+        {"reason": "no message"},
+        {"m": msg, "reason": "r"},
+        {"M": msg},
+        {"m": msg, "reason": "r"},
+    ):
+        client.xadd(dead, fields)
+    original = RedisBroker.replay_dead
+
+    def replay_then_fail_again(self: RedisBroker, queue: str, count: int, entry_id: str | None = None) -> int:
+        n = original(self, queue, count, entry_id)
+        client.xadd(dead, {"m": msg, "reason": "failed again during the replay"})
+        return n
+
+    monkeypatch.setattr(RedisBroker, "replay_dead", replay_then_fail_again)
+    assert "replayed 2 dead letter(s)" in ok(cli("dlq", "replay", "default", "--all"))
+    assert client.xlen(dead) == 1  # the one that failed again waits for the next replay
+    client.close()

@@ -130,15 +130,16 @@ def replay(ctx: click.Context, queue: str, all_: bool, limit: int | None, entry_
     elif limit is not None:
         moved = broker.replay_dead(queue, limit)
     else:
-        # bounded by the count at the start: letters dead-lettered meanwhile wait for the next replay
+        # Bounded by the entries there at the start: letters dead-lettered meanwhile (a replayed
+        # message that fails again) wait for the next replay. Each call takes the oldest entries, so
+        # it consumes exactly its count of them, whether or not each held a message to move (an
+        # entry without one is deleted, not counted as moved): count down by entries, not by moves.
         remaining = broker.stats(queue).dead
         moved = 0
         while remaining > 0:
-            n = broker.replay_dead(queue, min(REPLAY_BATCH, remaining))
-            if n == 0:
-                break
-            moved += n
-            remaining -= n
+            batch = min(REPLAY_BATCH, remaining)
+            moved += broker.replay_dead(queue, batch)
+            remaining -= batch
     console().print(f"replayed {moved} dead letter(s) of queue {queue!r}", markup=False)
 
 
