@@ -145,12 +145,14 @@ def test_an_id_held_on_another_host_waits_for_a_dead_holder_and_refuses_a_live_o
         client.zadd(keys.workers, {worker_id: int(time.time() * 1000) + ttl_ms})
 
     # dead on another host: its registration expires within its TTL, then the worker starts
-    register("ghost", "1.0", 2_000)
+    # (its TTL outlasts a worker start under load, and stays within the worker's own worker_ttl_s)
+    register("ghost", "1.0", 10_000)
     started = time.monotonic()
-    w = cli_worker("-n", "ghost", CELERIAC_WORKER_TTL_S=TTL_S)
+    w = cli_worker("-n", "ghost", CELERIAC_WORKER_TTL_S="12", wait=False)
+    w.wait_log("consuming", timeout_s=40)
     waited_s = time.monotonic() - started
     assert "waiting up to" in w.log and "registration expired" in w.log
-    assert waited_s < 15, waited_s
+    assert waited_s < 30, waited_s
     assert w.stop() == 0
 
     # alive on another host: a heartbeat arrives while the new worker watches, so it is refused
