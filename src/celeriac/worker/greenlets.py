@@ -29,7 +29,10 @@ raised inside the greenlet where it waits (``time.sleep``, a socket read). The h
 greenlet (``GreenletExit`` at its next switch, so ``finally`` blocks run) and fails the run with
 ``TimeLimitExceeded`` at once; a greenlet that swallows the kill keeps running, *abandoned*, until
 it returns (heartbeat field ``abandoned``). A cold shutdown kills the greenlets of the tasks it hands
-back. Neither limit can interrupt code that never yields (see above).
+back. Neither limit can interrupt code that never yields (see above): such a task runs to its end,
+and so do the others meanwhile, since no timer can fire. The hard limit still holds for the outcome:
+a run that ends past it (by its own CPU time or another task's) fails with ``TimeLimitExceeded``,
+whatever it returned. The worker says so at start-up when sync tasks have limits.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ _BLOCKED_WARNING_S = 1.0  # a tenth of the default lease
 class _Run:
     """One sync call in a greenlet."""
 
-    __slots__ = ("abandoned", "future", "greenlet", "label", "limits")
+    __slots__ = ("abandoned", "deadline", "future", "greenlet", "label", "limits", "started")
 
     def __init__(self, future: asyncio.Future[Any], limits: TimeLimits, label: str) -> None:
         self.future = future
@@ -71,6 +74,9 @@ class _Run:
         self.label = label
         self.greenlet: gevent.Greenlet | None = None
         self.abandoned = False  # the hard limit passed, or its delivery was handed back
+        self.started = time.monotonic()
+        #: when the hard limit passes (monotonic), or None
+        self.deadline = self.started + limits.hard_s if limits.hard_s is not None else None
 
 
 class GeventPool:
@@ -81,7 +87,6 @@ class GeventPool:
     """
 
     name = "gevent"
-    enforces_sync_hard_limit = True
     recycles_children = False
 
     def __init__(self) -> None:
@@ -231,6 +236,16 @@ class GeventPool:
         if run.abandoned:
             self.abandoned -= 1
             return
+        if run.deadline is not None and time.monotonic() >= run.deadline:
+            # It ran past its hard limit without the hub getting a chance to kill it (it, or another
+            # task, computed without yielding): the limit still holds for the outcome.
+            value, error = (
+                None,
+                TimeLimitExceeded(
+                    f"{run.label}: time limit ({run.limits.hard_s:g}s) exceeded; it ended after "
+                    f"{time.monotonic() - run.started:.1f}s (gevent interrupts a task only where it yields)"
+                ),
+            )
         self._done.append((run.future, value, error))
         if self._handback_pending or self._loop is None:
             return

@@ -51,8 +51,6 @@ class Pool(Protocol):
     """What the worker needs from a pool."""
 
     name: str
-    #: True when a hard time limit ends a sync task for good (not just its result)
-    enforces_sync_hard_limit: bool
     #: True when the pool recycles its own children; otherwise the worker recycles itself
     recycles_children: bool
 
@@ -110,7 +108,6 @@ class ThreadBackedPool:
     """Coroutines on the loop; sync callables in up to ``threads`` daemon threads, started on demand."""
 
     name = "threads"
-    enforces_sync_hard_limit = False
     recycles_children = False
 
     def __init__(self, threads: int) -> None:

@@ -108,7 +108,6 @@ class ProcessPool:
     """
 
     name = "processes"
-    enforces_sync_hard_limit = True
     recycles_children = True
 
     def __init__(self, app: Celeriac, concurrency: int, recycling: Recycling = NO_RECYCLING) -> None:

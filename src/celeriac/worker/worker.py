@@ -43,7 +43,8 @@ from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .autoscale import Autoscale, Autoscaler
 from .executor import Job, Outcome
 from .imports import import_task_modules, task_modules, unknown_task_hint
-from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
+from .inflight import Inflight, Slot
+from .limits import NO_LIMITS, TimeLimits, limit_caveats
 from .pools import DEFAULT_CONCURRENCY, make_pool
 from .recycling import NO_RECYCLING, Recycling, SelfRecycling
 from .settle import Settler, WorkerStats
@@ -136,13 +137,14 @@ class Worker:
         self.backend = app.backend
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
-        self._running: dict[tuple[str, str], tuple[Delivery, asyncio.Task[None], bool]] = {}
-        self._owned: dict[tuple[str, str], Delivery] = {}
+        #: the deliveries taken and not finished with (owned, running, settling)
+        self.inflight = Inflight()
+        self._handing_back: set[asyncio.Task[None]] = set()  # hand-backs of orphans, until done
         self._settler = Settler(
             self.broker,
             self.backend,
             self.worker_id,
-            self._owned,
+            self.inflight,
             self.stats,
             on_outcome,
             self._recheck_slots,
@@ -243,10 +245,9 @@ class Worker:
         if not await self._connect():
             return
         await self.pool.start()
-        if not self.pool.enforces_sync_hard_limit:  # say so at start-up rather than pretend
-            warning = unenforceable_hard_limits(self.app, self.limits, self.pool_name)
-            if warning:
-                logger.warning("%s", warning)
+        caveat = limit_caveats(self.app, self.limits, self.pool_name)  # say so at start, not pretend
+        if caveat:
+            logger.warning("%s", caveat)
         for warning in self.app.startup_warnings():  # risky settings (pickle), for embedded workers too
             logger.warning("%s", warning)
         age_limit_s = self._self_recycling.age_limit_s if self._self_recycling else None
@@ -350,7 +351,7 @@ class Worker:
 
     # ---- fetch -----------------------------------------------------------------------------------
     def _free_slots(self) -> int:
-        return self.concurrency - len(self._running)
+        return self.concurrency - self.inflight.running
 
     async def _fetch_once(self) -> None:
         assert self._slot_free is not None
@@ -375,7 +376,7 @@ class Worker:
 
     async def _maybe_finish_burst(self) -> None:
         assert self._slot_free is not None
-        if self._running or self._settler.pending:
+        if self.inflight.running or self._settler.pending:
             self._slot_free.clear()
             await self._slot_free.wait()
             return
@@ -388,8 +389,7 @@ class Worker:
         self.stop()  # sets _stopping at once (we are on the loop): the fetch loop ends by its flag
 
     def _start(self, d: Delivery) -> None:
-        key = (d.queue, d.entry_id)
-        self._owned[key] = d
+        slot = self.inflight.take(d)
         prepared = self.executor.prepare(d.data, queue=d.queue, delivery=d.deliveries)
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
             if prepared.reason.startswith("unknown task"):
@@ -397,27 +397,31 @@ class Worker:
             self._settler.submit(d, prepared)
             return
         assert self._loop is not None
-        task = self._loop.create_task(self._execute(d, prepared))  # asyncio.create_task looks the loop up
-        self._running[key] = (d, task, False)
+        run = self._loop.create_task(self._execute(slot, prepared))  # asyncio.create_task looks the loop up
+        self.inflight.start(slot, run)
         if self._autoscaler is not None:
-            self._autoscaler.task_started(len(self._running))
+            self._autoscaler.task_started(self.inflight.running)
 
-    async def _execute(self, d: Delivery, job: Job) -> None:
-        key = (d.queue, d.entry_id)
+    async def _execute(self, slot: Slot, job: Job) -> None:
+        d = slot.delivery
         early = not job.acks_late
+        outcome: Outcome | None = None
         try:
             if early:
                 # at-most-once: the message is acked before the task starts
                 acked = await self._settler.ack_now(d)
-                self._owned.pop(key, None)
+                self.inflight.acked_early(slot)
                 if not acked:
                     return
-            self._running[key] = (d, self._running[key][1], True)
             outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
         finally:
-            self._running.pop(key, None)
+            ours = self.inflight.run_ended(slot)  # False: shutdown took the run over
             assert self._slot_free is not None
             self._slot_free.set()
+            if outcome is None and ours and slot.owned:
+                # No outcome will ever come (a cancellation that shutdown did not ask for, an error
+                # before the task ran): never keep renewing the lease of a delivery nothing runs.
+                self._hand_back_orphans([d], "its run ended without an outcome")
         if self._self_recycling is not None:
             reason = self._self_recycling.after_task()
             if reason:
@@ -454,12 +458,14 @@ class Worker:
         if self._stopping:
             return
         backlog = None
-        if scaler.wants_backlog(self.concurrency, len(self._running)):
+        if scaler.wants_backlog(self.concurrency, self.inflight.running):
             stats = [await asyncio.to_thread(self.broker.stats, q) for q in self.queues]
             backlog = sum(s.ready for s in stats)
-        size = scaler.next_size(self.concurrency, len(self._running), backlog)
+        size = scaler.next_size(self.concurrency, self.inflight.running, backlog)
         if size != self.concurrency:
-            logger.info("autoscale: %d -> %d slots (%d running)", self.concurrency, size, len(self._running))
+            logger.info(
+                "autoscale: %d -> %d slots (%d running)", self.concurrency, size, self.inflight.running
+            )
             self.concurrency = size
             self.pool.resize(size)
             self._recheck_slots()  # a fetch loop waiting for a free slot re-checks
@@ -476,7 +482,7 @@ class Worker:
         expires and the delivery is reclaimed all the same.
         """
         self.stats.lost += 1
-        self._owned.pop((d.queue, d.entry_id), None)
+        self.inflight.drop(d)
         logger.warning("task %s[%s]: %s; handing it back", outcome.task_name, outcome.task_id, outcome.reason)
         try:
             await self.broker.release(self.worker_id, [d], started=True)
@@ -484,6 +490,30 @@ class Worker:
             self._reclaim_wake.set()
         except BrokerError as exc:
             logger.warning("could not hand %s back (%s): it returns after the lease", outcome.task_id, exc)
+
+    def _hand_back_orphans(self, deliveries: list[Delivery], why: str) -> None:
+        """Hand back owned deliveries that nothing runs or records (the invariant of ``inflight.py``).
+
+        A bug, never a normal path: said as an error. They stop being owned at once (no renewal); the
+        hand-back itself runs as a task, so that it may be called where awaiting is not possible.
+        """
+        for d in deliveries:
+            self.inflight.drop(d)
+            logger.error("delivery %s %s: %s; handing it back to run again", d.queue, d.entry_id, why)
+        task = asyncio.ensure_future(self._release_now(deliveries))
+        self._handing_back.add(task)
+        task.add_done_callback(self._handing_back.discard)
+
+    async def _release_now(self, deliveries: list[Delivery]) -> None:
+        try:
+            await self.broker.release(self.worker_id, deliveries, started=True)
+        except BrokerError as exc:
+            logger.warning(
+                "could not hand %d delivery(ies) back (%s): they return after the lease", len(deliveries), exc
+            )
+            return
+        if self._reclaim_wake is not None:
+            self._reclaim_wake.set()
 
     async def _requeue_after_early_ack(self, d: Delivery, outcome: Outcome) -> None:
         if outcome.kind == "retry":
@@ -500,15 +530,19 @@ class Worker:
     # ---- leases and recovery ---------------------------------------------------------------------
     async def _lease_once(self) -> None:
         await asyncio.sleep(self.conf.lease_s / 3)
-        if not self._owned:
+        orphans = self.inflight.orphans()
+        if orphans:  # the invariant (inflight.py): whatever bug made them, they go back, not renewed
+            self._hand_back_orphans(orphans, "no slot runs it and no outcome of it is being recorded")
+        owned = self.inflight.owned()
+        if not owned:
             return
-        lost = await self.broker.extend(self.worker_id, list(self._owned.values()))
-        settling = self._settler.in_flight
+        lost = await self.broker.extend(self.worker_id, owned)
+        inflight = self.inflight
         for d in lost:
             key = (d.queue, d.entry_id)
             # A settle racing this renewal may have acked the delivery first: not a lost lease. It is
-            # either still in flight (its flush keeps the delivery in _owned until the reply), or done.
-            if key not in self._owned or key in settling:
+            # either still on its way (the delivery stays owned until the reply), or done.
+            if not inflight.owns(key) or inflight.flushing(key):
                 continue
             logger.warning("lease lost on %s %s (this worker was too slow or cut off)", d.queue, d.entry_id)
 
@@ -573,7 +607,7 @@ class Worker:
             "pool": self.pool_name,
             "concurrency": str(self.concurrency),
             **({"autoscale": f"{self.autoscale.max},{self.autoscale.min}"} if self.autoscale else {}),
-            "running": str(len(self._running)),
+            "running": str(self.inflight.running),
             "processed": str(self.stats.processed),
             "failed": str(self.stats.failed),
             "started_at": f"{self.stats.started_at:.0f}",
@@ -591,20 +625,29 @@ class Worker:
         self._slot_free.set()  # a fetch loop waiting for a free slot re-checks its flag and ends
         await _end_tasks([fetcher], wait_s=0.05)  # one blocked in a read is cancelled
         try:
-            await self._release_orphans()
+            await self._release_untaken()
         except BrokerError as exc:
             logger.warning("could not hand back unstarted messages (%s): they return after the lease", exc)
         await self._wait_running()
-        interrupted = [d for d, _, _ in self._running.values()]
-        await _end_tasks([t for _, t, _ in self._running.values()], wait_s=0.0)
-        for d in interrupted:
-            self._owned.pop((d.queue, d.entry_id), None)
+        runs = self.inflight.interrupt()
+        interrupted = [d for d, _ in runs]
+        await _end_tasks([run for _, run in runs], wait_s=0.0)
         # record every outcome before anything else stops (the lease loop keeps them owned meanwhile)
         self._settler.close()
         try:
             await asyncio.wait_for(settler, timeout=self.conf.lease_s)
         except asyncio.TimeoutError:
             logger.warning("outcomes not recorded in time (Redis down?): those tasks return after the lease")
+        if self._handing_back:
+            await asyncio.wait(self._handing_back, timeout=self.conf.lease_s)
+        orphans = self.inflight.orphans()
+        if orphans:  # the invariant holds at exit too: nothing owned leaves with this worker
+            logger.error(
+                "%d delivery(ies) owned but neither run nor recorded: handing them back", len(orphans)
+            )
+            for d in orphans:
+                self.inflight.drop(d)
+            interrupted += orphans
         try:
             if interrupted:
                 n = await self.broker.release(self.worker_id, interrupted, started=True)
@@ -629,7 +672,7 @@ class Worker:
 
     async def _wait_running(self) -> None:
         """Warm shutdown: let running tasks finish within the grace period, or until a cold stop."""
-        running: set[asyncio.Future[Any]] = {t for _, t, _ in self._running.values()}
+        running: set[asyncio.Future[Any]] = set(self.inflight.runs())
         if not running or self._cold:
             return
         assert self._cold_event is not None
@@ -646,13 +689,13 @@ class Worker:
             running.discard(cold_wait)
         cold_wait.cancel()
 
-    async def _release_orphans(self) -> None:
+    async def _release_untaken(self) -> None:
         """Hand back messages taken by a fetch that was cut short, which no task has started."""
         for queue in self.queues:
             pending = await self.broker.pending(queue, self.worker_id)
-            orphans = [p for p in pending if (p.queue, p.entry_id) not in self._owned]
-            if orphans:
-                await self.broker.release(self.worker_id, orphans, started=False)
+            untaken = [p for p in pending if not self.inflight.owns((p.queue, p.entry_id))]
+            if untaken:
+                await self.broker.release(self.worker_id, untaken, started=False)
 
 
 async def _end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
