@@ -16,7 +16,8 @@ from celeriac.results.base import StoreResult
 from celeriac.results.redis import RedisResultBackend
 from celeriac.worker.executor import Outcome
 from celeriac.worker.inflight import Inflight
-from celeriac.worker.settle import Settler, WorkerStats
+from celeriac.worker.settle import Settler
+from celeriac.worker.worker import WorkerStats
 
 pytestmark = pytest.mark.redis
 Q = "rf"

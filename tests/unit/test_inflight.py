@@ -68,7 +68,7 @@ async def test_the_lease_loop_hands_back_an_owned_delivery_that_nothing_runs(
         return await real_release(consumer, deliveries, started=started)
 
     worker.broker.release = release  # type: ignore[method-assign]
-    real_start = worker._start
+    real_start = worker.start_delivery
     taken: list[Delivery] = []
 
     def lose_it(d: Delivery) -> None:  # a bug: taken, then neither run nor submitted
@@ -78,7 +78,7 @@ async def test_the_lease_loop_hands_back_an_owned_delivery_that_nothing_runs(
             return
         real_start(d)
 
-    worker._start = lose_it  # type: ignore[method-assign]
+    worker.start_delivery = lose_it  # type: ignore[method-assign]
     caplog.set_level(logging.ERROR, logger="celeriac.worker")
     run = asyncio.create_task(worker.run())
     try:

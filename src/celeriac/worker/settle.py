@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..broker.base import Delivery, Settlement
@@ -32,23 +30,9 @@ if TYPE_CHECKING:
     from ..broker.base import Broker
     from ..results.base import ResultBackend, StoreResult
     from .inflight import Inflight
+    from .worker import WorkerStats
 
-logger = logging.getLogger("celeriac.worker")
-
-
-@dataclass
-class WorkerStats:
-    """Counters of one worker run."""
-
-    processed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    fenced: int = 0
-    reclaimed: int = 0
-    lost: int = 0  # runs whose process died (handed back, or failed with WorkerLostError)
-    started_at: float = field(default_factory=time.time)
+logger = logging.getLogger(__name__)
 
 
 class Settler:
