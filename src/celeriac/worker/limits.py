@@ -17,7 +17,7 @@ How each is enforced depends on where the code runs, and the honest answer diffe
   runs on until the function returns (see ``pools.ThreadBackedPool``).
 * sync functions in child processes (``-P processes``): soft by ``SIGALRM`` in the child (the
   handler raises, which also interrupts ``time.sleep`` and most blocking calls); hard by killing the
-  child, which is then replaced (see ``processes.py``).
+  child, which is then replaced (see ``process/pool.py``).
 """
 
 from __future__ import annotations

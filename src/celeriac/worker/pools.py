@@ -3,7 +3,7 @@
 * ``asyncio``: coroutine tasks run on the worker's event loop; sync tasks run in a bounded set of
   threads (at most 32), with their context (``self.request``) carried over.
 * ``threads``: as ``asyncio``, with one thread per execution slot, for blocking sync code.
-* ``processes`` (``processes.py``): sync tasks run in child processes, for CPU-bound code.
+* ``processes`` (``process/``): sync tasks run in child processes, for CPU-bound code.
 * ``gevent`` (``greenlets.py``, optional): sync tasks run in greenlets, hundreds of them, for
   blocking I/O code that cannot be made async.
 
@@ -340,7 +340,7 @@ def make_pool(kind: str, concurrency: int, app: Celeriac, recycling: Recycling =
     if kind == "threads":
         return ThreadBackedPool(concurrency)
     if kind == "processes":
-        from .processes import ProcessPool  # not imported by workers of the other pools
+        from .process.pool import ProcessPool  # not imported by workers of the other pools
 
         return ProcessPool(app, concurrency, recycling)
     if kind == "gevent":

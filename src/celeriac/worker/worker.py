@@ -12,7 +12,7 @@ Each delivery's path (here): fetched → prepared (an outcome at once for a mess
 → run by the pool in a slot → outcome submitted to the settle loop, or handed back (its process
 died). ``inflight.py`` tracks every delivery on that path and holds the invariant that a delivery
 nothing runs or records never keeps its lease. Where code runs is the pool's business (``pools.py``,
-``processes.py``, ``greenlets.py``) and so are time limits (``limits.py``); what an outcome means is
+``process/``, ``greenlets.py``) and so are time limits (``limits.py``); what an outcome means is
 the executor's (``executor.py``).
 
 Shutdown (``shutdown.py``): the first SIGTERM/SIGINT stops fetching, hands unstarted messages back at
