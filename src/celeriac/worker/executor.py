@@ -3,7 +3,7 @@
 The executor turns a message into an :class:`Outcome`: what to store as the result, and what the
 broker should do with the delivery (ack, park a retry, dead-letter with a reason, or hand it back to
 run again). It does no I/O of its own: the worker (or eager mode) records outcomes. Pools only decide
-*where* the function runs and how time limits are enforced there (:class:`TaskRunner`); whatever the
+*where* the function runs and how time limits are enforced there (``pools.Pool``); whatever the
 pool, a value or an exception comes back here and :meth:`Executor.finish` decides.
 """
 
@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..context import Request, _current
 from ..exceptions import (
@@ -36,6 +36,7 @@ from .limits import NO_LIMITS, TimeLimits
 if TYPE_CHECKING:
     from ..app import Celeriac
     from ..task import Task
+    from .pools import Pool
 
 _MAX_TRACEBACK_CHARS = 16_000
 
@@ -83,12 +84,10 @@ class Job:
         m, t = self.message.acks_late, self.task.acks_late
         return m if m is not None else t if t is not None else self.task.app.conf.task_acks_late
 
-
-class TaskRunner(Protocol):
-    """Where a task's function runs: a pool. Returns the function's value or raises its exception
-    (or ``TimeLimitExceeded`` / ``WorkerLostError`` when the pool ended the run)."""
-
-    async def run(self, job: Job, limits: TimeLimits) -> Any: ...
+    @property
+    def label(self) -> str:
+        """``name[id]``, how logs and errors name this run."""
+        return f"{self.message.task}[{self.message.id}]"
 
 
 #: set on an exception that crossed a process boundary: its traceback, formatted where it was raised
@@ -158,7 +157,7 @@ class Executor:
         return Job(message, task, request, data)
 
     # ---- the call ---------------------------------------------------------------------------------
-    async def run(self, job: Job, pool: TaskRunner, limits: TimeLimits = NO_LIMITS) -> Outcome:
+    async def run(self, job: Job, pool: Pool, limits: TimeLimits = NO_LIMITS) -> Outcome:
         """Call the task through ``pool`` under ``limits`` and decide the outcome.
 
         The request is set in this task's context first: pools that run code in this process carry

@@ -31,6 +31,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from ..app import Celeriac
     from .executor import Job
 
-logger = logging.getLogger("celeriac.worker")
+logger = logging.getLogger(__name__)
 
 _STOP = object()
 
@@ -61,7 +62,9 @@ class Pool(Protocol):
         """Start on the worker's loop, before the first task."""
 
     async def run(self, job: Job, limits: TimeLimits) -> Any:
-        """Run one task; return its value or raise its exception (see ``executor.TaskRunner``)."""
+        """Run one task under ``limits``; return its function's value or raise its exception (or
+        ``TimeLimitExceeded`` / ``WorkerLostError`` when the pool ended the run). The executor
+        (``Executor.run``) decides what that means."""
 
     def resize(self, concurrency: int) -> None:
         """Follow a new concurrency (autoscale)."""
@@ -75,6 +78,72 @@ class Pool(Protocol):
 
     def info(self) -> dict[str, str]:
         """Extra heartbeat fields."""
+
+
+class CompletionBatch:
+    """Finished calls handed back to the loop in batches, for pools that run calls off the loop.
+
+    While a hand-back is pending on the loop, further completions join it instead of waking the loop
+    again: one ``call_soon_threadsafe`` (a write to the loop's self-pipe) per batch, not per call.
+
+    Args:
+        lock: guards the batch (a ``threading.Lock`` when completions come from threads; a
+            ``contextlib.nullcontext()`` for greenlets, which share the loop's thread).
+    """
+
+    __slots__ = ("_done", "_lock", "_pending", "loop")
+
+    def __init__(self, lock: AbstractContextManager[Any]) -> None:
+        self._lock = lock
+        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._pending = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> bool:
+        """Hand a result (or ``error``) back to ``future``'s awaiter; False when the loop is gone."""
+        with self._lock:
+            self._done.append((future, value, error))
+            wake = not self._pending
+            self._pending = True
+        if wake:
+            assert self.loop is not None
+            try:
+                self.loop.call_soon_threadsafe(self._hand_back)  # wakes the loop's selector
+            except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
+                return False
+        return True
+
+    def _hand_back(self) -> None:
+        with self._lock:
+            done, self._done = self._done, []
+            self._pending = False
+        for future, value, error in done:
+            if future.done():
+                continue  # cancelled (shutdown) or failed by its hard limit
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+
+class OffloadingPool:
+    """The dispatch shared by the pools that run coroutines on the loop and sync functions elsewhere
+    (threads, greenlets): subclasses provide :meth:`run_sync`."""
+
+    async def run(self, job: Job, limits: TimeLimits) -> Any:
+        call = bound_call(job.task, job.message.args, job.message.kwargs)
+        if job.task.is_async:
+            if not limits:
+                return await call()  # the hot path: no limiter, no extra frame
+            return await run_coroutine(call(), limits, job.label)
+        ctx = contextvars.copy_context()  # carries the request into the thread (greenlet)
+        return await self.run_sync(lambda: ctx.run(call), limits, job.label if limits else "task")
+
+    async def run_sync(
+        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task"
+    ) -> Any:
+        """Run ``fn`` off the loop under ``limits``; return its value or raise its exception."""
+        raise NotImplementedError
 
 
 class _Call:
@@ -96,7 +165,7 @@ class _Call:
         self.fn = fn
         self.future = future
         self.limits = limits
-        self.limited = limits.soft_s is not None or limits.hard_s is not None
+        self.limited = bool(limits)
         self.label = label
         self.running = False  # in the function now (a soft limit may be raised into its thread)
         self.injected = False  # the soft limit was raised into the thread (once at most)
@@ -104,14 +173,15 @@ class _Call:
         self.thread_id = 0
 
 
-class ThreadBackedPool:
-    """Coroutines on the loop; sync callables in up to ``threads`` daemon threads, started on demand."""
+class ThreadBackedPool(OffloadingPool):
+    """Coroutines on the loop; sync callables in daemon threads, started on demand: one per
+    execution slot (``concurrency``)."""
 
     name = "threads"
     recycles_children = False
 
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
+    def __init__(self, concurrency: int) -> None:
+        self.threads = max(1, self._threads_for(concurrency))
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = 0  # threads serving the pool (abandoned ones are not counted)
@@ -119,8 +189,7 @@ class ThreadBackedPool:
         self._queued = 0  # items put and not yet taken
         self._busy = 0  # threads inside a function (abandoned ones included)
         self._abandoned = 0
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        self._handback_pending = False
+        self._batch = CompletionBatch(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- Pool ------------------------------------------------------------------------------------
@@ -128,19 +197,7 @@ class ThreadBackedPool:
         pass
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-
-    async def run(self, job: Job, limits: TimeLimits) -> Any:
-        call = bound_call(job.task, job.message.args, job.message.kwargs)
-        limited = limits.soft_s is not None or limits.hard_s is not None
-        if job.task.is_async:
-            if not limited:
-                return await call()  # the hot path: no limiter, no extra frame
-            return await run_coroutine(call(), limits, f"{job.message.task}[{job.message.id}]")
-        ctx = contextvars.copy_context()  # carries the request into the worker thread
-        if not limited:
-            return await self.run_sync(lambda: ctx.run(call))
-        return await self.run_sync(lambda: ctx.run(call), limits, f"{job.message.task}[{job.message.id}]")
+        self._loop = self._batch.loop = asyncio.get_running_loop()
 
     def resize(self, concurrency: int) -> None:
         self.threads = max(1, self._threads_for(concurrency))
@@ -154,6 +211,7 @@ class ThreadBackedPool:
 
     @staticmethod
     def _threads_for(concurrency: int) -> int:
+        """Threads for ``concurrency`` execution slots."""
         return concurrency
 
     async def close(self, cold: bool) -> None:
@@ -179,7 +237,7 @@ class ThreadBackedPool:
     ) -> Any:
         """Run ``fn`` in a thread and return its result (or raise its exception)."""
         loop = asyncio.get_running_loop()
-        self._loop = loop
+        self._loop = self._batch.loop = loop
         future: asyncio.Future[Any] = loop.create_future()
         call = _Call(fn, future, limits, label)
         with self._lock:
@@ -242,28 +300,7 @@ class ThreadBackedPool:
             if call.abandoned:
                 self._abandoned -= 1
                 return False
-            self._done.append((call.future, value, error))
-            wake = not self._handback_pending
-            self._handback_pending = True
-        if wake:
-            assert self._loop is not None
-            try:
-                self._loop.call_soon_threadsafe(self._hand_back)
-            except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
-                return False
-        return True
-
-    def _hand_back(self) -> None:
-        with self._lock:
-            done, self._done = self._done, []
-            self._handback_pending = False
-        for future, value, error in done:
-            if future.done():
-                continue  # cancelled (shutdown) or failed by its hard limit
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(value)
+        return self._batch.add(call.future, value, error)
 
     # ---- time limits (on the loop) ---------------------------------------------------------------
     def _arm(self, call: _Call, started: float) -> None:
@@ -336,7 +373,7 @@ def make_pool(kind: str, concurrency: int, app: Celeriac, recycling: Recycling =
         ConfigurationError: ``gevent`` without gevent installed.
     """
     if kind == "asyncio":
-        return AsyncioPool(AsyncioPool._threads_for(concurrency))
+        return AsyncioPool(concurrency)
     if kind == "threads":
         return ThreadBackedPool(concurrency)
     if kind == "processes":
@@ -353,5 +390,5 @@ def make_pool(kind: str, concurrency: int, app: Celeriac, recycling: Recycling =
             from ..gevent_patch import INSTALL_HINT
 
             raise ConfigurationError("pool", INSTALL_HINT) from None
-        return GeventPool()
+        return GeventPool(concurrency)
     raise ValueError(f"unknown pool {kind!r}: choose one of {', '.join(POOLS)}")

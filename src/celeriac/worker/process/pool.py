@@ -175,7 +175,7 @@ class ProcessPool:
     async def run(self, job: Job, limits: TimeLimits) -> Any:
         child = await self._acquire()
         loop = self._running_loop()
-        label = f"{job.message.task}[{job.message.id}]"
+        label = job.label
         run = _Run(next(self._seq), loop.create_future(), label)
         try:
             data = pickle.dumps(("run", run.seq, job.request, limits.soft_s))
