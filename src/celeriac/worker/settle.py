@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..broker.base import Broker
     from ..results.base import ResultBackend, StoreResult
     from .inflight import Inflight
-    from .worker import WorkerStats
+    from .stats import WorkerStats
 
 logger = logging.getLogger(__name__)
 

@@ -30,10 +30,9 @@ import os
 import secrets
 import signal
 import socket
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..broker.base import Delivery, Enqueue
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
@@ -47,6 +46,7 @@ from .pools import DEFAULT_CONCURRENCY, make_pool
 from .recycling import NO_RECYCLING, Recycling, SelfRecycling
 from .settle import Settler
 from .shutdown import shut_down
+from .stats import WorkerStats
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -56,22 +56,7 @@ logger = logging.getLogger(__name__)
 _MAX_BACKOFF_S = 5.0
 _BLOCK_MS = 5_000
 
-__all__ = ["Worker", "WorkerStats", "run_worker"]
-
-
-@dataclass
-class WorkerStats:
-    """Counters of one worker run."""
-
-    processed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    fenced: int = 0
-    reclaimed: int = 0
-    lost: int = 0  # runs whose process died (handed back, or failed with WorkerLostError)
-    started_at: float = field(default_factory=time.time)
+__all__ = ["Worker", "WorkerStats"]
 
 
 @dataclass
@@ -522,10 +507,3 @@ class Worker:
             reason,
         )
         self.stop()
-
-
-def run_worker(app: Celeriac, **options: Any) -> Worker:
-    """Build a worker and run it until a signal stops it (the ``celeriac worker`` command)."""
-    worker = Worker(app, **options)
-    worker.start()
-    return worker
