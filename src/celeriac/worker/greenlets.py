@@ -51,7 +51,7 @@ import greenlet
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..gevent_patch import check_patched
 from .limits import NO_LIMITS, TimeLimits
-from .pools import CompletionBatch, OffloadingPool
+from .offload import CompletionBatch, OffloadingPool
 
 logger = logging.getLogger(__name__)
 

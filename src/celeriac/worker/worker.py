@@ -20,6 +20,10 @@ once, lets running tasks finish within ``worker_shutdown_grace_s`` and hands the
 signal does that at once (cold). No task is lost either way: a handed-back message runs again on
 another worker. A worker over a recycling limit (``recycling.py``) stops the same warm way, then
 ``celeriac worker`` re-executes it.
+
+Why this module is long: the ``Worker`` class keeps public control, ``run()`` (read top to bottom),
+the fetch loop and one delivery's path together; its state (``inflight.py``), maintenance loops
+(``maintenance.py``) and shutdown (``shutdown.py``) already live beside it.
 """
 
 from __future__ import annotations
@@ -35,9 +39,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..broker.base import Delivery, Enqueue
-from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
+from ..exceptions import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerFullError,
+    ConfigurationError,
+    WorkerShutdown,
+)
 from .autoscale import Autoscale, Autoscaler
-from .executor import Job, Outcome
+from .executor import Executor, Job, Outcome
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .inflight import Inflight, Slot
 from .limits import NO_LIMITS, TimeLimits, limit_caveats
@@ -127,7 +137,7 @@ class Worker:
         self.autoscale = autoscale
         self.concurrency = autoscale.min if autoscale else concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
         if self.concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+            raise ConfigurationError("concurrency", f"must be >= 1, got {self.concurrency}")
         self.recycling = recycling
         #: why this worker stopped to be replaced (whole-worker recycling), or "" (see ``start``)
         self.recycle_reason = ""
@@ -142,10 +152,9 @@ class Worker:
         self.burst = burst
         self.on_outcome = on_outcome
         self.limits = limits
-        self.executor = app.executor
-        self.broker = app.broker.for_worker()
+        self.executor = Executor(app)
         max_slots = autoscale.max if autoscale else self.concurrency
-        self.broker.expect_running(max_slots + self.conf.worker_fetch_max)
+        self.broker = app.broker.for_worker(max_owned=max_slots + self.conf.worker_fetch_max)
         self.backend = app.backend
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
@@ -160,6 +169,7 @@ class Worker:
             self.stats,
             on_outcome,
             self.recheck_slots,
+            results_via_broker=app.results_travel_with(self.broker),
         )
         self.maintenance = Maintenance(self)
         self._state: _RunState | None = None  # while run() runs
@@ -436,6 +446,8 @@ class Worker:
                 self._recycle(reason)
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
+            if isinstance(outcome.exc, WorkerShutdown):
+                self.stop()
             return
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
