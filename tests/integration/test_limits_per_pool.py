@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from celeriac import Celeriac, TimeLimitExceeded
-from celeriac.broker.keys import GROUP, KeySchema
+from celeriac._redis.keys import GROUP, KeySchema
 
 from .conftest import CliWorker
 
