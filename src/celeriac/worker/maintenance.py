@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .._version import __version__
+from .identity import BEAT_FIELD, heartbeat_stamp
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -143,6 +144,7 @@ class Maintenance:
             "failed": str(w.stats.failed),
             "started_at": f"{w.stats.started_at:.0f}",
             "version": __version__,
+            BEAT_FIELD: heartbeat_stamp(),  # changes at every heartbeat: tells a live holder of an id
             **w.pool.info(),  # children/lost/recycled, or threads/abandoned
         }
         await w.broker.heartbeat(w.worker_id, fields, w.conf.worker_ttl_s, w.queues)

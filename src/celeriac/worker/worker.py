@@ -48,6 +48,7 @@ from ..exceptions import (
 )
 from .autoscale import Autoscale, Autoscaler
 from .executor import Executor, Job, Outcome
+from .identity import claim_worker_id, expand_worker_id
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .inflight import Inflight, Slot
 from .limits import NO_LIMITS, TimeLimits, limit_caveats
@@ -97,7 +98,8 @@ class Worker:
         concurrency: execution slots (default 100 for ``asyncio``, 10 for ``threads``, one per CPU for
             ``processes``).
         pool: ``"asyncio"``, ``"threads"``, ``"processes"`` or ``"gevent"`` (see ``gevent_patch.py``).
-        worker_id: a unique name (default: host, pid and a random suffix).
+        worker_id: a unique name, with Celery's ``%h``/``%n``/``%d``/``%i``/``%I`` expanded (default:
+            host, pid and a random suffix). :meth:`run` refuses an id a live worker holds (identity.py).
         burst: stop once the queues are empty and nothing runs (handy for scripts and tests).
         on_outcome: called on the loop with each delivery's outcome once it is recorded (tests, demo).
         limits: default time limits for tasks that set none (``--soft-time-limit``, ``--time-limit``).
@@ -148,7 +150,11 @@ class Worker:
         )
         self.autoscaler = Autoscaler(autoscale) if autoscale else None
         self._signals = 0
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.worker_id = (
+            expand_worker_id(worker_id)  # -n worker1@%h, as in Celery
+            if worker_id
+            else f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
         self.burst = burst
         self.on_outcome = on_outcome
         self.limits = limits
@@ -263,6 +269,7 @@ class Worker:
             state.stop.set()
         if not await self._connect():
             return
+        await claim_worker_id(self.broker, self.worker_id, self.conf.worker_ttl_s)  # refuses a live duplicate
         await self.pool.start()
         caveat = limit_caveats(self.app, self.limits, self.pool_name)  # say so at start, not pretend
         if caveat:
@@ -412,7 +419,8 @@ class Worker:
         prepared = self.executor.prepare(d.data, queue=d.queue, delivery=d.deliveries)
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
             if prepared.reason.startswith("unknown task"):
-                prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
+                hint = unknown_task_hint(prepared.task_name, self.app.tasks, self.task_modules)
+                prepared = replace(prepared, reason=prepared.reason + hint)
             self.settler.submit(d, prepared)
             return
         # loop.create_task: asyncio.create_task would look the loop up again
