@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +134,26 @@ class ResultBackend(ABC):
     @abstractmethod
     async def store_async(self, items: Sequence[StoreResult]) -> None:
         """Store records in one round trip (the worker's batched result writes)."""
+
+    # ---- task control: revoke marks and progress (update_state) ---------------------------------
+    def mark_revoked(self, items: Sequence[tuple[str, bytes]], ttl_s: float) -> None:
+        """Store each ``(task id, REVOKED record)`` unless that task already has a final result."""
+        self.store([StoreResult(i, payload, ttl_s) for i, payload in items if self.get(i) is None])
+
+    def store_progress(self, task_id: str, payload: bytes, ttl_s: float) -> bool:
+        """Record a progress record (``update_state``) unless the task has a final result; tell
+        :meth:`wait_progress` callers. Returns whether it was stored."""
+        return False
+
+    def get_with_progress(self, task_id: str) -> tuple[bytes | None, bytes | None]:
+        """``(final record, latest progress record)``, read together; either may be None."""
+        return self.get(task_id), None
+
+    def wait_progress(
+        self, task_id: str, timeout_s: float | None, on_progress: Callable[[bytes], None]
+    ) -> bytes | None:
+        """As :meth:`wait`, calling ``on_progress`` with each progress record stored meanwhile."""
+        return self.wait(task_id, timeout_s)
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release consumer-side resources."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ..broker.keys import split_level
 from ..context import Request, _current
 from ..exceptions import (
     DecodeError,
@@ -25,6 +26,7 @@ from ..exceptions import (
     Retry,
     SerializationError,
     TaskExpiredError,
+    TaskRevokedError,
     WorkerLostError,
 )
 from ..message import Message
@@ -67,6 +69,10 @@ class Outcome:
     exc: BaseException | None = None
     value: Any = None
     runtime_s: float = 0.0
+    #: the lock of a unique task that finished (released with the settlement)
+    unique: str | None = None
+    #: the queue the message came from (a unique lock is released there)
+    queue: str = ""
 
 
 @dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
@@ -138,7 +144,7 @@ class Executor:
             return self._failed(message, None, missing, kind="dead", reason=f"unknown task: {missing}")
         if message.expires_ms is not None and self.clock_ms() > message.expires_ms:
             expired = TaskExpiredError(f"task {message.id} expired before it started")
-            return self._failed(message, task, expired, kind="ack", state=TaskState.EXPIRED)
+            return self._failed(message, task, expired, kind="ack", state=TaskState.EXPIRED, queue=queue)
         # Arguments are checked only when the call raises TypeError (see finish): binding a signature
         # for every message costs more than running a small task.
         request = Request(
@@ -150,12 +156,20 @@ class Executor:
             eta=message.eta_ms / 1000 if message.eta_ms is not None else None,
             expires=message.expires_ms / 1000 if message.expires_ms is not None else None,
             delivery=delivery,
-            queue=queue,
+            queue=split_level(queue)[0] if "\x06" in queue else queue,  # a priority level's queue
             is_eager=eager,
             root_id=message.root_id,
             parent_id=message.parent_id,
         )
         return Job(message, task, request, data)
+
+    def revoked(self, job: Job, why: str = "revoked before it started") -> Outcome:
+        """The outcome of a job whose task was revoked (``app.control.revoke``): not run, or stopped
+        (``terminate``); REVOKED is stored (``get()`` raises :class:`TaskRevokedError`)."""
+        exc = TaskRevokedError(f"task {job.message.id} {why}")
+        return self._failed(
+            job.message, job.task, exc, kind="ack", state=TaskState.REVOKED, queue=job.request.queue
+        )
 
     # ---- the call ---------------------------------------------------------------------------------
     async def run(self, job: Job, pool: TaskRunner, limits: TimeLimits = NO_LIMITS) -> Outcome:
@@ -192,11 +206,27 @@ class Executor:
         self, job: Job, *, value: Any = None, exc: Exception | None = None, runtime_s: float = 0.0
     ) -> Outcome:
         """The outcome of a finished call: success, retry, dead-letter or failure."""
+        outcome = self._finish(job, value=value, exc=exc, runtime_s=runtime_s)
+        outcome.queue = job.request.queue
+        if outcome.kind in ("retry", "release"):
+            outcome.unique = None  # not finished: a unique task keeps its lock
+        return outcome
+
+    def _finish(
+        self, job: Job, *, value: Any = None, exc: Exception | None = None, runtime_s: float = 0.0
+    ) -> Outcome:
         message, task = job.message, job.task
         if exc is None:
             if self._ignore_result(message, task):
                 return Outcome(
-                    "ack", message.id, message.task, TaskState.SUCCESS, value=value, runtime_s=runtime_s
+                    "ack",
+                    message.id,
+                    message.task,
+                    TaskState.SUCCESS,
+                    value=value,
+                    runtime_s=runtime_s,
+                    unique=message.unique_key,
+                    queue=job.request.queue,
                 )
             record = ResultRecord(
                 message.id, TaskState.SUCCESS, value, date_done_ms=self.clock_ms(), retries=message.retries
@@ -215,6 +245,8 @@ class Executor:
                 record,
                 value=value,
                 runtime_s=runtime_s,
+                unique=message.unique_key,
+                queue=job.request.queue,
             )
 
         if isinstance(exc, TypeError):
@@ -300,6 +332,7 @@ class Executor:
         reason: str = "",
         state: TaskState = TaskState.FAILURE,
         runtime_s: float = 0.0,
+        queue: str = "",
     ) -> Outcome:
         """A failure outcome; the error is stored unless results are ignored and error storing is off."""
         exc_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
@@ -318,7 +351,17 @@ class Executor:
         if not ignored or self.app.conf.task_store_errors_even_if_ignored:
             store = StoreResult(message.id, encode_record(record), self._ttl_s(message, task))
         return Outcome(
-            kind, message.id, message.task, state, store, record, reason=reason, exc=exc, runtime_s=runtime_s
+            kind,
+            message.id,
+            message.task,
+            state,
+            store,
+            record,
+            reason=reason,
+            exc=exc,
+            runtime_s=runtime_s,
+            unique=message.unique_key,
+            queue=queue,
         )
 
 

@@ -194,6 +194,8 @@ class Settler:
             if d is None:
                 if store is not None:
                     unfenced.append(store)
+                if o.unique is not None and o.task_id:  # acked before it ran: nothing to fence
+                    await self.broker.release_unique(o.queue, o.unique, o.task_id)
                 continue
             s = _settlement(d, o)
             if store is not None:
@@ -247,4 +249,7 @@ class Settler:
 def _settlement(d: Delivery, o: Outcome) -> Settlement:
     kind = o.kind
     assert kind != "release", "hand-backs never reach the settle batch"
-    return Settlement(d, kind, o.retry_data if kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason)
+    s = Settlement(d, kind, o.retry_data if kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason)
+    if o.unique is not None and kind != "retry":
+        s.unique, s.task_id = o.unique, o.task_id or ""
+    return s

@@ -13,6 +13,8 @@ Loops, each small and independent (started in :meth:`Worker.run`, read top to bo
             this worker's dead child processes at once;
 * schedule  promotes due delayed messages, sleeping until the next due time or a wake-up;
 * heartbeat refreshes this worker's liveness key (one key with a TTL, nothing broadcast);
+* control   follows the revocation stream (a blocking read on its own connection) and terminates
+            running tasks revoked with ``terminate=True`` (``celeriac.control``);
 * autoscale (with ``--autoscale``) resizes the worker to the backlog (``autoscale.py``).
 
 Where code runs is the pool's business (``pools.py``, ``processes.py``) and so are time limits
@@ -39,7 +41,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue
-from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
+from ..broker.revoked import Revocation
+from ..control import member_failed
+from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError, TaskRevokedError
 from .autoscale import Autoscale, Autoscaler
 from .executor import Job, Outcome
 from .imports import import_task_modules, task_modules, unknown_task_hint
@@ -137,6 +141,11 @@ class Worker:
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
         self._running: dict[tuple[str, str], tuple[Delivery, asyncio.Task[None], bool]] = {}
+        #: the revocations this worker knows of (a local mirror: checking a task is a set lookup)
+        self._revoked = self.broker.revocations
+        self._revoked.ttl_ms = int(self.conf.revoke_expires_s * 1000)
+        self._jobs: dict[str, tuple[tuple[str, str], Job]] = {}  # running task id -> (key, job)
+        self._terminating: dict[tuple[str, str], Revocation] = {}
         self._owned: dict[tuple[str, str], Delivery] = {}
         self._settler = Settler(
             self.broker,
@@ -284,6 +293,7 @@ class Worker:
                 ("reclaim", self._reclaim_once),
                 ("schedule", self._schedule_once),
                 ("heartbeat", self._heartbeat_once),
+                ("control", self._control_once),
                 *([("autoscale", self._autoscale_once)] if self.autoscale else []),
             )
         ]
@@ -364,6 +374,8 @@ class Worker:
         deliveries = await self.broker.fetch(self.queues, self.worker_id, count, block_ms)
         for d in deliveries:
             self._start(d)
+        if self._revoked.terminations:  # learned with this fetch
+            self._terminate_revoked()
         if self.autoscale and len(deliveries) >= count and self._free_slots() <= 0:
             assert self._autoscale_wake is not None
             self._autoscale_wake.set()  # every slot taken by one fetch: there may be more: grow now
@@ -396,7 +408,12 @@ class Worker:
                 prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
             self._settler.submit(d, prepared)
             return
+        if prepared.message.id in self._revoked:  # revoked before it started: it never runs
+            self._settler.submit(d, self.executor.revoked(prepared))
+            member_failed(self.app, prepared.message, TaskRevokedError(prepared.message.id))
+            return
         assert self._loop is not None
+        self._jobs[prepared.message.id] = (key, prepared)
         task = self._loop.create_task(self._execute(d, prepared))  # asyncio.create_task looks the loop up
         self._running[key] = (d, task, False)
         if self._autoscaler is not None:
@@ -413,9 +430,17 @@ class Worker:
                 if not acked:
                     return
             self._running[key] = (d, self._running[key][1], True)
-            outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
+            try:
+                outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
+            except asyncio.CancelledError:
+                if key not in self._terminating:
+                    raise
+                outcome = self.executor.revoked(job, "terminated while running (revoke terminate=True)")
+                member_failed(self.app, job.message, TaskRevokedError(job.message.id))
         finally:
             self._running.pop(key, None)
+            self._terminating.pop(key, None)
+            self._jobs.pop(job.message.id, None)
             assert self._slot_free is not None
             self._slot_free.set()
         if self._self_recycling is not None:
@@ -428,6 +453,36 @@ class Worker:
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
         self._settler.submit(None if early else d, outcome)
+
+    # ---- revoke / terminate ----------------------------------------------------------------------------
+    async def _control_once(self) -> None:
+        """Follow the revocation stream (blocking on its own connection): keeps the mirror fresh
+        while no fetch happens (every slot busy), and terminates revoked running tasks."""
+        await self.broker.sync_revoked(block_ms=_BLOCK_MS)
+        if self._revoked.terminations:
+            self._terminate_revoked()
+
+    def _terminate_revoked(self) -> None:
+        requests, self._revoked.terminations = self._revoked.terminations, []
+        for revocation in requests:
+            found = self._jobs.get(revocation.task_id)
+            if found is None:
+                continue  # not running here (not yet started ones are dropped at their start)
+            key, job = found
+            running = self._running.get(key)
+            if running is None or key in self._terminating:
+                continue
+            self._terminating[key] = revocation
+            logger.warning(
+                "task %s[%s] revoked with terminate: stopping it (%s)",
+                job.message.task,
+                job.message.id,
+                revocation.signal,
+            )
+            terminate = getattr(self.pool, "terminate", None)
+            if terminate is not None and terminate(job, revocation.signal):
+                continue  # the pool stops it its own way; its run ends with TaskRevokedError
+            running[1].cancel("celeriac revoke terminate")
 
     # ---- recycling of the whole worker (pools without children) ---------------------------------------
     def _recycle(self, reason: str) -> None:
