@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from ..exceptions import SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
 from .executor import bound_call
 from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread, run_coroutine
 from .recycling import NO_RECYCLING, Recycling
@@ -85,6 +85,7 @@ class _Call:
     __slots__ = (
         "abandoned",
         "fn",
+        "key",
         "future",
         "injected",
         "label",
@@ -94,8 +95,11 @@ class _Call:
         "thread_id",
     )
 
-    def __init__(self, fn: Callable[[], Any], future: asyncio.Future[Any], limits: TimeLimits, label: str):
+    def __init__(
+        self, fn: Callable[[], Any], future: asyncio.Future[Any], limits: TimeLimits, label: str, key: str = ""
+    ):
         self.fn = fn
+        self.key = key  # the task id (revoke with terminate finds the call by it)
         self.future = future
         self.limits = limits
         self.limited = limits.soft_s is not None or limits.hard_s is not None
@@ -125,6 +129,7 @@ class ThreadBackedPool:
         self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         self._handback_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._by_task: dict[str, _Call] = {}  # running and queued sync calls by task id (terminate)
 
     # ---- Pool ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -141,9 +146,29 @@ class ThreadBackedPool:
                 return await call()  # the hot path: no limiter, no extra frame
             return await run_coroutine(call(), limits, f"{job.message.task}[{job.message.id}]")
         ctx = contextvars.copy_context()  # carries the request into the worker thread
-        if not limited:
-            return await self.run_sync(lambda: ctx.run(call))
-        return await self.run_sync(lambda: ctx.run(call), limits, f"{job.message.task}[{job.message.id}]")
+        label = f"{job.message.task}[{job.message.id}]"
+        return await self.run_sync(lambda: ctx.run(call), limits, label, key=job.message.id)
+
+    def terminate(self, job: Job, signal_name: str) -> bool:
+        """Revoke with terminate of a sync task: a thread cannot be killed. TaskRevokedError is raised
+        in its thread at the thread's next Python bytecode, and the run ends at once with it (REVOKED,
+        slot freed). A thread blocked in a C call (a long sleep, a socket read) goes on until that call
+        returns; it is abandoned meanwhile (heartbeat ``abandoned``), like a thread past its hard time
+        limit. The signal does not apply. Coroutines are not here: the worker cancels them."""
+        call = self._by_task.get(job.message.id)
+        if call is None:
+            return False
+        with self._lock:
+            if call.abandoned or call.future.done():
+                return True
+            if call.running:
+                call.limited = True  # the thread clears a pending exception when the function returns
+                call.injected = raise_in_thread(call.thread_id, TaskRevokedError) or call.injected
+                call.abandoned = True
+                self._started -= 1
+                self._abandoned += 1
+        call.future.set_exception(TaskRevokedError(f"{call.label} terminated (revoked)"))
+        return True
 
     def resize(self, concurrency: int) -> None:
         self.threads = max(1, self._threads_for(concurrency))
@@ -178,13 +203,16 @@ class ThreadBackedPool:
 
     # ---- sync calls ------------------------------------------------------------------------------
     async def run_sync(
-        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task"
+        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task", key: str = ""
     ) -> Any:
         """Run ``fn`` in a thread and return its result (or raise its exception)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         future: asyncio.Future[Any] = loop.create_future()
-        call = _Call(fn, future, limits, label)
+        call = _Call(fn, future, limits, label, key)
+        if key:
+            self._by_task[key] = call
+            future.add_done_callback(lambda _f: self._by_task.pop(key, None))
         with self._lock:
             self._queued += 1
             spawn = self._queued > self._idle and self._started < self.threads
@@ -206,9 +234,13 @@ class ThreadBackedPool:
                 self._queued -= 1
             if call is _STOP:
                 return
+            if call.future.done():  # cancelled or revoked before a thread took it: never run it
+                with self._lock:
+                    call.running = False
+                continue
             try:
                 value, error = self._invoke(call)
-            except SoftTimeLimitExceeded as stray:
+            except (SoftTimeLimitExceeded, TaskRevokedError) as stray:
                 # The soft limit landed after the function returned, before _invoke withdrew it (it
                 # is raised at most once per call, so nothing else can be pending now).
                 with self._lock:

@@ -435,6 +435,9 @@ class Worker:
             except asyncio.CancelledError:
                 if key not in self._terminating:
                     raise
+                outcome = self.executor.finish(job, exc=TaskRevokedError("cancelled"))
+            if key in self._terminating and outcome.exc is not None:
+                # stopped by a revoke with terminate (a task that finished first keeps its outcome)
                 outcome = self.executor.revoked(job, "terminated while running (revoke terminate=True)")
                 member_failed(self.app, job.message, TaskRevokedError(job.message.id))
         finally:
