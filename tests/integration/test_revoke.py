@@ -257,7 +257,10 @@ def test_cli_revoke(redis_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPat
     )
     assert out.stdout.splitlines() == ["revoked 1 task(s) (terminate with SIGTERM)", "cccc"]
     bad = subprocess.run(
-        [sys.executable, "-m", "celeriac", "revoke", "--signal", "NOPE", "x"], capture_output=True, env=env, text=True
+        [sys.executable, "-m", "celeriac", "revoke", "--signal", "NOPE", "x"],
+        capture_output=True,
+        env=env,
+        text=True,
     )
     assert bad.returncode == 2 and "unknown signal" in bad.stderr
     assert app.AsyncResult("cccc").state == TaskState.REVOKED

@@ -33,7 +33,9 @@ from ._options import app_options
 )
 @click.option("--json", "as_json", is_flag=True, show_envvar=True, help="Print the outcome as JSON.")
 @click.pass_context
-def revoke(ctx: click.Context, task_ids: tuple[str, ...], terminate: bool, signal: str, as_json: bool) -> None:
+def revoke(
+    ctx: click.Context, task_ids: tuple[str, ...], terminate: bool, signal: str, as_json: bool
+) -> None:
     """Revoke TASK_ID...: tasks not started yet never run (their state becomes REVOKED), on every
     worker, including workers started later (for `revoke_expires_s`, a day by default).
 

@@ -96,7 +96,12 @@ class _Call:
     )
 
     def __init__(
-        self, fn: Callable[[], Any], future: asyncio.Future[Any], limits: TimeLimits, label: str, key: str = ""
+        self,
+        fn: Callable[[], Any],
+        future: asyncio.Future[Any],
+        limits: TimeLimits,
+        label: str,
+        key: str = "",
     ):
         self.fn = fn
         self.key = key  # the task id (revoke with terminate finds the call by it)

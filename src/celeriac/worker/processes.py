@@ -428,7 +428,9 @@ class ProcessPool:
             child.ready.exception()  # retrieved: start() reports it
         run, child.run = child.run, None
         if run is not None and run.terminated and not run.future.done():
-            run.future.set_exception(TaskRevokedError(f"{run.label} terminated by {run.terminated} (revoked)"))
+            run.future.set_exception(
+                TaskRevokedError(f"{run.label} terminated by {run.terminated} (revoked)")
+            )
         elif run is not None and not run.future.done():
             self.lost += 1
             logger.warning("child %d died while running %s", child.pid, run.label)
