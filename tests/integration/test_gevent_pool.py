@@ -196,7 +196,7 @@ def test_revoke_terminate_kills_the_greenlet(cli_worker: Any, producer: Celeriac
 
     cli_worker("-P", "gevent", "-c", "10")
     victim = producer.send_task("itest.wait_for_go", ("victim",))
-    other = producer.send_task("itest.wait_for_go", ("other",))
+    producer.send_task("itest.wait_for_go", ("other",))
     assert sorted(take(r, "test:started", 2)) == ["other", "victim"]
     victim.revoke(terminate=True)
     with pytest.raises(TaskRevokedError):

@@ -85,9 +85,9 @@ class _Call:
     __slots__ = (
         "abandoned",
         "fn",
-        "key",
         "future",
         "injected",
+        "key",
         "label",
         "limited",
         "limits",
