@@ -94,21 +94,33 @@ class Control:
             backend.mark_revoked([(i, revoked_payload(i)) for i in ids], conf.result_expires_s)
 
 
-def member_failed(app: Celeriac, message: Message, exc: BaseException) -> None:
-    """Tell the workflow a message belongs to that this member will never succeed (revoked, expired,
-    dead-lettered): the revoke and dead-letter paths call it, so that a chord fails instead of
-    waiting forever. A message outside any workflow is left alone.
+def is_workflow_member(message: Message) -> bool:
+    """Whether a message belongs to a workflow (chain, group, chord): only those need
+    :func:`member_failed`. A dict lookup: plain tasks pay nothing more."""
+    return bool(message.extra) and isinstance(message.extra.get("w"), dict)
 
-    The chord side is the canvas module's (``celeriac.canvas``); until it is present this does
-    nothing.
+
+def member_failed(
+    app: Celeriac, message: Message, exc: BaseException, queue: str = "", state: TaskState = TaskState.REVOKED
+) -> None:
+    """Tell the workflow a message belongs to that this member will never succeed (revoked before it
+    ran, terminated, expired, dead-lettered): the revoke path calls it, so that a chord fails instead
+    of waiting forever. A message outside any workflow is left alone. Synchronous (Redis I/O): a
+    worker calls it off its loop.
+
+    The chord side is the workflow module's (``celeriac.workflow.member_failed``); without it this
+    does nothing.
     """
+    if not is_workflow_member(message):
+        return
     try:
-        from . import canvas
+        from . import workflow  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return
-    hook = getattr(canvas, "member_failed", None)
+    hook: Any = getattr(workflow, "member_failed", None)
     if hook is not None:
-        hook(app, message, exc)
+        exc_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        hook(app, message, queue, state, exc_type, str(exc))
 
 
 def revoked_payload(task_id: str, why: str = "revoked by app.control.revoke") -> bytes:

@@ -29,6 +29,7 @@ over a recycling limit (``recycling.py``) stops the same warm way, then ``celeri
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue
 from ..broker.revoked import Revocation
-from ..control import member_failed
+from ..control import is_workflow_member, member_failed
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError, TaskRevokedError
 from .autoscale import Autoscale, Autoscaler
 from .executor import Job, Outcome
@@ -410,7 +411,7 @@ class Worker:
             return
         if prepared.message.id in self._revoked:  # revoked before it started: it never runs
             self._settler.submit(d, self.executor.revoked(prepared))
-            member_failed(self.app, prepared.message, TaskRevokedError(prepared.message.id))
+            self._member_failed(prepared)
             return
         assert self._loop is not None
         self._jobs[prepared.message.id] = (key, prepared)
@@ -439,7 +440,7 @@ class Worker:
             if key in self._terminating and outcome.exc is not None:
                 # stopped by a revoke with terminate (a task that finished first keeps its outcome)
                 outcome = self.executor.revoked(job, "terminated while running (revoke terminate=True)")
-                member_failed(self.app, job.message, TaskRevokedError(job.message.id))
+                self._member_failed(job)
         finally:
             self._running.pop(key, None)
             self._terminating.pop(key, None)
@@ -458,6 +459,16 @@ class Worker:
         self._settler.submit(None if early else d, outcome)
 
     # ---- revoke / terminate ----------------------------------------------------------------------------
+    def _member_failed(self, job: Job) -> None:
+        """A revoked workflow member fails its chord (off the loop: it writes to Redis)."""
+        if not is_workflow_member(job.message):
+            return
+        exc = TaskRevokedError(f"task {job.message.id} revoked")
+        assert self._loop is not None
+        call = functools.partial(member_failed, self.app, job.message, exc, job.request.queue)
+        future = self._loop.run_in_executor(None, call)
+        future.add_done_callback(_log_member_failed)
+
     async def _control_once(self) -> None:
         """Follow the revocation stream (blocking on its own connection): keeps the mirror fresh
         while no fetch happens (every slot busy), and terminates revoked running tasks."""
@@ -728,6 +739,12 @@ async def _end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
         _done, still = await asyncio.wait(pending, timeout=_CANCEL_WAIT_S)
         for task in still:
             logger.warning("%s did not stop when cancelled; abandoning it", task.get_name())
+
+
+def _log_member_failed(future: asyncio.Future[None]) -> None:
+    exc = None if future.cancelled() else future.exception()
+    if exc is not None:
+        logger.error("a revoked workflow member could not fail its workflow: %s", exc)
 
 
 def run_worker(app: Celeriac, **options: Any) -> Worker:
