@@ -368,12 +368,8 @@ class RedisBroker(Broker):
         # The revocations are read in the same round trip, right after the fetch (Redis runs one
         # connection's commands in order, even after a blocking read): a revoke that reached Redis
         # before this fetch took a message is known before that message's task can start.
-        pipe = client.pipeline(transaction=False)
-        pipe.execute_command(*args)
-        pipe.execute_command(
-            "XREAD", "COUNT", _REVOKED_CHUNK, "STREAMS", self.keys.revoked, self._revocations.last_id
-        )
-        reply, revoked = await pipe.execute()
+        sync = ["XREAD", "COUNT", _REVOKED_CHUNK, "STREAMS", self.keys.revoked, self._revocations.last_id]
+        reply, revoked = await _two_commands(client, args, sync)
         if revoked and self._apply_revoked(revoked) >= _REVOKED_CHUNK:
             while len(await self.sync_revoked()) >= _REVOKED_CHUNK:
                 pass
@@ -833,6 +829,34 @@ class RedisBroker(Broker):
         if self._sync is not None:
             self._sync.close()
             self._sync = None
+
+
+async def _two_commands(client: redis.asyncio.Redis, first: list[Any], second: list[Any]) -> tuple[Any, Any]:
+    """Send two commands in one write on one connection and read both raw replies.
+
+    Why not a redis-py pipeline: it costs about 100 us more per call than a single command, which
+    this saves on every fetch. An error reply to either command is raised once both are read (the
+    connection stays in step); any other failure (timeout, cancellation) drops the connection.
+    """
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await conn.send_packed_command(conn.pack_commands([first, second]))
+        replies: list[Any] = []
+        for _ in range(2):
+            try:
+                replies.append(await conn.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies[0], replies[1]
 
 
 def _wait_s(next_due: Any, now_ms: Any) -> float | None:
