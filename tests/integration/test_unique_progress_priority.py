@@ -329,8 +329,11 @@ def test_a_prioritized_message_wakes_an_idle_worker_and_retries_keep_their_level
             raise self.retry()
 
     worker = thread_worker(app, concurrency=1)
-    time.sleep(0.3)  # idle, blocked in its read of the default level only
-    t.apply_async(("x",), priority=7)
+    time.sleep(0.3)  # idle, blocked in its read of the default level only (for up to 5 s)
+    sent = time.monotonic()
+    t.apply_async(("x",), priority=7)  # the queue's first level: the blocked read is ended
+    worker.wait_outcomes(lambda out: len(out) >= 1)
+    assert time.monotonic() - sent < 2.0  # not the 5 s block timeout
     worker.wait_outcomes(lambda out: any(o.kind == "ack" for o in out))
     assert seen == [(0, "default"), (1, "default")]  # request.queue is the queue, not the level
 

@@ -144,6 +144,7 @@ class RedisBroker(Broker):
         self._levels: dict[str, tuple[int, ...]] = {}
         self._learned: list[Revocation] = []  # revocations applied by the last read (see sync_revoked)
         self._control: redis.asyncio.Redis | None = None  # the control loop's blocking connection
+        self._blocking_id: int | None = None  # CLIENT ID of the fetch's blocking connection
 
     # ---- clients ---------------------------------------------------------------------------------
     @property
@@ -294,6 +295,11 @@ class RedisBroker(Broker):
         with translate_errors(self.url):
             for name in queues:
                 self._set_levels(name, await self._aio.smembers(self.keys.levels(name)))
+        try:  # to end a blocked read when a queue gets its first priority level (see promote)
+            assert self._blocking is not None
+            self._blocking_id = int(await self._blocking.client_id())
+        except (redis.RedisError, OSError):
+            self._blocking_id = None  # an ACL without CLIENT ID: a new level is seen at the next read
         while len(await self.sync_revoked()) >= _REVOKED_CHUNK:
             pass  # load every revocation still in force before the first task starts
         channels = [self.keys.queue(name).wake for name in queues]
@@ -415,12 +421,15 @@ class RedisBroker(Broker):
         """The (level) queue names of ``queue`` in priority order: the queue itself, then its levels."""
         return [queue, *(level_queue(queue, level) for level in self._levels.get(queue, ()))]
 
-    def _set_levels(self, queue: str, members: Any) -> None:
+    def _set_levels(self, queue: str, members: Any) -> bool:
+        """Record the levels of ``queue``; True when a level is new."""
         levels = tuple(sorted(int(m) for m in members or () if 0 < int(m) <= 9))
+        new = bool(set(levels) - set(self._levels.get(queue, ())))
         if levels:
             self._levels[queue] = levels
         else:
             self._levels.pop(queue, None)
+        return new
 
     # ---- task control ----------------------------------------------------------------------------
     def enqueue_one(
@@ -584,8 +593,6 @@ class RedisBroker(Broker):
     async def reclaim(
         self, queue: str, consumer: str, count: int, lease_ms: int, max_deliveries: int
     ) -> tuple[list[Delivery], int]:
-        if queue not in self._levels:
-            return await self._reclaim(queue, consumer, count, lease_ms, max_deliveries)
         out: list[Delivery] = []
         dead = 0
         for name in self._level_names(queue):
@@ -594,6 +601,9 @@ class RedisBroker(Broker):
             got, n = await self._reclaim(name, consumer, count - len(out), lease_ms, max_deliveries)
             out += got
             dead += n
+        if out:  # as after a fetch: revocations that reached Redis before the takeover are known
+            while len(await self.sync_revoked()) >= _REVOKED_CHUNK:
+                pass
         return out, dead
 
     async def _reclaim(
@@ -620,7 +630,13 @@ class RedisBroker(Broker):
             reply = await scripts.PROMOTE.run(
                 self._aio, [q.delayed, q.ready, self.keys.levels(queue)], [1000]
             )
-            self._set_levels(queue, reply[3])
+            if self._set_levels(queue, reply[3]) and self._blocking_id is not None:
+                # a new level: end the fetch's blocked read (it returns as if it timed out), so that
+                # the next read covers the level at once instead of after the block timeout
+                try:
+                    await self._aio.execute_command("CLIENT", "UNBLOCK", self._blocking_id)  # type: ignore[no-untyped-call]
+                except redis.RedisError:
+                    self._blocking_id = None
             waits = [_wait_s(reply[1], reply[2])]
             for level in self._levels.get(queue, ()):
                 lq = self.keys.queue(level_queue(queue, level))
