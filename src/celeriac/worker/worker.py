@@ -473,6 +473,7 @@ class Worker:
         """Follow the revocation stream (blocking on its own connection): keeps the mirror fresh
         while no fetch happens (every slot busy), and terminates revoked running tasks."""
         await self.broker.sync_revoked(block_ms=_BLOCK_MS)
+        self._revoked.expire(int(time.time() * 1000))  # ids revoked longer ago than revoke_expires_s
         if self._revoked.terminations:
             self._terminate_revoked()
 
