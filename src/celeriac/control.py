@@ -91,7 +91,8 @@ class Control:
         )
         backend = self.app.backend
         if backend is not None:
-            backend.mark_revoked([(i, revoked_payload(i)) for i in ids], conf.result_expires_s)
+            payload = revoked_payload(ids[0])  # a record carries no id: one encoding serves every id
+            backend.mark_revoked([(i, payload) for i in ids], conf.result_expires_s)
 
 
 def is_workflow_member(message: Message) -> bool:

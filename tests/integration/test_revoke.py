@@ -272,3 +272,33 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.mark.slow
+def test_revoke_at_scale(redis_url: str, r: redis.Redis) -> None:
+    """200k ids revoked in one call (a big GroupResult.revoke): bounded stream, every id marked,
+    and a worker starting afterwards loads what is in force before its first task."""
+    app = Celeriac("rvscale", broker=redis_url)
+    ids = [f"scale-{i}" for i in range(200_000)]
+    started = time.monotonic()
+    app.control.revoke(ids)
+    revoke_s = time.monotonic() - started
+    key = KeySchema().revoked
+    assert r.xlen(key) <= app.conf.revoked_max + 1000  # approximate MAXLEN: whole stream nodes
+    assert app.AsyncResult(ids[-1]).state == TaskState.REVOKED
+    assert app.AsyncResult(ids[0]).state == TaskState.REVOKED
+    broker = RedisBroker(redis_url)
+
+    async def load() -> int:
+        await broker.open(["default"])
+        n = len(broker.revocations)
+        await broker.close()
+        return n
+
+    started = time.monotonic()
+    loaded = asyncio.run(load())
+    load_s = time.monotonic() - started
+    assert app.conf.revoked_max <= loaded <= app.conf.revoked_max + 1000
+    assert ids[-1] in broker.revocations and ids[0] not in broker.revocations  # oldest trimmed
+    print(f"revoke of 200k ids: {revoke_s:.2f} s; a worker loads {loaded} in {load_s:.2f} s")
+    app.close()

@@ -460,14 +460,15 @@ class RedisBroker(Broker):
         self, task_ids: Sequence[str], *, terminate: bool, signal: str, ttl_s: float, max_entries: int
     ) -> None:
         ttl_ms = max(1, int(ttl_s * 1000))
-        with translate_errors(self.url):
-            pipe = self.sync.pipeline(transaction=False)
-            batch = Batch()
-            for start in range(0, len(task_ids), _BULK_CHUNK):
-                chunk = task_ids[start : start + _BULK_CHUNK]
-                args = [ttl_ms, max_entries, "1" if terminate else "", signal, *chunk]
-                batch.add(pipe, scripts.REVOKE, [self.keys.revoked], args)
-            batch.repair(self.sync, pipe.execute(raise_on_error=False))
+        calls = [
+            (
+                scripts.REVOKE,
+                [self.keys.revoked],
+                [ttl_ms, max_entries, "1" if terminate else "", signal, *chunk],
+            )
+            for chunk in (task_ids[i : i + _BULK_CHUNK] for i in range(0, len(task_ids), _BULK_CHUNK))
+        ]
+        self._stream_scripts(calls)  # chunks of 1,000 ids, sent back to back
 
     async def sync_revoked(self, block_ms: int = 0) -> list[Revocation]:
         args: list[Any] = ["XREAD", "COUNT", _REVOKED_CHUNK]

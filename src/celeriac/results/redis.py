@@ -26,6 +26,8 @@ from .base import ResultBackend, StoreResult
 _WAIT_CHUNK_S = 30.0
 # get(on_message=...) checks for the final record at least this often (progress itself is pushed)
 _PROGRESS_POLL_S = 0.2
+# REVOKED marks per pipeline
+_MARK_CHUNK = 2000
 
 
 class RedisResultBackend(ResultBackend):
@@ -90,14 +92,36 @@ class RedisResultBackend(ResultBackend):
 
     # ---- task control -----------------------------------------------------------------------------
     def mark_revoked(self, items: Sequence[tuple[str, bytes]], ttl_s: float) -> None:
+        """One ``mark_revoked.lua`` call per id (one key each: a result key's slot is its own), sent
+        back to back on one connection and read afterwards, in chunks: a redis-py pipeline packs and
+        parses about 5x slower, which a revoke of a 200k-member group would feel (12 s vs ~2 s)."""
+        ttl_ms = max(1, int(ttl_s * 1000))
         with translate_errors(self.url):
-            pipe = self.sync.pipeline(transaction=False)
-            batch = Batch()
-            for task_id, payload in items:
-                batch.add(
-                    pipe, MARK_REVOKED, [self.keys.result(task_id)], [payload, max(1, int(ttl_s * 1000))]
-                )
-            batch.repair(self.sync, pipe.execute(raise_on_error=False))
+            conn: Any = self.sync.connection_pool.get_connection()
+            try:
+                for start in range(0, len(items), _MARK_CHUNK):
+                    chunk = items[start : start + _MARK_CHUNK]
+                    commands = [
+                        ("EVALSHA", MARK_REVOKED.sha, 1, self.keys.result(task_id), payload, ttl_ms)
+                        for task_id, payload in chunk
+                    ]
+                    conn.send_packed_command(conn.pack_commands(commands))
+                    missing = False
+                    for _ in chunk:
+                        try:
+                            conn.read_response()
+                        except redis.exceptions.NoScriptError:
+                            missing = True
+                    if missing:  # an empty script cache (restart, failover): load, send the chunk again
+                        MARK_REVOKED(self.sync, [self.keys.result(chunk[0][0])], [chunk[0][1], ttl_ms])
+                        conn.send_packed_command(conn.pack_commands(commands))
+                        for _ in chunk:
+                            conn.read_response()
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                self.sync.connection_pool.release(conn)
 
     def store_progress(self, task_id: str, payload: bytes, ttl_s: float) -> bool:
         keys = [self.keys.result(task_id), self.keys.progress(task_id)]

@@ -207,9 +207,10 @@ class Executor:
     ) -> Outcome:
         """The outcome of a finished call: success, retry, dead-letter or failure."""
         outcome = self._finish(job, value=value, exc=exc, runtime_s=runtime_s)
-        outcome.queue = job.request.queue
-        if outcome.kind in ("retry", "release"):
-            outcome.unique = None  # not finished: a unique task keeps its lock
+        if job.message.unique_key is not None:
+            outcome.queue = job.request.queue
+            if outcome.kind in ("retry", "release"):
+                outcome.unique = None  # not finished: a unique task keeps its lock
         return outcome
 
     def _finish(

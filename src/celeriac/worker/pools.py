@@ -151,16 +151,18 @@ class ThreadBackedPool:
                 return await call()  # the hot path: no limiter, no extra frame
             return await run_coroutine(call(), limits, f"{job.message.task}[{job.message.id}]")
         ctx = contextvars.copy_context()  # carries the request into the worker thread
+        if not limited:
+            return await self.run_sync(lambda: ctx.run(call), key=job.message.id)
         label = f"{job.message.task}[{job.message.id}]"
         return await self.run_sync(lambda: ctx.run(call), limits, label, key=job.message.id)
 
-    def terminate(self, job: Job, signal_name: str) -> bool:
+    def terminate(self, task_id: str, signal_name: str) -> bool:
         """Revoke with terminate of a sync task: a thread cannot be killed. TaskRevokedError is raised
         in its thread at the thread's next Python bytecode, and the run ends at once with it (REVOKED,
         slot freed). A thread blocked in a C call (a long sleep, a socket read) goes on until that call
         returns; it is abandoned meanwhile (heartbeat ``abandoned``), like a thread past its hard time
         limit. The signal does not apply. Coroutines are not here: the worker cancels them."""
-        call = self._by_task.get(job.message.id)
+        call = self._by_task.get(task_id)
         if call is None:
             return False
         with self._lock:
@@ -217,7 +219,6 @@ class ThreadBackedPool:
         call = _Call(fn, future, limits, label, key)
         if key:
             self._by_task[key] = call
-            future.add_done_callback(lambda _f: self._by_task.pop(key, None))
         with self._lock:
             self._queued += 1
             spawn = self._queued > self._idle and self._started < self.threads
@@ -227,7 +228,11 @@ class ThreadBackedPool:
         if spawn:
             name = f"celeriac-{self.name}-{self._started}"
             threading.Thread(target=self._thread, name=name, daemon=True).start()
-        return await future
+        try:
+            return await future
+        finally:
+            if key:
+                self._by_task.pop(key, None)
 
     def _thread(self) -> None:
         while True:

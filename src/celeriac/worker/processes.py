@@ -340,8 +340,8 @@ class ProcessPool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signal.SIGKILL)
 
-    def terminate(self, job: Job, signal_name: str) -> bool:
-        """Revoke with terminate: send ``signal_name`` to the child running ``job`` (only that child).
+    def terminate(self, task_id: str, signal_name: str) -> bool:
+        """Revoke with terminate: send ``signal_name`` to the child running ``task_id`` (only that child).
 
         Children ignore SIGTERM and SIGINT (a warm shutdown must let their tasks finish), so for those
         two the child gets SIGKILL if it still runs the task ``_TERMINATE_GRACE_S`` later. A child that
@@ -350,7 +350,7 @@ class ProcessPool:
         """
         for child in list(self._children.values()):
             run = child.run
-            if run is None or run.task_id != job.message.id or run.future.done():
+            if run is None or run.task_id != task_id or run.future.done():
                 continue
             run.terminated = signal_name
             self._expected_exits[child.pid] = f"{run.label} was revoked with terminate ({signal_name})"

@@ -41,7 +41,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ..broker.base import Delivery, Enqueue
+from ..broker.base import Delivery, Enqueue, task_id_of
 from ..broker.revoked import Revocation
 from ..control import is_workflow_member, member_failed
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError, TaskRevokedError
@@ -145,8 +145,7 @@ class Worker:
         #: the revocations this worker knows of (a local mirror: checking a task is a set lookup)
         self._revoked = self.broker.revocations
         self._revoked.ttl_ms = int(self.conf.revoke_expires_s * 1000)
-        self._jobs: dict[str, tuple[tuple[str, str], Job]] = {}  # running task id -> (key, job)
-        self._terminating: dict[tuple[str, str], Revocation] = {}
+        self._terminating: dict[tuple[str, str], Revocation] = {}  # runs a terminate is stopping
         self._owned: dict[tuple[str, str], Delivery] = {}
         self._settler = Settler(
             self.broker,
@@ -414,7 +413,6 @@ class Worker:
             self._member_failed(prepared)
             return
         assert self._loop is not None
-        self._jobs[prepared.message.id] = (key, prepared)
         task = self._loop.create_task(self._execute(d, prepared))  # asyncio.create_task looks the loop up
         self._running[key] = (d, task, False)
         if self._autoscaler is not None:
@@ -432,19 +430,22 @@ class Worker:
                     return
             self._running[key] = (d, self._running[key][1], True)
             try:
+                if early and job.message.id in self._revoked:  # revoked while its ack was on its way
+                    raise asyncio.CancelledError
                 outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
             except asyncio.CancelledError:
-                if key not in self._terminating:
+                if key not in self._terminating and job.message.id not in self._revoked:
                     raise
+                self._terminating.setdefault(key, Revocation(job.message.id, 0))
                 outcome = self.executor.finish(job, exc=TaskRevokedError("cancelled"))
-            if key in self._terminating and outcome.exc is not None:
+            if self._terminating and key in self._terminating and outcome.exc is not None:
                 # stopped by a revoke with terminate (a task that finished first keeps its outcome)
                 outcome = self.executor.revoked(job, "terminated while running (revoke terminate=True)")
                 self._member_failed(job)
         finally:
             self._running.pop(key, None)
-            self._terminating.pop(key, None)
-            self._jobs.pop(job.message.id, None)
+            if self._terminating:
+                self._terminating.pop(key, None)
             assert self._slot_free is not None
             self._slot_free.set()
         if self._self_recycling is not None:
@@ -479,25 +480,20 @@ class Worker:
 
     def _terminate_revoked(self) -> None:
         requests, self._revoked.terminations = self._revoked.terminations, []
-        for revocation in requests:
-            found = self._jobs.get(revocation.task_id)
-            if found is None:
-                continue  # not running here (not yet started ones are dropped at their start)
-            key, job = found
-            running = self._running.get(key)
-            if running is None or key in self._terminating:
-                continue
+        wanted = {r.task_id: r for r in requests}
+        # which running deliveries are they: read the ids off the running messages (a terminate is
+        # rare; keeping an index of running task ids would cost every task)
+        for key, (d, task, started) in list(self._running.items()):
+            task_id = task_id_of(d.data)
+            revocation = wanted.get(task_id)
+            if revocation is None or not started or key in self._terminating:
+                continue  # (a task not started yet checks the revocations itself when it starts)
             self._terminating[key] = revocation
-            logger.warning(
-                "task %s[%s] revoked with terminate: stopping it (%s)",
-                job.message.task,
-                job.message.id,
-                revocation.signal,
-            )
+            logger.warning("task %s revoked with terminate: stopping it (%s)", task_id, revocation.signal)
             terminate = getattr(self.pool, "terminate", None)
-            if terminate is not None and terminate(job, revocation.signal):
+            if terminate is not None and terminate(task_id, revocation.signal):
                 continue  # the pool stops it its own way; its run ends with TaskRevokedError
-            running[1].cancel("celeriac revoke terminate")
+            task.cancel("celeriac revoke terminate")
 
     # ---- recycling of the whole worker (pools without children) ---------------------------------------
     def _recycle(self, reason: str) -> None:
