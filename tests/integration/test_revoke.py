@@ -264,6 +264,15 @@ def test_cli_revoke(redis_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPat
     )
     assert bad.returncode == 2 and "unknown signal" in bad.stderr
     assert app.AsyncResult("cccc").state == TaskState.REVOKED
+    celery_spelling = subprocess.run(
+        [sys.executable, "-m", "celeriac", "control", "revoke", "--terminate", "dddd"],
+        capture_output=True,
+        env=env,
+        text=True,
+        check=True,
+    )
+    assert celery_spelling.stdout.splitlines()[-1] == "dddd"
+    assert app.AsyncResult("dddd").state == TaskState.REVOKED
     app.close()
 
 

@@ -30,6 +30,7 @@ COMMANDS = {
     "dlq": "dlq",
     "purge": "purge",
     "revoke": "revoke",
+    "control": "control",
     "check-celery": "check_celery",
 }
 
