@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..broker.base import Delivery, Settlement
 from ..exceptions import BrokerFullError
+from ..states import TaskState
 from .executor import REMOTE_TRACEBACK_ATTR, Outcome
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class WorkerStats:
     fenced: int = 0
     reclaimed: int = 0
     lost: int = 0  # runs whose process died (handed back, or failed with WorkerLostError)
+    revoked: int = 0  # dropped unstarted or terminated (app.control.revoke)
     started_at: float = field(default_factory=time.time)
 
 
@@ -234,6 +236,9 @@ class Settler:
         elif o.kind == "dead":
             self.stats.dead_lettered += 1
             logger.error("task %s[%s] dead-lettered: %s", name, tid, o.reason)
+        elif o.state is TaskState.REVOKED:
+            self.stats.revoked += 1
+            logger.info("task %s[%s] revoked: %s", name, tid, o.exc)
         elif o.exc is not None:
             self.stats.failed += 1
             remote = getattr(o.exc, REMOTE_TRACEBACK_ATTR, None)
