@@ -29,7 +29,6 @@ over a recycling limit (``recycling.py``) stops the same warm way, then ``celeri
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import secrets
@@ -41,16 +40,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ..broker.base import Delivery, Enqueue, task_id_of
-from ..broker.revoked import Revocation
-from ..control import is_workflow_member, member_failed
-from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError, TaskRevokedError
+from ..broker.base import Delivery, Enqueue
+from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .autoscale import Autoscale, Autoscaler
 from .executor import Job, Outcome
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
 from .pools import DEFAULT_CONCURRENCY, make_pool
 from .recycling import NO_RECYCLING, Recycling, SelfRecycling
+from .revoking import Revoking
 from .settle import Settler, WorkerStats
 
 if TYPE_CHECKING:
@@ -142,10 +140,7 @@ class Worker:
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
         self._running: dict[tuple[str, str], tuple[Delivery, asyncio.Task[None], bool]] = {}
-        #: the revocations this worker knows of (a local mirror: checking a task is a set lookup)
-        self._revoked = self.broker.revocations
-        self._revoked.ttl_ms = int(self.conf.revoke_expires_s * 1000)
-        self._terminating: dict[tuple[str, str], Revocation] = {}  # runs a terminate is stopping
+        self.revoking = Revoking(app, self.broker, self.executor, self.pool)  # revoke, terminate
         self._owned: dict[tuple[str, str], Delivery] = {}
         self._settler = Settler(
             self.broker,
@@ -293,7 +288,7 @@ class Worker:
                 ("reclaim", self._reclaim_once),
                 ("schedule", self._schedule_once),
                 ("heartbeat", self._heartbeat_once),
-                ("control", self._control_once),
+                ("control", lambda: self.revoking.control_once(self._runs)),
                 *([("autoscale", self._autoscale_once)] if self.autoscale else []),
             )
         ]
@@ -374,8 +369,7 @@ class Worker:
         deliveries = await self.broker.fetch(self.queues, self.worker_id, count, block_ms)
         for d in deliveries:
             self._start(d)
-        if self._revoked.terminations:  # learned with this fetch
-            self._terminate_revoked()
+        self.revoking.terminate_pending(self._runs)  # revoked with terminate: learned with this fetch
         if self.autoscale and len(deliveries) >= count and self._free_slots() <= 0:
             assert self._autoscale_wake is not None
             self._autoscale_wake.set()  # every slot taken by one fetch: there may be more: grow now
@@ -408,9 +402,9 @@ class Worker:
                 prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
             self._settler.submit(d, prepared)
             return
-        if prepared.message.id in self._revoked:  # revoked before it started: it never runs
-            self._settler.submit(d, self.executor.revoked(prepared))
-            self._member_failed(prepared)
+        revoked = self.revoking.drop(prepared)
+        if revoked is not None:  # revoked before it started: it never runs
+            self._settler.submit(d, revoked)
             return
         assert self._loop is not None
         task = self._loop.create_task(self._execute(d, prepared))  # asyncio.create_task looks the loop up
@@ -429,23 +423,9 @@ class Worker:
                 if not acked:
                     return
             self._running[key] = (d, self._running[key][1], True)
-            try:
-                if early and job.message.id in self._revoked:  # revoked while its ack was on its way
-                    raise asyncio.CancelledError
-                outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
-            except asyncio.CancelledError:
-                if key not in self._terminating and job.message.id not in self._revoked:
-                    raise
-                self._terminating.setdefault(key, Revocation(job.message.id, 0))
-                outcome = self.executor.finish(job, exc=TaskRevokedError("cancelled"))
-            if self._terminating and key in self._terminating and outcome.exc is not None:
-                # stopped by a revoke with terminate (a task that finished first keeps its outcome)
-                outcome = self.executor.revoked(job, "terminated while running (revoke terminate=True)")
-                self._member_failed(job)
+            outcome = await self.revoking.run(key, job, self.limits.for_job(job))
         finally:
             self._running.pop(key, None)
-            if self._terminating:
-                self._terminating.pop(key, None)
             assert self._slot_free is not None
             self._slot_free.set()
         if self._self_recycling is not None:
@@ -459,41 +439,9 @@ class Worker:
             await self._requeue_after_early_ack(d, outcome)
         self._settler.submit(None if early else d, outcome)
 
-    # ---- revoke / terminate ----------------------------------------------------------------------------
-    def _member_failed(self, job: Job) -> None:
-        """A revoked workflow member fails its chord (off the loop: it writes to Redis)."""
-        if not is_workflow_member(job.message):
-            return
-        exc = TaskRevokedError(f"task {job.message.id} revoked")
-        assert self._loop is not None
-        call = functools.partial(member_failed, self.app, job.message, exc, job.request.queue)
-        future = self._loop.run_in_executor(None, call)
-        future.add_done_callback(_log_member_failed)
-
-    async def _control_once(self) -> None:
-        """Follow the revocation stream (blocking on its own connection): keeps the mirror fresh
-        while no fetch happens (every slot busy), and terminates revoked running tasks."""
-        await self.broker.sync_revoked(block_ms=_BLOCK_MS)
-        self._revoked.expire(int(time.time() * 1000))  # ids revoked longer ago than revoke_expires_s
-        if self._revoked.terminations:
-            self._terminate_revoked()
-
-    def _terminate_revoked(self) -> None:
-        requests, self._revoked.terminations = self._revoked.terminations, []
-        wanted = {r.task_id: r for r in requests}
-        # which running deliveries are they: read the ids off the running messages (a terminate is
-        # rare; keeping an index of running task ids would cost every task)
-        for key, (d, task, started) in list(self._running.items()):
-            task_id = task_id_of(d.data)
-            revocation = wanted.get(task_id)
-            if revocation is None or not started or key in self._terminating:
-                continue  # (a task not started yet checks the revocations itself when it starts)
-            self._terminating[key] = revocation
-            logger.warning("task %s revoked with terminate: stopping it (%s)", task_id, revocation.signal)
-            terminate = getattr(self.pool, "terminate", None)
-            if terminate is not None and terminate(task_id, revocation.signal):
-                continue  # the pool stops it its own way; its run ends with TaskRevokedError
-            task.cancel("celeriac revoke terminate")
+    def _runs(self) -> list[tuple[tuple[str, str], Delivery, asyncio.Task[None], bool]]:
+        """The running deliveries, for a revoke with terminate (``revoking.py``)."""
+        return [(key, d, run, started) for key, (d, run, started) in self._running.items()]
 
     # ---- recycling of the whole worker (pools without children) ---------------------------------------
     def _recycle(self, reason: str) -> None:
@@ -736,12 +684,6 @@ async def _end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
         _done, still = await asyncio.wait(pending, timeout=_CANCEL_WAIT_S)
         for task in still:
             logger.warning("%s did not stop when cancelled; abandoning it", task.get_name())
-
-
-def _log_member_failed(future: asyncio.Future[None]) -> None:
-    exc = None if future.cancelled() else future.exception()
-    if exc is not None:
-        logger.error("a revoked workflow member could not fail its workflow: %s", exc)
 
 
 def run_worker(app: Celeriac, **options: Any) -> Worker:
