@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import TaskRevokedError
-from .results.base import ResultRecord, encode_record
+from .record import ResultRecord, encode_record
 from .states import TaskState
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from celeriac import Celeriac, TaskRevokedError, TaskState
-from celeriac.broker.keys import KeySchema
+from celeriac._redis.keys import KeySchema
 from celeriac.broker.redis import RedisBroker
 from celeriac.control import signal_name
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from celeriac import Celeriac, TaskState
-from celeriac.broker.keys import KeySchema
+from celeriac._redis.keys import KeySchema
 from celeriac.broker.redis import RedisBroker
 from celeriac.task import Signature, unique_digest
 
