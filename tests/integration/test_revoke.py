@@ -255,7 +255,8 @@ def test_cli_revoke(redis_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPat
         text=True,
         check=True,
     )
-    assert out.stdout.splitlines() == ["revoked 1 task(s) (terminate with SIGTERM)", "cccc"]
+    assert out.stdout.splitlines() == ["cccc"]  # piped: only the ids on stdout
+    assert out.stderr.strip() == "revoked 1 task(s) (terminate with SIGTERM)"
     bad = subprocess.run(
         [sys.executable, "-m", "celeriac", "revoke", "--signal", "NOPE", "x"],
         capture_output=True,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import sys
 
 import click
 
 from ..control import signal_name
 from ._common import console, fail, get_state
 from ._options import app_options
+from ._output import note, print_json
 
 
 @click.command()
@@ -31,7 +32,13 @@ from ._options import app_options
     show_envvar=True,
     help="Signal for --terminate in the process pool (name such as TERM, SIGKILL, or number).",
 )
-@click.option("--json", "as_json", is_flag=True, show_envvar=True, help="Print the outcome as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    show_envvar=True,
+    help='Print one JSON object: {"revoked": [ids], "terminate": bool, "signal": name}.',
+)
 @click.pass_context
 def revoke(
     ctx: click.Context, task_ids: tuple[str, ...], terminate: bool, signal: str, as_json: bool
@@ -52,9 +59,12 @@ def revoke(
         raise fail("no task id given")
     get_state(ctx).app().control.revoke(ids, terminate=terminate, signal=name)
     if as_json:
-        click.echo(json.dumps({"revoked": ids, "terminate": terminate, "signal": name}))
+        print_json({"revoked": ids, "terminate": terminate, "signal": name})
         return
     what = f"revoked {len(ids)} task(s)" + (f" (terminate with {name})" if terminate else "")
-    console().print(what, markup=False)
+    if sys.stdout.isatty():
+        console().print(what, markup=False)
+    else:
+        note(what)  # piped: stdout holds only the ids, one per line
     for task_id in ids:
         click.echo(task_id)
