@@ -3,7 +3,7 @@
 * ``asyncio``: coroutine tasks run on the worker's event loop; sync tasks run in a bounded set of
   threads (at most 32), with their context (``self.request``) carried over.
 * ``threads``: as ``asyncio``, with one thread per execution slot, for blocking sync code.
-* ``processes`` (``processes.py``): sync tasks run in child processes, for CPU-bound code.
+* ``processes`` (``process/``): sync tasks run in child processes, for CPU-bound code.
 * ``gevent`` (``greenlets.py``, optional): sync tasks run in greenlets, hundreds of them, for
   blocking I/O code that cannot be made async.
 
@@ -24,7 +24,6 @@ The map at the end is the only place pools are named (no dotted-string lookups).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import queue
@@ -34,15 +33,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..exceptions import ConfigurationError, SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
-from .executor import bound_call
-from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread, run_coroutine
+from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread
+from .offload import CompletionBatch, OffloadingPool
 from .recycling import NO_RECYCLING, Recycling
 
 if TYPE_CHECKING:
     from ..app import Celeriac
     from .executor import Job
 
-logger = logging.getLogger("celeriac.worker")
+logger = logging.getLogger(__name__)
 
 _STOP = object()
 
@@ -51,8 +50,6 @@ class Pool(Protocol):
     """What the worker needs from a pool."""
 
     name: str
-    #: True when a hard time limit ends a sync task for good (not just its result)
-    enforces_sync_hard_limit: bool
     #: True when the pool recycles its own children; otherwise the worker recycles itself
     recycles_children: bool
 
@@ -63,7 +60,9 @@ class Pool(Protocol):
         """Start on the worker's loop, before the first task."""
 
     async def run(self, job: Job, limits: TimeLimits) -> Any:
-        """Run one task; return its value or raise its exception (see ``executor.TaskRunner``)."""
+        """Run one task under ``limits``; return its function's value or raise its exception (or
+        ``TimeLimitExceeded`` / ``WorkerLostError`` when the pool ended the run). The executor
+        (``Executor.run``) decides what that means."""
 
     def resize(self, concurrency: int) -> None:
         """Follow a new concurrency (autoscale)."""
@@ -87,7 +86,6 @@ class _Call:
         "fn",
         "future",
         "injected",
-        "key",
         "label",
         "limited",
         "limits",
@@ -95,19 +93,11 @@ class _Call:
         "thread_id",
     )
 
-    def __init__(
-        self,
-        fn: Callable[[], Any],
-        future: asyncio.Future[Any],
-        limits: TimeLimits,
-        label: str,
-        key: str = "",
-    ):
+    def __init__(self, fn: Callable[[], Any], future: asyncio.Future[Any], limits: TimeLimits, label: str):
         self.fn = fn
-        self.key = key  # the task id (revoke with terminate finds the call by it)
         self.future = future
         self.limits = limits
-        self.limited = limits.soft_s is not None or limits.hard_s is not None
+        self.limited = bool(limits)
         self.label = label
         self.running = False  # in the function now (a soft limit may be raised into its thread)
         self.injected = False  # the soft limit was raised into the thread (once at most)
@@ -115,15 +105,15 @@ class _Call:
         self.thread_id = 0
 
 
-class ThreadBackedPool:
-    """Coroutines on the loop; sync callables in up to ``threads`` daemon threads, started on demand."""
+class ThreadBackedPool(OffloadingPool):
+    """Coroutines on the loop; sync callables in daemon threads, started on demand: one per
+    execution slot (``concurrency``)."""
 
     name = "threads"
-    enforces_sync_hard_limit = False
     recycles_children = False
 
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
+    def __init__(self, concurrency: int) -> None:
+        self.threads = max(1, self._threads_for(concurrency))
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = 0  # threads serving the pool (abandoned ones are not counted)
@@ -131,51 +121,16 @@ class ThreadBackedPool:
         self._queued = 0  # items put and not yet taken
         self._busy = 0  # threads inside a function (abandoned ones included)
         self._abandoned = 0
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        self._handback_pending = False
+        self._batch = CompletionBatch(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._by_task: dict[str, _Call] = {}  # running and queued sync calls by task id (terminate)
+        self._by_task: dict[str, _Call] = {}  # running and queued calls by task id (terminate)
 
     # ---- Pool ------------------------------------------------------------------------------------
     def prepare(self) -> None:
         pass
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-
-    async def run(self, job: Job, limits: TimeLimits) -> Any:
-        call = bound_call(job.task, job.message.args, job.message.kwargs)
-        limited = limits.soft_s is not None or limits.hard_s is not None
-        if job.task.is_async:
-            if not limited:
-                return await call()  # the hot path: no limiter, no extra frame
-            return await run_coroutine(call(), limits, f"{job.message.task}[{job.message.id}]")
-        ctx = contextvars.copy_context()  # carries the request into the worker thread
-        if not limited:
-            return await self.run_sync(lambda: ctx.run(call), key=job.message.id)
-        label = f"{job.message.task}[{job.message.id}]"
-        return await self.run_sync(lambda: ctx.run(call), limits, label, key=job.message.id)
-
-    def terminate(self, task_id: str, signal_name: str) -> bool:
-        """Revoke with terminate of a sync task: a thread cannot be killed. TaskRevokedError is raised
-        in its thread at the thread's next Python bytecode, and the run ends at once with it (REVOKED,
-        slot freed). A thread blocked in a C call (a long sleep, a socket read) goes on until that call
-        returns; it is abandoned meanwhile (heartbeat ``abandoned``), like a thread past its hard time
-        limit. The signal does not apply. Coroutines are not here: the worker cancels them."""
-        call = self._by_task.get(task_id)
-        if call is None:
-            return False
-        with self._lock:
-            if call.abandoned or call.future.done():
-                return True
-            if call.running:
-                call.limited = True  # the thread clears a pending exception when the function returns
-                call.injected = raise_in_thread(call.thread_id, TaskRevokedError) or call.injected
-                call.abandoned = True
-                self._started -= 1
-                self._abandoned += 1
-        call.future.set_exception(TaskRevokedError(f"{call.label} terminated (revoked)"))
-        return True
+        self._loop = self._batch.loop = asyncio.get_running_loop()
 
     def resize(self, concurrency: int) -> None:
         self.threads = max(1, self._threads_for(concurrency))
@@ -189,6 +144,7 @@ class ThreadBackedPool:
 
     @staticmethod
     def _threads_for(concurrency: int) -> int:
+        """Threads for ``concurrency`` execution slots."""
         return concurrency
 
     async def close(self, cold: bool) -> None:
@@ -208,15 +164,36 @@ class ThreadBackedPool:
     def info(self) -> dict[str, str]:
         return {"threads": str(self._started), "abandoned": str(self._abandoned)}
 
+    def terminate(self, task_id: str, signal_name: str) -> bool:
+        """Revoke with terminate of a sync task: a thread cannot be killed. TaskRevokedError is raised
+        in its thread at the thread's next Python bytecode, and the run ends at once with it (REVOKED,
+        slot freed). A thread blocked in a C call (a long sleep, a socket read) goes on until that call
+        returns; it is abandoned meanwhile (heartbeat ``abandoned``), like a thread past its hard time
+        limit. The signal does not apply. Coroutines are not here: the worker cancels them."""
+        call = self._by_task.get(task_id)
+        if call is None:
+            return False
+        with self._lock:
+            if call.abandoned or call.future.done():
+                return True
+            if call.running:
+                call.limited = True  # the thread clears a pending exception when the function returns
+                call.injected = raise_in_thread(call.thread_id, TaskRevokedError) or call.injected
+                call.abandoned = True
+                self._started -= 1
+                self._abandoned += 1
+        call.future.set_exception(TaskRevokedError(f"task {task_id} terminated (revoked)"))
+        return True
+
     # ---- sync calls ------------------------------------------------------------------------------
     async def run_sync(
         self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task", key: str = ""
     ) -> Any:
         """Run ``fn`` in a thread and return its result (or raise its exception)."""
         loop = asyncio.get_running_loop()
-        self._loop = loop
+        self._loop = self._batch.loop = loop
         future: asyncio.Future[Any] = loop.create_future()
-        call = _Call(fn, future, limits, label, key)
+        call = _Call(fn, future, limits, label)
         if key:
             self._by_task[key] = call
         with self._lock:
@@ -245,8 +222,6 @@ class ThreadBackedPool:
             if call is _STOP:
                 return
             if call.future.done():  # cancelled or revoked before a thread took it: never run it
-                with self._lock:
-                    call.running = False
                 continue
             try:
                 value, error = self._invoke(call)
@@ -287,28 +262,7 @@ class ThreadBackedPool:
             if call.abandoned:
                 self._abandoned -= 1
                 return False
-            self._done.append((call.future, value, error))
-            wake = not self._handback_pending
-            self._handback_pending = True
-        if wake:
-            assert self._loop is not None
-            try:
-                self._loop.call_soon_threadsafe(self._hand_back)
-            except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
-                return False
-        return True
-
-    def _hand_back(self) -> None:
-        with self._lock:
-            done, self._done = self._done, []
-            self._handback_pending = False
-        for future, value, error in done:
-            if future.done():
-                continue  # cancelled (shutdown) or failed by its hard limit
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(value)
+        return self._batch.add(call.future, value, error)
 
     # ---- time limits (on the loop) ---------------------------------------------------------------
     def _arm(self, call: _Call, started: float) -> None:
@@ -381,11 +335,11 @@ def make_pool(kind: str, concurrency: int, app: Celeriac, recycling: Recycling =
         ConfigurationError: ``gevent`` without gevent installed.
     """
     if kind == "asyncio":
-        return AsyncioPool(AsyncioPool._threads_for(concurrency))
+        return AsyncioPool(concurrency)
     if kind == "threads":
         return ThreadBackedPool(concurrency)
     if kind == "processes":
-        from .processes import ProcessPool  # not imported by workers of the other pools
+        from .process.pool import ProcessPool  # not imported by workers of the other pools
 
         return ProcessPool(app, concurrency, recycling)
     if kind == "gevent":
@@ -397,5 +351,5 @@ def make_pool(kind: str, concurrency: int, app: Celeriac, recycling: Recycling =
             from ..gevent_patch import INSTALL_HINT
 
             raise ConfigurationError("pool", INSTALL_HINT) from None
-        return GeventPool()
+        return GeventPool(concurrency)
     raise ConfigurationError("pool", f"unknown pool {kind!r}: choose one of {', '.join(POOLS)}")

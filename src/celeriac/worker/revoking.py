@@ -39,8 +39,8 @@ logger = logging.getLogger("celeriac.worker")
 _BLOCK_MS = 5_000
 
 Key = tuple[str, str]
-#: a running delivery: (key, delivery, the worker's task running it, whether the task started)
-Run = tuple[Key, Delivery, "asyncio.Task[Any]", bool]
+#: a running delivery: (key, delivery, the worker's task running it)
+Run = tuple[Key, Delivery, "asyncio.Task[Any]"]
 
 
 class Revoking:
@@ -100,11 +100,11 @@ class Revoking:
         wanted = {r.task_id: r for r in requests}
         # the ids are read off the running messages: a terminate is rare, and an index of running
         # task ids would cost every task
-        for key, d, run, started in list(running()):
+        for key, d, run in list(running()):
             task_id = task_id_of(d.data)
             revocation = wanted.get(task_id)
-            if revocation is None or not started or key in self.terminating:
-                continue  # (a task not started yet checks the revocations itself when it starts)
+            if revocation is None or key in self.terminating:
+                continue
             self.terminating[key] = revocation
             logger.warning("task %s revoked with terminate: stopping it (%s)", task_id, revocation.signal)
             terminate: Callable[[str, str], bool] | None = getattr(self.pool, "terminate", None)
@@ -113,9 +113,7 @@ class Revoking:
             run.cancel("celeriac revoke terminate")
 
     # ---- the control loop ------------------------------------------------------------------------
-    async def control_once(
-        self, running: Callable[[], Iterable[tuple[Key, Delivery, asyncio.Task[Any], bool]]]
-    ) -> None:
+    async def control_once(self, running: Callable[[], Iterable[Run]]) -> None:
         """One step of the control loop: follow the revocation stream (blocking on its own
         connection: keeps the mirror fresh while no fetch happens), forget revocations past
         ``revoke_expires_s``, and terminate what was revoked with ``terminate``."""
