@@ -229,3 +229,23 @@ def test_redis_down_is_a_clear_503(fresh_redis: Any) -> None:
         assert r.status_code == 503, path
         assert "cannot read Redis" in r.text
     app.close()
+
+
+def test_revoke_from_the_dashboard(app: Celeriac, client: redis.Redis, thread_worker: Any) -> None:
+    """Revoke a queued task from its page: it never runs, and its REVOKED outcome is recorded."""
+
+    @app.task(name="shop.later")
+    def later() -> None:
+        raise AssertionError("a revoked task ran")
+
+    r = later.delay()
+    c = TestClient(create_app(app))
+    assert c.post(f"/api/tasks/{r.id}/revoke").json() == {"ok": True, "message": "revoked"}
+    w = thread_worker(app)
+    w.wait_outcomes(lambda o: any(x.task_id == r.id for x in o))
+    reader = MonitorReader(client)
+    deadline = time.monotonic() + 10
+    while not reader.task(r.id, ["default"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [x.state for x in reader.task(r.id, ["default"])] == ["REVOKED"]
+    assert "Revoke" in c.get(f"/tasks/{r.id}").text
