@@ -126,6 +126,13 @@ def _signing_keys(name: str, value: Any) -> None:
             raise ConfigurationError(name, problem)
 
 
+def _words(name: str, value: Any) -> None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigurationError(name, f"must be a list of words, got a {type(value).__name__}")
+    if not all(isinstance(w, str) and w for w in value):
+        raise ConfigurationError(name, "must be a list of non-empty strings")
+
+
 _VALIDATORS: dict[str, Callable[[str, Any], None]] = {
     "broker_url": _broker_url,
     "result_backend": _result_backend,
@@ -151,6 +158,12 @@ _VALIDATORS: dict[str, Callable[[str, Any], None]] = {
     "task_serializer": _serializer,
     "message_signing_key": _signing_key,
     "message_signing_keys": _signing_keys,
+    "monitor_events": _boolean,
+    "monitor_max_entries": _positive_int,
+    "monitor_max_failures": _positive_int,
+    "monitor_retention_days": _positive,
+    "monitor_max_arg_chars": _positive_int,
+    "monitor_redact": _words,
 }
 
 # settings whose values are secrets or may hold one: shown redacted by repr()
@@ -195,6 +208,14 @@ class Config:
             only correctly signed messages run; unsigned or tampered ones are dead-lettered.
         message_signing_keys: older keys still accepted (key rotation); new messages are always signed
             with ``message_signing_key``.
+        monitor_events: workers record every task outcome for the dashboard and ``/metrics``
+            (``celeriac worker --without-events`` turns it off for one worker). See docs/monitoring.md.
+        monitor_max_entries: most task outcomes kept per queue (distinct task ids; oldest go first).
+        monitor_max_failures: most failures kept per queue, with traceback and arguments.
+        monitor_retention_days: outcomes, failures and hourly/daily rollups older than this go.
+        monitor_max_arg_chars: a failed task's arguments are recorded cut to this many characters.
+        monitor_redact: keyword-argument names (substrings, case-insensitive) recorded as ``'***'``,
+            besides the built-in ones (password, secret, token, api_key, authorization, cookie).
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -221,6 +242,12 @@ class Config:
     task_serializer: str = "msgpack"
     message_signing_key: str | bytes | None = None
     message_signing_keys: tuple[str | bytes, ...] = ()
+    monitor_events: bool = True
+    monitor_max_entries: int = 1_000_000
+    monitor_max_failures: int = 100_000
+    monitor_retention_days: float = 7.0
+    monitor_max_arg_chars: int = 1_000
+    monitor_redact: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         """Every setting, with URL passwords and signing keys hidden."""

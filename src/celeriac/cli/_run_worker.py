@@ -52,6 +52,9 @@ class WorkerOptions:
     autoscale: tuple[int, int, float] | None  # MAX, MIN, idle seconds
     app_spec: str | None = None
     broker_url: str | None = None  # a --broker typed on the command line (overrides the app's)
+    events: bool = True  # record task outcomes (--without-events: False)
+    metrics_port: int | None = None  # serve /metrics on 127.0.0.1:PORT (needs celeriac[dashboard])
+    metrics_address: str = "127.0.0.1"
 
 
 def configure_logging(level: str) -> None:
@@ -107,7 +110,12 @@ def serve(app: Celeriac, options: WorkerOptions) -> None:
         recycling=Recycling(options.max_tasks_per_child, options.max_memory_kib, options.max_child_age),
         autoscale=Autoscale(*options.autoscale) if options.autoscale else None,
         include=options.include,
+        events=options.events,
     )
+    if options.metrics_port is not None:
+        from ..dashboard.metrics import serve_metrics
+
+        serve_metrics(app, options.metrics_port, options.metrics_address)
     log.info(
         "celeriac %s: app %s, broker %s, %d task(s) registered",
         __version__,

@@ -161,6 +161,29 @@ split_queues = split_names
     show_envvar=True,
     help="How long unused slots are kept before an autoscaled worker shrinks.",
 )
+@click.option(
+    "--without-events",
+    is_flag=True,
+    default=False,
+    show_envvar=True,
+    help="Do not record task outcomes for the dashboard and /metrics (setting monitor_events).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    metavar="PORT",
+    show_envvar=True,
+    help="Serve Prometheus /metrics (read from Redis: the whole cluster's figures) on "
+    "--metrics-address:PORT. Needs celeriac[dashboard].",
+)
+@click.option(
+    "--metrics-address",
+    default="127.0.0.1",
+    show_default=True,
+    show_envvar=True,
+    help="Address of --metrics-port.",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -178,6 +201,9 @@ def worker(
     max_child_age: float | None,
     autoscale: str | None,
     autoscale_idle: float,
+    without_events: bool,
+    metrics_port: int | None,
+    metrics_address: str,
 ) -> None:
     """Run a worker: consume queues and execute the app's tasks.
 
@@ -206,6 +232,9 @@ def worker(
         max_memory_kib=max_memory_kib,
         max_child_age=max_child_age,
         autoscale=(scale.max, scale.min, scale.idle_s) if scale else None,
+        events=not without_events,
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
     )
     state = get_state(ctx)
     if _run_worker.REEXEC:

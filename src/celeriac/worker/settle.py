@@ -30,6 +30,7 @@ from .executor import REMOTE_TRACEBACK_ATTR, Outcome
 
 if TYPE_CHECKING:
     from ..broker.base import Broker
+    from ..monitor.recorder import Recorder
     from ..results.base import ResultBackend, StoreResult
 
 logger = logging.getLogger("celeriac.worker")
@@ -60,6 +61,7 @@ class Settler:
         stats: counters to update.
         on_outcome: called with each outcome once it is recorded (tests, demo).
         on_recorded: called after each batch (the worker re-checks its free slots).
+        recorder: writes the batch's task outcomes for monitoring, concurrently with the settle.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Settler:
         stats: WorkerStats,
         on_outcome: Callable[[Outcome], None] | None,
         on_recorded: Callable[[], None],
+        recorder: Recorder | None = None,
     ) -> None:
         self.broker = broker
         self.backend = backend
@@ -79,6 +82,7 @@ class Settler:
         self.on_outcome = on_outcome
         self._owned = owned
         self._on_recorded = on_recorded
+        self._recorder = recorder
         # results on the broker's own Redis are written in the same round trip as the acks
         self._results_via_broker = broker.stores_results_for(backend)
         self._pending: list[tuple[Delivery | None, Outcome]] = []
@@ -160,7 +164,11 @@ class Settler:
         in_flight = [(d.queue, d.entry_id) for d, _ in batch if d is not None]
         self.in_flight.update(in_flight)
         try:
-            fenced = await self._record(batch)
+            if self._recorder is not None and self._recorder.pending:
+                # monitoring rides along with the settle (its own connection, never raises)
+                fenced, _ = await asyncio.gather(self._record(batch), self._recorder.flush())
+            else:
+                fenced = await self._record(batch)
         finally:
             self.in_flight.difference_update(in_flight)
         fenced_keys = {(f.queue, f.entry_id) for f in fenced}

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
+from ..monitor.recorder import Recorder, process_fields
 from .autoscale import Autoscale, Autoscaler
 from .executor import Job, Outcome
 from .imports import import_task_modules, task_modules, unknown_task_hint
@@ -101,6 +102,7 @@ class Worker:
         recycling: Recycling = NO_RECYCLING,
         autoscale: Autoscale | None = None,
         include: Sequence[str] = (),
+        events: bool = True,
     ) -> None:
         self.app = app
         self.conf = app.conf
@@ -138,6 +140,8 @@ class Worker:
         self.stats = WorkerStats()
         self._running: dict[tuple[str, str], tuple[Delivery, asyncio.Task[None], bool]] = {}
         self._owned: dict[tuple[str, str], Delivery] = {}
+        #: records task outcomes for the dashboard (None: ``events=False`` or ``monitor_events`` off)
+        self.recorder = Recorder.for_worker(app, self.worker_id) if events else None
         self._settler = Settler(
             self.broker,
             self.backend,
@@ -146,6 +150,7 @@ class Worker:
             self.stats,
             on_outcome,
             self._recheck_slots,
+            self.recorder,
         )
         self._stopping = False  # no new work
         self._closed = False  # everything recorded: maintenance loops may end
@@ -394,6 +399,8 @@ class Worker:
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
             if prepared.reason.startswith("unknown task"):
                 prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
+            if self.recorder is not None:
+                self.recorder.add(d.queue, d.entry_id, prepared, None, 0.0)
             self._settler.submit(d, prepared)
             return
         assert self._loop is not None
@@ -413,6 +420,9 @@ class Worker:
                 if not acked:
                     return
             self._running[key] = (d, self._running[key][1], True)
+            started_s = time.time()
+            if self.recorder is not None:
+                self.recorder.started(job.message.id, job.message.task)
             outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
         finally:
             self._running.pop(key, None)
@@ -422,6 +432,8 @@ class Worker:
             reason = self._self_recycling.after_task()
             if reason:
                 self._recycle(reason)
+        if self.recorder is not None:
+            self.recorder.add(d.queue, d.entry_id, outcome, job.message, started_s)
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
             return
@@ -579,6 +591,8 @@ class Worker:
             "started_at": f"{self.stats.started_at:.0f}",
             "version": __version__,
             **self.pool.info(),  # children/lost/recycled, or threads/abandoned
+            **process_fields(),
+            **(self.recorder.heartbeat_fields() if self.recorder is not None else {"events": "off"}),
         }
         await self.broker.heartbeat(self.worker_id, fields, self.conf.worker_ttl_s, self.queues)
 
@@ -622,6 +636,8 @@ class Worker:
         except BrokerError:
             pass
         await self.pool.close(cold=self._cold)
+        if self.recorder is not None:
+            await self.recorder.close()
         await self.broker.close()
         if self.backend is not None:
             await self.backend.close()

@@ -1,0 +1,374 @@
+"""The read side of monitoring: what the dashboard, ``/metrics`` and scripts read, from Redis only.
+
+A reader holds no state of its own (only a client): any number of dashboard processes show the same
+numbers, and a restart loses nothing. Every call costs O(page) Redis work whatever the data size:
+lists are keyset-paged on stream ids, lookups go through the ``m:ids`` index, charts read the
+rollups. Filters the indexes do not cover (task name, a state other than failed) scan at most
+``scan_budget`` records per call and return a cursor to continue from.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from .._redis import to_str
+from .keys import RESOLUTIONS, entry_of, monitor_keys
+from .record import FAILED_STATES, STATES, TaskRecord, decode_entry, decode_row
+from .rollup import ALL, N_BUCKETS, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
+
+#: chart windows: name -> (resolution, number of buckets)
+WINDOWS = {"hour": ("m", 60), "day": ("h", 24), "week": ("h", 168)}
+_MAX_TIMELINE = 25
+
+
+@dataclass
+class Page:
+    """One page of records, newest first."""
+
+    records: list[TaskRecord]
+    #: pass as ``cursor`` for the next page; None when there is nothing older
+    next_cursor: str | None
+    #: records looked at (filters that no index covers scan; see ``scan_budget``)
+    scanned: int = 0
+    #: True when the scan budget ran out before the page was full (``next_cursor`` continues)
+    partial: bool = False
+
+
+@dataclass
+class FailureGroup:
+    """Failures of one task name with one exception type."""
+
+    queue: str
+    name: str
+    exception_type: str
+    count: int
+    latest: TaskRecord | None = None
+
+
+@dataclass
+class Series:
+    """A chart: per bucket start (epoch s), outcome counts by state, runtime histogram and sum."""
+
+    resolution: str
+    starts: list[int]
+    counts: dict[str, list[int]]
+    histogram: list[list[int]]  # per bucket, N_BUCKETS non-cumulative counts
+    runtime_sum_s: list[float]
+
+    @property
+    def total(self) -> list[int]:
+        return [sum(c[i] for c in self.counts.values()) for i in range(len(self.starts))]
+
+    @property
+    def failures(self) -> list[int]:
+        return [sum(self.counts[s][i] for s in FAILED_STATES) for i in range(len(self.starts))]
+
+    def percentile_s(self, q: float) -> list[float | None]:
+        """Per bucket, the upper bound of the histogram bucket holding the q-quantile (None: no runs)."""
+        out: list[float | None] = []
+        for hist in self.histogram:
+            n = sum(hist)
+            if not n:
+                out.append(None)
+                continue
+            rank, seen = q * n, 0
+            for i, c in enumerate(hist):
+                seen += c
+                if seen >= rank:
+                    out.append(RUNTIME_BUCKETS_S[i] if i < len(RUNTIME_BUCKETS_S) else float("inf"))
+                    break
+        return out
+
+
+@dataclass
+class Cursor:
+    """Where a listing stopped: the last record shown (entry id, index in entry, queue)."""
+
+    ms: int
+    seq: int
+    index: int
+    queue: str
+
+    @classmethod
+    def parse(cls, text: str | None) -> Cursor | None:
+        if not text:
+            return None
+        try:
+            entry, index, queue = text.split(".", 2)
+            ms, seq = entry.split("-")
+            return cls(int(ms), int(seq), int(index), queue)
+        except ValueError:
+            raise ValueError(f"not a cursor: {text!r} (expected ms-seq.index.queue)") from None
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}.{self.index}.{self.queue}"
+
+
+def _sort_key(r: TaskRecord) -> tuple[int, int, str, int]:
+    ms, _, seq = r.entry_id.partition("-")
+    return int(ms), int(seq or 0), r.queue, r.index
+
+
+class MonitorReader:
+    """Reads the monitoring data of one app.
+
+    Args:
+        client: a synchronous redis-py client (``decode_responses`` off).
+        prefix: the app's key prefix.
+    """
+
+    def __init__(self, client: Any, prefix: str = "celeriac") -> None:
+        self.client = client
+        self.prefix = prefix
+
+    # ---- tasks ---------------------------------------------------------------------------------------
+    def page(
+        self,
+        queues: Sequence[str],
+        *,
+        state: str | None = None,
+        name: str | None = None,
+        exception_type: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        scan_budget: int = 20_000,
+    ) -> Page:
+        """Recent outcomes of ``queues``, newest first, filtered; keyset-paged by ``cursor``.
+
+        Failed states (``FAILURE``, ``DEAD``) and ``exception_type`` read the failures index (kept
+        longer than the log); everything else reads the log.
+        """
+        at = Cursor.parse(cursor)
+        failures = state in FAILED_STATES or bool(exception_type)
+        streams = [self._stream(q, failures, at, since_ms, until_ms) for q in queues]
+        merged = heapq.merge(*streams, key=_sort_key, reverse=True)
+        out: list[TaskRecord] = []
+        scanned = 0
+        last: TaskRecord | None = None
+        partial = False
+        for rec in merged:
+            scanned += 1
+            last = rec
+            if (
+                (state is None or rec.state == state)
+                and (name is None or rec.name == name)
+                and (exception_type is None or rec.exception_type == exception_type)
+            ):
+                out.append(rec)
+                if len(out) >= limit:
+                    break
+            if scanned >= scan_budget:
+                partial = True
+                break
+        for s in streams:
+            s.close()
+        more = last is not None and (len(out) >= limit or partial)
+        next_cursor = str(Cursor(*_sort_key(last)[:2], last.index, last.queue)) if more and last else None
+        return Page(out, next_cursor, scanned, partial)
+
+    def _stream(
+        self, queue: str, failures: bool, at: Cursor | None, since_ms: int | None, until_ms: int | None
+    ) -> Iterator[TaskRecord]:
+        """One queue's records, newest first, strictly after ``at`` in listing order."""
+        k = monitor_keys(self.prefix, queue)
+        key = k.fail if failures else k.log
+        hi = f"{until_ms}" if until_ms is not None else "+"
+        lo = f"{since_ms}" if since_ms is not None else "-"
+        if at is not None:
+            hi = f"{at.ms}-{at.seq}"  # inclusive: the rest of that entry is filtered below
+        count = 4
+        while True:
+            entries = self.client.xrevrange(key, hi, lo, count=count)
+            if not entries:
+                return
+            for entry_id, fields in entries:
+                eid = to_str(entry_id)
+                ms, _, seq = eid.partition("-")
+                recs = decode_entry(fields.get(b"r", b""), queue, to_str(fields.get(b"w", b"")), eid)
+                if at is not None and (int(ms), int(seq)) == (at.ms, at.seq):
+                    if queue > at.queue:
+                        continue
+                    if queue == at.queue:
+                        recs = [r for r in recs if r.index < at.index]
+                yield from reversed(recs)
+            last = to_str(entries[-1][0])
+            lms, _, lseq = last.partition("-")
+            if int(lseq) > 0:
+                hi = f"{lms}-{int(lseq) - 1}"
+            elif int(lms) > 0:
+                hi = f"{int(lms) - 1}-18446744073709551615"
+            else:
+                return
+            count = min(count * 2, 64)
+
+    def task(self, task_id: str, queues: Sequence[str]) -> list[TaskRecord]:
+        """Every recorded outcome of one task (its timeline), oldest first; empty when unknown."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            pipe.zscore(monitor_keys(self.prefix, q).ids, task_id)
+        scores = pipe.execute()
+        found: list[TaskRecord] = []
+        for q, score in zip(queues, scores):
+            if score is None:
+                continue
+            k = monitor_keys(self.prefix, q)
+            ms, seq = entry_of(score)
+            for _ in range(_MAX_TIMELINE):
+                rec, prev = self._find(k.log, q, task_id, ms, seq)
+                if rec is None:
+                    break
+                found.append(rec)
+                if prev is None:
+                    break
+                ms, seq = entry_of(prev)
+        found.sort(key=lambda r: (r.finished_ms, _sort_key(r)))
+        return found
+
+    def _find(
+        self, key: str, queue: str, task_id: str, ms: int, seq: int
+    ) -> tuple[TaskRecord | None, float | None]:
+        """The record of ``task_id`` in the log entry at (ms, seq), and its previous entry's score."""
+        if seq >= 4095:  # clamped: scan that millisecond
+            entries = self.client.xrange(key, f"{ms}-4095", f"{ms}-18446744073709551615")
+        else:
+            entries = self.client.xrange(key, f"{ms}-{seq}", f"{ms}-{seq}")
+        for entry_id, fields in entries:
+            try:
+                rows = msgpack.unpackb(fields.get(b"r", b""), raw=False, strict_map_key=False)
+            except Exception:
+                continue
+            if not isinstance(rows, list):
+                continue
+            for i in range(len(rows) - 1, -1, -1):
+                row = rows[i]
+                if isinstance(row, list) and row and row[0] == task_id:
+                    rec = decode_row(row, queue, to_str(fields.get(b"w", b"")), to_str(entry_id), i)
+                    prev = None
+                    for item in to_str(fields.get(b"p", b"")).split():
+                        k, _, s = item.partition(":")
+                        if k == str(i):
+                            prev = float(s)
+                    return rec, prev
+        return None, None
+
+    # ---- failures ------------------------------------------------------------------------------------
+    def failure_groups(self, queues: Sequence[str], limit: int = 200) -> list[FailureGroup]:
+        """Failures grouped by (queue, task name, exception type), most frequent first, each with its
+        latest failure (traceback and arguments)."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            pipe.hgetall(monitor_keys(self.prefix, q).fgroups)
+        groups: list[tuple[FailureGroup, str]] = []
+        for q, fields in zip(queues, pipe.execute()):
+            last: dict[str, str] = {}
+            counts: dict[str, int] = {}
+            for raw_k, raw_v in fields.items():
+                f = to_str(raw_k)
+                if f.endswith("\x00last"):
+                    last[f[: -len("\x00last")]] = to_str(raw_v)
+                else:
+                    try:
+                        counts[f] = int(raw_v)
+                    except ValueError:
+                        continue
+            for f, n in counts.items():
+                name, _, exc = f.partition("\x00")
+                groups.append((FailureGroup(q, name, exc, n), last.get(f, "")))
+        groups.sort(key=lambda g: -g[0].count)
+        groups = groups[:limit]
+        pipe = self.client.pipeline(transaction=False)
+        for g, fid in groups:
+            pipe.xrange(monitor_keys(self.prefix, g.queue).fail, fid or "+", fid or "+")
+        for (g, _fid), entries in zip(groups, pipe.execute()):
+            for entry_id, fields in entries:
+                recs = decode_entry(
+                    fields.get(b"r", b""), g.queue, to_str(fields.get(b"w", b"")), to_str(entry_id)
+                )
+                g.latest = recs[0] if recs else None
+        return [g for g, _ in groups]
+
+    # ---- charts and counters -------------------------------------------------------------------------
+    def series(
+        self, queues: Sequence[str], window: str = "hour", name: str = ALL, now_s: float | None = None
+    ) -> Series:
+        """Outcomes per bucket over the last ``window`` (``hour``: per minute; ``day``, ``week``: per
+        hour), summed over ``queues``, for one task name or all (``*``)."""
+        res, n = WINDOWS[window]
+        length = RESOLUTIONS[res]
+        now = int(now_s if now_s is not None else time.time())
+        last = now // length
+        buckets = list(range(last - n + 1, last + 1))
+        fields = [count_field(name, s) for s in STATES]
+        fields += [bucket_field(name, i) for i in range(N_BUCKETS)]
+        fields.append(sum_field(name))
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            k = monitor_keys(self.prefix, q)
+            for b in buckets:
+                pipe.hmget(k.roll(res, b), fields)
+        replies = pipe.execute()
+        counts = {s: [0] * n for s in STATES}
+        hist = [[0] * N_BUCKETS for _ in range(n)]
+        sums = [0.0] * n
+        for j, values in enumerate(replies):
+            i = j % n
+            for si, s in enumerate(STATES):
+                if values[si] is not None:
+                    counts[s][i] += int(values[si])
+            for h in range(N_BUCKETS):
+                v = values[len(STATES) + h]
+                if v is not None:
+                    hist[i][h] += int(v)
+            v = values[-1]
+            if v is not None:
+                sums[i] += int(v) / 1_000_000
+        return Series(res, [b * length for b in buckets], counts, hist, sums)
+
+    def totals(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Lifetime counters per queue (``m:total``: ``<name>|<STATE>``, ``<name>|h<i>``, ``<name>|us``)."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            pipe.hgetall(monitor_keys(self.prefix, q).total)
+        out: dict[str, dict[str, int]] = {}
+        for q, fields in zip(queues, pipe.execute()):
+            parsed: dict[str, int] = {}
+            for k, v in fields.items():
+                try:
+                    parsed[to_str(k)] = int(v)
+                except ValueError:
+                    continue
+            out[q] = parsed
+        return out
+
+    def sizes(self, queues: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Per queue: (task ids in the log index, failures kept)."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            k = monitor_keys(self.prefix, q)
+            pipe.zcard(k.ids)
+            pipe.xlen(k.fail)
+        r = pipe.execute()
+        return {q: (int(r[2 * i]), int(r[2 * i + 1])) for i, q in enumerate(queues)}
+
+
+@dataclass
+class QueueView:
+    """What the overview shows about one queue."""
+
+    name: str
+    ready: int = 0
+    delayed: int = 0
+    running: int = 0
+    dead: int = 0
+    oldest_age_s: float | None = None
+    added_total: int | None = None
+    consumers: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
