@@ -29,6 +29,7 @@ COMMANDS = {
     "status": "status",
     "dlq": "dlq",
     "purge": "purge",
+    "events": "events",
 }
 
 

@@ -1,0 +1,150 @@
+"""``celeriac events``: stream task outcomes as workers record them (like ``celery events`` / a tail).
+
+One line per outcome, flushed at once (so ``| grep``, ``| jq`` and ``| head`` work): human-readable by
+default, one JSON object per line with ``--json``. Reads the recent-outcome logs that workers write
+(:mod:`celeriac.monitor.follow`); nothing is written and workers do no extra work for it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from ..monitor.record import STATES, TaskRecord
+from ._common import get_state
+from ._options import app_options
+from .worker import split_queues
+
+
+def format_line(r: TaskRecord) -> str:
+    """``time STATE name[id] queue=... worker=... runtime ... detail`` (one line, no newline)."""
+    finished = r.finished_ms / 1000 if r.finished_ms else time.time()
+    stamp = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(finished)) + f".{int(finished * 1000) % 1000:03d}"
+    )
+    parts = [stamp, f"{r.state:<8}", f"{r.name}[{r.task_id}]", f"queue={r.queue}", f"worker={r.worker}"]
+    if r.state in ("SUCCESS", "FAILURE", "RETRY", "DEAD"):
+        parts.append(f"runtime={r.runtime_s:.6f}s")
+    if r.retries:
+        parts.append(f"retries={r.retries}")
+    exc, msg, reason = r.details.get("exc"), r.details.get("msg"), r.details.get("reason")
+    detail = reason or (f"{exc}: {msg}" if exc else "")
+    if detail:
+        parts.append(detail.replace("\n", " "))
+    return "  ".join(parts)
+
+
+def as_json(r: TaskRecord) -> dict[str, Any]:
+    """The JSON line of an outcome: the dashboard API's record fields, without the traceback."""
+    out = r.as_json()
+    out.pop("cursor", None)
+    out.pop("traceback", None)
+    return out
+
+
+@click.command()
+@app_options
+@click.option(
+    "-Q",
+    "--queues",
+    "queues_arg",
+    metavar="Q1,Q2",
+    multiple=True,
+    show_envvar=True,
+    help="Follow these queues (default: every queue workers consumed, re-listed as new ones appear).",
+)
+@click.option(
+    "--json", "as_json_lines", is_flag=True, help="One JSON object per line (fields as /api/tasks/<id>)."
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATES, case_sensitive=False),
+    help="Only outcomes in this state (repeat for several).",
+)
+@click.option("--name", "names", multiple=True, help="Only tasks of this name (repeat for several).")
+@click.option(
+    "--since",
+    "since_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="First show the outcomes recorded in the last SECONDS, then follow.",
+)
+@click.option(
+    "-n",
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Exit after printing this many outcomes (default: follow until interrupted).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Exit (status 0) after this many seconds.",
+)
+@click.pass_context
+def events(
+    ctx: click.Context,
+    queues_arg: tuple[str, ...],
+    as_json_lines: bool,
+    states: tuple[str, ...],
+    names: tuple[str, ...],
+    since_s: float | None,
+    count: int | None,
+    timeout_s: float | None,
+) -> None:
+    """Stream task outcomes (succeeded, failed, retried, dead-lettered, revoked, expired) as they happen.
+
+    \b
+    celeriac events -A shop.tasks:app
+    celeriac events --json --state FAILURE | jq .exception_type
+    celeriac events --since 600 -n 20
+    """
+    from .._redis import sync_client
+    from ..monitor.follow import follow
+
+    app = get_state(ctx).app()
+    broker = app.broker
+    named = split_queues(queues_arg)
+    client = sync_client(app.conf.broker_url, max_connections=2)
+    deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+    wanted_states = {s.upper() for s in states}
+    wanted_names = set(names)
+    since_ms = int((time.time() - since_s) * 1000) if since_s is not None else None
+    shown = 0
+    out = sys.stdout
+    try:
+        for record in follow(
+            client,
+            app.conf.key_prefix,
+            (lambda: named) if named else broker.known_queues,
+            since_ms=since_ms,
+            block_ms=500,
+            stop=lambda: deadline is not None and time.monotonic() >= deadline,
+        ):
+            if wanted_states and record.state not in wanted_states:
+                continue
+            if wanted_names and record.name not in wanted_names:
+                continue
+            line = json.dumps(as_json(record), ensure_ascii=False) if as_json_lines else format_line(record)
+            out.write(line + "\n")
+            out.flush()
+            shown += 1
+            if count is not None and shown >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `| head`: the reader left; not an error
+        sys.stderr.close()
+    finally:
+        client.close()
+
+
+__all__ = ["as_json", "events", "format_line"]
