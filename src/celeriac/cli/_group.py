@@ -30,6 +30,7 @@ COMMANDS = {
     "dlq": "dlq",
     "purge": "purge",
     "events": "events",
+    "check-celery": "check_celery",
 }
 
 
@@ -44,7 +45,7 @@ class CeleriacGroup(click.Group):
         module = COMMANDS.get(cmd_name)
         if module is None:
             return None
-        command = getattr(importlib.import_module(f"{__package__}.{module}"), cmd_name)
+        command = getattr(importlib.import_module(f"{__package__}.{module}"), cmd_name.replace("-", "_"))
         assert isinstance(command, click.Command)
         return command
 
