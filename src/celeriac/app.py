@@ -24,6 +24,7 @@ from .states import TaskState
 from .task import NO_OPTIONS, SendOptions, Signature, Task, build_message
 
 if TYPE_CHECKING:
+    from .tracing import Tracing
     from .worker.executor import Executor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,6 +65,8 @@ class Celeriac:
         self._executor: Executor | None = None
         self._codec: Codec | None = None
         self._codec_settings: tuple[Any, ...] = ()
+        #: OpenTelemetry spans for sends and runs (``celeriac.tracing.instrument``); None: off
+        self.tracing: Tracing | None = None
 
     def __repr__(self) -> str:
         return f"<Celeriac {self.main or ''}>"
@@ -204,12 +207,17 @@ class Celeriac:
         kwargs: dict[str, Any],
         options: SendOptions,
         task: Task[Any, Any] | None,
+        trace: dict[str, str] | None = None,
     ) -> tuple[Message, bytes, Task[Any, Any] | None]:
         task = task or self.tasks.get(name)
         if task is not None:
             message = task.build_message(args, kwargs, options)
         else:
             message = build_message(name, args, kwargs, options)
+        if trace:  # W3C trace context of the send span (celeriac.tracing)
+            message = replace(
+                message, traceparent=trace.get("traceparent"), tracestate=trace.get("tracestate")
+            )
         if options.delay_ms is not None and message.eta_ms is None:
             from .worker.executor import wall_ms
 
@@ -245,7 +253,23 @@ class Celeriac:
 
         In eager mode (``task_always_eager``) the task runs here instead, through the worker's executor.
         """
-        message, data, task = self._prepare(name, args, kwargs, options, task)
+        if self.tracing is not None:  # a PRODUCER span; its context travels in the message
+            with self.tracing.send(name, self.route(name, task, options.queue)) as (span, trace):
+                result = self._send(name, args, kwargs, options, task, trace)
+                span.set_attribute("messaging.message.id", result.id)
+                return result
+        return self._send(name, args, kwargs, options, task)
+
+    def _send(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: SendOptions,
+        task: Task[Any, Any] | None,
+        trace: dict[str, str] | None = None,
+    ) -> _AsyncResult[Any]:
+        message, data, task = self._prepare(name, args, kwargs, options, task, trace)
         if self.conf.task_always_eager:
             return self._eager(data, message)
         queue = self.route(name, task, options.queue)
@@ -276,12 +300,18 @@ class Celeriac:
         if paused:
             gc.disable()
         try:
+            if self.tracing is not None:  # one PRODUCER span for the batch; each message carries it
+                batch = list(signatures)
+                with self.tracing.send_batch(len(batch)) as trace:
+                    return self._send_many(batch, trace)
             return self._send_many(signatures)
         finally:
             if paused:
                 gc.enable()
 
-    def _send_many(self, signatures: Iterable[Signature]) -> list[_AsyncResult[Any]]:
+    def _send_many(
+        self, signatures: Iterable[Signature], trace: dict[str, str] | None = None
+    ) -> list[_AsyncResult[Any]]:
         from .task import normalize_options
 
         items: list[Enqueue] = []
@@ -294,9 +324,9 @@ class Celeriac:
         for sig in signatures:
             task = sig.task
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
-            if sig.options or eager:
+            if sig.options or eager or trace:
                 options = normalize_options(**sig.options) if sig.options else NO_OPTIONS
-                message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, task)
+                message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, task, trace)
                 if eager:
                     results.append(self._eager(data, message))
                     continue

@@ -164,6 +164,15 @@ class Executor:
         The request is set in this task's context first: pools that run code in this process carry
         it along (coroutines here, sync functions in threads with a copy of the context).
         """
+        tracing = self.app.tracing
+        if tracing is not None:  # an OpenTelemetry CONSUMER span, current while the task runs
+            with tracing.run(job.message, job.request.queue) as span:
+                outcome = await self._run(job, pool, limits)
+                tracing.finish(span, outcome.kind, outcome.exc)
+                return outcome
+        return await self._run(job, pool, limits)
+
+    async def _run(self, job: Job, pool: TaskRunner, limits: TimeLimits) -> Outcome:
         started = time.perf_counter()
         token = _current.set(job.request)
         try:
@@ -176,6 +185,15 @@ class Executor:
 
     def run_eager(self, job: Job) -> Outcome:
         """Call the task inline in this thread (eager/test mode)."""
+        tracing = self.app.tracing
+        if tracing is not None:
+            with tracing.run(job.message, job.request.queue) as span:
+                outcome = self._run_eager(job)
+                tracing.finish(span, outcome.kind, outcome.exc)
+                return outcome
+        return self._run_eager(job)
+
+    def _run_eager(self, job: Job) -> Outcome:
         started = time.perf_counter()
         token = _current.set(job.request)
         try:
