@@ -31,6 +31,7 @@ COMMANDS = {
     "purge": "purge",
     "events": "events",
     "check-celery": "check_celery",
+    "dashboard": "dashboard",
 }
 
 

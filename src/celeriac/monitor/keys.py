@@ -15,8 +15,11 @@ key                                        type         bound / expiry
 ``<prefix>:{<q>}:m:ids``                   sorted set   task id -> score of its latest log entry
                                                         (see :func:`score_of`); same bounds as the log
 ``<prefix>:{<q>}:m:fail``                  stream       one entry per failure / dead letter (field
-                                                        ``r``: the full record with traceback, args);
+                                                        ``r``: the full record with traceback, args;
+                                                        ``m``: the message, for a retry);
                                                         ``monitor_max_failures`` entries, retention
+``<prefix>:{<q>}:m:fids``                  sorted set   task id -> score of its latest ``m:fail`` entry;
+                                                        same bounds as ``m:fail``
 ``<prefix>:{<q>}:m:fgroups``               hash         ``name\\x00exception type`` -> count, and
                                                         ``...\\x00last`` -> latest ``m:fail`` entry id;
                                                         at most 2,000 groups (then ``(other)``); TTL
@@ -47,6 +50,7 @@ class MonitorKeys:
     log: str
     ids: str
     fail: str
+    fids: str
     fgroups: str
     total: str
     roll_prefix: str
@@ -59,7 +63,14 @@ class MonitorKeys:
 def monitor_keys(prefix: str, queue: str) -> MonitorKeys:
     base = f"{prefix}:{{{queue}}}:m:"
     return MonitorKeys(
-        queue, f"{base}log", f"{base}ids", f"{base}fail", f"{base}fgroups", f"{base}total", f"{base}roll:"
+        queue,
+        f"{base}log",
+        f"{base}ids",
+        f"{base}fail",
+        f"{base}fids",
+        f"{base}fgroups",
+        f"{base}total",
+        f"{base}roll:",
     )
 
 

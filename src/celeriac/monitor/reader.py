@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,7 +176,7 @@ class MonitorReader:
 
     def _stream(
         self, queue: str, failures: bool, at: Cursor | None, since_ms: int | None, until_ms: int | None
-    ) -> Iterator[TaskRecord]:
+    ) -> Generator[TaskRecord, None, None]:
         """One queue's records, newest first, strictly after ``at`` in listing order."""
         k = monitor_keys(self.prefix, queue)
         key = k.fail if failures else k.log
@@ -229,8 +229,42 @@ class MonitorReader:
                 if prev is None:
                     break
                 ms, seq = entry_of(prev)
+        if not any(r.failed for r in found):
+            # a failure outlives its log entry (failures are kept longer): look it up there too
+            hit = self._failure_entry(task_id, queues)
+            if hit is not None:
+                q, _eid, fields = hit
+                recs = decode_entry(fields.get(b"r", b""), q, to_str(fields.get(b"w", b"")), _eid)
+                found += [r for r in recs if r.task_id == task_id]
         found.sort(key=lambda r: (r.finished_ms, _sort_key(r)))
         return found
+
+    def _failure_entry(
+        self, task_id: str, queues: Sequence[str]
+    ) -> tuple[str, str, dict[bytes, bytes]] | None:
+        """The latest failure entry of ``task_id``: (queue, entry id, fields)."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            pipe.zscore(monitor_keys(self.prefix, q).fids, task_id)
+        for q, score in zip(queues, pipe.execute()):
+            if score is None:
+                continue
+            ms, seq = entry_of(score)
+            key = monitor_keys(self.prefix, q).fail
+            hi = f"{ms}-18446744073709551615" if seq >= 4095 else f"{ms}-{seq}"
+            for entry_id, fields in self.client.xrange(key, f"{ms}-{seq}", hi):
+                recs = decode_entry(fields.get(b"r", b""), q, "", to_str(entry_id))
+                if recs and recs[0].task_id == task_id:
+                    return q, to_str(entry_id), fields
+        return None
+
+    def failed_message(self, task_id: str, queues: Sequence[str]) -> tuple[str, bytes] | None:
+        """The message of the latest recorded failure of ``task_id``, as sent (queue, bytes), for a
+        retry; None when no failure of it is kept."""
+        hit = self._failure_entry(task_id, queues)
+        if hit is None or not hit[2].get(b"m"):
+            return None
+        return hit[0], hit[2][b"m"]
 
     def _find(
         self, key: str, queue: str, task_id: str, ms: int, seq: int
@@ -331,6 +365,22 @@ class MonitorReader:
             if v is not None:
                 sums[i] += int(v) / 1_000_000
         return Series(res, [b * length for b in buckets], counts, hist, sums)
+
+    def recent_outcomes(self, queues: Sequence[str], now_s: float | None = None) -> dict[str, int]:
+        """Per queue, outcomes recorded in the last two complete minutes (for a rate out)."""
+        now = int(now_s if now_s is not None else time.time())
+        minute = now // 60
+        fields = [count_field(ALL, s) for s in STATES]
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            k = monitor_keys(self.prefix, q)
+            for b in (minute - 2, minute - 1):
+                pipe.hmget(k.roll("m", b), fields)
+        replies = pipe.execute()
+        out = {}
+        for i, q in enumerate(queues):
+            out[q] = sum(int(v) for r in replies[2 * i : 2 * i + 2] for v in r if v is not None)
+        return out
 
     def totals(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
         """Lifetime counters per queue (``m:total``: ``<name>|<STATE>``, ``<name>|h<i>``, ``<name>|us``)."""

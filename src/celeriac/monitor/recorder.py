@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import redis.asyncio
 
     from ..app import Celeriac
+    from ..broker.base import Delivery
     from ..message import Message
     from ..worker.executor import Outcome
 
@@ -86,8 +87,8 @@ class Recorder:
         self.dropped = 0  # records lost to a long Redis outage (bounded buffer)
         self.recorded = 0
         self._redact: re.Pattern[str] = redact_pattern(settings.redact)
-        # (queue, entry id, outcome, message or None, started epoch s, finished epoch s)
-        self._pending: list[tuple[str, str, Outcome, Message | None, float, float]] = []
+        # (delivery, outcome, message or None, started epoch s, finished epoch s)
+        self._pending: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
         self._running: dict[str, tuple[str, float]] = {}
         self._keys: dict[str, Any] = {}
         self._warned_at = 0.0
@@ -112,15 +113,13 @@ class Recorder:
         """A task started running (shown in the worker's heartbeat until its outcome)."""
         self._running[task_id] = (name, time.time())
 
-    def add(
-        self, queue: str, entry_id: str, outcome: Outcome, message: Message | None, started_s: float
-    ) -> None:
-        """Queue the outcome of one delivery for the next flush."""
+    def add(self, d: Delivery, outcome: Outcome, message: Message | None, started_s: float) -> None:
+        """Queue the outcome of delivery ``d`` for the next flush (``started_s``: 0 when it never ran)."""
         if outcome.task_id is not None:
             self._running.pop(outcome.task_id, None)
         if outcome.kind == "release":  # not an outcome: the delivery runs again
             return
-        self._pending.append((queue, entry_id, outcome, message, started_s, time.time()))
+        self._pending.append((d, outcome, message, started_s, time.time()))
 
     @property
     def pending(self) -> bool:
@@ -163,11 +162,11 @@ class Recorder:
             pass
 
     def _calls(
-        self, batch: list[tuple[str, str, Outcome, Message | None, float, float]]
+        self, batch: list[tuple[Delivery, Outcome, Message | None, float, float]]
     ) -> list[tuple[list[str], list[Any]]]:
-        by_queue: dict[str, list[tuple[str, str, Outcome, Message | None, float, float]]] = {}
+        by_queue: dict[str, list[tuple[Delivery, Outcome, Message | None, float, float]]] = {}
         for item in batch:
-            by_queue.setdefault(item[0], []).append(item)
+            by_queue.setdefault(item[0].queue, []).append(item)
         calls = []
         for queue, items in by_queue.items():
             for start in range(0, len(items), _CHUNK):
@@ -175,7 +174,7 @@ class Recorder:
         return calls
 
     def _call(
-        self, queue: str, items: list[tuple[str, str, Outcome, Message | None, float, float]]
+        self, queue: str, items: list[tuple[Delivery, Outcome, Message | None, float, float]]
     ) -> tuple[list[str], list[Any]]:
         k = self._keys.get(queue)
         if k is None:
@@ -187,7 +186,8 @@ class Recorder:
         counts: Counter[tuple[int, str, str, int]] = Counter()  # (minute, name, state, bucket) -> n
         sums: Counter[tuple[int, str]] = Counter()  # (minute, name) -> runtime us
         names: set[str] = set()
-        for _queue, entry_id, o, message, started_s, finished_s in items:
+        for d, o, message, started_s, finished_s in items:
+            entry_id = d.entry_id
             name = o.task_name or "?"
             if name not in names and len(names) >= MAX_NAMES:
                 name = "(other)"
@@ -213,7 +213,8 @@ class Recorder:
                 details = self._details(o, message)
                 row.append(details)
                 if state in FAILED_STATES:
-                    failures += [pack([row]), f"{name}\x00{details.get('exc', '')}"]
+                    # the message itself, for the dashboard's retry (already in Redis while it waited)
+                    failures += [o.task_id or "", pack([row]), f"{name}\x00{details.get('exc', '')}", d.data]
             rows.append(row)
             ids += [o.task_id or "", "1" if retries else "0"]
             minute = finished_ms // 60_000
@@ -238,7 +239,7 @@ class Recorder:
         for f, v in total.items():
             total_args += [f, v]
         now_ms = int(time.time() * 1000)
-        keys = [k.log, k.ids, k.fail, k.fgroups, k.total, *roll_keys]
+        keys = [k.log, k.ids, k.fail, k.fgroups, k.total, k.fids, *roll_keys]
         args: list[Any] = [
             self.worker_id,
             pack(rows),
@@ -247,7 +248,7 @@ class Recorder:
             s.max_failures,
             now_ms - int(retention_s * 1000),
             int(retention_s) + 86_400,
-            len(failures) // 2,
+            len(failures) // 4,
             len(roll_keys),
             len(total),
             *ids,

@@ -400,7 +400,7 @@ class Worker:
             if prepared.reason.startswith("unknown task"):
                 prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
             if self.recorder is not None:
-                self.recorder.add(d.queue, d.entry_id, prepared, None, 0.0)
+                self.recorder.add(d, prepared, None, 0.0)
             self._settler.submit(d, prepared)
             return
         assert self._loop is not None
@@ -433,7 +433,7 @@ class Worker:
             if reason:
                 self._recycle(reason)
         if self.recorder is not None:
-            self.recorder.add(d.queue, d.entry_id, outcome, job.message, started_s)
+            self.recorder.add(d, outcome, job.message, started_s)
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
             return

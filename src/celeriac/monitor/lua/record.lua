@@ -6,7 +6,8 @@
 -- KEYS[3]  celeriac:{q}:m:fail     stream: one entry per failure, fields w, r (one record, full)
 -- KEYS[4]  celeriac:{q}:m:fgroups  hash: "name\0exc" -> count, "name\0exc\0last" -> latest fail entry id
 -- KEYS[5]  celeriac:{q}:m:total    hash: lifetime counters (fields as the rollups)
--- KEYS[5+i] celeriac:{q}:m:roll:<res>:<bucket>  rollup hashes, i = 1..R
+-- KEYS[6]  celeriac:{q}:m:fids     sorted set: task id -> score of its latest failure entry
+-- KEYS[6+i] celeriac:{q}:m:roll:<res>:<bucket>  rollup hashes, i = 1..R
 -- ARGV[1]  worker id
 -- ARGV[2]  the batch's records (msgpack array), stored as the log entry's field r
 -- ARGV[3]  N, number of task ids that follow the fixed arguments (pairs: id, look up the previous entry
@@ -16,9 +17,10 @@
 -- ARGV[6]  retention cut-off in epoch ms: older entries go
 -- ARGV[7]  TTL in seconds of log, ids, fail, fgroups, total (refreshed on every write)
 -- ARGV[8]  F, number of failure records
--- ARGV[9]  R, number of rollup keys (KEYS[6..5+R])
+-- ARGV[9]  R, number of rollup keys (KEYS[7..6+R])
 -- ARGV[10] T, number of (field, increment) pairs for KEYS[5]
--- ARGV[11..]  N pairs (task id, "1"/"0"); then F pairs (record, group); then for each rollup key:
+-- ARGV[11..]  N pairs (task id, "1"/"0"); then F quadruples (task id, record, group, message); then
+--          for each rollup key:
 --          ttl_s, n, then n pairs (field, increment); then T pairs (field, increment).
 -- Every list is bounded by the batch size (the recorder splits batches): no unpack() of a long list.
 -- Returns the log entry id.
@@ -71,15 +73,23 @@ redis.call('EXPIRE', KEYS[2], ttl)
 -- failures: the full record, and the count and latest entry of its (task name, exception type) group
 if f > 0 then
   for k = 0, f - 1 do
-    local fid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', max_fail, '*', 'w', ARGV[1], 'r', ARGV[i])
-    local group = ARGV[i + 1]
+    local fid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', max_fail, '*', 'w', ARGV[1], 'r', ARGV[i + 1],
+      'm', ARGV[i + 3])
+    local fms, fseq = string.match(fid, '^(%d+)-(%d+)$')
+    redis.call('ZADD', KEYS[6], string.format('%.0f', tonumber(fms) * 4096 + math.min(tonumber(fseq), 4095)),
+      ARGV[i])
+    local group = ARGV[i + 2]
     if redis.call('HEXISTS', KEYS[4], group) == 0 and redis.call('HLEN', KEYS[4]) >= 4000 then
       group = string.match(group, '^[^%z]*') .. '\0(other)'
     end
     redis.call('HINCRBY', KEYS[4], group, 1)
     redis.call('HSET', KEYS[4], group .. '\0last', fid)
-    i = i + 2
+    i = i + 4
   end
+  local fcard = redis.call('ZCARD', KEYS[6])
+  if fcard > max_fail then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, fcard - max_fail - 1) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', string.format('(%.0f', min_ms * 4096))
+  redis.call('EXPIRE', KEYS[6], ttl)
   redis.call('XTRIM', KEYS[3], 'MINID', '~', min_ms)
   redis.call('EXPIRE', KEYS[3], ttl)
   redis.call('EXPIRE', KEYS[4], ttl)
@@ -90,10 +100,10 @@ for k = 1, r do
   local key_ttl, nf = ARGV[i], tonumber(ARGV[i + 1])
   i = i + 2
   for _ = 1, nf do
-    redis.call('HINCRBY', KEYS[5 + k], ARGV[i], ARGV[i + 1])
+    redis.call('HINCRBY', KEYS[6 + k], ARGV[i], ARGV[i + 1])
     i = i + 2
   end
-  redis.call('EXPIRE', KEYS[5 + k], key_ttl)
+  redis.call('EXPIRE', KEYS[6 + k], key_ttl)
 end
 for _ = 1, t do
   redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[i + 1])
