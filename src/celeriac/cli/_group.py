@@ -32,6 +32,7 @@ COMMANDS = {
     "events": "events",
     "check-celery": "check_celery",
     "dashboard": "dashboard",
+    "dashboard-password": "dashboard_auth",
 }
 
 

@@ -190,7 +190,7 @@ class AuthSettings:
                 "--allow-org (otherwise anyone the identity provider knows would get in)",
             )
         if self.allow_orgs and (self.oidc is None or self.oidc.provider != "github"):
-            raise ConfigurationError("--allow-org", "--allow-org needs GitHub sign-in (--github-client-id)")
+            raise ConfigurationError("--allow-org", "--allow-org needs GitHub sign-in (--github)")
         if self.oidc is not None:
             if not (self.oidc.client_id and self.oidc.client_secret):
                 raise ConfigurationError(
@@ -290,7 +290,7 @@ def check_bind_address(address: str, settings: AuthSettings) -> None:
         "--address",
         f"refusing to serve the dashboard on {address}: it is not a loopback address and no auth is "
         "configured. Anyone who can reach it could read task arguments and replay or purge tasks. "
-        "Configure auth (--token, --basic-auth, --oidc-issuer, --github-client-id or --trusted-header; "
+        "Configure auth (--token, --basic-auth, --oidc-issuer, --github or --trusted-header; "
         "see docs/dashboard-auth.md) or bind to 127.0.0.1",
     )
 

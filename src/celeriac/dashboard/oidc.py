@@ -13,19 +13,17 @@ restricts OAuth apps must approve the app, or its members will not be listed).
 
 from __future__ import annotations
 
-import hmac
 import html
 import logging
 import secrets
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .auth import AuthSettings
-from .security import CSRF_FIELD, CSRF_HEADER, ASGIApp
+from .security import csrf_refusal
 
 logger = logging.getLogger("celeriac.dashboard")
 
@@ -37,7 +35,7 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
-def login_routes(settings: AuthSettings) -> ASGIApp:
+def login_routes(settings: AuthSettings) -> list[BaseRoute]:
     """The ``/auth/*`` routes for ``settings.oidc``."""
     import httpx
     from authlib.integrations.starlette_client import OAuth, OAuthError
@@ -97,27 +95,22 @@ def login_routes(settings: AuthSettings) -> ASGIApp:
         return RedirectResponse(_root(request) + request.session.pop("next", "/"), status_code=303)
 
     async def logout(request: Request) -> Response:
-        expected = request.session.get("csrf")
-        form = await request.form()
-        given = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
-        if not (
-            isinstance(expected, str) and isinstance(given, str) and hmac.compare_digest(given, expected)
-        ):
-            return JSONResponse({"error": "CSRF check failed: missing or wrong CSRF token"}, status_code=403)
+        request.state.body = await request.body()
+        refusal = csrf_refusal(request)
+        if refusal:
+            return JSONResponse({"error": f"CSRF check failed: {refusal}"}, status_code=403)
         request.session.clear()
         return RedirectResponse(_root(request) + "/auth/signed-out", status_code=303)
 
     async def signed_out(request: Request) -> Response:
         return _page("You are signed out.", 200, sign_in=_root(request) + "/auth/login")
 
-    return Starlette(
-        routes=[
-            Route("/auth/login", login, methods=["GET"]),
-            Route("/auth/callback", callback, methods=["GET"], name="auth_callback"),
-            Route("/auth/logout", logout, methods=["POST"]),
-            Route("/auth/signed-out", signed_out, methods=["GET"]),
-        ]
-    )
+    return [
+        Route("/auth/login", login, methods=["GET"]),
+        Route("/auth/callback", callback, methods=["GET"], name="auth_callback"),
+        Route("/auth/logout", logout, methods=["POST"]),
+        Route("/auth/signed-out", signed_out, methods=["GET"]),
+    ]
 
 
 async def _identity(

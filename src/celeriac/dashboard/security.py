@@ -1,35 +1,50 @@
-"""The dashboard's front door: authentication, roles, CSRF and security headers, as one ASGI wrapper.
+"""The dashboard's front door: :class:`AuthPolicy` (who is signed in, with which role, CSRF) and the
+security headers, plugged into :func:`celeriac.dashboard.create_app` through its policy hook.
 
-:func:`protect` wraps the dashboard's ASGI app (``create_app`` calls it; a mounted dashboard gets it
-too). Every response carries a strict Content Security Policy (scripts and styles from the dashboard's
-own origin only: no inline script can run, so an XSS payload that slipped through escaping stays inert),
-``X-Frame-Options: DENY`` and ``nosniff``.
+``celeriac dashboard`` always uses an :class:`AuthPolicy` built from its flags; an application that
+mounts the dashboard passes one itself::
 
-CSRF. Every request that changes something (any method but GET/HEAD/OPTIONS) must carry the session's
-CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``) and must not come from another site
+    from celeriac.dashboard import create_app
+    from celeriac.dashboard.auth import AuthSettings
+    from celeriac.dashboard.security import AuthPolicy
+
+    asgi = create_app(app, policy=AuthPolicy(AuthSettings(tokens=(token,))))
+
+Headers. Every response carries a strict Content Security Policy (scripts and styles from the
+dashboard's own origin only: no inline script runs, so an XSS payload that slipped through escaping
+stays inert), ``X-Frame-Options: DENY``, ``nosniff`` and ``Referrer-Policy: same-origin``. Without auth
+the dashboard answers only to loopback host names (421 otherwise): a DNS-rebinding page cannot reach it
+through a name of its own.
+
+CSRF. Every action (a POST) must carry the session's CSRF token (form field ``csrf_token``, which every
+form of the dashboard has, or header ``X-CSRF-Token``) and must not come from another site
 (``Sec-Fetch-Site`` ``cross-site``/``same-site`` or a foreign ``Origin`` are refused). The token lives in
-the signed session cookie (``SameSite=Lax``, so a cross-site POST does not even carry it). Requests
-authenticated by a bearer token are exempt: a browser never attaches one by itself. This holds with auth
-off too: a web page can POST to http://127.0.0.1:5555 from any browser on the machine.
-
-Roles. Actions need the admin role; a read-only principal gets 403 for every unsafe method.
-
-Open paths: ``/healthz``, ``/static/*``, ``/favicon.ico`` and the sign-in routes (``/auth/*``);
-``/metrics`` only with ``metrics_public``. ``GET /auth/csrf`` gives a signed-in script its CSRF token.
+the signed session cookie (``SameSite=Lax``: a cross-site POST does not even carry it). Requests
+authenticated by a bearer token are exempt: a browser never attaches one on its own. This holds with
+auth off too: any web page can POST to http://127.0.0.1:5555 from a browser on the machine.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
-import json
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
+
+from markupsafe import Markup, escape
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.routing import BaseRoute
 
 from .auth import LOOPBACK_NAMES, AuthSettings, Method, Principal
+from .policy import Policy, Role
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,18 +65,17 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SESSION_COOKIE = "celeriac_session"
-_OPEN_PREFIXES = ("/static/", "/auth/")
-_OPEN_PATHS = frozenset({"/healthz", "/favicon.ico"})
-_MAX_FORM_BYTES = 64 * 1024
+# verified basic-auth credentials, so that scrypt (~50 ms) runs once per user per few minutes, not
+# on every page load; keyed by a keyed hash of user and password, never the password itself
+_BASIC_CACHE_S = 300.0
+_BASIC_CACHE_SIZE = 1024
 
 
-def csrf_token(scope: Scope) -> str:
-    """The CSRF token of this request's session (made on first use); put it in every form."""
-    session: dict[str, Any] = scope.setdefault("session", {})
+def csrf_token(session: dict[str, Any]) -> str:
+    """The CSRF token of a session (made on first use); put it in every form."""
     token = session.get("csrf")
     if not isinstance(token, str):
         token = secrets.token_urlsafe(32)
@@ -69,150 +83,185 @@ def csrf_token(scope: Scope) -> str:
     return token
 
 
-def principal_of(scope: Scope) -> Principal | None:
-    """The principal :func:`protect` authenticated (``request.state.principal`` in a view)."""
-    state = scope.get("state") or {}
-    value = state.get("principal")
-    return value if isinstance(value, Principal) else None
+class AuthPolicy(Policy):
+    """The dashboard's policy for :class:`~celeriac.dashboard.auth.AuthSettings` (see the module
+    docstring and ``celeriac.dashboard.auth``)."""
 
+    def __init__(self, settings: AuthSettings | None = None) -> None:
+        self.settings = (settings or AuthSettings()).validate()
+        self.authenticates = self.settings.enabled
+        self._basic_cache: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+        self._cache_key = secrets.token_bytes(32)
 
-class _Guard:
-    def __init__(self, app: ASGIApp, settings: AuthSettings, login: ASGIApp | None) -> None:
-        self.app = app
-        self.settings = settings
-        self.login = login  # the /auth/* routes (OIDC/GitHub sign-in), when configured
+    # ---- hooks of the dashboard ---------------------------------------------------------------------
+    def middleware(self) -> Sequence[Middleware]:
+        from starlette.middleware.sessions import SessionMiddleware
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        send = _with_headers(send)
-        path = _relative_path(scope)
-        headers = _headers(scope)
-        if not self.settings.enabled and not _loopback_host(headers.get("host", "")):
-            # auth off means loopback only: a DNS-rebinding page reaches us through a name of its own
-            await _plain(send, 421, "this dashboard answers to loopback names only (no auth is configured)")
-            return
-        if path.startswith("/auth/") and path != "/auth/csrf" and self.login is not None:
-            await self.login(scope, receive, send)
-            return
-        is_open = path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES)
-        is_open = is_open or (path == "/metrics" and self.settings.metrics_public)
-        principal = await self._authenticate(scope, headers)
-        scope.setdefault("state", {})["principal"] = principal
-        if principal is None and not is_open:
-            await self._challenge(scope, headers, path, send)
-            return
-        method = scope["method"]
-        if method not in SAFE_METHODS:
-            if principal is not None and principal.method == "token":
-                pass  # a bearer token is never sent by a browser on its own: no CSRF possible
-            else:
-                refusal, receive = await _csrf_refusal(scope, headers, receive)
-                if refusal:
-                    await _plain(send, 403, f"CSRF check failed: {refusal}")
-                    return
-            if principal is not None and not principal.is_admin and not is_open:
-                await _plain(send, 403, f"{principal.name} has the read role; this action needs admin")
-                return
-        if principal is not None:
-            scope["state"]["csrf_token"] = csrf_token(scope)
-            if path == "/auth/csrf":  # for scripts on basic auth: the token their POSTs must carry
-                body = json.dumps({"csrf_token": scope["state"]["csrf_token"]}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+        s = self.settings
+        return (
+            Middleware(SecurityHeaders, loopback_only=not s.enabled, basic=bool(s.basic_users)),
+            Middleware(
+                SessionMiddleware,
+                secret_key=s.session_secret(),
+                session_cookie=SESSION_COOKIE,
+                max_age=s.session_max_age_s,
+                same_site="lax",
+                https_only=s.secure_cookies,
+            ),
+        )
 
-    async def _authenticate(self, scope: Scope, headers: dict[str, str]) -> Principal | None:
+    def routes(self) -> Sequence[BaseRoute]:
+        from starlette.responses import JSONResponse, Response
+        from starlette.routing import Route
+
+        async def csrf(request: Request) -> Response:
+            # for scripts on basic auth or a session: the token their POSTs must carry
+            if self.role(request) is None:
+                return JSONResponse({"error": "sign in first"}, status_code=401)
+            return JSONResponse({"csrf_token": csrf_token(request.session)})
+
+        routes: list[BaseRoute] = [Route("/auth/csrf", csrf, methods=["GET"])]
+        if self.settings.oidc is not None:
+            from .oidc import login_routes
+
+            routes += login_routes(self.settings)
+        return routes
+
+    def role(self, request: Request) -> Role | None:
+        principal = self.principal(request)
+        return principal.role if principal is not None else None
+
+    def login_url(self, request: Request) -> str | None:
+        if self.settings.oidc is None:
+            return None
+        root = request.scope.get("root_path", "")
+        path = request.url.path[len(root) :] or "/"
+        target = path + (f"?{request.url.query}" if request.url.query else "")
+        return f"{root}/auth/login?next={quote(target, safe='')}"
+
+    def check_action(self, request: Request) -> None:
+        principal = self.principal(request)
+        if principal is not None and principal.method == "token":
+            return  # a bearer token is never sent by a browser on its own: no CSRF possible
+        refusal = csrf_refusal(request)
+        if refusal:
+            raise HTTPException(403, f"CSRF check failed: {refusal}")
+
+    def template_context(self, request: Request) -> dict[str, Any]:
+        principal = self.principal(request)
+        if principal is None:
+            return {}
+        token = csrf_token(request.session)
+        field = Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, token)
+        who = (
+            Markup('<span class="user">{}</span>').format(principal.name)
+            if principal.method != "none"
+            else ""
+        )
+        signout = ""
+        if principal.method in ("oidc", "github"):
+            root = escape(request.scope.get("root_path", ""))
+            signout = Markup(
+                '<form class="signout" method="post" action="{}/auth/logout">{}'
+                '<button type="submit">Sign out</button></form>'
+            ).format(root, field)
+        return {"csrf_field": field, "principal": principal, "auth_header": Markup(who) + signout}
+
+    # ---- authentication ----------------------------------------------------------------------------
+    def principal(self, request: Request) -> Principal | None:
+        """Who made ``request`` (worked out once per request)."""
+        state = request.scope.setdefault("state", {})
+        if "principal" not in state:
+            state["principal"] = self._authenticate(request)
+        found = state["principal"]
+        return found if isinstance(found, Principal) else None
+
+    def _authenticate(self, request: Request) -> Principal | None:
         s = self.settings
         if not s.enabled:
             return Principal("local", s.role_for("local"), "none")
-        auth = headers.get("authorization", "")
-        scheme, _, credentials = auth.partition(" ")
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and credentials:
             return s.check_token(credentials.strip())
+        path = request.url.path[len(request.scope.get("root_path", "")) :]
+        if path == "/metrics" and s.metrics_public:
+            return Principal("metrics", "read", "none")
         if s.trusted_header:
-            value = headers.get(s.trusted_header.lower())
-            client = scope.get("client")
-            if value and s.trusts_proxy(client[0] if client else None):
+            value = request.headers.get(s.trusted_header)
+            client = request.client.host if request.client else None
+            if value and s.trusts_proxy(client):
                 email = value if "@" in value else None
                 if s.allowed(value, email, email_verified=True):
                     return Principal(value, s.role_for(value, email), "header", email)
                 return None
         if scheme.lower() == "basic" and credentials and s.basic_users:
-            try:
-                user, _, password = base64.b64decode(credentials.strip()).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return None
-            return s.check_basic(user, password)
-        session = scope.get("session") or {}
-        signed_in = session.get("user")
-        if s.oidc is not None and isinstance(signed_in, dict):
-            name, email, orgs = signed_in.get("name"), signed_in.get("email"), signed_in.get("orgs") or []
-            if isinstance(name, str) and s.allowed(name, email, bool(signed_in.get("email_verified")), orgs):
-                method: Method = "github" if s.oidc.provider == "github" else "oidc"
-                return Principal(name, s.role_for(name, email, orgs), method, email)
+            return self._basic(credentials.strip())
+        if s.oidc is not None and "session" in request.scope:
+            user = request.session.get("user")
+            if isinstance(user, dict):
+                name, email, orgs = user.get("name"), user.get("email"), user.get("orgs") or []
+                if isinstance(name, str) and s.allowed(name, email, bool(user.get("email_verified")), orgs):
+                    method: Method = "github" if s.oidc.provider == "github" else "oidc"
+                    return Principal(name, s.role_for(name, email, orgs), method, email)
         return None
 
-    async def _challenge(self, scope: Scope, headers: dict[str, str], path: str, send: Send) -> None:
-        s = self.settings
-        wants_html = "text/html" in headers.get("accept", "") and not path.startswith("/api/")
-        if s.oidc is not None and wants_html and scope["method"] in SAFE_METHODS:
-            target = path + (
-                ("?" + scope["query_string"].decode("latin-1")) if scope.get("query_string") else ""
-            )
-            location = f"{scope.get('root_path', '')}/auth/login?next={quote(target, safe='')}"
-            await send(
-                {"type": "http.response.start", "status": 303, "headers": [(b"location", location.encode())]}
-            )
-            await send({"type": "http.response.body", "body": b""})
-            return
-        challenge = 'Basic realm="celeriac dashboard", charset="UTF-8"' if s.basic_users else "Bearer"
-        await _plain(send, 401, "authentication required", [(b"www-authenticate", challenge.encode())])
+    def _basic(self, credentials: str) -> Principal | None:
+        try:
+            user, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        key = hmac.digest(self._cache_key, f"{user}\0{password}".encode(), hashlib.sha256)
+        now = time.monotonic()
+        hit = self._basic_cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        principal = self.settings.check_basic(user, password)
+        if principal is not None:
+            self._basic_cache[key] = (principal, now + _BASIC_CACHE_S)
+            while len(self._basic_cache) > _BASIC_CACHE_SIZE:
+                self._basic_cache.popitem(last=False)
+        return principal
 
 
-def protect(app: ASGIApp, settings: AuthSettings) -> ASGIApp:
-    """``app`` behind the dashboard's auth, CSRF and header rules (see the module docstring)."""
-    from starlette.middleware.sessions import SessionMiddleware
+def csrf_refusal(request: Request) -> str:
+    """Why this action fails the CSRF check, or '' when it passes (see the module docstring)."""
+    site = request.headers.get("sec-fetch-site")
+    if site in ("cross-site", "same-site"):
+        return f"the request came from another site (Sec-Fetch-Site: {site})"
+    origin = request.headers.get("origin")
+    if origin == "null":
+        return "the request came from an opaque origin"
+    if origin and not same_origin(origin, request.headers.get("host", "")):
+        return f"the request came from another origin ({origin})"
+    expected = request.session.get("csrf") if "session" in request.scope else None
+    if not isinstance(expected, str):
+        return "no session: load a page of the dashboard first (its forms carry the token)"
+    given = request.headers.get(CSRF_HEADER)
+    if given is None:
+        body: bytes = getattr(request.state, "body", b"")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "application/x-www-form-urlencoded":
+            values = parse_qs(body.decode("latin-1")).get(CSRF_FIELD)
+            given = values[-1] if values else None
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        return "missing or wrong CSRF token"
+    return ""
 
-    settings.validate()
-    login: ASGIApp | None = None
-    if settings.oidc is not None:
-        from .oidc import login_routes
 
-        login = login_routes(settings)
-    guard = _Guard(app, settings, login)
-    return SessionMiddleware(
-        guard,
-        secret_key=settings.session_secret(),
-        session_cookie=SESSION_COOKIE,
-        max_age=settings.session_max_age_s,
-        same_site="lax",
-        https_only=settings.secure_cookies,
+def same_origin(origin: str, host: str) -> bool:
+    """True when ``origin`` (``scheme://host[:port]``) names the host the request was sent to."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    default = 443 if parts.scheme == "https" else 80
+    own = urlsplit("//" + host)
+    return (own.hostname or "").lower() == parts.hostname.lower() and (own.port or default) == (
+        parts.port or default
     )
 
 
-# ---- helpers -------------------------------------------------------------------------------------
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-
-
-def _relative_path(scope: Scope) -> str:
-    path: str = scope.get("path", "/")
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :] or "/"
-    return path
-
-
-def _loopback_host(host: str) -> bool:
+def loopback_host(host: str) -> bool:
+    """True when a ``Host`` header names a loopback address (``localhost``, ``127.x``, ``[::1]``)."""
     if host.startswith("["):
         name = host[: host.find("]") + 1]
     else:
@@ -220,98 +269,56 @@ def _loopback_host(host: str) -> bool:
     return name.lower() in LOOPBACK_NAMES or name.startswith("127.")
 
 
-def _with_headers(send: Send) -> Send:
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            present = {k.lower() for k, _ in message.get("headers", [])}
-            extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
-            message["headers"] = [*message.get("headers", []), *extra]
-        await send(message)
+class SecurityHeaders:
+    """ASGI middleware: the security headers on every response; with ``loopback_only``, 421 for a
+    ``Host`` that is not a loopback name; with ``basic``, a Basic challenge on every 401."""
 
-    return wrapped
+    def __init__(self, app: ASGIApp, *, loopback_only: bool, basic: bool) -> None:
+        self.app = app
+        self.loopback_only = loopback_only
+        self.challenge = (b"www-authenticate", b'Basic realm="celeriac dashboard", charset="UTF-8"')
+        self.basic = basic
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
 
-async def _plain(
-    send: Send, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = json.dumps({"error": text}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), *(headers or [])],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                if self.basic and message["status"] == 401:
+                    headers.append(self.challenge)
+                message["headers"] = headers
+            await send(message)
 
-
-def _same_origin(origin: str, host: str) -> bool:
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    default = 443 if parts.scheme == "https" else 80
-    origin_port = parts.port or default
-    host_parts = urlsplit("//" + host)
-    return (host_parts.hostname or "").lower() == parts.hostname.lower() and (
-        host_parts.port or default
-    ) == origin_port
-
-
-async def _csrf_refusal(scope: Scope, headers: dict[str, str], receive: Receive) -> tuple[str, Receive]:
-    """Why this unsafe request fails the CSRF check ('' when it passes), and a ``receive`` that still
-    yields the whole body (the form was read here to find the token)."""
-    site = headers.get("sec-fetch-site")
-    if site in ("cross-site", "same-site"):
-        return f"request came from another site (Sec-Fetch-Site: {site})", receive
-    origin = headers.get("origin")
-    if origin and origin != "null" and not _same_origin(origin, headers.get("host", "")):
-        return f"request came from another origin ({origin})", receive
-    if origin == "null":
-        return "request came from an opaque origin", receive
-    expected = (scope.get("session") or {}).get("csrf")
-    if not isinstance(expected, str):
-        return "no session: load a page of the dashboard first (its forms carry the token)", receive
-    given = headers.get(CSRF_HEADER)
-    if given is None:
-        body, receive = await _read_body(receive)
-        given = _form_field(headers.get("content-type", ""), body, CSRF_FIELD)
-    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
-        return "missing or wrong CSRF token", receive
-    return "", receive
+        if self.loopback_only:
+            host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
+            if not loopback_host(host):
+                await send_with_headers(
+                    {
+                        "type": "http.response.start",
+                        "status": 421,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                    }
+                )
+                await send_with_headers(
+                    {
+                        "type": "http.response.body",
+                        "body": b"this dashboard answers to loopback names only (no auth is configured)",
+                    }
+                )
+                return
+        await self.app(scope, receive, send_with_headers)
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        chunks.append(chunk)
-        if not message.get("more_body") or size > _MAX_FORM_BYTES:
-            break
-    body = b"".join(chunks)
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
-
-
-def _form_field(content_type: str, body: bytes, name: str) -> str | None:
-    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-        return None
-    from urllib.parse import parse_qs
-
-    values = parse_qs(body.decode("latin-1"), keep_blank_values=True).get(name)
-    return values[0] if values else None
-
-
-__all__ = ["CONTENT_SECURITY_POLICY", "CSRF_FIELD", "csrf_token", "principal_of", "protect"]
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "CSRF_FIELD",
+    "AuthPolicy",
+    "SecurityHeaders",
+    "csrf_refusal",
+    "csrf_token",
+]
