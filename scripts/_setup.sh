@@ -3,8 +3,7 @@
 # On a fresh machine: check Python >= 3.10, create .venv if missing, install the package with its test
 # and lint extras (again only when pyproject.toml changed), and make sure redis-server is installed,
 # through apt-get when it is missing and we are root (chromium too, for the browser tests). Anything it
-# cannot fix is named, with the command
-# that fixes it, and the script exits non-zero.
+# cannot fix is named, with the command that fixes it, and the script exits non-zero.
 
 set -euo pipefail
 

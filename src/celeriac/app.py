@@ -24,6 +24,7 @@ from .states import TaskState
 from .task import NO_OPTIONS, SendOptions, Signature, Task, build_message
 
 if TYPE_CHECKING:
+    from .outcomes import OutcomeEvent
     from .tracing import Tracing
     from .worker.executor import Executor
 
@@ -67,6 +68,8 @@ class Celeriac:
         self._codec_settings: tuple[Any, ...] = ()
         #: OpenTelemetry spans for sends and runs (``celeriac.tracing.instrument``); None: off
         self.tracing: Tracing | None = None
+        #: called by workers with each task outcome (see :meth:`on_outcome`)
+        self.outcome_handlers: list[Callable[[OutcomeEvent], None]] = []
 
     def __repr__(self) -> str:
         return f"<Celeriac {self.main or ''}>"
@@ -98,6 +101,13 @@ class Celeriac:
             return task
 
         return register(fn) if fn is not None else register
+
+    def on_outcome(self, fn: Callable[[OutcomeEvent], None], /) -> Callable[[OutcomeEvent], None]:
+        """Register ``fn`` (a decorator): workers call it with each task outcome once it is recorded
+        (succeeded, failed, retried, dead-lettered, revoked, expired), on their event loop. Keep it
+        quick; an exception it raises is logged. For custom exporters (see ``celeriac.outcomes``)."""
+        self.outcome_handlers.append(fn)
+        return fn
 
     def _default_name(self, fn: Callable[..., Any]) -> str:
         module = getattr(fn, "__module__", None) or "__main__"

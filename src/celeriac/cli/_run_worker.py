@@ -55,14 +55,22 @@ class WorkerOptions:
     events: bool = True  # record task outcomes (--without-events: False)
     metrics_port: int | None = None  # serve /metrics on 127.0.0.1:PORT (needs celeriac[dashboard])
     metrics_address: str = "127.0.0.1"
+    log_format: str = "text"  # or "json": one JSON object per line (celeriac.outcomes)
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr at ``level``; Redis client chatter stays at WARNING."""
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at ``level``; Redis client chatter stays at WARNING. ``log_format="json"``: one
+    JSON object per line, and every task outcome logged (successes included)."""
     import logging
 
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    from ..outcomes import JsonFormatter, TextFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("redis").setLevel(max(logging.WARNING, logging.getLogger().level))
+    if log_format == "json":
+        logging.getLogger("celeriac.task").setLevel(logging.INFO)
 
 
 def error_line(exc: BaseException) -> str:
@@ -151,7 +159,7 @@ def main() -> None:
         from ..gevent_patch import patch
 
         patch()
-    configure_logging(options.loglevel)
+    configure_logging(options.loglevel, options.log_format)
     from ..exceptions import CeleriacError, ConfigurationError
     from ._loader import AppLoadError, load_app
 

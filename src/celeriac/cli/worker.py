@@ -77,6 +77,15 @@ split_queues = split_names
     help="Logging level (to stderr).",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    show_envvar=True,
+    help="json: one JSON object per line, a line for every task outcome (for CloudWatch, Loki, "
+    "Elasticsearch; fields in docs/monitoring-outcomes.md).",
+)
+@click.option(
     "-n",
     "--worker-id",
     default=None,
@@ -191,6 +200,7 @@ def worker(
     concurrency: int | None,
     pool: str,
     loglevel: str,
+    log_format: str,
     worker_id: str | None,
     burst: bool,
     include: tuple[str, ...],
@@ -223,6 +233,7 @@ def worker(
         concurrency=concurrency,
         pool=pool,
         loglevel=loglevel,
+        log_format=log_format,
         worker_id=worker_id,
         burst=burst,
         include=split_names(include),
@@ -242,5 +253,5 @@ def worker(
             state.app(required=True)  # raises the usage error
         broker = state.broker_url if state.broker_from_command_line else None
         _run_worker.reexec_lean(replace(options, app_spec=state.app_spec, broker_url=broker))
-    configure_logging(loglevel)
+    configure_logging(loglevel, log_format)
     serve(state.app(required=True), options)

@@ -67,6 +67,8 @@ class Outcome:
     exc: BaseException | None = None
     value: Any = None
     runtime_s: float = 0.0
+    #: the message that ran (None when it could not be decoded): for the outcome's log line and hooks
+    message: Message | None = None
 
 
 @dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message

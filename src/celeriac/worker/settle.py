@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING
 
 from ..broker.base import Delivery, Settlement
 from ..exceptions import BrokerFullError
-from .executor import REMOTE_TRACEBACK_ATTR, Outcome
+from .executor import Outcome
 
 if TYPE_CHECKING:
     from ..broker.base import Broker
     from ..monitor.recorder import Recorder
+    from ..outcomes import OutcomeReporter
     from ..results.base import ResultBackend, StoreResult
 
 logger = logging.getLogger("celeriac.worker")
@@ -62,6 +63,7 @@ class Settler:
         on_outcome: called with each outcome once it is recorded (tests, demo).
         on_recorded: called after each batch (the worker re-checks its free slots).
         recorder: writes the batch's task outcomes for monitoring, concurrently with the settle.
+        reporter: logs each recorded outcome (one line) and calls the app's ``on_outcome`` hooks.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class Settler:
         on_outcome: Callable[[Outcome], None] | None,
         on_recorded: Callable[[], None],
         recorder: Recorder | None = None,
+        reporter: OutcomeReporter | None = None,
     ) -> None:
         self.broker = broker
         self.backend = backend
@@ -83,6 +86,7 @@ class Settler:
         self._owned = owned
         self._on_recorded = on_recorded
         self._recorder = recorder
+        self._reporter = reporter
         # results on the broker's own Redis are written in the same round trip as the acks
         self._results_via_broker = broker.stores_results_for(backend)
         self._pending: list[tuple[Delivery | None, Outcome]] = []
@@ -186,6 +190,9 @@ class Settler:
                     )
                     continue
             self._count(outcome)
+            if self._reporter is not None:
+                where = (d.queue, d.entry_id) if d is not None else ("", "")
+                self._reporter.report(*where, outcome, outcome.message)
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
         self._on_recorded()
@@ -232,24 +239,16 @@ class Settler:
             await self.backend.store_async(items)
 
     def _count(self, o: Outcome) -> None:
+        # the outcome's log line is the reporter's (celeriac.outcomes): one line each
         self.stats.processed += 1
-        name, tid = o.task_name or "?", o.task_id or "?"
         if o.kind == "retry":
             self.stats.retried += 1
-            logger.info("task %s[%s] retry: %s", name, tid, o.reason)
         elif o.kind == "dead":
             self.stats.dead_lettered += 1
-            logger.error("task %s[%s] dead-lettered: %s", name, tid, o.reason)
         elif o.exc is not None:
             self.stats.failed += 1
-            remote = getattr(o.exc, REMOTE_TRACEBACK_ATTR, None)
-            if isinstance(remote, str):  # raised in a child process: its own traceback, not ours
-                logger.error("task %s[%s] %s: %r\n%s", name, tid, o.state, o.exc, remote.rstrip())
-            else:
-                logger.error("task %s[%s] %s: %r", name, tid, o.state, o.exc, exc_info=o.exc)
         else:
             self.stats.succeeded += 1
-            logger.debug("task %s[%s] succeeded in %.6fs", name, tid, o.runtime_s)
 
 
 def _settlement(d: Delivery, o: Outcome) -> Settlement:

@@ -41,6 +41,7 @@ from .._version import __version__
 from ..broker.base import Delivery, Enqueue
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from ..monitor.recorder import Recorder, process_fields
+from ..outcomes import OutcomeReporter
 from .autoscale import Autoscale, Autoscaler
 from .executor import Job, Outcome
 from .imports import import_task_modules, task_modules, unknown_task_hint
@@ -151,6 +152,7 @@ class Worker:
             on_outcome,
             self._recheck_slots,
             self.recorder,
+            OutcomeReporter(app, self.worker_id),
         )
         self._stopping = False  # no new work
         self._closed = False  # everything recorded: maintenance loops may end
@@ -432,6 +434,7 @@ class Worker:
             reason = self._self_recycling.after_task()
             if reason:
                 self._recycle(reason)
+        outcome.message = job.message
         if self.recorder is not None:
             self.recorder.add(d, outcome, job.message, started_s)
         if outcome.kind == "release":
