@@ -25,7 +25,7 @@ JSON mode every outcome is logged, successes included (ready for CloudWatch, Lok
 
 Hook: ``@app.on_outcome`` registers a function called with each :class:`OutcomeEvent` in the worker
 process once the outcome is recorded, on the worker's event loop: keep it quick (hand the event to a
-queue and ship it from a thread; see docs/monitoring-outcomes.md for a CloudWatch exporter). An
+queue and ship it from a thread; see docs/outcomes.md for a CloudWatch exporter). An
 exception it raises is logged and does not affect the task.
 """
 

@@ -19,8 +19,10 @@ task id), plus ``celeriac.task.name`` and ``celeriac.task.retries``; a failed ru
 ERROR with ``error.type`` (the exception class) and records the exception; a retry or dead letter adds
 ``celeriac.outcome``. ``span_name="task"`` names spans after the task instead of the queue.
 
-With the process pool the run span lives in the worker process (which times the run); tasks sent
-from inside a child process are parented to the run span through the message the child receives.
+The run span is current while the task runs in the asyncio, threads and gevent pools, so tasks sent
+from inside a task are its children. With the process pool the run span lives in the worker process
+(which times the run), not in the child: a task sent from inside a child process starts a new trace
+(not done yet: the child would need the run span's context with the job).
 """
 
 from __future__ import annotations

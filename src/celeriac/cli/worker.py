@@ -83,7 +83,7 @@ split_queues = split_names
     show_default=True,
     show_envvar=True,
     help="json: one JSON object per line, a line for every task outcome (for CloudWatch, Loki, "
-    "Elasticsearch; fields in docs/monitoring-outcomes.md).",
+    "Elasticsearch; fields in docs/outcomes.md).",
 )
 @click.option(
     "-n",
