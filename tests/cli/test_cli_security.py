@@ -51,7 +51,7 @@ def test_no_command_shows_a_password(
 def test_wrong_credentials_stop_the_worker_with_one_line(
     cli: Cli, monkeypatch: pytest.MonkeyPatch, tasks_module: TasksModule
 ) -> None:
-    monkeypatch.setattr("celeriac.cli.worker.configure_logging", lambda *args: None)
+    monkeypatch.setattr("celeriac.cli.worker.configure_logging", lambda level: None)
     with RedisServer(args=["--requirepass", "right-PW"]) as server:
         url = f"redis://:wrong-PW@127.0.0.1:{server.port}/0"
         result = cli("worker", "-A", tasks_module.spec, "--broker", url, "--burst")
@@ -84,7 +84,7 @@ def test_a_worker_that_accepts_pickle_warns_at_start(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     monkeypatch.setenv("CELERIAC_BROKER_URL", redis_url)
-    monkeypatch.setattr("celeriac.cli.worker.configure_logging", lambda *args: None)
+    monkeypatch.setattr("celeriac.cli.worker.configure_logging", lambda level: None)
     caplog.set_level(logging.INFO)
     from pickle_tasks_mod import app  # type: ignore[import-not-found]
 

@@ -148,7 +148,7 @@ def test_call_wait_timeout(cli: Cli, tasks_module: TasksModule) -> None:
 def test_worker_burst_in_process(
     cli: Cli, tasks_module: TasksModule, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("celeriac.cli.worker.configure_logging", lambda *args: None)
+    monkeypatch.setattr("celeriac.cli.worker.configure_logging", lambda level: None)
     app = tasks_module.app
     first = app.tasks["cli.add"].delay(1, 2)
     second = app.tasks["cli.add"].apply_async((3, 4), queue="io")

@@ -92,7 +92,7 @@ def test_loopback_bind_needs_no_auth(address: str) -> None:
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "::", "10.1.2.3", "dashboard.example.com"])
 def test_non_loopback_bind_without_auth_is_refused(address: str) -> None:
-    with pytest.raises(ConfigurationError, match="not a loopback address and no auth is configured"):
+    with pytest.raises(ConfigurationError, match="not a loopback address and no sign-in is configured"):
         check_bind_address(address, AuthSettings())
     check_bind_address(address, AuthSettings(tokens=(TOKEN,)))
 

@@ -58,19 +58,31 @@ class WorkerOptions:
     log_format: str = "text"  # or "json": one JSON object per line (celeriac.outcomes)
 
 
-def configure_logging(level: str, log_format: str = "text") -> None:
-    """Log to stderr at ``level``; Redis client chatter stays at WARNING. ``log_format="json"``: one
-    JSON object per line, and every task outcome logged (successes included)."""
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``; Redis client chatter stays at WARNING. A failure's traceback
+    follows its outcome line at INFO and below (``celeriac.outcomes.TextFormatter``)."""
     import logging
 
-    from ..outcomes import JsonFormatter, TextFormatter
+    from ..outcomes import TextFormatter
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(LOG_FORMAT))
+    handler.setFormatter(TextFormatter(LOG_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("redis").setLevel(max(logging.WARNING, logging.getLogger().level))
-    if log_format == "json":
-        logging.getLogger("celeriac.task").setLevel(logging.INFO)
+
+
+def configure_log_format(log_format: str) -> None:
+    """``"json"``: every log line becomes one JSON object, and every task outcome is logged
+    (successes included); ``"text"``: as :func:`configure_logging` left it."""
+    if log_format != "json":
+        return
+    import logging
+
+    from ..outcomes import JsonFormatter
+
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonFormatter())
+    logging.getLogger("celeriac.task").setLevel(logging.INFO)
 
 
 def error_line(exc: BaseException) -> str:
@@ -159,7 +171,8 @@ def main() -> None:
         from ..gevent_patch import patch
 
         patch()
-    configure_logging(options.loglevel, options.log_format)
+    configure_logging(options.loglevel)
+    configure_log_format(options.log_format)
     from ..exceptions import CeleriacError, ConfigurationError
     from ._loader import AppLoadError, load_app
 

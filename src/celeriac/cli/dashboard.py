@@ -51,9 +51,13 @@ def dashboard(
         ) from None
     from ..dashboard.auth import check_bind_address
     from ..dashboard.security import AuthPolicy
+    from ..exceptions import ConfigurationError
 
     settings = settings_from_options(auth)
-    check_bind_address(address, settings)  # loopback only, unless some sign-in is configured
+    try:
+        check_bind_address(address, settings)  # loopback only, unless some sign-in is configured
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc).removeprefix("invalid setting '--address': ")) from None
     policy = AuthPolicy(settings)
     app = get_state(ctx).app(required=True)
     asgi = create_app(app, policy=policy, queues=list(queues), refresh_s=refresh)

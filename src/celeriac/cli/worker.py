@@ -17,7 +17,7 @@ from ..worker.recycling import parse_size_kib
 from . import _run_worker
 from ._common import get_state
 from ._options import app_options
-from ._run_worker import LOG_FORMAT, WorkerOptions, configure_logging, serve
+from ._run_worker import LOG_FORMAT, WorkerOptions, configure_log_format, configure_logging, serve
 
 __all__ = ["LOG_FORMAT", "configure_logging", "split_names", "split_queues", "worker"]
 
@@ -253,5 +253,6 @@ def worker(
             state.app(required=True)  # raises the usage error
         broker = state.broker_url if state.broker_from_command_line else None
         _run_worker.reexec_lean(replace(options, app_spec=state.app_spec, broker_url=broker))
-    configure_logging(loglevel, log_format)
+    configure_logging(loglevel)
+    configure_log_format(log_format)
     serve(state.app(required=True), options)

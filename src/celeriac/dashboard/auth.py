@@ -288,8 +288,9 @@ def check_bind_address(address: str, settings: AuthSettings) -> None:
         return
     raise ConfigurationError(
         "--address",
-        f"refusing to serve the dashboard on {address}: it is not a loopback address and no auth is "
-        "configured. Anyone who can reach it could read task arguments and replay or purge tasks. "
+        f"refusing to serve the dashboard on {address} without authentication: it is not a loopback "
+        "address and no sign-in is configured. Anyone who can reach it could read task arguments and "
+        "replay or purge tasks. "
         "Configure auth (--token, --basic-auth, --oidc-issuer, --github or --trusted-header; "
         "see docs/dashboard-auth.md) or bind to 127.0.0.1",
     )

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+from redis.exceptions import NoScriptError
 
 from .._redis import to_str
 from .keys import RESOLUTIONS, entry_of, monitor_keys
 from .record import FAILED_STATES, STATES, TaskRecord, decode_entry, decode_row
 from .rollup import ALL, N_BUCKETS, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
+from .script import SERIES
 
 #: chart windows: name -> (resolution, number of buckets)
 WINDOWS = {"hour": ("m", 60), "day": ("h", 24), "week": ("h", 168)}
@@ -115,6 +117,14 @@ def _sort_key(r: TaskRecord) -> tuple[int, int, str, int]:
     return int(ms), int(seq or 0), r.queue, r.index
 
 
+#: a row as read: (entry ms, entry seq, queue, index in entry, msgpack row, worker, entry id)
+_Raw = tuple[int, int, str, int, list[Any], str, str]
+
+
+def _raw_key(raw: _Raw) -> tuple[int, int, str, int]:
+    return raw[0], raw[1], raw[2], raw[3]
+
+
 class MonitorReader:
     """Reads the monitoring data of one app.
 
@@ -149,56 +159,69 @@ class MonitorReader:
         at = Cursor.parse(cursor)
         failures = state in FAILED_STATES or bool(exception_type)
         streams = [self._stream(q, failures, at, since_ms, until_ms) for q in queues]
-        merged = heapq.merge(*streams, key=_sort_key, reverse=True)
+        # rows stay raw msgpack arrays until they match: a page decodes only what it shows
+        merged = heapq.merge(*streams, key=_raw_key, reverse=True)
         out: list[TaskRecord] = []
         scanned = 0
-        last: TaskRecord | None = None
+        last: _Raw | None = None
         partial = False
-        for rec in merged:
+        for raw in merged:
             scanned += 1
-            last = rec
-            if (
-                (state is None or rec.state == state)
-                and (name is None or rec.name == name)
-                and (exception_type is None or rec.exception_type == exception_type)
-            ):
-                out.append(rec)
-                if len(out) >= limit:
-                    break
+            last = raw
+            row = raw[4]
+            if (state is None or row[2] == state) and (name is None or row[1] == name):
+                rec = decode_row(row, raw[2], raw[5], raw[6], raw[3])
+                if rec is not None and (exception_type is None or rec.exception_type == exception_type):
+                    out.append(rec)
+                    if len(out) >= limit:
+                        break
             if scanned >= scan_budget:
                 partial = True
                 break
-        for s in streams:
-            s.close()
-        more = last is not None and (len(out) >= limit or partial)
-        next_cursor = str(Cursor(*_sort_key(last)[:2], last.index, last.queue)) if more and last else None
+        # a full page says "more" only when some record follows (unfiltered: the last page is never
+        # empty; filtered: the next page may be, after a scan)
+        more = last is not None and (partial or (len(out) >= limit and next(merged, None) is not None))
+        for st in streams:
+            st.close()
+        next_cursor = str(Cursor(last[0], last[1], last[3], last[2])) if more and last else None
         return Page(out, next_cursor, scanned, partial)
 
     def _stream(
         self, queue: str, failures: bool, at: Cursor | None, since_ms: int | None, until_ms: int | None
-    ) -> Generator[TaskRecord, None, None]:
-        """One queue's records, newest first, strictly after ``at`` in listing order."""
+    ) -> Generator[_Raw, None, None]:
+        """One queue's raw rows, newest first, strictly after ``at`` in listing order."""
         k = monitor_keys(self.prefix, queue)
         key = k.fail if failures else k.log
         hi = f"{until_ms}" if until_ms is not None else "+"
         lo = f"{since_ms}" if since_ms is not None else "-"
         if at is not None:
             hi = f"{at.ms}-{at.seq}"  # inclusive: the rest of that entry is filtered below
-        count = 4
+        count = 2
         while True:
             entries = self.client.xrevrange(key, hi, lo, count=count)
             if not entries:
                 return
             for entry_id, fields in entries:
                 eid = to_str(entry_id)
-                ms, _, seq = eid.partition("-")
-                recs = decode_entry(fields.get(b"r", b""), queue, to_str(fields.get(b"w", b"")), eid)
-                if at is not None and (int(ms), int(seq)) == (at.ms, at.seq):
+                ms_text, _, seq_text = eid.partition("-")
+                ms, seq = int(ms_text), int(seq_text or 0)
+                try:
+                    rows = msgpack.unpackb(fields.get(b"r", b""), raw=False, strict_map_key=False)
+                except Exception:  # not ours: skip
+                    continue
+                if not isinstance(rows, list):
+                    continue
+                top = len(rows)
+                if at is not None and (ms, seq) == (at.ms, at.seq):
                     if queue > at.queue:
                         continue
                     if queue == at.queue:
-                        recs = [r for r in recs if r.index < at.index]
-                yield from reversed(recs)
+                        top = min(top, at.index)
+                worker = to_str(fields.get(b"w", b""))
+                for i in range(top - 1, -1, -1):
+                    row = rows[i]
+                    if isinstance(row, list) and len(row) >= 8:
+                        yield (ms, seq, queue, i, row, worker, eid)
             last = to_str(entries[-1][0])
             lms, _, lseq = last.partition("-")
             if int(lseq) > 0:
@@ -343,17 +366,14 @@ class MonitorReader:
         fields = [count_field(name, s) for s in STATES]
         fields += [bucket_field(name, i) for i in range(N_BUCKETS)]
         fields.append(sum_field(name))
-        pipe = self.client.pipeline(transaction=False)
-        for q in queues:
-            k = monitor_keys(self.prefix, q)
-            for b in buckets:
-                pipe.hmget(k.roll(res, b), fields)
-        replies = pipe.execute()
+        replies = self._hmget_many(queues, [(res, b) for b in buckets], fields)
         counts = {s: [0] * n for s in STATES}
         hist = [[0] * N_BUCKETS for _ in range(n)]
         sums = [0.0] * n
         for j, values in enumerate(replies):
             i = j % n
+            if not values:
+                continue
             for si, s in enumerate(STATES):
                 if values[si] is not None:
                     counts[s][i] += int(values[si])
@@ -371,15 +391,32 @@ class MonitorReader:
         now = int(now_s if now_s is not None else time.time())
         minute = now // 60
         fields = [count_field(ALL, s) for s in STATES]
-        pipe = self.client.pipeline(transaction=False)
-        for q in queues:
-            k = monitor_keys(self.prefix, q)
-            for b in (minute - 2, minute - 1):
-                pipe.hmget(k.roll("m", b), fields)
-        replies = pipe.execute()
+        replies = self._hmget_many(queues, [("m", minute - 2), ("m", minute - 1)], fields)
         out = {}
         for i, q in enumerate(queues):
             out[q] = sum(int(v) for r in replies[2 * i : 2 * i + 2] for v in r if v is not None)
+        return out
+
+    def _hmget_many(
+        self, queues: Sequence[str], buckets: Sequence[tuple[str, int]], fields: Sequence[str]
+    ) -> list[list[Any]]:
+        """HMGET ``fields`` of each rollup bucket of each queue: one script call per queue (all of a
+        queue's keys share its slot), pipelined; replies in (queue, bucket) order."""
+        pipe = self.client.pipeline(transaction=False)
+        calls = []
+        for q in queues:
+            k = monitor_keys(self.prefix, q)
+            keys = [k.roll(res, b) for res, b in buckets]
+            calls.append((keys, fields))
+            pipe.evalsha(SERIES.sha, len(keys), *keys, *fields)
+        replies = pipe.execute(raise_on_error=False)
+        out: list[list[Any]] = []
+        for (keys, f), reply in zip(calls, replies):
+            if isinstance(reply, NoScriptError):
+                reply = SERIES(self.client, keys, f)
+            elif isinstance(reply, Exception):
+                raise reply
+            out += reply
         return out
 
     def totals(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:

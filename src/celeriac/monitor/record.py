@@ -3,13 +3,14 @@
 A log entry holds the records of one recorded batch as one msgpack array; each record is a positional
 array (field names would cost more bytes than most values)::
 
-    [task_id, name, state, queued_ms, started_ms, finished_ms, runtime_us, retries]        success
-    [task_id, name, state, queued_ms, started_ms, finished_ms, runtime_us, retries, details]
+    [task_id, name, state, ready_id, started_s, finished_s, runtime_s, retries]            success
+    [task_id, name, state, ready_id, started_s, finished_s, runtime_s, retries, details]
 
 ``details`` (a map) exists only for outcomes that are not a plain success: exception type, message
 and traceback, reason, and the arguments, truncated and redacted (``exc``, ``msg``, ``tb``,
-``reason``, ``args``, ``kwargs``, ``parent``, ``root``). ``queued_ms`` is when the message became
-ready (its stream entry id), 0 when unknown.
+``reason``, ``args``, ``kwargs``, ``parent``, ``root``). ``ready_id`` is the message's stream entry id
+(``<ms>-<seq>``: when it became ready); times are epoch seconds (floats: the worker writes them as
+it has them), ``started_s`` 0 for a message that never ran.
 
 States: the task states (``SUCCESS``, ``FAILURE``, ``EXPIRED``, ``REVOKED``) plus ``RETRY`` (the run
 failed and a retry was parked) and ``DEAD`` (dead-lettered).
@@ -89,11 +90,12 @@ class TaskRecord:
             "kwargs": self.details.get("kwargs"),
             "parent_id": self.details.get("parent"),
             "root_id": self.details.get("root"),
-            "cursor": f"{self.entry_id}/{self.index}",
+            # pass as cursor= to list what comes after this record
+            "cursor": f"{self.entry_id}.{self.index}.{self.queue}",
         }
 
 
-def pack(records: list[list[Any]]) -> bytes:
+def pack(records: list[Any]) -> bytes:
     return msgpack.packb(records, use_bin_type=True)  # type: ignore[no-any-return]
 
 
@@ -119,16 +121,18 @@ def decode_row(row: Any, queue: str, worker: str, entry_id: str, index: int) -> 
         return None
     try:
         details = row[8] if len(row) > 8 and isinstance(row[8], dict) else {}
+        ready = row[3]
+        queued_ms = int(str(ready).partition("-")[0] or 0) if isinstance(ready, str) else int(ready or 0)
         return TaskRecord(
             str(row[0]),
             str(row[1]),
             str(row[2]),
             queue,
             worker,
-            int(row[3] or 0),
-            int(row[4] or 0),
-            int(row[5] or 0),
-            int(row[6] or 0) / 1_000_000,
+            queued_ms,
+            int(float(row[4] or 0) * 1000),
+            int(float(row[5] or 0) * 1000),
+            float(row[6] or 0),
             int(row[7] or 0),
             {str(k): str(v) for k, v in details.items()},
             entry_id,

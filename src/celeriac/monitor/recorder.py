@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
+from ..states import TaskState
 from .keys import MINUTE_TTL_S, RESOLUTIONS, monitor_keys
 from .record import FAILED_STATES, pack, redact_pattern, show_args, truncate
-from .rollup import ALL, MAX_NAMES, RUNTIME_BUCKETS_US, bucket_field, count_field, sum_field
+from .rollup import ALL, MAX_NAMES, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
 from .script import RECORD
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("celeriac.monitor")
 
+_SUCCESS = TaskState.SUCCESS
 _MAX_PENDING = 50_000  # records kept while Redis is unreachable
 _CHUNK = 500  # records per script call (bounds the script's argument lists)
 _MAX_MESSAGE_CHARS = 2_000
@@ -91,6 +93,7 @@ class Recorder:
         self._pending: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
         self._running: dict[str, tuple[str, float]] = {}
         self._keys: dict[str, Any] = {}
+        self._names: set[str] = set()  # task names seen (rollup fields are capped at MAX_NAMES)
         self._warned_at = 0.0
 
     @classmethod
@@ -109,9 +112,9 @@ class Recorder:
         )
 
     # ---- the task path (cheap) --------------------------------------------------------------------
-    def started(self, task_id: str, name: str) -> None:
+    def started(self, task_id: str, name: str, started_s: float) -> None:
         """A task started running (shown in the worker's heartbeat until its outcome)."""
-        self._running[task_id] = (name, time.time())
+        self._running[task_id] = (name, started_s)
 
     def add(self, d: Delivery, outcome: Outcome, message: Message | None, started_s: float) -> None:
         """Queue the outcome of delivery ``d`` for the next flush (``started_s``: 0 when it never ran)."""
@@ -180,49 +183,64 @@ class Recorder:
         if k is None:
             k = self._keys[queue] = monitor_keys(self.prefix, queue)
         s = self.settings
-        rows: list[list[Any]] = []
-        ids: list[Any] = []
+        rows: list[tuple[Any, ...]] = []
+        ids: list[str] = []
+        retried: list[int] = []  # positions in ids of tasks that ran before (timeline links)
         failures: list[Any] = []
-        counts: Counter[tuple[int, str, str, int]] = Counter()  # (minute, name, state, bucket) -> n
-        sums: Counter[tuple[int, str]] = Counter()  # (minute, name) -> runtime us
-        names: set[str] = set()
+        # (name, state, bucket) -> n and name -> runtime s; plain dicts: this loop
+        # runs for every task, and a Counter's missing-key path is Python code
+        counts: dict[tuple[str, str, int], int] = {}
+        sums: dict[str, float] = {}
+        names = self._names
+        bounds_s = RUNTIME_BUCKETS_S
+        # one rollup minute per batch (a batch spans milliseconds): the flush's
+        minute = int(time.time()) // 60
         for d, o, message, started_s, finished_s in items:
-            entry_id = d.entry_id
             name = o.task_name or "?"
-            if name not in names and len(names) >= MAX_NAMES:
-                name = "(other)"
-            names.add(name)
+            if name not in names:
+                if len(names) >= MAX_NAMES:
+                    name = "(other)"
+                names.add(name)
             kind = o.kind
-            state = "RETRY" if kind == "retry" else "DEAD" if kind == "dead" else str(o.state or "SUCCESS")
-            runtime_us = int(o.runtime_s * 1_000_000)
-            dash = entry_id.find("-")
-            queued_ms = int(entry_id[:dash]) if dash > 0 else 0
+            if kind == "retry":
+                state = "RETRY"
+            elif kind == "dead":
+                state = "DEAD"
+            else:  # (an Enum's hash is Python code: compare by identity)
+                st = o.state
+                state = "SUCCESS" if st is _SUCCESS or st is None else st.value
+            runtime_s = o.runtime_s
             retries = message.retries if message is not None else 0
-            finished_ms = int(finished_s * 1000)
-            row: list[Any] = [
-                o.task_id or "",
-                name,
-                state,
-                queued_ms,
-                int(started_s * 1000) if started_s else 0,
-                finished_ms,
-                runtime_us,
-                retries,
-            ]
-            if state != "SUCCESS":
+            task_id = o.task_id or ""
+            # times as the floats they are (converting costs the worker more than the bytes saved)
+            if state == "SUCCESS":
+                row: tuple[Any, ...] = (
+                    task_id,
+                    name,
+                    state,
+                    d.entry_id,
+                    started_s,
+                    finished_s,
+                    runtime_s,
+                    retries,
+                )
+            else:
                 details = self._details(o, message)
-                row.append(details)
+                row = (task_id, name, state, d.entry_id, started_s, finished_s, runtime_s, retries, details)
                 if state in FAILED_STATES:
                     # the message itself, for the dashboard's retry (already in Redis while it waited)
-                    failures += [o.task_id or "", pack([row]), f"{name}\x00{details.get('exc', '')}", d.data]
+                    failures += [task_id, pack([row]), f"{name}\x00{details.get('exc', '')}", d.data]
             rows.append(row)
-            ids += [o.task_id or "", "1" if retries else "0"]
-            minute = finished_ms // 60_000
-            bucket = bisect_left(RUNTIME_BUCKETS_US, runtime_us) if started_s else -1
-            counts[(minute, name, state, bucket)] += 1
-            if bucket >= 0:
-                sums[(minute, name)] += runtime_us
-        fields = _rollup_fields(counts, sums)
+            if retries:
+                retried.append(len(ids))
+            ids.append(task_id)
+            if started_s:
+                key = (name, state, bisect_left(bounds_s, runtime_s))
+                sums[name] = sums.get(name, 0.0) + runtime_s
+            else:  # never ran: counted, no runtime
+                key = (name, state, -1)
+            counts[key] = counts.get(key, 0) + 1
+        fields = _rollup_fields(minute, counts, sums)
         retention_s = s.retention_s
         ttl = {"m": MINUTE_TTL_S, "h": int(retention_s) + 86_400, "d": int(retention_s) + 86_400}
         roll_keys: list[str] = []
@@ -243,7 +261,7 @@ class Recorder:
         args: list[Any] = [
             self.worker_id,
             pack(rows),
-            len(rows),
+            pack(ids),
             s.max_entries,
             s.max_failures,
             now_ms - int(retention_s * 1000),
@@ -251,7 +269,7 @@ class Recorder:
             len(failures) // 4,
             len(roll_keys),
             len(total),
-            *ids,
+            pack(retried) if retried else "",
             *failures,
             *roll_args,
             *total_args,
@@ -302,27 +320,20 @@ class Recorder:
 
 
 def _rollup_fields(
-    counts: Counter[tuple[int, str, str, int]], sums: Counter[tuple[int, str]]
+    minute: int, counts: dict[tuple[str, str, int], int], sums: dict[str, float]
 ) -> dict[tuple[str, int], Counter[str]]:
-    """Field increments per rollup bucket, summed per (resolution, bucket)."""
-    out: dict[tuple[str, int], Counter[str]] = {}
-    per_minute = RESOLUTIONS["m"]
-    for (minute, name, state, bucket), n in counts.items():
-        for res, length in RESOLUTIONS.items():
-            b = minute * per_minute // length
-            incr = out.get((res, b))
-            if incr is None:
-                incr = out[(res, b)] = Counter()
-            for who in (name, ALL):
-                incr[count_field(who, state)] += n
-                if bucket >= 0:
-                    incr[bucket_field(who, bucket)] += n
-    for (minute, name), us in sums.items():
-        for res, length in RESOLUTIONS.items():
-            b = minute * per_minute // length
-            for who in (name, ALL):
-                out[(res, b)][sum_field(who)] += us
-    return out
+    """Field increments per rollup bucket (resolution, bucket number) of the batch's ``minute``."""
+    incr: Counter[str] = Counter()
+    for (name, state, bucket), n in counts.items():
+        for who in (name, ALL):
+            incr[count_field(who, state)] += n
+            if bucket >= 0:
+                incr[bucket_field(who, bucket)] += n
+    for name, total_s in sums.items():
+        for who in (name, ALL):
+            incr[sum_field(who)] += round(total_s * 1_000_000)
+    second = minute * 60
+    return {(res, second // length): incr for res, length in RESOLUTIONS.items()}
 
 
 def process_fields() -> dict[str, str]:

@@ -14,3 +14,4 @@ def _named(name: str) -> Script:
 
 
 RECORD = _named("record")
+SERIES = _named("series")

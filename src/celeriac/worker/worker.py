@@ -424,7 +424,7 @@ class Worker:
             self._running[key] = (d, self._running[key][1], True)
             started_s = time.time()
             if self.recorder is not None:
-                self.recorder.started(job.message.id, job.message.task)
+                self.recorder.started(job.message.id, job.message.task, started_s)
             outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
         finally:
             self._running.pop(key, None)

@@ -10,8 +10,10 @@
 -- KEYS[6+i] celeriac:{q}:m:roll:<res>:<bucket>  rollup hashes, i = 1..R
 -- ARGV[1]  worker id
 -- ARGV[2]  the batch's records (msgpack array), stored as the log entry's field r
--- ARGV[3]  N, number of task ids that follow the fixed arguments (pairs: id, look up the previous entry
---          "1"/"0"; only retried tasks look it up: that links a task's outcomes into its timeline)
+-- ARGV[3]  the batch's task ids, in record order (msgpack array: one argument, however many ids;
+--          packing an argument per id cost the worker more than the script costs Redis)
+-- ARGV[11] positions (0-based) of retried tasks in ARGV[3] (msgpack array, or ""): only those look up
+--          their previous entry, which links a task's outcomes into its timeline
 -- ARGV[4]  most task ids kept (log and ids are trimmed to it)
 -- ARGV[5]  most failures kept (approximate MAXLEN)
 -- ARGV[6]  retention cut-off in epoch ms: older entries go
@@ -19,20 +21,21 @@
 -- ARGV[8]  F, number of failure records
 -- ARGV[9]  R, number of rollup keys (KEYS[7..6+R])
 -- ARGV[10] T, number of (field, increment) pairs for KEYS[5]
--- ARGV[11..]  N pairs (task id, "1"/"0"); then F quadruples (task id, record, group, message); then
---          for each rollup key:
+-- ARGV[12..]  F quadruples (task id, record, group, message); then for each rollup key:
 --          ttl_s, n, then n pairs (field, increment); then T pairs (field, increment).
 -- Every list is bounded by the batch size (the recorder splits batches): no unpack() of a long list.
 -- Returns the log entry id.
-local n, f, r, t = tonumber(ARGV[3]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local f, r, t = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local max_ids, max_fail, min_ms, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-local i = 11
+local ids = cmsgpack.unpack(ARGV[3])
+local n = #ids
+local i = 12
 
 -- previous entries of retried tasks (before their id moves to the new entry)
 local prev = {}
-for k = 0, n - 1 do
-  if ARGV[i + 2 * k + 1] == '1' then
-    local s = redis.call('ZSCORE', KEYS[2], ARGV[i + 2 * k])
+if ARGV[11] ~= '' then
+  for _, k in ipairs(cmsgpack.unpack(ARGV[11])) do
+    local s = redis.call('ZSCORE', KEYS[2], ids[k + 1])
     if s then table.insert(prev, k .. ':' .. s) end
   end
 end
@@ -47,12 +50,11 @@ local ms, seq = string.match(id, '^(%d+)-(%d+)$')
 local s = tonumber(ms) * 4096 + math.min(tonumber(seq), 4095)
 local score = string.format('%.0f', s)
 local zargs = {}
-for k = 0, n - 1 do
-  table.insert(zargs, score)
-  table.insert(zargs, ARGV[i + 2 * k])
+for k = 1, n do
+  zargs[2 * k - 1] = score
+  zargs[2 * k] = ids[k]
 end
 if n > 0 then redis.call('ZADD', KEYS[2], unpack(zargs)) end
-i = i + 2 * n
 
 -- bounds: a cap in task ids and a retention in time, for the log and its index alike
 local card = redis.call('ZCARD', KEYS[2])
