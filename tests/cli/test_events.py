@@ -109,3 +109,97 @@ def test_events_until_timeout_prints_nothing_when_idle(tasks_module: TasksModule
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
+
+
+def fill_outcomes(url: str, n: int, failed_every: int = 100) -> None:
+    """``n`` outcomes in the default queue's log, through the workers' own write path (Recorder)."""
+    import asyncio
+
+    from celeriac._redis import async_client
+    from celeriac.broker.base import Delivery
+    from celeriac.message import Message, new_task_id
+    from celeriac.monitor.recorder import MonitorSettings, Recorder
+    from celeriac.states import TaskState
+    from celeriac.worker.executor import Outcome
+
+    async def main() -> None:
+        recorder = Recorder(
+            async_client(url, max_connections=2), "celeriac", "scale-worker", MonitorSettings()
+        )
+        now_ms = int(time.time() * 1000)
+        for start in range(0, n, 5000):
+            for i in range(start, min(n, start + 5000)):
+                tid = new_task_id()
+                failed = i % failed_every == 0
+                outcome = Outcome(
+                    "ack",
+                    tid,
+                    "scale.task",
+                    TaskState.FAILURE if failed else TaskState.SUCCESS,
+                    exc=ValueError(f"boom {i}") if failed else None,
+                    runtime_s=0.001,
+                )
+                recorder.add(
+                    Delivery("default", f"{now_ms}-{i}", b""),
+                    outcome,
+                    Message(tid, "scale.task", (i,)),
+                    time.time(),
+                )
+            await recorder.flush()
+        assert recorder.recorded == n
+        await recorder.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_events_at_scale_since_and_piped_to_head(tasks_module: TasksModule) -> None:
+    """200,000 recorded outcomes: --since streams all of them (in bounded replies), -n and `| head`
+    stop early."""
+    n = 200_000
+    fill_outcomes(tasks_module.broker_url, n)
+    env = dict(os.environ)
+    started = time.monotonic()
+    proc = subprocess.run(
+        events_command(
+            "-A", tasks_module.spec, "-Q", "default", "--since", "3600", "--json", "--timeout", "60"
+        ),
+        cwd=tasks_module.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == n
+    streamed_s = time.monotonic() - started
+    records = [json.loads(line) for line in lines]
+    assert len({r["id"] for r in records}) == n
+    assert sum(r["state"] == "FAILURE" for r in records) == n // 100
+    # the first lines come at once, whatever the backlog: -n stops after them
+    quick = subprocess.run(
+        events_command("-A", tasks_module.spec, "-Q", "default", "--since", "3600", "-n", "5"),
+        cwd=tasks_module.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert quick.returncode == 0 and len(quick.stdout.splitlines()) == 5
+    # piped into `head`: the reader leaves, and events exits quietly (no BrokenPipe traceback)
+    piped = subprocess.run(
+        " ".join(
+            events_command("-A", tasks_module.spec, "-Q", "default", "--since", "3600", "--timeout", "60")
+        )
+        + " | head -n 3",
+        shell=True,
+        cwd=tasks_module.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(piped.stdout.splitlines()) == 3
+    assert "Traceback" not in piped.stderr, piped.stderr
+    print(f"celeriac events --json: {n} outcomes streamed in {streamed_s:.1f}s")

@@ -121,7 +121,7 @@ def events(
     shown = 0
     out = sys.stdout
     try:
-        for record in follow(
+        for batch in follow(
             client,
             app.conf.key_prefix,
             (lambda: named) if named else broker.known_queues,
@@ -129,14 +129,21 @@ def events(
             block_ms=500,
             stop=lambda: deadline is not None and time.monotonic() >= deadline,
         ):
-            if wanted_states and record.state not in wanted_states:
-                continue
-            if wanted_names and record.name not in wanted_names:
-                continue
-            line = json.dumps(as_json(record), ensure_ascii=False) if as_json_lines else format_line(record)
-            out.write(line + "\n")
-            out.flush()
-            shown += 1
+            lines = []
+            for record in batch:
+                if wanted_states and record.state not in wanted_states:
+                    continue
+                if wanted_names and record.name not in wanted_names:
+                    continue
+                lines.append(
+                    json.dumps(as_json(record), ensure_ascii=False) if as_json_lines else format_line(record)
+                )
+                if count is not None and shown + len(lines) >= count:
+                    break
+            if lines:
+                out.write("\n".join(lines) + "\n")
+                out.flush()  # once per read: each line is out before the next wait
+                shown += len(lines)
             if count is not None and shown >= count:
                 break
     except KeyboardInterrupt:

@@ -18,6 +18,9 @@ from .keys import monitor_keys
 from .record import TaskRecord, decode_entry
 
 _RELIST_S = 5.0
+# log entries per XREAD (each holds one recorded batch, up to a few hundred outcomes): a --since over
+# a long backlog streams in bounded replies instead of one reply holding all of it
+_BATCH_ENTRIES = 100
 
 
 def follow(
@@ -29,8 +32,8 @@ def follow(
     block_ms: int = 1000,
     stop: Callable[[], bool] = lambda: False,
     cluster: bool = False,
-) -> Iterator[TaskRecord]:
-    """Yield outcomes as they are recorded, oldest first.
+) -> Iterator[list[TaskRecord]]:
+    """Yield outcomes as they are recorded, oldest first, a list per read (flush output per list).
 
     Args:
         client: a synchronous redis-py client (``decode_responses`` off).
@@ -59,7 +62,10 @@ def follow(
             continue
         groups = [[k] for k in positions] if cluster else [list(positions)]
         for keys in groups:
-            reply = client.xread({k: positions[k] for k in keys}, block=block_ms // len(groups) or 1)
+            reply = client.xread(
+                {k: positions[k] for k in keys}, count=_BATCH_ENTRIES, block=block_ms // len(groups) or 1
+            )
+            batch: list[TaskRecord] = []
             for key, entries in _items(reply):
                 key_b = key if isinstance(key, bytes) else str(key).encode()
                 for entry_id_raw, fields in entries:
@@ -68,7 +74,9 @@ def follow(
                     data = fields.get(b"r") or fields.get("r")
                     worker = to_str(fields.get(b"w") or fields.get("w") or b"")
                     if isinstance(data, bytes):
-                        yield from decode_entry(data, names[key_b], worker, entry_id)
+                        batch += decode_entry(data, names[key_b], worker, entry_id)
+            if batch:
+                yield batch
 
 
 def _resolve(client: Any, key: bytes, start: str) -> str:
