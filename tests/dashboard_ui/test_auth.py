@@ -277,13 +277,14 @@ def _close_clients() -> Iterator[None]:
         _clients.pop().close()
 
 
-def sign_in(dash: str, user: str) -> tuple[httpx.Client, httpx.Response]:
-    """Walk the authorization code flow as a browser would; return the client and the last response."""
+def sign_in(dash: str, user: str, prefix: str = "") -> tuple[httpx.Client, httpx.Response]:
+    """Walk the authorization code flow as a browser would; return the client and the last response.
+    ``dash`` is the server's URL, ``prefix`` where the dashboard is mounted in it."""
     c = httpx.Client(follow_redirects=False, timeout=10)
     _clients.append(c)
-    first = c.get(dash + "/tasks?state=FAILURE", headers={"Accept": "text/html"})
+    first = c.get(dash + prefix + "/tasks?state=FAILURE", headers={"Accept": "text/html"})
     assert first.status_code == 303
-    assert first.headers["location"] == "/auth/login?next=%2Ftasks%3Fstate%3DFAILURE"
+    assert first.headers["location"] == prefix + "/auth/login?next=%2Ftasks%3Fstate%3DFAILURE"
     to_issuer = c.get(dash + first.headers["location"])
     assert to_issuer.status_code == 302
     authorize = to_issuer.headers["location"]
@@ -293,7 +294,7 @@ def sign_in(dash: str, user: str) -> tuple[httpx.Client, httpx.Response]:
     fields = {k: v.replace("&amp;", "&") for k, v in fields.items()}
     back = c.post(authorize.split("?")[0], data={**fields, "username": user})
     assert back.status_code == 302, back.text
-    assert back.headers["location"].startswith(dash + "/auth/callback?")
+    assert back.headers["location"].startswith(dash + prefix + "/auth/callback?")
     return c, c.get(back.headers["location"])
 
 
@@ -391,3 +392,21 @@ def test_github_sign_in_with_an_organisation_allow_list(app: Celeriac, provider:
         assert who(c.get(dash + "/")) == "alice read"
         c, done = sign_in(dash, "bob")  # not in acme
         assert done.status_code == 403
+
+
+def test_oidc_sign_in_when_mounted_under_a_prefix(app: Celeriac, provider: Provider) -> None:
+    """Inside another ASGI app at /ops/celeriac: redirects, the callback and links keep the prefix."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    settings = oidc_dashboard(provider, allow_users=frozenset({"alice"}))
+    host = Starlette(routes=[Mount("/ops/celeriac", app=dashboard(app, settings))])
+    with serve(host) as url:
+        c, done = sign_in(url, "alice", prefix="/ops/celeriac")
+        assert done.status_code == 303
+        assert done.headers["location"] == "/ops/celeriac/tasks?state=FAILURE"
+        page = c.get(url + "/ops/celeriac/")
+        assert who(page) == "alice admin"
+        assert 'action="/ops/celeriac/auth/logout"' in page.text
+        token = csrf(c, url + "/ops/celeriac")
+        assert c.post(url + "/ops/celeriac" + ACTION, data={"csrf_token": token}).status_code == 303
