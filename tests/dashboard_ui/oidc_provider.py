@@ -31,6 +31,8 @@ class User:
     email: str
     email_verified: bool = True
     orgs: list[str] = field(default_factory=list)
+    #: what the id_token says as preferred_username (default: the name); users may pick it on some issuers
+    preferred_username: str | None = None
 
 
 @dataclass
@@ -149,7 +151,7 @@ class Provider:
             "nonce": grant.nonce,
             "email": grant.user.email,
             "email_verified": grant.user.email_verified,
-            "preferred_username": grant.user.name,
+            "preferred_username": grant.user.preferred_username or grant.user.name,
         }
         tamper, self.tamper = self.tamper, None
         key = self.key

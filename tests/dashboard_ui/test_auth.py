@@ -259,6 +259,7 @@ def provider() -> Iterator[Provider]:
             User("bob", "bob@example.com"),
             User("carol", "carol@other.example", orgs=["acme"]),
             User("dave", "dave@example.com", email_verified=False),
+            User("mallory", "mallory@evil.example", preferred_username="alice"),
         ],
     )
     port = free_port()
@@ -316,7 +317,7 @@ def test_oidc_sign_in_end_to_end(app: Celeriac, provider: Provider) -> None:
         assert done.headers["location"] == "/tasks?state=FAILURE"  # back where the user was going
         page = c.get(dash + "/")
         assert page.status_code == 200
-        assert who(page) == "alice admin"
+        assert who(page) == "alice@example.com admin"
         assert provider.token_requests == 1
         # the page's sign-out form carries the CSRF token
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
@@ -332,7 +333,7 @@ def test_oidc_sign_in_end_to_end(app: Celeriac, provider: Provider) -> None:
 
         c2, done2 = sign_in(dash, "bob")
         assert done2.status_code == 303
-        assert who(c2.get(dash + "/")) == "bob read"
+        assert who(c2.get(dash + "/")) == "bob@example.com read"
 
 
 def test_oidc_refuses_users_outside_the_allow_list(app: Celeriac, provider: Provider) -> None:
@@ -347,7 +348,7 @@ def test_oidc_refuses_users_outside_the_allow_list(app: Celeriac, provider: Prov
 
 @pytest.mark.parametrize("tamper", ["nonce", "aud", "signature", "iss"])
 def test_oidc_refuses_a_bad_id_token(app: Celeriac, provider: Provider, tamper: str) -> None:
-    settings = oidc_dashboard(provider, allow_users=frozenset({"alice"}))
+    settings = oidc_dashboard(provider, allow_users=frozenset({"alice@example.com"}))
     with serve(dashboard(app, settings)) as dash:
         provider.tamper = tamper
         c, done = sign_in(dash, "alice")
@@ -356,7 +357,7 @@ def test_oidc_refuses_a_bad_id_token(app: Celeriac, provider: Provider, tamper: 
 
 
 def test_login_next_is_never_an_open_redirect(app: Celeriac, provider: Provider) -> None:
-    settings = oidc_dashboard(provider, allow_users=frozenset({"alice"}))
+    settings = oidc_dashboard(provider, allow_users=frozenset({"alice@example.com"}))
     with serve(dashboard(app, settings)) as dash, httpx.Client(follow_redirects=True, timeout=10) as c:
         c.get(dash + "/auth/login?next=//evil.example/x")  # stops at the issuer's form
         # not signed in yet; the stored target was replaced by "/"
@@ -399,14 +400,31 @@ def test_oidc_sign_in_when_mounted_under_a_prefix(app: Celeriac, provider: Provi
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    settings = oidc_dashboard(provider, allow_users=frozenset({"alice"}))
+    settings = oidc_dashboard(provider, allow_users=frozenset({"alice@example.com"}))
     host = Starlette(routes=[Mount("/ops/celeriac", app=dashboard(app, settings))])
     with serve(host) as url:
         c, done = sign_in(url, "alice", prefix="/ops/celeriac")
         assert done.status_code == 303
         assert done.headers["location"] == "/ops/celeriac/tasks?state=FAILURE"
         page = c.get(url + "/ops/celeriac/")
-        assert who(page) == "alice admin"
+        assert who(page) == "alice@example.com admin"
         assert 'action="/ops/celeriac/auth/logout"' in page.text
         token = csrf(c, url + "/ops/celeriac")
         assert c.post(url + "/ops/celeriac" + ACTION, data={"csrf_token": token}).status_code == 303
+
+
+def test_oidc_allow_list_ignores_a_chosen_preferred_username(app: Celeriac, provider: Provider) -> None:
+    """preferred_username is not unique nor stable in OIDC: allow-lists match the verified e-mail or
+    the sub claim, so a user who calls themselves "alice" is not alice."""
+    settings = oidc_dashboard(provider, allow_users=frozenset({"alice", "alice@example.com"}))
+    with serve(dashboard(app, settings)) as dash:
+        _, done = sign_in(dash, "mallory")
+        assert done.status_code == 403
+        c, done = sign_in(dash, "alice")
+        assert done.status_code == 303
+        assert who(c.get(dash + "/")) == "alice@example.com admin"
+    by_sub = oidc_dashboard(provider, allow_users=frozenset({"user-mallory"}))
+    with serve(dashboard(app, by_sub)) as dash:
+        c, done = sign_in(dash, "mallory")
+        assert done.status_code == 303
+        assert who(c.get(dash + "/")) == "mallory@evil.example admin"  # let in by its sub

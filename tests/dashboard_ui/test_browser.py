@@ -196,7 +196,7 @@ def test_oidc_sign_in(
     shot(page, "issuer-sign-in")
     page.click("#sign-in")
     expect(page).to_have_url(stack.url + "/failures")  # back where the operator was going
-    expect(page.locator(".user")).to_have_text("alice")
+    expect(page.locator(".user")).to_have_text("alice@example.com")
     expect(page.locator(".role")).to_have_text("admin")
     cookie = next(c for c in page.context.cookies() if c["name"] == "celeriac_session")
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
@@ -209,4 +209,4 @@ def test_oidc_sign_in(
     page.fill("#username", "eve")
     page.watch.expected.append("403")
     page.click("#sign-in")
-    expect(page.locator("body")).to_contain_text("eve is not allowed to use this dashboard.")
+    expect(page.locator("body")).to_contain_text("eve@evil.example is not allowed to use this dashboard.")

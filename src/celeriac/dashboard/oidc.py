@@ -86,11 +86,17 @@ def login_routes(settings: AuthSettings) -> list[BaseRoute]:
             # a bad id_token (signature, iss, aud, exp, nonce) or an unreachable issuer
             logger.warning("dashboard sign-in failed: %s: %s", type(exc).__name__, exc)
             return _page(f"Sign-in failed: {type(exc).__name__}: {exc}", 400)
-        name, email, verified, orgs = identity
-        if not settings.allowed(name, email, verified, orgs):
+        key, name, email, verified, orgs = identity
+        if not settings.allowed(key, email, verified, orgs):
             request.session.pop("user", None)
             return _page(f"{name} is not allowed to use this dashboard.", 403)
-        request.session["user"] = {"name": name, "email": email, "email_verified": verified, "orgs": orgs}
+        request.session["user"] = {
+            "key": key,
+            "name": name,
+            "email": email,
+            "email_verified": verified,
+            "orgs": orgs,
+        }
         request.session["csrf"] = secrets.token_urlsafe(32)  # a new sign-in gets a new token
         return RedirectResponse(_root(request) + request.session.pop("next", "/"), status_code=303)
 
@@ -115,8 +121,12 @@ def login_routes(settings: AuthSettings) -> list[BaseRoute]:
 
 async def _identity(
     client: Any, provider: str, token: dict[str, Any]
-) -> tuple[str, str | None, bool, list[str]]:
-    """(name, email, email verified, GitHub organisations) of a signed-in user."""
+) -> tuple[str, str, str | None, bool, list[str]]:
+    """(key, display name, email, email verified, GitHub organisations) of a signed-in user.
+
+    The key is what allow-lists and ``--admin`` match besides the verified e-mail: the GitHub login,
+    or the OIDC ``sub`` claim. Never ``preferred_username``: the OIDC spec does not make it unique or
+    stable, and on many issuers users choose it themselves."""
     if provider == "github":
         user = (await client.get("user", token=token)).json()
         name = str(user.get("login") or "")
@@ -132,11 +142,16 @@ async def _identity(
             if isinstance(orgs_json, list)
             else []
         )
-        return name, email, verified, orgs
+        return name, name, email, verified, orgs
     claims = token.get("userinfo") or {}
     email = claims.get("email")
-    name = claims.get("preferred_username") or email or claims.get("sub") or ""
-    return str(name), (str(email) if email else None), claims.get("email_verified") is True, []
+    sub = str(claims.get("sub") or "")
+    if not sub:
+        raise ValueError("the id_token has no sub claim")
+    verified = claims.get("email_verified") is True
+    # shown in the page header: the verified e-mail (a chosen preferred_username could pose as another)
+    name = email if email and verified else claims.get("preferred_username") or sub
+    return sub, str(name), (str(email) if email else None), verified, []
 
 
 def _page(text: str, status: int, sign_in: str | None = None) -> HTMLResponse:

@@ -199,10 +199,13 @@ class AuthPolicy(Policy):
         if s.oidc is not None and "session" in request.scope:
             user = request.session.get("user")
             if isinstance(user, dict):
-                name, email, orgs = user.get("name"), user.get("email"), user.get("orgs") or []
-                if isinstance(name, str) and s.allowed(name, email, bool(user.get("email_verified")), orgs):
+                key, name, email = user.get("key"), user.get("name"), user.get("email")
+                orgs = user.get("orgs") or []
+                verified = bool(user.get("email_verified"))
+                if isinstance(key, str) and isinstance(name, str) and s.allowed(key, email, verified, orgs):
+                    # the allow-list is checked again on every request: a changed setting applies at once
                     method: Method = "github" if s.oidc.provider == "github" else "oidc"
-                    return Principal(name, s.role_for(name, email, orgs), method, email)
+                    return Principal(name, s.role_for(key, email if verified else None, orgs), method, email)
         return None
 
     def _basic(self, credentials: str) -> Principal | None:
