@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from .auth import AuthSettings
-from .security import csrf_refusal
+from .csrf import csrf_refusal
 
 logger = logging.getLogger("celeriac.dashboard")
 

@@ -35,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
 from markupsafe import Markup, escape
 from starlette.exceptions import HTTPException
@@ -44,6 +44,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from .auth import LOOPBACK_NAMES, AuthSettings, Method, Principal
+from .csrf import CSRF_FIELD, csrf_refusal, csrf_token
 from .policy import Policy, Role
 
 Scope = MutableMapping[str, Any]
@@ -65,22 +66,11 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 
-CSRF_FIELD = "csrf_token"
-CSRF_HEADER = "x-csrf-token"
 SESSION_COOKIE = "celeriac_session"
 # verified basic-auth credentials, so that scrypt (~50 ms) runs once per user per few minutes, not
 # on every page load; keyed by a keyed hash of user and password, never the password itself
 _BASIC_CACHE_S = 300.0
 _BASIC_CACHE_SIZE = 1024
-
-
-def csrf_token(session: dict[str, Any]) -> str:
-    """The CSRF token of a session (made on first use); put it in every form."""
-    token = session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return token
 
 
 class AuthPolicy(Policy):
@@ -226,43 +216,6 @@ class AuthPolicy(Policy):
         return principal
 
 
-def csrf_refusal(request: Request) -> str:
-    """Why this action fails the CSRF check, or '' when it passes (see the module docstring)."""
-    site = request.headers.get("sec-fetch-site")
-    if site in ("cross-site", "same-site"):
-        return f"the request came from another site (Sec-Fetch-Site: {site})"
-    origin = request.headers.get("origin")
-    if origin == "null":
-        return "the request came from an opaque origin"
-    if origin and not same_origin(origin, request.headers.get("host", "")):
-        return f"the request came from another origin ({origin})"
-    expected = request.session.get("csrf") if "session" in request.scope else None
-    if not isinstance(expected, str):
-        return "no session: load a page of the dashboard first (its forms carry the token)"
-    given = request.headers.get(CSRF_HEADER)
-    if given is None:
-        body: bytes = getattr(request.state, "body", b"")
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype == "application/x-www-form-urlencoded":
-            values = parse_qs(body.decode("latin-1")).get(CSRF_FIELD)
-            given = values[-1] if values else None
-    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
-        return "missing or wrong CSRF token"
-    return ""
-
-
-def same_origin(origin: str, host: str) -> bool:
-    """True when ``origin`` (``scheme://host[:port]``) names the host the request was sent to."""
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    default = 443 if parts.scheme == "https" else 80
-    own = urlsplit("//" + host)
-    return (own.hostname or "").lower() == parts.hostname.lower() and (own.port or default) == (
-        parts.port or default
-    )
-
-
 def loopback_host(host: str) -> bool:
     """True when a ``Host`` header names a loopback address (``localhost``, ``127.x``, ``[::1]``)."""
     if host.startswith("["):
@@ -317,11 +270,4 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-__all__ = [
-    "CONTENT_SECURITY_POLICY",
-    "CSRF_FIELD",
-    "AuthPolicy",
-    "SecurityHeaders",
-    "csrf_refusal",
-    "csrf_token",
-]
+__all__ = ["CONTENT_SECURITY_POLICY", "AuthPolicy", "SecurityHeaders", "loopback_host"]
