@@ -217,3 +217,15 @@ def test_metrics(app: Celeriac, ran: dict[str, Any]) -> None:
     assert [line for line in other.splitlines() if "tasks_total" in line] == [
         line for line in text.splitlines() if "tasks_total" in line
     ]
+
+
+def test_redis_down_is_a_clear_503(fresh_redis: Any) -> None:
+    app = Celeriac("down", broker=fresh_redis.url)
+    c = TestClient(create_app(app))
+    assert c.get("/api/queues").status_code == 200
+    fresh_redis.stop()
+    for path in ("/", "/api/queues", "/tasks", "/metrics"):
+        r = c.get(path)
+        assert r.status_code == 503, path
+        assert "cannot read Redis" in r.text
+    app.close()

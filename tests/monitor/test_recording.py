@@ -176,3 +176,39 @@ def test_a_failed_write_keeps_records_and_never_raises(client: redis.Redis) -> N
     rec.add(Delivery("default", "1-0", b""), Outcome("ack", "t1", "n", TaskState.SUCCESS), None, time.time())
     asyncio.run(rec.flush())
     assert rec.pending and rec.recorded == 0
+
+
+def test_timeline_links_outcomes_in_one_batch_and_across_batches(client: redis.Redis) -> None:
+    """A task's outcomes link whether they were written in one batch or in several."""
+    from celeriac.broker.base import Delivery
+    from celeriac.message import Message
+    from celeriac.monitor.script import RECORD
+    from celeriac.states import TaskState
+    from celeriac.worker.executor import Outcome
+
+    rec = Recorder(client, "celeriac", "w", MonitorSettings())  # type: ignore[arg-type]
+    client.script_load(RECORD.text)
+    now = time.time()
+
+    def item(retries: int, kind: str) -> None:
+        state = None if kind == "retry" else TaskState.SUCCESS
+        o = Outcome(kind, "t1", "n", state, exc=KeyError("k") if kind == "retry" else None)  # type: ignore[arg-type]
+        rec.add(
+            Delivery("default", f"{int(now * 1000)}-{retries}", b""),
+            o,
+            Message("t1", "n", retries=retries),
+            now,
+        )
+
+    def write() -> None:
+        items, rec._pending = rec._pending, []
+        keys, args = rec._call("default", items)
+        client.evalsha(RECORD.sha, len(keys), *keys, *args)
+
+    item(0, "retry")
+    item(1, "retry")
+    write()  # one batch
+    item(2, "ack")
+    write()  # a later batch
+    timeline = MonitorReader(client).task("t1", ["default"])
+    assert [(r.state, r.retries) for r in timeline] == [("RETRY", 0), ("RETRY", 1), ("SUCCESS", 2)]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -25,7 +26,9 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .._urls import redact
 from .._version import __version__
+from ..exceptions import CeleriacError
 from ..monitor.record import STATES
 from . import svg
 from .data import DashboardData, series_json
@@ -139,6 +142,10 @@ class Dashboard:
                 return await run_in_threadpool(fn, request)
             except BadRequest as exc:
                 return _error(request, 400, str(exc), api, self)
+            except (CeleriacError, RedisError, OSError) as exc:
+                # Redis down or refusing: say so (password-free), never a traceback
+                text = redact(str(exc)) or type(exc).__name__
+                return _error(request, 503, f"cannot read Redis: {text}", api, self)
 
         return endpoint
 

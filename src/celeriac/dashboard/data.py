@@ -195,7 +195,7 @@ class DashboardData:
                 row.last_seen_s = max(0.0, now - (exp / 1000 - ttl))
             try:
                 row.tasks = [
-                    {"id": str(t[0]), "name": str(t[1]), "started": float(t[2])}
+                    {"id": str(t[0]), "name": str(t[1]), "ready_s": float(t[2])}
                     for t in json.loads(f.get("tasks", "[]"))
                 ]
             except (ValueError, TypeError, IndexError):

@@ -61,7 +61,7 @@ def bars(
                 f'<rect class="hit" x="{PAD_L + i * bw:.1f}" y="{PAD_T}" width="{bw:.1f}" '
                 f'height="{plot_h}"><title>{escape(" / ".join(tip))}</title></rect>'
             )
-    for frac in (0.0, 0.5, 1.0):
+    for frac, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end")):
         i = min(n - 1, int(frac * (n - 1))) if n else 0
         if n:
             label = time.strftime(
@@ -69,7 +69,7 @@ def bars(
             )
             x = PAD_L + i * bw + bw / 2
             parts.append(
-                f'<text class="tick" x="{x:.1f}" y="{HEIGHT - 4}" text-anchor="middle">{label}</text>'
+                f'<text class="tick" x="{x:.1f}" y="{HEIGHT - 4}" text-anchor="{anchor}">{label}</text>'
             )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -244,14 +244,17 @@ class MonitorReader:
                 continue
             k = monitor_keys(self.prefix, q)
             ms, seq = entry_of(score)
+            below: int | None = None
             for _ in range(_MAX_TIMELINE):
-                rec, prev = self._find(k.log, q, task_id, ms, seq)
+                rec, prev = self._find(k.log, q, task_id, ms, seq, below)
                 if rec is None:
                     break
                 found.append(rec)
                 if prev is None:
                     break
-                ms, seq = entry_of(prev)
+                prev_score, below = prev
+                if prev_score:
+                    ms, seq = entry_of(prev_score)
         if not any(r.failed for r in found):
             # a failure outlives its log entry (failures are kept longer): look it up there too
             hit = self._failure_entry(task_id, queues)
@@ -261,6 +264,40 @@ class MonitorReader:
                 found += [r for r in recs if r.task_id == task_id]
         found.sort(key=lambda r: (r.finished_ms, _sort_key(r)))
         return found
+
+    def _find(
+        self, key: str, queue: str, task_id: str, ms: int, seq: int, below: int | None
+    ) -> tuple[TaskRecord | None, tuple[float, int | None] | None]:
+        """The record of ``task_id`` in the log entry at (ms, seq) (at index ``below`` when given,
+        else its last one), and where its previous outcome is: (score, or 0 for this same entry;
+        its index or None)."""
+        if seq >= 4095:  # clamped: scan that millisecond
+            entries = self.client.xrange(key, f"{ms}-4095", f"{ms}-18446744073709551615")
+        else:
+            entries = self.client.xrange(key, f"{ms}-{seq}", f"{ms}-{seq}")
+        for entry_id, fields in entries:
+            try:
+                rows = msgpack.unpackb(fields.get(b"r", b""), raw=False, strict_map_key=False)
+            except Exception:
+                continue
+            if not isinstance(rows, list):
+                continue
+            start = len(rows) - 1 if below is None or below < 0 else min(below, len(rows) - 1)
+            for i in range(start, -1, -1):
+                row = rows[i]
+                if isinstance(row, list) and row and row[0] == task_id:
+                    rec = decode_row(row, queue, to_str(fields.get(b"w", b"")), to_str(entry_id), i)
+                    prev = None
+                    for item in to_str(fields.get(b"p", b"")).split():
+                        k, _, rest = item.partition(":")
+                        s, _, j = rest.partition(":")
+                        if k == str(i):
+                            try:
+                                prev = (float(s), int(j) if j else None)
+                            except ValueError:
+                                prev = None
+                    return rec, prev
+        return None, None
 
     def _failure_entry(
         self, task_id: str, queues: Sequence[str]
@@ -289,34 +326,6 @@ class MonitorReader:
             return None
         return hit[0], hit[2][b"m"]
 
-    def _find(
-        self, key: str, queue: str, task_id: str, ms: int, seq: int
-    ) -> tuple[TaskRecord | None, float | None]:
-        """The record of ``task_id`` in the log entry at (ms, seq), and its previous entry's score."""
-        if seq >= 4095:  # clamped: scan that millisecond
-            entries = self.client.xrange(key, f"{ms}-4095", f"{ms}-18446744073709551615")
-        else:
-            entries = self.client.xrange(key, f"{ms}-{seq}", f"{ms}-{seq}")
-        for entry_id, fields in entries:
-            try:
-                rows = msgpack.unpackb(fields.get(b"r", b""), raw=False, strict_map_key=False)
-            except Exception:
-                continue
-            if not isinstance(rows, list):
-                continue
-            for i in range(len(rows) - 1, -1, -1):
-                row = rows[i]
-                if isinstance(row, list) and row and row[0] == task_id:
-                    rec = decode_row(row, queue, to_str(fields.get(b"w", b"")), to_str(entry_id), i)
-                    prev = None
-                    for item in to_str(fields.get(b"p", b"")).split():
-                        k, _, s = item.partition(":")
-                        if k == str(i):
-                            prev = float(s)
-                    return rec, prev
-        return None, None
-
-    # ---- failures ------------------------------------------------------------------------------------
     def failure_groups(self, queues: Sequence[str], limit: int = 200) -> list[FailureGroup]:
         """Failures grouped by (queue, task name, exception type), most frequent first, each with its
         latest failure (traceback and arguments)."""

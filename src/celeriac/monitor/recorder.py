@@ -1,10 +1,11 @@
 """The worker side of monitoring: task outcomes into bounded Redis structures, batched with the acks.
 
-The worker calls :meth:`Recorder.started` when a task starts and :meth:`Recorder.add` when its outcome
-is known (a dict insert and a list append: nothing is encoded on the task's path). The worker's
-settle loop calls :meth:`Recorder.flush` for each batch of acks, concurrently with the settle itself:
-all records of a queue go to Redis in one ``record.lua`` call (one log entry per batch, rollups summed
-in the worker first), in the queue's hash slot, on the recorder's own connection.
+The worker calls :meth:`Recorder.add` when an outcome is known (a list append: nothing is encoded on
+the task's path). The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it
+starts a write unless one is on its way, so records group like the acks do and the settle never
+waits for them. A write sends all records of a queue in one ``record.lua`` call (one log entry per
+batch, rollups summed in the worker first), in the queue's hash slot, on the recorder's own
+connection.
 
 Recording is best effort: a flush that fails keeps its records for the next one (up to
 ``_MAX_PENDING``, then the oldest are dropped and counted) and never delays or fails an ack. A
@@ -13,12 +14,14 @@ delivery whose lease was lost (fenced) may be recorded by both workers that ran 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import time
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +44,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("celeriac.monitor")
 
 _SUCCESS = TaskState.SUCCESS
-_MAX_PENDING = 50_000  # records kept while Redis is unreachable
-_CHUNK = 500  # records per script call (bounds the script's argument lists)
+_MAX_PENDING = 50_000
+#: a recorded outcome waiting to be written: (queue, record row, message bytes of a failure or None)
+_Pending = tuple[str, tuple[Any, ...], "bytes | None"]  # records kept while Redis is unreachable
+_CHUNK = 1000  # records per script call (bounds the script's argument lists)
+_MIN_INTERVAL_S = 0.1  # between two writes of one worker (the dashboard lags by at most this)
 _MAX_MESSAGE_CHARS = 2_000
 _MAX_TRACEBACK_CHARS = 16_000
 
@@ -90,9 +96,11 @@ class Recorder:
         self.recorded = 0
         self._redact: re.Pattern[str] = redact_pattern(settings.redact)
         # (delivery, outcome, message or None, started epoch s, finished epoch s)
-        self._pending: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
-        self._running: dict[str, tuple[str, float]] = {}
+        self._pending: list[_Pending] = []
         self._keys: dict[str, Any] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._last_write = 0.0
+        self._failing = False
         self._names: set[str] = set()  # task names seen (rollup fields are capped at MAX_NAMES)
         self._warned_at = 0.0
 
@@ -112,21 +120,80 @@ class Recorder:
         )
 
     # ---- the task path (cheap) --------------------------------------------------------------------
-    def started(self, task_id: str, name: str, started_s: float) -> None:
-        """A task started running (shown in the worker's heartbeat until its outcome)."""
-        self._running[task_id] = (name, started_s)
+    def add(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
+        """Queue the outcome of delivery ``d`` for the next write (``started_s``: 0 when it never ran).
 
-    def add(self, d: Delivery, outcome: Outcome, message: Message | None, started_s: float) -> None:
-        """Queue the outcome of delivery ``d`` for the next flush (``started_s``: 0 when it never ran)."""
-        if outcome.task_id is not None:
-            self._running.pop(outcome.task_id, None)
-        if outcome.kind == "release":  # not an outcome: the delivery runs again
+        The record is built here, as a tuple of plain values: keeping the outcome, delivery and
+        message objects alive until the write would make the garbage collector scan them again and
+        again (they would outlive a young-generation collection).
+        """
+        kind = o.kind
+        if kind == "ack":  # (an Enum's hash is Python code: compare by identity)
+            st = o.state
+            state = "SUCCESS" if st is _SUCCESS or st is None else st.value
+        elif kind == "retry":
+            state = "RETRY"
+        elif kind == "dead":
+            state = "DEAD"
+        else:  # a hand-back (the process died): not an outcome, the delivery runs again
             return
-        self._pending.append((d, outcome, message, started_s, time.time()))
+        name = o.task_name or "?"
+        if name not in self._names:
+            if len(self._names) >= MAX_NAMES:
+                name = "(other)"
+            self._names.add(name)
+        retries = message.retries if message is not None else 0
+        # times as the floats they are (converting costs the worker more than the bytes saved)
+        if state == "SUCCESS":
+            row: tuple[Any, ...] = (
+                o.task_id or "",
+                name,
+                state,
+                d.entry_id,
+                started_s,
+                time.time(),
+                o.runtime_s,
+                retries,
+            )
+            self._pending.append((d.queue, row, None))
+        else:
+            details = self._details(o, message)
+            row = (
+                o.task_id or "",
+                name,
+                state,
+                d.entry_id,
+                started_s,
+                time.time(),
+                o.runtime_s,
+                retries,
+                details,
+            )
+            # a failure keeps its message, for the dashboard's retry (it was in Redis while it waited)
+            self._pending.append((d.queue, row, d.data if state in FAILED_STATES else None))
 
     @property
     def pending(self) -> bool:
         return bool(self._pending)
+
+    def kick(self) -> None:
+        """Start writing what is pending, unless a write is on its way (then those records go with the
+        next one: group commit, like the settle's). Called by the settle loop with each batch of acks;
+        never waits."""
+        if self._pending and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+
+    async def _write_all(self) -> None:
+        while self._pending:
+            # at most one write per _MIN_INTERVAL_S: a busy worker writes a few big batches (a
+            # round trip costs the worker more than the records in it); an idle one writes at once
+            wait_s = self._last_write + _MIN_INTERVAL_S - time.monotonic()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            self._last_write = time.monotonic()
+            await self.flush()
+            if self._failing:
+                return  # Redis refuses: the next kick (next batch of acks) tries again
 
     # ---- the settle loop --------------------------------------------------------------------------
     async def flush(self) -> None:
@@ -146,7 +213,9 @@ class Recorder:
                 elif isinstance(reply, Exception):
                     raise reply
             self.recorded += len(batch)
+            self._failing = False
         except Exception as exc:  # Redis down, full, or anything else: keep the records, warn
+            self._failing = True
             self._pending[:0] = batch
             over = len(self._pending) - _MAX_PENDING
             if over > 0:
@@ -158,83 +227,50 @@ class Recorder:
                 logger.warning("recording task outcomes failed (%s); %d waiting", exc, len(self._pending))
 
     async def close(self) -> None:
+        """Write what is pending (one attempt), then close the connection."""
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
         await self.flush()
         try:
             await self.client.aclose()
         except Exception:  # closing a dead connection
             pass
 
-    def _calls(
-        self, batch: list[tuple[Delivery, Outcome, Message | None, float, float]]
-    ) -> list[tuple[list[str], list[Any]]]:
-        by_queue: dict[str, list[tuple[Delivery, Outcome, Message | None, float, float]]] = {}
+    def _calls(self, batch: list[_Pending]) -> list[tuple[list[str], list[Any]]]:
+        by_queue: dict[str, list[_Pending]] = {}
         for item in batch:
-            by_queue.setdefault(item[0].queue, []).append(item)
+            by_queue.setdefault(item[0], []).append(item)
         calls = []
         for queue, items in by_queue.items():
             for start in range(0, len(items), _CHUNK):
                 calls.append(self._call(queue, items[start : start + _CHUNK]))
         return calls
 
-    def _call(
-        self, queue: str, items: list[tuple[Delivery, Outcome, Message | None, float, float]]
-    ) -> tuple[list[str], list[Any]]:
+    def _call(self, queue: str, items: list[_Pending]) -> tuple[list[str], list[Any]]:
         k = self._keys.get(queue)
         if k is None:
             k = self._keys[queue] = monitor_keys(self.prefix, queue)
         s = self.settings
         rows: list[tuple[Any, ...]] = []
-        ids: list[str] = []
-        retried: list[int] = []  # positions in ids of tasks that ran before (timeline links)
+        retried: list[int] = []  # positions of tasks that ran before (timeline links)
         failures: list[Any] = []
         # (name, state, bucket) -> n and name -> runtime s; plain dicts: this loop
         # runs for every task, and a Counter's missing-key path is Python code
         counts: dict[tuple[str, str, int], int] = {}
         sums: dict[str, float] = {}
-        names = self._names
         bounds_s = RUNTIME_BUCKETS_S
-        # one rollup minute per batch (a batch spans milliseconds): the flush's
+        # one rollup minute per batch (a batch spans milliseconds): the write's
         minute = int(time.time()) // 60
-        for d, o, message, started_s, finished_s in items:
-            name = o.task_name or "?"
-            if name not in names:
-                if len(names) >= MAX_NAMES:
-                    name = "(other)"
-                names.add(name)
-            kind = o.kind
-            if kind == "retry":
-                state = "RETRY"
-            elif kind == "dead":
-                state = "DEAD"
-            else:  # (an Enum's hash is Python code: compare by identity)
-                st = o.state
-                state = "SUCCESS" if st is _SUCCESS or st is None else st.value
-            runtime_s = o.runtime_s
-            retries = message.retries if message is not None else 0
-            task_id = o.task_id or ""
-            # times as the floats they are (converting costs the worker more than the bytes saved)
-            if state == "SUCCESS":
-                row: tuple[Any, ...] = (
-                    task_id,
-                    name,
-                    state,
-                    d.entry_id,
-                    started_s,
-                    finished_s,
-                    runtime_s,
-                    retries,
-                )
-            else:
-                details = self._details(o, message)
-                row = (task_id, name, state, d.entry_id, started_s, finished_s, runtime_s, retries, details)
-                if state in FAILED_STATES:
-                    # the message itself, for the dashboard's retry (already in Redis while it waited)
-                    failures += [task_id, pack([row]), f"{name}\x00{details.get('exc', '')}", d.data]
+        for _queue, row, message in items:
+            task_id, name, state = row[0], row[1], row[2]
+            if message is not None:
+                details = row[8]
+                failures += [task_id, pack([row]), f"{name}\x00{details.get('exc', '')}", message]
             rows.append(row)
-            if retries:
-                retried.append(len(ids))
-            ids.append(task_id)
-            if started_s:
+            if row[7]:
+                retried.append(len(rows) - 1)
+            if row[4]:
+                runtime_s = row[6]
                 key = (name, state, bisect_left(bounds_s, runtime_s))
                 sums[name] = sums.get(name, 0.0) + runtime_s
             else:  # never ran: counted, no runtime
@@ -261,7 +297,7 @@ class Recorder:
         args: list[Any] = [
             self.worker_id,
             pack(rows),
-            pack(ids),
+            "",
             s.max_entries,
             s.max_failures,
             now_ms - int(retention_s * 1000),
@@ -287,12 +323,10 @@ class Recorder:
             if rec.traceback:
                 details["tb"] = rec.traceback[-_MAX_TRACEBACK_CHARS:]
         elif exc is not None:
-            from ..worker.executor import format_traceback
-
             details["exc"] = f"{type(exc).__module__}.{type(exc).__qualname__}"
             details["msg"] = truncate(str(exc), _MAX_MESSAGE_CHARS)
             if exc.__traceback__ is not None:
-                details["tb"] = format_traceback(exc)[-_MAX_TRACEBACK_CHARS:]
+                details["tb"] = _traceback(exc)[-_MAX_TRACEBACK_CHARS:]
         if o.reason:
             details["reason"] = truncate(o.reason, _MAX_MESSAGE_CHARS)
         if message is not None:
@@ -306,13 +340,21 @@ class Recorder:
         return details
 
     # ---- heartbeat ----------------------------------------------------------------------------------
-    def heartbeat_fields(self) -> dict[str, str]:
-        """What the worker's heartbeat adds: running tasks (the 20 oldest) and recording counters."""
+    def heartbeat_fields(self, running: Iterable[Delivery]) -> dict[str, str]:
+        """What the worker's heartbeat adds: its running tasks (the 20 taken first: id, name, when the
+        message became ready) and recording counters. Task ids and names are read from the messages
+        here, every few seconds, rather than noted for every task."""
         import json
 
-        running = sorted(self._running.items(), key=lambda kv: kv[1][1])[:20]
+        from ..message import peek
+
+        tasks = []
+        for d in sorted(running, key=lambda d: _entry_ms(d.entry_id))[:20]:
+            found = peek(d.data)
+            if found is not None:
+                tasks.append([found[0], found[1], _entry_ms(d.entry_id) / 1000])
         return {
-            "tasks": json.dumps([[tid, name, round(at, 3)] for tid, (name, at) in running]),
+            "tasks": json.dumps(tasks),
             "events": "on",
             "events_recorded": str(self.recorded),
             "events_dropped": str(self.dropped),
@@ -334,6 +376,22 @@ def _rollup_fields(
             incr[sum_field(who)] += round(total_s * 1_000_000)
     second = minute * 60
     return {(res, second // length): incr for res, length in RESOLUTIONS.items()}
+
+
+def _entry_ms(entry_id: str) -> int:
+    ms = entry_id.partition("-")[0]
+    return int(ms) if ms.isdigit() else 0
+
+
+def _traceback(exc: BaseException) -> str:
+    """The exception's traceback; for one raised in a child process, the text formatted there (the
+    pools set it on the exception: the attribute name is the execution layer's)."""
+    import traceback
+
+    remote = getattr(exc, "_celeriac_remote_traceback", None)
+    if isinstance(remote, str):
+        return remote
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def process_fields() -> dict[str, str]:

@@ -52,7 +52,6 @@ def fill_outcomes(
     while done < n:
         size = min(batch, n - done)
         queue = queues[(done // batch) % len(queues)]
-        items: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
         for i in range(size):
             k = done + i
             tid = str(uuid.uuid4())
@@ -64,11 +63,13 @@ def fill_outcomes(
                 m = Message(
                     id=tid, task=name, args=(k, "<script>alert(1)</script>"), kwargs={"password": "hunter2"}
                 )
-                items.append((d, o, m, now - 0.012, now))
+                rec.add(d, o, m, now - 0.012)
             else:
                 o = Outcome("ack", tid, name, TaskState.SUCCESS, runtime_s=0.0005 + (k % 7) * 0.003)
-                items.append((d, o, None, now - 0.01, now))
-        sample.append(items[0][1].task_id or "")
+                rec.add(d, o, None, now - 0.01)
+            if i == 0:
+                sample.append(tid)
+        items, rec._pending = rec._pending, []
         keys, args = rec._call(queue, items)
         pipe.evalsha(RECORD.sha, len(keys), *keys, *args)
         pending += 1
@@ -79,6 +80,9 @@ def fill_outcomes(
             pending = 0
     if pending:
         _run(client, pipe)
+    # as a worker's heartbeat does: readers list the queues workers consumed
+    client.sadd(f"{prefix}:queues", *queues)
+    client.expire(f"{prefix}:queues", 7 * 86_400)
     return sample
 
 

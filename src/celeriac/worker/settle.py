@@ -62,7 +62,7 @@ class Settler:
         stats: counters to update.
         on_outcome: called with each outcome once it is recorded (tests, demo).
         on_recorded: called after each batch (the worker re-checks its free slots).
-        recorder: writes the batch's task outcomes for monitoring, concurrently with the settle.
+        recorder: writes task outcomes for monitoring, started with each batch (see ``Recorder.kick``).
         reporter: logs each recorded outcome (one line) and calls the app's ``on_outcome`` hooks.
     """
 
@@ -168,11 +168,9 @@ class Settler:
         in_flight = [(d.queue, d.entry_id) for d, _ in batch if d is not None]
         self.in_flight.update(in_flight)
         try:
-            if self._recorder is not None and self._recorder.pending:
-                # monitoring rides along with the settle (its own connection, never raises)
-                fenced, _ = await asyncio.gather(self._record(batch), self._recorder.flush())
-            else:
-                fenced = await self._record(batch)
+            if self._recorder is not None:
+                self._recorder.kick()  # task outcomes for monitoring: written alongside, never waited for
+            fenced = await self._record(batch)
         finally:
             self.in_flight.difference_update(in_flight)
         fenced_keys = {(f.queue, f.entry_id) for f in fenced}

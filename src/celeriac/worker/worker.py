@@ -423,8 +423,6 @@ class Worker:
                     return
             self._running[key] = (d, self._running[key][1], True)
             started_s = time.time()
-            if self.recorder is not None:
-                self.recorder.started(job.message.id, job.message.task, started_s)
             outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
         finally:
             self._running.pop(key, None)
@@ -595,7 +593,11 @@ class Worker:
             "version": __version__,
             **self.pool.info(),  # children/lost/recycled, or threads/abandoned
             **process_fields(),
-            **(self.recorder.heartbeat_fields() if self.recorder is not None else {"events": "off"}),
+            **(
+                self.recorder.heartbeat_fields(d for d, _, ran in self._running.values() if ran)
+                if self.recorder is not None
+                else {"events": "off"}
+            ),
         }
         await self.broker.heartbeat(self.worker_id, fields, self.conf.worker_ttl_s, self.queues)
 

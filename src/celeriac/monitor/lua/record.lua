@@ -1,7 +1,8 @@
 -- record: write one recorded batch of task outcomes of one queue (celeriac.monitor.recorder).
 -- Every key is in the queue's hash slot ({queue}); see celeriac/monitor/keys.py for the layout.
 --
--- KEYS[1]  celeriac:{q}:m:log      stream: one entry per batch, fields w (worker), r (records), p (prev)
+-- KEYS[1]  celeriac:{q}:m:log      stream: one entry per batch, fields w (worker), r (records), p (previous
+--          outcomes of retried tasks: "index:score:index", see below)
 -- KEYS[2]  celeriac:{q}:m:ids      sorted set: task id -> score of its latest log entry (ms*4096+seq)
 -- KEYS[3]  celeriac:{q}:m:fail     stream: one entry per failure, fields w, r (one record, full)
 -- KEYS[4]  celeriac:{q}:m:fgroups  hash: "name\0exc" -> count, "name\0exc\0last" -> latest fail entry id
@@ -10,8 +11,7 @@
 -- KEYS[6+i] celeriac:{q}:m:roll:<res>:<bucket>  rollup hashes, i = 1..R
 -- ARGV[1]  worker id
 -- ARGV[2]  the batch's records (msgpack array), stored as the log entry's field r
--- ARGV[3]  the batch's task ids, in record order (msgpack array: one argument, however many ids;
---          packing an argument per id cost the worker more than the script costs Redis)
+-- ARGV[3]  unused ("": the task ids are read from the records, each record's first element)
 -- ARGV[11] positions (0-based) of retried tasks in ARGV[3] (msgpack array, or ""): only those look up
 --          their previous entry, which links a task's outcomes into its timeline
 -- ARGV[4]  most task ids kept (log and ids are trimmed to it)
@@ -27,17 +27,31 @@
 -- Returns the log entry id.
 local f, r, t = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local max_ids, max_fail, min_ms, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-local ids = cmsgpack.unpack(ARGV[3])
+local rows = cmsgpack.unpack(ARGV[2])
+local ids = {}
+for k = 1, #rows do ids[k] = rows[k][1] end
 local n = #ids
 local i = 12
 
--- previous entries of retried tasks (before their id moves to the new entry)
-local prev = {}
+-- previous outcomes of retried tasks, which link a task's outcomes into its timeline: in this batch
+-- ("k:0:j", index j of this same entry) or in an earlier entry ("k:score:-1", looked up before the
+-- task's id moves to this entry)
+local retried = {}
 if ARGV[11] ~= '' then
-  for _, k in ipairs(cmsgpack.unpack(ARGV[11])) do
-    local s = redis.call('ZSCORE', KEYS[2], ids[k + 1])
-    if s then table.insert(prev, k .. ':' .. s) end
+  for _, k in ipairs(cmsgpack.unpack(ARGV[11])) do retried[k] = true end
+end
+local prev, last_at = {}, {}
+for k = 0, n - 1 do
+  local tid = ids[k + 1]
+  if retried[k] then
+    if last_at[tid] then
+      table.insert(prev, k .. ':0:' .. last_at[tid])
+    else
+      local s = redis.call('ZSCORE', KEYS[2], tid)
+      if s then table.insert(prev, k .. ':' .. s .. ':-1') end
+    end
   end
+  last_at[tid] = k
 end
 
 local id
