@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 
+from .states import TaskState
+
 if TYPE_CHECKING:
     from .app import Celeriac
     from .message import Message
@@ -175,11 +177,19 @@ class OutcomeReporter:
 
     def report(self, queue: str, entry_id: str, o: Outcome, message: Message | None = None) -> None:
         """Log and hand on the outcome of a delivery (nothing is built when nobody would see it)."""
-        state = str(o.state) if o.state is not None else None
-        kind = event_kind(o.kind, state)
-        if not wanted(kind, self.handlers):
-            return
-        emit(self.event(kind, queue, entry_id, o, message), self.handlers)
+        handlers = self.handlers
+        state = o.state
+        kind: Event
+        if o.exc is None and o.kind == "ack" and (state is None or state is TaskState.SUCCESS):
+            # the common case, once per task: a success, logged at INFO only
+            if not handlers and not logger.isEnabledFor(logging.INFO):
+                return
+            kind = "succeeded"
+        else:
+            kind = event_kind(o.kind, state.value if state is not None else None)
+            if not handlers and not logger.isEnabledFor(_LEVELS[kind]):
+                return
+        emit(self.event(kind, queue, entry_id, o, message), handlers)
 
     def event(
         self, kind: Event, queue: str, entry_id: str, o: Outcome, message: Message | None
