@@ -79,10 +79,10 @@ class Watch:
         assert not self.page_errors, f"uncaught page errors: {self.page_errors}"
 
 
-@pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh browser context and page; every request is checked to go to 127.0.0.1."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def open_page(browser: Any, **context_options: Any) -> tuple[Any, Any]:
+    """A new browser context and page, watched (``page.watch``): every request must go to 127.0.0.1
+    (others are blocked and recorded), console errors and page errors are recorded."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, **context_options)
     watch = Watch()
 
     def route(r: Any) -> None:
@@ -100,9 +100,16 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     pg.on("console", lambda m: watch.console_errors.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: watch.page_errors.append(str(e)))
     pg.watch = watch
+    return context, pg
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh watched page (see :func:`open_page`); its watch is checked at the end of the test."""
+    context, pg = open_page(browser)
     yield pg
     context.close()
-    watch.check()
+    pg.watch.check()
 
 
 @pytest.fixture

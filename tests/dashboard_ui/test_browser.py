@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from celeriac.dashboard.auth import AuthSettings, OIDCSettings
 
-from .conftest import Stack
+from .conftest import Stack, open_page
 from .oidc_provider import Provider, User
 from .servers import free_port, serve
 
@@ -210,3 +210,42 @@ def test_oidc_sign_in(
     page.watch.expected.append("403")
     page.click("#sign-in")
     expect(page.locator("body")).to_contain_text("eve@evil.example is not allowed to use this dashboard.")
+
+
+def test_read_role_sees_no_action_and_cannot_act(
+    stack_factory: Callable[..., Stack], browser: Any, shot: Callable[..., Any]
+) -> None:
+    """Basic auth in the browser: bob (read) sees the dead letters but no button, and a POST he
+    crafts from the page itself (right token, same origin) is refused for his role."""
+    from celeriac.dashboard.auth import hash_password
+
+    stored = hash_password("pw")
+    stack = stack_factory(
+        AuthSettings(
+            basic_users={"alice": stored, "bob": stored}, admins=frozenset({"alice"}), secure_cookies=False
+        )
+    )
+    dead = stack.task("ui.gate").delay("ui:gate:roles")
+    stack.worker.wait_outcomes(lambda outs: any(o.task_id == dead.id for o in outs))
+    for user, buttons in (("alice", 3), ("bob", 0)):  # replay all, purge, replay one
+        context, page = open_page(browser, http_credentials={"username": user, "password": "pw"})
+        page.goto(stack.url + "/dead-letters?queue=default")
+        expect(page.locator("table.dead")).to_contain_text(dead.id)
+        expect(page.locator(".role")).to_have_text("admin" if user == "alice" else "read")
+        assert page.locator("main button").count() == buttons
+        if user == "bob":
+            shot(page, "read-role")
+            page.watch.expected.append("403")  # the refused fetch below is logged by Chromium
+            status = page.evaluate(
+                """async () => {
+                    const token = (await (await fetch('auth/csrf')).json()).csrf_token;
+                    const r = await fetch('dead-letters/default/purge', {method: 'POST',
+                        headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+                        body: 'csrf_token=' + encodeURIComponent(token)});
+                    return r.status;
+                }"""
+            )
+            assert status == 403
+        context.close()
+        page.watch.check()
+    assert stack.app.broker.stats("default").dead == 1
