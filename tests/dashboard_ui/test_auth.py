@@ -154,7 +154,9 @@ def test_bearer_tokens_and_roles(app: Celeriac) -> None:
     read = {"Authorization": f"Bearer {READ_TOKEN}"}
     admin = {"Authorization": f"Bearer {TOKEN}"}
     with client(app, settings, host="dash.example.com") as c:
-        assert c.get("/api/overview").status_code == 401
+        refused = c.get("/api/overview")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == 'Bearer realm="celeriac dashboard"'
         assert (
             c.get("/api/overview", headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code
             == 401

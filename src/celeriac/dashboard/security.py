@@ -89,7 +89,11 @@ class AuthPolicy(Policy):
 
         s = self.settings
         return (
-            Middleware(SecurityHeaders, loopback_only=not s.enabled, basic=bool(s.basic_users)),
+            Middleware(
+                SecurityHeaders,
+                loopback_only=not s.enabled,
+                challenge=("Basic" if s.basic_users else "Bearer") if s.enabled else None,
+            ),
             Middleware(
                 SessionMiddleware,
                 secret_key=s.session_secret(),
@@ -227,13 +231,16 @@ def loopback_host(host: str) -> bool:
 
 class SecurityHeaders:
     """ASGI middleware: the security headers on every response; with ``loopback_only``, 421 for a
-    ``Host`` that is not a loopback name; with ``basic``, a Basic challenge on every 401."""
+    ``Host`` that is not a loopback name; with ``challenge`` (``Basic`` or ``Bearer``), that
+    ``WWW-Authenticate`` challenge on every 401 (a browser then asks for a basic-auth password)."""
 
-    def __init__(self, app: ASGIApp, *, loopback_only: bool, basic: bool) -> None:
+    def __init__(self, app: ASGIApp, *, loopback_only: bool, challenge: str | None) -> None:
         self.app = app
         self.loopback_only = loopback_only
-        self.challenge = (b"www-authenticate", b'Basic realm="celeriac dashboard", charset="UTF-8"')
-        self.basic = basic
+        self.challenge: tuple[bytes, bytes] | None = None
+        if challenge is not None:
+            extra = ', charset="UTF-8"' if challenge == "Basic" else ""
+            self.challenge = (b"www-authenticate", f'{challenge} realm="celeriac dashboard"{extra}'.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -245,7 +252,7 @@ class SecurityHeaders:
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
                 headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
-                if self.basic and message["status"] == 401:
+                if self.challenge is not None and message["status"] == 401:
                     headers.append(self.challenge)
                 message["headers"] = headers
             await send(message)
