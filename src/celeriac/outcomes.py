@@ -43,8 +43,8 @@ from .states import TaskState
 
 if TYPE_CHECKING:
     from .app import Celeriac
+    from .execution import Outcome
     from .message import Message
-    from .worker.executor import Outcome
 
 logger = logging.getLogger("celeriac.task")
 

@@ -115,12 +115,12 @@ def fill_outcomes(url: str, n: int, failed_every: int = 100) -> None:
     """``n`` outcomes in the default queue's log, through the workers' own write path (Recorder)."""
     import asyncio
 
-    from celeriac._redis import async_client
+    from celeriac._redis.client import async_client
     from celeriac.broker.base import Delivery
+    from celeriac.execution import Outcome
     from celeriac.message import Message, new_task_id
     from celeriac.monitor.recorder import MonitorSettings, Recorder
     from celeriac.states import TaskState
-    from celeriac.worker.executor import Outcome
 
     async def main() -> None:
         recorder = Recorder(

@@ -165,8 +165,8 @@ def test_a_failed_write_keeps_records_and_never_raises(client: redis.Redis) -> N
     import asyncio
 
     from celeriac.broker.base import Delivery
+    from celeriac.execution import Outcome
     from celeriac.states import TaskState
-    from celeriac.worker.executor import Outcome
 
     class Down:
         def pipeline(self, transaction: bool = False) -> Any:
@@ -181,10 +181,10 @@ def test_a_failed_write_keeps_records_and_never_raises(client: redis.Redis) -> N
 def test_timeline_links_outcomes_in_one_batch_and_across_batches(client: redis.Redis) -> None:
     """A task's outcomes link whether they were written in one batch or in several."""
     from celeriac.broker.base import Delivery
+    from celeriac.execution import Outcome
     from celeriac.message import Message
     from celeriac.monitor.script import RECORD
     from celeriac.states import TaskState
-    from celeriac.worker.executor import Outcome
 
     rec = Recorder(client, "celeriac", "w", MonitorSettings())  # type: ignore[arg-type]
     client.script_load(RECORD.text)

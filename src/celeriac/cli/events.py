@@ -15,9 +15,8 @@ from typing import Any
 import click
 
 from ..monitor.record import STATES, TaskRecord
-from ._common import get_state
+from ._common import get_state, split_names
 from ._options import app_options
-from .worker import split_queues
 
 
 def format_line(r: TaskRecord) -> str:
@@ -107,12 +106,12 @@ def events(
     celeriac events --json --state FAILURE | jq .exception_type
     celeriac events --since 600 -n 20
     """
-    from .._redis import sync_client
+    from .._redis.client import sync_client
     from ..monitor.follow import follow
 
     app = get_state(ctx).app()
     broker = app.broker
-    named = split_queues(queues_arg)
+    named = split_names(queues_arg)
     client = sync_client(app.conf.broker_url, max_connections=2)
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
     wanted_states = {s.upper() for s in states}

@@ -8,9 +8,8 @@ import click
 from rich.table import Table
 
 from .._urls import redact
-from ._common import console, format_age_s, get_state
+from ._common import console, format_age_s, get_state, split_names
 from ._options import app_options
-from .worker import split_queues
 
 
 @click.command()
@@ -29,7 +28,7 @@ def status(ctx: click.Context, queues: tuple[str, ...]) -> None:
     """Show ready, delayed, running and dead-letter counts per queue, and the live workers."""
     app = get_state(ctx).app()
     broker = app.broker
-    names = list(dict.fromkeys([*broker.known_queues(), app.conf.task_default_queue, *split_queues(queues)]))
+    names = list(dict.fromkeys([*broker.known_queues(), app.conf.task_default_queue, *split_names(queues)]))
     out = console()
     out.print(f"broker: {redact(app.conf.broker_url)}", markup=False)
 

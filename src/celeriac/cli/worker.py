@@ -15,24 +15,13 @@ from ..worker.autoscale import DEFAULT_IDLE_S, Autoscale
 from ..worker.pools import DEFAULT_CONCURRENCY, POOLS
 from ..worker.recycling import parse_size_kib
 from . import _run_worker
-from ._common import get_state
+from ._common import get_state, split_names
 from ._options import app_options
 from ._run_worker import LOG_FORMAT, WorkerOptions, configure_log_format, configure_logging, serve
 
-__all__ = ["LOG_FORMAT", "configure_logging", "split_names", "split_queues", "worker"]
+__all__ = ["LOG_FORMAT", "configure_logging", "worker"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-def split_names(values: tuple[str, ...]) -> list[str]:
-    """``-Q a,b -Q c`` -> ``["a", "b", "c"]`` (order kept: for queues it is the consumption priority)."""
-    out: list[str] = []
-    for value in values:
-        out += [q.strip() for q in value.split(",") if q.strip()]
-    return list(dict.fromkeys(out))
-
-
-split_queues = split_names
 
 
 @click.command()
@@ -229,7 +218,7 @@ def worker(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--autoscale") from None
     options = WorkerOptions(
-        queues=split_queues(queues),
+        queues=split_names(queues),
         concurrency=concurrency,
         pool=pool,
         loglevel=loglevel,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,19 @@ from .._version import __version__
 from ..exceptions import CeleriacError
 from ..monitor.record import STATES
 from . import svg
+from ._params import (
+    BadRequest,
+    age,
+    choice,
+    dur,
+    int_param,
+    int_value,
+    limit,
+    num,
+    quote,
+    time_param,
+    ts,
+)
 from .data import DashboardData, series_json
 from .policy import OpenPolicy, Policy, Role
 
@@ -74,10 +86,10 @@ class Dashboard:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters["ts"] = _ts
-        self.env.filters["age"] = _age
-        self.env.filters["dur"] = _dur
-        self.env.filters["num"] = _num
+        self.env.filters["ts"] = ts
+        self.env.filters["age"] = age
+        self.env.filters["dur"] = dur
+        self.env.filters["num"] = num
         from .metrics import metrics_response
 
         v = self._view
@@ -167,7 +179,7 @@ class Dashboard:
 
     # ---- pages -------------------------------------------------------------------------------------
     def overview(self, request: Request) -> Response:
-        window = _choice(request, "window", ("hour", "day", "week"), "hour")
+        window = choice(request, "window", ("hour", "day", "week"), "hour")
         data = self.data
         queues = data.queues()
         workers = data.workers()
@@ -204,7 +216,7 @@ class Dashboard:
 
     def workers_page(self, request: Request) -> Response:
         workers = self.data.workers()
-        page = max(0, _int_param(request, "page", 0))
+        page = max(0, int_param(request, "page", 0))
         size = 100
         return self.render(
             request,
@@ -220,7 +232,7 @@ class Dashboard:
         task_id = request.query_params.get("id", "").strip()
         if task_id:
             root = request.scope.get("root_path", "")
-            return RedirectResponse(f"{root}/tasks/{_quote(task_id)}", status_code=303)
+            return RedirectResponse(f"{root}/tasks/{quote(task_id)}", status_code=303)
         f = self._filters(request)
         page = self.data.tasks(**f)
         return self.render(
@@ -275,7 +287,7 @@ class Dashboard:
         if queue and queue not in names:
             raise BadRequest(f"unknown queue {queue!r}")
         letters, after = (
-            self.data.dead_letters(queue, request.query_params.get("after"), _limit(request))
+            self.data.dead_letters(queue, request.query_params.get("after"), limit(request))
             if queue
             else ([], None)
         )
@@ -300,10 +312,10 @@ class Dashboard:
         revoke = self._revoker()
         if revoke is None:
             return _action_done(
-                request, f"/tasks/{_quote(task_id)}", "revoke is not available in this version", 501
+                request, f"/tasks/{quote(task_id)}", "revoke is not available in this version", 501
             )
         revoke(task_id)
-        return _action_done(request, f"/tasks/{_quote(task_id)}", "revoked")
+        return _action_done(request, f"/tasks/{quote(task_id)}", "revoked")
 
     def retry(self, request: Request) -> Response:
         """Send the failed task's message again, as it was sent (same id and arguments)."""
@@ -313,28 +325,28 @@ class Dashboard:
         found = self.data.reader.failed_message(task_id, self.data.queue_names())
         if found is None:
             return _action_done(
-                request, f"/tasks/{_quote(task_id)}", "no recorded failure of this task to retry", 404
+                request, f"/tasks/{quote(task_id)}", "no recorded failure of this task to retry", 404
             )
         queue, message = found
         self.app.broker.enqueue(Enqueue(queue, message))
-        return _action_done(request, f"/tasks/{_quote(task_id)}", f"sent again to {queue}")
+        return _action_done(request, f"/tasks/{quote(task_id)}", f"sent again to {queue}")
 
     def replay(self, request: Request) -> Response:
         queue = request.path_params["queue"]
         form = _form(request)
         entry_id = form.get("entry_id") or None
-        count = 1 if entry_id else _int_value(form.get("count"), 1_000_000)
+        count = 1 if entry_id else int_value(form.get("count"), 1_000_000)
         n = self.app.broker.replay_dead(queue, count, entry_id)
-        return _action_done(request, f"/dead-letters?queue={_quote(queue)}", f"replayed {n}")
+        return _action_done(request, f"/dead-letters?queue={quote(queue)}", f"replayed {n}")
 
     def purge_dead(self, request: Request) -> Response:
         queue = request.path_params["queue"]
         n = self.app.broker.purge_dead(queue)
-        return _action_done(request, f"/dead-letters?queue={_quote(queue)}", f"purged {n}")
+        return _action_done(request, f"/dead-letters?queue={quote(queue)}", f"purged {n}")
 
     # ---- JSON API ----------------------------------------------------------------------------------
     def api_overview(self, request: Request) -> Response:
-        return JSONResponse(self.data.overview(_choice(request, "window", ("hour", "day", "week"), "hour")))
+        return JSONResponse(self.data.overview(choice(request, "window", ("hour", "day", "week"), "hour")))
 
     def api_queues(self, request: Request) -> Response:
         return JSONResponse({"queues": [asdict(q) for q in self.data.queues()]})
@@ -367,7 +379,7 @@ class Dashboard:
         return JSONResponse({"groups": self.data.failures()})
 
     def api_series(self, request: Request) -> Response:
-        window = _choice(request, "window", ("hour", "day", "week"), "hour")
+        window = choice(request, "window", ("hour", "day", "week"), "hour")
         s = self.data.series(
             window, request.query_params.get("name") or "*", request.query_params.get("queue") or None
         )
@@ -375,7 +387,7 @@ class Dashboard:
 
     def api_dead(self, request: Request) -> Response:
         letters, after = self.data.dead_letters(
-            request.path_params["queue"], request.query_params.get("after"), _limit(request)
+            request.path_params["queue"], request.query_params.get("after"), limit(request)
         )
         return JSONResponse({"dead_letters": letters, "next_after": after})
 
@@ -391,15 +403,11 @@ class Dashboard:
             "state": state,
             "name": q.get("name") or None,
             "exception_type": q.get("exc") or None,
-            "since_ms": _time_param(q.get("since")),
-            "until_ms": _time_param(q.get("until")),
+            "since_ms": time_param(q.get("since")),
+            "until_ms": time_param(q.get("until")),
             "cursor": q.get("cursor") or None,
-            "limit": _limit(request),
+            "limit": limit(request),
         }
-
-
-class BadRequest(Exception):
-    """A query parameter the dashboard cannot use (answered with 400 and the reason)."""
 
 
 def _error(request: Request, status: int, message: str, api: bool, dash: Dashboard | None = None) -> Response:
@@ -414,7 +422,7 @@ def _action_done(request: Request, where: str, message: str, status: int = 200) 
     if request.url.path.startswith(f"{root}/api/"):
         return JSONResponse({"ok": status < 400, "message": message}, status_code=status)
     sep = "&" if "?" in where else "?"
-    return RedirectResponse(f"{root}{where}{sep}done={_quote(message)}", status_code=303)
+    return RedirectResponse(f"{root}{where}{sep}done={quote(message)}", status_code=303)
 
 
 def _form(request: Request) -> dict[str, str]:
@@ -423,88 +431,6 @@ def _form(request: Request) -> dict[str, str]:
 
     body = getattr(request.state, "body", b"")
     return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-
-
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
-
-
-def _choice(request: Request, name: str, options: tuple[str, ...], default: str) -> str:
-    v = request.query_params.get(name, default)
-    if v not in options:
-        raise BadRequest(f"{name} must be one of {', '.join(options)}")
-    return v
-
-
-def _int_param(request: Request, name: str, default: int) -> int:
-    return _int_value(request.query_params.get(name), default)
-
-
-def _int_value(v: str | None, default: int) -> int:
-    if v is None or v == "":
-        return default
-    try:
-        return int(v)
-    except ValueError:
-        raise BadRequest(f"{v!r} is not a whole number") from None
-
-
-def _limit(request: Request) -> int:
-    n = _int_param(request, "limit", 50)
-    if not 1 <= n <= 500:
-        raise BadRequest("limit must be between 1 and 500")
-    return n
-
-
-def _time_param(v: str | None) -> int | None:
-    """Epoch milliseconds from ``2026-12-03T21:00`` (UTC) or a number of epoch ms."""
-    if not v:
-        return None
-    if v.isdigit():
-        return int(v)
-    try:
-        dt = datetime.fromisoformat(v)
-    except ValueError:
-        raise BadRequest(f"{v!r} is not a time (YYYY-MM-DDTHH:MM, UTC)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1000)
-
-
-def _ts(ms: int | float | None) -> str:
-    if not ms:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return _dur(seconds)
-
-
-def _dur(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.1f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} d"
-
-
-def _num(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float) and v != int(v):
-        return f"{v:,.2f}"
-    return f"{int(v):,}"
 
 
 __all__ = ["Dashboard", "create_app"]

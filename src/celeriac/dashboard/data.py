@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._redis import to_str
-from ..broker.keys import GROUP, KeySchema
+from .._redis.client import to_str
+from .._redis.keys import GROUP, KeySchema
 from ..monitor.keys import monitor_keys
 from ..monitor.reader import WINDOWS, MonitorReader, Page, Series
 from ..monitor.record import TaskRecord
@@ -246,7 +246,7 @@ class DashboardData:
         if payload is None:
             return None
         from ..monitor.record import truncate
-        from ..results.base import decode_record
+        from ..record import decode_record
 
         try:
             rec = decode_record(task_id, payload, unpickle=False)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .._redis import to_str
+from .._redis.client import to_str
 from .keys import monitor_keys
 from .record import TaskRecord, decode_entry
 

@@ -18,11 +18,11 @@ from typing import Any
 import msgpack
 from redis.exceptions import NoScriptError
 
-from .._redis import to_str
+from .._redis.client import to_str
 from .keys import RESOLUTIONS, entry_of, monitor_keys
 from .record import FAILED_STATES, STATES, TaskRecord, decode_entry, decode_row
 from .rollup import ALL, N_BUCKETS, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
-from .script import SERIES
+from .script import SERIES, is_cluster
 
 #: chart windows: name -> (resolution, number of buckets)
 WINDOWS = {"hour": ("m", 60), "day": ("h", 24), "week": ("h", 168)}
@@ -411,13 +411,15 @@ class MonitorReader:
     ) -> list[list[Any]]:
         """HMGET ``fields`` of each rollup bucket of each queue: one script call per queue (all of a
         queue's keys share its slot), pipelined; replies in (queue, bucket) order."""
-        pipe = self.client.pipeline(transaction=False)
         calls = []
         for q in queues:
             k = monitor_keys(self.prefix, q)
-            keys = [k.roll(res, b) for res, b in buckets]
-            calls.append((keys, fields))
-            pipe.evalsha(SERIES.sha, len(keys), *keys, *fields)
+            calls.append(([k.roll(res, b) for res, b in buckets], fields))
+        if is_cluster(self.client):  # a cluster pipeline refuses scripts: one call per queue
+            return [row for keys, f in calls for row in SERIES(self.client, keys, f)]
+        pipe = self.client.pipeline(transaction=False)
+        for keys, f in calls:
+            pipe.evalsha(SERIES.sha, len(keys), *keys, *f)
         replies = pipe.execute(raise_on_error=False)
         out: list[list[Any]] = []
         for (keys, f), reply in zip(calls, replies):

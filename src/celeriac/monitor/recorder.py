@@ -27,19 +27,20 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
+from ..execution import format_traceback
 from ..states import TaskState
 from .keys import MINUTE_TTL_S, RESOLUTIONS, monitor_keys
 from .record import FAILED_STATES, pack, redact_pattern, show_args, truncate
 from .rollup import ALL, MAX_NAMES, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
-from .script import RECORD
+from .script import RECORD, is_cluster
 
 if TYPE_CHECKING:
     import redis.asyncio
 
     from ..app import Celeriac
     from ..broker.base import Delivery
+    from ..execution import Outcome
     from ..message import Message
-    from ..worker.executor import Outcome
 
 logger = logging.getLogger("celeriac.monitor")
 
@@ -108,12 +109,13 @@ class Recorder:
     def for_worker(cls, app: Celeriac, worker_id: str) -> Recorder | None:
         """The recorder of a worker of ``app``, or None when ``monitor_events`` is off or the broker
         is not on Redis."""
-        if not app.conf.monitor_events or not app.conf.broker_url.startswith(("redis", "rediss", "unix")):
+        url = getattr(app.broker, "url", None)  # a Redis broker's (the memory broker has none)
+        if not app.conf.monitor_events or not isinstance(url, str) or not url.startswith(("redis", "unix")):
             return None
-        from .._redis import async_client
+        from .._redis.client import async_client
 
         return cls(
-            async_client(app.conf.broker_url, max_connections=2),
+            async_client(url, max_connections=2),
             app.conf.key_prefix,
             worker_id,
             MonitorSettings.from_app(app),
@@ -203,15 +205,20 @@ class Recorder:
         batch, self._pending = self._pending, []
         try:
             calls = self._calls(batch)
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.evalsha(RECORD.sha, len(keys), *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
-            for (keys, args), reply in zip(calls, replies):
-                if isinstance(reply, NoScriptError):  # a restarted Redis: load it, run that call again
-                    await RECORD.run(self.client, keys, args)
-                elif isinstance(reply, Exception):
-                    raise reply
+            if len(calls) == 1 or is_cluster(self.client):
+                # one call per queue, each routed to its queue's slot (a cluster pipeline refuses
+                # scripts): concurrently on the recorder's connections
+                await asyncio.gather(*(RECORD.run(self.client, keys, args) for keys, args in calls))
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for keys, args in calls:
+                    pipe.evalsha(RECORD.sha, len(keys), *keys, *args)
+                replies = await pipe.execute(raise_on_error=False)
+                for (keys, args), reply in zip(calls, replies):
+                    if isinstance(reply, NoScriptError):  # a restarted Redis: load it, run that call again
+                        await RECORD.run(self.client, keys, args)
+                    elif isinstance(reply, Exception):
+                        raise reply
             self.recorded += len(batch)
             self._failing = False
         except Exception as exc:  # Redis down, full, or anything else: keep the records, warn
@@ -326,7 +333,7 @@ class Recorder:
             details["exc"] = f"{type(exc).__module__}.{type(exc).__qualname__}"
             details["msg"] = truncate(str(exc), _MAX_MESSAGE_CHARS)
             if exc.__traceback__ is not None:
-                details["tb"] = _traceback(exc)[-_MAX_TRACEBACK_CHARS:]
+                details["tb"] = format_traceback(exc)[-_MAX_TRACEBACK_CHARS:]
         if o.reason:
             details["reason"] = truncate(o.reason, _MAX_MESSAGE_CHARS)
         if message is not None:
@@ -381,17 +388,6 @@ def _rollup_fields(
 def _entry_ms(entry_id: str) -> int:
     ms = entry_id.partition("-")[0]
     return int(ms) if ms.isdigit() else 0
-
-
-def _traceback(exc: BaseException) -> str:
-    """The exception's traceback; for one raised in a child process, the text formatted there (the
-    pools set it on the exception: the attribute name is the execution layer's)."""
-    import traceback
-
-    remote = getattr(exc, "_celeriac_remote_traceback", None)
-    if isinstance(remote, str):
-        return remote
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def process_fields() -> dict[str, str]:

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..broker.base import Delivery
+from ..execution import Outcome
 from ..message import Message
 from ..monitor.recorder import MonitorSettings, Recorder
-from ..monitor.script import RECORD
+from ..monitor.script import RECORD, is_cluster
 from ..states import TaskState
-from ..worker.executor import Outcome
 
 _TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -71,8 +71,11 @@ def fill_outcomes(
                 sample.append(tid)
         items, rec._pending = rec._pending, []
         keys, args = rec._call(queue, items)
-        pipe.evalsha(RECORD.sha, len(keys), *keys, *args)
-        pending += 1
+        if is_cluster(client):  # a cluster pipeline refuses scripts
+            RECORD(client, keys, args)
+        else:
+            pipe.evalsha(RECORD.sha, len(keys), *keys, *args)
+            pending += 1
         done += size
         if pending >= 20:
             _run(client, pipe)

@@ -22,9 +22,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from ..broker.base import Delivery, Settlement
+from ..broker.base import Delivery, ResultSettling, Settlement
 from ..exceptions import BrokerFullError
 from .executor import Outcome
 
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from ..broker.base import Broker
     from ..monitor.recorder import Recorder
     from ..outcomes import OutcomeReporter
-    from ..results.base import ResultBackend, StoreResult
+    from ..record import ResultWrite
+    from ..results.base import ResultBackend
 
 logger = logging.getLogger("celeriac.worker")
 
@@ -75,6 +76,8 @@ class Settler:
         stats: WorkerStats,
         on_outcome: Callable[[Outcome], None] | None,
         on_recorded: Callable[[], None],
+        *,
+        results_via_broker: bool = False,
         recorder: Recorder | None = None,
         reporter: OutcomeReporter | None = None,
     ) -> None:
@@ -87,8 +90,9 @@ class Settler:
         self._on_recorded = on_recorded
         self._recorder = recorder
         self._reporter = reporter
-        # results on the broker's own Redis are written in the same round trip as the acks
-        self._results_via_broker = broker.stores_results_for(backend)
+        # results on the broker's own Redis are written in the same round trip as the acks (the app
+        # decides: it knows where both live)
+        self._results_via_broker = results_via_broker and isinstance(broker, ResultSettling)
         self._pending: list[tuple[Delivery | None, Outcome]] = []
         #: deliveries whose settlement is on its way to Redis: a lease renewal racing it may find them
         #: acked already, which is no lost lease (the worker's lease loop reads this)
@@ -189,8 +193,10 @@ class Settler:
                     continue
             self._count(outcome)
             if self._reporter is not None:
-                where = (d.queue, d.entry_id) if d is not None else ("", "")
-                self._reporter.report(*where, outcome, outcome.message)
+                if d is not None:
+                    self._reporter.report(d.queue, d.entry_id, outcome, outcome.message)
+                else:
+                    self._reporter.report("", "", outcome, outcome.message)
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
         self._on_recorded()
@@ -200,8 +206,8 @@ class Settler:
         via_broker = self._results_via_broker
         settlements: list[Settlement] = []
         # results of deliveries acked before their task ran (at-most-once): nothing left to fence
-        unfenced: list[StoreResult] = []
-        separate: list[tuple[Delivery, StoreResult]] = []  # results for a separate store, by delivery
+        unfenced: list[ResultWrite] = []
+        separate: list[tuple[Delivery, ResultWrite]] = []  # results for a separate store, by delivery
         for d, o in batch:
             store = o.store if self.backend is not None else None
             if d is None:
@@ -220,10 +226,14 @@ class Settler:
             unfenced = []
         if not settlements and not unfenced:
             return []
-        return await self.broker.settle(self.worker_id, settlements, unfenced)
+        if via_broker:
+            return await cast(ResultSettling, self.broker).settle_with_results(
+                self.worker_id, settlements, unfenced
+            )
+        return await self.broker.settle(self.worker_id, settlements)
 
     async def _store_owned(
-        self, separate: list[tuple[Delivery, StoreResult]], unfenced: list[StoreResult]
+        self, separate: list[tuple[Delivery, ResultWrite]], unfenced: list[ResultWrite]
     ) -> None:
         """A separate result store: renew the leases (which says what is still owned), then write only
         the results of owned deliveries. The settle that follows fences the others' acks too."""

@@ -39,11 +39,17 @@ from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue
-from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
+from ..exceptions import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerFullError,
+    ConfigurationError,
+    WorkerShutdown,
+)
 from ..monitor.recorder import Recorder, process_fields
 from ..outcomes import OutcomeReporter
 from .autoscale import Autoscale, Autoscaler
-from .executor import Job, Outcome
+from .executor import Executor, Job, Outcome
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
 from .pools import DEFAULT_CONCURRENCY, make_pool
@@ -62,7 +68,7 @@ _PRUNE_INTERVAL_S = 60.0
 _CANCEL_WAIT_S = 5.0
 _AUTOSCALE_TICK_S = 1.0
 
-__all__ = ["Worker", "WorkerStats", "run_worker"]
+__all__ = ["Worker", "WorkerStats"]
 
 
 class Worker:
@@ -115,7 +121,7 @@ class Worker:
         self.autoscale = autoscale
         self.concurrency = autoscale.min if autoscale else concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
         if self.concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+            raise ConfigurationError("concurrency", f"must be >= 1, got {self.concurrency}")
         self.recycling = recycling
         #: why this worker stopped to be replaced (whole-worker recycling), or "" (see ``start``)
         self.recycle_reason = ""
@@ -132,10 +138,9 @@ class Worker:
         self.burst = burst
         self.on_outcome = on_outcome
         self.limits = limits
-        self.executor = app.executor
-        self.broker = app.broker.for_worker()
+        self.executor = Executor(app)
         max_slots = autoscale.max if autoscale else self.concurrency
-        self.broker.expect_running(max_slots + self.conf.worker_fetch_max)
+        self.broker = app.broker.for_worker(max_owned=max_slots + self.conf.worker_fetch_max)
         self.backend = app.backend
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
@@ -151,8 +156,9 @@ class Worker:
             self.stats,
             on_outcome,
             self._recheck_slots,
-            self.recorder,
-            OutcomeReporter(app, self.worker_id),
+            results_via_broker=app.results_travel_with(self.broker),
+            recorder=self.recorder,
+            reporter=OutcomeReporter(app, self.worker_id),
         )
         self._stopping = False  # no new work
         self._closed = False  # everything recorded: maintenance loops may end
@@ -437,6 +443,8 @@ class Worker:
             self.recorder.add(d, outcome, job.message, started_s)
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
+            if isinstance(outcome.exc, WorkerShutdown):
+                self.stop()
             return
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
@@ -691,10 +699,3 @@ async def _end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
         _done, still = await asyncio.wait(pending, timeout=_CANCEL_WAIT_S)
         for task in still:
             logger.warning("%s did not stop when cancelled; abandoning it", task.get_name())
-
-
-def run_worker(app: Celeriac, **options: Any) -> Worker:
-    """Build a worker and run it until a signal stops it (the ``celeriac worker`` command)."""
-    worker = Worker(app, **options)
-    worker.start()
-    return worker

@@ -24,7 +24,6 @@
 --          ack: a consumer cut off from Redis whose delivery was reclaimed cannot overwrite the result
 --          of the worker that owns it now.
 -- ARGV[8+4R..] other records, each starting with a kind:
---   'a', id, deliveries                             ack
 --   'r', id, deliveries, delay_ms, eta_ms, message  ack and park a retry (delay_ms or eta_ms non-empty)
 --   'd', id, deliveries, message, reason            ack and dead-letter
 --
@@ -78,9 +77,7 @@ while i <= #ARGV do
   local kind, id, deliveries = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local mine = owned[id] == deliveries
   if mine then table.insert(acked, id) else table.insert(fenced, id) end
-  if kind == 'a' then
-    i = i + 3
-  elseif kind == 'r' then
+  if kind == 'r' then
     if mine then
       if head_before == nil then
         local h = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')

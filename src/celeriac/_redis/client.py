@@ -16,20 +16,8 @@ import redis.asyncio
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from ._urls import TLS_URL_OPTIONS, URL_OPTIONS, check_url, redact
-from .exceptions import BrokerConnectionError, BrokerError, BrokerFullError
-
-__all__ = [
-    "TLS_URL_OPTIONS",
-    "URL_OPTIONS",
-    "async_client",
-    "check_url",
-    "redact",
-    "sync_client",
-    "to_str",
-    "translate_error",
-    "translate_errors",
-]
+from .._urls import redact
+from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 
 
 def sync_client(
