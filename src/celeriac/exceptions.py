@@ -35,6 +35,7 @@ keep Python's own types: calling a task with arguments that do not fit its signa
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -86,7 +87,14 @@ class NotRegistered(CeleriacError, KeyError):
     """No task with this name is registered in the app."""
 
     def __str__(self) -> str:
-        return f"task {self.args[0]!r} is not registered"
+        name = self.args[0] if self.args else ""
+        # rebuilt from a stored result (AsyncResult.get), the argument is this sentence already
+        if isinstance(name, str) and _NOT_REGISTERED.fullmatch(name):
+            return name
+        return f"task {name!r} is not registered"
+
+
+_NOT_REGISTERED = re.compile(r"""task (['"]).*\1 is not registered""", re.DOTALL)
 
 
 class BrokerError(CeleriacError):

@@ -50,6 +50,7 @@ from ..monitor.recorder import Recorder, process_fields
 from ..outcomes import OutcomeReporter
 from .autoscale import Autoscale, Autoscaler
 from .executor import Executor, Job, Outcome
+from .identity import BEAT_FIELD, claim_worker_id, expand_worker_id, heartbeat_stamp
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
 from .pools import DEFAULT_CONCURRENCY, make_pool
@@ -80,7 +81,8 @@ class Worker:
         concurrency: execution slots (default 100 for ``asyncio``, 10 for ``threads``, one per CPU for
             ``processes``).
         pool: ``"asyncio"``, ``"threads"``, ``"processes"`` or ``"gevent"`` (see ``gevent_patch.py``).
-        worker_id: a unique name (default: host, pid and a random suffix).
+        worker_id: a unique name, with Celery's ``%h``/``%n``/``%d``/``%i``/``%I`` expanded (default:
+            host, pid and a random suffix). :meth:`run` refuses an id a live worker holds (identity.py).
         burst: stop once the queues are empty and nothing runs (handy for scripts and tests).
         on_outcome: called on the loop with each delivery's outcome once it is recorded (tests, demo).
         limits: default time limits for tasks that set none (``--soft-time-limit``, ``--time-limit``).
@@ -134,7 +136,11 @@ class Worker:
         self._signals = 0
         self._autoscale_wake: asyncio.Event | None = None
         self._reclaim_wake: asyncio.Event | None = None
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.worker_id = (
+            expand_worker_id(worker_id)  # -n worker1@%h, as in Celery
+            if worker_id
+            else f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
         self.burst = burst
         self.on_outcome = on_outcome
         self.limits = limits
@@ -255,6 +261,7 @@ class Worker:
             self._stop_event.set()
         if not await self._connect():
             return
+        await claim_worker_id(self.broker, self.worker_id, self.conf.worker_ttl_s)  # refuses a live duplicate
         await self.pool.start()
         if not self.pool.enforces_sync_hard_limit:  # say so at start-up rather than pretend
             warning = unenforceable_hard_limits(self.app, self.limits, self.pool_name)
@@ -406,7 +413,8 @@ class Worker:
         prepared = self.executor.prepare(d.data, queue=d.queue, delivery=d.deliveries)
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
             if prepared.reason.startswith("unknown task"):
-                prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
+                hint = unknown_task_hint(prepared.task_name, self.app.tasks, self.task_modules)
+                prepared = replace(prepared, reason=prepared.reason + hint)
             if self.recorder is not None:
                 self.recorder.add(d, prepared, None, 0.0)
             self._settler.submit(d, prepared)
@@ -599,6 +607,7 @@ class Worker:
             "failed": str(self.stats.failed),
             "started_at": f"{self.stats.started_at:.0f}",
             "version": __version__,
+            BEAT_FIELD: heartbeat_stamp(),  # changes at every heartbeat: tells a live holder of an id
             **self.pool.info(),  # children/lost/recycled, or threads/abandoned
             **process_fields(),
             **(

@@ -102,8 +102,15 @@ while i <= #ARGV do
     return redis.error_reply('settle: unknown record kind ' .. tostring(kind))
   end
 end
+-- XACK and XDEL take the ids in chunks: Lua's unpack() refuses more than about 8,000 values
+-- (LUAI_MAXCSTACK), and a flush of a worker with high concurrency can ack more than that
+local function chunk(ids, first)
+  local out = {}
+  for i = first, math.min(first + 999, #ids) do out[#out + 1] = ids[i] end
+  return out
+end
 if #acked > 0 then
-  redis.call('XACK', KEYS[1], ARGV[1], unpack(acked))
+  for first = 1, #acked, 1000 do redis.call('XACK', KEYS[1], ARGV[1], unpack(chunk(acked, first))) end
   -- Acked entries leave the stream, so that it holds only waiting and running messages. XDEL costs
   -- Redis a scan inside the entry's stream node (about 2 us per entry, more than the rest of this
   -- script), but every entry older than the group's oldest pending one is done (delivered in id
@@ -138,7 +145,7 @@ if #acked > 0 then
       ms, seq = tonumber(ms), tonumber(seq)
       if ms > oms or (ms == oms and seq > oseq) then table.insert(newer, id) end
     end
-    if #newer > 0 then redis.call('XDEL', KEYS[1], unpack(newer)) end
+    for first = 1, #newer, 1000 do redis.call('XDEL', KEYS[1], unpack(chunk(newer, first))) end
   end
 end
 return fenced
