@@ -19,10 +19,10 @@ task id), plus ``celeriac.task.name`` and ``celeriac.task.retries``; a failed ru
 ERROR with ``error.type`` (the exception class) and records the exception; a retry or dead letter adds
 ``celeriac.outcome``. ``span_name="task"`` names spans after the task instead of the queue.
 
-The run span is current while the task runs in the asyncio, threads and gevent pools, so tasks sent
-from inside a task are its children. With the process pool the run span lives in the worker process
-(which times the run), not in the child: a task sent from inside a child process starts a new trace
-(not done yet: the child would need the run span's context with the job).
+The run span is current while the task runs, so tasks sent from inside a task are its children: in
+the asyncio, threads and gevent pools through the context, in the process pool through the run span's
+traceparent, which travels to the child with the request (the span itself lives in the worker
+process, which times the run).
 """
 
 from __future__ import annotations
@@ -118,6 +118,24 @@ class Tracing:
             set_status_on_exception=False,
         ) as span:
             yield span
+
+    @staticmethod
+    def traceparent() -> str | None:
+        """The W3C traceparent of the current span (None outside one)."""
+        return _injected().get("traceparent")
+
+    @staticmethod
+    @contextmanager
+    def attached(traceparent: str) -> Iterator[None]:
+        """Make the span ``traceparent`` names the current context (a process-pool child, while it runs
+        the task: the tasks it sends are then children of the worker's run span)."""
+        from opentelemetry import context, propagate
+
+        token = context.attach(propagate.extract({"traceparent": traceparent}))
+        try:
+            yield
+        finally:
+            context.detach(token)
 
     @staticmethod
     def finish(span: Span, kind: str, exc: BaseException | None, retried: bool = False) -> None:

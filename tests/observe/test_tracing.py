@@ -210,6 +210,11 @@ instrument(app, tracer_provider=provider)
 @app.task(name="otelproc.add")
 def add(x, y):
     return x + y
+
+@app.task(name="otelproc.fan")
+def fan(n):
+    for i in range(n):
+        add.delay(i, i)  # sent from inside the child process: joins the trace
 """
 
 
@@ -223,6 +228,7 @@ def test_trace_crosses_a_real_worker_process(
     instrument(app, tracer_provider=provider)
     with provider.get_tracer("web").start_as_current_span("POST /orders") as request_span:
         ids = [app.send_task("otelproc.add", (i, i)).id for i in range(3)]
+        fan_id = app.send_task("otelproc.fan", (2,)).id
     env = {
         **os.environ,
         "CELERIAC_BROKER_URL": redis_url,
@@ -250,15 +256,24 @@ def test_trace_crosses_a_real_worker_process(
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    runs = [json.loads(line) for line in spans_file.read_text().splitlines()]
+    spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
+    trace_id = request_span.get_span_context().trace_id
+    assert {s["trace"] for s in spans} == {trace_id}  # one trace, across three kinds of process
+    runs = {s["id"]: s for s in spans if s["name"] == "process default"}
     sends = {
         s.attributes["messaging.message.id"]: s
         for s in exporter.get_finished_spans()
         if s.name == "send default"
     }
-    assert sorted(r["id"] for r in runs) == sorted(ids)
-    for run in runs:
-        assert run["name"] == "process default"
-        assert run["trace"] == request_span.get_span_context().trace_id
-        assert run["parent"] == sends[run["id"]].context.span_id
+    assert set(sends) == {*ids, fan_id}
+    for task_id, send in sends.items():  # sent here, run by the worker: children of their send
+        assert runs[task_id]["parent"] == send.context.span_id
+    # fan's two sends happened in a child process of the pool: children of fan's run span (which
+    # lives in the worker process), and each of their runs is a child of its send
+    child_sends = [s for s in spans if s["name"] == "send default"]
+    assert len(child_sends) == 2
+    for send in child_sends:
+        assert send["parent"] == runs[fan_id]["span"]
+        assert runs[send["id"]]["parent"] == send["span"]
+    assert len(runs) == 6
     trace.get_tracer_provider()  # the global provider was never touched

@@ -60,6 +60,9 @@ class Executor(Execution):
         tracing = self.app.tracing
         span_scope = tracing.run(job.message, job.request.queue) if tracing is not None else None
         span = span_scope.__enter__() if span_scope is not None else None
+        if span is not None:
+            assert tracing is not None
+            job.request.traceparent = tracing.traceparent()  # for a child process (process pool)
         started = time.perf_counter()
         token = _current.set(job.request)
         try:
