@@ -113,10 +113,10 @@ def test_replay_all_asks_for_confirmation(stack: Stack, page: Any) -> None:
 
 
 def test_revoke_from_the_task_page(stack: Stack, page: Any, shot: Callable[..., Any]) -> None:
-    from celeriac.dashboard.app import Dashboard
-
-    revoker = Dashboard._revoker(type("D", (), {"app": stack.app})())  # type: ignore[arg-type]
-    if revoker is None:
+    revoker = getattr(getattr(stack.app, "control", None), "revoke", None) or getattr(
+        stack.app, "revoke", None
+    )
+    if revoker is None:  # the dashboard looks for the same (app.control.revoke, app.revoke)
         pytest.skip("this celeriac has no revoke yet (issue 11): the dashboard hides the button")
     failed = stack.task("ui.charge").delay("R-1", 1)
     stack.worker.wait_outcomes(lambda outs: any(o.task_id == failed.id for o in outs))
