@@ -170,15 +170,22 @@ def ok(x):
 @app.task(name="j.fail")
 def fail(token=None):
     raise KeyError("missing")
+
+@app.task(name="j.say")
+def say():
+    import logging, os
+    logging.getLogger("jsonlog").warning("said by %d", os.getpid())
 """
 
 
-def test_worker_log_format_json(redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", ["asyncio", "processes"])
+def test_worker_log_format_json(redis_url: str, tmp_path: Path, pool: str) -> None:
     (tmp_path / "jsonlog.py").write_text(textwrap.dedent(JSON_APP))
     env = {**os.environ, "CELERIAC_BROKER_URL": redis_url}
     producer = Celeriac("jsonlog", broker=redis_url)
     ok = producer.send_task("j.ok", (1,))
     bad = producer.send_task("j.fail", kwargs={"token": "s3cret"})
+    said = producer.send_task("j.say")
     proc = subprocess.run(
         [
             sys.executable,
@@ -192,6 +199,10 @@ def test_worker_log_format_json(redis_url: str, tmp_path: Path) -> None:
             "json",
             "--loglevel",
             "warning",
+            "-P",
+            pool,
+            "-c",
+            "1",
         ],
         cwd=tmp_path,
         env=env,
@@ -203,7 +214,11 @@ def test_worker_log_format_json(redis_url: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in proc.stderr.splitlines()]  # every line is one JSON object
     outcomes = {r["task_id"]: r for r in records if r.get("event", "").startswith("task.")}
-    assert set(outcomes) == {ok.id, bad.id}  # successes too, whatever --loglevel
+    assert set(outcomes) == {ok.id, bad.id, said.id}  # successes too, whatever --loglevel
+    (told,) = [r for r in records if r["logger"] == "jsonlog"]  # the task's own log line: JSON too
+    assert told["message"] == f"said by {told['pid']}" and told["level"] == "WARNING"
+    if pool == "processes":
+        assert told["pid"] != outcomes[ok.id]["pid"]  # logged in a child process
     s, f = outcomes[ok.id], outcomes[bad.id]
     assert s["event"] == "task.succeeded" and s["level"] == "INFO" and s["logger"] == "celeriac.task"
     assert s["message"].startswith(f"Task j.ok[{ok.id}] succeeded in ")
