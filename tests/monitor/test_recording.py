@@ -212,3 +212,18 @@ def test_timeline_links_outcomes_in_one_batch_and_across_batches(client: redis.R
     write()  # a later batch
     timeline = MonitorReader(client).task("t1", ["default"])
     assert [(r.state, r.retries) for r in timeline] == [("RETRY", 0), ("RETRY", 1), ("SUCCESS", 2)]
+
+
+def test_follow_tails_new_outcomes(client: redis.Redis) -> None:
+    """``MonitorReader.follow``: what ``celeriac events`` builds on; nothing is lost between calls."""
+    from celeriac.testing.outcomes import fill_outcomes
+
+    reader = MonitorReader(client)
+    fill_outcomes(client, 10, queues=["default", "emails"], batch=5, failed_every=0)
+    got, pos = reader.follow(["default", "emails"], block_ms=10)
+    assert got == []  # starts from now
+    fill_outcomes(client, 30, queues=["default", "emails"], batch=5, failed_every=0)
+    got, pos = reader.follow(["default", "emails"], pos, block_ms=10)
+    assert len(got) == 30 and {r.queue for r in got} == {"default", "emails"}
+    got, pos = reader.follow(["default", "emails"], pos, block_ms=10)
+    assert got == []

@@ -232,6 +232,38 @@ class MonitorReader:
                 return
             count = min(count * 2, 64)
 
+    def follow(
+        self, queues: Sequence[str], after: dict[str, str] | None = None, block_ms: int = 1000
+    ) -> tuple[list[TaskRecord], dict[str, str]]:
+        """Outcomes recorded after the positions in ``after`` (queue -> log entry id; a queue not in
+        it starts from now), oldest first, waiting up to ``block_ms`` for the first; returns them and
+        the positions to pass next time (``celeriac events``-style tailing). One blocking ``XREAD``
+        over all queues; on Redis Cluster (several slots) pass one queue per call."""
+        positions = {q: (after or {}).get(q, "$") for q in queues}
+        reply = self.client.xread(
+            {monitor_keys(self.prefix, q).log: positions[q] for q in queues}, count=100, block=block_ms
+        )
+        out: list[TaskRecord] = []
+        by_key = {monitor_keys(self.prefix, q).log: q for q in queues}
+        for key, entries in reply.items() if isinstance(reply, dict) else reply or []:
+            q = by_key.get(to_str(key))
+            if q is None:
+                continue
+            for entry_id, fields in entries:
+                eid = to_str(entry_id)
+                out += decode_entry(fields.get(b"r", b""), q, to_str(fields.get(b"w", b"")), eid)
+                positions[q] = eid
+        if any(p == "$" for p in positions.values()):
+            # "$" means "from now": pin it to the stream's last id so nothing recorded meanwhile is lost
+            pipe = self.client.pipeline(transaction=False)
+            pending = [q for q, p in positions.items() if p == "$"]
+            for q in pending:
+                pipe.xrevrange(monitor_keys(self.prefix, q).log, count=1)
+            for q, last in zip(pending, pipe.execute()):
+                positions[q] = to_str(last[0][0]) if last else "0-0"
+        out.sort(key=lambda r: (r.finished_ms, _sort_key(r)))
+        return out, positions
+
     def task(self, task_id: str, queues: Sequence[str]) -> list[TaskRecord]:
         """Every recorded outcome of one task (its timeline), oldest first; empty when unknown."""
         pipe = self.client.pipeline(transaction=False)
