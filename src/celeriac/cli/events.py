@@ -2,7 +2,7 @@
 
 One line per outcome, flushed at once (so ``| grep``, ``| jq`` and ``| head`` work): human-readable by
 default, one JSON object per line with ``--json``. Reads the recent-outcome logs that workers write
-(:mod:`celeriac.monitor.follow`); nothing is written and workers do no extra work for it.
+(``MonitorReader.follow``: a blocking XREAD); nothing is written and workers do no extra work for it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import click
 from ..monitor.record import STATES, TaskRecord
 from ._common import get_state, split_names
 from ._options import app_options
+
+_RELIST_S = 5.0
 
 
 def format_line(r: TaskRecord) -> str:
@@ -106,28 +108,43 @@ def events(
     celeriac events --json --state FAILURE | jq .exception_type
     celeriac events --since 600 -n 20
     """
+    from redis.cluster import RedisCluster
+
     from .._redis.client import sync_client
-    from ..monitor.follow import follow
+    from ..monitor.reader import MonitorReader
 
     app = get_state(ctx).app()
     broker = app.broker
     named = split_names(queues_arg)
     client = sync_client(app.conf.broker_url, max_connections=2)
+    reader = MonitorReader(client, app.conf.key_prefix)
+    # Redis Cluster: keys of several slots cannot share one XREAD, so each queue is read in turn
+    cluster = isinstance(client, RedisCluster)
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
     wanted_states = {s.upper() for s in states}
     wanted_names = set(names)
-    since_ms = int((time.time() - since_s) * 1000) if since_s is not None else None
+    start = f"{int((time.time() - since_s) * 1000)}-0" if since_s is not None else None
+    positions: dict[str, str] = {}  # queue -> last log entry read
+    queues: list[str] = []
+    listed_at = float("-inf")
     shown = 0
     out = sys.stdout
     try:
-        for batch in follow(
-            client,
-            app.conf.key_prefix,
-            (lambda: named) if named else broker.known_queues,
-            since_ms=since_ms,
-            block_ms=500,
-            stop=lambda: deadline is not None and time.monotonic() >= deadline,
-        ):
+        while deadline is None or time.monotonic() < deadline:
+            if time.monotonic() - listed_at >= _RELIST_S:  # a queue that appears later is followed too
+                listed_at = time.monotonic()
+                queues = named or broker.known_queues()
+                for q in queues:
+                    if q not in positions and start is not None:
+                        positions[q] = start  # --since: from then on; else follow() starts from now
+            if not queues:
+                time.sleep(0.5)
+                continue
+            batch = []
+            for group in ([q] for q in queues) if cluster else [queues]:
+                records, moved = reader.follow(group, positions, block_ms=max(1, 500 // len(queues)))
+                positions.update(moved)
+                batch += records
             lines = []
             for record in batch:
                 if wanted_states and record.state not in wanted_states:
