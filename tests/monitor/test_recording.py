@@ -109,7 +109,7 @@ def test_heartbeat_reports_rss_and_running_tasks(app: Celeriac, thread_worker: A
             break
         time.sleep(0.05)
     assert r.id in fields["tasks"] and int(fields["rss_kb"]) > 1000 and fields["events"] == "on"
-    w.worker._loop.call_soon_threadsafe(release.set)
+    w.worker.run_state.loop.call_soon_threadsafe(release.set)
 
 
 def test_events_off_records_nothing(app: Celeriac, client: redis.Redis, thread_worker: Any) -> None:
