@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -487,18 +487,3 @@ class MonitorReader:
             pipe.xlen(k.fail)
         r = pipe.execute()
         return {q: (int(r[2 * i]), int(r[2 * i + 1])) for i, q in enumerate(queues)}
-
-
-@dataclass
-class QueueView:
-    """What the overview shows about one queue."""
-
-    name: str
-    ready: int = 0
-    delayed: int = 0
-    running: int = 0
-    dead: int = 0
-    oldest_age_s: float | None = None
-    added_total: int | None = None
-    consumers: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -150,7 +150,7 @@ class Maintenance:
             **process_fields(),
             **(
                 w.recorder.heartbeat_fields(w.inflight.running_deliveries())
-                if w.recorder is not None
+                if w.recorder
                 else {"events": "off"}
             ),
         }

@@ -27,7 +27,8 @@
 -- Returns the log entry id.
 local f, r, t = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local max_ids, max_fail, min_ms, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-local rows = cmsgpack.unpack(ARGV[2])
+local decode = cmsgpack.unpack
+local rows = decode(ARGV[2])
 local ids = {}
 for k = 1, #rows do ids[k] = rows[k][1] end
 local n = #ids
@@ -38,7 +39,7 @@ local i = 12
 -- task's id moves to this entry)
 local retried = {}
 if ARGV[11] ~= '' then
-  for _, k in ipairs(cmsgpack.unpack(ARGV[11])) do retried[k] = true end
+  for _, k in ipairs(decode(ARGV[11])) do retried[k] = true end
 end
 local prev, last_at = {}, {}
 for k = 0, n - 1 do
@@ -63,12 +64,12 @@ end
 local ms, seq = string.match(id, '^(%d+)-(%d+)$')
 local s = tonumber(ms) * 4096 + math.min(tonumber(seq), 4095)
 local score = string.format('%.0f', s)
-local zargs = {}
-for k = 1, n do
-  zargs[2 * k - 1] = score
-  zargs[2 * k] = ids[k]
+-- every id moves to this entry's score, in chunks (Lua unpacks at most ~8,000 values at once)
+for first = 1, #ids, 500 do
+  local zargs = {}
+  for i = first, math.min(first + 499, #ids) do zargs[#zargs + 1] = score; zargs[#zargs + 1] = ids[i] end
+  redis.call('ZADD', KEYS[2], unpack(zargs))
 end
-if n > 0 then redis.call('ZADD', KEYS[2], unpack(zargs)) end
 
 -- bounds: a cap in task ids and a retention in time, for the log and its index alike
 local card = redis.call('ZCARD', KEYS[2])

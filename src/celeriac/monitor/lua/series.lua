@@ -6,7 +6,13 @@
 -- ARGV[1..F]  the fields to read from each
 -- Returns N arrays of F values (nil where a hash or field is missing).
 local out = {}
-for i = 1, #KEYS do
-  out[i] = redis.call('HMGET', KEYS[i], unpack(ARGV))
+for k = 1, #KEYS do
+  local values = {}
+  for first = 1, #ARGV, 1000 do  -- a handful of fields in practice; chunked all the same
+    local fields = {}
+    for i = first, math.min(first + 999, #ARGV) do fields[#fields + 1] = ARGV[i] end
+    for _, v in ipairs(redis.call('HMGET', KEYS[k], unpack(fields))) do values[#values + 1] = v end
+  end
+  out[k] = values
 end
 return out
