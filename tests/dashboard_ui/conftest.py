@@ -45,9 +45,10 @@ REPO = Path(__file__).resolve().parents[2]
 OUTPUT = Path(os.environ.get("CELERIAC_TEST_OUTPUT", REPO / "test-output")) / "browser"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per test module. Not per session: Playwright's sync API keeps an event
+    loop running in this thread while it is open, and the asyncio tests that follow need none."""
     if not os.path.exists(CHROMIUM):
         message = f"{CHROMIUM} is missing: apt-get install chromium (scripts/_setup.sh does it as root)"
         if os.environ.get("CI"):
