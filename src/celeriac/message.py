@@ -69,6 +69,7 @@ _OPTION_KEYS: dict[str, str] = {
     # W3C trace context (OpenTelemetry, ``celeriac.tracing``): only when tracing is on
     "traceparent": "tp",
     "tracestate": "ts",
+    "unique_key": "uq",
 }
 _WIRE_TO_OPTION = {v: k for k, v in _OPTION_KEYS.items()}
 _OPTION_ITEMS = tuple(_OPTION_KEYS.items())
@@ -93,6 +94,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "serializer": (str,),
     "traceparent": (str,),
     "tracestate": (str,),
+    "unique_key": (str,),
 }
 # integers read off the wire stay far below msgpack's 64-bit limit, so a retry can always re-encode them
 _MAX_INT = 1 << 62
@@ -161,6 +163,8 @@ class Message:
     #: W3C ``traceparent`` / ``tracestate`` of the span that sent it (``celeriac.tracing``; else None)
     traceparent: str | None = None
     tracestate: str | None = None
+    #: the lock a unique task holds while queued or running (released when it finishes)
+    unique_key: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:

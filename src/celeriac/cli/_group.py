@@ -30,6 +30,8 @@ COMMANDS = {
     "dlq": "dlq",
     "purge": "purge",
     "events": "events",
+    "revoke": "revoke",
+    "control": "control",
     "check-celery": "check_celery",
     "dashboard": "dashboard",
     "dashboard-password": "dashboard_auth",
