@@ -36,7 +36,10 @@ def start_events(tasks_module: TasksModule, *args: str) -> subprocess.Popen[str]
     # ready once it blocks in XREAD (it resolved each stream's last id first): later outcomes are all seen
     client = redis.Redis.from_url(tasks_module.broker_url)
     deadline = time.monotonic() + 30
-    while not any(c.get("cmd") == "xread" for c in client.client_list()):
+    # (by name: workers block in XREAD too, on the revocation stream)
+    while not any(
+        c.get("cmd") == "xread" and c.get("name") == "celeriac-events" for c in client.client_list()
+    ):
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert time.monotonic() < deadline, "celeriac events never blocked in XREAD"
         time.sleep(0.05)

@@ -117,6 +117,7 @@ def events(
     broker = app.broker
     named = split_names(queues_arg)
     client = sync_client(app.conf.broker_url, max_connections=2)
+    client.client_setname("celeriac-events")  # who is tailing, in CLIENT LIST
     reader = MonitorReader(client, app.conf.key_prefix)
     # Redis Cluster: keys of several slots cannot share one XREAD, so each queue is read in turn
     cluster = isinstance(client, RedisCluster)
