@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
+from typing import Any
 
 import click
 
 from ._common import get_state
 from ._options import app_options
-
-
-def _loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
+from .dashboard_auth import auth_options, settings_from_options
 
 
 @click.command()
@@ -39,26 +31,34 @@ def _loopback(address: str) -> bool:
     metavar="SECONDS",
     help="How often pages refresh their live part (0: never).",
 )
+@auth_options
 @click.pass_context
-def dashboard(ctx: click.Context, address: str, port: int, queues: tuple[str, ...], refresh: float) -> None:
+def dashboard(
+    ctx: click.Context, /, address: str, port: int, queues: tuple[str, ...], refresh: float, **auth: Any
+) -> None:
     """Serve the dashboard: queues, workers, task outcomes, failures, dead letters, /metrics.
 
-    Without authentication it binds to loopback only. Needs celeriac[dashboard].
+    Without authentication it binds to loopback only. Sign-in: --token, --basic-auth, --oidc-issuer,
+    --github or --trusted-header (see docs/dashboard-auth.md). Needs celeriac[dashboard].
     """
     try:
         import uvicorn
 
-        from ..dashboard import OpenPolicy, create_app
+        from ..dashboard import create_app
     except ImportError as exc:
         raise click.ClickException(
             f"the dashboard needs its extra: pip install 'celeriac[dashboard]' ({exc.name} is missing)"
         ) from None
-    policy = OpenPolicy()
-    if not _loopback(address) and not policy.authenticates:
-        raise click.UsageError(
-            f"refusing to serve the dashboard on {address} without authentication: bind to 127.0.0.1 "
-            "(and put an authenticating proxy in front), or configure authentication"
-        )
+    from ..dashboard.auth import check_bind_address
+    from ..dashboard.security import AuthPolicy
+    from ..exceptions import ConfigurationError
+
+    settings = settings_from_options(auth)
+    try:
+        check_bind_address(address, settings)  # loopback only, unless some sign-in is configured
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc).removeprefix("invalid setting '--address': ")) from None
+    policy = AuthPolicy(settings)
     app = get_state(ctx).app(required=True)
     asgi = create_app(app, policy=policy, queues=list(queues), refresh_s=refresh)
     click.echo(f"celeriac dashboard on http://{address}:{port}/ (Ctrl-C to stop)", err=True)

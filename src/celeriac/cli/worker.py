@@ -19,7 +19,7 @@ from ..worker.recycling import parse_size_kib
 from . import _run_worker
 from ._common import get_state, split_names
 from ._options import app_options
-from ._run_worker import LOG_FORMAT, WorkerOptions, configure_logging, serve
+from ._run_worker import LOG_FORMAT, WorkerOptions, configure_log_format, configure_logging, serve
 
 __all__ = ["LOG_FORMAT", "configure_logging", "worker"]
 
@@ -66,6 +66,15 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
     show_default=True,
     show_envvar=True,
     help="Logging level (to stderr).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    show_envvar=True,
+    help="json: one JSON object per line, a line for every task outcome (for CloudWatch, Loki, "
+    "Elasticsearch; fields in docs/outcomes.md).",
 )
 @click.option(
     "-n",
@@ -184,6 +193,7 @@ def worker(
     concurrency: int | None,
     pool: str,
     loglevel: str,
+    log_format: str,
     worker_id: str | None,
     burst: bool,
     include: tuple[str, ...],
@@ -221,6 +231,7 @@ def worker(
         concurrency=concurrency,
         pool=pool,
         loglevel=loglevel,
+        log_format=log_format,
         worker_id=worker_id,
         burst=burst,
         include=split_names(include),
@@ -241,4 +252,5 @@ def worker(
         broker = state.broker_url if state.broker_from_command_line else None
         _run_worker.reexec_lean(replace(options, app_spec=state.app_spec, broker_url=broker))
     configure_logging(loglevel)
+    configure_log_format(log_format)
     serve(state.app(required=True), options)

@@ -49,6 +49,7 @@ from ..exceptions import (
     WorkerShutdown,
 )
 from ..monitor.recorder import Recorder
+from ..outcomes import OutcomeReporter
 from .autoscale import Autoscale, Autoscaler
 from .executor import Executor, Job, Outcome
 from .identity import claim_worker_id, expand_worker_id
@@ -184,6 +185,7 @@ class Worker:
             self.recheck_slots,
             results_via_broker=app.results_travel_with(self.broker),
             recorder=self.recorder,
+            reporter=OutcomeReporter(app, self.worker_id),
         )
         self.maintenance = Maintenance(self)
         self.revoking = Revoking(app, self.broker, self.executor, self.pool)  # revoke, terminate
@@ -475,6 +477,7 @@ class Worker:
             reason = self._self_recycling.after_task()
             if reason:
                 self._recycle(reason)
+        outcome.message = job.message
         if self.recorder is not None:
             self.recorder.add(d, outcome, job.message, started_s)
         if outcome.kind == "release":
