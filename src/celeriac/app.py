@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import gc
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
@@ -241,20 +241,34 @@ class Celeriac:
         return _AsyncResult(task_id, self)
 
     # ---- sending ---------------------------------------------------------------------------------
-    def route(self, name: str, task: Task[Any, Any] | None = None, queue: str | None = None) -> str:
-        """The queue a task goes to: ``queue=``, then ``task_routes`` (exact name, then globs in order),
-        then the task's own ``queue``, then ``task_default_queue``."""
+    def route(
+        self,
+        name: str,
+        task: Task[Any, Any] | None = None,
+        queue: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The queue a task goes to: ``queue=``, then ``task_routes`` (in any of Celery's forms: exact
+        names before globs within a dict, routers of a list in order, a router function called with
+        ``(name, args, kwargs, options, task=task)``), then the task's own ``queue``, then
+        ``task_default_queue``."""
         if queue:
             return queue
         routes = self.conf.task_routes
-        if name in routes:
-            return routes[name]
-        for pattern, target in routes.items():
-            if fnmatch.fnmatchcase(name, pattern):
-                return target
+        for router in routes if isinstance(routes, (list, tuple)) else (routes,):
+            found = _apply_router(router, name, args, kwargs or {}, task)
+            if found:
+                return found
         if task is not None and task.queue:
             return task.queue
         return self.conf.task_default_queue
+
+    @property
+    def _routes_static(self) -> bool:
+        """True when routing depends on the task name only (no router function): cacheable per task."""
+        routes = self.conf.task_routes
+        return not any(callable(r) for r in (routes if isinstance(routes, (list, tuple)) else (routes,)))
 
     def _prepare(
         self,
@@ -306,7 +320,7 @@ class Celeriac:
         message, data, task = self._prepare(name, args, kwargs, options, task)
         if self.conf.task_always_eager:
             return self._eager(data, message)
-        queue = self.route(name, task, options.queue)
+        queue = self.route(name, task, options.queue, args, kwargs)
         self.broker.enqueue(Enqueue(queue, data, options.delay_ms, options.eta_ms))
         return _AsyncResult(message.id, self, ignored=self._ignored(options, task))
 
@@ -351,6 +365,7 @@ class Celeriac:
         # per task, for signatures without options: (queue, ignore_result, msgpack arguments), the
         # same for each of them; msgpack tasks then skip the Message object (encode_call)
         plain: dict[tuple[str, int], tuple[str, bool, bool]] = {}
+        static_routes = self._routes_static
         for sig in signatures:
             task = sig.task
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
@@ -362,7 +377,8 @@ class Celeriac:
                 if eager:
                     results.append(self._eager(data, message))
                     continue
-                queue, ignored = self.route(sig.name, task, options.queue), self._ignored(options, task)
+                queue = self.route(sig.name, task, options.queue, sig.args, kwargs)
+                ignored = self._ignored(options, task)
                 items.append(Enqueue(queue, data, options.delay_ms, options.eta_ms))
                 results.append(_AsyncResult(message.id, self, ignored=ignored))
                 continue
@@ -377,6 +393,8 @@ class Celeriac:
                 )
             queue, ignored, direct = policy
             args = tuple(sig.args)
+            if not static_routes:
+                queue = self.route(sig.name, task, None, args, kwargs)
             if direct:
                 assert task is not None
                 task.check_arguments(args, kwargs)
@@ -411,3 +429,20 @@ class Celeriac:
             self._broker.close_sync()
         if self._backend is not None:
             self._backend.close_sync()
+
+
+def _apply_router(
+    router: Any, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], task: Task[Any, Any] | None
+) -> str | None:
+    """The queue one of Celery's router forms gives a task, or None (the next router decides)."""
+    if callable(router):
+        found = router(name, args, kwargs, {}, task=task)
+    elif name in router:
+        found = router[name]
+    else:
+        found = next((v for k, v in router.items() if fnmatch.fnmatchcase(name, k)), None)
+    if isinstance(found, Mapping):
+        found = found.get("queue")
+    if found is not None and not isinstance(found, str):
+        raise ConfigurationError("task_routes", f"a router gave {found!r} for {name}: expected a queue name")
+    return found or None

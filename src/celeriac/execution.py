@@ -280,7 +280,7 @@ class Execution:
                 return self._failed(
                     message, task, mismatch, kind="dead", reason=f"wrong arguments: {mismatch}"
                 )
-        if isinstance(exc, WorkerLostError) and job.acks_late:
+        if isinstance(exc, WorkerLostError) and job.acks_late and task.app.conf.task_reject_on_worker_lost:
             # at-least-once: the process died before an outcome existed, so the task runs again
             # (max_deliveries still dead-letters a task that kills every process it runs in)
             return Outcome("release", message.id, message.task, reason=str(exc), exc=exc, runtime_s=runtime_s)

@@ -139,8 +139,10 @@ class Task(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.bind = bind
-        if serializer not in (None, "msgpack", "pickle"):
-            raise ConfigurationError("serializer", f"must be 'msgpack' or 'pickle', got {serializer!r}")
+        if serializer not in (None, "msgpack", "json", "pickle"):
+            raise ConfigurationError(
+                "serializer", f"must be 'msgpack', 'json' or 'pickle', got {serializer!r}"
+            )
         #: content type of arguments and result; None: the app's ``task_serializer``
         self.serializer = serializer
         self.queue = queue

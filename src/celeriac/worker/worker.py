@@ -114,13 +114,21 @@ class Worker:
         self.conf = app.conf
         self.queues = list(dict.fromkeys(queues or [self.conf.task_default_queue]))
         #: task modules this worker imported besides the app module (lean workers)
+        # the app's imports/include settings (Celery's names) come first, then -I
+        include = [*self.conf.imports, *self.conf.include, *include]
         self.task_modules = task_modules(self.conf.worker_queue_modules, self.queues, include)
         import_task_modules(self.task_modules)
         self.pool_name = pool
         self.autoscale = autoscale
+        concurrency = concurrency or self.conf.worker_concurrency
         self.concurrency = autoscale.min if autoscale else concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
         if self.concurrency < 1:
             raise ConfigurationError("concurrency", f"must be >= 1, got {self.concurrency}")
+        # per limit: the flag's value, else the app's worker_max_tasks/memory_per_child (Celery's names)
+        if recycling.max_tasks is None and self.conf.worker_max_tasks_per_child is not None:
+            recycling = replace(recycling, max_tasks=self.conf.worker_max_tasks_per_child)
+        if recycling.max_memory_kib is None and self.conf.worker_max_memory_per_child is not None:
+            recycling = replace(recycling, max_memory_kib=self.conf.worker_max_memory_per_child)
         self.recycling = recycling
         #: why this worker stopped to be replaced (whole-worker recycling), or "" (see ``start``)
         self.recycle_reason = ""
@@ -140,7 +148,11 @@ class Worker:
         )
         self.burst = burst
         self.on_outcome = on_outcome
-        self.limits = limits
+        # per limit: the flag's value, else the app's task_time_limit / task_soft_time_limit
+        self.limits = TimeLimits(
+            limits.soft_s if limits.soft_s is not None else self.conf.task_soft_time_limit,
+            limits.hard_s if limits.hard_s is not None else self.conf.task_time_limit,
+        )
         self.executor = Executor(app)
         max_slots = autoscale.max if autoscale else self.concurrency
         self.broker = app.broker.for_worker(max_owned=max_slots + self.conf.worker_fetch_max)
