@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
+from . import _registry
+from . import signals as _signals
 from ._clock import SYSTEM_CLOCK, wall_ms
 from .broker.base import Broker, Enqueue, ResultSettling
 from .codec import Codec
@@ -23,7 +25,7 @@ from .message import Message, encode_call, new_task_id
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend
-from .task import NO_OPTIONS, AsyncTask, SendOptions, Signature, Task, build_message
+from .task import CLASS_OPTIONS, NO_OPTIONS, AsyncTask, SendOptions, Signature, Task, build_message
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -74,7 +76,11 @@ class Celeriac:
             :class:`~celeriac.testing.FakeClock`.
         from_env: read ``CELERIAC_*`` environment variables (default); tests pass False so that a
             developer's shell cannot change them.
-        **settings: any :class:`~celeriac.config.Config` setting (``task_routes=...``, ``lease_s=...``).
+        backend: Celery's name for ``result_backend``.
+        include: task modules a worker of this app imports at start (Celery's ``include=``).
+        set_as_current: make this the current app (``celeriac.current_app``; default, as in Celery).
+        **settings: any :class:`~celeriac.config.Config` setting (``task_routes=...``, ``lease_s=...``),
+            or a Celery setting name (``docs/configuration.md`` says what each does here).
 
     Raises:
         ConfigurationError: a setting has an invalid value.
@@ -88,9 +94,18 @@ class Celeriac:
         result_backend: str | ResultBackend | None = None,
         clock: Clock | None = None,
         from_env: bool = True,
+        backend: str | ResultBackend | None = None,
+        include: Sequence[str] | None = None,
+        set_as_current: bool = True,
         **settings: Any,
     ) -> None:
+        if backend is not None:
+            if result_backend is not None:
+                raise ConfigurationError("backend", "give backend= or result_backend=, not both")
+            result_backend = backend
         overrides = dict(settings)
+        if include is not None:
+            overrides["include"] = tuple(include)
         if broker is not None and not isinstance(broker, Broker):
             overrides["broker_url"] = broker  # validated: a URL string
         if result_backend is not None and not isinstance(result_backend, ResultBackend):
@@ -108,6 +123,90 @@ class Celeriac:
         self._backend_given = self._backend is not None
         self._codec: Codec | None = None
         self.conf.on_change(self._setting_changed)
+        #: packages whose ``tasks`` modules a worker imports (autodiscover_tasks), or a callable giving them
+        self._autodiscover: list[tuple[Any, str]] = []
+        _registry.apps.add(self)
+        if set_as_current:
+            _registry.set_current(self)
+        for fn, options in list(_registry.shared):
+            self.register_shared(fn, options)
+
+    def set_current(self) -> None:
+        """Make this the current app (``celeriac.current_app``, ``@shared_task`` calls)."""
+        _registry.set_current(self)
+
+    def register_shared(self, fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, Any]:
+        """This app's copy of a ``@shared_task`` (registered on first need)."""
+        for task in self.tasks.values():
+            if task.fn is fn:
+                return task
+        registered: Task[Any, Any] = self.task(**options)(fn)
+        return registered
+
+    # ---- configuration (Celery's methods) ------------------------------------------------------
+    def config_from_object(
+        self, obj: Any, namespace: str | None = None, *, silent: bool = False, force: bool = True
+    ) -> None:
+        """Read settings from an object, a module, or its name (``"proj.celeryconfig"``,
+        ``"django.conf:settings"``); with ``namespace="CELERY"``, the ``CELERY_``-prefixed names
+        (a Django settings module). Celery's old upper-case names are read too.
+
+        Raises:
+            ConfigurationError: a setting is invalid or not supported (the error names it), or the
+                module cannot be imported (unless ``silent``).
+        """
+        if isinstance(obj, str):
+            try:
+                obj = _import_object(obj)
+            except ImportError as exc:
+                if silent:
+                    return
+                raise ConfigurationError("config_from_object", f"cannot import {obj!r}: {exc}") from None
+        self.conf.from_object(obj, namespace=namespace)
+
+    def config_from_envvar(self, variable_name: str, *, silent: bool = False, force: bool = True) -> bool:
+        """``config_from_object`` of the module named by an environment variable."""
+        import os
+
+        module = os.environ.get(variable_name)
+        if not module:
+            if silent:
+                return False
+            raise ConfigurationError(
+                "config_from_envvar", f"the environment variable {variable_name} is not set (a module name)"
+            )
+        self.config_from_object(module, silent=silent)
+        return True
+
+    def autodiscover_tasks(
+        self,
+        packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+        related_name: str = "tasks",
+        force: bool = False,
+    ) -> None:
+        """Import ``<package>.tasks`` of each package, lazily: when a worker starts (or at once with
+        ``force=True``). Without packages: Django's ``INSTALLED_APPS``, read when Django is
+        configured, as Celery does. A package without a ``tasks`` module is skipped."""
+        self._autodiscover.append((packages, related_name))
+        if force:
+            self.discover_tasks()
+
+    def discover_tasks(self) -> list[str]:
+        """Import the modules ``autodiscover_tasks`` named (once each); returns their names."""
+        import importlib
+
+        imported: list[str] = []
+        for packages, related_name in self._autodiscover:
+            for package in _packages(packages):
+                name = f"{package}.{related_name}"
+                try:
+                    importlib.import_module(name)
+                except ModuleNotFoundError as exc:
+                    if exc.name in (name, package):
+                        continue  # no tasks module in this package: nothing to discover
+                    raise
+                imported.append(name)
+        return imported
 
     def _setting_changed(self, name: str) -> None:
         """Rebuild what depends on a changed setting (on next use): nothing keeps a stale value."""
@@ -140,18 +239,27 @@ class Celeriac:
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Register a function (sync or async) as a task: ``@app.task`` or ``@app.task(**options)``.
 
-        Options: ``name``, ``bind``, ``serializer`` (``"msgpack"`` or ``"pickle"``; default the app's
-        ``task_serializer``), ``queue``, ``ignore_result``, ``max_retries``,
-        ``default_retry_delay``, ``autoretry_for``, ``dont_autoretry_for``, ``retry_backoff``,
-        ``retry_backoff_max``, ``retry_jitter``, ``acks_late``, ``result_expires``, ``typing``.
+        Options: ``name``, ``bind``, ``base`` (a :class:`Task` subclass: its hooks run with the task,
+        its class attributes are defaults of these options), ``serializer`` (``"msgpack"``,
+        ``"json"`` or ``"pickle"``; default the app's ``task_serializer``), ``queue``,
+        ``ignore_result``, ``max_retries``, ``default_retry_delay``, ``autoretry_for``,
+        ``dont_autoretry_for``, ``retry_backoff``, ``retry_backoff_max``, ``retry_jitter``,
+        ``acks_late``, ``result_expires``, ``time_limit``, ``soft_time_limit``, ``typing``.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            base = options.pop("base", None)
+            if base is not None and not (isinstance(base, type) and issubclass(base, Task)):
+                raise ConfigurationError(f"@app.task(base=...) of {func}", f"{base!r} is not a Task subclass")
+            if base is not None:  # class-level defaults of a Celery-style base class
+                for option in CLASS_OPTIONS:
+                    if option not in options and option in _class_attributes(base):
+                        options[option] = getattr(base, option)
             name = options.pop("name", None) or self._default_name(func)
             if name in self.tasks and self.tasks[name].fn is not func:
                 raise ConfigurationError("task name", f"two different functions are registered as {name!r}")
             try:
-                kind = AsyncTask if inspect.iscoroutinefunction(func) else Task
+                kind = base or (AsyncTask if inspect.iscoroutinefunction(func) else Task)
                 task: Task[Any, Any] = kind(self, func, name=name, **options)
             except (TypeError, ConfigurationError) as exc:  # an unknown option, or a bad value
                 raise ConfigurationError(f"@app.task options of {name}", str(exc)) from None
@@ -321,7 +429,12 @@ class Celeriac:
         if self.conf.task_always_eager:
             return self._eager(data, message)
         queue = self.route(name, task, options.queue, args, kwargs)
+        publishing = _signals.before_task_publish.receivers or _signals.after_task_publish.receivers
+        if publishing:
+            _publish_signal(_signals.before_task_publish, message, queue)
         self.broker.enqueue(Enqueue(queue, data, options.delay_ms, options.eta_ms))
+        if publishing:
+            _publish_signal(_signals.after_task_publish, message, queue)
         return _AsyncResult(message.id, self, ignored=self._ignored(options, task))
 
     def send_task(
@@ -362,6 +475,9 @@ class Celeriac:
         results: list[_AsyncResult[Any]] = []
         eager = self.conf.task_always_eager
         signing_key = self.codec.signing_key
+        # with a publish signal receiver every message takes the general path (a Message to report)
+        publishing = bool(_signals.before_task_publish.receivers or _signals.after_task_publish.receivers)
+        published: list[tuple[Message, str]] = []
         # per task, for signatures without options: (queue, ignore_result, msgpack arguments), the
         # same for each of them; msgpack tasks then skip the Message object (encode_call)
         plain: dict[tuple[str, int], tuple[str, bool, bool]] = {}
@@ -369,7 +485,7 @@ class Celeriac:
         for sig in signatures:
             task = sig.task
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
-            if sig.options or eager:
+            if sig.options or eager or publishing:
                 options = (
                     normalize_options(**sig.options, now_s=self.clock.time) if sig.options else NO_OPTIONS
                 )
@@ -379,6 +495,9 @@ class Celeriac:
                     continue
                 queue = self.route(sig.name, task, options.queue, sig.args, kwargs)
                 ignored = self._ignored(options, task)
+                if publishing:
+                    _publish_signal(_signals.before_task_publish, message, queue)
+                    published.append((message, queue))
                 items.append(Enqueue(queue, data, options.delay_ms, options.eta_ms))
                 results.append(_AsyncResult(message.id, self, ignored=ignored))
                 continue
@@ -407,6 +526,8 @@ class Celeriac:
             results.append(_AsyncResult(task_id, self, ignored=ignored))
         if items:
             self.broker.enqueue_many(items)
+        for message, queue in published:
+            _publish_signal(_signals.after_task_publish, message, queue)
         return results
 
     # ---- eager -----------------------------------------------------------------------------------
@@ -446,3 +567,74 @@ def _apply_router(
     if found is not None and not isinstance(found, str):
         raise ConfigurationError("task_routes", f"a router gave {found!r} for {name}: expected a queue name")
     return found or None
+
+
+def _class_attributes(cls: type) -> set[str]:
+    """Names set as class attributes by ``cls`` or its bases below :class:`Task`."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass in (Task, AsyncTask, object):
+            continue
+        names.update(vars(klass))
+    return names
+
+
+def _import_object(spec: str) -> Any:
+    """``"module"``, ``"module:attr"`` or ``"module.attr"`` (when ``module.attr`` is no module)."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if "." not in module_name or exc.name != module_name:
+                raise
+            module_name, _, attribute = module_name.rpartition(".")
+    obj: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _packages(packages: Any) -> list[str]:
+    if callable(packages):
+        packages = packages()
+    if packages is None:  # Django: every installed app, as Celery's Django fixup reads them
+        try:
+            from django.apps import apps  # type: ignore[import-not-found,unused-ignore]
+            from django.conf import settings  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            return []
+        if not settings.configured:
+            return []
+        if apps.ready:
+            return [config.name for config in apps.get_app_configs()]
+        return [name for name in settings.INSTALLED_APPS if isinstance(name, str)]
+    return list(packages)
+
+
+#: the base class of an app's tasks, as Celery names it: ``class MyTask(app.Task)``, then ``base=MyTask``
+Celeriac.Task = Task  # type: ignore[attr-defined]
+
+
+def _publish_signal(signal: _signals.Signal, message: Message, queue: str) -> None:
+    """``before_task_publish``/``after_task_publish`` with Celery's arguments (protocol 2 shape)."""
+    headers = {"id": message.id, "task": message.task, "retries": message.retries, "eta": message.eta_ms}
+    body = (message.args, dict(message.kwargs), {})
+    if signal is _signals.before_task_publish:
+        signal.send(
+            sender=message.task,
+            body=body,
+            exchange="",
+            routing_key=queue,
+            headers=headers,
+            properties={},
+            declare=[],
+            retry_policy=None,
+        )
+    else:
+        signal.send(sender=message.task, body=body, exchange="", routing_key=queue, headers=headers)
+
+#: Celery's name for the app class: ``from celeriac import Celery`` makes a port an import-line edit
+Celery = Celeriac

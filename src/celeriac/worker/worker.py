@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from .. import signals as _signals
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue
 from ..exceptions import (
@@ -68,6 +69,14 @@ _CANCEL_WAIT_S = 5.0
 _AUTOSCALE_TICK_S = 1.0
 
 __all__ = ["Worker", "WorkerStats"]
+
+
+#: logged by a worker that starts with no task registered (the usual Celery layout: tasks elsewhere)
+NO_TASKS_WARNING = (
+    "no task is registered: this worker would dead-letter every message as 'unknown task'. The app "
+    "module defines no task; name the task modules with -I proj.tasks (or include=[...] / the "
+    "imports setting), or call app.autodiscover_tasks([...]) in the app module"
+)
 
 
 class Worker:
@@ -114,8 +123,8 @@ class Worker:
         self.conf = app.conf
         self.queues = list(dict.fromkeys(queues or [self.conf.task_default_queue]))
         #: task modules this worker imported besides the app module (lean workers)
-        # the app's imports/include settings (Celery's names) come first, then -I
-        include = [*self.conf.imports, *self.conf.include, *include]
+        # the app's autodiscovered modules and imports/include settings (Celery's names), then -I
+        include = [*app.discover_tasks(), *self.conf.imports, *self.conf.include, *include]
         self.task_modules = task_modules(self.conf.worker_queue_modules, self.queues, include)
         import_task_modules(self.task_modules)
         self.pool_name = pool
@@ -180,6 +189,7 @@ class Worker:
         self._cold_event: asyncio.Event | None = None
         self._slot_free: asyncio.Event | None = None
         self._ready_flag = asyncio.Event()  # set once consuming
+        self._init_sent = False  # worker_init is sent once, by start() or run()
 
     # ---- public control --------------------------------------------------------------------------
     def start(self) -> None:
@@ -193,6 +203,7 @@ class Worker:
         interrupted) do not keep the process alive: they run in daemon threads, and their messages
         were handed back to run again elsewhere.
         """
+        self._worker_init()  # Celery's order: worker_init, then the pool's processes
         self.pool.prepare()  # before the loop and any thread exist (the processes pool forks here)
         asyncio.run(self._main_with_signals())
         if self.pool.busy_threads:
@@ -253,9 +264,15 @@ class Worker:
         """Return once the worker consumes its queues (await it on the worker's loop)."""
         await self._ready_flag.wait()
 
+    def _worker_init(self) -> None:
+        if not self._init_sent:
+            self._init_sent = True
+            _signals.worker_init.send(sender=self)
+
     # ---- main ------------------------------------------------------------------------------------
     async def run(self) -> None:
         """Run the worker on the current event loop until :meth:`stop` (or burst completion)."""
+        self._worker_init()
         self._loop = asyncio.get_running_loop()
         self._stop_event, self._cold_event = asyncio.Event(), asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -283,6 +300,14 @@ class Worker:
         if self.task_modules:
             logger.info(
                 "task modules: %s (%d tasks registered)", ", ".join(self.task_modules), len(self.app.tasks)
+            )
+        if not self.app.tasks:
+            logger.warning("%s", NO_TASKS_WARNING)
+        if self.conf.worker_prefetch_multiplier != 1:
+            logger.info(
+                "worker_prefetch_multiplier=%d: celeriac takes messages only for free slots; nothing is "
+                "reserved ahead (as Celery's -O fair with a multiplier of 1)",
+                self.conf.worker_prefetch_multiplier,
             )
         logger.info(
             "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
@@ -317,12 +342,14 @@ class Worker:
         except BrokerError as exc:
             logger.warning("first heartbeat failed (%s); the heartbeat loop retries", exc)
         self._ready_flag.set()
+        _signals.worker_ready.send(sender=self)
         try:
             await self._stop_event.wait()
         finally:
             if age_timer is not None:
                 age_timer.cancel()
             await self._shutdown(fetcher, settler, maintenance)
+            _signals.worker_shutdown.send(sender=self)
 
     async def _connect(self) -> bool:
         """Check the server and open the queues, waiting for Redis if it is down or full.
