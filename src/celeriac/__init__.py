@@ -41,10 +41,10 @@ from .exceptions import (
 if TYPE_CHECKING:
     from .app import Celeriac
     from .app import Celeriac as Celery
-    from .shared import current_app, current_task, shared_task, signature
     from .config import Config
     from .context import Request, current_request
     from .result import AsyncResult, EagerResult
+    from .shared import current_app, current_task, shared_task, signature
     from .states import TaskState
     from .task import Signature, Task
     from .worker import Worker

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -70,7 +71,7 @@ def from_ext(code: int, data: bytes) -> Any:
 
 
 # ---- JSON content (task_serializer="json") --------------------------------------------------------------
-_JSON_TAGS = {
+_JSON_TAGS: dict[str, Callable[[Any], Any]] = {
     "datetime": dt.datetime.fromisoformat,
     "date": dt.date.fromisoformat,
     "time": dt.time.fromisoformat,

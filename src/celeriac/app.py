@@ -621,7 +621,7 @@ Celeriac.Task = Task  # type: ignore[attr-defined]
 def _publish_signal(signal: _signals.Signal, message: Message, queue: str) -> None:
     """``before_task_publish``/``after_task_publish`` with Celery's arguments (protocol 2 shape)."""
     headers = {"id": message.id, "task": message.task, "retries": message.retries, "eta": message.eta_ms}
-    body = (message.args, dict(message.kwargs), {})
+    body: tuple[Any, ...] = (message.args, dict(message.kwargs), {})
     if signal is _signals.before_task_publish:
         signal.send(
             sender=message.task,
@@ -635,6 +635,7 @@ def _publish_signal(signal: _signals.Signal, message: Message, queue: str) -> No
         )
     else:
         signal.send(sender=message.task, body=body, exchange="", routing_key=queue, headers=headers)
+
 
 #: Celery's name for the app class: ``from celeriac import Celery`` makes a port an import-line edit
 Celery = Celeriac

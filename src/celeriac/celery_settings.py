@@ -47,7 +47,7 @@ class Honoured:
     #: Celery's value -> {celeriac setting: value}; default: ``{target: value}``
     convert: Callable[[str, Any], dict[str, Any]] | None = None
     #: read back: a mapping of celeriac settings -> Celery's value; default: the target's value
-    read: Callable[[Mapping[str, Any]], Any] | None = None
+    read: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _transport_options(name: str, value: Any) -> dict[str, Any]:
     return out
 
 
-def _read_transport(conf: Mapping[str, Any]) -> Any:
+def _read_transport(conf: Any) -> Any:
     return {**conf.get("_transport_options", {}), "visibility_timeout": conf["lease_s"]}
 
 
@@ -301,7 +301,9 @@ CELERY_SETTINGS: dict[str, Decision] = {
         True, "a worker that loses Redis retries with capped backoff, forever", lambda v: v in (True, None)
     ),
     "broker_connection_retry_on_startup": Fixed(
-        True, "a worker that cannot reach Redis at start retries with capped backoff", lambda v: v in (True, None)
+        True,
+        "a worker that cannot reach Redis at start retries with capped backoff",
+        lambda v: v in (True, None),
     ),
     "broker_connection_max_retries": Refused("a worker retries until Redis answers (capped backoff)"),
     "broker_channel_error_retry": Refused(_AMQP),
@@ -609,4 +611,3 @@ _CELERIAC_ONLY = frozenset(
         "message_signing_keys",
     }
 )
-

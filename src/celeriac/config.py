@@ -126,7 +126,6 @@ def _content_types(name: str, value: Any) -> None:
         raise ConfigurationError(name, f"unknown content type(s) {unknown!r}: use {list(CONTENT_TYPES)!r}")
 
 
-
 def _serializer(name: str, value: Any) -> None:
     if _content_type(value) not in CONTENT_TYPES:
         raise ConfigurationError(name, f"must be one of {list(CONTENT_TYPES)!r}, got {value!r}")

@@ -247,7 +247,9 @@ def _content_arguments(message: Message) -> bytes:
         try:
             return json_dumps([list(message.args), dict(message.kwargs)])
         except (TypeError, ValueError) as exc:
-            raise SerializationError(f"cannot serialize arguments of task {message.task!r} as JSON: {exc}") from exc
+            raise SerializationError(
+                f"cannot serialize arguments of task {message.task!r} as JSON: {exc}"
+            ) from exc
     if message.serializer != "pickle":
         raise SerializationError(
             f"unknown serializer {message.serializer!r} (use 'msgpack', 'json' or 'pickle')"

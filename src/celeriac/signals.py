@@ -97,7 +97,7 @@ def _matches(wanted: Any, sender: Any) -> bool:
     if wanted is sender or wanted == sender:
         return True
     # Celery lets a receiver name a task by its name, or by the task object
-    return getattr(sender, "name", None) == wanted or getattr(wanted, "name", object()) == sender
+    return bool(getattr(sender, "name", None) == wanted or getattr(wanted, "name", object()) == sender)
 
 
 before_task_publish = Signal("before_task_publish")

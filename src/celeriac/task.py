@@ -231,12 +231,22 @@ class Task(Generic[P, R]):
         """Called where the task runs, after it returned ``retval``."""
 
     def on_failure(
-        self, exc: BaseException, task_id: str | None, args: Sequence[Any], kwargs: Mapping[str, Any], einfo: Any
+        self,
+        exc: BaseException,
+        task_id: str | None,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: Any,
     ) -> None:
         """Called where the task runs, after it raised ``exc`` and will not be retried."""
 
     def on_retry(
-        self, exc: BaseException, task_id: str | None, args: Sequence[Any], kwargs: Mapping[str, Any], einfo: Any
+        self,
+        exc: BaseException,
+        task_id: str | None,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: Any,
     ) -> None:
         """Called where the task runs, after it raised ``exc`` and will be retried."""
 
@@ -249,7 +259,8 @@ class Task(Generic[P, R]):
         kwargs: Mapping[str, Any],
         einfo: Any,
     ) -> None:
-        """Called where the task runs, after the other hooks (``status``: SUCCESS, FAILURE, RETRY, IGNORED)."""
+        """Called where the task runs, after the other hooks (``status``: SUCCESS, FAILURE, RETRY,
+        IGNORED)."""
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError if ``args``/``kwargs`` do not fit the function's signature."""

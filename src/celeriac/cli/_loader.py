@@ -102,7 +102,7 @@ def _find_app(module_name: str, module: Any) -> str:
             return name
     apps = [name for name, value in vars(module).items() if isinstance(value, Celeriac)]
     if len(apps) == 1:
-        return apps[0]
+        return str(apps[0])
     if not apps and hasattr(module, "__path__") and _module_exists(f"{module_name}.celery"):
         submodule = _import(f"{module_name}.celery")
         for name in (*DEFAULT_ATTRIBUTES, *vars(submodule)):

@@ -66,7 +66,7 @@ def default_queues(app: Celeriac) -> list[str]:
     routes = app.conf.task_routes
     for router in routes if isinstance(routes, (list, tuple)) else (routes,):
         if not callable(router):  # a router function's queues are known only when it is called
-            names += [v.get("queue") if isinstance(v, dict) else v for v in router.values()]
+            names += [str(v.get("queue") if isinstance(v, dict) else v) for v in router.values()]
     from ..broker.memory import MemoryBroker
 
     broker = app.broker
