@@ -276,3 +276,31 @@ def test_pidfile_logfile_and_beat_flag(run, project: Path) -> None:  # type: ign
     beat = run("worker", "-A", "celery_worker.celery", "-B")
     assert beat.proc.wait(timeout=30) == 2
     assert "issue 12" in beat.log
+
+
+def test_purge_without_a_queue_purges_the_default_one(project: Path, redis_url: str) -> None:
+    app = producer(redis_url)
+    env = {**os.environ, "TEST_REDIS_URL": redis_url, "CELERIAC_TASK_DEFAULT_QUEUE": "purge-default"}
+
+    def purge(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "celeriac.cli", "-A", "celery_worker", "purge", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    try:
+        for _ in range(3):
+            app.send_task("scrape.echo", queue="purge-default")
+        app.send_task("scrape.echo", queue="purge-other")
+        assert "purged 3 message(s) from queue 'purge-default'" in purge("-f")
+        assert app.broker.stats("purge-default").ready == 0
+        assert app.broker.stats("purge-other").ready == 1
+        assert "purged 1 message(s) from queue 'purge-other'" in purge("-Q", "purge-other", "--force")
+    finally:
+        app.close()
