@@ -54,7 +54,7 @@ class _BoundTaskDecorator(Protocol):
 
 
 # settings the derived objects are built from: a change rebuilds them on next use
-_BROKER_SETTINGS = frozenset({"broker_url", "key_prefix", "dead_letter_max"})
+_BROKER_SETTINGS = frozenset({"broker_url", "key_prefix", "dead_letter_max", "broker_pool_limit"})
 _BACKEND_SETTINGS = frozenset({"broker_url", "result_backend", "key_prefix"})
 _CODEC_SETTINGS = frozenset(
     {"accept_content", "message_signing_key", "message_signing_keys", "result_max_bytes"}
@@ -216,7 +216,10 @@ class Celeriac(CeleryMethods):
                 from .broker.redis import RedisBroker
 
                 self._broker = RedisBroker(
-                    url, prefix=self.conf.key_prefix, dead_letter_max=self.conf.dead_letter_max
+                    url,
+                    prefix=self.conf.key_prefix,
+                    dead_letter_max=self.conf.dead_letter_max,
+                    sync_max_connections=self.conf.broker_pool_limit,
                 )
         return self._broker
 

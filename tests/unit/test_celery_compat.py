@@ -463,3 +463,11 @@ def test_celerys_json_types_round_trip_in_both_content_types() -> None:
                 "i", encode_record(ResultRecord("i", TaskState.SUCCESS, values), as_json=as_json)
             )
             assert record.value == values
+
+
+def test_broker_pool_limit_bounds_the_producer_pool() -> None:
+    app = Celeriac("x", broker="redis://127.0.0.1:1/0", from_env=False, broker_pool_limit=3)
+    assert app.broker.sync.connection_pool.max_connections == 3  # type: ignore[attr-defined]
+    app.conf.broker_pool_limit = None  # Celery's "no limit"
+    assert app.broker.sync_max_connections is None  # type: ignore[attr-defined]
+    app.close()
