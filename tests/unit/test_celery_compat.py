@@ -108,6 +108,12 @@ def test_unknown_names_are_refused_never_ignored() -> None:
         make(broker_transport_options={"max_connections": 20})
 
 
+def test_same_name_settings_are_celeriac_settings() -> None:
+    from celeriac.celery_settings import SAME_NAME
+
+    assert {f.name for f in fields(Config)} >= SAME_NAME
+
+
 def test_docs_table_is_generated_from_the_decision_table() -> None:
     text = (REPO / "docs" / "configuration.md").read_text()
     assert celery_table() in text, (
