@@ -2,6 +2,10 @@
 
 ``Task.apply_async -> Celeriac.send -> Broker.enqueue``: the app encodes the message, checks its size,
 routes it and hands the bytes to the broker. It never touches the result store when sending.
+
+Why this module is long: it is the one send path (send, send_many with its bulk fast path, unique and
+prioritized sends, eager mode), kept together so that it reads top to bottom; Celery's app methods
+already live in ``_app_celery.py``.
 """
 
 from __future__ import annotations

@@ -279,7 +279,6 @@ CELERY_SETTINGS: dict[str, Decision] = {
         "queue= (no kombu Queue objects)"
     ),
     "task_queue_max_priority": Refused(_PRIORITY),
-    "task_default_priority": Refused(_PRIORITY),
     "task_inherit_parent_priority": Refused(_PRIORITY),
     "worker_direct": Refused("send to a queue only one worker consumes (-Q) instead"),
     "task_create_missing_queues": Fixed(True, "queues are created on first use"),

@@ -5,6 +5,10 @@ Every setting can also come from the environment as ``CELERIAC_<NAME>`` (``CELER
 
 Each setting is declared with :func:`setting`, which takes its validator (and any other names it
 answers to): a field declared without one fails at import. Adding a setting is one line.
+
+Why this module is long: every setting and its validator live here (one home per rule), with Celery's
+ways in (mapping access, ``config_from_object`` reading); the Celery decisions are in
+``celery_settings.py``.
 """
 
 from __future__ import annotations

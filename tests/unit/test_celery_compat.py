@@ -60,7 +60,10 @@ def test_honoured_names_read_back_under_celerys_name_with_celerys_units() -> Non
 
 def test_every_table_entry_is_decided_and_behaves_as_it_says() -> None:
     probes: list[Any] = [True, False, None, 1, 0, -1, "x", "UTC", "redis", [], {}, ()]
+    own = {f.name for f in fields(Config)}
     for name, decided in CELERY_SETTINGS.items():
+        if name in own and not isinstance(decided, Honoured):
+            continue  # a celeriac setting of that name landed since: it wins (celery_settings.decision)
         if isinstance(decided, Refused):
             with pytest.raises(ConfigurationError, match="not supported by celeriac") as info:
                 Config().update({name: True})
