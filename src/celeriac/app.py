@@ -9,10 +9,13 @@ from __future__ import annotations
 import fnmatch
 import gc
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
+from . import _registry
+from . import signals as _signals
+from ._app_celery import CeleryMethods
 from ._clock import SYSTEM_CLOCK, wall_ms
 from .broker.base import Broker, Enqueue, ResultSettling
 from .codec import Codec
@@ -23,7 +26,7 @@ from .message import Message, encode_call, new_task_id
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend
-from .task import NO_OPTIONS, AsyncTask, SendOptions, Signature, Task, build_message
+from .task import CLASS_OPTIONS, NO_OPTIONS, AsyncTask, SendOptions, Signature, Task, build_message
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -59,7 +62,7 @@ _CODEC_SETTINGS = frozenset(
 )
 
 
-class Celeriac:
+class Celeriac(CeleryMethods):
     """A celeriac application.
 
     Args:
@@ -74,7 +77,11 @@ class Celeriac:
             :class:`~celeriac.testing.FakeClock`.
         from_env: read ``CELERIAC_*`` environment variables (default); tests pass False so that a
             developer's shell cannot change them.
-        **settings: any :class:`~celeriac.config.Config` setting (``task_routes=...``, ``lease_s=...``).
+        backend: Celery's name for ``result_backend``.
+        include: task modules a worker of this app imports at start (Celery's ``include=``).
+        set_as_current: make this the current app (``celeriac.current_app``; default, as in Celery).
+        **settings: any :class:`~celeriac.config.Config` setting (``task_routes=...``, ``lease_s=...``),
+            or a Celery setting name (``docs/configuration.md`` says what each does here).
 
     Raises:
         ConfigurationError: a setting has an invalid value.
@@ -88,9 +95,18 @@ class Celeriac:
         result_backend: str | ResultBackend | None = None,
         clock: Clock | None = None,
         from_env: bool = True,
+        backend: str | ResultBackend | None = None,
+        include: Sequence[str] | None = None,
+        set_as_current: bool = True,
         **settings: Any,
     ) -> None:
+        if backend is not None:
+            if result_backend is not None:
+                raise ConfigurationError("backend", "give backend= or result_backend=, not both")
+            result_backend = backend
         overrides = dict(settings)
+        if include is not None:
+            overrides["include"] = tuple(include)
         if broker is not None and not isinstance(broker, Broker):
             overrides["broker_url"] = broker  # validated: a URL string
         if result_backend is not None and not isinstance(result_backend, ResultBackend):
@@ -108,6 +124,13 @@ class Celeriac:
         self._backend_given = self._backend is not None
         self._codec: Codec | None = None
         self.conf.on_change(self._setting_changed)
+        #: packages whose ``tasks`` modules a worker imports (autodiscover_tasks), or a callable giving them
+        self._autodiscover: list[tuple[Any, str]] = []
+        _registry.apps.add(self)
+        if set_as_current:
+            _registry.set_current(self)
+        for fn, options in list(_registry.shared):
+            self.register_shared(fn, options)
 
     def _setting_changed(self, name: str) -> None:
         """Rebuild what depends on a changed setting (on next use): nothing keeps a stale value."""
@@ -140,18 +163,27 @@ class Celeriac:
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Register a function (sync or async) as a task: ``@app.task`` or ``@app.task(**options)``.
 
-        Options: ``name``, ``bind``, ``serializer`` (``"msgpack"`` or ``"pickle"``; default the app's
-        ``task_serializer``), ``queue``, ``ignore_result``, ``max_retries``,
-        ``default_retry_delay``, ``autoretry_for``, ``dont_autoretry_for``, ``retry_backoff``,
-        ``retry_backoff_max``, ``retry_jitter``, ``acks_late``, ``result_expires``, ``typing``.
+        Options: ``name``, ``bind``, ``base`` (a :class:`Task` subclass: its hooks run with the task,
+        its class attributes are defaults of these options), ``serializer`` (``"msgpack"``,
+        ``"json"`` or ``"pickle"``; default the app's ``task_serializer``), ``queue``,
+        ``ignore_result``, ``max_retries``, ``default_retry_delay``, ``autoretry_for``,
+        ``dont_autoretry_for``, ``retry_backoff``, ``retry_backoff_max``, ``retry_jitter``,
+        ``acks_late``, ``result_expires``, ``time_limit``, ``soft_time_limit``, ``typing``.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            base = options.pop("base", None)
+            if base is not None and not (isinstance(base, type) and issubclass(base, Task)):
+                raise ConfigurationError(f"@app.task(base=...) of {func}", f"{base!r} is not a Task subclass")
+            if base is not None:  # class-level defaults of a Celery-style base class
+                for option in CLASS_OPTIONS:
+                    if option not in options and option in _class_attributes(base):
+                        options[option] = getattr(base, option)
             name = options.pop("name", None) or self._default_name(func)
             if name in self.tasks and self.tasks[name].fn is not func:
                 raise ConfigurationError("task name", f"two different functions are registered as {name!r}")
             try:
-                kind = AsyncTask if inspect.iscoroutinefunction(func) else Task
+                kind = base or (AsyncTask if inspect.iscoroutinefunction(func) else Task)
                 task: Task[Any, Any] = kind(self, func, name=name, **options)
             except (TypeError, ConfigurationError) as exc:  # an unknown option, or a bad value
                 raise ConfigurationError(f"@app.task options of {name}", str(exc)) from None
@@ -241,20 +273,34 @@ class Celeriac:
         return _AsyncResult(task_id, self)
 
     # ---- sending ---------------------------------------------------------------------------------
-    def route(self, name: str, task: Task[Any, Any] | None = None, queue: str | None = None) -> str:
-        """The queue a task goes to: ``queue=``, then ``task_routes`` (exact name, then globs in order),
-        then the task's own ``queue``, then ``task_default_queue``."""
+    def route(
+        self,
+        name: str,
+        task: Task[Any, Any] | None = None,
+        queue: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The queue a task goes to: ``queue=``, then ``task_routes`` (in any of Celery's forms: exact
+        names before globs within a dict, routers of a list in order, a router function called with
+        ``(name, args, kwargs, options, task=task)``), then the task's own ``queue``, then
+        ``task_default_queue``."""
         if queue:
             return queue
         routes = self.conf.task_routes
-        if name in routes:
-            return routes[name]
-        for pattern, target in routes.items():
-            if fnmatch.fnmatchcase(name, pattern):
-                return target
+        for router in routes if isinstance(routes, (list, tuple)) else (routes,):
+            found = _apply_router(router, name, args, kwargs or {}, task)
+            if found:
+                return found
         if task is not None and task.queue:
             return task.queue
         return self.conf.task_default_queue
+
+    @property
+    def _routes_static(self) -> bool:
+        """True when routing depends on the task name only (no router function): cacheable per task."""
+        routes = self.conf.task_routes
+        return not any(callable(r) for r in (routes if isinstance(routes, (list, tuple)) else (routes,)))
 
     def _prepare(
         self,
@@ -306,8 +352,13 @@ class Celeriac:
         message, data, task = self._prepare(name, args, kwargs, options, task)
         if self.conf.task_always_eager:
             return self._eager(data, message)
-        queue = self.route(name, task, options.queue)
+        queue = self.route(name, task, options.queue, args, kwargs)
+        publishing = _signals.before_task_publish.receivers or _signals.after_task_publish.receivers
+        if publishing:
+            _publish_signal(_signals.before_task_publish, message, queue)
         self.broker.enqueue(Enqueue(queue, data, options.delay_ms, options.eta_ms))
+        if publishing:
+            _publish_signal(_signals.after_task_publish, message, queue)
         return _AsyncResult(message.id, self, ignored=self._ignored(options, task))
 
     def send_task(
@@ -348,13 +399,17 @@ class Celeriac:
         results: list[_AsyncResult[Any]] = []
         eager = self.conf.task_always_eager
         signing_key = self.codec.signing_key
+        # with a publish signal receiver every message takes the general path (a Message to report)
+        publishing = bool(_signals.before_task_publish.receivers or _signals.after_task_publish.receivers)
+        published: list[tuple[Message, str]] = []
         # per task, for signatures without options: (queue, ignore_result, msgpack arguments), the
         # same for each of them; msgpack tasks then skip the Message object (encode_call)
         plain: dict[tuple[str, int], tuple[str, bool, bool]] = {}
+        static_routes = self._routes_static
         for sig in signatures:
             task = sig.task
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
-            if sig.options or eager:
+            if sig.options or eager or publishing:
                 options = (
                     normalize_options(**sig.options, now_s=self.clock.time) if sig.options else NO_OPTIONS
                 )
@@ -362,7 +417,11 @@ class Celeriac:
                 if eager:
                     results.append(self._eager(data, message))
                     continue
-                queue, ignored = self.route(sig.name, task, options.queue), self._ignored(options, task)
+                queue = self.route(sig.name, task, options.queue, sig.args, kwargs)
+                ignored = self._ignored(options, task)
+                if publishing:
+                    _publish_signal(_signals.before_task_publish, message, queue)
+                    published.append((message, queue))
                 items.append(Enqueue(queue, data, options.delay_ms, options.eta_ms))
                 results.append(_AsyncResult(message.id, self, ignored=ignored))
                 continue
@@ -377,6 +436,8 @@ class Celeriac:
                 )
             queue, ignored, direct = policy
             args = tuple(sig.args)
+            if not static_routes:
+                queue = self.route(sig.name, task, None, args, kwargs)
             if direct:
                 assert task is not None
                 task.check_arguments(args, kwargs)
@@ -389,6 +450,8 @@ class Celeriac:
             results.append(_AsyncResult(task_id, self, ignored=ignored))
         if items:
             self.broker.enqueue_many(items)
+        for message, queue in published:
+            _publish_signal(_signals.after_task_publish, message, queue)
         return results
 
     # ---- eager -----------------------------------------------------------------------------------
@@ -411,3 +474,56 @@ class Celeriac:
             self._broker.close_sync()
         if self._backend is not None:
             self._backend.close_sync()
+
+
+def _apply_router(
+    router: Any, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], task: Task[Any, Any] | None
+) -> str | None:
+    """The queue one of Celery's router forms gives a task, or None (the next router decides)."""
+    if callable(router):
+        found = router(name, args, kwargs, {}, task=task)
+    elif name in router:
+        found = router[name]
+    else:
+        found = next((v for k, v in router.items() if fnmatch.fnmatchcase(name, k)), None)
+    if isinstance(found, Mapping):
+        found = found.get("queue")
+    if found is not None and not isinstance(found, str):
+        raise ConfigurationError("task_routes", f"a router gave {found!r} for {name}: expected a queue name")
+    return found or None
+
+
+def _class_attributes(cls: type) -> set[str]:
+    """Names set as class attributes by ``cls`` or its bases below :class:`Task`."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass in (Task, AsyncTask, object):
+            continue
+        names.update(vars(klass))
+    return names
+
+
+def _publish_signal(signal: _signals.Signal, message: Message, queue: str) -> None:
+    """``before_task_publish``/``after_task_publish`` with Celery's arguments (protocol 2 shape)."""
+    headers = {"id": message.id, "task": message.task, "retries": message.retries, "eta": message.eta_ms}
+    body: tuple[Any, ...] = (message.args, dict(message.kwargs), {})
+    if signal is _signals.before_task_publish:
+        signal.send(
+            sender=message.task,
+            body=body,
+            exchange="",
+            routing_key=queue,
+            headers=headers,
+            properties={},
+            declare=[],
+            retry_policy=None,
+        )
+    else:
+        signal.send(sender=message.task, body=body, exchange="", routing_key=queue, headers=headers)
+
+
+#: Celery's name for the app class: ``from celeriac import Celery`` makes a port an import-line edit
+Celery = Celeriac
+
+#: the base class of an app's tasks, as Celery names it: ``class MyTask(app.Task)``, then ``base=MyTask``
+Celeriac.Task = Task  # type: ignore[attr-defined]

@@ -40,6 +40,8 @@ class Request:
     is_eager: bool = False
     root_id: str | None = None
     parent_id: str | None = None
+    #: the call's ``max_retries`` (None: the task's)
+    max_retries: int | None = None
 
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)
