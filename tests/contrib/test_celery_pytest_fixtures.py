@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.redis
 
-CONFTEST = '''
+CONFTEST = """
 import os
 
 import pytest
@@ -33,19 +33,19 @@ def celery_config():
 @pytest.fixture(scope="session")
 def celery_includes():
     return ["proj.tasks"]
-'''
+"""
 
-TASKS = '''
+TASKS = """
 from celeriac import shared_task
 
 
 @shared_task
 def add(x, y):
     return x + y
-'''
+"""
 
 # as in Celery's guide ("celery_app - Celery app used for testing", "celery_worker - Embed live worker")
-TEST_GUIDE = '''
+TEST_GUIDE = """
 import pytest
 import redis
 
@@ -146,19 +146,19 @@ def test_start_worker_with_celery_arguments(celery_app):
     ) as worker:
         assert worker.queues == ["high-prio"]
         assert mul.delay(6, 7).get(timeout=10) == 42
-'''
+"""
 
 # the session worker runs until the session ends: alone in its run, as it would be beside
 # celery_worker in a Celery suite too (both consume the same queue on the same broker)
-TEST_SESSION = '''
+TEST_SESSION = """
 def test_session_worker(celery_session_app, celery_session_worker):
     from proj.tasks import add
 
     # the session app is current: the shared task sends through it
     assert add.delay(40, 2).get(timeout=10) == 42
-'''
+"""
 
-TEST_POOLS = '''
+TEST_POOLS = """
 import pytest
 
 
@@ -194,9 +194,9 @@ def test_prefork_runs_in_children(celery_app):
 
     with start_worker(celery_app, pool="prefork", concurrency=2):
         assert pid.delay().get(timeout=20) != os.getpid()
-'''
+"""
 
-TEST_MEMORY = '''
+TEST_MEMORY = """
 import pytest
 
 
@@ -222,9 +222,9 @@ def test_eager_from_config(celery_app):
         return x * y
 
     assert mul.delay(5, 5).get(timeout=1) == 25
-'''
+"""
 
-TEST_TRAP = '''
+TEST_TRAP = """
 import pytest
 
 from celeriac.exceptions import CeleriacError
@@ -240,7 +240,7 @@ def test_trap(celery_app):
 
     with pytest.raises(CeleriacError, match="Test depends on current_app"):
         current_app.conf
-'''
+"""
 
 
 def _project(tmp_path: Path) -> Path:
