@@ -4,14 +4,16 @@ environment variables, autodiscovery, shared tasks, the current app. A mixin of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import fnmatch
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _registry
+from . import _registry, signals
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from .config import Config
+    from .message import Message
     from .task import Task
 
 
@@ -136,3 +138,39 @@ def _packages(packages: Any) -> list[str]:
             return [config.name for config in apps.get_app_configs()]
         return [name for name in settings.INSTALLED_APPS if isinstance(name, str)]
     return list(packages)
+
+
+def apply_router(
+    router: Any, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], task: Task[Any, Any] | None
+) -> str | None:
+    """The queue one of Celery's router forms gives a task, or None (the next router decides)."""
+    if callable(router):
+        found = router(name, args, kwargs, {}, task=task)
+    elif name in router:
+        found = router[name]
+    else:
+        found = next((v for k, v in router.items() if fnmatch.fnmatchcase(name, k)), None)
+    if isinstance(found, Mapping):
+        found = found.get("queue")
+    if found is not None and not isinstance(found, str):
+        raise ConfigurationError("task_routes", f"a router gave {found!r} for {name}: expected a queue name")
+    return found or None
+
+
+def publish_signal(signal: signals.Signal, message: Message, queue: str) -> None:
+    """``before_task_publish``/``after_task_publish`` with Celery's arguments (protocol 2 shape)."""
+    headers = {"id": message.id, "task": message.task, "retries": message.retries, "eta": message.eta_ms}
+    body: tuple[Any, ...] = (message.args, dict(message.kwargs), {})
+    if signal is signals.before_task_publish:
+        signal.send(
+            sender=message.task,
+            body=body,
+            exchange="",
+            routing_key=queue,
+            headers=headers,
+            properties={},
+            declare=[],
+            retry_policy=None,
+        )
+    else:
+        signal.send(sender=message.task, body=body, exchange="", routing_key=queue, headers=headers)

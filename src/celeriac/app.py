@@ -6,7 +6,6 @@ routes it and hands the bytes to the broker. It never touches the result store w
 
 from __future__ import annotations
 
-import fnmatch
 import gc
 import importlib
 import inspect
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol
 
 from . import _registry
 from . import signals as _signals
-from ._app_celery import CeleryMethods
+from ._app_celery import CeleryMethods, apply_router, publish_signal
 from ._clock import SYSTEM_CLOCK, wall_ms
 from .broker.base import Broker, Enqueue, ResultSettling
 from .codec import Codec
@@ -295,7 +294,7 @@ class Celeriac(CeleryMethods):
             return queue
         routes = self.conf.task_routes
         for router in routes if isinstance(routes, (list, tuple)) else (routes,):
-            found = _apply_router(router, name, args, kwargs or {}, task)
+            found = apply_router(router, name, args, kwargs or {}, task)
             if found:
                 return found
         if task is not None and task.queue:
@@ -361,10 +360,10 @@ class Celeriac(CeleryMethods):
         queue = self.route(name, task, options.queue, args, kwargs)
         publishing = _signals.before_task_publish.receivers or _signals.after_task_publish.receivers
         if publishing:
-            _publish_signal(_signals.before_task_publish, message, queue)
+            publish_signal(_signals.before_task_publish, message, queue)
         self.broker.enqueue(Enqueue(queue, data, options.delay_ms, options.eta_ms))
         if publishing:
-            _publish_signal(_signals.after_task_publish, message, queue)
+            publish_signal(_signals.after_task_publish, message, queue)
         return _AsyncResult(message.id, self, ignored=self._ignored(options, task))
 
     def send_task(
@@ -426,7 +425,7 @@ class Celeriac(CeleryMethods):
                 queue = self.route(sig.name, task, options.queue, sig.args, kwargs)
                 ignored = self._ignored(options, task)
                 if publishing:
-                    _publish_signal(_signals.before_task_publish, message, queue)
+                    publish_signal(_signals.before_task_publish, message, queue)
                     published.append((message, queue))
                 items.append(Enqueue(queue, data, options.delay_ms, options.eta_ms))
                 results.append(_AsyncResult(message.id, self, ignored=ignored))
@@ -457,7 +456,7 @@ class Celeriac(CeleryMethods):
         if items:
             self.broker.enqueue_many(items)
         for message, queue in published:
-            _publish_signal(_signals.after_task_publish, message, queue)
+            publish_signal(_signals.after_task_publish, message, queue)
         return results
 
     # ---- eager -----------------------------------------------------------------------------------
@@ -482,23 +481,6 @@ class Celeriac(CeleryMethods):
             self._backend.close_sync()
 
 
-def _apply_router(
-    router: Any, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], task: Task[Any, Any] | None
-) -> str | None:
-    """The queue one of Celery's router forms gives a task, or None (the next router decides)."""
-    if callable(router):
-        found = router(name, args, kwargs, {}, task=task)
-    elif name in router:
-        found = router[name]
-    else:
-        found = next((v for k, v in router.items() if fnmatch.fnmatchcase(name, k)), None)
-    if isinstance(found, Mapping):
-        found = found.get("queue")
-    if found is not None and not isinstance(found, str):
-        raise ConfigurationError("task_routes", f"a router gave {found!r} for {name}: expected a queue name")
-    return found or None
-
-
 def _class_attributes(cls: type) -> set[str]:
     """Names set as class attributes by ``cls`` or its bases below :class:`Task`."""
     names: set[str] = set()
@@ -507,25 +489,6 @@ def _class_attributes(cls: type) -> set[str]:
             continue
         names.update(vars(klass))
     return names
-
-
-def _publish_signal(signal: _signals.Signal, message: Message, queue: str) -> None:
-    """``before_task_publish``/``after_task_publish`` with Celery's arguments (protocol 2 shape)."""
-    headers = {"id": message.id, "task": message.task, "retries": message.retries, "eta": message.eta_ms}
-    body: tuple[Any, ...] = (message.args, dict(message.kwargs), {})
-    if signal is _signals.before_task_publish:
-        signal.send(
-            sender=message.task,
-            body=body,
-            exchange="",
-            routing_key=queue,
-            headers=headers,
-            properties={},
-            declare=[],
-            retry_policy=None,
-        )
-    else:
-        signal.send(sender=message.task, body=body, exchange="", routing_key=queue, headers=headers)
 
 
 #: Celery's name for the app class: ``from celeriac import Celery`` makes a port an import-line edit

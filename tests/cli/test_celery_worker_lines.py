@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -174,8 +175,10 @@ def check_echo(app: Celeriac) -> int:
 
 def test_seed_line_gevent(run, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     w = run(
-        *"worker -A celery_worker.celery -Q api-scraper --without-gossip --without-mingle "
-        "--without-heartbeat -P gevent -c 100 -I tasks.api_scraper".split()
+        *shlex.split(
+            "worker -A celery_worker.celery -Q api-scraper --without-gossip --without-mingle "
+            "--without-heartbeat -P gevent -c 100 -I tasks.api_scraper"
+        )
     )
     w.wait_for("consuming api-scraper (pool=gevent, concurrency=100")
     app = producer(redis_url)
@@ -192,12 +195,17 @@ def test_seed_line_gevent(run, redis_url: str) -> None:  # type: ignore[no-untyp
 
 
 def test_seed_line_autoscale_with_app_before_the_subcommand(run, redis_url: str) -> None:  # type: ignore[no-untyped-def]
-    w = run(*"-A celery_worker worker -Q api-scraper --autoscale=10,3 -I tasks.api_scraper -l INFO".split())
+    w = run(
+        *shlex.split(
+            "-A celery_worker worker -Q api-scraper --autoscale=10,3 -I tasks.api_scraper -l INFO -n scale@%h"
+        )
+    )
     w.wait_for("consuming api-scraper")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     app = producer(redis_url)
     try:
-        (info,) = app.broker.workers()
+        (info,) = [w for w in app.broker.workers() if w.worker_id.startswith("scale@")]  # -n with %h
+        assert info.worker_id != "scale@%h"
         assert info.fields["concurrency"] == "3"  # --autoscale=MAX,MIN starts at MIN
         check_echo(app)
         assert r.blpop(["test:ready"], timeout=10) is not None  # worker_ready was sent
@@ -209,8 +217,10 @@ def test_seed_line_autoscale_with_app_before_the_subcommand(run, redis_url: str)
 
 def test_seed_line_prefork_max_memory_hooks_in_children(run, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     w = run(
-        *"worker -A celery_worker.celery -Q api-scraper -P prefork -c 2 --max-memory-per-child=200000 "
-        "-I tasks.api_scraper".split()
+        *shlex.split(
+            "worker -A celery_worker.celery -Q api-scraper -P prefork -c 2 --max-memory-per-child=200000 "
+            "-I tasks.api_scraper"
+        )
     )
     w.wait_for("consuming api-scraper (pool=processes, concurrency=2")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -243,15 +253,17 @@ def test_worker_without_tasks_warns_and_names_the_fix(run) -> None:  # type: ign
 def test_pidfile_logfile_and_beat_flag(run, project: Path) -> None:  # type: ignore[no-untyped-def]
     pidfile, logfile = project / "w.pid", project / "w.log"
     w = run(
-        *f"worker -A celery_worker.celery -Q api-scraper -I tasks.api_scraper -P solo -E -O fair "
-        f"--pidfile {pidfile} --logfile {logfile} --prefetch-multiplier 4 -n w1@%h".split()
+        *shlex.split(
+            f"worker -A celery_worker.celery -Q api-scraper -I tasks.api_scraper -P solo -E -O fair "
+            f"--pidfile {pidfile} --logfile {logfile} --prefetch-multiplier 4 -n w1@%h"
+        )
     )
     deadline = time.monotonic() + 30
     while "consuming" not in (logfile.read_text() if logfile.exists() else ""):
         assert time.monotonic() < deadline and w.proc.poll() is None, w.log
         time.sleep(0.05)
     assert int(pidfile.read_text()) == w.proc.pid
-    second = run(*f"worker -A celery_worker.celery --pidfile {pidfile}".split())
+    second = run(*shlex.split(f"worker -A celery_worker.celery --pidfile {pidfile}"))
     assert second.proc.wait(timeout=30) == 1
     assert f"names process {w.proc.pid}, which is running" in second.log
     assert w.stop() == 0
@@ -264,3 +276,31 @@ def test_pidfile_logfile_and_beat_flag(run, project: Path) -> None:  # type: ign
     beat = run("worker", "-A", "celery_worker.celery", "-B")
     assert beat.proc.wait(timeout=30) == 2
     assert "issue 12" in beat.log
+
+
+def test_purge_without_a_queue_purges_the_default_one(project: Path, redis_url: str) -> None:
+    app = producer(redis_url)
+    env = {**os.environ, "TEST_REDIS_URL": redis_url, "CELERIAC_TASK_DEFAULT_QUEUE": "purge-default"}
+
+    def purge(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "celeriac.cli", "-A", "celery_worker", "purge", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    try:
+        for _ in range(3):
+            app.send_task("scrape.echo", queue="purge-default")
+        app.send_task("scrape.echo", queue="purge-other")
+        assert "purged 3 message(s) from queue 'purge-default'" in purge("-f")
+        assert app.broker.stats("purge-default").ready == 0
+        assert app.broker.stats("purge-other").ready == 1
+        assert "purged 1 message(s) from queue 'purge-other'" in purge("-Q", "purge-other", "--force")
+    finally:
+        app.close()

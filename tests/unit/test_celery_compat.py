@@ -73,7 +73,7 @@ def test_every_table_entry_is_decided_and_behaves_as_it_says() -> None:
             assert conf[name] == decided.default
             refused = [p for p in probes if not decided.accepts(p)]
             assert refused, name
-            with pytest.raises(ConfigurationError, match="only .* is supported"):
+            with pytest.raises(ConfigurationError, match=r"only .* is supported"):
                 Config().update({name: refused[0]})
         else:
             assert isinstance(decided, Honoured)
@@ -93,7 +93,7 @@ def test_old_upper_case_names_work_or_are_refused_the_same_way() -> None:
     assert conf.task_always_eager and conf.CELERY_ALWAYS_EAGER
     assert (conf.broker_url, conf.result_backend, conf.worker_concurrency) == ("memory://", "disabled", 3)
     assert conf.result_expires_s == 60 and conf.worker_max_tasks_per_child == 100
-    with pytest.raises(ConfigurationError, match="'task_queues'.*not supported"):
+    with pytest.raises(ConfigurationError, match=r"'task_queues'.*not supported"):
         conf.update(CELERY_QUEUES=[])
     for old, new in OLD_NAMES.items():
         assert new in CELERY_SETTINGS or new in {f.name for f in fields(Config)}, (old, new)

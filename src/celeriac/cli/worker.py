@@ -316,5 +316,8 @@ def worker(
             state.app(required=True)  # raises the usage error
         broker = state.broker_url if state.broker_from_command_line else None
         _run_worker.reexec_lean(replace(options, app_spec=state.app_spec, broker_url=broker))
-    configure_logging(loglevel, logfile)
+    if logfile:
+        configure_logging(loglevel, logfile)
+    else:
+        configure_logging(loglevel)
     serve(state.app(required=True), options)
