@@ -277,24 +277,28 @@ def test_celery_guide_suite_runs_on_real_redis(tmp_path: Path, redis_url: str) -
     _passed(_pytest(root, redis_url, "test_guide.py"), 9)
 
 
+@pytest.mark.slow
 def test_session_app_and_worker(tmp_path: Path, redis_url: str) -> None:
     root = _project(tmp_path)
     (root / "test_session.py").write_text(TEST_SESSION)
     _passed(_pytest(root, redis_url, "test_session.py"), 1)
 
 
+@pytest.mark.slow
 def test_default_config_is_celerys_in_memory_app(tmp_path: Path, redis_url: str) -> None:
     root = _project(tmp_path)
     (root / "test_memory.py").write_text(TEST_MEMORY)
     _passed(_pytest(root, redis_url, "test_memory.py"), 2)
 
 
+@pytest.mark.slow
 def test_prefork_pool(tmp_path: Path, redis_url: str) -> None:
     root = _project(tmp_path)
     (root / "test_pools.py").write_text(TEST_POOLS)
     _passed(_pytest(root, redis_url, "test_pools.py"), 2)
 
 
+@pytest.mark.slow
 def test_app_trap(tmp_path: Path, redis_url: str) -> None:
     root = _project(tmp_path)
     (root / "test_trap.py").write_text(TEST_TRAP)
@@ -322,6 +326,7 @@ def test_plugin_is_listed_and_marker_registered(tmp_path: Path, redis_url: str) 
         assert f"{name}" in fixtures.stdout, name
 
 
+@pytest.mark.slow
 def test_no_worker_env_starts_no_worker(tmp_path: Path, redis_url: str) -> None:
     import os
 

@@ -115,7 +115,7 @@ def database(tmp_path: Path, redis_url: str) -> Path:
     return db
 
 
-@pytest.mark.parametrize("pool", ["threads", "prefork"])
+@pytest.mark.parametrize("pool", ["threads", pytest.param("prefork", marks=pytest.mark.slow)])
 def test_commit_rollback_and_connections(
     database: Path, redis_url: str, pool: str, start_worker_process: Callable[..., WorkerProcess]
 ) -> None:
@@ -137,6 +137,7 @@ def test_commit_rollback_and_connections(
     assert worker.stop() == 0
 
 
+@pytest.mark.slow
 def test_persistent_connections_are_reused(
     database: Path, redis_url: str, start_worker_process: Callable[..., WorkerProcess]
 ) -> None:

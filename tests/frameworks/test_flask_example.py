@@ -35,7 +35,7 @@ def _result(client: Any, result_id: str) -> dict[str, Any]:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("pool", ["threads", "prefork"])
+@pytest.mark.parametrize("pool", ["threads", pytest.param("prefork", marks=pytest.mark.slow)])
 def test_views_and_a_real_worker(
     package: ModuleType, redis_url: str, pool: str, start_worker_process: Callable[..., WorkerProcess]
 ) -> None:

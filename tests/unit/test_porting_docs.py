@@ -17,14 +17,66 @@ from celeriac.config import celery_table
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "porting.md"
 
 #: every option of Celery 5's `celery worker` (and the global ones a worker line uses)
-CELERY_WORKER_FLAGS = (
-    "-A --app -b --broker --result-backend --loader --config --workdir -C --no-color -q --quiet "
-    "--skip-checks -n --hostname -D --detach -S --statedb -l --loglevel -O --prefetch-multiplier "
-    "-c --concurrency -P --pool -E --task-events --time-limit --soft-time-limit --max-tasks-per-child "
-    "--max-memory-per-child --purge --discard -Q --queues -X --exclude-queues -I --include "
-    "--without-gossip --without-mingle --without-heartbeat --heartbeat-interval --autoscale -B --beat "
-    "-s --schedule-filename --scheduler --pidfile --uid --gid --umask --executable -f --logfile"
-).split()
+CELERY_WORKER_FLAGS = [
+    "-A",
+    "--app",
+    "-b",
+    "--broker",
+    "--result-backend",
+    "--loader",
+    "--config",
+    "--workdir",
+    "-C",
+    "--no-color",
+    "-q",
+    "--quiet",
+    "--skip-checks",
+    "-n",
+    "--hostname",
+    "-D",
+    "--detach",
+    "-S",
+    "--statedb",
+    "-l",
+    "--loglevel",
+    "-O",
+    "--prefetch-multiplier",
+    "-c",
+    "--concurrency",
+    "-P",
+    "--pool",
+    "-E",
+    "--task-events",
+    "--time-limit",
+    "--soft-time-limit",
+    "--max-tasks-per-child",
+    "--max-memory-per-child",
+    "--purge",
+    "--discard",
+    "-Q",
+    "--queues",
+    "-X",
+    "--exclude-queues",
+    "-I",
+    "--include",
+    "--without-gossip",
+    "--without-mingle",
+    "--without-heartbeat",
+    "--heartbeat-interval",
+    "--autoscale",
+    "-B",
+    "--beat",
+    "-s",
+    "--schedule-filename",
+    "--scheduler",
+    "--pidfile",
+    "--uid",
+    "--gid",
+    "--umask",
+    "--executable",
+    "-f",
+    "--logfile",
+]
 
 
 def _worker_options() -> set[str]:
