@@ -163,7 +163,7 @@ _SECURITY = (
 )
 _PERIODIC = "periodic tasks are issue 12 (celeriac beat); this setting arrives with them"
 _RATE = "rate limits are issue 12; this setting arrives with them"
-_PRIORITY = "priorities are issue 11; this setting arrives with them"
+_PRIORITY = "a task sent by a task does not inherit its priority here: give priority= on the call"
 _CHORD = "chords are issue 11 (canvas); this setting arrives with them"
 _RESULT_REDIS = "results live in the result_backend Redis; " + _URL
 
@@ -274,8 +274,11 @@ CELERY_SETTINGS: dict[str, Decision] = {
         "queues are plain names, created on first use: consume with -Q, route with task_routes or "
         "queue= (no kombu Queue objects)"
     ),
-    "task_queue_max_priority": Refused(_PRIORITY),
-    "task_default_priority": Refused(_PRIORITY),
+    "task_queue_max_priority": Refused(
+        "every queue has ten priority levels, 0 (highest) .. 9 (lowest); set task_default_priority, "
+        "or priority= on a task or call"
+    ),
+    "task_default_priority": Honoured("task_default_priority", "0 (highest) .. 9 (lowest), as Celery on Redis"),
     "task_inherit_parent_priority": Refused(_PRIORITY),
     "worker_direct": Refused("send to a queue only one worker consumes (-Q) instead"),
     "task_create_missing_queues": Fixed(True, "queues are created on first use"),

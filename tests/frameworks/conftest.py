@@ -80,3 +80,15 @@ def start_worker_process() -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(autouse=True)
+def _disconnect_flask_receivers() -> Iterator[None]:
+    """celery_init_app connects process-wide signal receivers: drop them after each test, so that
+    later tests find no run signal connected (tasks then run unwrapped)."""
+    yield
+    from celeriac import signals
+    from celeriac.contrib import flask
+
+    signals.task_prerun.disconnect(flask._push)
+    signals.task_postrun.disconnect(flask._pop)
