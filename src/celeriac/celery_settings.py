@@ -278,7 +278,9 @@ CELERY_SETTINGS: dict[str, Decision] = {
         "every queue has ten priority levels, 0 (highest) .. 9 (lowest); set task_default_priority, "
         "or priority= on a task or call"
     ),
-    "task_default_priority": Honoured("task_default_priority", "0 (highest) .. 9 (lowest), as Celery on Redis"),
+    "task_default_priority": Honoured(
+        "task_default_priority", "0 (highest) .. 9 (lowest), as Celery on Redis"
+    ),
     "task_inherit_parent_priority": Refused(_PRIORITY),
     "worker_direct": Refused("send to a queue only one worker consumes (-Q) instead"),
     "task_create_missing_queues": Fixed(True, "queues are created on first use"),
