@@ -2,6 +2,10 @@
 
 ``Task.apply_async -> Celeriac.send -> Broker.enqueue``: the app encodes the message, checks its size,
 routes it and hands the bytes to the broker. It never touches the result store when sending.
+
+Why this module is long: it is the one send path (send, send_many with its bulk fast path, unique and
+prioritized sends, eager mode), kept together so that it reads top to bottom; Celery's app methods
+already live in ``_app_celery.py``.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class _BoundTaskDecorator(Protocol):
 
 # settings the derived objects are built from: a change rebuilds them on next use
 _BROKER_SETTINGS = frozenset(
-    {"broker_url", "key_prefix", "dead_letter_max", "revoke_expires_s", "revoked_max"}
+    {"broker_url", "key_prefix", "dead_letter_max", "revoke_expires_s", "revoked_max", "broker_pool_limit"}
 )
 _BACKEND_SETTINGS = frozenset({"broker_url", "result_backend", "key_prefix"})
 _CODEC_SETTINGS = frozenset(
@@ -243,6 +247,7 @@ class Celeriac(CeleryMethods):
                     url,
                     prefix=self.conf.key_prefix,
                     dead_letter_max=self.conf.dead_letter_max,
+                    sync_max_connections=self.conf.broker_pool_limit,
                     revoke_expires_s=self.conf.revoke_expires_s,
                     revoked_max=self.conf.revoked_max,
                 )
@@ -397,11 +402,11 @@ class Celeriac(CeleryMethods):
         if self.conf.task_always_eager:
             return self._eager(data, message)
         queue = self.route(name, task, options.queue, args, kwargs)
+        item = Enqueue(queue, data, options.delay_ms, options.eta_ms)
+        task_id = message.id
         publishing = _signals.before_task_publish.receivers or _signals.after_task_publish.receivers
         if publishing:
             publish_signal(_signals.before_task_publish, message, queue)
-        item = Enqueue(queue, data, options.delay_ms, options.eta_ms)
-        task_id = message.id
         if level or options.unique_key is not None:
             task_id = self.broker.enqueue_one(
                 item, task_id=task_id, level=level, unique_key=options.unique_key, unique_ttl_ms=unique_ttl_ms
@@ -492,8 +497,7 @@ class Celeriac(CeleryMethods):
         for sig in signatures:
             task = sig.task
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
-            controlled = (task is not None and task.controlled) or default_level
-            if sig.options or eager or publishing or controlled:
+            if sig.options or eager or publishing or (task is not None and task.controlled) or default_level:
                 options = (
                     normalize_options(**sig.options, now_s=self.clock.time) if sig.options else NO_OPTIONS
                 )

@@ -30,6 +30,7 @@ __all__ = [
     "BACKEND_FAMILIES",
     "CELERY_SETTINGS",
     "OLD_NAMES",
+    "SAME_NAME",
     "Fixed",
     "Honoured",
     "Refused",
@@ -163,7 +164,10 @@ _SECURITY = (
 )
 _PERIODIC = "periodic tasks are issue 12 (celeriac beat); this setting arrives with them"
 _RATE = "rate limits are issue 12; this setting arrives with them"
-_PRIORITY = "a task sent by a task does not inherit its priority here: give priority= on the call"
+_PRIORITY = (
+    "celeriac's priorities are fixed levels 0 (highest) .. 9 per queue: set task_default_priority, a "
+    "task's priority= or a call's priority="
+)
 _CHORD = "chords are issue 11 (canvas); this setting arrives with them"
 _RESULT_REDIS = "results live in the result_backend Redis; " + _URL
 
@@ -274,13 +278,7 @@ CELERY_SETTINGS: dict[str, Decision] = {
         "queues are plain names, created on first use: consume with -Q, route with task_routes or "
         "queue= (no kombu Queue objects)"
     ),
-    "task_queue_max_priority": Refused(
-        "every queue has ten priority levels, 0 (highest) .. 9 (lowest); set task_default_priority, "
-        "or priority= on a task or call"
-    ),
-    "task_default_priority": Honoured(
-        "task_default_priority", "0 (highest) .. 9 (lowest), as Celery on Redis"
-    ),
+    "task_queue_max_priority": Refused(_PRIORITY),
     "task_inherit_parent_priority": Refused(_PRIORITY),
     "worker_direct": Refused("send to a queue only one worker consumes (-Q) instead"),
     "task_create_missing_queues": Fixed(True, "queues are created on first use"),
@@ -326,7 +324,9 @@ CELERY_SETTINGS: dict[str, Decision] = {
     # ---- worker ----
     "imports": Honoured("imports", "modules the worker imports at start (as -I)"),
     "include": Honoured("include", "modules the worker imports at start (as -I)"),
-    "worker_deduplicate_successful_tasks": Refused("unique tasks are issue 11"),
+    "worker_deduplicate_successful_tasks": Refused(
+        "use celeriac's unique tasks instead: @app.task(unique_for=...) or apply_async(unique_key=...)"
+    ),
     "worker_concurrency": Honoured("worker_concurrency", "default of -c"),
     "worker_prefetch_multiplier": Honoured(
         "worker_prefetch_multiplier",
@@ -578,7 +578,7 @@ def refusal(name: str, decided: Refused | Fixed, value: Any) -> ConfigurationErr
 def markdown_table(fields: Mapping[str, Any]) -> str:
     """The docs table: every Celery setting name with what celeriac does with it."""
     rows = ["| Celery setting | celeriac | how |", "|---|---|---|"]
-    names = sorted({*CELERY_SETTINGS, *(n for n in fields if not n.startswith("_"))} - _CELERIAC_ONLY)
+    names = sorted({*CELERY_SETTINGS, *SAME_NAME})
     for name in names:
         found = decision(name, fields)
         if found is None:
@@ -598,21 +598,18 @@ def markdown_table(fields: Mapping[str, Any]) -> str:
     return "\n".join(rows) + f"\n\nOld upper-case names, each read as its lower-case name: {old}.\n"
 
 
-#: celeriac settings Celery does not have (listed in the settings reference, not the Celery table)
-_CELERIAC_ONLY = frozenset(
+#: Celery's names that are celeriac settings of the same name and meaning (no table entry needed)
+SAME_NAME = frozenset(
     {
-        "key_prefix",
-        "result_expires_s",
-        "max_message_bytes",
-        "max_deliveries",
-        "lease_s",
-        "dead_letter_max",
-        "worker_ttl_s",
-        "worker_shutdown_grace_s",
-        "worker_fetch_max",
-        "worker_queue_modules",
-        "result_max_bytes",
-        "message_signing_key",
-        "message_signing_keys",
+        "broker_url",
+        "result_backend",
+        "task_default_queue",
+        "task_routes",
+        "task_ignore_result",
+        "task_store_errors_even_if_ignored",
+        "task_acks_late",
+        "task_always_eager",
+        "task_eager_propagates",
+        "task_default_priority",
     }
 )

@@ -5,6 +5,10 @@ Every setting can also come from the environment as ``CELERIAC_<NAME>`` (``CELER
 
 Each setting is declared with :func:`setting`, which takes its validator (and any other names it
 answers to): a field declared without one fails at import. Adding a setting is one line.
+
+Why this module is long: every setting and its validator live here (one home per rule), with Celery's
+ways in (mapping access, ``config_from_object`` reading); the Celery decisions are in
+``celery_settings.py``.
 """
 
 from __future__ import annotations
@@ -232,6 +236,15 @@ class Config:
             only correctly signed messages run; unsigned or tampered ones are dead-lettered.
         message_signing_keys: older keys still accepted (key rotation); new messages are always signed
             with ``message_signing_key``.
+        task_default_priority: priority of messages whose task and call set none: 0 (highest, the
+            default, as Celery on Redis) .. 9 (lowest).
+        unique_default_s: how long a unique task's lock is held at most when neither the call nor the
+            task gives ``unique_for`` (a call with only ``unique_key=``).
+        revoke_expires_s: how long a revocation stays in force (a task revoked while delayed longer
+            than this may still run); also the revocation stream's trim age.
+        revoked_max: at most this many revocations are kept (oldest dropped first).
+        progress_interval_s: ``update_state`` writes at most once per this interval per task (latest
+            wins); 0 writes every call.
         task_time_limit, task_soft_time_limit: default limits (seconds) of tasks that set none.
         task_reject_on_worker_lost: with acks_late, a task whose process died runs again; False:
             it fails with WorkerLostError (Celery's default).
@@ -243,15 +256,6 @@ class Config:
         imports, include: task modules a worker imports at start, besides ``-I``.
         result_serializer: must equal ``task_serializer`` when set (results travel in their task's
             content type).
-        task_default_priority: priority of messages whose task and call set none: 0 (highest, the
-            default, as Celery on Redis) .. 9 (lowest).
-        unique_default_s: how long a unique task's lock is held at most when neither the call nor the
-            task gives ``unique_for`` (a call with only ``unique_key=``).
-        revoke_expires_s: how long a revocation stays in force (a task revoked while delayed longer
-            than this may still run); also the revocation stream's trim age.
-        revoked_max: at most this many revocations are kept (oldest dropped first).
-        progress_interval_s: ``update_state`` writes at most once per this interval per task (latest
-            wins); 0 writes every call.
     """
 
     broker_url: str = setting(DEFAULT_BROKER_URL, _broker_url, url=True)
@@ -278,6 +282,11 @@ class Config:
     task_serializer: str = setting("msgpack", _serializer)
     message_signing_key: str | bytes | None = setting(None, _signing_key, secret=True)
     message_signing_keys: tuple[str | bytes, ...] = setting((), _signing_keys, secret=True)
+    task_default_priority: int = setting(0, _priority)
+    unique_default_s: float = setting(3600.0, _positive)
+    revoke_expires_s: float = setting(86_400.0, _positive)
+    revoked_max: int = setting(100_000, _positive_int)
+    progress_interval_s: float = setting(0.1, _non_negative)
     # Celery's names, with Celery's meaning (celery_settings.py holds the decision for each)
     task_time_limit: float | None = setting(None, _optional_seconds)
     task_soft_time_limit: float | None = setting(None, _optional_seconds)
@@ -290,11 +299,6 @@ class Config:
     imports: tuple[str, ...] = setting((), _module_names)
     include: tuple[str, ...] = setting((), _module_names)
     result_serializer: str | None = setting(None, _optional_serializer)
-    task_default_priority: int = setting(0, _priority)
-    unique_default_s: float = setting(3600.0, _positive)
-    revoke_expires_s: float = setting(86_400.0, _positive)
-    revoked_max: int = setting(100_000, _positive_int)
-    progress_interval_s: float = setting(0.1, _non_negative)
 
     def __repr__(self) -> str:
         """Every setting, with URL passwords and signing keys hidden."""

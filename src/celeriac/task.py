@@ -2,6 +2,10 @@
 
 ``Task.apply_async`` builds a :class:`~celeriac.message.Message` and hands it to ``App.send``, which
 hands bytes to ``Broker.enqueue``: three hops, the last one a visible Redis call.
+
+Why this module is long: the Task class carries Celery's whole surface in one place (options, the
+call and send methods, and the hooks a base class overrides: ``before_start``, ``on_success``,
+``on_failure``, ``on_retry``, ``after_return``, which run in :mod:`celeriac._hooks`).
 """
 
 from __future__ import annotations

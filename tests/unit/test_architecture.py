@@ -28,14 +28,7 @@ ALLOWED_PACKAGE_CYCLES: dict[frozenset[str], str] = {
 }
 
 #: long modules whose split is under way elsewhere (remove the entry when it lands)
-SPLIT_PENDING: dict[str, str] = {
-    # over 500 lines only once issue 15's Celery compatibility (compat) met issue 11's unique/priority
-    # sends and revoke (control) in one tree; the owners split them when they merge (compat's
-    # Celery-only parts move to _app_celery.py / celery_settings.py)
-    "app.py": "compat + control merged (frameworks branch, 23:10)",
-    "config.py": "compat + control merged (frameworks branch, 23:10)",
-    "task.py": "compat + control + frameworks' delay_on_commit merged (frameworks branch, 23:10)",
-}
+SPLIT_PENDING: dict[str, str] = {}
 
 
 def _module_name(path: Path) -> str:
