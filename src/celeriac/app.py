@@ -11,7 +11,9 @@ already live in ``_app_celery.py``.
 from __future__ import annotations
 
 import gc
+import importlib
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
@@ -153,6 +155,10 @@ class Celeriac(CeleryMethods):
             _registry.set_current(self)
         for fn, options in list(_registry.shared):
             self.register_shared(fn, options)
+        if os.environ.get("DJANGO_SETTINGS_MODULE"):
+            # Celery's Django fix-up, loaded by name as Celery loads its fix-ups: the app does not
+            # depend on contrib; the fix-up only connects signal receivers (celeriac/contrib/django.py)
+            importlib.import_module("celeriac.contrib.django").fixup(self)
 
     def _setting_changed(self, name: str) -> None:
         """Rebuild what depends on a changed setting (on next use): nothing keeps a stale value."""

@@ -508,7 +508,9 @@ def settings_of(obj: Any, namespace: str | None = None) -> dict[str, Any]:
     if isinstance(obj, Mapping):
         items = dict(obj)
     else:
-        items = {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_")}
+        wanted = namespace.rstrip("_") + "_" if namespace else ""
+        # only the names read below: Django's settings raise on reading some (an empty SECRET_KEY)
+        items = {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_") and k.startswith(wanted)}
     out: dict[str, Any] = {}
     if namespace:
         prefix = namespace.rstrip("_") + "_"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .exceptions import ResultsDisabled, ResultTimeout, TaskError, TaskExpiredError, TaskRevokedError
@@ -117,11 +117,7 @@ class AsyncResult(Generic[R]):
                 are disabled in the app.
         """
         if self._record is None:
-            if self.ignored:
-                raise ResultsDisabled(
-                    f"task {self.id} was sent with ignore_result=True: its result will not be stored "
-                    "(pass ignore_result=False to the task or the call)"
-                )
+            self._check_not_ignored()
             backend = self._backend_or_raise()
             if on_message is None:
                 payload = backend.wait(self.id, timeout)
@@ -134,7 +130,33 @@ class AsyncResult(Generic[R]):
                 final = self._record
                 value = final.value if final.state is TaskState.SUCCESS else rebuild_exception(final)
                 on_message({"task_id": self.id, "status": str(final.state), "result": value})
+        return self._outcome(propagate)
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True) -> R:
+        """:meth:`get` for async code (``await result.aget(timeout=10)``, or ``await result``): waits
+        without blocking the event loop (an asyncio Redis client; other stores: a thread)."""
+        if self._record is None:
+            self._check_not_ignored()
+            payload = await self._backend_or_raise().wait_async(self.id, timeout)
+            if payload is None:
+                raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
+            self._record = self._decode(payload)
+        return self._outcome(propagate)
+
+    def __await__(self) -> Generator[Any, None, R]:
+        """``await result``: :meth:`aget` without a timeout."""
+        return self.aget().__await__()
+
+    def _check_not_ignored(self) -> None:
+        if self.ignored:
+            raise ResultsDisabled(
+                f"task {self.id} was sent with ignore_result=True: its result will not be stored "
+                "(pass ignore_result=False to the task or the call)"
+            )
+
+    def _outcome(self, propagate: bool) -> R:
         record = self._record
+        assert record is not None
         if record.state is TaskState.SUCCESS:
             return record.value  # type: ignore[no-any-return]
         if propagate:

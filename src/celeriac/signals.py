@@ -28,6 +28,7 @@ __all__ = [
     "Signal",
     "after_task_publish",
     "before_task_publish",
+    "import_modules",
     "setup_logging",
     "task_failure",
     "task_postrun",
@@ -116,6 +117,9 @@ worker_process_shutdown = Signal("worker_process_shutdown")
 worker_ready = Signal("worker_ready")
 worker_shutdown = Signal("worker_shutdown")
 setup_logging = Signal("setup_logging")
+#: sent by a worker before it imports the task modules (autodiscovery, imports/include, -I);
+#: ``sender`` is the app. Celery's Django fixup runs ``django.setup()`` here, and so does celeriac's.
+import_modules = Signal("import_modules")
 
 #: the signals sent where a task runs: when none has a receiver, a task's call is not wrapped
 RUN_SIGNALS = (task_prerun, task_postrun, task_success, task_failure, task_retry)

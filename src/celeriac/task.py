@@ -10,6 +10,7 @@ call and send methods, and the hooks a base class overrides: ``before_start``, `
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -438,6 +439,18 @@ class Task(Generic[P, R]):
     ) -> Signature:
         return Signature(self.name, tuple(args), dict(kwargs or {}), options=options, app=self.app, task=self)
 
+    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """``delay`` once the current Django database transaction commits (Celery 5.4's name): never
+        after a rollback, at once outside a transaction. Returns None, as Celery: the task is not sent
+        yet. Needs Django (``celeriac[django]``)."""
+        _on_commit(self.name, functools.partial(self.delay, *args, **kwargs))
+
+    def apply_async_on_commit(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> None:
+        """``apply_async`` once the current Django transaction commits (see :meth:`delay_on_commit`)."""
+        _on_commit(self.name, functools.partial(self.apply_async, args, kwargs, **options))
+
     # ---- inside a running task -------------------------------------------------------------------
     def update_state(
         self, task_id: str | None = None, state: str = "PROGRESS", meta: Any = None, **_unused: Any
@@ -562,3 +575,14 @@ class Signature:
             normalize_options(**{**self.options, **options}, now_s=self.app.clock.time),
             task=self.task,
         )
+
+
+def _on_commit(name: str, send: Callable[[], Any]) -> None:
+    """Run ``send`` when Django's current transaction commits (``transaction.on_commit``)."""
+    try:
+        from django.db import transaction  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise ConfigurationError(
+            f"{name}.delay_on_commit", "needs Django: pip install 'celeriac[django]' (or use delay())"
+        ) from None
+    transaction.on_commit(send)

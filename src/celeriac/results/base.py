@@ -7,6 +7,7 @@ blocks on the key).
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 
@@ -23,6 +24,10 @@ class ResultBackend(ABC):
     @abstractmethod
     def wait(self, task_id: str, timeout_s: float | None) -> bytes | None:
         """Block until the record exists (None: forever) and return it, or None at timeout."""
+
+    async def wait_async(self, task_id: str, timeout_s: float | None) -> bytes | None:
+        """:meth:`wait` for async code: the event loop keeps running (default: ``wait`` in a thread)."""
+        return await asyncio.to_thread(self.wait, task_id, timeout_s)
 
     @abstractmethod
     def forget(self, task_id: str) -> None:

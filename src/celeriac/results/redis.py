@@ -10,6 +10,7 @@ TTL) once it checked that it still owns the delivery; when results live on the b
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -29,6 +30,16 @@ _WAIT_CHUNK_S = 30.0
 _PROGRESS_POLL_S = 0.2
 # REVOKED marks per pipeline
 _MARK_CHUNK = 2000
+#: connections the async waiters of one event loop may hold at once (more waiters queue for one)
+_ASYNC_WAITERS_MAX = 64
+
+
+class _LoopWaiters:
+    """The async client the ``wait_async`` calls of one event loop share, while any runs."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self.active = 0
 
 
 class RedisResultBackend(ResultBackend):
@@ -40,6 +51,9 @@ class RedisResultBackend(ResultBackend):
         self._sync: redis.Redis | None = None
         self._waiter: redis.Redis | None = None
         self._aio: redis.asyncio.Redis | None = None
+        # async clients are bound to their loop: one per loop, removed and closed when the loop's
+        # last waiter returns (so a plain dict holds no loop longer than its waits)
+        self._loop_waiters: dict[asyncio.AbstractEventLoop, _LoopWaiters] = {}
 
     @property
     def sync(self) -> redis.Redis:
@@ -68,6 +82,39 @@ class RedisResultBackend(ResultBackend):
                     remaining -= chunk
                     if remaining <= 0:
                         return None
+
+    async def wait_async(self, task_id: str, timeout_s: float | None) -> bytes | None:
+        """``BLMOVE`` on an asyncio client: the loop runs other work while this waits.
+
+        Why the client closes when the loop's last waiter returns: nobody else knows when the
+        caller's loop ends (a web app's, a test's), and an async client must not outlive its loop."""
+        loop = asyncio.get_running_loop()
+        waiters = self._loop_waiters.get(loop)
+        if waiters is None:
+            client = async_client(
+                self.url, max_connections=_ASYNC_WAITERS_MAX, socket_timeout_s=_WAIT_CHUNK_S + 5.0
+            )
+            waiters = self._loop_waiters[loop] = _LoopWaiters(client)
+        waiters.active += 1
+        key = self.keys.result(task_id)
+        remaining = timeout_s
+        try:
+            with translate_errors(self.url):
+                while True:
+                    chunk = _WAIT_CHUNK_S if remaining is None else min(remaining, _WAIT_CHUNK_S)
+                    value: Any = await waiters.client.blmove(key, key, max(chunk, 0.001), "RIGHT", "LEFT")  # type: ignore[arg-type]
+                    if value is not None:
+                        return bytes(value)
+                    if remaining is not None:
+                        remaining -= chunk
+                        if remaining <= 0:
+                            return None
+        finally:
+            waiters.active -= 1
+            if waiters.active == 0:
+                if self._loop_waiters.get(loop) is waiters:
+                    del self._loop_waiters[loop]
+                await asyncio.shield(waiters.client.aclose())
 
     def forget(self, task_id: str) -> None:
         with translate_errors(self.url):

@@ -148,6 +148,7 @@ class Worker:
         self.conf = app.conf
         self.queues = list(dict.fromkeys(queues or [self.conf.task_default_queue]))
         #: task modules this worker imported besides the app module (lean workers)
+        _signals.import_modules.send(sender=app)  # Django's setup before its apps' tasks modules
         # the app's autodiscovered modules and imports/include settings (Celery's names), then -I
         include = [*app.discover_tasks(), *self.conf.imports, *self.conf.include, *include]
         self.task_modules = task_modules(self.conf.worker_queue_modules, self.queues, include)
