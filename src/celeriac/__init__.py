@@ -16,6 +16,7 @@ from .exceptions import (
     BrokerError,
     BrokerFullError,
     CeleriacError,
+    ChordError,
     ConfigurationError,
     DecodeError,
     MaxRetriesExceededError,
@@ -39,11 +40,13 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .app import Celeriac
+    from .canvas import chain, chord, chunks, group, maybe_signature, signature
     from .config import Config
     from .context import Request, current_request
-    from .result import AsyncResult, EagerResult
+    from .result import AsyncResult, EagerResult, GroupResult
     from .states import TaskState
-    from .task import Signature, Task
+    from .canvas import Signature
+    from .task import Task
     from .worker import Worker
 
 _LAZY = {
@@ -52,7 +55,14 @@ _LAZY = {
     "Config": ".config",
     "EagerResult": ".result",
     "Request": ".context",
-    "Signature": ".task",
+    "GroupResult": ".result",
+    "Signature": ".canvas",
+    "chain": ".canvas",
+    "chord": ".canvas",
+    "chunks": ".canvas",
+    "group": ".canvas",
+    "maybe_signature": ".canvas",
+    "signature": ".canvas",
     "Task": ".task",
     "TaskState": ".states",
     "Worker": ".worker",
@@ -82,10 +92,12 @@ __all__ = [
     "BrokerFullError",
     "Celeriac",
     "CeleriacError",
+    "ChordError",
     "Config",
     "ConfigurationError",
     "DecodeError",
     "EagerResult",
+    "GroupResult",
     "MaxRetriesExceededError",
     "MessageTooLarge",
     "NotRegistered",
@@ -109,5 +121,11 @@ __all__ = [
     "WorkerLostError",
     "WorkerShutdown",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
     "current_request",
+    "group",
+    "maybe_signature",
+    "signature",
 ]

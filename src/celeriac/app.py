@@ -21,7 +21,8 @@ from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend, ResultRecord
 from .states import TaskState
-from .task import NO_OPTIONS, SendOptions, Signature, Task, build_message
+from .canvas import Signature
+from .task import NO_OPTIONS, SendOptions, Task, build_message
 
 if TYPE_CHECKING:
     from .worker.executor import Executor
@@ -64,6 +65,10 @@ class Celeriac:
         self._executor: Executor | None = None
         self._codec: Codec | None = None
         self._codec_settings: tuple[Any, ...] = ()
+        self._workflow_store: Any = None
+        from .workflow import register_builtins
+
+        register_builtins(self)
 
     def __repr__(self) -> str:
         return f"<Celeriac {self.main or ''}>"
@@ -292,7 +297,7 @@ class Celeriac:
         # same for each of them; msgpack tasks then skip the Message object (encode_call)
         plain: dict[tuple[str, int], tuple[str, bool, bool]] = {}
         for sig in signatures:
-            task = sig.task
+            task = sig.type
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
             if sig.options or eager:
                 options = normalize_options(**sig.options) if sig.options else NO_OPTIONS

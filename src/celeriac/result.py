@@ -61,10 +61,19 @@ class AsyncResult(Generic[R]):
         ignored: the task was sent with results ignored, so a success will never be stored.
     """
 
-    def __init__(self, id: str, app: Celeriac | None = None, *, ignored: bool = False) -> None:
+    def __init__(
+        self,
+        id: str,
+        app: Celeriac | None = None,
+        *,
+        ignored: bool = False,
+        parent: AsyncResult[Any] | GroupResult | None = None,
+    ) -> None:
         self.id = id
         self.app = app
         self.ignored = ignored
+        #: the result of the step before this one in a chain (a chord body's: the header's GroupResult)
+        self.parent = parent
         self._record: ResultRecord | None = None
 
     def __repr__(self) -> str:
@@ -93,12 +102,15 @@ class AsyncResult(Generic[R]):
                 self._record = self._decode(payload)
         return self._record
 
-    def get(self, timeout: float | None = None, propagate: bool = True, **_ignored: Any) -> R:
+    def get(
+        self, timeout: float | None = None, propagate: bool = True, follow_parents: bool = True, **_ignored: Any
+    ) -> R:
         """Wait for the task to finish and return its value.
 
         Blocks server-side (no polling). Raises the task's exception (its own type when available,
         with the remote traceback attached) when ``propagate``; raises :class:`ResultTimeout` after
-        ``timeout`` seconds.
+        ``timeout`` seconds. In a workflow, a failure raises the exception of the first step that
+        failed (``follow_parents``): a chain's later steps and a chord's body fail because of it.
 
         Raises:
             ResultsDisabled: the task ignores results (send with ``ignore_result=False``) or results
@@ -117,9 +129,28 @@ class AsyncResult(Generic[R]):
         record = self._record
         if record.state is TaskState.SUCCESS:
             return record.value  # type: ignore[no-any-return]
+        if propagate and follow_parents:
+            cause = self._failed_parent()
+            if cause is not None:
+                raise cause
         if propagate:
             raise rebuild_exception(record)
         return rebuild_exception(record)  # type: ignore[return-value]
+
+    def _failed_parent(self) -> BaseException | None:
+        """The exception of the earliest failed ancestor (walking ``parent``), if any has failed."""
+        found: BaseException | None = None
+        node: Any = self.parent
+        while node is not None:
+            if isinstance(node, GroupResult):
+                for r in node.leaves():
+                    if r.failed():
+                        found = r.result
+                        break
+            elif node.failed():
+                found = node.result
+            node = node.parent
+        return found
 
     def wait(self, timeout: float | None = None, propagate: bool = True) -> R:
         """Alias of :meth:`get` (Celery compatibility)."""
@@ -151,6 +182,23 @@ class AsyncResult(Generic[R]):
         return record.value if record.state is TaskState.SUCCESS else rebuild_exception(record)
 
     @property
+    def info(self) -> Any:
+        """Same as :attr:`result` (Celery)."""
+        return self.result
+
+    @property
+    def children(self) -> list[AsyncResult[Any] | GroupResult]:
+        """Results of the tasks this task's outcome started in its workflow (next chain step,
+        callbacks), as recorded with its result; empty when none or not finished."""
+        from .workflow import children_of
+
+        return children_of(self)
+
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
+        """Revoke this task (``app.control.revoke``)."""
+        _revoke(self.app, [self.id], terminate=terminate, signal=signal)
+
+    @property
     def traceback(self) -> str | None:
         record = self._fetch()
         return record.traceback if record else None
@@ -164,6 +212,128 @@ class AsyncResult(Generic[R]):
         """Delete the stored result."""
         self._backend_or_raise().forget(self.id)
         self._record = None
+
+
+def _revoke(app: Celeriac | None, ids: list[str], **options: Any) -> None:
+    control = getattr(app, "control", None)
+    if control is None:
+        raise NotImplementedError(
+            "revoke needs app.control (celeriac's task-control module); this build does not have it"
+        )
+    control.revoke(ids, **options)
+
+
+class GroupResult:
+    """The results of a group's members, in member order (Celery's ``GroupResult``).
+
+    Args:
+        id: the group id.
+        results: the members' results (a member that is itself a group gives a nested GroupResult).
+        app: the app whose result backend holds them.
+        parent: the result of the step before the group in a chain.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        results: list[AsyncResult[Any] | GroupResult] | None = None,
+        app: Celeriac | None = None,
+        parent: AsyncResult[Any] | GroupResult | None = None,
+    ) -> None:
+        self.id = id
+        self.results = list(results or [])
+        self.app = app
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"<GroupResult {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Any:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult[Any] | GroupResult:
+        return self.results[index]
+
+    @property
+    def children(self) -> list[AsyncResult[Any] | GroupResult]:
+        return self.results
+
+    def leaves(self) -> list[AsyncResult[Any]]:
+        """Every task result, nested groups flattened, in member order."""
+        out: list[AsyncResult[Any]] = []
+        for r in self.results:
+            out.extend(r.leaves() if isinstance(r, GroupResult) else [r])
+        return out
+
+    def get(self, timeout: float | None = None, propagate: bool = True, **_ignored: Any) -> list[Any]:
+        """Wait for every member and return their values in member order, whatever the completion
+        order. ``propagate``: raise the first failure in member order; otherwise the exceptions take
+        the failed members' places.
+
+        Raises:
+            ResultTimeout: not all members finished within ``timeout`` seconds (all together).
+        """
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[Any] = []
+        for r in self.results:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if isinstance(r, GroupResult):
+                out.append(r.get(timeout=left, propagate=propagate))
+            else:
+                out.append(r.get(timeout=left, propagate=propagate, follow_parents=False))
+        return out
+
+    join = get
+    join_native = get
+
+    def ready(self) -> bool:
+        """Every member finished (succeeded, failed, expired or was revoked)."""
+        return all(r.ready() for r in self.leaves())
+
+    def successful(self) -> bool:
+        return all(r.successful() for r in self.leaves())
+
+    def failed(self) -> bool:
+        """Some member failed."""
+        return any(r.failed() for r in self.leaves())
+
+    def waiting(self) -> bool:
+        """Some member has not finished yet."""
+        return not self.ready()
+
+    def completed_count(self) -> int:
+        """How many members succeeded."""
+        return sum(1 for r in self.leaves() if r.successful())
+
+    def forget(self) -> None:
+        """Delete the members' results and the saved group."""
+        for r in self.leaves():
+            r.forget()
+        if self.app is not None and self.app.backend is not None:
+            self.app.backend.forget(self.id)
+
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
+        """Revoke every member (``app.control.revoke``)."""
+        _revoke(self.app, [r.id for r in self.leaves()], terminate=terminate, signal=signal)
+
+    def save(self) -> GroupResult:
+        """Store the member ids (with the result TTL) so that :meth:`restore` can rebuild it."""
+        from .workflow import save_group
+
+        save_group(self)
+        return self
+
+    @classmethod
+    def restore(cls, id: str, app: Celeriac | None = None) -> GroupResult | None:
+        """The group saved under ``id``, or None."""
+        from .workflow import restore_group
+
+        return restore_group(id, app)
 
 
 class EagerResult(AsyncResult[R]):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
+from .canvas import Signature, chunks, group, xmap, xstarmap
 from .context import Request, current_request
-from .exceptions import CeleriacError, Retry
+from .exceptions import CeleriacError, Replaced, Retry
 from .message import Message, new_task_id
 from .result import AsyncResult, EagerResult
 
@@ -275,19 +276,48 @@ class Task(Generic[P, R]):
         return build_message(self.name, args, kwargs, options)
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
-        """A signature: this task with arguments, to send later (``sig.delay()``, ``app.send_many``)."""
-        return Signature(self.name, args, kwargs, app=self.app, task=self)
+        """A signature: this task with arguments, to send later (``sig.delay()``, in a chain, a group,
+        a chord, ``app.send_many``). Arguments given when it is called are prepended."""
+        return Signature(self, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
-        """An immutable signature (same as :meth:`s` until canvas primitives arrive)."""
-        return self.s(*args, **kwargs)
+        """An immutable signature: arguments given when it is called (a chain's previous value) are
+        ignored."""
+        return Signature(self, args, kwargs, immutable=True)
 
     def signature(
-        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Signature:
-        return Signature(self.name, tuple(args), dict(kwargs or {}), options=options, app=self.app, task=self)
+        """A signature with send options (``queue=``, ``countdown=``, ``immutable=``...)."""
+        immutable = bool(options.pop("immutable", False))
+        return Signature(self, tuple(args or ()), dict(kwargs or {}), options, immutable=immutable)
+
+    subtask = signature
+
+    def map(self, it: Any) -> Signature:
+        """One task calling this one inline for each item: ``add_one.map([1, 2])`` -> ``[2, 3]``."""
+        return xmap(self, it)
+
+    def starmap(self, it: Any) -> Signature:
+        """Like :meth:`map` with argument tuples: ``add.starmap([(1, 2), (3, 4)])`` -> ``[3, 7]``."""
+        return xstarmap(self, it)
+
+    def chunks(self, it: Any, n: int) -> group:
+        """A group of :meth:`starmap` tasks of ``n`` argument tuples each."""
+        return chunks(self, it, n)
 
     # ---- inside a running task -------------------------------------------------------------------
+    def replace(self, sig: Signature) -> NoReturn:
+        """End this task by handing its place to ``sig`` (a task or a whole canvas): ``sig``'s value
+        becomes this task's value (same id), and callbacks, the rest of a chain and a chord this task
+        belongs to follow ``sig``. Use as ``raise self.replace(sig)`` (or just call it) in a
+        ``bind=True`` task."""
+        from .workflow import replace_in_task
+
+        request = self.request
+        replace_in_task(self.app, request, sig)
+        raise Replaced(request.id)
+
     def retry(
         self,
         exc: BaseException | None = None,
@@ -326,39 +356,3 @@ def build_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], opti
         time_limit_s=options.time_limit_s,
         soft_time_limit_s=options.soft_time_limit_s,
     )
-
-
-@dataclass(slots=True)  # not frozen: bulk sends build one per task, and a frozen init costs 3x more
-class Signature:
-    """A task name with arguments and options: what to send, without sending it.
-
-    Treat it as a value: :meth:`set` returns a copy rather than changing this one.
-    """
-
-    name: str
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
-    app: Celeriac | None = field(default=None, compare=False, repr=False)
-    task: Task[Any, Any] | None = field(default=None, compare=False, repr=False)
-
-    def set(self, **options: Any) -> Signature:
-        """A copy with more send options (``queue=``, ``countdown=``...)."""
-        return Signature(self.name, self.args, self.kwargs, {**self.options, **options}, self.app, self.task)
-
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
-        return self.apply_async(args, kwargs)
-
-    def apply_async(
-        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
-    ) -> AsyncResult[Any]:
-        if self.app is None:
-            raise CeleriacError(f"signature {self.name!r} is not bound to an app")
-        merged_kwargs = {**self.kwargs, **(kwargs or {})}
-        return self.app.send(
-            self.name,
-            (*self.args, *args),
-            merged_kwargs,
-            normalize_options(**{**self.options, **options}),
-            task=self.task,
-        )

@@ -11,10 +11,12 @@ EXPECTED = {
     "BrokerFullError",
     "Celeriac",
     "CeleriacError",
+    "ChordError",
     "Config",
     "ConfigurationError",
     "DecodeError",
     "EagerResult",
+    "GroupResult",
     "MaxRetriesExceededError",
     "MessageTooLarge",
     "NotRegistered",
@@ -38,7 +40,13 @@ EXPECTED = {
     "WorkerLostError",
     "WorkerShutdown",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
     "current_request",
+    "group",
+    "maybe_signature",
+    "signature",
 }
 
 

@@ -22,6 +22,7 @@ from ..exceptions import (
     DecodeError,
     MaxRetriesExceededError,
     Reject,
+    Replaced,
     Retry,
     SerializationError,
     TaskExpiredError,
@@ -141,6 +142,7 @@ class Executor:
             return self._failed(message, task, expired, kind="ack", state=TaskState.EXPIRED)
         # Arguments are checked only when the call raises TypeError (see finish): binding a signature
         # for every message costs more than running a small task.
+        w = message.extra.get("w") if message.extra else None
         request = Request(
             id=message.id,
             task=message.task,
@@ -155,6 +157,10 @@ class Executor:
             root_id=message.root_id,
             parent_id=message.parent_id,
         )
+        if isinstance(w, dict):  # a workflow member (celeriac.workflow)
+            request.workflow = w
+            request.group_id = w.get("g") if w.get("g") is not None else (w["d"][0] if w.get("d") else None)
+            request.group_index = w.get("i") if w.get("g") is not None else (w["d"][1] if w.get("d") else None)
         return Job(message, task, request, data)
 
     # ---- the call ---------------------------------------------------------------------------------
@@ -228,6 +234,8 @@ class Executor:
             # at-least-once: the process died before an outcome existed, so the task runs again
             # (max_deliveries still dead-letters a task that kills every process it runs in)
             return Outcome("release", message.id, message.task, reason=str(exc), exc=exc, runtime_s=runtime_s)
+        if isinstance(exc, Replaced):  # the replacement took its place in the workflow: nothing to store
+            return Outcome("ack", message.id, message.task, runtime_s=runtime_s)
         if isinstance(exc, Reject):
             return self._failed(message, task, exc, kind="dead", reason=f"rejected by the task: {exc.reason}")
         retry = exc if isinstance(exc, Retry) else None

@@ -134,6 +134,7 @@ class Worker:
         max_slots = autoscale.max if autoscale else self.concurrency
         self.broker.expect_running(max_slots + self.conf.worker_fetch_max)
         self.backend = app.backend
+        self._workflow = _workflow_hook(app, self.broker)
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
         self._running: dict[tuple[str, str], tuple[Delivery, asyncio.Task[None], bool]] = {}
@@ -394,6 +395,10 @@ class Worker:
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
             if prepared.reason.startswith("unknown task"):
                 prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
+            if self._workflow is not None and prepared.task_id is not None:  # may be a workflow member
+                assert self._loop is not None
+                self._loop.create_task(self._submit_unrun(d, prepared))
+                return
             self._settler.submit(d, prepared)
             return
         assert self._loop is not None
@@ -413,6 +418,8 @@ class Worker:
                 if not acked:
                     return
             self._running[key] = (d, self._running[key][1], True)
+            if self._workflow is not None and job.message.extra:  # a chord body reads its values
+                job = await self._workflow.before_run(job)
             outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
         finally:
             self._running.pop(key, None)
@@ -427,7 +434,37 @@ class Worker:
             return
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
+        if self._workflow is not None and job.message.extra and not await self._carry_on(d, job.message, outcome):
+            return
         self._settler.submit(None if early else d, outcome)
+
+    # ---- workflows (celeriac.workflow) ------------------------------------------------------------
+    async def _carry_on(self, d: Delivery, message: Any, outcome: Outcome) -> bool:
+        """Send what follows a workflow task's outcome before the outcome is recorded (its ack): a
+        crash in between runs the task again, and its successors are deduplicated by id. False when
+        Redis refused: the delivery is handed back to run again."""
+        assert self._workflow is not None
+        try:
+            await self._workflow.after(message, d.queue, outcome)
+            return True
+        except Exception as exc:
+            logger.error("workflow of %s[%s] not carried on (%s): it runs again", outcome.task_name, outcome.task_id, exc)
+            self._owned.pop((d.queue, d.entry_id), None)
+            try:
+                await self.broker.release(self.worker_id, [d], started=True)
+            except BrokerError:
+                pass  # the lease expires and the task runs again all the same
+            return False
+
+    async def _submit_unrun(self, d: Delivery, outcome: Outcome) -> None:
+        """An expired or unrunnable message: a workflow member fails what depends on it first."""
+        try:
+            message = self.app.codec.decode(d.data)
+        except Exception:
+            message = None
+        if message is not None and message.extra and not await self._carry_on(d, message, outcome):
+            return
+        self._settler.submit(d, outcome)
 
     # ---- recycling of the whole worker (pools without children) ---------------------------------------
     def _recycle(self, reason: str) -> None:
@@ -622,6 +659,8 @@ class Worker:
         except BrokerError:
             pass
         await self.pool.close(cold=self._cold)
+        if self._workflow is not None:
+            await self._workflow.close()
         await self.broker.close()
         if self.backend is not None:
             await self.backend.close()
@@ -653,6 +692,15 @@ class Worker:
             orphans = [p for p in pending if (p.queue, p.entry_id) not in self._owned]
             if orphans:
                 await self.broker.release(self.worker_id, orphans, started=False)
+
+
+def _workflow_hook(app: Celeriac, broker: Any) -> Any:
+    url = getattr(broker, "url", None)
+    if not isinstance(url, str):
+        return None  # the memory broker runs workflows only eagerly
+    from ..workflow_redis import WorkflowHook
+
+    return WorkflowHook(app, url, app.conf.key_prefix)
 
 
 async def _end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
