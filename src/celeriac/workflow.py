@@ -472,6 +472,8 @@ def after_outcome(app: Celeriac, message: Message, queue: str, outcome: Any) -> 
             plan.parts.append(Part(body_queue, gid, int(index), True, payload))
         return plan
     record = outcome.record or ResultRecord(message.id, outcome.state, None, "builtins.Exception", outcome.reason)
+    if outcome.store is not None:  # stored before what depends on it fails (get() reads it first)
+        plan.stores.append(outcome.store)
     _fail(ctx, message.id, w, record, queue)
     return plan
 
