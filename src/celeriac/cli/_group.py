@@ -29,6 +29,7 @@ COMMANDS = {
     "status": "status",
     "dlq": "dlq",
     "purge": "purge",
+    "check-celery": "check_celery",
 }
 
 
@@ -43,7 +44,7 @@ class CeleriacGroup(click.Group):
         module = COMMANDS.get(cmd_name)
         if module is None:
             return None
-        command = getattr(importlib.import_module(f"{__package__}.{module}"), cmd_name)
+        command = getattr(importlib.import_module(f"{__package__}.{module}"), cmd_name.replace("-", "_"))
         assert isinstance(command, click.Command)
         return command
 
