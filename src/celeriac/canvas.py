@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from .result import AsyncResult, GroupResult
     from .task import Task
 
+#: tasks every app registers for workflows (not counted as the user's tasks in logs)
+BUILTIN_TASKS = frozenset({"celeriac.map", "celeriac.starmap", "celeriac.accumulate", "celeriac.run_canvas"})
+
 #: registry of subtask types: ``subtask_type`` -> class (used by :func:`signature`)
 _TYPES: dict[str, type[Signature]] = {}
 

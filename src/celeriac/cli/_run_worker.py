@@ -23,6 +23,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..canvas import BUILTIN_TASKS
+
 if TYPE_CHECKING:
     from ..app import Celeriac
 
@@ -113,7 +115,7 @@ def serve(app: Celeriac, options: WorkerOptions) -> None:
         __version__,
         app.main or "?",
         redact(app.conf.broker_url),
-        len(app.tasks),
+        sum(1 for name in app.tasks if name not in BUILTIN_TASKS),
     )
     instance.start()
     s = instance.stats

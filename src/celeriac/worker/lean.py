@@ -54,7 +54,10 @@ class LeanSpec:
 
 def lean_spec(app: Celeriac) -> tuple[LeanSpec | None, str]:
     """The spec of a lean fork server for ``app``, or None and the reason it cannot have one."""
-    modules = list(dict.fromkeys(getattr(t.fn, "__module__", None) or "__main__" for t in app.tasks.values()))
+    from ..canvas import BUILTIN_TASKS
+
+    user = [t for name, t in app.tasks.items() if name not in BUILTIN_TASKS]
+    modules = list(dict.fromkeys(getattr(t.fn, "__module__", None) or "__main__" for t in user))
     if "__main__" in modules:
         return None, "tasks are defined in __main__, which a new interpreter cannot import by name"
     location = _find_app(app, modules)

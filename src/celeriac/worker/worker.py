@@ -258,7 +258,7 @@ class Worker:
         )
         if self.task_modules:
             logger.info(
-                "task modules: %s (%d tasks registered)", ", ".join(self.task_modules), len(self.app.tasks)
+                "task modules: %s (%d tasks registered)", ", ".join(self.task_modules), _user_tasks(self.app)
             )
         logger.info(
             "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
@@ -692,6 +692,12 @@ class Worker:
             orphans = [p for p in pending if (p.queue, p.entry_id) not in self._owned]
             if orphans:
                 await self.broker.release(self.worker_id, orphans, started=False)
+
+
+def _user_tasks(app: Celeriac) -> int:
+    from ..canvas import BUILTIN_TASKS
+
+    return sum(1 for name in app.tasks if name not in BUILTIN_TASKS)
 
 
 def _workflow_hook(app: Celeriac, broker: Any) -> Any:
