@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 #: tasks every app registers for workflows (not counted as the user's tasks in logs)
 BUILTIN_TASKS = frozenset({"celeriac.map", "celeriac.starmap", "celeriac.accumulate", "celeriac.run_canvas"})
 
+#: the app created last: signatures built without a task (``group([])``) are sent through it
+_last_app: list[Celeriac] = []
+
 #: registry of subtask types: ``subtask_type`` -> class (used by :func:`signature`)
 _TYPES: dict[str, type[Signature]] = {}
 
@@ -209,7 +212,7 @@ class Signature(dict):  # type: ignore[type-arg]
         return freeze(self._bound_app(), self, _id)
 
     def _bound_app(self) -> Celeriac:
-        app = self.app
+        app = self.app or (_last_app[0] if _last_app else None)
         if app is None:
             raise CeleriacError(
                 f"signature {self!r} is not bound to an app: build it from a task (task.s()) or pass app="
@@ -260,13 +263,19 @@ class Signature(dict):  # type: ignore[type-arg]
     subtask = clone
 
 
+def _is_dict_of(value: Any, subtask_type: str) -> bool:
+    """A plain dict form of a ``subtask_type`` (rebuilt), not a signature object (nested)."""
+    return (
+        isinstance(value, Mapping)
+        and not isinstance(value, Signature)
+        and value.get("subtask_type") == subtask_type
+    )
+
+
 def _pipe(left: Signature, right: Signature) -> Signature:
     """``left | right`` by Celery's construction rules."""
-    if isinstance(left, group) and not isinstance(right, (chain,)):
-        members = left.tasks
-        if len(members) == 1:
-            return chain(members[0], right)
-        return chord(left, right, app=left._app or right._app)
+    if isinstance(left, group) and not isinstance(right, chain):
+        return chord(left, right, app=left._app or right._app)  # even of one member (Celery)
     return chain(left, right, app=left._app or right._app)
 
 
@@ -281,7 +290,7 @@ class chain(Signature):
     TYPE = "chain"
 
     def __init__(self, *tasks: Any, app: Celeriac | None = None, **options: Any) -> None:
-        if len(tasks) == 1 and isinstance(tasks[0], Mapping) and tasks[0].get("subtask_type") == "chain":
+        if len(tasks) == 1 and _is_dict_of(tasks[0], "chain"):
             d = dict(tasks[0])
             super().__init__(d, app=app)
             self.kwargs["tasks"] = [maybe_signature(t, app=app) for t in self.kwargs.get("tasks", [])]
@@ -298,6 +307,10 @@ class chain(Signature):
 
     def __repr__(self) -> str:
         return " | ".join(repr(t) for t in self.tasks) or "chain()"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``chain(...)()`` sends it (Celery)."""
+        return self.apply_async(args, kwargs)
 
     def __or__(self, other: Any) -> Signature:
         if isinstance(other, Mapping) and not isinstance(other, Signature):
@@ -363,7 +376,7 @@ class group(Signature):
     TYPE = "group"
 
     def __init__(self, *tasks: Any, app: Celeriac | None = None, **options: Any) -> None:
-        if len(tasks) == 1 and isinstance(tasks[0], Mapping) and tasks[0].get("subtask_type") == "group":
+        if len(tasks) == 1 and _is_dict_of(tasks[0], "group"):
             super().__init__(dict(tasks[0]), app=app)
             self.kwargs["tasks"] = [maybe_signature(t, app=app) for t in self.kwargs.get("tasks", [])]
             return
@@ -386,8 +399,9 @@ class group(Signature):
     def __repr__(self) -> str:
         return f"group([{', '.join(repr(t) for t in self.tasks)}])"
 
-    def __len__(self) -> int:  # type: ignore[override]
-        return len(self.tasks)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``group(...)()`` sends it (Celery)."""
+        return self.apply_async(args, kwargs)
 
     def clone(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **opts: Any) -> Signature:
         clone = copy.deepcopy(self)
@@ -436,9 +450,10 @@ class chord(group):
         app: Celeriac | None = None,
         **options: Any,
     ) -> None:
-        if isinstance(header, Mapping) and header.get("subtask_type") == "chord":
+        if _is_dict_of(header, "chord"):
             Signature.__init__(self, dict(header), app=app)
-            self.kwargs["header"] = group(self.kwargs["header"], app=app)
+            hdr = self.kwargs["header"]
+            self.kwargs["header"] = hdr if isinstance(hdr, group) else group(hdr, app=app)
             if self.kwargs.get("body") is not None:
                 self.kwargs["body"] = maybe_signature(self.kwargs["body"], app=app)
             return

@@ -228,6 +228,8 @@ class Task(Generic[P, R]):
         result_expires: float | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        link: Signature | Sequence[Signature] | None = None,
+        link_error: Signature | Sequence[Signature] | None = None,
     ) -> AsyncResult[R]:
         """Send the task: one Redis round trip; the result store is not touched.
 
@@ -240,6 +242,8 @@ class Task(Generic[P, R]):
             task_id: use this id instead of a new UUID.
             ignore_result, max_retries, acks_late, result_expires: override the task's own options.
             time_limit, soft_time_limit: seconds; override the task's own limits for this call.
+            link: signature(s) sent with this task's value prepended when it succeeds.
+            link_error: signature(s) sent with this task's id prepended when it fails.
 
         Raises:
             TypeError: the arguments do not fit the task's signature.
@@ -247,6 +251,18 @@ class Task(Generic[P, R]):
             MessageTooLarge: the message exceeds ``max_message_bytes``.
             BrokerError: Redis is down or refused the message.
         """
+        if link is not None or link_error is not None:  # a workflow: callbacks ride in the message
+            sig = self.signature(args, kwargs)
+            for cb in [link] if isinstance(link, dict) else link or ():
+                sig.link(cb)
+            for eb in [link_error] if isinstance(link_error, dict) else link_error or ():
+                sig.link_error(eb)
+            given = {
+                "countdown": countdown, "eta": eta, "expires": expires, "queue": queue, "task_id": task_id,
+                "max_retries": max_retries, "acks_late": acks_late, "result_expires": result_expires,
+                "time_limit": time_limit, "soft_time_limit": soft_time_limit,
+            }  # fmt: skip
+            return sig.apply_async(**{k: v for k, v in given.items() if v is not None})  # type: ignore[no-any-return]
         options = normalize_options(
             countdown=countdown,
             eta=eta,

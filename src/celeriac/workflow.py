@@ -108,7 +108,11 @@ def _freeze(sig: Signature, _id: str | None, new_id: Any) -> None:
         for i, t in enumerate(sig.tasks):
             _freeze(t, None, new_id)
     elif isinstance(sig, chain):
+        from .canvas import _distribute_chain_options
+
         tasks = sig.tasks
+        if tasks:
+            _distribute_chain_options(sig)
         for i, t in enumerate(tasks):
             _freeze(t, _id if i == len(tasks) - 1 else None, new_id)
         if tasks:
@@ -789,6 +793,9 @@ def apply_eager(app: Celeriac, sig: Signature, args: tuple[Any, ...], kwargs: di
 # ---- built-in tasks -----------------------------------------------------------------------------------------
 def register_builtins(app: Celeriac) -> None:
     """``celeriac.map``, ``celeriac.starmap``, ``celeriac.accumulate``, ``celeriac.run_canvas``."""
+    from . import canvas
+
+    canvas._last_app[:] = [app]
 
     def _map(task: str, it: Sequence[Any]) -> list[Any]:
         fn = app.tasks[task]
