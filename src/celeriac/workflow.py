@@ -192,6 +192,7 @@ class ChordInit:
     size: int
     body: bytes
     needs_values: bool
+    key: str = ""  # dispatch key ("chord:<id>", prefixed like a replacement's sends)
 
 
 @dataclass(slots=True)
@@ -315,7 +316,7 @@ def _launch_chord(
     _launch(sub, body, (), {}, cont, ref=gid if needs else None)
     assert len(sub.plan.sends) == 1 and not sub.plan.chords, "a chord body starts with one message"
     b = sub.plan.sends[0]
-    ctx.plan.chords.append(ChordInit(b.queue, gid, len(members), b.data, needs))
+    ctx.plan.chords.append(ChordInit(b.queue, gid, len(members), b.data, needs, f"{ctx.key_prefix}chord:{gid}"))
     for i, m in enumerate(members):
         _launch(ctx, m, args, kwargs, Cont([], [gid, i, b.queue]))
 
@@ -357,7 +358,8 @@ def _message(
     queue = app.route(sig.name, task, options.queue)
     if cont.ptr is not None:
         gid, index, body_queue = cont.ptr
-        w["d"] = [gid, index] if body_queue == queue else [gid, index, body_queue]
+        packed = _pack_id(gid)
+        w["d"] = [packed, index] if body_queue == queue else [packed, index, body_queue]
     if opts.get("link"):
         w["k"] = _plain(opts["link"])
     if opts.get("link_error"):
@@ -385,7 +387,7 @@ def _message(
         max_retries=options.max_retries,
         acks_late=options.acks_late,
         result_expires_s=options.result_expires_s,
-        root_id=ctx.root_id or task_id,
+        root_id=ctx.root_id if ctx.root_id != task_id else None,  # None: the task is its own root
         parent_id=ctx.parent_id,
         time_limit_s=options.time_limit_s,
         soft_time_limit_s=options.soft_time_limit_s,
@@ -450,6 +452,16 @@ def workflow_of(message: Message) -> dict[str, Any] | None:
     return w if isinstance(w, dict) else None
 
 
+def request_fields(w: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """``(group_id, group_index)`` of a workflow member: its group's, or its chord's."""
+    if w.get("g") is not None:
+        return str(w["g"]), int(w.get("i") or 0)
+    ptr = w.get("d")
+    if isinstance(ptr, list) and len(ptr) >= 2:
+        return _unpack_id(ptr[0]), int(ptr[1])
+    return None, None
+
+
 def after_outcome(app: Celeriac, message: Message, queue: str, outcome: Any) -> Plan:
     """What follows the final outcome of a workflow message: its successors, or its failure's
     consequences. Retries and hand-backs have none (the task runs again)."""
@@ -483,9 +495,25 @@ def after_outcome(app: Celeriac, message: Message, queue: str, outcome: Any) -> 
 
 
 def _ptr(ptr: Any, queue: str) -> list[Any] | None:
+    """A chord pointer ``[chord id, index, body queue]`` from its wire form."""
     if ptr is None:
         return None
-    return [ptr[0], ptr[1], ptr[2] if len(ptr) > 2 else queue]
+    return [_unpack_id(ptr[0]), ptr[1], ptr[2] if len(ptr) > 2 else queue]
+
+
+def _pack_id(task_id: str) -> bytes | str:
+    """A canonical UUID as its 16 bytes (20 bytes less on the wire), anything else as is."""
+    try:
+        u = uuid.UUID(task_id)
+    except (ValueError, TypeError, AttributeError):
+        return task_id
+    return u.bytes if str(u) == task_id else task_id
+
+
+def _unpack_id(raw: Any) -> str:
+    if isinstance(raw, bytes) and len(raw) == 16:
+        return str(uuid.UUID(bytes=raw))
+    return str(raw)
 
 
 def _record_bytes(task_id: str, value: Any) -> bytes:

@@ -70,7 +70,7 @@ class RedisWorkflowStore:
                 (
                     scripts.CHORD_INIT,
                     [self.chord_key(c.queue, c.chord_id), self.fired_key(c.queue)],
-                    [c.chord_id, c.size, c.body, ttl, "1" if dedup else "0", "1" if c.needs_values else "0"],
+                    [c.key or c.chord_id, c.size, c.body, ttl, "1" if dedup else "0", "1" if c.needs_values else "0"],
                 )
             )
         if dedup:

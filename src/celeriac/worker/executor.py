@@ -157,10 +157,11 @@ class Executor:
             root_id=message.root_id,
             parent_id=message.parent_id,
         )
-        if isinstance(w, dict):  # a workflow member (celeriac.workflow)
+        if isinstance(w, dict):  # a workflow member
+            from ..workflow import request_fields
+
             request.workflow = w
-            request.group_id = w.get("g") if w.get("g") is not None else (w["d"][0] if w.get("d") else None)
-            request.group_index = w.get("i") if w.get("g") is not None else (w["d"][1] if w.get("d") else None)
+            request.group_id, request.group_index = request_fields(w)
         return Job(message, task, request, data)
 
     # ---- the call ---------------------------------------------------------------------------------
