@@ -154,7 +154,7 @@ class Executor:
             delivery=delivery,
             queue=queue,
             is_eager=eager,
-            root_id=message.root_id,
+            root_id=message.root_id or message.id,  # a task sent on its own is its own root (Celery)
             parent_id=message.parent_id,
         )
         if isinstance(w, dict):  # a workflow member
