@@ -40,12 +40,11 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .app import Celeriac
-    from .canvas import chain, chord, chunks, group, maybe_signature, signature
+    from .canvas import Signature, chain, chord, chunks, group, maybe_signature, signature
     from .config import Config
     from .context import Request, current_request
     from .result import AsyncResult, EagerResult, GroupResult
     from .states import TaskState
-    from .canvas import Signature
     from .task import Task
     from .worker import Worker
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .broker.base import Broker, Enqueue
+from .canvas import Signature
 from .codec import Codec
 from .config import Config
 from .exceptions import ConfigurationError, MessageTooLarge, NotRegistered
@@ -21,7 +22,6 @@ from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend, ResultRecord
 from .states import TaskState
-from .canvas import Signature
 from .task import NO_OPTIONS, SendOptions, Task, build_message
 
 if TYPE_CHECKING:

@@ -21,7 +21,6 @@ from .exceptions import CeleriacError
 
 if TYPE_CHECKING:
     from .app import Celeriac
-    from .result import AsyncResult, GroupResult
     from .task import Task
 
 #: tasks every app registers for workflows (not counted as the user's tasks in logs)
@@ -166,7 +165,9 @@ class Signature(dict):  # type: ignore[type-arg]
         return clone
 
     # ---- building ---------------------------------------------------------------------------------
-    def clone(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **opts: Any) -> Signature:
+    def clone(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **opts: Any
+    ) -> Signature:
         """A deep copy with ``args`` prepended, ``kwargs`` and options merged (immutable: options only)."""
         clone = copy.deepcopy(self)
         if not self.immutable:
@@ -190,13 +191,13 @@ class Signature(dict):  # type: ignore[type-arg]
 
     def link(self, callback: Signature | Mapping[str, Any]) -> Signature:
         """Run ``callback`` with this task's value when it succeeds; returns ``callback``."""
-        cb = maybe_signature(callback, app=self._app)
+        cb: Signature = maybe_signature(callback, app=self._app)
         self.options.setdefault("link", []).append(cb)
         return cb
 
     def link_error(self, errback: Signature | Mapping[str, Any]) -> Signature:
         """Run ``errback`` with the failed task's id when this task fails; returns ``errback``."""
-        eb = maybe_signature(errback, app=self._app)
+        eb: Signature = maybe_signature(errback, app=self._app)
         self.options.setdefault("link_error", []).append(eb)
         return eb
 
@@ -205,7 +206,7 @@ class Signature(dict):  # type: ignore[type-arg]
         self.link_error(errback)
         return self
 
-    def freeze(self, _id: str | None = None) -> AsyncResult[Any] | GroupResult:
+    def freeze(self, _id: str | None = None) -> Any:
         """Give every node of this canvas its task id now and return the result handle."""
         from .workflow import freeze
 
@@ -234,7 +235,9 @@ class Signature(dict):  # type: ignore[type-arg]
 
         return send(self._bound_app(), self, tuple(args or ()), dict(kwargs or {}), options)
 
-    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+    def apply(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Any:
         """Run it here, now, through the worker's execution path (serialized as a worker would)."""
         from .workflow import apply_eager
 
@@ -244,7 +247,9 @@ class Signature(dict):  # type: ignore[type-arg]
         """Call the task's function inline (no queue, no serialization)."""
         task = self.type
         if task is None:
-            raise CeleriacError(f"task {self.name!r} is not registered in this process: cannot call it inline")
+            raise CeleriacError(
+                f"task {self.name!r} is not registered in this process: cannot call it inline"
+            )
         call_args = self.args if self.immutable else (*args, *self.args)
         call_kwargs = self.kwargs if self.immutable else {**self.kwargs, **kwargs}
         return task(*call_args, **call_kwargs)
@@ -319,7 +324,9 @@ class chain(Signature):
             return NotImplemented
         return chain(*self.tasks, other, app=self._app or other._app, **self.options)
 
-    def clone(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **opts: Any) -> Signature:
+    def clone(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **opts: Any
+    ) -> Signature:
         clone = copy.deepcopy(self)
         if args or kwargs:  # call-time arguments go to the first task only
             clone.tasks[0] = clone.tasks[0].clone(args, kwargs)
@@ -337,6 +344,7 @@ def _chain_steps(tasks: list[Signature]) -> list[Signature]:
             flat.extend(t.tasks)
         elif isinstance(t, chain):
             inner = t.clone()
+            assert isinstance(inner, chain)
             _distribute_chain_options(inner)
             flat.extend(inner.tasks)
         else:
@@ -403,7 +411,9 @@ class group(Signature):
         """``group(...)()`` sends it (Celery)."""
         return self.apply_async(args, kwargs)
 
-    def clone(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **opts: Any) -> Signature:
+    def clone(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **opts: Any
+    ) -> Signature:
         clone = copy.deepcopy(self)
         if args or kwargs:
             clone.kwargs["tasks"] = [t.clone(args, kwargs) for t in clone.tasks]
@@ -413,14 +423,14 @@ class group(Signature):
 
     def link(self, callback: Signature | Mapping[str, Any]) -> Signature:
         """Run ``callback`` (made immutable) once, after every member succeeded."""
-        cb = maybe_signature(callback, app=self._app).clone()
+        cb: Signature = maybe_signature(callback, app=self._app).clone()
         cb.set(immutable=True)
         self.options.setdefault("link", []).append(cb)
         return cb
 
     def link_error(self, errback: Signature | Mapping[str, Any]) -> Signature:
         """Run ``errback`` once for each member that fails (Celery)."""
-        eb = maybe_signature(errback, app=self._app)
+        eb: Signature = maybe_signature(errback, app=self._app)
         for t in self.tasks:
             t.link_error(eb.clone())
         return eb
@@ -484,13 +494,15 @@ class chord(group):
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self.body!r})"
 
-    def __call__(self, body: Any = None, **options: Any) -> Any:  # type: ignore[override]
+    def __call__(self, body: Any = None, **options: Any) -> Any:
         """``chord(header)(body)`` sends the chord with this body; ``chord(header, body)()`` sends it."""
         if body is not None:
             self.kwargs["body"] = maybe_signature(body, app=self._app)
         return self.apply_async(**options)
 
-    def clone(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **opts: Any) -> Signature:
+    def clone(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **opts: Any
+    ) -> Signature:
         clone = copy.deepcopy(self)
         if args or kwargs:  # call-time arguments go to the header (Celery)
             clone.kwargs["header"] = clone.header.clone(args, kwargs)
@@ -523,9 +535,11 @@ def signature(varies: Any, *args: Any, app: Celeriac | None = None, **kwargs: An
             return varies.clone()
         cls = _TYPES.get(str(varies.get("subtask_type"))) if varies.get("subtask_type") else None
         if cls is not None:
-            return cls(dict(varies), app=app)  # type: ignore[call-arg]
+            return cls(dict(varies), app=app)
         return Signature(dict(varies), app=app)
-    return Signature(varies, *args, app=app, **kwargs)
+    sig = Signature(varies, *args, **kwargs)
+    sig._app = app or sig._app
+    return sig
 
 
 def maybe_signature(d: Any, app: Celeriac | None = None) -> Any:

@@ -103,7 +103,11 @@ class AsyncResult(Generic[R]):
         return self._record
 
     def get(
-        self, timeout: float | None = None, propagate: bool = True, follow_parents: bool = True, **_ignored: Any
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        follow_parents: bool = True,
+        **_ignored: Any,
     ) -> R:
         """Wait for the task to finish and return its value.
 

@@ -262,7 +262,8 @@ class Task(Generic[P, R]):
                 "max_retries": max_retries, "acks_late": acks_late, "result_expires": result_expires,
                 "time_limit": time_limit, "soft_time_limit": soft_time_limit,
             }  # fmt: skip
-            return sig.apply_async(**{k: v for k, v in given.items() if v is not None})  # type: ignore[no-any-return]
+            chosen: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+            return sig.apply_async(None, None, **chosen)  # type: ignore[no-any-return]
         options = normalize_options(
             countdown=countdown,
             eta=eta,

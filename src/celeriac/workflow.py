@@ -98,14 +98,14 @@ def _freeze(sig: Signature, _id: str | None, new_id: Any) -> None:
     if isinstance(sig, chord):
         gid = sig.header.options.get("task_id") or new_id()
         sig.header.options["task_id"] = gid
-        for i, t in enumerate(sig.header.tasks):
+        for t in sig.header.tasks:
             _freeze(t, None, new_id)
         if sig.body is not None:
             _freeze(sig.body, _id or opts.get("task_id"), new_id)
             opts["task_id"] = _final_id(sig.body)
     elif isinstance(sig, group):
         opts.setdefault("task_id", _id or new_id())
-        for i, t in enumerate(sig.tasks):
+        for t in sig.tasks:
             _freeze(t, None, new_id)
     elif isinstance(sig, chain):
         from .canvas import _distribute_chain_options
@@ -142,10 +142,10 @@ def _final_id(sig: Signature) -> str:
     return str(sig.options["task_id"])
 
 
-def result_of(app: Celeriac, sig: Mapping[str, Any], parent: Any = None) -> Any:
+def result_of(app: Celeriac, node: Mapping[str, Any], parent: Any = None) -> Any:
     """The result handle of a frozen node: a task's AsyncResult, a chain's last one (``parent``
     walking back), a group's GroupResult, a chord's body result (its parent: the header)."""
-    sig = maybe_signature(sig, app=app)
+    sig: Any = maybe_signature(node, app=app)
     if isinstance(sig, chord):
         header = GroupResult(
             sig.header.options["task_id"], [result_of(app, t) for t in sig.header.tasks], app, parent
@@ -163,9 +163,9 @@ def result_of(app: Celeriac, sig: Mapping[str, Any], parent: Any = None) -> Any:
     return AsyncResult(sig.options["task_id"], app, parent=parent)
 
 
-def ids_of(sig: Mapping[str, Any], app: Celeriac | None = None) -> list[str]:
+def ids_of(node: Mapping[str, Any], app: Celeriac | None = None) -> list[str]:
     """Every task id a frozen node will produce a result under (so that each can be failed)."""
-    sig = maybe_signature(sig, app=app)
+    sig: Any = maybe_signature(node, app=app)
     if isinstance(sig, chord):
         return [i for t in sig.header.tasks for i in ids_of(t)] + (ids_of(sig.body) if sig.body else [])
     if isinstance(sig, (group, chain)):
@@ -316,7 +316,9 @@ def _launch_chord(
     _launch(sub, body, (), {}, cont, ref=gid if needs else None)
     assert len(sub.plan.sends) == 1 and not sub.plan.chords, "a chord body starts with one message"
     b = sub.plan.sends[0]
-    ctx.plan.chords.append(ChordInit(b.queue, gid, len(members), b.data, needs, f"{ctx.key_prefix}chord:{gid}"))
+    ctx.plan.chords.append(
+        ChordInit(b.queue, gid, len(members), b.data, needs, f"{ctx.key_prefix}chord:{gid}")
+    )
     for i, m in enumerate(members):
         _launch(ctx, m, args, kwargs, Cont([], [gid, i, b.queue]))
 
@@ -401,7 +403,9 @@ def _message(
 
 
 # ---- sending (client) ---------------------------------------------------------------------------------
-def _prepare(app: Celeriac, sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> tuple[Signature, Any]:
+def _prepare(
+    app: Celeriac, sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+) -> tuple[Signature, Any]:
     sig = maybe_signature(sig, app=app).clone()
     task_id = options.pop("task_id", None)
     if options:
@@ -419,7 +423,9 @@ def plan_of(app: Celeriac, sig: Signature, *, check: bool = True) -> Plan:
     return ctx.plan
 
 
-def send(app: Celeriac, sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+def send(
+    app: Celeriac, sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+) -> Any:
     """Send a canvas (``sig.apply_async``): freeze it, build its plan, write it to Redis.
 
     A plain task without workflow options takes the ordinary one-command send path.
@@ -487,7 +493,9 @@ def after_outcome(app: Celeriac, message: Message, queue: str, outcome: Any) -> 
             gid, index, body_queue = _ptr(ptr, queue)  # type: ignore[misc]
             plan.parts.append(Part(body_queue, gid, int(index), True, payload))
         return plan
-    record = outcome.record or ResultRecord(message.id, outcome.state, None, "builtins.Exception", outcome.reason)
+    record = outcome.record or ResultRecord(
+        message.id, outcome.state, None, "builtins.Exception", outcome.reason
+    )
     if outcome.store is not None:  # stored before what depends on it fails (get() reads it first)
         plan.stores.append(outcome.store)
     _fail(ctx, message.id, w, record, queue)
@@ -528,7 +536,9 @@ def _safe_launch(ctx: _Ctx, sig: Any, args: tuple[Any, ...], cont: Cont, queue: 
         _launch(sub, node, args, {}, cont)
     except Exception as exc:
         logger.error("workflow step %r could not be sent: %r", node, exc)
-        record = ResultRecord("", TaskState.FAILURE, None, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc))
+        record = ResultRecord(
+            "", TaskState.FAILURE, None, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc)
+        )
         for task_id in ids_of(node):
             ctx.plan.stores.append(_failure_store(ctx.app, record, task_id))
         w = {"c": cont.chain, "d": cont.ptr}
@@ -542,7 +552,9 @@ def _failure_store(app: Celeriac, record: ResultRecord, task_id: str) -> StoreRe
     return StoreResult(task_id, encode_record(copy), app.conf.result_expires_s)
 
 
-def _fail(ctx: _Ctx, task_id: str, w: Mapping[str, Any], record: ResultRecord, queue: str, *, errbacks: bool = True) -> None:
+def _fail(
+    ctx: _Ctx, task_id: str, w: Mapping[str, Any], record: ResultRecord, queue: str, *, errbacks: bool = True
+) -> None:
     """A workflow node failed: its errbacks run, every later step of its chain fails with the same
     error, and the chord it belongs to hears of it."""
     if errbacks:
@@ -553,7 +565,9 @@ def _fail(ctx: _Ctx, task_id: str, w: Mapping[str, Any], record: ResultRecord, q
             ctx.plan.stores.append(_failure_store(ctx.app, record, later))
     ptr = _ptr(w.get("d"), queue)
     if ptr is not None:
-        failure = msgpack.packb([task_id, record.exc_type or "", record.exc_message or "", record.state.value])
+        failure = msgpack.packb(
+            [task_id, record.exc_type or "", record.exc_message or "", record.state.value]
+        )
         ctx.plan.parts.append(Part(ptr[2], ptr[0], int(ptr[1]), False, failure))
 
 
@@ -567,7 +581,11 @@ def chord_failed(app: Celeriac, queue: str, chord_id: str, body: bytes, failure:
         failed_id, exc_type, exc_message, _state = msgpack.unpackb(failure, raw=False)
         message = app.codec.decode(body)
     except (DecodeError, ValueError, TypeError) as exc:
-        logger.error("chord %s failed, and its stored state is unreadable (%s): its body cannot be failed", chord_id, exc)
+        logger.error(
+            "chord %s failed, and its stored state is unreadable (%s): its body cannot be failed",
+            chord_id,
+            exc,
+        )
         return plan
     text = f"Dependency {failed_id} raised {exc_type.rpartition('.')[2] or 'an error'}: {exc_message}"
     record = ResultRecord(message.id, TaskState.FAILURE, None, _CHORD_ERROR, text)
@@ -602,7 +620,9 @@ def member_failed(
 
 
 # ---- replace ------------------------------------------------------------------------------------------
-def replace_in_task(app: Celeriac, request: Request, sig: Signature, *, keep_ids: bool = False, args: tuple[Any, ...] = ()) -> None:
+def replace_in_task(
+    app: Celeriac, request: Request, sig: Signature, *, keep_ids: bool = False, args: tuple[Any, ...] = ()
+) -> None:
     """``self.replace(sig)``: send ``sig`` in the running task's place. Its last node takes the task's
     id, callbacks, errbacks, chain rest and chord membership; its other ids are derived from the task's
     id, so a task that runs twice sends the same replacement (dispatched once)."""
@@ -617,7 +637,9 @@ def replace_in_task(app: Celeriac, request: Request, sig: Signature, *, keep_ids
             pass  # fan-in handled by _launch (a group with a continuation becomes a chord)
         freeze(app, node, request.id, base=request.id)
     plan = Plan()
-    ctx = _Ctx(app, plan, request.root_id or request.id, request.id, False, key_prefix=f"replace:{request.id}:")
+    ctx = _Ctx(
+        app, plan, request.root_id or request.id, request.id, False, key_prefix=f"replace:{request.id}:"
+    )
     cont = Cont(list(w.get("c") or []), _ptr(w.get("d"), request.queue))
     _launch(ctx, node, args, {}, cont)
     runner = _EAGER.get()
@@ -694,12 +716,14 @@ def store_for(app: Celeriac) -> Any:
                 "task_always_eager=True or sig.apply()"
             )
         store = RedisWorkflowStore(app, url, app.conf.key_prefix)
-        app._workflow_store = store  # type: ignore[attr-defined]
+        app._workflow_store = store
     return store
 
 
 # ---- eager mode -----------------------------------------------------------------------------------------
-_EAGER: contextvars.ContextVar[_EagerRunner | None] = contextvars.ContextVar("celeriac_eager_canvas", default=None)
+_EAGER: contextvars.ContextVar[_EagerRunner | None] = contextvars.ContextVar(
+    "celeriac_eager_canvas", default=None
+)
 
 
 class _EagerRunner:
@@ -715,7 +739,9 @@ class _EagerRunner:
 
     def apply(self, plan: Plan) -> None:
         for c in plan.chords:
-            self.chords.setdefault(c.chord_id, {"n": c.size, "b": c.body, "k": c.needs_values, "r": {}, "f": None, "x": False})
+            self.chords.setdefault(
+                c.chord_id, {"n": c.size, "b": c.body, "k": c.needs_values, "r": {}, "f": None, "x": False}
+            )
         self.queue.extend(plan.sends)
         for s in plan.stores:
             self.records[s.task_id] = self.app.codec.decode_result(s.task_id, s.payload)
@@ -800,7 +826,9 @@ def with_values(job: Any, values: list[Any]) -> Any:
     return replace(job, message=message, request=request)
 
 
-def apply_eager(app: Celeriac, sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Any:
+def apply_eager(
+    app: Celeriac, sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+) -> Any:
     """Run a canvas inline (``sig.apply()`` / ``task_always_eager``)."""
     frozen, res = _prepare(app, sig, args, kwargs, options)
     runner = _EAGER.get()
@@ -818,7 +846,7 @@ def apply_eager(app: Celeriac, sig: Signature, args: tuple[Any, ...], kwargs: di
     return res
 
 
-# ---- built-in tasks -----------------------------------------------------------------------------------------
+# ---- built-in tasks ------------------------------------------------------------------------------
 def register_builtins(app: Celeriac) -> None:
     """``celeriac.map``, ``celeriac.starmap``, ``celeriac.accumulate``, ``celeriac.run_canvas``."""
     from . import canvas

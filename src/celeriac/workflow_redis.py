@@ -61,7 +61,9 @@ class RedisWorkflowStore:
         return int(max(self.app.conf.result_expires_s, _MIN_CHORD_TTL_S) * 1000)
 
     # ---- building the calls ----------------------------------------------------------------------
-    def _calls(self, plan: Plan, dedup: bool) -> tuple[list[tuple[Any, list[Any], list[Any]]], list[tuple[str, str]]]:
+    def _calls(
+        self, plan: Plan, dedup: bool
+    ) -> tuple[list[tuple[Any, list[Any], list[Any]]], list[tuple[str, str]]]:
         """Script calls in plan order; the second list names the chord of each chord_part call."""
         ttl = self.ttl_ms
         calls: list[tuple[Any, list[Any], list[Any]]] = []
@@ -70,20 +72,36 @@ class RedisWorkflowStore:
                 (
                     scripts.CHORD_INIT,
                     [self.chord_key(c.queue, c.chord_id), self.fired_key(c.queue)],
-                    [c.key or c.chord_id, c.size, c.body, ttl, "1" if dedup else "0", "1" if c.needs_values else "0"],
+                    [
+                        c.key or c.chord_id,
+                        c.size,
+                        c.body,
+                        ttl,
+                        "1" if dedup else "0",
+                        "1" if c.needs_values else "0",
+                    ],
                 )
             )
         if dedup:
             by_queue: dict[str, list[Any]] = {}
             for s in plan.sends:
                 by_queue.setdefault(s.queue, []).extend(
-                    [s.key, "" if s.delay_ms is None else s.delay_ms, "" if s.eta_ms is None else s.eta_ms, s.data]
+                    [
+                        s.key,
+                        "" if s.delay_ms is None else s.delay_ms,
+                        "" if s.eta_ms is None else s.eta_ms,
+                        s.data,
+                    ]
                 )
             for queue, args in by_queue.items():
                 ready, delayed, wake = self._queue(queue)
                 for start in range(0, len(args), 4 * _CHUNK):
                     calls.append(
-                        (scripts.DISPATCH, [ready, delayed, self.fired_key(queue)], [wake, ttl, *args[start : start + 4 * _CHUNK]])
+                        (
+                            scripts.DISPATCH,
+                            [ready, delayed, self.fired_key(queue)],
+                            [wake, ttl, *args[start : start + 4 * _CHUNK]],
+                        )
                     )
         parts: dict[tuple[str, str], list[Any]] = {}
         for p in plan.parts:
@@ -92,7 +110,11 @@ class RedisWorkflowStore:
         for (queue, chord_id), args in parts.items():
             for start in range(0, len(args), 3 * _CHUNK):
                 calls.append(
-                    (scripts.CHORD_PART, [self.chord_key(queue, chord_id), self._queue(queue)[0]], [ttl, *args[start : start + 3 * _CHUNK]])
+                    (
+                        scripts.CHORD_PART,
+                        [self.chord_key(queue, chord_id), self._queue(queue)[0]],
+                        [ttl, *args[start : start + 3 * _CHUNK]],
+                    )
                 )
                 names.append((queue, chord_id))
         return calls, names

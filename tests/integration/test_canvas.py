@@ -98,7 +98,13 @@ def t(app: Celeriac, redis_url: str) -> SimpleNamespace:
 
     @app.task(bind=True)
     def ids(self: Any, i: int) -> list[Any]:
-        return [i, self.request.root_id, self.request.parent_id, self.request.group_id, self.request.group_index]
+        return [
+            i,
+            self.request.root_id,
+            self.request.parent_id,
+            self.request.group_id,
+            self.request.group_index,
+        ]
 
     @app.task(bind=True)
     def replacer(self: Any, x: int) -> None:
@@ -208,7 +214,9 @@ def test_failing_step_stops_the_chain_and_later_steps_raise_it(
     assert runs(r, "tsum") == []
 
 
-def test_chain_link_error_runs_once_for_the_failing_step(t: SimpleNamespace, worker: Any, r: redis.Redis) -> None:
+def test_chain_link_error_runs_once_for_the_failing_step(
+    t: SimpleNamespace, worker: Any, r: redis.Redis
+) -> None:
     c = chain(t.add.s(1, 2), t.fail.s(), t.add.s(3))
     c.link_error(t.errback.s())
     res = c.delay()
@@ -278,7 +286,9 @@ def test_nested_groups_are_flattened_and_generators_accepted(t: SimpleNamespace,
     assert len(g.tasks) == 4
     assert g.delay().get(timeout=T) == [11, 101, 1001, 2001]
     assert group(group(t.identity.si(42), t.identity.si(42))).delay().get(timeout=T) == [42, 42]
-    nested = group(t.identity.si(1), t.identity.si(2), chain(t.identity.si(5), group(t.identity.si(3), t.identity.si(4))))
+    nested = group(
+        t.identity.si(1), t.identity.si(2), chain(t.identity.si(5), group(t.identity.si(3), t.identity.si(4)))
+    )
     assert nested.delay().get(timeout=T) == [1, 2, [3, 4]]
 
 
@@ -336,9 +346,7 @@ def test_empty_chord_header_calls_the_body_with_an_empty_list(t: SimpleNamespace
     assert (group([]) | t.tsum.s()).delay().get(timeout=T) == 0
 
 
-def test_chord_header_failure_fails_the_body_once(
-    t: SimpleNamespace, worker: Any, r: redis.Redis
-) -> None:
+def test_chord_header_failure_fails_the_body_once(t: SimpleNamespace, worker: Any, r: redis.Redis) -> None:
     c = chord([t.add.s(1, 2), t.add.s(3, 4), t.fail.s()], t.body.s().on_error(t.errback.s()))
     res = c.delay()
     with pytest.raises(Boom):
@@ -372,7 +380,10 @@ def test_chord_partial_args_go_to_the_header(t: SimpleNamespace, worker: Any) ->
 
 def test_nested_chords_and_chains_of_chords(t: SimpleNamespace, worker: Any) -> None:
     c = chord(
-        [chord([t.add.s(1, 2), t.add.s(3, 4)], t.add_to_all.s(5)), chord([t.add.s(6, 7)], t.add_to_all.s(10))],
+        [
+            chord([t.add.s(1, 2), t.add.s(3, 4)], t.add_to_all.s(5)),
+            chord([t.add.s(6, 7)], t.add_to_all.s(10)),
+        ],
         t.identity.s(),
     )
     assert c.delay().get(timeout=T) == [[8, 12], [23]]
@@ -382,13 +393,24 @@ def test_nested_chords_and_chains_of_chords(t: SimpleNamespace, worker: Any) -> 
     assert c3.delay().get(timeout=T) == [42, 42]
     c4 = t.add.s(2, 2) | group(t.add.s(i) for i in range(4)) | t.add_to_all.s(8)
     assert c4.delay().get(timeout=T) == [12, 13, 14, 15]
-    c5 = chain(t.identity.si(1), chord([t.identity.si(2), chain(t.identity.si(3), chord([t.identity.si(4), t.identity.si(5)], t.identity.si(6)))], t.identity.si(7)))
+    c5 = chain(
+        t.identity.si(1),
+        chord(
+            [
+                t.identity.si(2),
+                chain(t.identity.si(3), chord([t.identity.si(4), t.identity.si(5)], t.identity.si(6))),
+            ],
+            t.identity.si(7),
+        ),
+    )
     assert c5.delay().get(timeout=T) == 7
 
 
 def test_chord_of_1000(t: SimpleNamespace, worker: Any) -> None:
     assert (group(t.identity.si(i) for i in range(1000)) | t.tsum.s()).delay().get(timeout=T) == 499500
-    assert (t.identity.si(1) | group(t.identity.s() for _ in range(1000)) | t.tsum.s()).delay().get(timeout=T) == 1000
+    assert (t.identity.si(1) | group(t.identity.s() for _ in range(1000)) | t.tsum.s()).delay().get(
+        timeout=T
+    ) == 1000
 
 
 def test_chord_body_is_stored_once_and_member_messages_grow_by_a_bounded_size(
@@ -398,9 +420,16 @@ def test_chord_body_is_stored_once_and_member_messages_grow_by_a_bounded_size(
     chord([t.add.s(i, i) for i in range(50)], big_body).delay()
     entries = r.xrange("celeriac:{default}:ready")
     assert len(entries) == 50
-    plain = len(app.codec.encode(__import__("celeriac.message", fromlist=["Message"]).Message(
-        "d1a0d3c0-5b3f-4b6c-9b7e-0f5b1f3c2a11", t.add.name, (49, 49))))
-    assert max(len(fields[b"m"]) for _, fields in entries) - plain <= 36  # the chord pointer, named in the README
+    plain = len(
+        app.codec.encode(
+            __import__("celeriac.message", fromlist=["Message"]).Message(
+                "d1a0d3c0-5b3f-4b6c-9b7e-0f5b1f3c2a11", t.add.name, (49, 49)
+            )
+        )
+    )
+    assert (
+        max(len(fields[b"m"]) for _, fields in entries) - plain <= 36
+    )  # the chord pointer, named in the README
     (key,) = chord_keys(r)
     assert r.ttl(key) > 3000
     assert len(r.hget(key, "b")) > 10_000  # the body, once
@@ -558,7 +587,9 @@ def test_celery_3332_implicit_chord_body_runs_exactly_once(
     assert sorted(map(tuple, runs(r, "body"))) == sorted((i, i + 1, i + 2) for i in range(10))
 
 
-def test_celery_3332_redelivered_header_member_counts_once(app: Celeriac, t: SimpleNamespace, r: redis.Redis) -> None:
+def test_celery_3332_redelivered_header_member_counts_once(
+    app: Celeriac, t: SimpleNamespace, r: redis.Redis
+) -> None:
     """A member that ran twice (its worker died before the ack) reports twice: it counts once, and
     the body is sent once, with the last count."""
     from celeriac.workflow import Part, Plan, store_for
@@ -577,7 +608,9 @@ def test_celery_3332_redelivered_header_member_counts_once(app: Celeriac, t: Sim
     assert r.xlen("celeriac:{default}:ready") == 3  # the body, once
 
 
-def test_redelivered_chain_step_dispatches_its_successor_once(app: Celeriac, t: SimpleNamespace, r: redis.Redis) -> None:
+def test_redelivered_chain_step_dispatches_its_successor_once(
+    app: Celeriac, t: SimpleNamespace, r: redis.Redis
+) -> None:
     from celeriac.workflow import Cont, Plan, _Ctx, _launch, freeze, store_for
 
     sig = t.add.s(1)
@@ -594,7 +627,11 @@ def test_redelivered_chain_step_dispatches_its_successor_once(app: Celeriac, t: 
 def test_celery_5947_6721_chord_of_chains_ending_in_groups(t: SimpleNamespace, worker: Any) -> None:
     """Celery counted the chord size wrongly for such headers: the body ran twice or never."""
     c = chord(
-        [chain(t.add.s(1, 1), group(t.add.s(1), t.add.s(2))), t.add.s(5, 5), chain(t.identity.si(7), t.add.s(1))],
+        [
+            chain(t.add.s(1, 1), group(t.add.s(1), t.add.s(2))),
+            t.add.s(5, 5),
+            chain(t.identity.si(7), t.add.s(1)),
+        ],
         t.body.s(),
     )
     assert c.delay().get(timeout=T) == [[3, 4], 10, 8]
@@ -616,7 +653,9 @@ def test_celery_6220_9674_chain_in_header_failing_before_its_end_fails_the_chord
     assert runs(r, "body") == [] and chord_keys(r) == []
 
 
-def test_celery_6437_exception_in_chain_followed_by_group_does_not_hang(t: SimpleNamespace, worker: Any) -> None:
+def test_celery_6437_exception_in_chain_followed_by_group_does_not_hang(
+    t: SimpleNamespace, worker: Any
+) -> None:
     res = chain(t.add.s(1, 1), t.fail.s(), group(t.add.s(1), t.add.s(2))).delay()
     assert isinstance(res, GroupResult)
     with pytest.raises(Boom):
@@ -647,7 +686,9 @@ def test_celery_4834_chord_error_with_a_chain_body_runs_the_errback_once(
     assert len(runs(r, "errback")) == 1 and runs(r, "tsum") == []
 
 
-def test_celery_8786_chain_of_groups_with_failing_members(t: SimpleNamespace, worker: Any, r: redis.Redis) -> None:
+def test_celery_8786_chain_of_groups_with_failing_members(
+    t: SimpleNamespace, worker: Any, r: redis.Redis
+) -> None:
     res = chain(group(t.add.s(1, 1), t.fail.s()), group(t.body.s(), t.body.s()), t.tsum.s()).delay()
     with pytest.raises(Boom):
         res.get(timeout=T)

@@ -434,7 +434,11 @@ class Worker:
             return
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
-        if self._workflow is not None and job.message.extra and not await self._carry_on(d, job.message, outcome):
+        if (
+            self._workflow is not None
+            and job.message.extra
+            and not await self._carry_on(d, job.message, outcome)
+        ):
             return
         self._settler.submit(None if early else d, outcome)
 
@@ -448,7 +452,12 @@ class Worker:
             await self._workflow.after(message, d.queue, outcome)
             return True
         except Exception as exc:
-            logger.error("workflow of %s[%s] not carried on (%s): it runs again", outcome.task_name, outcome.task_id, exc)
+            logger.error(
+                "workflow of %s[%s] not carried on (%s): it runs again",
+                outcome.task_name,
+                outcome.task_id,
+                exc,
+            )
             self._owned.pop((d.queue, d.entry_id), None)
             try:
                 await self.broker.release(self.worker_id, [d], started=True)
