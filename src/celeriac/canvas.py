@@ -152,6 +152,18 @@ class Signature(dict):  # type: ignore[type-arg]
                 self._type = app.tasks.get(self.name)
         return self._type
 
+    @classmethod
+    def of_task(cls, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], immutable: bool) -> Signature:
+        """``task.s()`` / ``task.si()``: the common construction, without the checks of ``__init__``
+        (bulk groups build hundreds of thousands)."""
+        sig = dict.__new__(cls)
+        dict.__init__(
+            sig, task=task.name, args=args, kwargs=kwargs, options={}, subtask_type=None, immutable=immutable
+        )
+        sig._app = task.app
+        sig._type = task
+        return sig
+
     def __repr__(self) -> str:
         args = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.name}({', '.join(args)}){'!' if self.immutable else ''}"
@@ -392,6 +404,9 @@ class group(Signature):
             tasks = tuple(tasks[0])  # a list, a tuple or a generator
         members: list[Signature] = []
         for t in tasks:
+            if type(t) is Signature:  # the common member: nothing to convert or flatten
+                members.append(t)
+                continue
             sig = maybe_signature(t, app=app)
             if isinstance(sig, group) and not isinstance(sig, chord) and not sig.options:
                 members.extend(sig.tasks)  # nested groups are flattened

@@ -295,12 +295,12 @@ class Task(Generic[P, R]):
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """A signature: this task with arguments, to send later (``sig.delay()``, in a chain, a group,
         a chord, ``app.send_many``). Arguments given when it is called are prepended."""
-        return Signature(self, args, kwargs)
+        return Signature.of_task(self, args, kwargs, False)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         """An immutable signature: arguments given when it is called (a chain's previous value) are
         ignored."""
-        return Signature(self, args, kwargs, immutable=True)
+        return Signature.of_task(self, args, kwargs, True)
 
     def signature(
         self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
