@@ -83,7 +83,9 @@ def main() -> None:
                 except ValueError:
                     figure = {"error": (proc.stderr or "no output")[-500:]}
                 results.setdefault(lib, {})[phase] = figure
-                print(f"{lib:9} {phase:7} n={n:<7} ({time.monotonic() - t0:.0f} s) {json.dumps(_short(figure))}")
+                print(
+                    f"{lib:9} {phase:7} n={n:<7} ({time.monotonic() - t0:.0f} s) {json.dumps(_short(figure))}"
+                )
     print()
     print(table(results))
     out = HERE / "results" / "latest-workflows.json"
@@ -109,9 +111,23 @@ def _get(results: dict[str, Any], lib: str, phase: str, key: str, sub: str | Non
 def table(results: dict[str, Any]) -> str:
     rows = [
         ("group sent (tasks/s)", "group", "rate", None, "{:,.0f}", ">= 80,000"),
-        ("waiting chord: Redis bytes / member", "memory", "chord_per_member", None, "{:,.0f}", "<= 100 + results"),
+        (
+            "waiting chord: Redis bytes / member",
+            "memory",
+            "chord_per_member",
+            None,
+            "{:,.0f}",
+            "<= 100 + results",
+        ),
         ("  (a plain queued task, for reference)", "memory", "plain_per_member", None, "{:,.0f}", ""),
-        ("chord: extra Redis commands / member", "chord", "extra_commands_per_member", None, "{:.2f}", "<= 0.5"),
+        (
+            "chord: extra Redis commands / member",
+            "chord",
+            "extra_commands_per_member",
+            None,
+            "{:.2f}",
+            "<= 0.5",
+        ),
         ("chord: body starts after last member (ms)", "chord", "lag_s", "chord", "{:.1f}", "<= 50"),
         ("chain: per-hop p50, idle worker (ms)", "chain", "hop_p50_ms", None, "{:.2f}", "<= 1"),
     ]

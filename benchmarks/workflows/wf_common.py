@@ -101,7 +101,12 @@ def _run_counted(module: Any, r: Resp, send: Any, n: int, done: str, cap_s: floa
     finally:
         _stop(proc)
     diff = _diff(before, after)
-    result: dict[str, Any] = {"ok": ok, "seconds": elapsed, "commands": sum(diff.values()), "by_command": diff}
+    result: dict[str, Any] = {
+        "ok": ok,
+        "seconds": elapsed,
+        "commands": sum(diff.values()),
+        "by_command": diff,
+    }
     if ok and done == "body.json":
         result.update(json.loads((out_dir / done).read_text()))
     return result
@@ -156,7 +161,9 @@ def main(module: Any) -> None:
         if ok:
             t = json.loads((out_dir / "hops.json").read_text())["t"]
             gaps = [(b - a) * 1000 for a, b in zip(t, t[1:])]
-            out.update(ok=True, hop_p50_ms=statistics.median(gaps), hop_p90_ms=sorted(gaps)[int(0.9 * len(gaps))])
+            out.update(
+                ok=True, hop_p50_ms=statistics.median(gaps), hop_p90_ms=sorted(gaps)[int(0.9 * len(gaps))]
+            )
         else:
             out.update(ok=False)
     print(json.dumps(out))

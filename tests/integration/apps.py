@@ -233,3 +233,29 @@ async def mark(token: str | int, seconds: float = 0.0) -> None:
     os.write(_mark_fd(), f"{token}\n".encode())
     if seconds:
         await asyncio.sleep(seconds)
+
+
+# ---- workflows under SIGKILL (test_canvas_soak.py): runs recorded in the mark files ------------------
+@app.task(name="itest.wf_member")
+async def wf_member(c: int, i: int, seconds: float) -> int:
+    """A chord member: awaits ``seconds`` (a kill may catch it running), returns ``i``."""
+    await asyncio.sleep(seconds)
+    return i
+
+
+@app.task(name="itest.wf_body")
+async def wf_body(values: list[int], c: int) -> None:
+    """A chord body: records ``body <c> <values> <pid>`` in this process's mark file."""
+    os.write(_mark_fd(), f"body {c} {','.join(map(str, values))} {os.getpid()}\n".encode())
+
+
+@app.task(name="itest.wf_step")
+async def wf_step(x: int, seconds: float) -> int:
+    await asyncio.sleep(seconds)
+    return x + 1
+
+
+@app.task(name="itest.wf_end")
+async def wf_end(x: int, c: int) -> None:
+    """A chain's last step: records ``end <c> <x> <pid>``."""
+    os.write(_mark_fd(), f"end {c} {x} {os.getpid()}\n".encode())
