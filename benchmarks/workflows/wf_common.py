@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -67,13 +69,52 @@ def _diff(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     return {k: b.get(k, 0) - a.get(k, 0) for k in sorted(set(a) | set(b)) if b.get(k, 0) - a.get(k, 0)}
 
 
+class Monitor:
+    """Counts the commands Redis runs, by origin, with MONITOR: sent by a client, or run inside a Lua
+    script (MONITOR tags those ``[db lua]``). MONITOR costs Redis time, so the counted runs are slower;
+    their duration is not what they report."""
+
+    def __init__(self, redis_url: str) -> None:
+        host, port = redis_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.sendall(b"MONITOR\r\n")
+        self.file = self.sock.makefile("rb")
+        assert self.file.readline().startswith(b"+OK")
+        self.client = 0
+        self.lua = 0
+        self.by_command: dict[str, int] = {}
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self.file:
+            if self._stop:
+                return
+            head, _, rest = line.partition(b"] ")
+            name = rest.split(b" ", 1)[0].strip(b'"').lower().decode(errors="replace")
+            if name in ("info", "config", "flushall", "monitor"):
+                continue
+            if head.endswith(b" lua"):
+                self.lua += 1
+            else:
+                self.client += 1
+                self.by_command[name] = self.by_command.get(name, 0) + 1
+
+    def stop(self) -> dict[str, Any]:
+        time.sleep(0.2)  # let the last lines arrive
+        self._stop = True
+        self.sock.close()
+        return {"client": self.client, "in_scripts": self.lua, "client_by_command": self.by_command}
+
+
 def _worker(module: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", module.__name__, "worker"],
+        [sys.executable, "-m", module.__spec__.name, "worker"],
         cwd=str(Path(__file__).parent),
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(Path(os.environ["BENCH_OUT_DIR"]) / "worker.log", "ab"),  # noqa: SIM115
     )
     time.sleep(float(os.environ.get("BENCH_WORKER_START_S", "4")))  # started and idle
     return proc
@@ -84,13 +125,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def _run_counted(module: Any, r: Resp, send: Any, n: int, done: str, cap_s: float) -> dict[str, Any]:
-    """Start a worker, send, wait for ``done``; Redis commands from the send to ``done``."""
+def _run_counted(
+    module: Any, r: Resp, send: Any, n: int, done: str, cap_s: float, monitor: bool = False
+) -> dict[str, Any]:
+    """Start a worker, send, wait for ``done``; Redis commands from the send to ``done`` (with
+    ``monitor``: split into those clients sent and those run inside scripts)."""
     out_dir = Path(os.environ["BENCH_OUT_DIR"])
     for f in out_dir.glob("*.json"):
         f.unlink()
     r.cmd("FLUSHALL")
     proc = _worker(module, {"BENCH_MEMBERS": str(n)})
+    mon = Monitor(url()) if monitor else None
     try:
         before = _calls(r)
         t0 = time.perf_counter()
@@ -107,6 +152,8 @@ def _run_counted(module: Any, r: Resp, send: Any, n: int, done: str, cap_s: floa
         "commands": sum(diff.values()),
         "by_command": diff,
     }
+    if mon is not None:
+        result["monitor"] = mon.stop()
     if ok and done == "body.json":
         result.update(json.loads((out_dir / done).read_text()))
     return result
@@ -142,11 +189,17 @@ def main(module: Any) -> None:
         plain_bytes = r.used_memory() - before
         out.update(chord_per_member=chord_bytes / n, plain_per_member=plain_bytes / n)
     elif phase == "chord":
+        # timed run (body lag), then the same chord and N plain tasks counted with MONITOR
         chord_run = _run_counted(module, r, module.send_chord, n, "body.json", cap_s)
-        plain_run = _run_counted(module, r, module.send_plain, n, "members.json", cap_s)
-        out.update(chord=chord_run, plain=plain_run)
-        if chord_run["ok"] and plain_run["ok"]:
-            out["extra_commands_per_member"] = (chord_run["commands"] - plain_run["commands"]) / n
+        counted = _run_counted(module, r, module.send_chord, n, "body.json", cap_s, monitor=True)
+        plain_run = _run_counted(module, r, module.send_plain, n, "members.json", cap_s, monitor=True)
+        out.update(chord=chord_run, chord_counted=counted, plain=plain_run)
+        if counted["ok"] and plain_run["ok"]:
+            c, p = counted["monitor"], plain_run["monitor"]
+            out["extra_client_commands_per_member"] = (c["client"] - p["client"]) / n
+            out["extra_commands_per_member"] = (
+                c["client"] + c["in_scripts"] - p["client"] - p["in_scripts"]
+            ) / n
     elif phase == "chain":
         out_dir = Path(os.environ["BENCH_OUT_DIR"])
         for f in out_dir.glob("*.json"):

@@ -153,7 +153,9 @@ class Signature(dict):  # type: ignore[type-arg]
         return self._type
 
     @classmethod
-    def of_task(cls, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], immutable: bool) -> Signature:
+    def of_task(
+        cls, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], immutable: bool
+    ) -> Signature:
         """``task.s()`` / ``task.si()``: the common construction, without the checks of ``__init__``
         (bulk groups build hundreds of thousands)."""
         sig = dict.__new__(cls)

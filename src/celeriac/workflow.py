@@ -551,9 +551,8 @@ def after_outcome(app: Celeriac, message: Message, queue: str, outcome: Any) -> 
         if rest:
             _safe_launch(ctx, rest[0], (value,), Cont(list(rest[1:]), _ptr(ptr, queue)), queue)
         elif ptr is not None:
-            payload = outcome.store.payload if outcome.store is not None else _record_bytes(message.id, value)
             gid, index, body_queue = _ptr(ptr, queue)  # type: ignore[misc]
-            plan.parts.append(Part(body_queue, gid, int(index), True, payload))
+            plan.parts.append(Part(body_queue, gid, int(index), True, _part_payload(message, outcome)))
         return plan
     record = outcome.record or ResultRecord(
         message.id, outcome.state, None, "builtins.Exception", outcome.reason
@@ -586,8 +585,28 @@ def _unpack_id(raw: Any) -> str:
     return str(raw)
 
 
-def _record_bytes(task_id: str, value: Any) -> bytes:
-    return encode_record(ResultRecord(task_id, TaskState.SUCCESS, value))
+def _part_payload(message: Message, outcome: Any) -> bytes:
+    """What a header member leaves in its chord's hash: ``v`` + its msgpack value (the body decodes
+    them all in one call), or ``r`` + its result record (a pickle task's value, signed with it)."""
+    if message.serializer is None:
+        return b"v" + msgpack.packb(outcome.value, use_bin_type=True)
+    if outcome.store is not None:
+        return b"r" + outcome.store.payload
+    return b"r" + encode_record(ResultRecord(message.id, TaskState.SUCCESS, outcome.value))
+
+
+def chord_values(app: Celeriac, chord_id: str, payloads: Sequence[bytes]) -> list[Any]:
+    """The header's values from the members' payloads (in member order)."""
+    if all(p[:1] == b"v" for p in payloads):  # all msgpack: one array, decoded in one call
+        header = b"\xdd" + len(payloads).to_bytes(4, "big")
+        return msgpack.unpackb(header + b"".join(p[1:] for p in payloads), raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+    codec = app.codec
+    return [
+        msgpack.unpackb(p[1:], raw=False, strict_map_key=False)
+        if p[:1] == b"v"
+        else codec.decode_result(chord_id, p[1:]).value
+        for p in payloads
+    ]
 
 
 def _safe_launch(ctx: _Ctx, sig: Any, args: tuple[Any, ...], cont: Cont, queue: str) -> None:
@@ -864,7 +883,7 @@ class _EagerRunner:
         state = self.chords.get(chord_id)
         values = []
         if state is not None:
-            values = [self.app.codec.decode_result("", state["r"][i]).value for i in sorted(state["r"])]
+            values = chord_values(self.app, chord_id, [state["r"][i] for i in sorted(state["r"])])
             self.chords.pop(chord_id, None)
         return with_values(job, values)
 

@@ -216,12 +216,13 @@ class RedisWorkflowStore:
                 f"the state of chord {chord_id} is gone (it expired: a chord's state lives "
                 f"max(result_expires, {_MIN_CHORD_TTL_S:.0f} s) after its last member finished)"
             )
-        values: list[Any] = [None] * int(n)
-        codec = self.app.codec
+        from .workflow import chord_values
+
+        payloads: list[bytes] = [b""] * int(n)
         for key, payload in fields.items():
             if key[:1] == b"r":
-                values[int(key[1:])] = codec.decode_result(chord_id, payload).value
-        return values
+                payloads[int(key[1:])] = payload
+        return chord_values(self.app, chord_id, payloads)
 
     async def close(self) -> None:
         if self._aio is not None:

@@ -598,14 +598,16 @@ def test_celery_3332_redelivered_header_member_counts_once(
     (key,) = chord_keys(r)
     store = store_for(app)
     queue, chord_id = "default", key.decode().rsplit(":", 1)[1]
-    part = Part(queue, chord_id, 0, True, b"\x82\xa1s\xa7SUCCESS\xa1v\x02")
+    part = Part(queue, chord_id, 0, True, b"v" + msgpack.packb(2))
     for _ in range(3):
         store.apply_sync(Plan(parts=[part]), dedup=True)
-    assert r.hget(key, "d") == b"1" and r.xlen("celeriac:{default}:ready") == 2
-    second = Part(queue, chord_id, 1, True, b"\x82\xa1s\xa7SUCCESS\xa1v\x04")
+    assert r.hkeys(key).count(b"r0") == 1 and r.hlen(key) == 4  # n, b, k and one member
+    assert r.xlen("celeriac:{default}:ready") == 2
+    second = Part(queue, chord_id, 1, True, b"v" + msgpack.packb(4))
     store.apply_sync(Plan(parts=[second, second]), dedup=True)
     store.apply_sync(Plan(parts=[second]), dedup=True)
     assert r.xlen("celeriac:{default}:ready") == 3  # the body, once
+    assert store.chord_values_sync(queue, chord_id) == [2, 4]
 
 
 def test_redelivered_chain_step_dispatches_its_successor_once(

@@ -8,7 +8,7 @@
 --          record; f: the failure, reported to the caller)
 --
 -- A member counts once however often it runs (HSETNX on its index: a redelivered member that ran
--- twice is a no-op). A failure counts only for a member that has not succeeded, and only before the
+-- twice is a no-op); the count is the hash's length, so counting costs one command per member. A failure counts only for a member that has not succeeded, and only before the
 -- body was sent. Returns:
 --   {'gone'}                    no such chord (completed and deleted, or expired)
 --   {'wait'}                    members still missing
@@ -22,9 +22,7 @@ local sent = redis.call('HEXISTS', KEYS[1], 'x') == 1
 for i = 2, #ARGV, 3 do
   local field = 'r' .. ARGV[i]
   if ARGV[i + 1] == 's' then
-    if redis.call('HSETNX', KEYS[1], field, ARGV[i + 2]) == 1 then
-      redis.call('HINCRBY', KEYS[1], 'd', 1)
-    end
+    redis.call('HSETNX', KEYS[1], field, ARGV[i + 2])
   elseif not sent and redis.call('HEXISTS', KEYS[1], field) == 0 then
     redis.call('HSETNX', KEYS[1], 'f', ARGV[i + 2])
   end
@@ -37,10 +35,11 @@ local failure = redis.call('HGET', KEYS[1], 'f')
 if failure then
   return {'failed', redis.call('HGET', KEYS[1], 'b'), failure}
 end
-local state = redis.call('HMGET', KEYS[1], 'd', 'n', 'k')
-if tonumber(state[1]) >= tonumber(state[2]) then
+-- members counted: the hash's fields but n, b and k (no f: no failure so far; no x: not sent)
+local state = redis.call('HMGET', KEYS[1], 'n', 'k')
+if redis.call('HLEN', KEYS[1]) - 3 >= tonumber(state[1]) then
   redis.call('XADD', KEYS[2], '*', 'm', redis.call('HGET', KEYS[1], 'b'))
-  if state[3] == '1' then
+  if state[2] == '1' then
     -- the body reads the values from here when it starts; its outcome deletes the hash
     redis.call('HSET', KEYS[1], 'x', '1')
     redis.call('HDEL', KEYS[1], 'b')
