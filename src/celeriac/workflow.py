@@ -589,9 +589,10 @@ def _part_payload(message: Message, outcome: Any) -> bytes:
     """What a header member leaves in its chord's hash: ``v`` + its msgpack value (the body decodes
     them all in one call), or ``r`` + its result record (a pickle task's value, signed with it)."""
     if message.serializer is None:
-        return b"v" + msgpack.packb(outcome.value, use_bin_type=True)
+        packed: bytes = msgpack.packb(outcome.value, use_bin_type=True)
+        return b"v" + packed
     if outcome.store is not None:
-        return b"r" + outcome.store.payload
+        return b"r" + bytes(outcome.store.payload)
     return b"r" + encode_record(ResultRecord(message.id, TaskState.SUCCESS, outcome.value))
 
 
