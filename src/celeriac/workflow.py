@@ -691,14 +691,25 @@ def member_failed(
     for a message that is not part of a workflow. Idempotent.
     """
     message = data if isinstance(data, Message) else app.codec.decode(data)
+    plan = failure_plan(app, message, queue, state, exc_type, exc_message)
+    if plan:
+        store_for(app).apply_sync(plan, dedup=True)
+
+
+def failure_plan(
+    app: Celeriac, message: Message, queue: str, state: TaskState, exc_type: str, exc_message: str
+) -> Plan:
+    """The plan of :func:`member_failed` (empty for a message outside any workflow): the message's own
+    result is stored as ``state`` too, so that ``get()`` on it does not wait forever."""
+    plan = Plan()
     w = workflow_of(message)
     if w is None:
-        return
-    plan = Plan()
+        return plan
     ctx = _Ctx(app, plan, message.root_id or message.id, message.id, False)
     record = ResultRecord(message.id, state, None, exc_type, exc_message)
+    plan.stores.append(_failure_store(app, record, message.id))
     _fail(ctx, message.id, w, record, queue)
-    store_for(app).apply_sync(plan, dedup=True)
+    return plan
 
 
 # ---- replace ------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .broker import scripts
 from .broker.base import Enqueue
 from .broker.scripts import Batch
 from .exceptions import ChordError
+from .states import TaskState
 
 if TYPE_CHECKING:
     from .app import Celeriac
@@ -292,6 +293,27 @@ class WorkflowHook:
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
+
+    async def dead_lettered(self, queue: str, count: int) -> None:
+        """``count`` messages of ``queue`` were just dead-lettered by a reclaim (delivered
+        ``max_deliveries`` times without an outcome): the workflow members among the newest dead
+        letters fail what depends on them (idempotent: a dead letter seen twice changes nothing)."""
+        from .exceptions import DecodeError, WorkerLostError
+        from .workflow import Plan, failure_plan
+
+        key = f"{self.store.prefix}:{{{queue}}}:dead"
+        with translate_errors(self.store.url):
+            entries: Any = await self.store._client().xrevrange(key, count=count)
+        plan = Plan()
+        lost = f"{WorkerLostError.__module__}.{WorkerLostError.__qualname__}"
+        for _entry_id, fields in entries or ():
+            try:
+                message = self.app.codec.decode(bytes(fields.get(b"m", b"")))
+            except DecodeError:
+                continue
+            reason = to_str(fields.get(b"reason", b"dead-lettered"))
+            plan.extend(failure_plan(self.app, message, queue, TaskState.FAILURE, lost, reason))
+        await self.store.apply(plan)
 
     async def close(self) -> None:
         await self.store.close()

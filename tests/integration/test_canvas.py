@@ -734,3 +734,28 @@ def test_workflows_need_a_redis_broker_or_eager_mode() -> None:
 
 def test_worker_thread_type() -> None:
     assert ThreadWorker  # imported for the fixtures' types
+
+
+def test_dead_lettered_member_fails_the_chord(redis_url: str, thread_worker: Any, r: redis.Redis) -> None:
+    """A member delivered max_deliveries times without an outcome (its worker kept dying) is
+    dead-lettered by a reclaim: the chord fails instead of waiting for it forever."""
+    app = Celeriac("wf", broker=redis_url, lease_s=0.5, max_deliveries=1)
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task
+    def collect(values: list[int]) -> list[int]:
+        return values
+
+    res = chord([add.s(1, 1), add.s(2, 2)], collect.s()).delay()
+    stream = "celeriac:{default}:ready"
+    r.xgroup_create(stream, "celeriac", id="0", mkstream=True)
+    r.xreadgroup("celeriac", "ghost", {stream: ">"}, count=1)  # a worker that died holding member 0
+    time.sleep(0.6)
+    thread_worker(app, concurrency=2)
+    with pytest.raises(ChordError, match="WorkerLostError"):
+        res.get(timeout=T, follow_parents=False)
+    assert res.parent.results[0].state is TaskState.FAILURE
+    assert app.broker.stats("default").dead == 1

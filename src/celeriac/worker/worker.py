@@ -569,6 +569,8 @@ class Worker:
             if dead:
                 self.stats.dead_lettered += dead
                 logger.error("%d message(s) of %s dead-lettered after max_deliveries", dead, queue)
+                if self._workflow is not None:  # a chord member among them fails its chord
+                    await self._workflow.dead_lettered(queue, dead)
             for d in deliveries:
                 self.stats.reclaimed += 1
                 logger.warning(
