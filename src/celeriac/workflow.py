@@ -302,6 +302,15 @@ def _launch_chord(
     if not members:  # Celery: the body is called at once with an empty list
         _launch(ctx, body, ([],), {}, cont)
         return
+    init = _chord_init(ctx, members, gid, body, cont)
+    ctx.plan.chords.append(init)
+    for i, m in enumerate(members):
+        _launch(ctx, m, args, kwargs, Cont([], [gid, i, init.queue]))
+
+
+def _chord_init(ctx: _Ctx, members: list[Signature], gid: str, body: Signature, cont: Cont) -> ChordInit:
+    """The state of a chord: its size and its body's one message (a body that starts with a group
+    gets a ``run_canvas`` message that starts it)."""
     first = body
     while isinstance(first, chain) and not isinstance(first, group):
         first = first.tasks[0]
@@ -316,11 +325,7 @@ def _launch_chord(
     _launch(sub, body, (), {}, cont, ref=gid if needs else None)
     assert len(sub.plan.sends) == 1 and not sub.plan.chords, "a chord body starts with one message"
     b = sub.plan.sends[0]
-    ctx.plan.chords.append(
-        ChordInit(b.queue, gid, len(members), b.data, needs, f"{ctx.key_prefix}chord:{gid}")
-    )
-    for i, m in enumerate(members):
-        _launch(ctx, m, args, kwargs, Cont([], [gid, i, b.queue]))
+    return ChordInit(b.queue, gid, len(members), b.data, needs, f"{ctx.key_prefix}chord:{gid}")
 
 
 def _send_options(opts: Mapping[str, Any]) -> Any:
@@ -442,23 +447,18 @@ def send(
         fast = _send_plain_group(app, sig, args, kwargs)
         if fast is not None:
             return fast
+    if type(sig) is chord and not options:
+        fast = _send_plain_chord(app, sig, args, kwargs)
+        if fast is not None:
+            return fast
     frozen, res = _prepare(app, sig, args, kwargs, options)
     store_for(app).apply_sync(plan_of(app, frozen), dedup=False)
     return res
 
 
-def _send_plain_group(app: Celeriac, g: group, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """A group of plain tasks (no options, callbacks or nested primitives): encoded straight to bytes
-    and sent through the bulk path (``enqueue_many``: one script call per 1,000 members). None when
-    the group needs the general path."""
-    import gc
-
-    from .broker.base import Enqueue
-    from .message import encode_call, new_task_id
-
-    members = g.tasks
-    if g.options.get("link") or g.options.get("link_error"):
-        return None
+def _plain_routes(app: Celeriac, members: list[Signature]) -> dict[str, tuple[str, Any]] | None:
+    """``{task name: (queue, Task)}`` when every member is a plain msgpack task signature without
+    options (the bulk path can encode it straight to bytes); None otherwise."""
     routes: dict[str, tuple[str, Any]] = {}
     for m in members:
         if type(m) is not Signature or m["options"]:
@@ -470,8 +470,24 @@ def _send_plain_group(app: Celeriac, g: group, args: tuple[Any, ...], kwargs: di
             if serializer != "msgpack":
                 return None
             routes[name] = (app.route(name, task), task)
-    gid = g.options.get("task_id") or new_task_id()
-    packed = _pack_id(gid)
+    return routes
+
+
+def _send_plain(
+    app: Celeriac,
+    members: list[Signature],
+    routes: dict[str, tuple[str, Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    workflow: Any,
+) -> list[AsyncResult[Any]]:
+    """Encode plain members straight to bytes (``workflow(i, queue)``: the ``w`` field of member i)
+    and send them through the bulk path (``enqueue_many``: one script call per 1,000 members)."""
+    import gc
+
+    from .broker.base import Enqueue
+    from .message import encode_call, new_task_id
+
     signing_key = app.codec.signing_key
     limit = app.conf.max_message_bytes
     items: list[Enqueue] = []
@@ -490,9 +506,8 @@ def _send_plain_group(app: Celeriac, g: group, args: tuple[Any, ...], kwargs: di
             if task is not None:
                 task.check_arguments(call_args, call_kwargs)
             task_id = new_task_id()
-            data = encode_call(
-                task_id, name, call_args, call_kwargs, signing_key, {"ir": False, "w": {"g": packed, "i": i}}
-            )
+            options = {"ir": False, "w": workflow(i, queue)}
+            data = encode_call(task_id, name, call_args, call_kwargs, signing_key, options)
             if len(data) > limit:
                 app._checked_size(data)
             items.append(Enqueue(queue, data))
@@ -502,7 +517,52 @@ def _send_plain_group(app: Celeriac, g: group, args: tuple[Any, ...], kwargs: di
     finally:
         if paused:
             gc.enable()
+    return results
+
+
+def _send_plain_group(app: Celeriac, g: group, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A group of plain tasks (no options, callbacks or nested primitives) through the bulk path;
+    None when it needs the general path."""
+    from .message import new_task_id
+
+    if g.options.get("link") or g.options.get("link_error"):
+        return None
+    routes = _plain_routes(app, g.tasks)
+    if routes is None:
+        return None
+    gid = g.options.get("task_id") or new_task_id()
+    packed = _pack_id(gid)
+    results = _send_plain(app, g.tasks, routes, args, kwargs, lambda i, q: {"g": packed, "i": i})
     return GroupResult(gid, list(results), app)
+
+
+def _send_plain_chord(app: Celeriac, c: chord, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A chord whose header is plain tasks: the chord's state first, then the header through the
+    bulk path (the body, any canvas, through the general one); None when it needs the general path."""
+    from .message import new_task_id
+
+    header, body = c.header, c.body
+    if body is None or not header.tasks or header.options.get("link") or header.options.get("link_error"):
+        return None
+    if c.immutable or set(c.options) - {"task_id"}:
+        return None
+    routes = _plain_routes(app, header.tasks)
+    if routes is None:
+        return None
+    body = body.clone()
+    freeze(app, body, c.options.get("task_id"))
+    gid = header.options.get("task_id") or new_task_id()
+    ctx = _Ctx(app, Plan(), None, None, True)
+    init = _chord_init(ctx, header.tasks, gid, body, Cont())
+    store_for(app).apply_sync(Plan(chords=[init]), dedup=False)
+    packed = _pack_id(gid)
+    body_queue = init.queue
+
+    def pointer(i: int, queue: str) -> dict[str, Any]:
+        return {"d": [packed, i] if queue == body_queue else [packed, i, body_queue]}
+
+    results = _send_plain(app, header.tasks, routes, args, kwargs, pointer)
+    return result_of(app, body, GroupResult(gid, list(results), app))
 
 
 def _send_options_with_id(merged: dict[str, Any]) -> Any:
