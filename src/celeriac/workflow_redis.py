@@ -249,6 +249,7 @@ class WorkflowHook:
         self.store = RedisWorkflowStore(app, url, prefix)
         self._pending: list[tuple[Plan, asyncio.Future[None]]] = []
         self._flushing = False
+        self._drainer: asyncio.Task[None] | None = None  # referenced: a running task is not collected
 
     async def before_run(self, job: Any) -> Any:
         from .workflow import with_values, workflow_of
@@ -265,17 +266,21 @@ class WorkflowHook:
         plan = after_outcome(self.app, message, queue, outcome)
         if not plan:
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._pending.append((plan, future))
-        if not self._flushing:
+        if not self._flushing:  # the first plan starts a flush at once; later ones join the next
             self._flushing = True
-            try:
-                while self._pending:
-                    batch, self._pending = self._pending, []
-                    await self._flush(batch)
-            finally:
-                self._flushing = False
+            self._drainer = loop.create_task(self._drain())
         await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._flush(batch)
+        finally:
+            self._flushing = False
 
     async def _flush(self, batch: list[tuple[Plan, asyncio.Future[None]]]) -> None:
         from .workflow import Plan
