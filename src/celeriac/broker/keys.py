@@ -17,6 +17,9 @@ key                                    type          bound / expiry
 ``<prefix>:workers``                   sorted set    ids scored by expiry; stale ids pruned; TTL
 ``<prefix>:queues``                    set           queue names workers consumed; TTL, refreshed
 ``<prefix>:result:<task id>``          list (1 el.)  TTL: ``result_expires`` (errors: same or shorter)
+``<prefix>:{<queue>}:chord:<id>``      hash          TTL ``max(result_expires, 1 h)``, refreshed; deleted
+                                                     when the chord completes (celeriac.workflow)
+``<prefix>:{<queue>}:fired``           sorted set    workflow dispatch keys; entries expire (same TTL)
 =====================================  ============  =============================================
 
 Channels (pub/sub, not keys): ``<prefix>:{<queue>}:wake`` tells workers a delayed message became the
