@@ -9,6 +9,9 @@ unrolled, a group followed by a task is a chord, nested groups are flattened.
 
 How a canvas is sent and how the worker carries it on lives in :mod:`celeriac.workflow`; this module
 only builds values.
+
+Why this module is long: it is Celery's canvas API surface (``Signature`` and its four subclasses)
+with their docstrings; the ``|`` construction rules refer to every class, so they stay together.
 """
 
 from __future__ import annotations
@@ -222,9 +225,7 @@ class Signature(dict):  # type: ignore[type-arg]
 
     def freeze(self, _id: str | None = None) -> Any:
         """Give every node of this canvas its task id now and return the result handle."""
-        from .workflow import freeze
-
-        return freeze(self._bound_app(), self, _id)
+        return self._bound_app().workflow.freeze(self._bound_app(), self, _id)
 
     def _bound_app(self) -> Celeriac:
         app = self.app or (_last_app[0] if _last_app else None)
@@ -245,17 +246,17 @@ class Signature(dict):  # type: ignore[type-arg]
         """Send it: ``args`` are prepended to its own (unless immutable), ``kwargs`` and ``options``
         merged. Returns the :class:`~celeriac.AsyncResult` (a chain: its last task's; a group: a
         :class:`~celeriac.GroupResult`)."""
-        from .workflow import send
-
-        return send(self._bound_app(), self, tuple(args or ()), dict(kwargs or {}), options)
+        app = self._bound_app()
+        return app.workflow.send(self._bound_app(), self, tuple(args or ()), dict(kwargs or {}), options)
 
     def apply(
         self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Any:
         """Run it here, now, through the worker's execution path (serialized as a worker would)."""
-        from .workflow import apply_eager
-
-        return apply_eager(self._bound_app(), self, tuple(args or ()), dict(kwargs or {}), options)
+        app = self._bound_app()
+        return app.workflow.apply_eager(
+            self._bound_app(), self, tuple(args or ()), dict(kwargs or {}), options
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the task's function inline (no queue, no serialization)."""
@@ -569,9 +570,7 @@ def maybe_signature(d: Any, app: Celeriac | None = None) -> Any:
         return d
     if isinstance(d, Mapping):
         return signature(d, app=app)
-    from .task import Task
-
-    if isinstance(d, Task):
+    if callable(getattr(d, "s", None)) and hasattr(d, "fn"):  # a Task (not imported: task.py imports this)
         return d.s()
     raise TypeError(f"not a signature: {d!r} (expected task.s(...), a signature dict, or a Task)")
 

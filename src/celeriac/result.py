@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .exceptions import ResultsDisabled, ResultTimeout, TaskError, TaskExpiredError, TaskRevokedError
-from .results.base import ResultRecord
+from .record import ResultRecord
 from .states import READY_STATES, TaskState
 
 if TYPE_CHECKING:
@@ -190,14 +190,6 @@ class AsyncResult(Generic[R]):
         """Same as :attr:`result` (Celery)."""
         return self.result
 
-    @property
-    def children(self) -> list[AsyncResult[Any] | GroupResult]:
-        """Results of the tasks this task's outcome started in its workflow (next chain step,
-        callbacks), as recorded with its result; empty when none or not finished."""
-        from .workflow import children_of
-
-        return children_of(self)
-
     def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
         """Revoke this task (``app.control.revoke``)."""
         _revoke(self.app, [self.id], terminate=terminate, signal=signal)
@@ -327,17 +319,41 @@ class GroupResult:
 
     def save(self) -> GroupResult:
         """Store the member ids (with the result TTL) so that :meth:`restore` can rebuild it."""
-        from .workflow import save_group
+        from .record import ResultWrite, encode_record
 
-        save_group(self)
+        app = self.app
+        if app is None or app.backend is None:
+            raise ResultsDisabled("GroupResult.save() needs an app with a result backend")
+        record = ResultRecord(self.id, TaskState.SUCCESS, {"group": _tree(self)})
+        app.backend.store([ResultWrite(self.id, encode_record(record), app.conf.result_expires_s)])
         return self
 
     @classmethod
     def restore(cls, id: str, app: Celeriac | None = None) -> GroupResult | None:
         """The group saved under ``id``, or None."""
-        from .workflow import restore_group
+        if app is None or app.backend is None:
+            raise ResultsDisabled("GroupResult.restore() needs app= with a result backend")
+        payload = app.backend.get(id)
+        if payload is None:
+            return None
+        value = app.codec.decode_result(id, payload).value
+        if not isinstance(value, dict) or "group" not in value:
+            return None
+        tree = _untree(value["group"], app)
+        return tree if isinstance(tree, GroupResult) else None
 
-        return restore_group(id, app)
+
+def _tree(res: AsyncResult[Any] | GroupResult) -> Any:
+    """A group's member ids as nested lists (a member group: ``[id, [members]]``)."""
+    if isinstance(res, GroupResult):
+        return [res.id, [_tree(r) for r in res.results]]
+    return res.id
+
+
+def _untree(node: Any, app: Celeriac) -> AsyncResult[Any] | GroupResult:
+    if isinstance(node, list):
+        return GroupResult(node[0], [_untree(n, app) for n in node[1]], app)
+    return AsyncResult(node, app)
 
 
 class EagerResult(AsyncResult[R]):

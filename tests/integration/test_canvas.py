@@ -527,16 +527,16 @@ def test_celery_3363_connection_lost_while_counting_a_member_loses_no_body(
 ) -> None:
     """Celery: a socket timeout inside on_chord_part_return lost the body. Here the member's plan
     fails, its delivery is handed back, it runs again and counts once: the body runs once."""
-    from celeriac.workflow_redis import RedisWorkflowStore
+    from celeriac.workflow.redis import RedisWorkflowStore
 
     real = RedisWorkflowStore.apply
     failures = {"left": 2}
 
-    async def flaky(self: RedisWorkflowStore, plan: Any) -> None:
+    async def flaky(self: RedisWorkflowStore, plan: Any) -> Any:
         if plan.parts and failures["left"] > 0:
             failures["left"] -= 1
             raise redis.ConnectionError("simulated timeout")
-        await real(self, plan)
+        return await real(self, plan)
 
     monkeypatch.setattr(RedisWorkflowStore, "apply", flaky)
     thread_worker(app, concurrency=4, pool="threads")
@@ -592,7 +592,8 @@ def test_celery_3332_redelivered_header_member_counts_once(
 ) -> None:
     """A member that ran twice (its worker died before the ack) reports twice: it counts once, and
     the body is sent once, with the last count."""
-    from celeriac.workflow import Part, Plan, store_for
+    from celeriac.workflow.build import store_for
+    from celeriac.workflow.plan import Part, Plan
 
     chord([t.add.s(1, 1), t.add.s(2, 2)], t.body.s()).delay()
     (key,) = chord_keys(r)
@@ -607,13 +608,14 @@ def test_celery_3332_redelivered_header_member_counts_once(
     store.apply_sync(Plan(parts=[second, second]), dedup=True)
     store.apply_sync(Plan(parts=[second]), dedup=True)
     assert r.xlen("celeriac:{default}:ready") == 3  # the body, once
-    assert store.chord_values_sync(queue, chord_id) == [2, 4]
+    assert store.chord_payloads_sync(queue, chord_id) == [b"v\x02", b"v\x04"]
 
 
 def test_redelivered_chain_step_dispatches_its_successor_once(
     app: Celeriac, t: SimpleNamespace, r: redis.Redis
 ) -> None:
-    from celeriac.workflow import Cont, Plan, _Ctx, _launch, freeze, store_for
+    from celeriac.workflow.build import _Ctx, _launch, freeze, store_for
+    from celeriac.workflow.plan import Cont, Plan
 
     sig = t.add.s(1)
     freeze(app, sig)

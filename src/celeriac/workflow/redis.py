@@ -3,28 +3,30 @@
 Every script touches the keys of one queue, all under the queue's hash tag, so each is atomic on
 Redis Cluster too: ``dispatch.lua`` (successors into a queue, each once), ``chord_init.lua`` and
 ``chord_part.lua`` (a chord's hash lives in its body queue's slot, so the last count and the body's
-XADD are one script). A plan is one pipelined round trip; a failed chord's follow-up is a second.
+XADD are one script). A plan is one pipelined round trip. A chord that failed is reported back to
+the caller, whose follow-up (``outcome.chord_failed``) is one more plan.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
 
-from ._redis import async_client, sync_client, to_str, translate_errors
-from .broker import scripts
-from .broker.base import Enqueue
-from .broker.scripts import Batch
-from .exceptions import ChordError
-from .states import TaskState
+from .._redis import scripts
+from .._redis.client import async_client, sync_client, to_str, translate_errors
+from .._redis.scripts import Batch
+from ..broker.base import Enqueue
+from ..exceptions import ChordError
+from .plan import Plan
 
 if TYPE_CHECKING:
-    from .app import Celeriac
-    from .workflow import Plan
+    from ..app import Celeriac
+
+#: a chord that failed, as ``chord_part.lua`` reports it: (queue, chord id, body message, failure)
+Failed = tuple[str, str, bytes, bytes]
 
 # messages or parts per script call (a few thousand arguments: Redis is never blocked long)
 _CHUNK = 1000
@@ -120,14 +122,13 @@ class RedisWorkflowStore:
                 names.append((queue, chord_id))
         return calls, names
 
-    def _follow_up(self, names: list[tuple[str, str]], replies: Sequence[Any]) -> Plan | None:
-        from .workflow import Plan, chord_failed
-
-        follow = Plan()
-        for (queue, chord_id), reply in zip(names, replies):
-            if reply and to_str(reply[0]) == "failed":
-                follow.extend(chord_failed(self.app, queue, chord_id, reply[1], reply[2]))
-        return follow if follow else None
+    @staticmethod
+    def _failed(names: list[tuple[str, str]], replies: Sequence[Any]) -> list[Failed]:
+        return [
+            (queue, chord_id, bytes(reply[1]), bytes(reply[2]))
+            for (queue, chord_id), reply in zip(names, replies)
+            if reply and to_str(reply[0]) == "failed"
+        ]
 
     # ---- synchronous (clients, admin, tasks replacing themselves) ---------------------------------
     @property
@@ -136,11 +137,11 @@ class RedisWorkflowStore:
             self._sync = sync_client(self.url)
         return self._sync
 
-    def apply_sync(self, plan: Plan, *, dedup: bool) -> None:
+    def apply_sync(self, plan: Plan, *, dedup: bool) -> list[Failed]:
         """Carry out ``plan``. ``dedup``: skip what was dispatched before (a worker's successors);
         a client's first send has nothing to skip and takes the bulk path."""
         if not plan:
-            return
+            return []
         backend = self.app.backend
         if plan.stores and backend is not None:
             backend.store(plan.stores)
@@ -157,9 +158,7 @@ class RedisWorkflowStore:
             replies = self._run_sync(tail) if tail else []
             if plan.forget:
                 self.sync.delete(*[self.chord_key(q, c) for q, c in plan.forget])
-        follow = self._follow_up(names, replies)
-        if follow is not None:
-            self.apply_sync(follow, dedup=True)
+        return self._failed(names, replies)
 
     def _run_sync(self, calls: list[tuple[Any, list[Any], list[Any]]]) -> list[Any]:
         pipe = self.sync.pipeline(transaction=False)
@@ -169,10 +168,10 @@ class RedisWorkflowStore:
         self.calls += len(calls)
         return batch.repair(self.sync, pipe.execute(raise_on_error=False))
 
-    def chord_values_sync(self, queue: str, chord_id: str) -> list[Any]:
+    def chord_payloads_sync(self, queue: str, chord_id: str) -> list[bytes]:
         with translate_errors(self.url):
             fields = self.sync.hgetall(self.chord_key(queue, chord_id))
-        return self._values(chord_id, fields)
+        return self._payloads(chord_id, fields)
 
     # ---- asyncio (the worker) ------------------------------------------------------------------------
     def _client(self) -> redis.asyncio.Redis:
@@ -180,11 +179,11 @@ class RedisWorkflowStore:
             self._aio = async_client(self.url, max_connections=2)
         return self._aio
 
-    async def apply(self, plan: Plan) -> None:
-        """Carry out a worker's plan (successors deduplicated): one round trip, plus one when a
-        chord failed."""
+    async def apply(self, plan: Plan) -> list[Failed]:
+        """Carry out a worker's plan (successors deduplicated) in one round trip; returns the chords
+        that failed (their follow-up is the caller's)."""
         if not plan:
-            return
+            return []
         backend = self.app.backend
         if plan.stores and backend is not None:
             await backend.store_async(plan.stores)
@@ -195,35 +194,40 @@ class RedisWorkflowStore:
             batch = Batch()
             for script, keys, args in calls:
                 batch.add(pipe, script, keys, args)
-            if plan.forget:
+            if plan.forget:  # last: the script calls keep their places for NOSCRIPT repairs
                 pipe.delete(*[self.chord_key(q, c) for q, c in plan.forget])
-                batch.command()
             self.calls += len(calls) + (1 if plan.forget else 0)
             replies = await batch.arepair(client, await pipe.execute(raise_on_error=False))
-        follow = self._follow_up(names, replies[len(calls) - len(names) : len(calls)])
-        if follow is not None:
-            await self.apply(follow)
+        return self._failed(names, replies[len(calls) - len(names) : len(calls)])
 
-    async def chord_values(self, queue: str, chord_id: str) -> list[Any]:
-        """The header's values of a chord whose body starts, in member order."""
+    async def chord_payloads(self, queue: str, chord_id: str) -> list[bytes]:
+        """What the header members of a chord whose body starts left, in member order."""
         with translate_errors(self.url):
             fields = await self._client().hgetall(self.chord_key(queue, chord_id))
-        return self._values(chord_id, fields)
+        return self._payloads(chord_id, fields)
 
-    def _values(self, chord_id: str, fields: dict[Any, Any]) -> list[Any]:
+    async def dead_letters(self, queue: str, count: int) -> list[tuple[bytes, str]]:
+        """The newest ``count`` dead letters of ``queue``: (message, reason)."""
+        key = f"{self.prefix}:{{{queue}}}:dead"
+        with translate_errors(self.url):
+            entries: Any = await self._client().xrevrange(key, count=count)
+        return [
+            (bytes(fields.get(b"m", b"")), to_str(fields.get(b"reason", b"dead-lettered")))
+            for _id, fields in entries or ()
+        ]
+
+    def _payloads(self, chord_id: str, fields: dict[Any, Any]) -> list[bytes]:
         n = fields.get(b"n")
         if n is None:
             raise ChordError(
                 f"the state of chord {chord_id} is gone (it expired: a chord's state lives "
                 f"max(result_expires, {_MIN_CHORD_TTL_S:.0f} s) after its last member finished)"
             )
-        from .workflow import chord_values
-
         payloads: list[bytes] = [b""] * int(n)
         for key, payload in fields.items():
             if key[:1] == b"r":
                 payloads[int(key[1:])] = payload
-        return chord_values(self.app, chord_id, payloads)
+        return payloads
 
     async def close(self) -> None:
         if self._aio is not None:
@@ -234,91 +238,3 @@ class RedisWorkflowStore:
         if self._sync is not None:
             self._sync.close()
             self._sync = None
-
-
-class WorkflowHook:
-    """The worker's hook: a chord body gets its values before it runs; after a workflow task's
-    outcome, its plan is carried out before the outcome is recorded (so before the ack).
-
-    Plans of tasks that finish while a flush is on its way are flushed together (group commit): one
-    round trip, and one ``chord_part.lua`` call per chord for all of its members in the batch.
-    """
-
-    def __init__(self, app: Celeriac, url: str, prefix: str) -> None:
-        self.app = app
-        self.store = RedisWorkflowStore(app, url, prefix)
-        self._pending: list[tuple[Plan, asyncio.Future[None]]] = []
-        self._flushing = False
-        self._drainer: asyncio.Task[None] | None = None  # referenced: a running task is not collected
-
-    async def before_run(self, job: Any) -> Any:
-        from .workflow import with_values, workflow_of
-
-        w = workflow_of(job.message)
-        if w is None or not isinstance(w.get("r"), str):
-            return job
-        values = await self.store.chord_values(job.request.queue, w["r"])
-        return with_values(job, values)
-
-    async def after(self, message: Any, queue: str, outcome: Any) -> None:
-        from .workflow import after_outcome
-
-        plan = after_outcome(self.app, message, queue, outcome)
-        if not plan:
-            return
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((plan, future))
-        if not self._flushing:  # the first plan starts a flush at once; later ones join the next
-            self._flushing = True
-            self._drainer = loop.create_task(self._drain())
-        await future
-
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._flush(batch)
-        finally:
-            self._flushing = False
-
-    async def _flush(self, batch: list[tuple[Plan, asyncio.Future[None]]]) -> None:
-        from .workflow import Plan
-
-        merged = Plan()
-        for plan, _ in batch:
-            merged.extend(plan)
-        try:
-            await self.store.apply(merged)
-        except Exception as exc:  # each waiter decides (the worker hands its delivery back)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
-
-    async def dead_lettered(self, queue: str, count: int) -> None:
-        """``count`` messages of ``queue`` were just dead-lettered by a reclaim (delivered
-        ``max_deliveries`` times without an outcome): the workflow members among the newest dead
-        letters fail what depends on them (idempotent: a dead letter seen twice changes nothing)."""
-        from .exceptions import DecodeError, WorkerLostError
-        from .workflow import Plan, failure_plan
-
-        key = f"{self.store.prefix}:{{{queue}}}:dead"
-        with translate_errors(self.store.url):
-            entries: Any = await self.store._client().xrevrange(key, count=count)
-        plan = Plan()
-        lost = f"{WorkerLostError.__module__}.{WorkerLostError.__qualname__}"
-        for _entry_id, fields in entries or ():
-            try:
-                message = self.app.codec.decode(bytes(fields.get(b"m", b"")))
-            except DecodeError:
-                continue
-            reason = to_str(fields.get(b"reason", b"dead-lettered"))
-            plan.extend(failure_plan(self.app, message, queue, TaskState.FAILURE, lost, reason))
-        await self.store.apply(plan)
-
-    async def close(self) -> None:
-        await self.store.close()
