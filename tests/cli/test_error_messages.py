@@ -15,7 +15,7 @@ from click.testing import Result
 from celeriac import Celeriac
 from celeriac.exceptions import ConfigurationError, NotRegistered
 from celeriac.result import rebuild_exception
-from celeriac.results.base import ResultRecord
+from celeriac.record import ResultRecord
 from celeriac.states import TaskState
 from celeriac.testing import RedisServer
 
