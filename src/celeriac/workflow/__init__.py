@@ -31,27 +31,38 @@ chord at once: the body's result is FAILURE with :class:`~celeriac.exceptions.Ch
 
 from __future__ import annotations
 
-from .api import send
-from .build import freeze, ids_of, plan_of, result_of
-from .builtins import register_builtins
-from .eager import apply_eager
-from .outcome import after_outcome, chord_failed, failure_plan, member_failed, replace_in_task
-from .plan import Plan, derive_id, workflow_of
+from typing import Any
 
-__all__ = [
-    "Plan",
-    "after_outcome",
-    "apply_eager",
-    "chord_failed",
-    "derive_id",
-    "failure_plan",
-    "freeze",
-    "ids_of",
-    "member_failed",
-    "plan_of",
-    "register_builtins",
-    "replace_in_task",
-    "result_of",
-    "send",
-    "workflow_of",
-]
+# Names load on first use: an app registers its built-in tasks (``builtins``) when it is created,
+# and a producer that never sends a canvas eagerly should not import eager mode (tests/unit/test_layers.py).
+_LAZY = {
+    "Plan": ".plan",
+    "after_outcome": ".outcome",
+    "apply_eager": ".eager",
+    "chord_failed": ".outcome",
+    "derive_id": ".plan",
+    "failure_plan": ".outcome",
+    "freeze": ".build",
+    "ids_of": ".build",
+    "member_failed": ".outcome",
+    "plan_of": ".build",
+    "register_builtins": ".builtins",
+    "replace_in_task": ".outcome",
+    "result_of": ".build",
+    "send": ".api",
+    "workflow_of": ".plan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = sorted(_LAZY)
