@@ -195,6 +195,13 @@ class AsyncResult(Generic[R]):
         _revoke(self.app, [self.id], terminate=terminate, signal=signal)
 
     @property
+    def children(self) -> list[AsyncResult[Any]]:
+        """The tasks this task's success started in its workflow (the next step of its chain, its
+        callbacks), as recorded with its result; empty while it has not finished."""
+        record = self._fetch()
+        return [AsyncResult(c, self.app) for c in record.children] if record is not None else []
+
+    @property
     def traceback(self) -> str | None:
         record = self._fetch()
         return record.traceback if record else None

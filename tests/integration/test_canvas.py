@@ -468,6 +468,11 @@ def test_async_result_state_info_forget(t: SimpleNamespace, worker: Any) -> None
     res = (t.add.s(1, 1) | t.add.s(1)).delay()
     assert res.get(timeout=T) == 3
     assert res.state is TaskState.SUCCESS and res.info == 3
+    assert [c.id for c in res.parent.children] == [res.id] and res.children == []
+    linked = t.add.s(1, 2)
+    linked.link(t.callback.s())
+    first = linked.delay()
+    assert first.get(timeout=T) == 3 and len(first.children) == 1  # the callback, sent with its own id
     res.forget()
     assert AsyncResult(res.id, res.app).state is TaskState.PENDING
 

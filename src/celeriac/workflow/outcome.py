@@ -41,6 +41,7 @@ def after_outcome(app: Celeriac, message: Message, queue: str, outcome: Any) -> 
     ctx = _Ctx(app, plan, message.root_id or message.id, message.id, False)
     if outcome.state is TaskState.SUCCESS:
         value = outcome.value
+        started = [*(w.get("k") or ()), *(w.get("c") or [])[:1]]
         for cb in w.get("k") or ():
             _safe_launch(ctx, cb, (value,), Cont(), queue)
         rest = w.get("c") or []
@@ -50,6 +51,8 @@ def after_outcome(app: Celeriac, message: Message, queue: str, outcome: Any) -> 
         elif ptr is not None:
             gid, index, body_queue = _ptr(ptr, queue)  # type: ignore[misc]
             plan.parts.append(Part(body_queue, gid, int(index), True, _part_payload(message, outcome)))
+        if started and outcome.record is not None and outcome.store is not None:
+            _record_children(app, message, outcome, started)
         return plan
     record = outcome.record or ResultRecord(
         message.id, outcome.state, None, "builtins.Exception", outcome.reason
@@ -58,6 +61,16 @@ def after_outcome(app: Celeriac, message: Message, queue: str, outcome: Any) -> 
         plan.stores.append(outcome.store)
     _fail(ctx, message.id, w, record, queue)
     return plan
+
+
+def _record_children(app: Celeriac, message: Message, outcome: Any, started: list[Any]) -> None:
+    """Write the ids of what this outcome started into its result record (``AsyncResult.children``)."""
+    ids = tuple(str(node.get("options", {}).get("task_id")) for node in started if isinstance(node, Mapping))
+    outcome.record.children = tuple(i for i in ids if i != "None")
+    try:
+        outcome.store.payload = app.codec.encode_result(outcome.record, message)
+    except Exception:  # the record encoded once already; keep it without children rather than fail
+        outcome.record.children = ()
 
 
 def _part_payload(message: Message, outcome: Any) -> bytes:
