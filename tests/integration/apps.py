@@ -238,7 +238,9 @@ async def mark(token: str | int, seconds: float = 0.0) -> None:
 # ---- workflows under SIGKILL (test_canvas_soak.py): runs recorded in the mark files ------------------
 @app.task(name="itest.wf_member")
 async def wf_member(c: int, i: int, seconds: float) -> int:
-    """A chord member: awaits ``seconds`` (a kill may catch it running), returns ``i``."""
+    """A chord member: records ``member <c> <i> <pid>``, awaits ``seconds`` (a kill may catch it
+    running), returns ``i``."""
+    os.write(_mark_fd(), f"member {c} {i} {os.getpid()}\n".encode())
     await asyncio.sleep(seconds)
     return i
 
