@@ -41,8 +41,8 @@ class WorkflowHook:
         w = workflow_of(job.message)
         if w is None or not isinstance(w.get("r"), str):
             return job
-        payloads = await self.store.chord_payloads(job.request.queue, w["r"])
-        return with_values(job, chord_values(self.app, w["r"], payloads))
+        size, blob = await self.store.chord_blob(job.request.queue, w["r"])
+        return with_values(job, chord_values(self.app, w["r"], size, blob))
 
     async def after(self, message: Message, queue: str, outcome: Outcome) -> None:
         """Carry out what follows ``outcome`` (raises when Redis refused: the caller hands the

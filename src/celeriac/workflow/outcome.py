@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +50,8 @@ def after_outcome(app: Celeriac, message: Message, queue: str, outcome: Any) -> 
             _safe_launch(ctx, rest[0], (value,), Cont(list(rest[1:]), _ptr(ptr, queue)), queue)
         elif ptr is not None:
             gid, index, body_queue = _ptr(ptr, queue)  # type: ignore[misc]
-            plan.parts.append(Part(body_queue, gid, int(index), True, _part_payload(message, outcome)))
+            payload = _part_payload(message, outcome, int(index))
+            plan.parts.append(Part(body_queue, gid, int(index), True, payload))
         if started and outcome.record is not None and outcome.store is not None:
             _record_children(app, message, outcome, started)
         return plan
@@ -73,29 +74,32 @@ def _record_children(app: Celeriac, message: Message, outcome: Any, started: lis
         outcome.record.children = ()
 
 
-def _part_payload(message: Message, outcome: Any) -> bytes:
-    """What a header member leaves in its chord's hash: ``v`` + its msgpack value (the body decodes
-    them all in one call), or ``r`` + its result record (a pickle task's value, signed with it)."""
+def _part_payload(message: Message, outcome: Any, index: int) -> bytes:
+    """What a header member appends to its chord's values: msgpack ``[index, value]``, or
+    ``[index, None, record]`` for a pickle task (its value stays in its result record, signed)."""
     if message.serializer is None:
-        packed: bytes = msgpack.packb(outcome.value, use_bin_type=True)
-        return b"v" + packed
-    if outcome.store is not None:
-        return b"r" + bytes(outcome.store.payload)
-    return b"r" + encode_record(ResultRecord(message.id, TaskState.SUCCESS, outcome.value))
+        pair: bytes = msgpack.packb([index, outcome.value], use_bin_type=True)
+        return pair
+    record = (
+        bytes(outcome.store.payload)
+        if outcome.store is not None
+        else encode_record(ResultRecord(message.id, TaskState.SUCCESS, outcome.value))
+    )
+    triple: bytes = msgpack.packb([index, None, record], use_bin_type=True)
+    return triple
 
 
-def chord_values(app: Celeriac, chord_id: str, payloads: Sequence[bytes]) -> list[Any]:
-    """The header's values from the members' payloads (in member order)."""
-    if all(p[:1] == b"v" for p in payloads):  # all msgpack: one array, decoded in one call
-        header = b"\xdd" + len(payloads).to_bytes(4, "big")
-        return msgpack.unpackb(header + b"".join(p[1:] for p in payloads), raw=False, strict_map_key=False)  # type: ignore[no-any-return]
-    codec = app.codec
-    return [
-        msgpack.unpackb(p[1:], raw=False, strict_map_key=False)
-        if p[:1] == b"v"
-        else codec.decode_result(chord_id, p[1:]).value
-        for p in payloads
-    ]
+def chord_values(app: Celeriac, chord_id: str, size: int, blob: bytes) -> list[Any]:
+    """The header's values, in member order, from the members' appended ``[index, value]`` pairs
+    (decoded in one call: the pairs, wrapped as one msgpack array)."""
+    pairs = msgpack.unpackb(b"\xdd" + size.to_bytes(4, "big") + blob, raw=False, strict_map_key=False)
+    values: list[Any] = [None] * size
+    for pair in pairs:
+        if len(pair) == 2:
+            values[pair[0]] = pair[1]
+        else:
+            values[pair[0]] = app.codec.decode_result(chord_id, pair[2]).value
+    return values
 
 
 def _safe_launch(ctx: _Ctx, sig: Any, args: tuple[Any, ...], cont: Cont, queue: str) -> None:

@@ -50,6 +50,11 @@ class RedisWorkflowStore:
     def chord_key(self, queue: str, chord_id: str) -> str:
         return f"{self.prefix}:{{{queue}}}:chord:{chord_id}"
 
+    def _chord_keys(self, chords: list[tuple[str, str]]) -> list[str]:
+        """Every key of these chords: the hash, the values, the members counted."""
+        keys = [self.chord_key(q, c) for q, c in chords]
+        return [k for key in keys for k in (key, f"{key}:v", f"{key}:bits")]
+
     def fired_key(self, queue: str) -> str:
         return f"{self.prefix}:{{{queue}}}:fired"
 
@@ -115,7 +120,12 @@ class RedisWorkflowStore:
                 calls.append(
                     (
                         scripts.CHORD_PART,
-                        [self.chord_key(queue, chord_id), self._queue(queue)[0]],
+                        [
+                            self.chord_key(queue, chord_id),
+                            self._queue(queue)[0],
+                            f"{self.chord_key(queue, chord_id)}:v",
+                            f"{self.chord_key(queue, chord_id)}:bits",
+                        ],
                         [ttl, *args[start : start + 3 * _CHUNK]],
                     )
                 )
@@ -157,7 +167,7 @@ class RedisWorkflowStore:
                 )
             replies = self._run_sync(tail) if tail else []
             if plan.forget:
-                self.sync.delete(*[self.chord_key(q, c) for q, c in plan.forget])
+                self.sync.delete(*self._chord_keys(plan.forget))
         return self._failed(names, replies)
 
     def _run_sync(self, calls: list[tuple[Any, list[Any], list[Any]]]) -> list[Any]:
@@ -168,10 +178,14 @@ class RedisWorkflowStore:
         self.calls += len(calls)
         return batch.repair(self.sync, pipe.execute(raise_on_error=False))
 
-    def chord_payloads_sync(self, queue: str, chord_id: str) -> list[bytes]:
+    def chord_blob_sync(self, queue: str, chord_id: str) -> tuple[int, bytes]:
+        key = self.chord_key(queue, chord_id)
         with translate_errors(self.url):
-            fields = self.sync.hgetall(self.chord_key(queue, chord_id))
-        return self._payloads(chord_id, fields)
+            pipe = self.sync.pipeline(transaction=False)
+            pipe.hget(key, "n")
+            pipe.get(f"{key}:v")
+            size, blob = pipe.execute()
+        return self._checked(chord_id, size, blob)
 
     # ---- asyncio (the worker) ------------------------------------------------------------------------
     def _client(self) -> redis.asyncio.Redis:
@@ -195,16 +209,20 @@ class RedisWorkflowStore:
             for script, keys, args in calls:
                 batch.add(pipe, script, keys, args)
             if plan.forget:  # last: the script calls keep their places for NOSCRIPT repairs
-                pipe.delete(*[self.chord_key(q, c) for q, c in plan.forget])
+                pipe.delete(*self._chord_keys(plan.forget))
             self.calls += len(calls) + (1 if plan.forget else 0)
             replies = await batch.arepair(client, await pipe.execute(raise_on_error=False))
         return self._failed(names, replies[len(calls) - len(names) : len(calls)])
 
-    async def chord_payloads(self, queue: str, chord_id: str) -> list[bytes]:
-        """What the header members of a chord whose body starts left, in member order."""
+    async def chord_blob(self, queue: str, chord_id: str) -> tuple[int, bytes]:
+        """``(size, appended [index, value] pairs)`` of a chord whose body starts."""
+        key = self.chord_key(queue, chord_id)
         with translate_errors(self.url):
-            fields = await self._client().hgetall(self.chord_key(queue, chord_id))
-        return self._payloads(chord_id, fields)
+            pipe = self._client().pipeline(transaction=False)
+            pipe.hget(key, "n")
+            pipe.get(f"{key}:v")
+            size, blob = await pipe.execute()
+        return self._checked(chord_id, size, blob)
 
     async def dead_letters(self, queue: str, count: int) -> list[tuple[bytes, str]]:
         """The newest ``count`` dead letters of ``queue``: (message, reason)."""
@@ -216,18 +234,14 @@ class RedisWorkflowStore:
             for _id, fields in entries or ()
         ]
 
-    def _payloads(self, chord_id: str, fields: dict[Any, Any]) -> list[bytes]:
-        n = fields.get(b"n")
-        if n is None:
+    @staticmethod
+    def _checked(chord_id: str, size: Any, blob: Any) -> tuple[int, bytes]:
+        if size is None:
             raise ChordError(
                 f"the state of chord {chord_id} is gone (it expired: a chord's state lives "
                 f"max(result_expires, {_MIN_CHORD_TTL_S:.0f} s) after its last member finished)"
             )
-        payloads: list[bytes] = [b""] * int(n)
-        for key, payload in fields.items():
-            if key[:1] == b"r":
-                payloads[int(key[1:])] = payload
-        return payloads
+        return int(size), bytes(blob or b"")
 
     async def close(self) -> None:
         if self._aio is not None:

@@ -1,8 +1,9 @@
 -- chord_init: create the state of one chord, in the hash slot of its body's queue.
 --
--- KEYS[1]  celeriac:{queue}:chord:<chord id>  hash: n (header size), b (the body's encoded message,
---          stored once), k ('1': the body reads the header's values from here), r<i> (the value of
---          header member i), f (the first failure), x (body sent).
+-- KEYS[1]  celeriac:{queue}:chord:<chord id>  hash: n (header size), d (members counted), b (the
+--          body's encoded message, stored once), k ('1': the body reads the header's values), f (the
+--          first failure), x (body sent). The values and the members counted are in two more keys
+--          of the same slot (see chord_part.lua).
 --          TTL ARGV[4], refreshed by every part; deleted when the chord completes.
 -- KEYS[2]  celeriac:{queue}:fired  sorted set of dispatch keys (see dispatch.lua); used when ARGV[5]
 -- ARGV[1]  dispatch key of this chord (its id)
@@ -22,6 +23,6 @@ if ARGV[5] == '1' then
   end
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-redis.call('HSET', KEYS[1], 'n', ARGV[2], 'b', ARGV[3], 'k', ARGV[6])
+redis.call('HSET', KEYS[1], 'n', ARGV[2], 'd', 0, 'b', ARGV[3], 'k', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1

@@ -1,29 +1,37 @@
 -- chord_part: count finished header members of one chord; send the body exactly once, atomically
 -- with the last count.
 --
--- KEYS[1]  celeriac:{queue}:chord:<chord id>  the chord's hash (see chord_init.lua)
--- KEYS[2]  celeriac:{queue}:ready             stream of the body's queue (same hash slot)
--- ARGV[1]  TTL in ms (refreshed)
--- ARGV[2..] triples: member index, kind ('s' succeeded, 'f' failed), payload (s: the encoded result
---          record; f: the failure, reported to the caller)
+-- KEYS[1]  celeriac:{queue}:chord:<chord id>       the chord's hash (see chord_init.lua); d counts
+--                                                   the members that succeeded
+-- KEYS[2]  celeriac:{queue}:ready                  stream of the body's queue (same hash slot)
+-- KEYS[3]  celeriac:{queue}:chord:<chord id>:v     string: the members' values, appended as they
+--                                                   finish, each a msgpack [index, value] (the body
+--                                                   reads it with one GET and puts them in order)
+-- KEYS[4]  celeriac:{queue}:chord:<chord id>:bits  bitmap: bit i set once member i has counted
+-- ARGV[1]  TTL in ms (refreshed on the three keys)
+-- ARGV[2..] triples: member index, kind ('s' succeeded, 'f' failed), payload (s: the member's
+--          msgpack [index, value]; f: the failure, reported to the caller)
 --
--- A member counts once however often it runs (HSETNX on its index: a redelivered member that ran
--- twice is a no-op); the count is the hash's length, so counting costs one command per member. A failure counts only for a member that has not succeeded, and only before the
+-- A member counts once however often it runs (SETBIT on its index: a redelivered member that ran
+-- twice is a no-op). A failure counts only for a member that has not succeeded, and only before the
 -- body was sent. Returns:
 --   {'gone'}                    no such chord (completed and deleted, or expired)
 --   {'wait'}                    members still missing
 --   {'fired'}                   this call counted the last member and sent the body
 --   {'failed', body, failure}   a member failed: the caller fails the body (once the chord is closed
---                               by deleting this hash, later members get 'gone')
+--                               by deleting its keys, later members get 'gone')
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'gone'}
 end
 local sent = redis.call('HEXISTS', KEYS[1], 'x') == 1
 for i = 2, #ARGV, 3 do
-  local field = 'r' .. ARGV[i]
+  local index = tonumber(ARGV[i])
   if ARGV[i + 1] == 's' then
-    redis.call('HSETNX', KEYS[1], field, ARGV[i + 2])
-  elseif not sent and redis.call('HEXISTS', KEYS[1], field) == 0 then
+    if not sent and redis.call('SETBIT', KEYS[4], index, 1) == 0 then
+      redis.call('APPEND', KEYS[3], ARGV[i + 2])
+      redis.call('HINCRBY', KEYS[1], 'd', 1)
+    end
+  elseif not sent and redis.call('GETBIT', KEYS[4], index) == 0 then
     redis.call('HSETNX', KEYS[1], 'f', ARGV[i + 2])
   end
 end
@@ -31,20 +39,21 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 if sent then
   return {'wait'}
 end
-local failure = redis.call('HGET', KEYS[1], 'f')
-if failure then
-  return {'failed', redis.call('HGET', KEYS[1], 'b'), failure}
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[4], ARGV[1])
+local state = redis.call('HMGET', KEYS[1], 'f', 'b', 'd', 'n', 'k')
+if state[1] then
+  return {'failed', state[2], state[1]}
 end
--- members counted: the hash's fields but n, b and k (no f: no failure so far; no x: not sent)
-local state = redis.call('HMGET', KEYS[1], 'n', 'k')
-if redis.call('HLEN', KEYS[1]) - 3 >= tonumber(state[1]) then
-  redis.call('XADD', KEYS[2], '*', 'm', redis.call('HGET', KEYS[1], 'b'))
-  if state[2] == '1' then
-    -- the body reads the values from here when it starts; its outcome deletes the hash
+if tonumber(state[3]) >= tonumber(state[4]) then
+  redis.call('XADD', KEYS[2], '*', 'm', state[2])
+  redis.call('DEL', KEYS[4])
+  if state[5] == '1' then
+    -- the body reads the values when it starts; its outcome deletes the hash and the values
     redis.call('HSET', KEYS[1], 'x', '1')
     redis.call('HDEL', KEYS[1], 'b')
   else
-    redis.call('DEL', KEYS[1])
+    redis.call('DEL', KEYS[1], KEYS[3])
   end
   return {'fired'}
 end
