@@ -605,12 +605,12 @@ def test_celery_3332_redelivered_header_member_counts_once(
     (key,) = chord_keys(r)
     store = store_for(app)
     queue, chord_id = "default", key.decode().rsplit(":", 1)[1]
-    part = Part(queue, chord_id, 0, True, msgpack.packb([0, 2]))
+    part = Part(queue, chord_id, 0, True, msgpack.packb(0) + msgpack.packb(2))
     for _ in range(3):
         store.apply_sync(Plan(parts=[part]), dedup=True)
-    assert r.hget(key, "d") == b"1" and r.get(key + b":v") == msgpack.packb([0, 2])
+    assert r.hget(key, "d") == b"1" and r.get(key + b":v") == msgpack.packb(0) + msgpack.packb(2)
     assert r.xlen("celeriac:{default}:ready") == 2
-    second = Part(queue, chord_id, 1, True, msgpack.packb([1, 4]))
+    second = Part(queue, chord_id, 1, True, msgpack.packb(1) + msgpack.packb(4))
     store.apply_sync(Plan(parts=[second, second]), dedup=True)
     store.apply_sync(Plan(parts=[second]), dedup=True)
     assert r.xlen("celeriac:{default}:ready") == 3  # the body, once
@@ -768,3 +768,20 @@ def test_dead_lettered_member_fails_the_chord(redis_url: str, thread_worker: Any
         res.get(timeout=T, follow_parents=False)
     assert res.parent.results[0].state is TaskState.FAILURE
     assert app.broker.stats("default").dead == 1
+
+
+def test_chord_of_pickle_tasks(redis_url: str, thread_worker: Any) -> None:
+    """A pickle task's value reaches the body through its (pickled) result record."""
+    app = Celeriac("wfp", broker=redis_url, accept_content=["msgpack", "pickle"])
+
+    @app.task(serializer="pickle")
+    def as_set(x: int) -> set[int]:
+        return {x, x + 1}
+
+    @app.task(serializer="pickle")
+    def union(sets: list[set[int]]) -> list[int]:
+        return sorted(set().union(*sets))
+
+    thread_worker(app, concurrency=4, pool="threads")
+    assert chord([as_set.s(1), as_set.s(5)], union.s()).delay().get(timeout=T) == [1, 2, 5, 6]
+    app.close()

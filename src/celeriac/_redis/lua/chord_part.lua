@@ -5,12 +5,12 @@
 --                                                   the members that succeeded
 -- KEYS[2]  celeriac:{queue}:ready                  stream of the body's queue (same hash slot)
 -- KEYS[3]  celeriac:{queue}:chord:<chord id>:v     string: the members' values, appended as they
---                                                   finish, each a msgpack [index, value] (the body
---                                                   reads it with one GET and puts them in order)
+--                                                   finish, each two msgpack objects: index, value
+--                                                   (the body reads it with one GET, puts it in order)
 -- KEYS[4]  celeriac:{queue}:chord:<chord id>:bits  bitmap: bit i set once member i has counted
 -- ARGV[1]  TTL in ms (refreshed on the three keys)
 -- ARGV[2..] triples: member index, kind ('s' succeeded, 'f' failed), payload (s: the member's
---          msgpack [index, value]; f: the failure, reported to the caller)
+--          index and value, msgpack; f: the failure, reported to the caller)
 --
 -- A member counts once however often it runs (SETBIT on its index: a redelivered member that ran
 -- twice is a no-op). A failure counts only for a member that has not succeeded, and only before the
