@@ -94,7 +94,8 @@ class _EagerRunner:
         state = self.chords.get(chord_id)
         values = []
         if state is not None:
-            values = chord_values(self.app, chord_id, len(state["r"]), b"".join(state["r"].values()))
+            parts = [state["r"][i] for i in sorted(state["r"])]
+            values = chord_values(self.app, chord_id, len(parts), b"".join(parts))
             self.chords.pop(chord_id, None)
         return with_values(job, values)
 

@@ -183,7 +183,7 @@ class RedisWorkflowStore:
         with translate_errors(self.url):
             pipe = self.sync.pipeline(transaction=False)
             pipe.hget(key, "n")
-            pipe.get(f"{key}:v")
+            pipe.zrange(f"{key}:v", 0, -1)
             size, blob = pipe.execute()
         return self._checked(chord_id, size, blob)
 
@@ -215,12 +215,12 @@ class RedisWorkflowStore:
         return self._failed(names, replies[len(calls) - len(names) : len(calls)])
 
     async def chord_blob(self, queue: str, chord_id: str) -> tuple[int, bytes]:
-        """``(size, appended [index, value] pairs)`` of a chord whose body starts."""
+        """``(size, the members' index-value pairs in member order)`` of a chord whose body starts."""
         key = self.chord_key(queue, chord_id)
         with translate_errors(self.url):
             pipe = self._client().pipeline(transaction=False)
             pipe.hget(key, "n")
-            pipe.get(f"{key}:v")
+            pipe.zrange(f"{key}:v", 0, -1)
             size, blob = await pipe.execute()
         return self._checked(chord_id, size, blob)
 
@@ -241,7 +241,7 @@ class RedisWorkflowStore:
                 f"the state of chord {chord_id} is gone (it expired: a chord's state lives "
                 f"max(result_expires, {_MIN_CHORD_TTL_S:.0f} s) after its last member finished)"
             )
-        return int(size), bytes(blob or b"")
+        return int(size), b"".join(blob or ())
 
     async def close(self) -> None:
         if self._aio is not None:

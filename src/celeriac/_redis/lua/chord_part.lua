@@ -4,9 +4,10 @@
 -- KEYS[1]  celeriac:{queue}:chord:<chord id>       the chord's hash (see chord_init.lua); d counts
 --                                                   the members that succeeded
 -- KEYS[2]  celeriac:{queue}:ready                  stream of the body's queue (same hash slot)
--- KEYS[3]  celeriac:{queue}:chord:<chord id>:v     string: the members' values, appended as they
---                                                   finish, each two msgpack objects: index, value
---                                                   (the body reads it with one GET, puts it in order)
+-- KEYS[3]  celeriac:{queue}:chord:<chord id>:v     sorted set: the members' values (each two
+--                                                   msgpack objects: index, value) scored by index,
+--                                                   so the body reads them in member order with one
+--                                                   ZRANGE
 -- KEYS[4]  celeriac:{queue}:chord:<chord id>:bits  bitmap: bit i set once member i has counted
 -- ARGV[1]  TTL in ms (refreshed on the three keys)
 -- ARGV[2..] triples: member index, kind ('s' succeeded, 'f' failed), payload (s: the member's
@@ -28,7 +29,7 @@ for i = 2, #ARGV, 3 do
   local index = tonumber(ARGV[i])
   if ARGV[i + 1] == 's' then
     if not sent and redis.call('SETBIT', KEYS[4], index, 1) == 0 then
-      redis.call('APPEND', KEYS[3], ARGV[i + 2])
+      redis.call('ZADD', KEYS[3], index, ARGV[i + 2])
       redis.call('HINCRBY', KEYS[1], 'd', 1)
     end
   elseif not sent and redis.call('GETBIT', KEYS[4], index) == 0 then
