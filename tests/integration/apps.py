@@ -235,6 +235,33 @@ async def mark(token: str | int, seconds: float = 0.0) -> None:
         await asyncio.sleep(seconds)
 
 
+# ---- time limits per pool and kind of code (test_limits_per_pool.py) --------------------------------
+@app.task(name="itest.work", ignore_result=False)
+def work(kind: str, seconds: float) -> str:
+    """``sleep``: one blocking ``time.sleep``; ``cpu``: a loop that never yields. "soft" when the soft
+    time limit interrupted it, "done" when it ran to its end."""
+    try:
+        if kind == "sleep":
+            time.sleep(seconds)
+        else:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                pass
+    except SoftTimeLimitExceeded:
+        return "soft"
+    return "done"
+
+
+@app.task(name="itest.awork", ignore_result=False)
+async def awork(kind: str, seconds: float) -> str:
+    """A coroutine that waits (``asyncio.sleep``); "soft" when the soft time limit interrupted it."""
+    try:
+        await asyncio.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        return "soft"
+    return "done"
+
+
 # ---- workflows under SIGKILL (test_canvas_soak.py): runs recorded in the mark files ------------------
 @app.task(name="itest.wf_member")
 async def wf_member(c: int, i: int, seconds: float) -> int:
