@@ -66,7 +66,8 @@ def main() -> None:
                     **os.environ,
                     "BENCH_REDIS_URL": server.url,
                     "BENCH_OUT_DIR": out_dir,
-                    "PYTHONPATH": str(HERE / "workflows"),
+                    # a snapshot of src/ given in PYTHONPATH (as run.py's --celeriac-ref) stays ahead
+                    "PYTHONPATH": os.pathsep.join([str(HERE / "workflows"), os.environ.get("PYTHONPATH", "")]),
                 }
                 t0 = time.monotonic()
                 proc = subprocess.run(
