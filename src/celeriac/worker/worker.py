@@ -59,7 +59,7 @@ from .recycling import NO_RECYCLING, Recycling, SelfRecycling
 from .settle import Settler
 from .shutdown import shut_down
 from .stats import WorkerStats
-from .workflow import workflow_hook
+from .workflow import user_tasks, workflow_hook
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -289,7 +289,7 @@ class Worker:
         )
         if self.task_modules:
             logger.info(
-                "task modules: %s (%d tasks registered)", ", ".join(self.task_modules), len(self.app.tasks)
+                "task modules: %s (%d tasks registered)", ", ".join(self.task_modules), user_tasks(self.app)
             )
         logger.info(
             "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",

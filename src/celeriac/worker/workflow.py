@@ -105,6 +105,13 @@ class WorkflowHook:
         await self.store.close()
 
 
+def user_tasks(app: Celeriac) -> int:
+    """How many tasks the app registers besides the built-in workflow ones (for log lines)."""
+    from ..canvas import BUILTIN_TASKS
+
+    return sum(1 for name in app.tasks if name not in BUILTIN_TASKS)
+
+
 def workflow_hook(app: Celeriac, broker: Any) -> WorkflowHook | None:
     """The hook of a worker on ``broker``; None for a broker without a Redis URL (the memory broker
     runs workflows only eagerly)."""
