@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .exceptions import ResultsDisabled, ResultTimeout, TaskError, TaskExpiredError, TaskRevokedError
@@ -107,6 +108,7 @@ class AsyncResult(Generic[R]):
         timeout: float | None = None,
         propagate: bool = True,
         follow_parents: bool = True,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
         **_ignored: Any,
     ) -> R:
         """Wait for the task to finish and return its value.
@@ -115,6 +117,11 @@ class AsyncResult(Generic[R]):
         with the remote traceback attached) when ``propagate``; raises :class:`ResultTimeout` after
         ``timeout`` seconds. In a workflow, a failure raises the exception of the first step that
         failed (``follow_parents``): a chain's later steps and a chord's body fail because of it.
+
+        ``on_message`` is called with each state the task records meanwhile (``update_state``),
+        then with the final one, as a Celery-shaped dict: ``{"task_id", "status", "result"}``
+        (``result`` is the meta of a progress state). Progress is pushed; the final record is then
+        checked at least every 0.2 s.
 
         Raises:
             ResultsDisabled: the task ignores results (send with ``ignore_result=False``) or results
@@ -126,10 +133,18 @@ class AsyncResult(Generic[R]):
                     f"task {self.id} was sent with ignore_result=True: its result will not be stored "
                     "(pass ignore_result=False to the task or the call)"
                 )
-            payload = self._backend_or_raise().wait(self.id, timeout)
+            backend = self._backend_or_raise()
+            if on_message is None:
+                payload = backend.wait(self.id, timeout)
+            else:
+                payload = backend.wait_progress(self.id, timeout, lambda p: self._on_progress(p, on_message))
             if payload is None:
                 raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
             self._record = self._decode(payload)
+            if on_message is not None:
+                final = self._record
+                value = final.value if final.state is TaskState.SUCCESS else rebuild_exception(final)
+                on_message({"task_id": self.id, "status": str(final.state), "result": value})
         record = self._record
         if record.state is TaskState.SUCCESS:
             return record.value  # type: ignore[no-any-return]
@@ -160,11 +175,41 @@ class AsyncResult(Generic[R]):
         """Alias of :meth:`get` (Celery compatibility)."""
         return self.get(timeout=timeout, propagate=propagate)
 
+    def _on_progress(self, payload: bytes, callback: Callable[[dict[str, Any]], None]) -> None:
+        from .progress import decode_progress
+
+        progress = decode_progress(payload)
+        if progress is not None:
+            callback({"task_id": self.id, "status": progress.state, "result": progress.meta})
+
+    def _progress(self) -> Any:
+        """The final record if known, else the latest progress record (one round trip), else None."""
+        if self._record is not None:
+            return self._record
+        final, progress = self._backend_or_raise().get_with_progress(self.id)
+        if final is not None:
+            self._record = self._decode(final)
+            return self._record
+        if progress is not None:
+            from .progress import decode_progress
+
+            return decode_progress(progress)
+        return None
+
     @property
-    def state(self) -> TaskState:
-        """``PENDING`` until a record exists, then its state."""
-        record = self._fetch()
-        return record.state if record else TaskState.PENDING
+    def state(self) -> str:
+        """``PENDING`` until a record exists; then the task's custom state (``update_state``, such as
+        ``"PROGRESS"``) while it runs, and its final state (a :class:`TaskState`) once done."""
+        found = self._progress()
+        if found is None:
+            return TaskState.PENDING
+        return found.state  # type: ignore[no-any-return]
+
+    @property
+    def info(self) -> Any:
+        """Alias of :attr:`result` (Celery): the meta of the latest ``update_state`` while the task
+        runs, then its value or exception."""
+        return self.result
 
     status = state
 
@@ -179,20 +224,14 @@ class AsyncResult(Generic[R]):
 
     @property
     def result(self) -> Any:
-        """The value when successful, the exception when failed, None while pending."""
-        record = self._fetch()
-        if record is None:
+        """The value when successful, the exception when failed, the ``update_state`` meta while it
+        runs, None while pending."""
+        found = self._progress()
+        if found is None:
             return None
-        return record.value if record.state is TaskState.SUCCESS else rebuild_exception(record)
-
-    @property
-    def info(self) -> Any:
-        """Same as :attr:`result` (Celery)."""
-        return self.result
-
-    def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
-        """Revoke this task (``app.control.revoke``)."""
-        _revoke(self.app, [self.id], terminate=terminate, signal=signal)
+        if isinstance(found, ResultRecord):
+            return found.value if found.state is TaskState.SUCCESS else rebuild_exception(found)
+        return found.meta  # a running task's update_state meta, as in Celery
 
     @property
     def children(self) -> list[AsyncResult[Any]]:
@@ -214,6 +253,13 @@ class AsyncResult(Generic[R]):
     def forget(self) -> None:
         """Delete the stored result."""
         self._backend_or_raise().forget(self.id)
+        self._record = None
+
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM", **_unused: Any) -> None:
+        """Revoke this task (see :meth:`celeriac.control.Control.revoke`)."""
+        if self.app is None:
+            raise ResultsDisabled("this AsyncResult has no app: construct it with app=")
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal)
         self._record = None
 
 

@@ -35,6 +35,9 @@ _SEND_KEYS = (
     "result_expires",
     "time_limit",
     "soft_time_limit",
+    "priority",
+    "unique_key",
+    "unique_for",
 )
 _CHORD_ERROR = f"{ChordError.__module__}.{ChordError.__qualname__}"
 
