@@ -2,6 +2,9 @@
 
 ``Task.apply_async -> Celeriac.send -> Broker.enqueue``: the app encodes the message, checks its size,
 routes it and hands the bytes to the broker. It never touches the result store when sending.
+
+Why this module is long: it is the app's whole public surface (registry, settings, the send path,
+bulk sends, eager mode, and the entry points of task control and workflows), each a few lines.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ class Celeriac:
         self._broker_given = self._broker is not None
         self._backend_given = self._backend is not None
         self._codec: Codec | None = None
-        self._workflow_store: Any = None
+        self._workflow_store: Any = None  # celeriac.workflow's Redis store, made on first use
         self._control: Control | None = None
         self.conf.on_change(self._setting_changed)
         self.workflow.register_builtins(self)
@@ -136,8 +139,7 @@ class Celeriac:
 
     @property
     def workflow(self) -> Any:
-        """The workflow engine (:mod:`celeriac.workflow`) that sends this app's canvases
-        (``chain``, ``group``, ``chord``): signatures reach it through their app."""
+        """The workflow engine (:mod:`celeriac.workflow`): signatures reach it through their app."""
         from . import workflow
 
         return workflow
