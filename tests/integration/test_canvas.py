@@ -785,3 +785,16 @@ def test_chord_of_pickle_tasks(redis_url: str, thread_worker: Any) -> None:
     thread_worker(app, concurrency=4, pool="threads")
     assert chord([as_set.s(1), as_set.s(5)], union.s()).delay().get(timeout=T) == [1, 2, 5, 6]
     app.close()
+
+
+def test_celery_10526_revoked_member_fails_the_chord(
+    t: SimpleNamespace, r: redis.Redis, thread_worker: Any
+) -> None:
+    """Celery: a chord member revoked through control skipped the chord's bookkeeping; it hung."""
+    res = chord([t.add.s(1, 1), t.add.s(2, 2)], t.body.s()).delay()
+    res.parent.results[1].revoke()  # before any worker saw it
+    thread_worker(res.app, concurrency=2)
+    with pytest.raises(ChordError, match="TaskRevokedError"):
+        res.get(timeout=T, follow_parents=False)
+    time.sleep(0.2)
+    assert runs(r, "body") == [] and chord_keys(r) == []
