@@ -16,6 +16,7 @@ from .exceptions import (
     BrokerError,
     BrokerFullError,
     CeleriacError,
+    ChordError,
     ConfigurationError,
     DecodeError,
     Ignore,
@@ -41,12 +42,13 @@ from .exceptions import (
 if TYPE_CHECKING:
     from .app import Celeriac
     from .app import Celeriac as Celery
+    from .canvas import Signature, chain, chord, chunks, group, maybe_signature, signature
     from .config import Config
     from .context import Request, current_request
-    from .result import AsyncResult, EagerResult
-    from .shared import current_app, current_task, shared_task, signature
+    from .result import AsyncResult, EagerResult, GroupResult
+    from .shared import current_app, current_task, shared_task
     from .states import TaskState
-    from .task import Signature, Task
+    from .task import Task
     from .worker import Worker
 
 _LAZY = {
@@ -56,11 +58,17 @@ _LAZY = {
     "current_app": ".shared",
     "current_task": ".shared",
     "shared_task": ".shared",
-    "signature": ".shared",
     "Config": ".config",
     "EagerResult": ".result",
     "Request": ".context",
-    "Signature": ".task",
+    "GroupResult": ".result",
+    "Signature": ".canvas",
+    "chain": ".canvas",
+    "chord": ".canvas",
+    "chunks": ".canvas",
+    "group": ".canvas",
+    "maybe_signature": ".canvas",
+    "signature": ".canvas",
     "Task": ".task",
     "TaskState": ".states",
     "Worker": ".worker",
@@ -91,10 +99,12 @@ __all__ = [
     "Celeriac",
     "CeleriacError",
     "Celery",
+    "ChordError",
     "Config",
     "ConfigurationError",
     "DecodeError",
     "EagerResult",
+    "GroupResult",
     "Ignore",
     "MaxRetriesExceededError",
     "MessageTooLarge",
@@ -119,9 +129,14 @@ __all__ = [
     "WorkerLostError",
     "WorkerShutdown",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
     "current_app",
     "current_request",
     "current_task",
+    "group",
+    "maybe_signature",
     "shared_task",
     "signature",
 ]

@@ -3,9 +3,10 @@
 ``Task.apply_async -> Celeriac.send -> Broker.enqueue``: the app encodes the message, checks its size,
 routes it and hands the bytes to the broker. It never touches the result store when sending.
 
-Why this module is long: it is the one send path (send, send_many with its bulk fast path, unique and
-prioritized sends, eager mode), kept together so that it reads top to bottom; Celery's app methods
-already live in ``_app_celery.py``.
+Why this module is long: it is the app's whole public surface and the one send path (send, send_many
+with its bulk fast path, unique and prioritized sends, eager mode, and the entry points of task
+control and workflows), kept together so that it reads top to bottom; Celery's app methods live in
+``_app_celery.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from . import signals as _signals
 from ._app_celery import CeleryMethods, apply_router, publish_signal
 from ._clock import SYSTEM_CLOCK, wall_ms
 from .broker.base import Broker, Enqueue, ResultSettling
+from .canvas import Signature
 from .codec import Codec
 from .config import Config
 from .exceptions import ConfigurationError, MessageTooLarge
@@ -31,16 +33,7 @@ from .message import Message, encode_call, new_task_id
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend
-from .task import (
-    CLASS_OPTIONS,
-    NO_OPTIONS,
-    AsyncTask,
-    SendOptions,
-    Signature,
-    Task,
-    build_message,
-    unique_digest,
-)
+from .task import CLASS_OPTIONS, NO_OPTIONS, AsyncTask, SendOptions, Task, build_message, unique_digest
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -142,6 +135,7 @@ class Celeriac(CeleryMethods):
         self._broker_given = self._broker is not None
         self._backend_given = self._backend is not None
         self._codec: Codec | None = None
+        self._workflow_store: Any = None  # celeriac.workflow's Redis store, made on first use
         self._control: Control | None = None
         #: OpenTelemetry spans for sends and runs (``celeriac.tracing.instrument``); None: off
         self.tracing: Tracing | None = None
@@ -159,6 +153,7 @@ class Celeriac(CeleryMethods):
             # Celery's Django fix-up, loaded by name as Celery loads its fix-ups: the app does not
             # depend on contrib; the fix-up only connects signal receivers (celeriac/contrib/django.py)
             importlib.import_module("celeriac.contrib.django").fixup(self)
+        self.workflow.register_builtins(self)
 
     def _setting_changed(self, name: str) -> None:
         """Rebuild what depends on a changed setting (on next use): nothing keeps a stale value."""
@@ -177,6 +172,13 @@ class Celeriac(CeleryMethods):
 
     def __repr__(self) -> str:
         return f"<Celeriac {self.main or ''}>"
+
+    @property
+    def workflow(self) -> Any:
+        """The workflow engine (:mod:`celeriac.workflow`): signatures reach it through their app."""
+        from . import workflow
+
+        return workflow
 
     # ---- tasks -----------------------------------------------------------------------------------
     @overload
@@ -535,7 +537,7 @@ class Celeriac(CeleryMethods):
         special: list[tuple[Enqueue, str, int, str | None, int, _AsyncResult[Any]]] = []
         default_level = self.conf.task_default_priority
         for sig in signatures:
-            task = sig.task
+            task = sig.type
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
             if (
                 sig.options

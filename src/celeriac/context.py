@@ -26,6 +26,9 @@ class Request:
         delivery: how many times this message was handed to a worker (> 1 after a crash recovery).
         queue: the queue it was taken from.
         is_eager: True when run inline (``task_always_eager`` or ``Task.apply``).
+        root_id, parent_id: the first task of its workflow, and the task whose outcome sent it.
+        group_id, group_index: the group it is a member of, and its place there.
+        workflow: what follows it in its workflow (``celeriac.workflow``); None for a plain task.
     """
 
     id: str
@@ -45,6 +48,9 @@ class Request:
     traceparent: str | None = None
     #: the call's ``max_retries`` (None: the task's)
     max_retries: int | None = None
+    group_id: str | None = None
+    group_index: int | None = None
+    workflow: Mapping[str, Any] | None = None
 
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)

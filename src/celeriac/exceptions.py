@@ -186,6 +186,21 @@ class WorkerLostError(TaskError):
         super().__init__(message, *args, **kwargs)
 
 
+class ChordError(TaskError):
+    """A chord's body did not run because a task of its header failed (or was revoked, expired or
+    dead-lettered). The message names that task; ``AsyncResult.get()`` on the chord's result raises
+    the header task's own exception instead (it looks at the header first, as Celery does)."""
+
+
+class Replaced(CeleriacError):
+    """Raised by :meth:`celeriac.Task.replace` once the replacement is sent: the task ends here, stores
+    no result of its own and hands its place in the workflow (id, callbacks, chain, chord) over."""
+
+    def __init__(self, task_id: str = "") -> None:
+        super().__init__(f"task {task_id} was replaced")
+        self.task_id = task_id
+
+
 class Retry(CeleriacError):
     """Raised by :meth:`celeriac.Task.retry` to ask the worker to run the task again later.
 

@@ -16,6 +16,7 @@ time limits a call or task sets.
 from __future__ import annotations
 
 import traceback
+import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -30,6 +31,7 @@ from .exceptions import (
     MaxRetriesExceededError,
     NotRegistered,
     Reject,
+    Replaced,
     Retry,
     SerializationError,
     TaskExpiredError,
@@ -201,6 +203,20 @@ class Job:
         return self.resolved
 
 
+def _group_of(w: dict[str, Any]) -> tuple[str | None, int | None]:
+    """``(group_id, group_index)`` of a workflow member: its group's (``g``, ``i``), or its chord's
+    (the pointer ``d``); ids travel as 16 bytes when they are UUIDs (``workflow.plan._pack_id``)."""
+    if w.get("g") is not None:
+        gid, index = w["g"], w.get("i") or 0
+    elif isinstance(w.get("d"), list) and len(w["d"]) >= 2:
+        gid, index = w["d"][0], w["d"][1]
+    else:
+        return None, None
+    if isinstance(gid, bytes) and len(gid) == 16:
+        gid = str(uuid.UUID(bytes=gid))
+    return str(gid), int(index)
+
+
 def format_traceback(exc: BaseException) -> str:
     remote = getattr(exc, REMOTE_TRACEBACK_ATTR, None)
     if isinstance(remote, str):
@@ -258,10 +274,14 @@ class Execution:
             delivery=delivery,
             queue=split_level(queue)[0] if LEVEL_SEP in queue else queue,  # a priority level's queue
             is_eager=eager,
-            root_id=message.root_id,
+            root_id=message.root_id or message.id,  # a task sent on its own is its own root (Celery)
             parent_id=message.parent_id,
             max_retries=message.max_retries,
         )
+        w = message.extra.get("w") if message.extra else None
+        if isinstance(w, dict):  # a workflow member (celeriac.workflow)
+            request.workflow = w
+            request.group_id, request.group_index = _group_of(w)
         return Job(message, task, request, data)
 
     def revoked(self, job: Job, why: str = "revoked before it started") -> Outcome:
@@ -327,6 +347,8 @@ class Execution:
             return Outcome("release", message.id, message.task, reason=str(exc), exc=exc, runtime_s=runtime_s)
         if isinstance(exc, Ignore):  # the task took care of its own state: nothing is recorded
             return Outcome("ack", message.id, message.task, None, runtime_s=runtime_s)
+        if isinstance(exc, Replaced):  # the replacement took its place in the workflow: nothing to store
+            return Outcome("ack", message.id, message.task, runtime_s=runtime_s)
         if isinstance(exc, Reject):
             if exc.requeue:  # handed back to run again; max_deliveries bounds a task that always asks
                 return Outcome(

@@ -231,16 +231,20 @@ def encode_call(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     signing_key: bytes | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """Encode a message that has no options (the common call: ``delay()``, bulk sends) without a
-    :class:`Message` object; the same bytes :func:`encode` makes for it.
+    """Encode a message without a :class:`Message` object (the common call: ``delay()``, bulk sends,
+    group members); the same bytes :func:`encode` makes for it. ``options`` are wire options (short
+    keys, as :func:`encode` writes them).
 
     Raises:
         SerializationError: an argument is of a type msgpack cannot carry.
     """
     fields: list[Any] = [PROTOCOL_VERSION, _encode_id(task_id), task, args]
-    if kwargs:
+    if kwargs or options:
         fields.append(kwargs if type(kwargs) is dict else dict(kwargs))
+    if options:
+        fields.append(options)
     return _pack(fields, task, signing_key)
 
 

@@ -31,6 +31,8 @@ class ResultRecord:
     traceback: str | None = None
     date_done_ms: int = 0
     retries: int = 0
+    #: ids of the tasks this task's outcome started in its workflow (``AsyncResult.children``)
+    children: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)  # not frozen: hot path (design.md)
@@ -82,6 +84,8 @@ def encode_record(record: ResultRecord, *, pickled: bool = False, as_json: bool 
         fields["tb"] = record.traceback
     if record.retries:
         fields["r"] = record.retries
+    if record.children:
+        fields["ch"] = list(record.children)
     try:
         return msgpack.packb(fields, use_bin_type=True, default=to_ext)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
@@ -115,6 +119,7 @@ def decode_record(task_id: str, payload: bytes, *, unpickle: bool = False) -> Re
             traceback=fields.get("tb"),
             date_done_ms=int(fields.get("t", 0)),
             retries=int(fields.get("r", 0)),
+            children=tuple(str(c) for c in fields.get("ch") or ()),
         )
     except Exception as exc:
         raise DecodeError(f"undecodable result record for task {task_id}: {exc}", payload) from exc

@@ -62,10 +62,19 @@ class AsyncResult(Generic[R]):
         ignored: the task was sent with results ignored, so a success will never be stored.
     """
 
-    def __init__(self, id: str, app: Celeriac | None = None, *, ignored: bool = False) -> None:
+    def __init__(
+        self,
+        id: str,
+        app: Celeriac | None = None,
+        *,
+        ignored: bool = False,
+        parent: AsyncResult[Any] | GroupResult | None = None,
+    ) -> None:
         self.id = id
         self.app = app
         self.ignored = ignored
+        #: the result of the step before this one in a chain (a chord body's: the header's GroupResult)
+        self.parent = parent
         self._record: ResultRecord | None = None
 
     def __repr__(self) -> str:
@@ -98,6 +107,7 @@ class AsyncResult(Generic[R]):
         self,
         timeout: float | None = None,
         propagate: bool = True,
+        follow_parents: bool = True,
         on_message: Callable[[dict[str, Any]], None] | None = None,
         **_ignored: Any,
     ) -> R:
@@ -105,7 +115,8 @@ class AsyncResult(Generic[R]):
 
         Blocks server-side (no polling). Raises the task's exception (its own type when available,
         with the remote traceback attached) when ``propagate``; raises :class:`ResultTimeout` after
-        ``timeout`` seconds.
+        ``timeout`` seconds. In a workflow, a failure raises the exception of the first step that
+        failed (``follow_parents``): a chain's later steps and a chord's body fail because of it.
 
         ``on_message`` is called with each state the task records meanwhile (``update_state``),
         then with the final one, as a Celery-shaped dict: ``{"task_id", "status", "result"}``
@@ -130,7 +141,7 @@ class AsyncResult(Generic[R]):
                 final = self._record
                 value = final.value if final.state is TaskState.SUCCESS else rebuild_exception(final)
                 on_message({"task_id": self.id, "status": str(final.state), "result": value})
-        return self._outcome(propagate)
+        return self._outcome(propagate, follow_parents)
 
     async def aget(self, timeout: float | None = None, propagate: bool = True) -> R:
         """:meth:`get` for async code (``await result.aget(timeout=10)``, or ``await result``): waits
@@ -154,14 +165,33 @@ class AsyncResult(Generic[R]):
                 "(pass ignore_result=False to the task or the call)"
             )
 
-    def _outcome(self, propagate: bool) -> R:
+    def _outcome(self, propagate: bool, follow_parents: bool = True) -> R:
         record = self._record
         assert record is not None
         if record.state is TaskState.SUCCESS:
             return record.value  # type: ignore[no-any-return]
+        if propagate and follow_parents:
+            cause = self._failed_parent()
+            if cause is not None:
+                raise cause
         if propagate:
             raise rebuild_exception(record)
         return rebuild_exception(record)  # type: ignore[return-value]
+
+    def _failed_parent(self) -> BaseException | None:
+        """The exception of the earliest failed ancestor (walking ``parent``), if any has failed."""
+        found: BaseException | None = None
+        node: Any = self.parent
+        while node is not None:
+            if isinstance(node, GroupResult):
+                for r in node.leaves():
+                    if r.failed():
+                        found = r.result
+                        break
+            elif node.failed():
+                found = node.result
+            node = node.parent
+        return found
 
     def wait(self, timeout: float | None = None, propagate: bool = True) -> R:
         """Alias of :meth:`get` (Celery compatibility)."""
@@ -226,6 +256,13 @@ class AsyncResult(Generic[R]):
         return found.meta  # a running task's update_state meta, as in Celery
 
     @property
+    def children(self) -> list[AsyncResult[Any]]:
+        """The tasks this task's success started in its workflow (the next step of its chain, its
+        callbacks), as recorded with its result; empty while it has not finished."""
+        record = self._fetch()
+        return [AsyncResult(c, self.app) for c in record.children] if record is not None else []
+
+    @property
     def traceback(self) -> str | None:
         record = self._fetch()
         return record.traceback if record else None
@@ -246,6 +283,152 @@ class AsyncResult(Generic[R]):
             raise ResultsDisabled("this AsyncResult has no app: construct it with app=")
         self.app.control.revoke(self.id, terminate=terminate, signal=signal)
         self._record = None
+
+
+def _revoke(app: Celeriac | None, ids: list[str], **options: Any) -> None:
+    control = getattr(app, "control", None)
+    if control is None:
+        raise NotImplementedError(
+            "revoke needs app.control (celeriac's task-control module); this build does not have it"
+        )
+    control.revoke(ids, **options)
+
+
+class GroupResult:
+    """The results of a group's members, in member order (Celery's ``GroupResult``).
+
+    Args:
+        id: the group id.
+        results: the members' results (a member that is itself a group gives a nested GroupResult).
+        app: the app whose result backend holds them.
+        parent: the result of the step before the group in a chain.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        results: list[AsyncResult[Any] | GroupResult] | None = None,
+        app: Celeriac | None = None,
+        parent: AsyncResult[Any] | GroupResult | None = None,
+    ) -> None:
+        self.id = id
+        self.results = list(results or [])
+        self.app = app
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"<GroupResult {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Any:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult[Any] | GroupResult:
+        return self.results[index]
+
+    @property
+    def children(self) -> list[AsyncResult[Any] | GroupResult]:
+        return self.results
+
+    def leaves(self) -> list[AsyncResult[Any]]:
+        """Every task result, nested groups flattened, in member order."""
+        out: list[AsyncResult[Any]] = []
+        for r in self.results:
+            out.extend(r.leaves() if isinstance(r, GroupResult) else [r])
+        return out
+
+    def get(self, timeout: float | None = None, propagate: bool = True, **_ignored: Any) -> list[Any]:
+        """Wait for every member and return their values in member order, whatever the completion
+        order. ``propagate``: raise the first failure in member order; otherwise the exceptions take
+        the failed members' places.
+
+        Raises:
+            ResultTimeout: not all members finished within ``timeout`` seconds (all together).
+        """
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[Any] = []
+        for r in self.results:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if isinstance(r, GroupResult):
+                out.append(r.get(timeout=left, propagate=propagate))
+            else:
+                out.append(r.get(timeout=left, propagate=propagate, follow_parents=False))
+        return out
+
+    join = get
+    join_native = get
+
+    def ready(self) -> bool:
+        """Every member finished (succeeded, failed, expired or was revoked)."""
+        return all(r.ready() for r in self.leaves())
+
+    def successful(self) -> bool:
+        return all(r.successful() for r in self.leaves())
+
+    def failed(self) -> bool:
+        """Some member failed."""
+        return any(r.failed() for r in self.leaves())
+
+    def waiting(self) -> bool:
+        """Some member has not finished yet."""
+        return not self.ready()
+
+    def completed_count(self) -> int:
+        """How many members succeeded."""
+        return sum(1 for r in self.leaves() if r.successful())
+
+    def forget(self) -> None:
+        """Delete the members' results and the saved group."""
+        for r in self.leaves():
+            r.forget()
+        if self.app is not None and self.app.backend is not None:
+            self.app.backend.forget(self.id)
+
+    def revoke(self, terminate: bool = False, signal: str = "SIGTERM") -> None:
+        """Revoke every member (``app.control.revoke``)."""
+        _revoke(self.app, [r.id for r in self.leaves()], terminate=terminate, signal=signal)
+
+    def save(self) -> GroupResult:
+        """Store the member ids (with the result TTL) so that :meth:`restore` can rebuild it."""
+        from .record import ResultWrite, encode_record
+
+        app = self.app
+        if app is None or app.backend is None:
+            raise ResultsDisabled("GroupResult.save() needs an app with a result backend")
+        record = ResultRecord(self.id, TaskState.SUCCESS, {"group": _tree(self)})
+        app.backend.store([ResultWrite(self.id, encode_record(record), app.conf.result_expires_s)])
+        return self
+
+    @classmethod
+    def restore(cls, id: str, app: Celeriac | None = None) -> GroupResult | None:
+        """The group saved under ``id``, or None."""
+        if app is None or app.backend is None:
+            raise ResultsDisabled("GroupResult.restore() needs app= with a result backend")
+        payload = app.backend.get(id)
+        if payload is None:
+            return None
+        value = app.codec.decode_result(id, payload).value
+        if not isinstance(value, dict) or "group" not in value:
+            return None
+        tree = _untree(value["group"], app)
+        return tree if isinstance(tree, GroupResult) else None
+
+
+def _tree(res: AsyncResult[Any] | GroupResult) -> Any:
+    """A group's member ids as nested lists (a member group: ``[id, [members]]``)."""
+    if isinstance(res, GroupResult):
+        return [res.id, [_tree(r) for r in res.results]]
+    return res.id
+
+
+def _untree(node: Any, app: Celeriac) -> AsyncResult[Any] | GroupResult:
+    if isinstance(node, list):
+        return GroupResult(node[0], [_untree(n, app) for n in node[1]], app)
+    return AsyncResult(node, app)
 
 
 class EagerResult(AsyncResult[R]):

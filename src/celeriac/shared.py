@@ -109,14 +109,10 @@ def shared_task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     return declare(fn) if fn is not None else declare
 
 
-def signature(varies: Any, args: Any = (), kwargs: Any = None, **options: Any) -> Any:
-    """Celery's ``signature(name_or_task, args, kwargs, **options)``: a signature bound to the
-    current app (a task's own signature when given a task)."""
-    from .task import Signature
+def signature(varies: Any, *args: Any, **kwargs: Any) -> Any:
+    """Celery's ``signature(name_or_task, args, kwargs, **options)``, bound to the current app
+    (:func:`celeriac.canvas.signature`)."""
+    from .canvas import signature as _signature
 
-    if isinstance(varies, Signature):
-        return varies
-    name = getattr(varies, "name", varies)
-    app = _registry.get_current()
-    task = app.tasks.get(name) if app is not None else None
-    return Signature(name, tuple(args), dict(kwargs or {}), dict(options), app=app, task=task)
+    app = kwargs.pop("app", None) or _registry.get_current()
+    return _signature(varies, *args, app=app, **kwargs)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
+from .canvas import Signature, chunks, group, xmap, xstarmap
 from .context import Request, current_request
-from .exceptions import CeleriacError, ConfigurationError, Retry
+from .exceptions import CeleriacError, ConfigurationError, Replaced, Retry
 from .execution import check_time_limit
 from .message import Message, new_task_id
 from .result import AsyncResult, EagerResult
@@ -366,6 +367,8 @@ class Task(Generic[P, R]):
         result_expires: float | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        link: Signature | Sequence[Signature] | None = None,
+        link_error: Signature | Sequence[Signature] | None = None,
         priority: int | None = None,
         unique_key: str | None = None,
         unique_for: float | None = None,
@@ -381,6 +384,8 @@ class Task(Generic[P, R]):
             task_id: use this id instead of a new UUID.
             ignore_result, max_retries, acks_late, result_expires: override the task's own options.
             time_limit, soft_time_limit: seconds; override the task's own limits for this call.
+            link: signature(s) sent with this task's value prepended when it succeeds.
+            link_error: signature(s) sent with this task's id prepended when it fails.
             priority: 0 (highest) .. 9 (lowest), Celery-on-Redis meaning; overrides the task's own.
             unique_key: send as a unique task under this key: while a task sent with the same key
                 to the same queue is queued or running, nothing is sent and its AsyncResult is
@@ -394,6 +399,20 @@ class Task(Generic[P, R]):
             MessageTooLarge: the message exceeds ``max_message_bytes``.
             BrokerError: Redis is down or refused the message.
         """
+        if link is not None or link_error is not None:  # a workflow: callbacks ride in the message
+            sig = self.signature(args, kwargs)
+            for cb in [link] if isinstance(link, dict) else link or ():
+                sig.link(cb)
+            for eb in [link_error] if isinstance(link_error, dict) else link_error or ():
+                sig.link_error(eb)
+            given = {
+                "countdown": countdown, "eta": eta, "expires": expires, "queue": queue, "task_id": task_id,
+                "max_retries": max_retries, "acks_late": acks_late, "result_expires": result_expires,
+                "time_limit": time_limit, "soft_time_limit": soft_time_limit, "priority": priority,
+                "unique_key": unique_key, "unique_for": unique_for,
+            }  # fmt: skip
+            chosen: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+            return sig.apply_async(None, None, **chosen)  # type: ignore[no-any-return]
         options = normalize_options(
             countdown=countdown,
             eta=eta,
@@ -427,17 +446,35 @@ class Task(Generic[P, R]):
         return build_message(self.name, args, kwargs, options)
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
-        """A signature: this task with arguments, to send later (``sig.delay()``, ``app.send_many``)."""
-        return Signature(self.name, args, kwargs, app=self.app, task=self)
+        """A signature: this task with arguments, to send later (``sig.delay()``, in a chain, a group,
+        a chord, ``app.send_many``). Arguments given when it is called are prepended."""
+        return Signature.of_task(self, args, kwargs, False)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
-        """An immutable signature (same as :meth:`s` until canvas primitives arrive)."""
-        return self.s(*args, **kwargs)
+        """An immutable signature: arguments given when it is called (a chain's previous value) are
+        ignored."""
+        return Signature.of_task(self, args, kwargs, True)
 
     def signature(
-        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Signature:
-        return Signature(self.name, tuple(args), dict(kwargs or {}), options=options, app=self.app, task=self)
+        """A signature with send options (``queue=``, ``countdown=``, ``immutable=``...)."""
+        immutable = bool(options.pop("immutable", False))
+        return Signature(self, tuple(args or ()), dict(kwargs or {}), options, immutable=immutable)
+
+    subtask = signature
+
+    def map(self, it: Any) -> Signature:
+        """One task calling this one inline for each item: ``add_one.map([1, 2])`` -> ``[2, 3]``."""
+        return xmap(self, it)
+
+    def starmap(self, it: Any) -> Signature:
+        """Like :meth:`map` with argument tuples: ``add.starmap([(1, 2), (3, 4)])`` -> ``[3, 7]``."""
+        return xstarmap(self, it)
+
+    def chunks(self, it: Any, n: int) -> group:
+        """A group of :meth:`starmap` tasks of ``n`` argument tuples each."""
+        return chunks(self, it, n)
 
     def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """``delay`` once the current Django database transaction commits (Celery 5.4's name): never
@@ -452,6 +489,15 @@ class Task(Generic[P, R]):
         _on_commit(self.name, functools.partial(self.apply_async, args, kwargs, **options))
 
     # ---- inside a running task -------------------------------------------------------------------
+    def replace(self, sig: Signature) -> NoReturn:
+        """End this task by handing its place to ``sig`` (a task or a whole canvas): ``sig``'s value
+        becomes this task's value (same id), and callbacks, the rest of a chain and a chord this task
+        belongs to follow ``sig``. Use as ``raise self.replace(sig)`` (or just call it) in a
+        ``bind=True`` task."""
+        request = self.request
+        self.app.workflow.replace_in_task(self.app, request, sig)
+        raise Replaced(request.id)
+
     def update_state(
         self, task_id: str | None = None, state: str = "PROGRESS", meta: Any = None, **_unused: Any
     ) -> None:
@@ -539,42 +585,6 @@ def unique_digest(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> 
 
         packed = pickle.dumps(canonical, protocol=4)
     return f"{name}:{hashlib.blake2b(packed, digest_size=16).hexdigest()}"
-
-
-@dataclass(slots=True)  # not frozen: bulk sends build one per task, and a frozen init costs 3x more
-class Signature:
-    """A task name with arguments and options: what to send, without sending it.
-
-    Treat it as a value: :meth:`set` returns a copy rather than changing this one.
-    """
-
-    name: str
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
-    app: Celeriac | None = field(default=None, compare=False, repr=False)
-    task: Task[Any, Any] | None = field(default=None, compare=False, repr=False)
-
-    def set(self, **options: Any) -> Signature:
-        """A copy with more send options (``queue=``, ``countdown=``...)."""
-        return Signature(self.name, self.args, self.kwargs, {**self.options, **options}, self.app, self.task)
-
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
-        return self.apply_async(args, kwargs)
-
-    def apply_async(
-        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
-    ) -> AsyncResult[Any]:
-        if self.app is None:
-            raise CeleriacError(f"signature {self.name!r} is not bound to an app")
-        merged_kwargs = {**self.kwargs, **(kwargs or {})}
-        return self.app.send(
-            self.name,
-            (*self.args, *args),
-            merged_kwargs,
-            normalize_options(**{**self.options, **options}, now_s=self.app.clock.time),
-            task=self.task,
-        )
 
 
 def _on_commit(name: str, send: Callable[[], Any]) -> None:

@@ -260,3 +260,31 @@ async def awork(kind: str, seconds: float) -> str:
     except SoftTimeLimitExceeded:
         return "soft"
     return "done"
+
+
+# ---- workflows under SIGKILL (test_canvas_soak.py): runs recorded in the mark files ------------------
+@app.task(name="itest.wf_member")
+async def wf_member(c: int, i: int, seconds: float) -> int:
+    """A chord member: records ``member <c> <i> <pid>``, awaits ``seconds`` (a kill may catch it
+    running), returns ``i``."""
+    os.write(_mark_fd(), f"member {c} {i} {os.getpid()}\n".encode())
+    await asyncio.sleep(seconds)
+    return i
+
+
+@app.task(name="itest.wf_body")
+async def wf_body(values: list[int], c: int) -> None:
+    """A chord body: records ``body <c> <values> <pid>`` in this process's mark file."""
+    os.write(_mark_fd(), f"body {c} {','.join(map(str, values))} {os.getpid()}\n".encode())
+
+
+@app.task(name="itest.wf_step")
+async def wf_step(x: int, seconds: float) -> int:
+    await asyncio.sleep(seconds)
+    return x + 1
+
+
+@app.task(name="itest.wf_end")
+async def wf_end(x: int, c: int) -> None:
+    """A chain's last step: records ``end <c> <x> <pid>``."""
+    os.write(_mark_fd(), f"end {c} {x} {os.getpid()}\n".encode())

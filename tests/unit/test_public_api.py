@@ -11,10 +11,12 @@ EXPECTED = {
     "BrokerFullError",
     "Celeriac",
     "CeleriacError",
+    "ChordError",
     "Config",
     "ConfigurationError",
     "DecodeError",
     "EagerResult",
+    "GroupResult",
     "MaxRetriesExceededError",
     "MessageTooLarge",
     "NotRegistered",
@@ -38,6 +40,9 @@ EXPECTED = {
     "WorkerLostError",
     "WorkerShutdown",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
     "current_request",
     # Celery's names (issue 15): a port edits only its import lines
     "Celery",
@@ -45,6 +50,8 @@ EXPECTED = {
     "current_app",
     "current_task",
     "shared_task",
+    "group",
+    "maybe_signature",
     "signature",
 }
 

@@ -30,6 +30,9 @@ key                                    type          bound / expiry
 ``<prefix>:{<queue>}:p<n>:delayed``    sorted set    ``ready`` / ``delayed`` / ``reclaimed`` (level 0
 ``<prefix>:{<queue>}:p<n>:reclaimed``  hash          is the queue's own keys; dead letters of every
                                                      level go to the queue's ``dead`` stream)
+``<prefix>:{<queue>}:chord:<id>``      hash          TTL ``max(result_expires, 1 h)``, refreshed; deleted
+                                                     when the chord completes (celeriac.workflow)
+``<prefix>:{<queue>}:fired``           sorted set    workflow dispatch keys; entries expire (same TTL)
 =====================================  ============  =============================================
 
 Channels (pub/sub, not keys): ``<prefix>:{<queue>}:wake`` tells workers a delayed message became the

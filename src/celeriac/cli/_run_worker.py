@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..canvas import BUILTIN_TASKS
+
 if TYPE_CHECKING:
     from ..app import Celeriac
 
@@ -200,7 +202,7 @@ def _serve(app: Celeriac, options: WorkerOptions, log: Any) -> None:
         __version__,
         app.main or "?",
         redact(app.conf.broker_url),
-        len(app.tasks),
+        sum(1 for name in app.tasks if name not in BUILTIN_TASKS),
     )
     instance.start()
     s = instance.stats

@@ -85,6 +85,8 @@ class Maintenance:
             if dead:
                 w.stats.dead_lettered += dead
                 logger.error("%d message(s) of %s dead-lettered after max_deliveries", dead, queue)
+                if w.workflow_hook is not None:  # a chord member among them fails its chord
+                    await w.workflow_hook.dead_lettered(queue, dead)
             for d in deliveries:
                 w.stats.reclaimed += 1
                 logger.warning(

@@ -74,6 +74,8 @@ async def shut_down(
     await w.pool.close(cold=state.cold.is_set())
     if w.recorder is not None:
         await w.recorder.close()
+    if w.workflow_hook is not None:
+        await w.workflow_hook.close()
     await w.broker.close()
     if w.backend is not None:
         await w.backend.close()

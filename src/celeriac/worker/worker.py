@@ -46,6 +46,7 @@ from ..exceptions import (
     BrokerConnectionError,
     BrokerError,
     BrokerFullError,
+    ChordError,
     ConfigurationError,
     WorkerShutdown,
 )
@@ -64,9 +65,11 @@ from .revoking import Revoking
 from .settle import Settler
 from .shutdown import shut_down
 from .stats import WorkerStats
+from .workflow import user_tasks, workflow_hook
 
 if TYPE_CHECKING:
     from ..app import Celeriac
+    from ..message import Message
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +193,8 @@ class Worker:
         max_slots = autoscale.max if autoscale else self.concurrency
         self.broker = app.broker.for_worker(max_owned=max_slots + self.conf.worker_fetch_max)
         self.backend = app.backend
+        #: carries workflows on (celeriac.workflow): None on a broker without Redis
+        self.workflow_hook = workflow_hook(app, self.broker)
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
         #: the deliveries taken and not finished with (owned, running, settling)
@@ -325,7 +330,7 @@ class Worker:
         )
         if self.task_modules:
             logger.info(
-                "task modules: %s (%d tasks registered)", ", ".join(self.task_modules), len(self.app.tasks)
+                "task modules: %s (%d tasks registered)", ", ".join(self.task_modules), user_tasks(self.app)
             )
         if not self.app.tasks:
             logger.warning("%s", NO_TASKS_WARNING)
@@ -479,6 +484,9 @@ class Worker:
                 prepared = replace(prepared, reason=prepared.reason + hint)
             if self.recorder is not None:
                 self.recorder.add(d, prepared, None, 0.0)
+            if self.workflow_hook is not None and prepared.task_id is not None:  # a workflow member?
+                self.run_state.loop.create_task(self._submit_unrun(d, prepared))
+                return
             self.settler.submit(d, prepared)
             return
         revoked = self.revoking.drop(prepared)
@@ -505,7 +513,13 @@ class Worker:
                 if not acked:
                     return
             started_s = time.time()
-            outcome = await self.revoking.run(key_of(d), job, self.limits.for_job(job))
+            if self.workflow_hook is not None and job.message.extra:  # a chord body reads its values
+                try:
+                    job = await self.workflow_hook.before_run(job)
+                except ChordError as exc:  # the chord's state expired: the body fails, saying so
+                    outcome = self.executor.finish(job, exc=exc)
+            if outcome is None:
+                outcome = await self.revoking.run(key_of(d), job, self.limits.for_job(job))
         finally:
             ours = self.inflight.run_ended(slot)  # False: shutdown took the run over
             self.recheck_slots()
@@ -527,7 +541,44 @@ class Worker:
             return
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
+        hook = self.workflow_hook
+        if hook is not None and job.message.extra and not await self._carry_on(d, job.message, outcome):
+            return
         self.settler.submit(None if early else d, outcome)
+
+    # ---- workflows (celeriac.workflow; the hook is worker/workflow.py) --------------------------------
+    async def _carry_on(self, d: Delivery, message: Message, outcome: Outcome) -> bool:
+        """Send what follows a workflow task's outcome before the outcome is recorded (its ack): a
+        crash in between runs the task again, and its successors are deduplicated by id. False when
+        Redis refused: the delivery is handed back to run again."""
+        assert self.workflow_hook is not None
+        try:
+            await self.workflow_hook.after(message, d.queue, outcome)
+            return True
+        except Exception as exc:
+            logger.error(
+                "workflow of %s[%s] not carried on (%s): it runs again",
+                outcome.task_name,
+                outcome.task_id,
+                exc,
+            )
+            self.inflight.drop(d)
+            try:
+                await self.broker.release(self.worker_id, [d], started=True)
+                self.run_state.reclaim_wake.set()
+            except BrokerError:
+                pass  # the lease expires and the task runs again all the same
+            return False
+
+    async def _submit_unrun(self, d: Delivery, outcome: Outcome) -> None:
+        """An expired or unrunnable message: a workflow member fails what depends on it first."""
+        try:
+            message = self.app.codec.decode(d.data)
+        except Exception:
+            message = None
+        if message is not None and message.extra and not await self._carry_on(d, message, outcome):
+            return
+        self.settler.submit(d, outcome)
 
     async def _hand_back_lost(self, d: Delivery, outcome: Outcome) -> None:
         """The process running the task died: hand the delivery back so that it runs again now.

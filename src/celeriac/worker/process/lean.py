@@ -77,7 +77,10 @@ def lean_spec(app: Celeriac) -> LeanSpec:
     Raises:
         LeanUnavailable: ``app`` cannot be rebuilt in a new interpreter (expected).
     """
-    modules = list(dict.fromkeys(getattr(t.fn, "__module__", None) or "__main__" for t in app.tasks.values()))
+    from ...canvas import BUILTIN_TASKS
+
+    user = [t for name, t in app.tasks.items() if name not in BUILTIN_TASKS]
+    modules = list(dict.fromkeys(getattr(t.fn, "__module__", None) or "__main__" for t in user))
     if "__main__" in modules:
         raise LeanUnavailable(
             "tasks are defined in __main__, which a new interpreter cannot import by name", expected=True

@@ -1,0 +1,121 @@
+"""The worker's workflow hook (see :mod:`celeriac.workflow`): a chord body gets the header's values
+before it runs; after a workflow task's final outcome, what follows it is carried out in Redis
+before the outcome is recorded (so before the ack: a crash in between runs the task again, and its
+successors, deduplicated by id, are not sent twice).
+
+Plans of tasks that finish while a flush is on its way are flushed together (group commit): one
+round trip, and one ``chord_part.lua`` call per chord for all of its members in the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import DecodeError, WorkerLostError
+from ..states import TaskState
+from ..workflow.outcome import after_outcome, chord_failed, chord_values, failure_plan, with_values
+from ..workflow.plan import Plan, workflow_of
+from ..workflow.redis import RedisWorkflowStore
+
+if TYPE_CHECKING:
+    from ..app import Celeriac
+    from ..execution import Job, Outcome
+    from ..message import Message
+
+_LOST = f"{WorkerLostError.__module__}.{WorkerLostError.__qualname__}"
+
+
+class WorkflowHook:
+    """One per worker, on the broker's Redis."""
+
+    def __init__(self, app: Celeriac, url: str, prefix: str) -> None:
+        self.app = app
+        self.store = RedisWorkflowStore(app, url, prefix)
+        self._pending: list[tuple[Plan, asyncio.Future[None]]] = []
+        self._flushing = False
+        self._drainer: asyncio.Task[None] | None = None  # referenced: a running task is not collected
+
+    async def before_run(self, job: Job) -> Job:
+        """A chord body's job with the header's values as its first argument (others unchanged)."""
+        w = workflow_of(job.message)
+        if w is None or not isinstance(w.get("r"), str):
+            return job
+        size, blob = await self.store.chord_blob(job.request.queue, w["r"])
+        return with_values(job, chord_values(self.app, w["r"], size, blob))
+
+    async def after(self, message: Message, queue: str, outcome: Outcome) -> None:
+        """Carry out what follows ``outcome`` (raises when Redis refused: the caller hands the
+        delivery back, so the task runs again and dispatches again)."""
+        plan = after_outcome(self.app, message, queue, outcome)
+        if plan:
+            await self._commit(plan)
+
+    async def dead_lettered(self, queue: str, count: int) -> None:
+        """``count`` messages of ``queue`` were just dead-lettered by a reclaim (delivered
+        ``max_deliveries`` times without an outcome): the workflow members among the newest dead
+        letters fail what depends on them (idempotent: a dead letter seen twice changes nothing)."""
+        plan = Plan()
+        for data, reason in await self.store.dead_letters(queue, count):
+            try:
+                message = self.app.codec.decode(data)
+            except DecodeError:
+                continue
+            plan.extend(failure_plan(self.app, message, queue, TaskState.FAILURE, _LOST, reason))
+        if plan:
+            await self._commit(plan)
+
+    async def _commit(self, plan: Plan) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append((plan, future))
+        if not self._flushing:  # the first plan starts a flush at once; later ones join the next
+            self._flushing = True
+            self._drainer = loop.create_task(self._drain())
+        await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._flush(batch)
+        finally:
+            self._flushing = False
+
+    async def _flush(self, batch: list[tuple[Plan, asyncio.Future[None]]]) -> None:
+        merged = Plan()
+        for plan, _ in batch:
+            merged.extend(plan)
+        try:
+            while merged:  # a chord that failed has a follow-up: one more round trip
+                failed = await self.store.apply(merged)
+                merged = Plan()
+                for queue, chord_id, body, failure in failed:
+                    merged.extend(chord_failed(self.app, queue, chord_id, body, failure))
+        except Exception as exc:  # each waiter's task is handed back and runs again
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def user_tasks(app: Celeriac) -> int:
+    """How many tasks the app registers besides the built-in workflow ones (for log lines)."""
+    from ..canvas import BUILTIN_TASKS
+
+    return sum(1 for name in app.tasks if name not in BUILTIN_TASKS)
+
+
+def workflow_hook(app: Celeriac, broker: Any) -> WorkflowHook | None:
+    """The hook of a worker on ``broker``; None for a broker without a Redis URL (the memory broker
+    runs workflows only eagerly)."""
+    url = getattr(broker, "url", None)
+    if not isinstance(url, str):
+        return None
+    return WorkflowHook(app, url, app.conf.key_prefix)
