@@ -332,7 +332,7 @@ class Worker:
             logger.info(
                 "task modules: %s (%d tasks registered)", ", ".join(self.task_modules), user_tasks(self.app)
             )
-        if not self.app.tasks:
+        if not user_tasks(self.app):
             logger.warning("%s", NO_TASKS_WARNING)
         if self.conf.worker_prefetch_multiplier != 1:
             logger.info(
