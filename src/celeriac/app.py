@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .broker.base import Broker, Enqueue
+from ._signal import Signal
 from .codec import Codec
 from .config import Config
 from .exceptions import ConfigurationError, MessageTooLarge, NotRegistered
@@ -64,6 +65,11 @@ class Celeriac:
         self._executor: Executor | None = None
         self._codec: Codec | None = None
         self._codec_settings: tuple[Any, ...] = ()
+        #: Celery's signals for periodic set-up: ``@app.on_after_configure.connect`` receivers run once,
+        #: before a scheduler reads ``beat_schedule`` (call ``add_periodic_task`` there)
+        self.on_after_configure = Signal("on_after_configure")
+        self.on_after_finalize = Signal("on_after_finalize")
+        self._configured = False
 
     def __repr__(self) -> str:
         return f"<Celeriac {self.main or ''}>"
@@ -104,6 +110,42 @@ class Celeriac:
 
     def not_registered(self, name: str) -> NotRegistered:
         return NotRegistered(name)
+
+    # ---- periodic tasks ----------------------------------------------------------------------------
+    def add_periodic_task(
+        self,
+        schedule: Any,
+        sig: Signature,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> str:
+        """Add an entry to ``conf.beat_schedule`` (Celery's call): run ``sig`` on ``schedule`` (seconds,
+        ``timedelta``, ``crontab(...)`` or a cron string). The same ``name`` replaces an entry.
+        ``catch_up=`` and ``grace_s=`` set the entry's catch-up policy; other keywords are send
+        options (``queue``, ``expires``...). Returns the entry name. Checked when a scheduler starts.
+        """
+        catch = {k: options.pop(k) for k in ("catch_up", "grace_s") if k in options}
+        name = name or f"{sig.name}{tuple(sig.args) + tuple(args)!r}"
+        self.conf.beat_schedule[name] = {
+            "task": sig.name,
+            "schedule": schedule,
+            "args": tuple(sig.args) + tuple(args),
+            "kwargs": {**sig.kwargs, **(kwargs or {})},
+            "options": {**sig.options, **options},
+            **catch,
+        }
+        return name
+
+    def fire_configured(self) -> None:
+        """Send ``on_after_configure`` then ``on_after_finalize`` once (schedulers call this before
+        reading ``beat_schedule``)."""
+        if self._configured:
+            return
+        self._configured = True
+        self.on_after_configure.send(sender=self)
+        self.on_after_finalize.send(sender=self)
 
     # ---- broker and results ----------------------------------------------------------------------
     @property

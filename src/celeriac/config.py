@@ -126,7 +126,26 @@ def _signing_keys(name: str, value: Any) -> None:
             raise ConfigurationError(name, problem)
 
 
+def _timezone(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ConfigurationError(name, f"must be an IANA time zone name such as 'Europe/Paris', got {value!r}")
+    from .schedules import get_timezone
+
+    get_timezone(value)
+
+
+def _beat_schedule(name: str, value: Any) -> None:
+    # entries are checked one by one, naming each, when a scheduler starts (celeriac.beat.entries)
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(name, f"must map entry names to entries (dicts), got {value!r}")
+
+
 _VALIDATORS: dict[str, Callable[[str, Any], None]] = {
+    "timezone": _timezone,
+    "enable_utc": _boolean,
+    "beat_schedule": _beat_schedule,
     "broker_url": _broker_url,
     "result_backend": _result_backend,
     "key_prefix": _name,
@@ -195,6 +214,10 @@ class Config:
             only correctly signed messages run; unsigned or tampered ones are dead-lettered.
         message_signing_keys: older keys still accepted (key rotation); new messages are always signed
             with ``message_signing_key``.
+        timezone: IANA time zone of crontab entries (``"Europe/Paris"``); None: UTC, or the local
+            zone of the machine when ``enable_utc`` is false (Celery's rule).
+        enable_utc: with no ``timezone``, read crontab entries in UTC (True) or in local time.
+        beat_schedule: periodic entries (Celery's format; see the README, "Periodic tasks").
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -221,6 +244,9 @@ class Config:
     task_serializer: str = "msgpack"
     message_signing_key: str | bytes | None = None
     message_signing_keys: tuple[str | bytes, ...] = ()
+    timezone: str | None = None
+    enable_utc: bool = True
+    beat_schedule: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         """Every setting, with URL passwords and signing keys hidden."""
