@@ -322,7 +322,7 @@ class crontab(BaseSchedule):  # noqa: N801  (Celery's name)
         t = start.replace(second=0, microsecond=0)
         if t < start:
             t += timedelta(minutes=1)
-        limit = t.replace(year=min(t.year + _SEARCH_YEARS, 9998))
+        limit = datetime(min(t.year + _SEARCH_YEARS, 9998), 1, 1)
         while t < limit:
             if t.month not in self.months:
                 t = (t.replace(day=1, hour=0, minute=0) + timedelta(days=32)).replace(day=1)

@@ -197,39 +197,31 @@ class Scheduler:
             self.tracks[name] = _Track(entry, digest, min(self.lead_ms, max(1, period // 2)))
 
     def _start_track(self, track: _Track, now_ms: int) -> None:
+        """Start walking an entry's slots; first apply its catch-up policy if every instance was down
+        over past slots (Celery runs an overdue entry once at start: so does ``once``)."""
         schedule, tz = track.entry.schedule, self.beat.tz
         track.next_ms = schedule.next_after(now_ms, tz)
         track.prev_ms = schedule.latest_at_or_before(now_ms, tz)
+        if track.prev_ms is not None:
+            status, last = self._call(track, [], prev=track.prev_ms, expect="", now_ms=now_ms)
+            if status == -2:
+                status, _ = self._catch_up(track, last, track.prev_ms + 1, [], now_ms)
+                self.stats.enqueued += max(0, status)
+            elif status == -1:
+                self._inactive(track)
 
     def _claim(self, track: _Track, now_ms: int) -> bool:
         """Claim the track's next slot (and apply the catch-up policy if slots were missed).
         Returns False when the track cannot go on now."""
         assert track.next_ms is not None
         entry, slot = track.entry, track.next_ms
-        grace_ms = int(entry.grace_s * 1000) if entry.grace_s else 0
-        status, last = self._call(track, [slot], prev=track.prev_ms, expect="", now_ms=now_ms, grace_ms=grace_ms)
+        status, last = self._call(track, [slot], prev=track.prev_ms, expect="", now_ms=now_ms)
         if status == -2:
-            missed = self._missed(track, last, slot, now_ms)
-            status, last = self._call(
-                track, [*missed, slot], prev=None, expect=str(last), now_ms=now_ms, grace_ms=grace_ms
-            )
-            if status >= 0:
-                self.stats.caught_up += len(missed)
-                if missed:
-                    logger.warning(
-                        "beat: %s missed slots since %s (policy %r): %d enqueued now",
-                        entry.name,
-                        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last / 1000)) if last > 0 else "-",
-                        entry.catch_up,
-                        max(0, status - 1),
-                    )
+            status, last = self._catch_up(track, last, slot, [slot], now_ms)
         if status == -3:
             return False  # someone else moved the entry meanwhile: look again on the next pass
         if status == -1:
-            track.inactive = True
-            if entry.name not in self._warned:
-                self._warned.add(entry.name)
-                logger.info("beat: %s is paused or another definition is active; not scheduling it", entry.name)
+            self._inactive(track)
             return False
         if status > 0:
             self.stats.enqueued += status
@@ -241,6 +233,30 @@ class Scheduler:
         track.prev_ms = slot if base == slot else schedule.latest_at_or_before(base, tz)
         track.next_ms = schedule.next_after(base, tz)
         return True
+
+    def _catch_up(self, track: _Track, last: int, before_ms: int, then: list[int], now_ms: int) -> tuple[int, int]:
+        """Enqueue the missed slots (after ``last``, before ``before_ms``) the policy wants, and the
+        slots ``then``, if the last claimed slot is still ``last`` (compare-and-set)."""
+        entry = track.entry
+        missed = self._missed(track, last, before_ms, now_ms)
+        status, new_last = self._call(track, [*missed, *then], prev=None, expect=str(last), now_ms=now_ms)
+        if status >= 0:
+            run = max(0, status - len(then))
+            self.stats.caught_up += run
+            logger.warning(
+                "beat: %s missed slots after %s (every scheduler was down); catch_up=%r: %d run now",
+                entry.name,
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last / 1000)),
+                entry.catch_up,
+                run,
+            )
+        return status, new_last
+
+    def _inactive(self, track: _Track) -> None:
+        track.inactive = True
+        if track.entry.name not in self._warned:
+            self._warned.add(track.entry.name)
+            logger.info("beat: %s is paused or another definition is active; not scheduling it", track.entry.name)
 
     def _missed(self, track: _Track, last: int, slot: int, now_ms: int) -> list[int]:
         """Missed slots (after ``last``, before ``slot``) to run now under the entry's policy."""
@@ -259,17 +275,16 @@ class Scheduler:
             recent.append(missed)
         return list(recent)
 
-    def _call(
-        self, track: _Track, slots: list[int], *, prev: int | None, expect: str, now_ms: int, grace_ms: int
-    ) -> tuple[int, int]:
+    def _call(self, track: _Track, slots: list[int], *, prev: int | None, expect: str, now_ms: int) -> tuple[int, int]:
         entry = track.entry
+        grace_ms = int(entry.grace_s * 1000) if entry.grace_s else 0
         keys = self.beat.keys
         args: list[Any] = [
             keys.wake(entry.queue),
             entry.name,
             track.digest,
             "" if prev is None else prev,
-            expect if expect != "-1" else "nil",
+            expect,
             now_ms,
             grace_ms,
         ]
