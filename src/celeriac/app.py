@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .broker.base import Broker, Enqueue
 from ._signal import Signal
+from .broker.base import Broker, Enqueue
 from .codec import Codec
 from .config import Config
 from .exceptions import ConfigurationError, MessageTooLarge, NotRegistered

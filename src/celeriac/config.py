@@ -130,7 +130,9 @@ def _timezone(name: str, value: Any) -> None:
     if value is None:
         return
     if not isinstance(value, str):
-        raise ConfigurationError(name, f"must be an IANA time zone name such as 'Europe/Paris', got {value!r}")
+        raise ConfigurationError(
+            name, f"must be an IANA time zone name such as 'Europe/Paris', got {value!r}"
+        )
     from .schedules import get_timezone
 
     get_timezone(value)

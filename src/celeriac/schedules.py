@@ -24,6 +24,7 @@ schedules with a fake clock across DST changes.
 
 from __future__ import annotations
 
+import itertools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -75,7 +76,9 @@ def get_timezone(name: str | None) -> TzInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigurationError("timezone", f"unknown time zone {name!r} (use an IANA name such as 'Europe/Paris')") from None
+        raise ConfigurationError(
+            "timezone", f"unknown time zone {name!r} (use an IANA name such as 'Europe/Paris')"
+        ) from None
 
 
 class BaseSchedule(ABC):
@@ -123,7 +126,7 @@ class BaseSchedule(ABC):
         return f"<{self.definition()}>"
 
 
-class schedule(BaseSchedule):  # noqa: N801  (Celery's name)
+class schedule(BaseSchedule):
     """Every ``run_every`` (seconds or a ``timedelta``), on a UTC grid from the Unix epoch.
 
     Args:
@@ -137,12 +140,14 @@ class schedule(BaseSchedule):  # noqa: N801  (Celery's name)
     def __init__(self, run_every: float | timedelta, offset: float | timedelta = 0.0) -> None:
         seconds = run_every.total_seconds() if isinstance(run_every, timedelta) else run_every
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-            raise ConfigurationError("schedule", f"the period must be a positive number of seconds, got {run_every!r}")
-        self.period_ms = int(round(seconds * 1000))
+            raise ConfigurationError(
+                "schedule", f"the period must be a positive number of seconds, got {run_every!r}"
+            )
+        self.period_ms = round(seconds * 1000)
         if self.period_ms < 1:
             raise ConfigurationError("schedule", f"the period must be at least 1 ms, got {run_every!r}")
         off = offset.total_seconds() if isinstance(offset, timedelta) else float(offset)
-        self.offset_ms = int(round(off * 1000)) % self.period_ms
+        self.offset_ms = round(off * 1000) % self.period_ms
 
     @property
     def run_every(self) -> timedelta:
@@ -187,7 +192,9 @@ def _value(token: str, field: str, lo: int, hi: int, names: tuple[tuple[str, ...
     return value
 
 
-def _parse_field(spec: Any, field: str, lo: int, hi: int, names: tuple[tuple[str, ...], ...] = ()) -> frozenset[int]:
+def _parse_field(
+    spec: Any, field: str, lo: int, hi: int, names: tuple[tuple[str, ...], ...] = ()
+) -> frozenset[int]:
     """The set of values a crontab field matches (Celery's syntax: ``*``, ``*/15``, ``1-5``, ``1-30/5``,
     ``mon-fri``, lists ``1,15``; or an int; or an iterable of ints)."""
     top = 6 if field == "day_of_week" else hi
@@ -238,7 +245,7 @@ def _compact(values: frozenset[int], lo: int, hi: int) -> str:
     return ",".join(str(v) for v in sorted(values))
 
 
-class crontab(BaseSchedule):  # noqa: N801  (Celery's name)
+class crontab(BaseSchedule):
     """Runs at the wall-clock times whose fields all match, in a time zone (Celery's ``crontab``).
 
     Args:
@@ -290,7 +297,8 @@ class crontab(BaseSchedule):  # noqa: N801  (Celery's name)
         fields = text.split()
         if len(fields) != 5:
             raise ConfigurationError(
-                "crontab", f"{text!r} has {len(fields)} fields; expected 5: minute hour day-of-month month day-of-week"
+                "crontab",
+                f"{text!r} has {len(fields)} fields; expected 5: minute hour day-of-month month day-of-week",
             )
         minute, hour, dom, month, dow = fields
         return cls(minute, hour, dow, dom, month, tz=tz)
@@ -299,18 +307,19 @@ class crontab(BaseSchedule):  # noqa: N801  (Celery's name)
     def typical_period_ms(self) -> int:
         if len(self.minutes) > 1 or self.every_hour:
             mins = self._sorted_minutes
-            gaps = [b - a for a, b in zip(mins, mins[1:])] + [60 - mins[-1] + mins[0]]
+            gaps = [b - a for a, b in itertools.pairwise(mins)] + [60 - mins[-1] + mins[0]]
             return min(gaps) * 60_000 if len(mins) > 1 else 3_600_000
         return 86_400_000
 
     def definition(self) -> str:
-        text = "cron {} {} {} {} {}".format(
+        fields = (
             _compact(self.minutes, 0, 59),
             _compact(self.hours, 0, 23),
             _compact(self.days_of_month, 1, 31),
             _compact(self.months, 1, 12),
             _compact(self.days_of_week, 0, 6),
         )
+        text = "cron " + " ".join(fields)
         return text + (f" tz={self.tz_name}" if self.tz_name else "")
 
     # -- matching in local wall-clock time (naive datetimes) ------------------------------------------
@@ -339,10 +348,7 @@ class crontab(BaseSchedule):  # noqa: N801  (Celery's name)
                 continue
             if t.minute not in self.minutes:
                 later = [m for m in self._sorted_minutes if m > t.minute]
-                if later:
-                    t = t.replace(minute=later[0])
-                else:
-                    t = t.replace(minute=0) + timedelta(hours=1)
+                t = t.replace(minute=later[0]) if later else t.replace(minute=0) + timedelta(hours=1)
                 continue
             return t
         return None

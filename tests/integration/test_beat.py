@@ -48,7 +48,9 @@ def runs(r: redis.Redis, key: str = DELAYED) -> list[tuple[str, int]]:
     return sorted(out, key=lambda x: x[1])
 
 
-def walk(clock: FakeClock, schedulers: list[Scheduler], seconds: float, step_s: float = 0.25, seed: int = 0) -> None:
+def walk(
+    clock: FakeClock, schedulers: list[Scheduler], seconds: float, step_s: float = 0.25, seed: int = 0
+) -> None:
     """Move the fake clock in steps; at each step tick the schedulers in a random order."""
     rnd = random.Random(seed)
     for _ in range(int(seconds / step_s)):
@@ -199,7 +201,11 @@ def test_crontab_in_app_timezone_across_fall_back_with_a_fake_clock(redis_url: s
 def test_crontab_across_spring_forward_with_a_fake_clock(redis_url: str, r: redis.Redis) -> None:
     paris = get_timezone("Europe/Paris")
     clock = FakeClock(datetime(2026, 3, 28, 12, 0, tzinfo=paris).timestamp())
-    app = make_app(redis_url, {"daily-0230": {"task": "bt.ping", "schedule": crontab(minute=30, hour=2)}}, timezone="Europe/Paris")
+    app = make_app(
+        redis_url,
+        {"daily-0230": {"task": "bt.ping", "schedule": crontab(minute=30, hour=2)}},
+        timezone="Europe/Paris",
+    )
     s = Scheduler(app, clock=clock)
     s.open()
     walk(clock, [s], 3 * 86_400, step_s=600)
@@ -208,7 +214,9 @@ def test_crontab_across_spring_forward_with_a_fake_clock(redis_url: str, r: redi
 
 
 # ---- versions: a changed or removed definition never runs again ------------------------------------
-def test_changed_definition_withdraws_the_old_run_and_every_instance_follows(redis_url: str, r: redis.Redis) -> None:
+def test_changed_definition_withdraws_the_old_run_and_every_instance_follows(
+    redis_url: str, r: redis.Redis
+) -> None:
     clock = FakeClock(START_S)
     old_app = make_app(redis_url, {"e": {"task": "bt.ping", "schedule": 10.0, "args": (1,)}})
     old = Scheduler(old_app, clock=clock, lead_s=5.0)
@@ -234,7 +242,13 @@ def test_changed_definition_withdraws_the_old_run_and_every_instance_follows(red
 
 def test_removed_from_config_never_runs_again(redis_url: str, r: redis.Redis) -> None:
     clock = FakeClock(START_S)
-    app = make_app(redis_url, {"a": {"task": "bt.ping", "schedule": 10.0}, "b": {"task": "bt.ping", "schedule": 10.0, "args": (5,)}})
+    app = make_app(
+        redis_url,
+        {
+            "a": {"task": "bt.ping", "schedule": 10.0},
+            "b": {"task": "bt.ping", "schedule": 10.0, "args": (5,)},
+        },
+    )
     s = Scheduler(app, clock=clock, lead_s=5.0)
     s.open()
     walk(clock, [s], 6)
@@ -249,7 +263,9 @@ def test_removed_from_config_never_runs_again(redis_url: str, r: redis.Redis) ->
 
     codec = Codec.from_config(app.conf)
     assert all(codec.decode(m).args == () for m in r.zrange(DELAYED, 0, -1))
-    assert r.hkeys("celeriac:{default}:beat") and all(b"b" != k.split(b":", 1)[1] for k in r.hkeys("celeriac:{default}:beat"))
+    assert r.hkeys("celeriac:{default}:beat") and all(
+        k.split(b":", 1)[1] != b"b" for k in r.hkeys("celeriac:{default}:beat")
+    )
 
 
 def test_route_change_moves_the_entry_without_a_double_run(redis_url: str, r: redis.Redis) -> None:
@@ -304,9 +320,9 @@ def test_dynamic_add_refuses_bad_input_and_configured_names(redis_url: str) -> N
     beat = Beat(app, clock=clock)
     with pytest.raises(ConfigurationError, match="configured entry"):
         beat.add("conf", "bt.ping", 5.0)
-    with pytest.raises(ConfigurationError, match="'x'.*period"):
+    with pytest.raises(ConfigurationError, match=r"'x'.*period"):
         beat.add("x", "bt.ping", 0)
-    with pytest.raises(ConfigurationError, match="'y'.*out of range"):
+    with pytest.raises(ConfigurationError, match=r"'y'.*out of range"):
         beat.add("y", "bt.ping", "61 * * * *")
     beat.add("z", "other.task", 5.0)  # not registered here: may run on other workers
     with pytest.raises(ConfigurationError, match="exists already"):
@@ -349,7 +365,9 @@ def test_add_periodic_task_from_on_after_configure(redis_url: str, r: redis.Redi
     @app.on_after_configure.connect
     def setup_periodic_tasks(sender: Celeriac, **kwargs: Any) -> None:
         sender.add_periodic_task(10.0, app.tasks["bt.ping"].s(4), name="ping every 10")
-        sender.add_periodic_task(crontab(minute=0, hour=7, day_of_week=1), app.tasks["bt.report"].s("weekly"), expires=60)
+        sender.add_periodic_task(
+            crontab(minute=0, hour=7, day_of_week=1), app.tasks["bt.report"].s("weekly"), expires=60
+        )
 
     clock = FakeClock(START_S)
     s = Scheduler(app, clock=clock)

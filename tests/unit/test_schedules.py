@@ -157,7 +157,13 @@ def test_hourly_job_skips_the_skipped_hour_without_a_double_run() -> None:
 def test_every_15_minutes_across_spring_forward_in_paris() -> None:
     c = crontab(minute="*/15")
     got = runs(c, datetime(2026, 3, 29, 1, 40, tzinfo=PARIS), 5, PARIS)
-    assert got == ["03-29 01:45+0100", "03-29 03:00+0200", "03-29 03:15+0200", "03-29 03:30+0200", "03-29 03:45+0200"]
+    assert got == [
+        "03-29 01:45+0100",
+        "03-29 03:00+0200",
+        "03-29 03:15+0200",
+        "03-29 03:30+0200",
+        "03-29 03:45+0200",
+    ]
 
 
 def test_range_over_the_skipped_hour_runs_once_per_instant() -> None:
@@ -199,7 +205,10 @@ def test_hourly_job_runs_in_the_repeated_hour_as_well() -> None:
 
 def test_paris_fall_back_fixed_time_once() -> None:
     c = crontab(minute=30, hour=2)
-    assert runs(c, datetime(2026, 10, 24, 12, tzinfo=PARIS), 2, PARIS) == ["10-25 02:30+0200", "10-26 02:30+0100"]
+    assert runs(c, datetime(2026, 10, 24, 12, tzinfo=PARIS), 2, PARIS) == [
+        "10-25 02:30+0200",
+        "10-26 02:30+0100",
+    ]
 
 
 def test_entry_tz_overrides_the_app_zone() -> None:

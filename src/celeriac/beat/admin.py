@@ -52,6 +52,10 @@ def _local_zone() -> TzInfo:
         return get_timezone(None)
 
 
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 @dataclass(frozen=True)
 class EntryStatus:
     """One entry with its state in Redis.
@@ -96,7 +100,9 @@ class Beat:
 
         broker = app.broker
         if not isinstance(broker, RedisBroker):
-            raise ConfigurationError("broker_url", "periodic tasks need a Redis broker (memory:// has no scheduler)")
+            raise ConfigurationError(
+                "broker_url", "periodic tasks need a Redis broker (memory:// has no scheduler)"
+            )
         self.app = app
         self.url = broker.url
         self.keys = BeatKeys(broker.keys)
@@ -111,10 +117,11 @@ class Beat:
         with translate_errors(self.url):
             cursor = 0
             while True:
-                cursor, chunk = self.client.hscan(self.keys.entries, cursor, count=_SCAN_COUNT)
+                reply: Any = self.client.hscan(self.keys.entries, cursor, count=_SCAN_COUNT)
+                cursor, chunk = reply
                 for name, data in chunk.items():
                     try:
-                        out[to_str(name)] = unpack_entry(data)
+                        out[to_str(name)] = unpack_entry(_bytes(data))
                     except ConfigurationError:
                         continue  # written by something else: not ours to run (shown by nobody)
                 if cursor == 0:
@@ -157,9 +164,11 @@ class Beat:
             data = self.client.hget(self.keys.entries, name)
         if data is None:
             raise ConfigurationError(f"beat entry {name!r}", "no such entry (see `celeriac beat list`)")
-        entry = unpack_entry(data)
+        entry = unpack_entry(_bytes(data))
         with translate_errors(self.url):
-            d, last, before = self.client.hmget(self.keys.state(entry.queue), f"d:{name}", f"l:{name}", f"lp:{name}")
+            d, last, before = self.client.hmget(
+                self.keys.state(entry.queue), f"d:{name}", f"l:{name}", f"lp:{name}"
+            )
         return self._status(entry, d, last, before, int(self.clock() * 1000))
 
     # ---- changing --------------------------------------------------------------------------------
@@ -198,13 +207,15 @@ class Beat:
         with translate_errors(self.url):
             existing = self.client.hget(self.keys.entries, name)
         if existing is not None:
-            old = unpack_entry(existing)
+            old = unpack_entry(_bytes(existing))
             if old.source == "config":
                 raise ConfigurationError(
                     f"beat entry {name!r}", "is a configured entry (beat_schedule): change it in the code"
                 )
             if not replace:
-                raise ConfigurationError(f"beat entry {name!r}", "exists already (remove it, or pass replace)")
+                raise ConfigurationError(
+                    f"beat entry {name!r}", "exists already (remove it, or pass replace)"
+                )
             if old.queue != entry.queue:
                 self._register(old, "remove")
         self._register(entry, "set")

@@ -112,7 +112,9 @@ class Entry:
         task = app.tasks.get(self.task)
         args, kwargs = tuple(self.args), dict(self.kwargs)
         message: Message = (
-            task.build_message(args, kwargs, send) if task is not None else build_message(self.task, args, kwargs, send)
+            task.build_message(args, kwargs, send)
+            if task is not None
+            else build_message(self.task, args, kwargs, send)
         )
         serializer = (task.serializer if task is not None else None) or app.conf.task_serializer
         if serializer != "msgpack":
@@ -165,7 +167,9 @@ def parse_definition(text: str) -> BaseSchedule:
     raise ConfigurationError("schedule", f"cannot parse {text!r}")
 
 
-def make_entry(app: Celeriac, name: Any, spec: Any, *, source: str = "config", check_task: bool = True) -> Entry:
+def make_entry(
+    app: Celeriac, name: Any, spec: Any, *, source: str = "config", check_task: bool = True
+) -> Entry:
     """An :class:`Entry` from one ``beat_schedule`` item, checked.
 
     Raises:
@@ -188,7 +192,9 @@ def make_entry(app: Celeriac, name: Any, spec: Any, *, source: str = "config", c
             where, f"unknown task {task!r}: no task of that name is registered (import its module in the app)"
         )
     if "schedule" not in spec:
-        raise ConfigurationError(where, "missing 'schedule' (seconds, timedelta, crontab(...) or a cron string)")
+        raise ConfigurationError(
+            where, "missing 'schedule' (seconds, timedelta, crontab(...) or a cron string)"
+        )
     sched = to_schedule(spec["schedule"], where=where)
     args = spec.get("args", ())
     if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)):
@@ -201,21 +207,29 @@ def make_entry(app: Celeriac, name: Any, spec: Any, *, source: str = "config", c
         raise ConfigurationError(where, f"'options' must be a dict, got {options!r}")
     bad = set(options) - _SEND_OPTIONS - _IGNORED_OPTIONS
     if bad:
-        raise ConfigurationError(where, f"unknown option(s) {sorted(bad)!r}; known: {sorted(_SEND_OPTIONS)!r}")
+        raise ConfigurationError(
+            where, f"unknown option(s) {sorted(bad)!r}; known: {sorted(_SEND_OPTIONS)!r}"
+        )
     expires = options.get("expires")
     if expires is not None:
         if isinstance(expires, timedelta):
             options = {**options, "expires": expires.total_seconds()}
         elif isinstance(expires, bool) or not isinstance(expires, (int, float)) or expires <= 0:
-            raise ConfigurationError(where, f"options['expires'] must be a positive number of seconds, got {expires!r}")
+            raise ConfigurationError(
+                where, f"options['expires'] must be a positive number of seconds, got {expires!r}"
+            )
     catch_up = spec.get("catch_up", "once")
     if catch_up not in CATCH_UP_POLICIES:
-        raise ConfigurationError(where, f"'catch_up' must be one of {list(CATCH_UP_POLICIES)!r}, got {catch_up!r}")
+        raise ConfigurationError(
+            where, f"'catch_up' must be one of {list(CATCH_UP_POLICIES)!r}, got {catch_up!r}"
+        )
     grace = spec.get("grace_s")
     if grace is not None and (isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace <= 0):
         raise ConfigurationError(where, f"'grace_s' must be a positive number of seconds, got {grace!r}")
     if catch_up == "all" and grace is None:
-        raise ConfigurationError(where, "catch_up='all' needs grace_s (how old a missed slot may be and still run)")
+        raise ConfigurationError(
+            where, "catch_up='all' needs grace_s (how old a missed slot may be and still run)"
+        )
     queue = options.get("queue") or app.route(task, app.tasks.get(task))
     entry = Entry(
         name=name,
@@ -245,5 +259,6 @@ def configured_entries(app: Celeriac, *, check_task: bool = True) -> dict[str, E
     """
     app.fire_configured()
     return {
-        name: make_entry(app, name, spec, check_task=check_task) for name, spec in app.conf.beat_schedule.items()
+        name: make_entry(app, name, spec, check_task=check_task)
+        for name, spec in app.conf.beat_schedule.items()
     }

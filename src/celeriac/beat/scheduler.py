@@ -157,7 +157,9 @@ class Scheduler:
             if track.next_ms is None:
                 self._start_track(track, now_ms)
             assert track.next_ms is not None
-            while not track.inactive and track.next_ms is not None and track.next_ms - track.lead_ms <= now_ms:
+            while (
+                not track.inactive and track.next_ms is not None and track.next_ms - track.lead_ms <= now_ms
+            ):
                 if not self._claim(track, now_ms):
                     break
         now_s = self.now_s()
@@ -178,7 +180,7 @@ class Scheduler:
         if self._fake_clock is None:
             self._offset_s = int(secs) + int(usecs) / 1e6 - (before + after) / 2
         self._next_poll_s = self.now_s() + self.poll_s
-        changed = rev != self._rev
+        changed = int(rev) != self._rev
         self._rev = int(rev)
         return changed
 
@@ -234,7 +236,9 @@ class Scheduler:
         track.next_ms = schedule.next_after(base, tz)
         return True
 
-    def _catch_up(self, track: _Track, last: int, before_ms: int, then: list[int], now_ms: int) -> tuple[int, int]:
+    def _catch_up(
+        self, track: _Track, last: int, before_ms: int, then: list[int], now_ms: int
+    ) -> tuple[int, int]:
         """Enqueue the missed slots (after ``last``, before ``before_ms``) the policy wants, and the
         slots ``then``, if the last claimed slot is still ``last`` (compare-and-set)."""
         entry = track.entry
@@ -256,7 +260,9 @@ class Scheduler:
         track.inactive = True
         if track.entry.name not in self._warned:
             self._warned.add(track.entry.name)
-            logger.info("beat: %s is paused or another definition is active; not scheduling it", track.entry.name)
+            logger.info(
+                "beat: %s is paused or another definition is active; not scheduling it", track.entry.name
+            )
 
     def _missed(self, track: _Track, last: int, slot: int, now_ms: int) -> list[int]:
         """Missed slots (after ``last``, before ``slot``) to run now under the entry's policy."""
@@ -275,7 +281,9 @@ class Scheduler:
             recent.append(missed)
         return list(recent)
 
-    def _call(self, track: _Track, slots: list[int], *, prev: int | None, expect: str, now_ms: int) -> tuple[int, int]:
+    def _call(
+        self, track: _Track, slots: list[int], *, prev: int | None, expect: str, now_ms: int
+    ) -> tuple[int, int]:
         entry = track.entry
         grace_ms = int(entry.grace_s * 1000) if entry.grace_s else 0
         keys = self.beat.keys

@@ -29,6 +29,7 @@ COMMANDS = {
     "status": "status",
     "dlq": "dlq",
     "purge": "purge",
+    "beat": "beat",
 }
 
 
@@ -85,6 +86,7 @@ def main(ctx: click.Context) -> None:
     celeriac call shop.tasks.add --args '[1, 2]' --wait
     celeriac status
     celeriac dlq list default
+    celeriac beat list
     """
     state = ctx.ensure_object(State)
     ctx.call_on_close(state.close)
