@@ -134,6 +134,11 @@ class Task(Generic[P, R]):
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         typing: bool = True,
+        rate_limit: str | float | None = None,
+        rate_limit_scope: str = "global",
+        rate_limit_key: Callable[..., Any] | None = None,
+        max_concurrency: int | None = None,
+        concurrency_key: Callable[..., Any] | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -161,6 +166,7 @@ class Task(Generic[P, R]):
         self.time_limit = time_limit
         self.soft_time_limit = soft_time_limit
         self.typing = typing
+        self._set_flow(rate_limit, rate_limit_scope, rate_limit_key, max_concurrency, concurrency_key)
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         # Fast path of the argument check for the common shape (plain positional-or-keyword
@@ -176,6 +182,37 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+    def _set_flow(
+        self,
+        rate_limit: str | float | None,
+        scope: str,
+        rate_key: Callable[..., Any] | None,
+        max_concurrency: int | None,
+        concurrency_key: Callable[..., Any] | None,
+    ) -> None:
+        """Flow-control options (``celeriac.flow``), checked here so a bad one fails at import."""
+        from .flow.rates import rate_or_none
+
+        try:
+            #: parsed ``rate_limit`` (None: unlimited); global across workers unless scope is "worker"
+            self.rate = rate_or_none(rate_limit)
+        except ValueError as exc:
+            raise TypeError(f"rate_limit: {exc}") from None
+        self.rate_limit = rate_limit
+        if scope not in ("global", "worker"):
+            raise TypeError(f"rate_limit_scope must be 'global' or 'worker', got {scope!r}")
+        self.rate_limit_scope = scope
+        for option, fn in (("rate_limit_key", rate_key), ("concurrency_key", concurrency_key)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{option} must be a callable of the task's arguments, got {fn!r}")
+        self.rate_limit_key = rate_key
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
+        ):
+            raise TypeError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        self.max_concurrency = max_concurrency
+        self.concurrency_key = concurrency_key
 
     # ---- running here -----------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:

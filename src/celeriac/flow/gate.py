@@ -1,0 +1,246 @@
+"""The worker's side of flow control: decide, before a task starts, whether it may start now.
+
+The worker asks :meth:`Gate.admit` only for tasks that declare a limit (or got one at run time):
+unlimited tasks cost one dictionary lookup. The answer is one of
+
+* ``run``: start now (a concurrency slot, if any, is held until :meth:`Gate.finished`);
+* ``defer``: over the rate: the message goes back to the queue's delayed set, with its reserved start
+  time marked in it (``rl``), in the same settle step that acks the delivery, so it runs once at that
+  time without asking again; the worker slot is free at once;
+* ``expired``: its reserved time would come after its ``expires``: dropped now, state REVOKED;
+* ``parked``: over a concurrency limit: ``conc_acquire.lua`` already moved it out of the stream into a
+  wait list, from which a finishing task (or the sweep, for a dead worker's slot) moves it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._redis import async_client, to_str, translate_errors
+from ..broker.keys import GROUP
+from .keys import FlowKeys, script
+from .rates import Rate, parse_rate
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+    from ..app import Celeriac
+    from ..broker.base import Delivery
+
+logger = logging.getLogger("celeriac.worker")
+
+#: how often a worker reads rates set at run time and paused queues, renews its concurrency slots and
+#: moves parked messages into slots freed by dead workers
+FLOW_REFRESH_S = 2.0
+#: marker of a message whose start time a rate limiter reserved (its value: that time, ms)
+RESERVED = "rl"
+
+
+@dataclass(frozen=True)
+class Admission:
+    kind: Literal["run", "defer", "expired", "parked"]
+    eta_ms: int = 0
+    data: bytes = b""
+    reason: str = ""
+
+
+RUN = Admission("run")
+
+
+@dataclass
+class _Held:
+    queue: str
+    name: str
+    limit: int
+
+
+class Gate:
+    """Flow control of one worker (see the module docstring).
+
+    Args:
+        app: the app (its tasks' limits, its codec).
+        url, prefix: the broker's Redis and key prefix.
+        lease_ms: how long a concurrency slot stays held without renewal.
+        clock: wall clock (s) for worker-scope limits.
+    """
+
+    def __init__(
+        self, app: Celeriac, url: str, prefix: str, lease_ms: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.app = app
+        self.url = url
+        self.keys = FlowKeys(prefix)
+        self.lease_ms = lease_ms
+        self.clock = clock
+        self.paused: set[str] = set()
+        self.overrides: dict[str, Rate | None] = {}
+        self._client: redis.asyncio.Redis | None = None
+        self._local_tat: dict[str, float] = {}
+        self._held: dict[tuple[str, str], _Held] = {}
+        self.deferred = 0
+        self.parked = 0
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        if self._client is None:
+            self._client = async_client(self.url, max_connections=2)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            try:
+                await self._client.aclose()
+            except Exception:  # closing a dead connection
+                pass
+            self._client = None
+
+    # ---- which tasks -----------------------------------------------------------------------------
+    def rate_of(self, task: Any) -> Rate | None:
+        name = task.name
+        if name in self.overrides:
+            return self.overrides[name]
+        rate: Rate | None = getattr(task, "rate", None)
+        return rate
+
+    def limited(self, task: Any) -> bool:
+        """Whether a task's start goes through :meth:`admit` (one dict lookup for unlimited tasks)."""
+        return (
+            getattr(task, "rate", None) is not None
+            or getattr(task, "max_concurrency", None) is not None
+            or task.name in self.overrides
+        )
+
+    # ---- admission ---------------------------------------------------------------------------------
+    async def admit(self, d: Delivery, message: Any, task: Any) -> Admission:
+        rate = self.rate_of(task)
+        if rate is not None and RESERVED not in message.extra:
+            admission = await self._rate(d, message, task, rate)
+            if admission.kind != "run":
+                return admission
+        limit = getattr(task, "max_concurrency", None)
+        if limit is not None:
+            return await self._concurrency(d, message, task, limit)
+        return RUN
+
+    async def _rate(self, d: Delivery, message: Any, task: Any, rate: Rate) -> Admission:
+        name = task.name
+        key_fn = getattr(task, "rate_limit_key", None)
+        if key_fn is not None:
+            name = f"{name}:{key_fn(*message.args, **message.kwargs)}"
+        expires = message.expires_ms or 0
+        if getattr(task, "rate_limit_scope", "global") == "worker":
+            at = self._local(name, rate, expires)
+        else:
+            with translate_errors(self.url):
+                reply = await script("rate_acquire").run(
+                    self.client, [self.keys.rate(name)], [rate.interval_ms, 1, expires]
+                )
+            at = int(reply[0])
+        if at == 0:
+            return RUN
+        if at < 0:
+            return Admission(
+                "expired",
+                reason=f"expired before its turn under rate limit {rate} of {name} (expires was "
+                f"{time.strftime('%H:%M:%S', time.gmtime(expires / 1000))} UTC)",
+            )
+        self.deferred += 1
+        marked = replace(message, extra={**message.extra, RESERVED: at})
+        return Admission("defer", eta_ms=at, data=self.app.codec.encode(marked), reason=f"rate limit {rate}")
+
+    def _local(self, name: str, rate: Rate, expires_ms: int) -> int:
+        """Celery's per-worker meaning: the same GCRA, in this process."""
+        now_ms = int(self.clock() * 1000)
+        tat = max(self._local_tat.get(name, 0.0), now_ms)
+        if tat <= now_ms:
+            self._local_tat[name] = tat + rate.interval_ms
+            return 0
+        if expires_ms and tat > expires_ms:
+            return -1
+        self._local_tat[name] = tat + rate.interval_ms
+        return int(tat)
+
+    async def _concurrency(self, d: Delivery, message: Any, task: Any, limit: int) -> Admission:
+        name = task.name
+        key_fn = getattr(task, "concurrency_key", None)
+        if key_fn is not None:
+            name = f"{name}:{key_fn(*message.args, **message.kwargs)}"
+        q = d.queue
+        keys = [
+            self.keys.holders(q, name),
+            self.keys.waiting(q, name),
+            self.keys.index(q),
+            self.app.broker.keys.queue(q).ready,  # type: ignore[attr-defined]
+        ]
+        with translate_errors(self.url):
+            took = await script("conc_acquire").run(
+                self.client, keys, [GROUP, limit, self.lease_ms, d.entry_id, name, d.entry_id, d.data]
+            )
+        if int(took) == 1:
+            self._held[(q, d.entry_id)] = _Held(q, name, limit)
+            return RUN
+        self.parked += 1
+        return Admission("parked", reason=f"max_concurrency={limit} of {name}")
+
+    async def finished(self, d: Delivery) -> None:
+        """A task that held a concurrency slot ended: free it, and let a parked one in."""
+        held = self._held.pop((d.queue, d.entry_id), None)
+        if held is None:
+            return
+        await self._release(held.queue, held.name, held.limit, [d.entry_id])
+
+    async def _release(self, queue: str, name: str, limit: int, holders: list[str]) -> int:
+        keys = [
+            self.keys.holders(queue, name),
+            self.keys.waiting(queue, name),
+            self.keys.index(queue),
+            self.app.broker.keys.queue(queue).ready,  # type: ignore[attr-defined]
+        ]
+        with translate_errors(self.url):
+            return int(await script("conc_release").run(self.client, keys, [limit, name, *(holders or [""])]))
+
+    # ---- the refresh loop ----------------------------------------------------------------------------
+    async def refresh(self, queues: list[str]) -> None:
+        """Read run-time rates and paused queues; renew held slots; move parked messages into slots
+        that dead workers held (their leases expired)."""
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(self.keys.config)
+            pipe.smembers(self.keys.paused)
+            for q in queues:
+                pipe.smembers(self.keys.index(q))
+            config, paused, *indexes = await pipe.execute()
+        overrides: dict[str, Rate | None] = {}
+        for k, v in config.items():
+            field = to_str(k)
+            if field.startswith("rate:"):
+                try:
+                    overrides[field[5:]] = parse_rate(to_str(v))
+                except ValueError:
+                    logger.warning("ignoring run-time rate limit %r=%r (not a rate)", field[5:], to_str(v))
+        self.overrides = overrides
+        self.paused = {to_str(q) for q in paused}
+        by_key: dict[tuple[str, str], list[str]] = {}
+        for (q, entry_id), held in self._held.items():
+            by_key.setdefault((q, held.name), []).append(entry_id)
+        with translate_errors(self.url):
+            for (q, name), ids in by_key.items():
+                await script("conc_renew").run(self.client, [self.keys.holders(q, name)], [self.lease_ms, *ids])
+            for q, names in zip(queues, indexes):
+                for raw in names:
+                    name = to_str(raw)
+                    task = self.app.tasks.get(name.split(":", 1)[0])
+                    limit = getattr(task, "max_concurrency", None) if task is not None else None
+                    if limit:
+                        await self._release(q, name, limit, [])
+
+    async def run_refresh(self, queues: list[str], stopped: Callable[[], bool]) -> None:
+        """One step of the worker's flow loop (sleeps ``FLOW_REFRESH_S`` first)."""
+        await asyncio.sleep(min(FLOW_REFRESH_S, self.lease_ms / 3000))
+        if not stopped():
+            await self.refresh(queues)

@@ -1,0 +1,55 @@
+"""Redis keys of flow control (see ``lua/`` for each script's use).
+
+==============================================  ==========  =====================================
+key                                             type        bound / expiry
+==============================================  ==========  =====================================
+``<prefix>:flow``                               hash        ``rate:<task>`` -> rate set at run time
+                                                            (one field per task changed)
+``<prefix>:paused``                             set         paused queue names
+``<prefix>:rl:<task>[:<key>]``                  string      GCRA time; TTL: idle after one interval
+``<prefix>:{<queue>}:cl:<task>[:<key>]``        sorted set  holders, at most the limit; TTL 2 leases
+``<prefix>:{<queue>}:cl:<task>[:<key>]:wait``   list        parked messages (tasks, like the stream)
+``<prefix>:{<queue>}:cl:index``                 set         limiters with parked messages
+==============================================  ==========  =====================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from ..broker.scripts import Script
+
+
+@cache
+def script(name: str) -> Script:
+    """One of this package's Lua scripts."""
+    text = resources.files(__package__).joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
+    return Script(name, text, hashlib.sha1(text.encode()).hexdigest())
+
+
+@dataclass(frozen=True)
+class FlowKeys:
+    prefix: str
+
+    @property
+    def config(self) -> str:
+        return f"{self.prefix}:flow"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.prefix}:paused"
+
+    def rate(self, name: str) -> str:
+        return f"{self.prefix}:rl:{name}"
+
+    def holders(self, queue: str, name: str) -> str:
+        return f"{self.prefix}:{{{queue}}}:cl:{name}"
+
+    def waiting(self, queue: str, name: str) -> str:
+        return f"{self.prefix}:{{{queue}}}:cl:{name}:wait"
+
+    def index(self, queue: str) -> str:
+        return f"{self.prefix}:{{{queue}}}:cl:index"
