@@ -104,6 +104,7 @@ class Scheduler:
         self._next_poll_s = 0.0
         self._stop = threading.Event()
         self._warned: set[str] = set()
+        self._opened = False
 
     def now_s(self) -> float:
         if self._fake_clock is not None:
@@ -119,6 +120,7 @@ class Scheduler:
             BrokerError: Redis unreachable.
         """
         configured = configured_entries(self.app)
+        self._opened = True
         self._poll()
         if self.sync_config:
             self.beat.sync_configured(configured)
@@ -144,7 +146,10 @@ class Scheduler:
 
     # ---- one pass ---------------------------------------------------------------------------------
     def tick(self) -> float:
-        """Claim what is due, then return how long to sleep (seconds) before the next pass."""
+        """Claim what is due, then return how long to sleep (seconds) before the next pass (opens the
+        scheduler on the first call)."""
+        if not self._opened:
+            self.open()
         now_s = self.now_s()
         if now_s >= self._next_poll_s:
             if self._poll():

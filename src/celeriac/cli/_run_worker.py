@@ -52,6 +52,7 @@ class WorkerOptions:
     autoscale: tuple[int, int, float] | None  # MAX, MIN, idle seconds
     app_spec: str | None = None
     broker_url: str | None = None  # a --broker typed on the command line (overrides the app's)
+    beat: bool = False  # -B: run a periodic scheduler in this worker
 
 
 def configure_logging(level: str) -> None:
@@ -107,6 +108,7 @@ def serve(app: Celeriac, options: WorkerOptions) -> None:
         recycling=Recycling(options.max_tasks_per_child, options.max_memory_kib, options.max_child_age),
         autoscale=Autoscale(*options.autoscale) if options.autoscale else None,
         include=options.include,
+        beat=options.beat,
     )
     log.info(
         "celeriac %s: app %s, broker %s, %d task(s) registered",

@@ -161,6 +161,14 @@ split_queues = split_names
     show_envvar=True,
     help="How long unused slots are kept before an autoscaled worker shrinks.",
 )
+@click.option(
+    "-B",
+    "--beat",
+    is_flag=True,
+    show_envvar=True,
+    help="Also run a periodic scheduler (the app's beat_schedule). Any number of workers may: each "
+    "slot still runs once.",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -178,6 +186,7 @@ def worker(
     max_child_age: float | None,
     autoscale: str | None,
     autoscale_idle: float,
+    beat: bool,
 ) -> None:
     """Run a worker: consume queues and execute the app's tasks.
 
@@ -206,6 +215,7 @@ def worker(
         max_memory_kib=max_memory_kib,
         max_child_age=max_child_age,
         autoscale=(scale.max, scale.min, scale.idle_s) if scale else None,
+        beat=beat,
     )
     state = get_state(ctx)
     if _run_worker.REEXEC:

@@ -202,7 +202,11 @@ class Gate:
             self.app.broker.keys.queue(queue).ready,  # type: ignore[attr-defined]
         ]
         with translate_errors(self.url):
-            return int(await script("conc_release").run(self.client, keys, [limit, name, *(holders or [""])]))
+            return int(
+                await script("conc_release").run(
+                    self.client, keys, [limit, name, self.lease_ms, *(holders or [""])]
+                )
+            )
 
     # ---- the refresh loop ----------------------------------------------------------------------------
     async def refresh(self, queues: list[str]) -> None:
@@ -230,7 +234,9 @@ class Gate:
             by_key.setdefault((q, held.name), []).append(entry_id)
         with translate_errors(self.url):
             for (q, name), ids in by_key.items():
-                await script("conc_renew").run(self.client, [self.keys.holders(q, name)], [self.lease_ms, *ids])
+                await script("conc_renew").run(
+                    self.client, [self.keys.holders(q, name)], [self.lease_ms, *ids]
+                )
             for q, names in zip(queues, indexes):
                 for raw in names:
                     name = to_str(raw)

@@ -290,6 +290,19 @@ class Executor:
             return float(task.result_expires)
         return self.app.conf.result_expires_s
 
+    def revoked(self, job: Job, reason: str) -> Outcome:
+        """The outcome of a job dropped unstarted (expired while waiting behind a limit): REVOKED."""
+        from ..exceptions import TaskRevokedError
+
+        return self._failed(
+            job.message,
+            job.task,
+            TaskRevokedError(reason),
+            kind="ack",
+            reason=reason,
+            state=TaskState.REVOKED,
+        )
+
     def _failed(
         self,
         message: Message,

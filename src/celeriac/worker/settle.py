@@ -47,6 +47,7 @@ class WorkerStats:
     fenced: int = 0
     reclaimed: int = 0
     lost: int = 0  # runs whose process died (handed back, or failed with WorkerLostError)
+    deferred: int = 0  # starts handed back to wait for their turn under a rate limit (celeriac.flow)
     started_at: float = field(default_factory=time.time)
 
 
@@ -224,8 +225,12 @@ class Settler:
             await self.backend.store_async(items)
 
     def _count(self, o: Outcome) -> None:
-        self.stats.processed += 1
         name, tid = o.task_name or "?", o.task_id or "?"
+        if o.kind == "retry" and o.reason.startswith("deferred: "):  # not run: see worker/flow.py
+            self.stats.deferred += 1
+            logger.debug("task %s[%s] %s", name, tid, o.reason)
+            return
+        self.stats.processed += 1
         if o.kind == "retry":
             self.stats.retried += 1
             logger.info("task %s[%s] retry: %s", name, tid, o.reason)

@@ -42,6 +42,7 @@ from ..broker.base import Delivery, Enqueue
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .autoscale import Autoscale, Autoscaler
 from .executor import Job, Outcome
+from .flow import beat_scheduler, deferral, flow_gate
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
 from .pools import DEFAULT_CONCURRENCY, make_pool
@@ -101,6 +102,7 @@ class Worker:
         recycling: Recycling = NO_RECYCLING,
         autoscale: Autoscale | None = None,
         include: Sequence[str] = (),
+        beat: bool = False,
     ) -> None:
         self.app = app
         self.conf = app.conf
@@ -156,6 +158,8 @@ class Worker:
         self._cold_event: asyncio.Event | None = None
         self._slot_free: asyncio.Event | None = None
         self._ready_flag = asyncio.Event()  # set once consuming
+        self._flow = flow_gate(app, self.broker, self.lease_ms)  # rate/concurrency limits, queue pause
+        self._beat = beat_scheduler(app) if beat else None  # -B: checks beat_schedule now
 
     # ---- public control --------------------------------------------------------------------------
     def start(self) -> None:
@@ -285,6 +289,8 @@ class Worker:
                 ("schedule", self._schedule_once),
                 ("heartbeat", self._heartbeat_once),
                 *([("autoscale", self._autoscale_once)] if self.autoscale else []),
+                *([("flow", self._flow_once)] if self._flow is not None else []),
+                *([("beat", self._beat_once)] if self._beat is not None else []),
             )
         ]
         try:  # visible to `celeriac status` from the moment it is ready
@@ -361,7 +367,13 @@ class Worker:
             return
         count = min(free, self.conf.worker_fetch_max)
         block_ms = 0 if self.burst else _BLOCK_MS
-        deliveries = await self.broker.fetch(self.queues, self.worker_id, count, block_ms)
+        queues = self.queues
+        if self._flow is not None and self._flow.paused:
+            queues = [q for q in queues if q not in self._flow.paused]
+            if not queues:  # every queue paused: take nothing; the flow loop notices a resume
+                await asyncio.sleep(0.5)
+                return
+        deliveries = await self.broker.fetch(queues, self.worker_id, count, block_ms)
         for d in deliveries:
             self._start(d)
         if self.autoscale and len(deliveries) >= count and self._free_slots() <= 0:
@@ -397,7 +409,10 @@ class Worker:
             self._settler.submit(d, prepared)
             return
         assert self._loop is not None
-        task = self._loop.create_task(self._execute(d, prepared))  # asyncio.create_task looks the loop up
+        if self._flow is not None and self._flow.limited(prepared.task):
+            task = self._loop.create_task(self._admit(d, prepared))
+        else:
+            task = self._loop.create_task(self._execute(d, prepared))  # asyncio.create_task looks the loop up
         self._running[key] = (d, task, False)
         if self._autoscaler is not None:
             self._autoscaler.task_started(len(self._running))
@@ -428,6 +443,58 @@ class Worker:
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
         self._settler.submit(None if early else d, outcome)
+
+    # ---- flow control and periodic tasks (celeriac.flow, celeriac.beat) ---------------------------------
+    async def _admit(self, d: Delivery, job: Job) -> None:
+        """A task with a rate or concurrency limit: start it, or hand it back to wait in Redis."""
+        assert self._flow is not None
+        key = (d.queue, d.entry_id)
+        try:
+            admission = await self._flow.admit(d, job.message, job.task)
+        except BrokerError as exc:
+            logger.warning(
+                "flow control unavailable (%s): %s[%s] goes back to the queue",
+                exc,
+                job.task.name,
+                job.message.id,
+            )
+            admission = None
+        if admission is not None and admission.kind == "run":
+            try:
+                await self._execute(d, job)
+            finally:
+                try:
+                    await self._flow.finished(d)
+                except BrokerError as exc:  # the slot frees when its lease expires
+                    logger.warning("could not free a concurrency slot of %s (%s)", job.task.name, exc)
+            return
+        self._running.pop(key, None)
+        assert self._slot_free is not None
+        self._slot_free.set()
+        if admission is None:
+            self._owned.pop(key, None)
+            try:
+                await self.broker.release(self.worker_id, [d], started=False)
+            except BrokerError:
+                pass  # returns after the lease
+        elif admission.kind == "defer":
+            self._settler.submit(d, deferral(job, admission))
+        elif admission.kind == "expired":
+            self._settler.submit(d, self.executor.revoked(job, admission.reason))
+        else:  # parked: conc_acquire.lua took it out of the stream already
+            self._owned.pop(key, None)
+
+    async def _flow_once(self) -> None:
+        assert self._flow is not None
+        await self._flow.run_refresh(self.queues, lambda: self._closed)
+
+    async def _beat_once(self) -> None:
+        assert self._beat is not None and self._closed_event is not None
+        wait_s = await asyncio.to_thread(self._beat.tick)
+        try:
+            await asyncio.wait_for(self._closed_event.wait(), wait_s)
+        except asyncio.TimeoutError:
+            pass
 
     # ---- recycling of the whole worker (pools without children) ---------------------------------------
     def _recycle(self, reason: str) -> None:
@@ -622,6 +689,8 @@ class Worker:
         except BrokerError:
             pass
         await self.pool.close(cold=self._cold)
+        if self._flow is not None:
+            await self._flow.close()
         await self.broker.close()
         if self.backend is not None:
             await self.backend.close()

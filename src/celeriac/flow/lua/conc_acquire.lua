@@ -15,13 +15,20 @@
 -- ARGV[6]  stream entry id of the delivery (acked and deleted when parked)
 -- ARGV[7]  the message (parked as is)
 --
--- Atomic, so the limit holds across all workers. A parked message leaves the stream (the worker's
+-- Atomic, so the limit holds across all workers. A message that conc_release.lua moved back from the
+-- wait list already holds a slot (under its new stream entry id). A parked message leaves the stream (the worker's
 -- slot is free at once, nothing polls): it comes back to the ready stream when a holder releases
 -- or its lease expires. Returns 1 when the slot was taken, 0 when parked.
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local lease = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) then
+  -- a parked message that conc_release.lua moved back holds the slot it was given
+  redis.call('ZADD', KEYS[1], now_ms + lease, ARGV[4])
+  return 1
+end
+-- a new message waits behind parked ones (FIFO), even when a slot looks free
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) and redis.call('LLEN', KEYS[2]) == 0 then
   redis.call('ZADD', KEYS[1], now_ms + lease, ARGV[4])
   redis.call('PEXPIRE', KEYS[1], 2 * lease)

@@ -6,14 +6,16 @@
 -- KEYS[4]  celeriac:{queue}:ready                   stream of ready messages
 -- ARGV[1]  limit
 -- ARGV[2]  limiter name
--- ARGV[3..] holder ids to release ('' for none: a sweep after leases expired)
+-- ARGV[3]  lease in ms
+-- ARGV[4..] holder ids to release ('' for none: a sweep after leases expired)
 --
--- Expired holders (their worker died) are dropped first. A message moved back to the stream takes a
--- slot again when a worker fetches it (conc_acquire.lua), so a slot is never held by a message that
--- waits. Returns the number of parked messages moved to the ready stream.
+-- Expired holders (their worker died) are dropped first. A message moved back to the stream is given
+-- the free slot at once, under its new entry id (conc_acquire.lua lets it start when fetched); if no
+-- worker fetches it within the lease, the slot frees again. Returns the number of parked messages moved to the ready stream.
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-for i = 3, #ARGV do
+local lease = tonumber(ARGV[3])
+for i = 4, #ARGV do
   if ARGV[i] ~= '' then redis.call('ZREM', KEYS[1], ARGV[i]) end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
@@ -22,8 +24,10 @@ local moved = 0
 while moved < free do
   local msg = redis.call('LPOP', KEYS[2])
   if not msg then break end
-  redis.call('XADD', KEYS[4], '*', 'm', msg)
+  local id = redis.call('XADD', KEYS[4], '*', 'm', msg)
+  redis.call('ZADD', KEYS[1], now_ms + lease, id)
   moved = moved + 1
 end
+if moved > 0 then redis.call('PEXPIRE', KEYS[1], 2 * lease) end
 if redis.call('LLEN', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[2]) end
 return moved
