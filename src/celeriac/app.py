@@ -25,6 +25,7 @@ from .states import TaskState
 from .task import NO_OPTIONS, SendOptions, Signature, Task, build_message
 
 if TYPE_CHECKING:
+    from .flow import FlowAdmin
     from .worker.executor import Executor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,6 +138,14 @@ class Celeriac:
             **catch,
         }
         return name
+
+    @property
+    def control(self) -> FlowAdmin:
+        """Run-time flow control for every worker: ``app.control.rate_limit("mod.fn", "20/s")``,
+        ``app.control.pause_queue("io")`` / ``resume_queue`` (see :class:`celeriac.flow.FlowAdmin`)."""
+        from .flow import FlowAdmin
+
+        return FlowAdmin(self)
 
     def fire_configured(self) -> None:
         """Send ``on_after_configure`` then ``on_after_finalize`` once (schedulers call this before

@@ -30,6 +30,7 @@ COMMANDS = {
     "dlq": "dlq",
     "purge": "purge",
     "beat": "beat",
+    "queue": "queue",
 }
 
 

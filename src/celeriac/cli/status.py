@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -11,6 +12,9 @@ from .._urls import redact
 from ._common import console, format_age_s, get_state
 from ._options import app_options
 from .worker import split_queues
+
+if TYPE_CHECKING:
+    from ..app import Celeriac
 
 
 @click.command()
@@ -33,13 +37,16 @@ def status(ctx: click.Context, queues: tuple[str, ...]) -> None:
     out = console()
     out.print(f"broker: {redact(app.conf.broker_url)}", markup=False)
 
+    paused = _paused(app)
     table = Table(title="Queues", title_justify="left")
     table.add_column("queue", no_wrap=True)
     for column in ("ready", "delayed", "running", "dead letters"):
         table.add_column(column, justify="right")
+    table.add_column("state")
     for name in names:
         s = broker.stats(name)
-        table.add_row(name, str(s.ready), str(s.delayed), str(s.running), str(s.dead))
+        state = "paused" if name in paused else "active"
+        table.add_row(name, str(s.ready), str(s.delayed), str(s.running), str(s.dead), state)
     out.print(table)
 
     workers = broker.workers()
@@ -67,6 +74,17 @@ def status(ctx: click.Context, queues: tuple[str, ...]) -> None:
             f.get("version", ""),
         )
     out.print(wtable)
+
+
+def _paused(app: Celeriac) -> set[str]:
+    """Paused queues (``celeriac queue pause``); none without Redis."""
+    from ..broker.redis import RedisBroker
+
+    if not isinstance(app.broker, RedisBroker):
+        return set()
+    from ..flow import FlowAdmin
+
+    return FlowAdmin(app).paused_queues()
 
 
 def _float(value: str | None) -> float | None:

@@ -401,6 +401,10 @@ class Worker:
 
     def _start(self, d: Delivery) -> None:
         key = (d.queue, d.entry_id)
+        if self._flow is not None and d.queue in self._flow.paused:  # read just before a pause
+            assert self._loop is not None
+            self._loop.create_task(self._hand_back_unstarted(d))
+            return
         self._owned[key] = d
         prepared = self.executor.prepare(d.data, queue=d.queue, delivery=d.deliveries)
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
@@ -473,16 +477,19 @@ class Worker:
         self._slot_free.set()
         if admission is None:
             self._owned.pop(key, None)
-            try:
-                await self.broker.release(self.worker_id, [d], started=False)
-            except BrokerError:
-                pass  # returns after the lease
+            await self._hand_back_unstarted(d)
         elif admission.kind == "defer":
             self._settler.submit(d, deferral(job, admission))
         elif admission.kind == "expired":
             self._settler.submit(d, self.executor.revoked(job, admission.reason))
         else:  # parked: conc_acquire.lua took it out of the stream already
             self._owned.pop(key, None)
+
+    async def _hand_back_unstarted(self, d: Delivery) -> None:
+        try:
+            await self.broker.release(self.worker_id, [d], started=False)
+        except BrokerError:
+            pass  # returns after the lease
 
     async def _flow_once(self) -> None:
         assert self._flow is not None
