@@ -4,9 +4,11 @@ The worker asks :meth:`Gate.admit` only for tasks that declare a limit (or got o
 unlimited tasks cost one dictionary lookup. The answer is one of
 
 * ``run``: start now (a concurrency slot, if any, is held until :meth:`Gate.finished`);
-* ``defer``: over the rate: the message goes back to the queue's delayed set, with its reserved start
-  time marked in it (``rl``), in the same settle step that acks the delivery, so it runs once at that
-  time without asking again; the worker slot is free at once;
+* ``deferred``: over the rate: ``rate_acquire.lua`` reserved its start time, and ``rate_park.lua``
+  acked the delivery and put the message, marked with that time (``rl``), in the queue's delayed set,
+  so it runs once at that time without asking again; the worker slot is free at once. A marked
+  message that starts more than ``LATE_TOLERANCE_MS`` late (a stalled worker) asks again, so that
+  late starts never bunch up above the rate;
 * ``expired``: its reserved time would come after its ``expires``: dropped now, state REVOKED;
 * ``parked``: over a concurrency limit: ``conc_acquire.lua`` already moved it out of the stream into a
   wait list, from which a finishing task (or the sweep, for a dead worker's slot) moves it back.
@@ -39,17 +41,34 @@ logger = logging.getLogger("celeriac.worker")
 FLOW_REFRESH_S = 2.0
 #: marker of a message whose start time a rate limiter reserved (its value: that time, ms)
 RESERVED = "rl"
+#: a reserved message starting later than this past its time asks the limiter again
+LATE_TOLERANCE_MS = 100
 
 
 @dataclass(frozen=True)
 class Admission:
-    kind: Literal["run", "defer", "expired", "parked"]
+    kind: Literal["run", "deferred", "expired", "parked"]
     eta_ms: int = 0
-    data: bytes = b""
     reason: str = ""
 
 
 RUN = Admission("run")
+
+
+class _Ask:
+    """One rate-limited delivery waiting for the next flush of the gate."""
+
+    __slots__ = ("answer", "at", "d", "expires", "message", "name", "rate")
+
+    def __init__(self, d: Delivery, message: Any, rate: Rate, name: str, expires: int, at: int = 0) -> None:
+        self.d, self.message, self.rate, self.name, self.expires = d, message, rate, name, expires
+        #: 0: not decided yet (global); > 0 reserved start time; < 0 expired
+        self.at = at
+        self.answer: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
+
+
+#: deliveries handed back per rate_park.lua call (one call must stay short: it blocks Redis)
+_PARK_CHUNK = 500
 
 
 @dataclass
@@ -82,7 +101,12 @@ class Gate:
         self._client: redis.asyncio.Redis | None = None
         self._local_tat: dict[str, float] = {}
         self._held: dict[tuple[str, str], _Held] = {}
+        self._asks: list[_Ask] = []
+        self._flusher: asyncio.Future[None] | None = None
+        #: tasks handed back to wait for their turn under a rate limit; of those, reserved ones that
+        #: started too late and asked again; tasks parked under a concurrency limit
         self.deferred = 0
+        self.late = 0
         self.parked = 0
 
     @property
@@ -118,7 +142,7 @@ class Gate:
     # ---- admission ---------------------------------------------------------------------------------
     async def admit(self, d: Delivery, message: Any, task: Any) -> Admission:
         rate = self.rate_of(task)
-        if rate is not None and RESERVED not in message.extra:
+        if rate is not None and (RESERVED not in message.extra or self.reserved_late(message, task)):
             admission = await self._rate(d, message, task, rate)
             if admission.kind != "run":
                 return admission
@@ -135,26 +159,85 @@ class Gate:
         expires = message.expires_ms or 0
         if getattr(task, "rate_limit_scope", "global") == "worker":
             at = self._local(name, rate, expires)
-        else:
-            with translate_errors(self.url):
+            if at <= 0:
+                return RUN if at == 0 else self._expired(rate, name, expires)
+            return await self._batched(_Ask(d, message, rate, name, expires, at))
+        return await self._batched(_Ask(d, message, rate, name, expires))
+
+    async def _batched(self, ask: _Ask) -> Admission:
+        """Queue ``ask`` for the next flush (group commit: the first starts a flush at once, those that
+        arrive meanwhile go in the next), so a fetch of many limited tasks costs two round trips."""
+        self._asks.append(ask)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_asks())
+        return await ask.answer
+
+    async def _flush_asks(self) -> None:
+        while self._asks:
+            batch, self._asks = self._asks, []
+            try:
+                await self._decide(batch)
+            except BaseException as exc:
+                for ask in batch:
+                    if not ask.answer.done():
+                        ask.answer.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+
+    async def _decide(self, batch: list[_Ask]) -> None:
+        groups: dict[tuple[str, str, int], list[_Ask]] = {}
+        for ask in batch:
+            if ask.at == 0:  # global: the limiter in Redis decides
+                groups.setdefault((ask.d.queue, ask.name, ask.rate.interval_ms), []).append(ask)
+        with translate_errors(self.url):
+            for (queue, name, interval), asks in groups.items():
                 reply = await script("rate_acquire").run(
-                    self.client, [self.keys.rate(name)], [rate.interval_ms, 1, expires]
+                    self.client, [self.keys.rate(queue, name)], [interval, 1, *(a.expires for a in asks)]
                 )
-            at = int(reply[0])
-        if at == 0:
-            return RUN
-        if at < 0:
-            return Admission(
-                "expired",
-                reason=f"expired before its turn under rate limit {rate} of {name} (expires was "
-                f"{time.strftime('%H:%M:%S', time.gmtime(expires / 1000))} UTC)",
-            )
-        self.deferred += 1
-        marked = replace(message, extra={**message.extra, RESERVED: at})
-        return Admission("defer", eta_ms=at, data=self.app.codec.encode(marked), reason=f"rate limit {rate}")
+                for ask, at in zip(asks, reply):
+                    ask.at = int(at)
+            parks: dict[str, list[Any]] = {}
+            for ask in batch:
+                if ask.at > 0:
+                    marked = self.app.codec.encode(
+                        replace(ask.message, extra={**ask.message.extra, RESERVED: ask.at})
+                    )
+                    parks.setdefault(ask.d.queue, []).extend([ask.d.entry_id, ask.at, marked])
+            for queue, triples in parks.items():
+                q = self.app.broker.keys.queue(queue)  # type: ignore[attr-defined]
+                for start in range(0, len(triples), 3 * _PARK_CHUNK):
+                    await script("rate_park").run(
+                        self.client,
+                        [q.ready, q.delayed],
+                        [GROUP, q.wake, *triples[start : start + 3 * _PARK_CHUNK]],
+                    )
+        for ask in batch:
+            if ask.at == 0:
+                ask.answer.set_result(RUN)
+            elif ask.at < 0:
+                ask.answer.set_result(self._expired(ask.rate, ask.name, ask.expires))
+            else:
+                self.deferred += 1
+                ask.answer.set_result(
+                    Admission("deferred", eta_ms=ask.at, reason=f"rate limit {ask.rate} of {ask.name}")
+                )
+
+    def reserved_late(self, message: Any, task: Any) -> bool:
+        """A message that holds a reserved start time but starts well after it (a worker was stalled,
+        or the delayed set promoted late): it asks the limiter again, so that starts never bunch up."""
+        at = message.extra.get(RESERVED)
+        if not isinstance(at, int):
+            return False
+        rate = self.rate_of(task)
+        tolerance_ms = max(LATE_TOLERANCE_MS, rate.interval_ms if rate is not None else 0)
+        if int(self.clock() * 1000) - at > tolerance_ms:
+            self.late += 1
+            return True
+        return False
 
     def _local(self, name: str, rate: Rate, expires_ms: int) -> int:
-        """Celery's per-worker meaning: the same GCRA, in this process."""
+        """Celery's per-worker meaning: the same GCRA, in this process. 0 = now, -1 = expired, else the
+        reserved start time (ms)."""
         now_ms = int(self.clock() * 1000)
         tat = max(self._local_tat.get(name, 0.0), now_ms)
         if tat <= now_ms:
@@ -164,6 +247,13 @@ class Gate:
             return -1
         self._local_tat[name] = tat + rate.interval_ms
         return int(tat)
+
+    def _expired(self, rate: Rate, name: str, expires_ms: int) -> Admission:
+        when = time.strftime("%H:%M:%S", time.gmtime(expires_ms / 1000))
+        return Admission(
+            "expired",
+            reason=f"expired before its turn under rate limit {rate} of {name} (expires {when} UTC)",
+        )
 
     async def _concurrency(self, d: Delivery, message: Any, task: Any, limit: int) -> Admission:
         name = task.name

@@ -6,7 +6,7 @@ key                                             type        bound / expiry
 ``<prefix>:flow``                               hash        ``rate:<task>`` -> rate set at run time
                                                             (one field per task changed)
 ``<prefix>:paused``                             set         paused queue names
-``<prefix>:rl:<task>[:<key>]``                  string      GCRA time; TTL: idle after one interval
+``<prefix>:{<queue>}:rl:<task>[:<key>]``        string      GCRA time; TTL: idle after one interval
 ``<prefix>:{<queue>}:cl:<task>[:<key>]``        sorted set  holders, at most the limit; TTL 2 leases
 ``<prefix>:{<queue>}:cl:<task>[:<key>]:wait``   list        parked messages (tasks, like the stream)
 ``<prefix>:{<queue>}:cl:index``                 set         limiters with parked messages
@@ -42,8 +42,8 @@ class FlowKeys:
     def paused(self) -> str:
         return f"{self.prefix}:paused"
 
-    def rate(self, name: str) -> str:
-        return f"{self.prefix}:rl:{name}"
+    def rate(self, queue: str, name: str) -> str:
+        return f"{self.prefix}:{{{queue}}}:rl:{name}"
 
     def holders(self, queue: str, name: str) -> str:
         return f"{self.prefix}:{{{queue}}}:cl:{name}"

@@ -42,7 +42,7 @@ from ..broker.base import Delivery, Enqueue
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 from .autoscale import Autoscale, Autoscaler
 from .executor import Job, Outcome
-from .flow import beat_scheduler, deferral, flow_gate
+from .flow import beat_scheduler, flow_gate
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
 from .pools import DEFAULT_CONCURRENCY, make_pool
@@ -478,11 +478,9 @@ class Worker:
         if admission is None:
             self._owned.pop(key, None)
             await self._hand_back_unstarted(d)
-        elif admission.kind == "defer":
-            self._settler.submit(d, deferral(job, admission))
         elif admission.kind == "expired":
             self._settler.submit(d, self.executor.revoked(job, admission.reason))
-        else:  # parked: conc_acquire.lua took it out of the stream already
+        else:  # deferred or parked: the script took it out of the stream already
             self._owned.pop(key, None)
 
     async def _hand_back_unstarted(self, d: Delivery) -> None:
