@@ -14,8 +14,8 @@ Missed slots (every instance was down) show up as a gap between the entry's last
 slot before the one being claimed; the script refuses the steady-state claim, and the instance applies
 the entry's catch-up policy (``once``, ``skip``, ``all``) in a second, compare-and-set call.
 
-Idle cost: one ``beat_poll.lua`` per ``poll_s`` (1 s), which also keeps the clock in step with Redis
-and notices entries added, changed or removed by other processes.
+Idle cost: one ``GET`` per ``poll_s`` (1 s), which notices entries added, changed or removed by other
+processes; every 30th poll is ``beat_poll.lua`` instead, which also keeps the clock in step with Redis.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ logger = logging.getLogger("celeriac.beat")
 
 #: how long before its due time a run is enqueued (at most; half the period for short periods)
 DEFAULT_LEAD_S = 1.0
-#: how often an idle scheduler checks for changed entries (and reads the Redis clock)
+#: how often an idle scheduler checks for changed entries
 DEFAULT_POLL_S = 1.0
+# every this many polls the scheduler also reads the Redis clock (beat_poll.lua)
+_CLOCK_EVERY = 30
 
 
 @dataclass
@@ -177,12 +179,16 @@ class Scheduler:
     def _poll(self) -> bool:
         """Read the revision (and the Redis clock); True when entries changed since the last read."""
         url = self.beat.url
+        sync_clock = self._fake_clock is None and self.stats.polls % _CLOCK_EVERY == 0
         before = time.time()
         with translate_errors(url):
-            rev, secs, usecs = poll_script()(self.beat.client, [self.beat.keys.rev], [])
+            if sync_clock:
+                rev, secs, usecs = poll_script()(self.beat.client, [self.beat.keys.rev], [])
+            else:  # one plain command when nothing is due: the idle cost
+                rev = self.beat.client.get(self.beat.keys.rev) or 0
         after = time.time()
         self.stats.polls += 1
-        if self._fake_clock is None:
+        if sync_clock:
             self._offset_s = int(secs) + int(usecs) / 1e6 - (before + after) / 2
         self._next_poll_s = self.now_s() + self.poll_s
         changed = int(rev) != self._rev

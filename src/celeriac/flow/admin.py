@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 class FlowAdmin:
     """Change limits and pause queues for every worker of an app (they pick changes up within
-    ``FLOW_REFRESH_S``). Also reachable as ``app.control``.
+    ``FLOW_REFRESH_S``, 5 s). Also reachable as ``app.control``.
 
     Args:
         app: the app (its Redis and key prefix).
@@ -60,13 +60,15 @@ class FlowAdmin:
         """Pause a queue: sends are still accepted; workers take nothing from it until resumed.
         Returns False when it was paused already."""
         with translate_errors(self.url):
-            return bool(self.client.sadd(self.keys.paused, queue))
+            return bool(self.client.hset(self.keys.config, f"paused:{queue}", "1"))
 
     def resume_queue(self, queue: str) -> bool:
         """Resume a paused queue. Returns False when it was not paused."""
         with translate_errors(self.url):
-            return bool(self.client.srem(self.keys.paused, queue))
+            return bool(self.client.hdel(self.keys.config, f"paused:{queue}"))
 
     def paused_queues(self) -> set[str]:
+        """The paused queues."""
         with translate_errors(self.url):
-            return {to_str(q) for q in self.client.smembers(self.keys.paused)}
+            raw = self.client.hgetall(self.keys.config)
+        return {to_str(k)[7:] for k in raw if to_str(k).startswith("paused:")}

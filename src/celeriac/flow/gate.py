@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -36,9 +37,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("celeriac.worker")
 
-#: how often a worker reads rates set at run time and paused queues, renews its concurrency slots and
-#: moves parked messages into slots freed by dead workers
-FLOW_REFRESH_S = 2.0
+#: how often a worker reads rates set at run time and paused queues (one HGETALL), renews its
+#: concurrency slots and moves parked messages into slots freed by dead workers
+FLOW_REFRESH_S = 5.0
 #: marker of a message whose start time a rate limiter reserved (its value: that time, ms)
 RESERVED = "rl"
 #: a reserved message starting later than this past its time asks the limiter again
@@ -188,7 +189,7 @@ class Gate:
         groups: dict[tuple[str, str, int], list[_Ask]] = {}
         for ask in batch:
             if ask.at == 0:  # global: the limiter in Redis decides
-                groups.setdefault((ask.d.queue, ask.name, ask.rate.interval_ms), []).append(ask)
+                groups.setdefault((ask.d.queue, ask.name, ask.rate.interval_us), []).append(ask)
         with translate_errors(self.url):
             for (queue, name, interval), asks in groups.items():
                 reply = await script("rate_acquire").run(
@@ -229,7 +230,7 @@ class Gate:
         if not isinstance(at, int):
             return False
         rate = self.rate_of(task)
-        tolerance_ms = max(LATE_TOLERANCE_MS, rate.interval_ms if rate is not None else 0)
+        tolerance_ms = max(LATE_TOLERANCE_MS, rate.interval_ms if rate is not None else 0.0)
         if int(self.clock() * 1000) - at > tolerance_ms:
             self.late += 1
             return True
@@ -238,7 +239,7 @@ class Gate:
     def _local(self, name: str, rate: Rate, expires_ms: int) -> int:
         """Celery's per-worker meaning: the same GCRA, in this process. 0 = now, -1 = expired, else the
         reserved start time (ms)."""
-        now_ms = int(self.clock() * 1000)
+        now_ms = self.clock() * 1000
         tat = max(self._local_tat.get(name, 0.0), now_ms)
         if tat <= now_ms:
             self._local_tat[name] = tat + rate.interval_ms
@@ -246,7 +247,7 @@ class Gate:
         if expires_ms and tat > expires_ms:
             return -1
         self._local_tat[name] = tat + rate.interval_ms
-        return int(tat)
+        return math.ceil(tat)
 
     def _expired(self, rate: Rate, name: str, expires_ms: int) -> Admission:
         when = time.strftime("%H:%M:%S", time.gmtime(expires_ms / 1000))
@@ -302,23 +303,26 @@ class Gate:
     async def refresh(self, queues: list[str]) -> None:
         """Read run-time rates and paused queues; renew held slots; move parked messages into slots
         that dead workers held (their leases expired)."""
+        concurrency = any(getattr(t, "max_concurrency", None) for t in self.app.tasks.values())
         with translate_errors(self.url):
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(self.keys.config)
-            pipe.smembers(self.keys.paused)
-            for q in queues:
+            for q in queues if concurrency else ():
                 pipe.smembers(self.keys.index(q))
-            config, paused, *indexes = await pipe.execute()
+            config, *indexes = await pipe.execute()
         overrides: dict[str, Rate | None] = {}
+        paused: set[str] = set()
         for k, v in config.items():
             field = to_str(k)
-            if field.startswith("rate:"):
+            if field.startswith("paused:"):
+                paused.add(field[7:])
+            elif field.startswith("rate:"):
                 try:
                     overrides[field[5:]] = parse_rate(to_str(v))
                 except ValueError:
                     logger.warning("ignoring run-time rate limit %r=%r (not a rate)", field[5:], to_str(v))
         self.overrides = overrides
-        self.paused = {to_str(q) for q in paused}
+        self.paused = paused
         by_key: dict[tuple[str, str], list[str]] = {}
         for (q, entry_id), held in self._held.items():
             by_key.setdefault((q, held.name), []).append(entry_id)

@@ -3,9 +3,9 @@
 ==============================================  ==========  =====================================
 key                                             type        bound / expiry
 ==============================================  ==========  =====================================
-``<prefix>:flow``                               hash        ``rate:<task>`` -> rate set at run time
-                                                            (one field per task changed)
-``<prefix>:paused``                             set         paused queue names
+``<prefix>:flow``                               hash        ``rate:<task>`` -> rate set at run time,
+                                                            ``paused:<queue>`` -> 1 (one field per
+                                                            task changed or queue paused)
 ``<prefix>:{<queue>}:rl:<task>[:<key>]``        string      GCRA time; TTL: idle after one interval
 ``<prefix>:{<queue>}:cl:<task>[:<key>]``        sorted set  holders, at most the limit; TTL 2 leases
 ``<prefix>:{<queue>}:cl:<task>[:<key>]:wait``   list        parked messages (tasks, like the stream)
@@ -37,10 +37,6 @@ class FlowKeys:
     @property
     def config(self) -> str:
         return f"{self.prefix}:flow"
-
-    @property
-    def paused(self) -> str:
-        return f"{self.prefix}:paused"
 
     def rate(self, queue: str, name: str) -> str:
         return f"{self.prefix}:{{{queue}}}:rl:{name}"

@@ -21,9 +21,14 @@ class Rate:
     text: str
 
     @property
-    def interval_ms(self) -> int:
-        """Milliseconds between two starts (at least 1)."""
-        return max(1, round(self.per_s * 1000 / self.count))
+    def interval_us(self) -> int:
+        """Microseconds between two starts (at least 1)."""
+        return max(1, round(self.per_s * 1_000_000 / self.count))
+
+    @property
+    def interval_ms(self) -> float:
+        """Milliseconds between two starts."""
+        return self.interval_us / 1000
 
     def __str__(self) -> str:
         return self.text

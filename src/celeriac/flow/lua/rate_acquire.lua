@@ -1,8 +1,9 @@
 -- rate_acquire: reserve start times for tasks under one rate limit (GCRA, one key per limiter).
 --
--- KEYS[1]  celeriac:{queue}:rl:<task>[:<key>]  string: the theoretical arrival time (TAT, ms) of the
+-- KEYS[1]  celeriac:{queue}:rl:<task>[:<key>]  string: the theoretical arrival time (TAT, us) of the
 --          next start; TTL: until the TAT has passed plus one interval (then the limiter is idle)
--- ARGV[1]  emission interval in ms (period / rate: 20 for "50/s")
+-- ARGV[1]  emission interval in microseconds (period / rate: 20000 for "50/s"; microseconds, so that
+--          rates above 1000/s keep their precision)
 -- ARGV[2]  burst: starts allowed back to back (1 = evenly spaced, as Celery)
 -- ARGV[3..] one expiry per task (epoch ms, 0 = none), in the order the tasks arrived
 --
@@ -11,23 +12,24 @@
 -- once at its time without asking again (rate_park.lua hands it back, marked with that time). A task
 -- whose time would come after its expiry reserves nothing: it could only run late. One call serves a
 -- whole fetch of a worker (its tasks of this limiter).
--- Returns one value per task: 0 = start now, > 0 = its reserved start time (ms), -1 = expired.
+-- Returns one value per task: 0 = start now, > 0 = its reserved start time (ms, rounded up),
+-- -1 = expired.
 local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local interval = tonumber(ARGV[1])
 local tau = (tonumber(ARGV[2]) - 1) * interval
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now_ms then tat = now_ms end
+if tat < now_us then tat = now_us end
 local out = {}
 for i = 3, #ARGV do
   local allow_at = tat - tau
-  local expires = tonumber(ARGV[i])
-  if allow_at > now_ms and expires > 0 and allow_at > expires then
+  local expires = tonumber(ARGV[i]) * 1000
+  if allow_at > now_us and expires > 0 and allow_at > expires then
     out[#out + 1] = -1
   else
     tat = tat + interval
-    out[#out + 1] = allow_at <= now_ms and 0 or allow_at
+    out[#out + 1] = allow_at <= now_us and 0 or math.ceil(allow_at / 1000)
   end
 end
-redis.call('SET', KEYS[1], tat, 'PX', math.max(1, tat - now_ms + interval))
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.max(1, math.ceil((tat - now_us + interval) / 1000)))
 return out
