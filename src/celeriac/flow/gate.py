@@ -44,6 +44,8 @@ FLOW_REFRESH_S = 5.0
 RESERVED = "rl"
 #: a reserved message starting later than this past its time asks the limiter again
 LATE_TOLERANCE_MS = 100
+#: a start due within this many ms starts now rather than being handed back (see rate_acquire.lua)
+SLACK_MS = 5
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,9 @@ class Gate:
         with translate_errors(self.url):
             for (queue, name, interval), asks in groups.items():
                 reply = await script("rate_acquire").run(
-                    self.client, [self.keys.rate(queue, name)], [interval, 1, *(a.expires for a in asks)]
+                    self.client,
+                    [self.keys.rate(queue, name)],
+                    [interval, 1, SLACK_MS * 1000, *(a.expires for a in asks)],
                 )
                 for ask, at in zip(asks, reply):
                     ask.at = int(at)
@@ -241,7 +245,7 @@ class Gate:
         reserved start time (ms)."""
         now_ms = self.clock() * 1000
         tat = max(self._local_tat.get(name, 0.0), now_ms)
-        if tat <= now_ms:
+        if tat <= now_ms + SLACK_MS:
             self._local_tat[name] = tat + rate.interval_ms
             return 0
         if expires_ms and tat > expires_ms:
