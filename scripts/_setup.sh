@@ -37,8 +37,8 @@ ensure_venv() {
     fi
     local stamp="$VENV/.celeriac-installed"
     if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-        say "installing celeriac into .venv (pip install -e '.[test,lint]')"
-        "$PY" -m pip install --quiet --disable-pip-version-check -e '.[test,lint]'
+        say "installing celeriac into .venv (pip install -e '.[test,lint,docs]')"
+        "$PY" -m pip install --quiet --disable-pip-version-check -e '.[test,lint,docs]'
         touch "$stamp"
     fi
 }

@@ -31,6 +31,7 @@ COMMANDS = {
     "purge": "purge",
     "beat": "beat",
     "queue": "queue",
+    "check-celery": "check_celery",
 }
 
 
@@ -45,7 +46,7 @@ class CeleriacGroup(click.Group):
         module = COMMANDS.get(cmd_name)
         if module is None:
             return None
-        command = getattr(importlib.import_module(f"{__package__}.{module}"), cmd_name)
+        command = getattr(importlib.import_module(f"{__package__}.{module}"), cmd_name.replace("-", "_"))
         assert isinstance(command, click.Command)
         return command
 
