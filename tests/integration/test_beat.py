@@ -416,3 +416,50 @@ def test_utc_default_and_local_zone_when_enable_utc_is_off(redis_url: str) -> No
     assert timezone_of(app) is timezone.utc
     app.conf.enable_utc = False
     assert timezone_of(app) is not None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_list_and_cli_at_200k_entries(redis_url: str, r: redis.Redis) -> None:
+    """`celeriac beat list` (and Beat.list) over 200,000 dynamic entries: read in bounded chunks."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from celeriac.beat.entries import make_entry, pack_entry
+
+    app = make_app(redis_url)
+    n = 200_000
+    template = make_entry(app, "e", {"task": "bt.ping", "schedule": 60.0}, source="dynamic")
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        entry = template.__class__(**{**template.__dict__, "name": f"e{i:06d}"})
+        pipe.hset("celeriac:beat:entries", entry.name, pack_entry(entry))
+        if i % 10_000 == 9_999:
+            pipe.execute()
+    pipe.execute()
+    started = time.perf_counter()
+    listed = Beat(app).list()
+    elapsed = time.perf_counter() - started
+    assert len(listed) == n and listed[0].entry.name == "e000000" and listed[-1].next_run_ms
+    assert elapsed < 60
+    proc = subprocess.run(
+        [sys.executable, "-m", "celeriac.cli", "beat", "list", "--json"],
+        env={**os.environ, "CELERIAC_BROKER_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == n and rows[-1]["name"] == "e199999"
+    table = subprocess.run(
+        [sys.executable, "-m", "celeriac.cli", "beat", "list"],
+        env={**os.environ, "CELERIAC_BROKER_URL": redis_url, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert table.returncode == 0 and "e199999" in table.stdout and "\x1b[" not in table.stdout

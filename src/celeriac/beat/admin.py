@@ -128,19 +128,30 @@ class Beat:
                     return out
 
     def list(self) -> list[EntryStatus]:
-        """Every entry with its paused flag and last and next run, sorted by name."""
+        """Every entry with its paused flag and last and next run, sorted by name (each queue's state
+        hash read in bounded chunks)."""
         entries = self.entries()
-        names = sorted(entries)
+        state: dict[str, dict[str, Any]] = {}
+        with translate_errors(self.url):
+            for queue in {e.queue for e in entries.values()}:
+                fields = state[queue] = {}
+                cursor = 0
+                while True:
+                    reply: Any = self.client.hscan(self.keys.state(queue), cursor, count=_SCAN_COUNT)
+                    cursor, chunk = reply
+                    fields.update((to_str(k), v) for k, v in chunk.items() if not to_str(k).startswith("p:"))
+                    if cursor == 0:
+                        break
         now_ms = int(self.clock() * 1000)
         out: list[EntryStatus] = []
-        with translate_errors(self.url):
-            for start in range(0, len(names), _SCAN_COUNT):
-                chunk = names[start : start + _SCAN_COUNT]
-                pipe = self.client.pipeline(transaction=False)
-                for name in chunk:
-                    pipe.hmget(self.keys.state(entries[name].queue), f"d:{name}", f"l:{name}", f"lp:{name}")
-                for name, (d, last, before) in zip(chunk, pipe.execute()):
-                    out.append(self._status(entries[name], d, last, before, now_ms))
+        for name in sorted(entries):
+            entry = entries[name]
+            fields = state[entry.queue]
+            out.append(
+                self._status(
+                    entry, fields.get(f"d:{name}"), fields.get(f"l:{name}"), fields.get(f"lp:{name}"), now_ms
+                )
+            )
         return out
 
     def _status(self, entry: Entry, d: Any, last: Any, before: Any, now_ms: int) -> EntryStatus:

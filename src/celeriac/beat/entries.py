@@ -8,6 +8,7 @@ deploy that changes or removes an entry never runs the old definition again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -77,7 +78,7 @@ class Entry:
     grace_s: float | None = None
     source: str = "config"
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """A short hash of the definition: equal definitions, equal digests."""
         return hashlib.sha256(_pack(self.definition())).hexdigest()[:16]
@@ -127,8 +128,8 @@ def _pack(value: Any) -> bytes:
 
 
 def pack_entry(entry: Entry) -> bytes:
-    """The registry form of an entry (msgpack)."""
-    return _pack({**entry.definition(), "source": entry.source})
+    """The registry form of an entry (msgpack; with its digest, so a listing need not hash)."""
+    return _pack({**entry.definition(), "source": entry.source, "digest": entry.digest})
 
 
 def unpack_entry(data: bytes) -> Entry:
@@ -139,7 +140,7 @@ def unpack_entry(data: bytes) -> Entry:
     """
     try:
         raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        return Entry(
+        entry = Entry(
             name=raw["name"],
             task=raw["task"],
             schedule=parse_definition(raw["schedule"]),
@@ -153,8 +154,13 @@ def unpack_entry(data: bytes) -> Entry:
         )
     except (ValueError, KeyError, TypeError, msgpack.UnpackException) as exc:
         raise ConfigurationError("beat entry", f"stored definition does not parse: {exc}") from None
+    digest = raw.get("digest")
+    if isinstance(digest, str):
+        entry.__dict__["digest"] = digest  # written by pack_entry from the same definition
+    return entry
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_definition(text: str) -> BaseSchedule:
     """The schedule of a :meth:`BaseSchedule.definition` text (``every 10s``, ``cron 0 9 * * 1-5``)."""
     parts = text.split()

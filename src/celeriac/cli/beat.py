@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from typing import Any
 
 import click
@@ -21,6 +22,8 @@ from ._run_worker import configure_logging
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 JSON_HELP = "Print JSON (one document) instead of a table."
+#: more entries than this are listed as tab-separated lines, as when piped
+TABLE_MAX = 1000
 
 
 @click.group(invoke_without_command=True)
@@ -81,23 +84,33 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     if not entries:
         out.print("no periodic entries (start a scheduler with a beat_schedule, or `celeriac beat add`)")
         return
-    from rich.table import Table
-
-    table = Table(title=f"Periodic entries ({len(entries)})", title_justify="left")
-    for column in ("name", "task", "schedule", "queue", "source", "state", "last run", "next run"):
-        table.add_column(column, overflow="fold")
-    for s in entries:
-        state = "paused" if s.paused else ("active" if s.active else "waiting")
-        table.add_row(
+    columns = ("name", "task", "schedule", "queue", "source", "state", "last run", "next run")
+    rows = (
+        (
             s.entry.name,
             s.entry.task,
             s.entry.schedule.definition(),
             s.entry.queue,
             s.entry.source,
-            state,
+            "paused" if s.paused else ("active" if s.active else "waiting"),
             format_time_ms(s.last_run_ms or 0),
             format_time_ms(s.next_run_ms or 0),
         )
+        for s in entries
+    )
+    if not sys.stdout.isatty() or len(entries) > TABLE_MAX:
+        # piped, or too many rows for a table: one tab-separated line per entry (a table of 200k
+        # rows takes minutes to lay out)
+        click.echo("\t".join(columns))
+        click.echo("\n".join("\t".join(row) for row in rows))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Periodic entries ({len(entries)})", title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
