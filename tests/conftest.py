@@ -12,6 +12,15 @@ from celeriac.testing import RedisServer, redis_server_binary
 CI = bool(os.environ.get("CI"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--write-reliability",
+        action="store_true",
+        default=False,
+        help="after a whole passing run, write docs/reliability.md (otherwise the run checks it is current)",
+    )
+
+
 def _need_redis() -> None:
     if redis_server_binary() is None:
         if CI:

@@ -49,7 +49,7 @@ def broker_url() -> Iterator[str]:
     """``CELERIAC_BROKER_URL`` when set, else a private redis-server for the demo's duration."""
     given = os.environ.get("CELERIAC_BROKER_URL")
     if given:
-        from celeriac._redis import redact
+        from celeriac._redis.client import redact
 
         console.print(f"broker: {redact(given)} (from CELERIAC_BROKER_URL)")
         yield given

@@ -18,7 +18,8 @@ _SCHEMES = ("redis", "rediss", "unix")
 
 # userinfo of a URL: everything between "scheme://user:" and the LAST "@" of the same token, so that
 # a password holding an unescaped "@", "/" or ":" is hidden whole (hiding too much is the safe side)
-_USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s]*):\S*@")
+# (except the placeholder "<password>" of a hint showing the URL's form)
+_USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s]*):(?!<password>@)\S*@")
 # query parameters that carry secrets (?password=..., ?ssl_password=...)
 _SECRET_QUERY = re.compile(r"(?i)(?P<head>[?&][a-z_]*password=)[^&#\s'\"]*")
 
@@ -27,6 +28,15 @@ def redact(url: str) -> str:
     """``url`` (or any text holding URLs) with passwords replaced by ``***``: the password of the
     userinfo part and ``password``/``ssl_password`` query parameters. For logs, CLI output and errors."""
     return _SECRET_QUERY.sub(r"\g<head>***", _USERINFO.sub(r"\g<head>:***@", url))
+
+
+def has_password(url: str) -> bool:
+    """True when ``url`` carries a password (in its user info or as a ``password=`` query option)."""
+    try:
+        parts = urlsplit(url)
+        return bool(parts.password) or bool(parse_qs(parts.query).get("password"))
+    except ValueError:
+        return True  # not parsed: do not claim it has none
 
 
 # URL query options celeriac passes on to redis-py (others would reach the connection class as
@@ -55,6 +65,14 @@ def check_url(url: str, setting: str = "broker") -> None:
     ``rediss://``, the TLS options of :data:`TLS_URL_OPTIONS`; the files they name must exist.
     """
     shown = redact(url)
+    if _unencoded_userinfo(url):
+        raise ConfigurationError(
+            setting,
+            f"the password (or user name) in {shown!r} holds a '/', '?' or '#' that is not "
+            "percent-encoded, so the URL cannot be split into password, host and database: "
+            "percent-encode the password ('/' -> %2F, '@' -> %40, '?' -> %3F, '#' -> %23, ':' -> %3A, "
+            "'%' -> %25; in Python: urllib.parse.quote(password, safe=''))",
+        )
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -78,6 +96,18 @@ def check_url(url: str, setting: str = "broker") -> None:
     if parts.scheme != "unix" and db and not db.isdigit():
         raise ConfigurationError(setting, f"database must be a number in {shown!r}")
     _check_query(parts.scheme, parse_qs(parts.query, keep_blank_values=True), shown, setting)
+
+
+def _unencoded_userinfo(url: str) -> bool:
+    """True when an "@" follows the first "/", "?" or "#" after ``scheme://``: the URL's user info
+    (its password, usually) holds one of those characters unescaped, and every URL parser then cuts
+    the password there and reads the rest as host, database or query. ("@" alone is parsed right:
+    the last one ends the user info.)"""
+    _scheme, sep, rest = url.partition("://")
+    if not sep:
+        return False
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=-1)
+    return cut >= 0 and "@" in rest[cut:]
 
 
 def _check_query(scheme: str, query: dict[str, list[str]], shown: str, setting: str) -> None:

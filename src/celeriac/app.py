@@ -8,27 +8,57 @@ from __future__ import annotations
 
 import fnmatch
 import gc
-from collections.abc import Callable, Iterable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
+from ._clock import SYSTEM_CLOCK, wall_ms
 from ._signal import Signal
-from .broker.base import Broker, Enqueue
+from .broker.base import Broker, Enqueue, ResultSettling
 from .codec import Codec
 from .config import Config
-from .exceptions import ConfigurationError, MessageTooLarge, NotRegistered
+from .exceptions import ConfigurationError, MessageTooLarge
+from .execution import effective
 from .message import Message, encode_call, new_task_id
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
-from .results.base import ResultBackend, ResultRecord
-from .states import TaskState
-from .task import NO_OPTIONS, SendOptions, Signature, Task, build_message
+from .results.base import ResultBackend
+from .task import NO_OPTIONS, AsyncTask, SendOptions, Signature, Task, build_message
 
 if TYPE_CHECKING:
+    from ._clock import Clock
     from .flow import FlowAdmin
-    from .worker.executor import Executor
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _TaskDecorator(Protocol):
+    """``@app.task(**options)``: keeps the function's parameter and return types (``Task[P, R]``;
+    ``R`` is what an async function's coroutine returns)."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class _BoundTaskDecorator(Protocol):
+    """``@app.task(bind=True, ...)``: the function's first parameter is the task itself, not sent."""
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Any, P], Awaitable[R]], /) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> Task[P, R]: ...
+
+
+# settings the derived objects are built from: a change rebuilds them on next use
+_BROKER_SETTINGS = frozenset({"broker_url", "key_prefix", "dead_letter_max"})
+_BACKEND_SETTINGS = frozenset({"broker_url", "result_backend", "key_prefix"})
+_CODEC_SETTINGS = frozenset(
+    {"accept_content", "message_signing_key", "message_signing_keys", "result_max_bytes"}
+)
 
 
 class Celeriac:
@@ -36,9 +66,16 @@ class Celeriac:
 
     Args:
         main: the app's name; tasks defined in ``__main__`` are named ``<main>.<function>``.
-        broker: broker URL (``redis://host:6379/0``, ``rediss://...``, ``memory://``). Default: the
+        broker: broker URL (``redis://host:6379/0``, ``rediss://...``, ``memory://``), or a broker
+            object (``MemoryBroker(...)``, a ``RedisBroker`` built with other options). Default: the
             ``CELERIAC_BROKER_URL`` environment variable, else ``redis://localhost:6379/0``.
-        result_backend: result store URL; default the broker's Redis; ``"disabled"`` for none.
+        result_backend: result store URL, or a result store object; default the broker's Redis
+            (``conf.broker_url``); ``"disabled"`` for none.
+        clock: the clock every part of this app reads (countdowns, ``expires``, expiry checks, the
+            in-memory broker and result store); default the system clock. Tests pass a
+            :class:`~celeriac.testing.FakeClock`.
+        from_env: read ``CELERIAC_*`` environment variables (default); tests pass False so that a
+            developer's shell cannot change them.
         **settings: any :class:`~celeriac.config.Config` setting (``task_routes=...``, ``lease_s=...``).
 
     Raises:
@@ -49,37 +86,63 @@ class Celeriac:
         self,
         main: str | None = None,
         *,
-        broker: str | None = None,
-        result_backend: str | None = None,
+        broker: str | Broker | None = None,
+        result_backend: str | ResultBackend | None = None,
+        clock: Clock | None = None,
+        from_env: bool = True,
         **settings: Any,
     ) -> None:
         overrides = dict(settings)
-        if broker is not None:
-            overrides["broker_url"] = broker
-        if result_backend is not None:
+        if broker is not None and not isinstance(broker, Broker):
+            overrides["broker_url"] = broker  # validated: a URL string
+        if result_backend is not None and not isinstance(result_backend, ResultBackend):
             overrides["result_backend"] = result_backend
         self.main = main
-        self.conf = Config.from_env(**overrides)
+        self.conf = Config.from_env({} if not from_env else None, **overrides)
         self.tasks: dict[str, Task[Any, Any]] = {}
-        self._broker: Broker | None = None
-        self._backend: ResultBackend | None = None
-        self._executor: Executor | None = None
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        # given objects are kept until the setting they stand for changes (see _setting_changed)
+        self._broker: Broker | None = broker if isinstance(broker, Broker) else None
+        self._backend: ResultBackend | None = (
+            result_backend if isinstance(result_backend, ResultBackend) else None
+        )
+        self._broker_given = self._broker is not None
+        self._backend_given = self._backend is not None
         self._codec: Codec | None = None
-        self._codec_settings: tuple[Any, ...] = ()
         #: Celery's signals for periodic set-up: ``@app.on_after_configure.connect`` receivers run once,
         #: before a scheduler reads ``beat_schedule`` (call ``add_periodic_task`` there)
         self.on_after_configure = Signal("on_after_configure")
         self.on_after_finalize = Signal("on_after_finalize")
         self._configured = False
+        self.conf.on_change(self._setting_changed)
+
+    def _setting_changed(self, name: str) -> None:
+        """Rebuild what depends on a changed setting (on next use): nothing keeps a stale value."""
+        if name in _CODEC_SETTINGS:
+            self._codec = None
+        if self._broker is not None and (
+            name == "broker_url" or (name in _BROKER_SETTINGS and not self._broker_given)
+        ):
+            self._broker.close_sync()
+            self._broker, self._broker_given = None, False
+        if self._backend is not None and (
+            name == "result_backend" or (name in _BACKEND_SETTINGS and not self._backend_given)
+        ):
+            self._backend.close_sync()
+            self._backend, self._backend_given = None, False
 
     def __repr__(self) -> str:
         return f"<Celeriac {self.main or ''}>"
 
     # ---- tasks -----------------------------------------------------------------------------------
     @overload
-    def task(self, fn: F, /) -> Task[Any, Any]: ...
+    def task(self, fn: Callable[P, Awaitable[R]], /) -> AsyncTask[P, R]: ...
     @overload
-    def task(self, fn: None = None, /, **options: Any) -> Callable[[F], Task[Any, Any]]: ...
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(self, fn: None = None, /, *, bind: Literal[True], **options: Any) -> _BoundTaskDecorator: ...
+    @overload
+    def task(self, fn: None = None, /, **options: Any) -> _TaskDecorator: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Register a function (sync or async) as a task: ``@app.task`` or ``@app.task(**options)``.
@@ -95,8 +158,9 @@ class Celeriac:
             if name in self.tasks and self.tasks[name].fn is not func:
                 raise ConfigurationError("task name", f"two different functions are registered as {name!r}")
             try:
-                task: Task[Any, Any] = Task(self, func, name=name, **options)
-            except TypeError as exc:
+                kind = AsyncTask if inspect.iscoroutinefunction(func) else Task
+                task: Task[Any, Any] = kind(self, func, name=name, **options)
+            except (TypeError, ConfigurationError) as exc:  # an unknown option, or a bad value
                 raise ConfigurationError(f"@app.task options of {name}", str(exc)) from None
             self.tasks[name] = task
             return task
@@ -108,9 +172,6 @@ class Celeriac:
         if module == "__main__" and self.main:
             module = self.main
         return f"{module}.{fn.__qualname__}"
-
-    def not_registered(self, name: str) -> NotRegistered:
-        return NotRegistered(name)
 
     # ---- periodic tasks ----------------------------------------------------------------------------
     def add_periodic_task(
@@ -159,13 +220,18 @@ class Celeriac:
     # ---- broker and results ----------------------------------------------------------------------
     @property
     def broker(self) -> Broker:
-        """The broker, created from ``conf.broker_url`` on first use."""
+        """The broker: the one given, or one created from ``conf.broker_url`` on first use (and again
+        after a change of ``broker_url``, ``key_prefix`` or ``dead_letter_max``)."""
         if self._broker is None:
             url = self.conf.broker_url
             if url == "memory://":
                 from .broker.memory import MemoryBroker
 
-                self._broker = MemoryBroker(dead_letter_max=self.conf.dead_letter_max)
+                broker = MemoryBroker(dead_letter_max=self.conf.dead_letter_max, clock=self.clock.time)
+                subscribe = getattr(self.clock, "subscribe", None)
+                if subscribe is not None:  # a fake clock: moving it wakes the broker's waiters
+                    subscribe(broker.time_changed)
+                self._broker = broker
             else:
                 from .broker.redis import RedisBroker
 
@@ -182,35 +248,28 @@ class Celeriac:
             if url == "memory://":
                 from .results.memory import MemoryResultBackend
 
-                self._backend = MemoryResultBackend()
+                self._backend = MemoryResultBackend(clock=self.clock.time)
             else:
                 from .results.redis import RedisResultBackend
 
                 self._backend = RedisResultBackend(url, prefix=self.conf.key_prefix)
         return self._backend
 
-    @property
-    def executor(self) -> Executor:
-        if self._executor is None:
-            from .worker.executor import Executor
-
-            self._executor = Executor(self)
-        return self._executor
+    def results_travel_with(self, consumer: object) -> bool:
+        """True when ``consumer`` (a worker's broker) writes results atomically with its fenced acks:
+        it has that capability and this app's result store lives where it would write them."""
+        backend = self.backend
+        if backend is None or not isinstance(consumer, ResultSettling):
+            return False
+        location = backend.location()
+        return location is not None and location == consumer.results_location()
 
     @property
     def codec(self) -> Codec:
         """Encodes and decodes this app's messages and results under its current settings
-        (content types, signing keys, result size limit)."""
-        conf = self.conf
-        settings = (
-            conf.accept_content,
-            conf.message_signing_key,
-            conf.message_signing_keys,
-            conf.result_max_bytes,
-        )
-        if self._codec is None or settings != self._codec_settings:
-            self._codec = Codec.from_config(conf)
-            self._codec_settings = settings
+        (content types, signing keys, result size limit; rebuilt when one of them changes)."""
+        if self._codec is None:
+            self._codec = Codec.from_config(self.conf)
         return self._codec
 
     def startup_warnings(self) -> list[str]:
@@ -262,10 +321,8 @@ class Celeriac:
         else:
             message = build_message(name, args, kwargs, options)
         if options.delay_ms is not None and message.eta_ms is None:
-            from .worker.executor import wall_ms
-
-            message = _with_eta(message, wall_ms() + options.delay_ms)
-        serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
+            message = replace(message, eta_ms=wall_ms(self.clock) + options.delay_ms)
+        serializer = self._serializer(task)
         if serializer != "msgpack":
             message = replace(message, serializer=serializer)
         return message, self._checked_size(self.codec.encode(message)), task
@@ -276,12 +333,13 @@ class Celeriac:
             raise MessageTooLarge(len(data), self.conf.max_message_bytes)
         return data
 
+    def _serializer(self, task: Task[Any, Any] | None) -> str:
+        return (task.serializer if task is not None else None) or self.conf.task_serializer
+
     def _ignored(self, options: SendOptions, task: Task[Any, Any] | None) -> bool:
-        if options.ignore_result is not None:
-            return options.ignore_result
-        if task is not None:
-            return task.ignore_result if task.ignore_result is not None else self.conf.task_ignore_result
-        return False  # sent by name: the worker knows; do not refuse to wait
+        if task is None:  # sent by name: the worker knows; do not refuse to wait
+            return bool(options.ignore_result)
+        return effective(options.ignore_result, task.ignore_result, self.conf.task_ignore_result)
 
     def send(
         self,
@@ -294,7 +352,7 @@ class Celeriac:
     ) -> _AsyncResult[Any]:
         """Encode, check and enqueue one task invocation (one Redis round trip).
 
-        In eager mode (``task_always_eager``) the task runs here instead, through the worker's executor.
+        In eager mode (``task_always_eager``) the task runs here instead (:mod:`celeriac.eager`).
         """
         message, data, task = self._prepare(name, args, kwargs, options, task)
         if self.conf.task_always_eager:
@@ -311,7 +369,9 @@ class Celeriac:
         known without importing it)."""
         from .task import normalize_options
 
-        return self.send(name, tuple(args), dict(kwargs or {}), normalize_options(**options))
+        return self.send(
+            name, tuple(args), dict(kwargs or {}), normalize_options(**options, now_s=self.clock.time)
+        )
 
     def send_many(self, signatures: Iterable[Signature]) -> list[_AsyncResult[Any]]:
         """Send many tasks in pipelined round trips (bulk enqueue).
@@ -321,8 +381,8 @@ class Celeriac:
         the chunks sent before it stay queued.
         """
         # Python's cyclic garbage collector is paused meanwhile: this creates no reference cycles, and
-        # with hundreds of thousands of new objects alive it would scan them again and again (30% of
-        # a 200k-task send). Restored at once afterwards, whatever happens.
+        # with hundreds of thousands of new objects alive it would scan them again and again (a large
+        # share of a bulk send: docs/design.md). Restored at once afterwards, whatever happens.
         paused = gc.isenabled()
         if paused:
             gc.disable()
@@ -346,7 +406,9 @@ class Celeriac:
             task = sig.task
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
             if sig.options or eager:
-                options = normalize_options(**sig.options) if sig.options else NO_OPTIONS
+                options = (
+                    normalize_options(**sig.options, now_s=self.clock.time) if sig.options else NO_OPTIONS
+                )
                 message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, task)
                 if eager:
                     results.append(self._eager(data, message))
@@ -358,7 +420,7 @@ class Celeriac:
             key = (sig.name, id(task))
             policy = plain.get(key)
             if policy is None:
-                serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
+                serializer = self._serializer(task)
                 policy = plain[key] = (
                     self.route(sig.name, task),
                     self._ignored(NO_OPTIONS, task),
@@ -382,25 +444,16 @@ class Celeriac:
 
     # ---- eager -----------------------------------------------------------------------------------
     def run_eager(self, message: Message, task: Task[Any, Any] | None = None) -> EagerResult[Any]:
-        """Run a message inline through the executor, with a serialization round trip."""
-        serializer = (task.serializer if task is not None else None) or self.conf.task_serializer
+        """Run a message inline (eager mode), with a serialization round trip."""
+        serializer = self._serializer(task)
         if serializer != "msgpack" and message.serializer is None:
             message = replace(message, serializer=serializer)
         return self._eager(self._checked_size(self.codec.encode(message)), message)
 
     def _eager(self, data: bytes, message: Message) -> EagerResult[Any]:
-        from .worker.executor import Outcome
+        from .eager import run_message
 
-        executor = self.executor
-        while True:
-            prepared = executor.prepare(data, eager=True)
-            out = prepared if isinstance(prepared, Outcome) else executor.run_eager(prepared)
-            if out.kind != "retry":
-                break
-            data = out.retry_data  # eager retries run at once, as in Celery
-        if out.exc is not None and out.state is not None and self.conf.task_eager_propagates:
-            raise out.exc
-        return EagerResult(out.record or ResultRecord(message.id, TaskState.SUCCESS, out.value), self)
+        return run_message(self, data, message)
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -409,7 +462,3 @@ class Celeriac:
             self._broker.close_sync()
         if self._backend is not None:
             self._backend.close_sync()
-
-
-def _with_eta(message: Message, eta_ms: int) -> Message:
-    return replace(message, eta_ms=eta_ms)

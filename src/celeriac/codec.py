@@ -1,11 +1,11 @@
 """One app's encoding policy: which content types it reads, and the keys its messages are signed with.
 
 The wire format itself (and the layout of a signature) lives in :mod:`celeriac.message`; this module
-binds it to an app's settings so that the producer (``App.send``), the worker's executor and
-``AsyncResult`` apply the same rules:
+binds it to an app's settings so that the producer (``App.send``), the execution semantics
+(:mod:`celeriac.execution`, for workers and eager mode) and ``AsyncResult`` apply the same rules:
 
 * messages are signed with ``message_signing_key`` when it is set, and a decoder with keys refuses
-  unsigned or tampered messages (the executor dead-letters them with that reason);
+  unsigned or tampered messages (execution dead-letters them with that reason);
 * pickle is used only for tasks that ask for it, and read only where ``accept_content`` lists it;
 * a pickled result is signed like a message, and a reader with keys unpickles only a signed one;
 * a result larger than ``result_max_bytes`` is refused (the task fails with :class:`ResultTooLarge`).
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .exceptions import ConfigurationError, ResultTooLarge
 from .message import SIGNED_RESULT, Message, decode, encode, is_signed, sign, unwrap
-from .results.base import ResultRecord, decode_record, encode_record
+from .record import ResultRecord, decode_record, encode_record
 
 if TYPE_CHECKING:
     from .config import Config
@@ -114,7 +114,9 @@ class Codec:
         if len(payload) > self.result_max_bytes:
             raise ResultTooLarge(
                 f"result of {message.task}[{message.id}] is {len(payload)} bytes encoded, over "
-                f"result_max_bytes={self.result_max_bytes}; return a reference (a key, a path) instead"
+                f"result_max_bytes={self.result_max_bytes}; return a reference (a key, a path) instead",
+                len(payload),
+                self.result_max_bytes,
             )
         return payload
 

@@ -2,6 +2,9 @@
 
 Every setting can also come from the environment as ``CELERIAC_<NAME>`` (``CELERIAC_BROKER_URL``,
 ``CELERIAC_TASK_ACKS_LATE=false``, ...); explicit arguments win over the environment.
+
+Each setting is declared with :func:`setting`, which takes its validator (and any other names it
+answers to): a field declared without one fails at import. Adding a setting is one line.
 """
 
 from __future__ import annotations
@@ -144,39 +147,26 @@ def _beat_schedule(name: str, value: Any) -> None:
         raise ConfigurationError(name, f"must map entry names to entries (dicts), got {value!r}")
 
 
-_VALIDATORS: dict[str, Callable[[str, Any], None]] = {
-    "timezone": _timezone,
-    "enable_utc": _boolean,
-    "beat_schedule": _beat_schedule,
-    "broker_url": _broker_url,
-    "result_backend": _result_backend,
-    "key_prefix": _name,
-    "task_default_queue": _name,
-    "task_routes": _routes,
-    "task_ignore_result": _boolean,
-    "task_store_errors_even_if_ignored": _boolean,
-    "task_acks_late": _boolean,
-    "task_always_eager": _boolean,
-    "task_eager_propagates": _boolean,
-    "result_expires_s": _positive,
-    "max_message_bytes": _positive_int,
-    "max_deliveries": _positive_int,
-    "lease_s": _positive,
-    "dead_letter_max": _positive_int,
-    "worker_ttl_s": _positive,
-    "worker_shutdown_grace_s": _positive,
-    "worker_fetch_max": _positive_int,
-    "worker_queue_modules": _queue_modules,
-    "result_max_bytes": _positive_int,
-    "accept_content": _content_types,
-    "task_serializer": _serializer,
-    "message_signing_key": _signing_key,
-    "message_signing_keys": _signing_keys,
-}
+Check = Callable[[str, Any], None]
 
-# settings whose values are secrets or may hold one: shown redacted by repr()
-_SECRET_SETTINGS = frozenset({"message_signing_key", "message_signing_keys"})
-_URL_SETTINGS = frozenset({"broker_url", "result_backend"})
+
+def setting(
+    default: Any = None,
+    check: Check | None = None,
+    *,
+    factory: Callable[[], Any] | None = None,
+    aliases: tuple[str, ...] = (),
+    secret: bool = False,
+    url: bool = False,
+) -> Any:
+    """Declare a setting: its default (or ``factory``), its validator, other names it answers to
+    (in code and as ``CELERIAC_<ALIAS>``), and whether its value is a secret or a URL (redacted)."""
+    if check is None:
+        raise TypeError("every setting needs a validator (check=...)")
+    metadata = {"check": check, "aliases": aliases, "secret": secret, "url": url}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(repr=False)
@@ -193,7 +183,8 @@ class Config:
         task_store_errors_even_if_ignored: store failures even for tasks that ignore results.
         task_acks_late: ack after the outcome is recorded (at-least-once). ``False``: ack before running
             (at-most-once).
-        task_always_eager: run tasks inline at send time, through the worker's executor.
+        task_always_eager: run tasks inline at send time, through the execution semantics every
+            worker uses (:mod:`celeriac.execution`).
         task_eager_propagates: in eager mode, raise the task's exception from ``apply_async``.
         result_expires_s: time to live of stored results and errors.
         max_message_bytes: refuse to send an encoded message larger than this.
@@ -222,42 +213,42 @@ class Config:
         beat_schedule: periodic entries (Celery's format; see the README, "Periodic tasks").
     """
 
-    broker_url: str = DEFAULT_BROKER_URL
-    result_backend: str | None = None
-    key_prefix: str = "celeriac"
-    task_default_queue: str = "default"
-    task_routes: dict[str, str] = field(default_factory=dict)
-    task_ignore_result: bool = True
-    task_store_errors_even_if_ignored: bool = True
-    task_acks_late: bool = True
-    task_always_eager: bool = False
-    task_eager_propagates: bool = False
-    result_expires_s: float = 86_400.0
-    max_message_bytes: int = 1 << 20
-    max_deliveries: int = 5
-    lease_s: float = 10.0
-    dead_letter_max: int = 10_000
-    worker_ttl_s: float = 10.0
-    worker_shutdown_grace_s: float = 60.0
-    worker_fetch_max: int = 500
-    worker_queue_modules: dict[str, list[str]] = field(default_factory=dict)
-    result_max_bytes: int = 1 << 20
-    accept_content: tuple[str, ...] = ("msgpack",)
-    task_serializer: str = "msgpack"
-    message_signing_key: str | bytes | None = None
-    message_signing_keys: tuple[str | bytes, ...] = ()
-    timezone: str | None = None
-    enable_utc: bool = True
-    beat_schedule: dict[str, Any] = field(default_factory=dict)
+    broker_url: str = setting(DEFAULT_BROKER_URL, _broker_url, url=True)
+    result_backend: str | None = setting(None, _result_backend, url=True)
+    key_prefix: str = setting("celeriac", _name)
+    task_default_queue: str = setting("default", _name)
+    task_routes: dict[str, str] = setting(check=_routes, factory=dict)  # noqa: RUF009 - a field()
+    task_ignore_result: bool = setting(True, _boolean)
+    task_store_errors_even_if_ignored: bool = setting(True, _boolean)
+    task_acks_late: bool = setting(True, _boolean)
+    task_always_eager: bool = setting(False, _boolean)
+    task_eager_propagates: bool = setting(False, _boolean)
+    result_expires_s: float = setting(86_400.0, _positive)
+    max_message_bytes: int = setting(1 << 20, _positive_int)
+    max_deliveries: int = setting(5, _positive_int)
+    lease_s: float = setting(10.0, _positive)
+    dead_letter_max: int = setting(10_000, _positive_int)
+    worker_ttl_s: float = setting(10.0, _positive)
+    worker_shutdown_grace_s: float = setting(60.0, _positive)
+    worker_fetch_max: int = setting(500, _positive_int)
+    worker_queue_modules: dict[str, list[str]] = setting(check=_queue_modules, factory=dict)  # noqa: RUF009
+    result_max_bytes: int = setting(1 << 20, _positive_int)
+    accept_content: tuple[str, ...] = setting(("msgpack",), _content_types)
+    task_serializer: str = setting("msgpack", _serializer)
+    message_signing_key: str | bytes | None = setting(None, _signing_key, secret=True)
+    message_signing_keys: tuple[str | bytes, ...] = setting((), _signing_keys, secret=True)
+    timezone: str | None = setting(None, _timezone)
+    enable_utc: bool = setting(True, _boolean)
+    beat_schedule: dict[str, Any] = setting(check=_beat_schedule, factory=dict)  # noqa: RUF009
 
     def __repr__(self) -> str:
         """Every setting, with URL passwords and signing keys hidden."""
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in _SECRET_SETTINGS and value:
+            if f.metadata["secret"] and value:
                 shown = "'***'" if not isinstance(value, (list, tuple)) else f"['***' x {len(value)}]"
-            elif f.name in _URL_SETTINGS and isinstance(value, str):
+            elif f.metadata["url"] and isinstance(value, str):
                 shown = repr(redact(value))
             else:
                 shown = repr(value)
@@ -265,12 +256,31 @@ class Config:
         return f"Config({', '.join(parts)})"
 
     def __setattr__(self, name: str, value: Any) -> None:
-        check = _VALIDATORS.get(name)
-        if check is None and name not in _FIELD_NAMES:
+        name = _ALIASES.get(name, name)
+        check = _CHECKS.get(name)
+        if check is None:
             raise ConfigurationError(name, "unknown setting")
-        if check is not None:
-            check(name, value)
+        check(name, value)
         object.__setattr__(self, name, value)
+        for listener in self.__dict__.get("_listeners", ()):
+            listener(name)
+
+    def __getattr__(self, name: str) -> Any:  # only called for names not found: aliases
+        canonical = _ALIASES.get(name)
+        if canonical is None:
+            raise AttributeError(name)
+        return getattr(self, canonical)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the listeners belong to the app in this process (a pickled copy goes to a lean fork server)
+        return {k: v for k, v in self.__dict__.items() if k != "_listeners"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(setting_name)`` after each change (the app rebuilds what depends on it)."""
+        self.__dict__.setdefault("_listeners", []).append(listener)
 
     def update(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         """Set several settings at once (each validated)."""
@@ -296,10 +306,12 @@ class Config:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"CELERIAC_{f.name.upper()}")
-            if raw is not None:
-                values[f.name] = _parse_env(f.name, raw, getattr(_DEFAULTS, f.name))
-        values.update({k: v for k, v in overrides.items()})
+            for name in (f.name, *(alias for alias, c in _ALIASES.items() if c == f.name)):
+                raw = env.get(f"CELERIAC_{name.upper()}")
+                if raw is not None:
+                    values[f.name] = _parse_env(f.name, raw, getattr(_DEFAULTS, f.name))
+                    break
+        values.update({_ALIASES.get(k, k): v for k, v in overrides.items()})
         config = cls()
         config.update(values)
         return config
@@ -333,5 +345,6 @@ def _parse_env(name: str, raw: str, default: Any) -> Any:
     return raw
 
 
-_FIELD_NAMES = frozenset(f.name for f in fields(Config))
+_CHECKS: dict[str, Check] = {f.name: f.metadata["check"] for f in fields(Config)}
+_ALIASES: dict[str, str] = {alias: f.name for f in fields(Config) for alias in f.metadata["aliases"]}
 _DEFAULTS = Config()

@@ -16,7 +16,7 @@
     │   ├── ResultTimeout           ``AsyncResult.get(timeout=...)`` ran out of time
     │   └── ResultsDisabled         asked for a result that will never be stored
     ├── TaskError                   a task failed; ``get()`` re-raises the task's own type when known
-    │   ├── TaskRevokedError        the task was revoked before it ran
+    │   ├── TaskRevokedError        the task was revoked before it ran (reserved: nothing revokes yet)
     │   │   └── TaskExpiredError    ``expires`` passed before a worker started it
     │   ├── MaxRetriesExceededError
     │   ├── SoftTimeLimitExceeded   raised inside a task when its ``soft_time_limit`` passes
@@ -26,11 +26,16 @@
     └── Reject                      raised by a task to dead-letter its own message
 
 ``WorkerShutdown`` derives from ``BaseException`` on purpose: a task's ``except Exception`` must not
-swallow the worker's request to stop.
+swallow the worker's request to stop. ``AppLoadError`` (``celeriac.cli``) is a ``CeleriacError`` too.
+Bad values raise ``ConfigurationError``, which is also a ``ValueError``. Two documented exceptions
+keep Python's own types: calling a task with arguments that do not fit its signature raises
+``TypeError``, as calling the function would; and ``celeriac.testing``'s test servers raise
+``RuntimeError`` when a ``redis-server`` cannot start.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -61,7 +66,13 @@ class MessageTooLarge(SerializationError):
 
 class ResultTooLarge(SerializationError):
     """A task's encoded result is larger than ``result_max_bytes``: the task fails with this error,
-    which is stored instead of the value."""
+    which is stored instead of the value. ``size`` and ``limit`` are in bytes (0 when rebuilt from a
+    stored result, which keeps the message only)."""
+
+    def __init__(self, message: str, size: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
 
 
 class DecodeError(CeleriacError):
@@ -76,7 +87,14 @@ class NotRegistered(CeleriacError, KeyError):
     """No task with this name is registered in the app."""
 
     def __str__(self) -> str:
-        return f"task {self.args[0]!r} is not registered"
+        name = self.args[0] if self.args else ""
+        # rebuilt from a stored result (AsyncResult.get), the argument is this sentence already
+        if isinstance(name, str) and _NOT_REGISTERED.fullmatch(name):
+            return name
+        return f"task {name!r} is not registered"
+
+
+_NOT_REGISTERED = re.compile(r"""task (['"]).*\1 is not registered""", re.DOTALL)
 
 
 class BrokerError(CeleriacError):
@@ -118,7 +136,8 @@ class TaskError(CeleriacError):
 
 
 class TaskRevokedError(TaskError):
-    """The task was revoked and did not run."""
+    """The task was revoked and did not run. Reserved: nothing revokes yet (revoke arrives with the
+    workflow work); today only its subclass :class:`TaskExpiredError` is raised."""
 
 
 class TaskExpiredError(TaskRevokedError):
@@ -171,14 +190,25 @@ class Retry(CeleriacError):
 
     Args:
         exc: the exception that caused the retry, if any.
-        countdown_s: delay before the next attempt.
+        countdown_s: delay before the next attempt; None: the task's policy decides
+            (``default_retry_delay``, or the backoff when ``retry_backoff`` is set).
+        eta_ms: run the next attempt at this time (epoch ms) instead; wins over ``countdown_s``.
+        max_retries: this retry's limit, instead of the call's or the task's ``max_retries``.
     """
 
-    def __init__(self, exc: BaseException | None = None, countdown_s: float = 0.0, eta_ms: int | None = None):
-        super().__init__(f"retry in {countdown_s:.3f}s" + (f": {exc!r}" if exc else ""))
+    def __init__(
+        self,
+        exc: BaseException | None = None,
+        countdown_s: float | None = 0.0,
+        eta_ms: int | None = None,
+        max_retries: int | None = None,
+    ):
+        when = "later" if countdown_s is None else f"in {countdown_s:.3f}s"
+        super().__init__(f"retry {when}" + (f": {exc!r}" if exc else ""))
         self.exc = exc
         self.countdown_s = countdown_s
         self.eta_ms = eta_ms
+        self.max_retries = max_retries
 
 
 class Reject(CeleriacError):
@@ -190,10 +220,6 @@ class Reject(CeleriacError):
 
 
 class WorkerShutdown(BaseException):
-    """Stop the worker now. A ``BaseException`` so user ``except Exception`` blocks cannot swallow it."""
-
-
-def describe(exc: BaseException) -> dict[str, Any]:
-    """A serializable description of an exception (type path, message)."""
-    cls = type(exc)
-    return {"type": f"{cls.__module__}.{cls.__qualname__}", "message": str(exc)}
+    """Raised by a task to stop its worker: the task's delivery is handed back (it runs again on
+    another worker; ``max_deliveries`` bounds a task that always raises it) and the worker stops warm.
+    A ``BaseException`` so user ``except Exception`` blocks cannot swallow it."""

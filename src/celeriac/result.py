@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .exceptions import ResultsDisabled, ResultTimeout, TaskError, TaskExpiredError, TaskRevokedError
-from .results.base import ResultRecord
+from .record import ResultRecord
 from .states import READY_STATES, TaskState
 
 if TYPE_CHECKING:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from .exceptions import ConfigurationError
+
 
 def backoff_delay_s(
     retries: int,
@@ -27,7 +29,7 @@ def backoff_delay_s(
         rand: source of uniform numbers in ``[0, 1)``; injectable for tests.
     """
     if retries < 0:
-        raise ValueError("retries must be >= 0")
+        raise ConfigurationError("retries", f"must be >= 0, got {retries!r}")
     # cap the exponent before computing 2**n: a task with max_retries=None may retry thousands of times
     delay = min(max_s, factor_s * (2 ** min(retries, 62)))
     return float(delay * rand()) if jitter else float(delay)

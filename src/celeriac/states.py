@@ -12,7 +12,7 @@ class TaskState(str, Enum):
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"
     EXPIRED = "EXPIRED"  # not started before ``expires``: never ran
-    REVOKED = "REVOKED"
+    REVOKED = "REVOKED"  # reserved: nothing revokes yet (revoke arrives with the workflow work)
 
     def __str__(self) -> str:
         return self.value

@@ -7,13 +7,14 @@ hands bytes to ``Broker.enqueue``: three hops, the last one a visible Redis call
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from .context import Request, current_request
-from .exceptions import CeleriacError, Retry
+from .exceptions import CeleriacError, ConfigurationError, Retry
+from .execution import check_time_limit
 from .message import Message, new_task_id
 from .result import AsyncResult, EagerResult
 
@@ -72,15 +73,14 @@ def normalize_options(
 
     clock = now_s or time.time
     if countdown is not None and eta is not None:
-        raise ValueError("give countdown or eta, not both")
+        raise ConfigurationError("countdown", "give countdown or eta, not both")
     delay_ms = None
     if countdown is not None:
         if countdown < 0:
-            raise ValueError(f"countdown must be >= 0, got {countdown!r}")
+            raise ConfigurationError("countdown", f"must be >= 0, got {countdown!r}")
         delay_ms = int(countdown * 1000) if countdown > 0 else None
-    for name, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
-        if limit is not None and (isinstance(limit, bool) or not limit > 0):
-            raise ValueError(f"{name} must be a positive number of seconds, got {limit!r}")
+    check_time_limit("time_limit", time_limit)
+    check_time_limit("soft_time_limit", soft_time_limit)
     eta_ms = _to_epoch_ms(eta) if eta is not None else None
     expires_ms = None
     if expires is not None:
@@ -145,7 +145,7 @@ class Task(Generic[P, R]):
         self.name = name
         self.bind = bind
         if serializer not in (None, "msgpack", "pickle"):
-            raise TypeError(f"serializer must be 'msgpack' or 'pickle', got {serializer!r}")
+            raise ConfigurationError("serializer", f"must be 'msgpack' or 'pickle', got {serializer!r}")
         #: content type of arguments and result; None: the app's ``task_serializer``
         self.serializer = serializer
         self.queue = queue
@@ -159,12 +159,9 @@ class Task(Generic[P, R]):
         self.retry_jitter = retry_jitter
         self.acks_late = acks_late
         self.result_expires = result_expires
-        for option, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
-            if limit is not None and (isinstance(limit, bool) or not limit > 0):
-                raise TypeError(f"{option} must be a positive number of seconds, got {limit!r}")
         #: seconds; enforced by the worker (see the README, "Pools, limits and sizing")
-        self.time_limit = time_limit
-        self.soft_time_limit = soft_time_limit
+        self.time_limit = check_time_limit("time_limit", time_limit)
+        self.soft_time_limit = check_time_limit("soft_time_limit", soft_time_limit)
         self.typing = typing
         self._set_flow(rate_limit, rate_limit_scope, rate_limit_key, max_concurrency, concurrency_key)
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -220,6 +217,14 @@ class Task(Generic[P, R]):
         if self.bind:
             return self.fn(self, *args, **kwargs)  # type: ignore[no-any-return]
         return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
+
+    def bound(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Callable[[], Any]:
+        """The function with these arguments (and ``self`` for ``bind=True``), ready to call: what
+        every pool, the process pool's children and eager mode run."""
+        fn = self.fn
+        if self.bind:
+            return lambda: fn(self, *args, **kwargs)
+        return lambda: fn(*args, **kwargs)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError if ``args``/``kwargs`` do not fit the function's signature."""
@@ -295,13 +300,14 @@ class Task(Generic[P, R]):
             result_expires=result_expires,
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
+            now_s=self.app.clock.time,
         )
         return self.app.send(self.name, tuple(args or ()), dict(kwargs or {}), options, task=self)
 
     def apply(
         self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None
     ) -> EagerResult[R]:
-        """Run the task inline through the worker's executor (with serialization) and return its outcome."""
+        """Run the task inline (eager mode, with serialization) and return its outcome."""
         return self.app.run_eager(
             self.build_message(tuple(args or ()), dict(kwargs or {}), SendOptions()), self
         )
@@ -340,9 +346,17 @@ class Task(Generic[P, R]):
         :class:`MaxRetriesExceededError`) and a dead-letter entry keeps the message.
         """
         eta_ms = _to_epoch_ms(eta) if eta is not None else None
-        retry = Retry(exc=exc, countdown_s=-1.0 if countdown is None else countdown, eta_ms=eta_ms)
-        retry.max_retries = max_retries  # type: ignore[attr-defined]
-        raise retry
+        raise Retry(exc=exc, countdown_s=countdown, eta_ms=eta_ms, max_retries=max_retries)
+
+
+class AsyncTask(Task[P, R]):
+    """A task whose function is a coroutine function (``async def``): the same as :class:`Task`,
+    except that calling it here returns the coroutine (``R`` is what the coroutine returns, and what
+    ``AsyncResult.get()`` gives)."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:  # type: ignore[override]
+        """Call the function in this process, now: returns the coroutine to await."""
+        return super().__call__(*args, **kwargs)  # type: ignore[return-value]
 
 
 def build_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: SendOptions) -> Message:
@@ -396,6 +410,6 @@ class Signature:
             self.name,
             (*self.args, *args),
             merged_kwargs,
-            normalize_options(**{**self.options, **options}),
+            normalize_options(**{**self.options, **options}, now_s=self.app.clock.time),
             task=self.task,
         )

@@ -9,6 +9,7 @@ import pytest
 import redis
 from click.testing import Result
 
+from celeriac.message import Message, new_task_id
 from celeriac.testing import free_port
 
 from .conftest import TasksModule, ThreadWorker
@@ -170,7 +171,7 @@ def test_status_tables(
     app = tasks_module.app
     app.tasks["cli.add"].apply_async((1, 2), queue="stuck")
     app.tasks["cli.add"].apply_async((1, 2), queue="stuck", countdown=60)
-    out = ok(cli("status", "-Q", "stuck"))
+    out = ok(cli("status", "-Q", "stuck", "--table"))
     assert f"broker: {tasks_module.broker_url}" in out
     assert "no live workers" in out
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 4}
@@ -178,7 +179,7 @@ def test_status_tables(
     assert "default" in rows
 
     w = thread_worker(app, queues=["hot", "cold"], worker_id="cli-test-worker")
-    out = ok(cli("status"))
+    out = ok(cli("status", "--table"))
     assert "Workers (1 live)" in out
     assert "cli-test-worker" in out and "hot,cold" in out
     assert "hot" in out.split("Workers")[0]  # queues of live workers are listed without -Q
@@ -204,15 +205,15 @@ def make_dead_letters(tasks: TasksModule, thread_worker: Callable[..., ThreadWor
 def test_dlq_list_replay_purge(
     cli: Cli, tasks_module: TasksModule, thread_worker: Callable[..., ThreadWorker]
 ) -> None:
-    assert "no dead letters" in ok(cli("dlq", "list", "default"))
+    assert "no dead letters" in cli("dlq", "list", "default").stderr
     make_dead_letters(tasks_module, thread_worker)
-    out = ok(cli("dlq", "list", "default"))
+    out = ok(cli("dlq", "list", "default", "--table"))
     assert "Dead letters of 'default' (2 of 2)" in out
     assert "cli.unknown" in out and "unknown task" in out
     assert "(undecodable)" in out
     entries = tasks_module.app.broker.dead_letters("default", 10)
     assert entries[0].entry_id in out
-    assert "(1 of 2)" in ok(cli("dlq", "list", "default", "--limit", "1"))
+    assert "(1 of 2)" in ok(cli("dlq", "list", "default", "--limit", "1", "--table"))
 
     # replay needs exactly one selector
     assert cli("dlq", "replay", "default").exit_code == 2
@@ -271,3 +272,33 @@ def test_typed_broker_overrides_the_app(cli: Cli, tasks_module: TasksModule, fre
         assert client.xlen("celeriac:{default}:ready") == 1
     finally:
         client.close()
+
+
+def test_dlq_replay_all_replays_only_the_letters_there_at_the_start(
+    cli: Cli, tasks_module: TasksModule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Entries without a message are deleted by the replay but not counted as moved, and a worker may
+    # dead-letter a replayed message again while the replay runs: neither may be replayed twice.
+    from celeriac.broker.redis import RedisBroker
+
+    client = redis.Redis.from_url(tasks_module.broker_url)
+    dead = "celeriac:{default}:dead"
+    msg = tasks_module.app.codec.encode(Message(new_task_id(), "cli.add", (1, 2)))
+    for fields in (
+        {"reason": "no message"},
+        {"m": msg, "reason": "r"},
+        {"M": msg},
+        {"m": msg, "reason": "r"},
+    ):
+        client.xadd(dead, fields)
+    original = RedisBroker.replay_dead
+
+    def replay_then_fail_again(self: RedisBroker, queue: str, count: int, entry_id: str | None = None) -> int:
+        n = original(self, queue, count, entry_id)
+        client.xadd(dead, {"m": msg, "reason": "failed again during the replay"})
+        return n
+
+    monkeypatch.setattr(RedisBroker, "replay_dead", replay_then_fail_again)
+    assert "replayed 2 dead letter(s)" in ok(cli("dlq", "replay", "default", "--all"))
+    assert client.xlen(dead) == 1  # the one that failed again waits for the next replay
+    client.close()

@@ -56,5 +56,7 @@ def test_piped(tasks_module: TasksModule) -> None:
         timeout=60,
     )
     assert "\x1b[" not in status.stdout
-    line = next(line for line in status.stdout.splitlines() if " io " in f" {line} ")
-    assert "paused" in line
+    rows = [line.split("\t") for line in status.stdout.splitlines()]
+    assert rows[0][-1] == "state"
+    assert next(row for row in rows if row[0] == "io")[-1] == "paused"
+    assert next(row for row in rows if row[0] == "default")[-1] == "active"

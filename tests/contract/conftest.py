@@ -103,7 +103,7 @@ def app_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Celeri
     url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
 
     def make(**settings: Any) -> Celeriac:
-        app = Celeriac("contract", broker=url, result_backend=url, **settings)
+        app = Celeriac("contract", broker=url, result_backend=url, from_env=False, **settings)
         apps.append(app)
         return app
 

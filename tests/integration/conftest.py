@@ -229,10 +229,24 @@ def reliability(request: pytest.FixtureRequest) -> Reliability:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Rewrite docs/reliability.md after a passing run of the whole suite, slow fault tests included."""
-    from .reliability import RECORDER, REPORT
+    """After a passing run of the whole suite (slow fault tests included): write docs/reliability.md
+    when asked (``--write-reliability`` or ``CELERIAC_WRITE_RELIABILITY=1``), else check that it is
+    current and fail the run if it is not (see tests/integration/reliability.py)."""
+    from .reliability import RECORDER, REGENERATE, REPORT
 
     opt = session.config.getoption
     whole = not opt("markexpr", "") and not opt("keyword", "") and not opt("lf", False)
-    if exitstatus == 0 and whole and RECORDER.rows and session.testscollected > 300:
+    if not (exitstatus == 0 and whole and RECORDER.rows and session.testscollected > 300):
+        return
+    if opt("write_reliability", False) or os.environ.get("CELERIAC_WRITE_RELIABILITY") == "1":
         REPORT.write_text(RECORDER.render())
+        return
+    problems = RECORDER.stale(REPORT.read_text() if REPORT.exists() else "")
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = [f"docs/reliability.md is out of date ({len(problems)} difference(s)):"]
+        lines += [f"  - {p}" for p in problems[:20]]
+        lines.append(f"Regenerate it: {REGENERATE}.")
+        if reporter is not None:
+            reporter.write_line("\n".join(lines), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -15,7 +15,7 @@ import redis
 from click.testing import CliRunner
 
 from celeriac import Celeriac, MessageTooLarge
-from celeriac.broker.keys import GROUP
+from celeriac._redis.keys import GROUP
 from celeriac.cli import main as cli_main
 from celeriac.message import SIGNED_MESSAGE, Message, new_task_id
 from celeriac.testing import ThreadWorker

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from celeriac import Celeriac
-from celeriac.broker.keys import GROUP
+from celeriac._redis.keys import GROUP
 from celeriac.testing import descendant_pids
 
 from .conftest import eventually, take

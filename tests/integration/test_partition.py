@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from celeriac import Celeriac
+from celeriac._redis.keys import GROUP
 from celeriac.broker import redis as redis_broker
 from celeriac.broker.base import Enqueue
-from celeriac.broker.keys import GROUP
 from celeriac.broker.redis import RedisBroker
 from celeriac.exceptions import BrokerConnectionError
 from celeriac.testing import TcpProxy

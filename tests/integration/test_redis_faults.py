@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from celeriac import BrokerConnectionError, BrokerError, BrokerFullError, Celeriac, ConfigurationError
-from celeriac.broker.keys import GROUP
+from celeriac._redis.keys import GROUP
 from celeriac.testing import RedisServer, free_port
 
 from .conftest import REPO, eventually

@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
+from celeriac import Celeriac
+from celeriac._redis.keys import GROUP
 from celeriac.broker.base import Delivery, Enqueue
-from celeriac.broker.keys import GROUP
 from celeriac.broker.redis import RedisBroker
-from celeriac.results.base import StoreResult
+from celeriac.execution import Outcome
+from celeriac.record import ResultWrite
 from celeriac.results.redis import RedisResultBackend
-from celeriac.worker.executor import Outcome
 from celeriac.worker.settle import Settler, WorkerStats
 
 pytestmark = pytest.mark.redis
@@ -29,10 +30,23 @@ class Env:
         self.backend = RedisResultBackend(result_url, prefix=PREFIX)
         self.client = redis.Redis.from_url(url)
         self.results = redis.Redis.from_url(result_url)
+        # the app decides whether results travel with the broker's settle: it knows both URLs
+        app = Celeriac("rf", broker=url, result_backend=result_url, key_prefix=PREFIX)
+        self.via_broker = app.results_travel_with(self.broker)
 
     def settler(self, consumer: str) -> tuple[Settler, WorkerStats]:
         stats = WorkerStats()
-        return Settler(self.broker, self.backend, consumer, {}, stats, None, lambda: None), stats
+        settler = Settler(
+            self.broker,
+            self.backend,
+            consumer,
+            {},
+            stats,
+            None,
+            lambda: None,
+            results_via_broker=self.via_broker,
+        )
+        return settler, stats
 
     def result(self, task_id: str) -> list[bytes]:
         return self.results.lrange(self.backend.keys.result(task_id), 0, -1)  # type: ignore[return-value]
@@ -53,7 +67,7 @@ async def env(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[E
     URL, so the worker cannot write them inside settle.lua)."""
     result_url = redis_url if request.param == "broker" else redis_url[:-1] + "1"
     e = Env(redis_url, result_url)
-    assert e.broker.stores_results_for(e.backend) == (request.param == "broker")
+    assert e.via_broker == (request.param == "broker")
     yield e
     await e.broker.close()
     await e.backend.close()
@@ -62,7 +76,7 @@ async def env(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[E
 
 def ack(d: Delivery, value: bytes) -> Outcome:
     task_id = f"task-{d.data.decode()}"
-    return Outcome("ack", task_id=task_id, task_name="t", store=StoreResult(task_id, value, 60.0))
+    return Outcome("ack", task_id=task_id, task_name="t", store=ResultWrite(task_id, value, 60.0))
 
 
 async def test_a_worker_that_lost_a_delivery_writes_neither_its_ack_nor_its_result(env: Env) -> None:
@@ -99,7 +113,7 @@ async def test_results_cost_one_round_trip_on_the_broker_and_one_more_when_separ
     settler.submit(y, Outcome("ack", task_id="task-y", task_name="t"))  # this one ignores its result
     await settler.settle_once()
     assert stats.succeeded == 2 and env.result("task-x") == [b"rx"]
-    if env.broker.stores_results_for(env.backend):
+    if env.via_broker:
         assert env.evalsha_calls(env.client) == 1  # settle.lua wrote the result with the acks
     else:
         # extend.lua (ownership), store_result.lua (the result store), settle.lua: one server here,
@@ -124,7 +138,7 @@ async def test_results_of_at_most_once_tasks_are_written_without_a_fence(env: En
     b = env.broker
     await b.open([Q])
     settler, stats = env.settler("w")
-    store = StoreResult("task-early", b"r", 60.0)
+    store = ResultWrite("task-early", b"r", 60.0)
     settler.submit(None, Outcome("ack", task_id="task-early", task_name="t", store=store))
     await settler.settle_once()
     assert stats.succeeded == 1 and env.result("task-early") == [b"r"]

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from celeriac import Celeriac
-from celeriac.broker.keys import GROUP
+from celeriac._redis.keys import GROUP
 from celeriac.task import Signature
 from celeriac.testing import RedisServer
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from celeriac._redis.keys import GROUP
 from celeriac.broker.base import Enqueue, Settlement
-from celeriac.broker.keys import GROUP
 from celeriac.broker.redis import RedisBroker
 from celeriac.testing import RedisServer
 
@@ -131,8 +131,8 @@ async def test_late_acks_after_redis_lost_the_stream_never_trim_new_messages(
 async def test_a_consumer_owning_more_than_a_thousand_deliveries_keeps_every_lease(
     env: tuple[RedisBroker, redis.Redis],
 ) -> None:
-    broker, client = env
-    broker.expect_running(1_600)  # a worker at -c 1500 says so (Worker does, from its concurrency)
+    producer, client = env
+    broker = producer.for_worker(max_owned=1_600)  # a worker at -c 1500 says so (Worker does)
     await broker.open([Q])
     broker.enqueue_many([Enqueue(Q, f"m{i}".encode()) for i in range(1_500)])
     got = await broker.fetch([Q], "c1", 1_500, 0)
@@ -142,3 +142,4 @@ async def test_a_consumer_owning_more_than_a_thousand_deliveries_keeps_every_lea
     assert await broker.settle("c1", [Settlement(d) for d in got[-10:]]) == []
     assert await broker.release("c1", got[1_000:1_005], started=True) == 5
     await broker.close()
+    broker.close_sync()

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from celeriac import Celeriac, NotRegistered, TaskExpiredError, TaskState
-from celeriac.broker.keys import KeySchema
+from celeriac._redis.keys import KeySchema
 
 pytestmark = pytest.mark.redis
 

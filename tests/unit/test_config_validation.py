@@ -53,6 +53,9 @@ BAD_VALUES: dict[str, list[Any]] = {
     "task_serializer": ["json", "", None, "Pickle"],
     "message_signing_key": ["short", b"short", 123, ["k" * 32]],
     "message_signing_keys": ["k" * 32, ["short"], [None], None, 5],
+    "timezone": ["Mars/Olympus", 3, "", b"UTC"],
+    "enable_utc": ["yes", 1, None],
+    "beat_schedule": [["a"], "x", 3, None],
 }
 
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from celeriac import Celeriac, DecodeError, Retry, SerializationError
 from celeriac.broker.redis import _parse_dead_letters, _parse_entries
+from celeriac.execution import Execution, Job, Outcome
 from celeriac.message import SIGNED_MESSAGE, Message, decode, encode, peek, sign
-from celeriac.worker.executor import Job, Outcome
 
 KEY = b"k" * 32
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -91,7 +91,7 @@ def check_decode(data: bytes, **options: Any) -> None:
 
 
 def check_prepare(app: Celeriac, data: bytes) -> None:
-    out = app.executor.prepare(data, queue="q", delivery=1)
+    out = Execution(app).prepare(data, queue="q", delivery=1)
     assert isinstance(out, (Job, Outcome))
     if isinstance(out, Outcome):
         assert out.kind in ("dead", "ack")
@@ -100,11 +100,11 @@ def check_prepare(app: Celeriac, data: bytes) -> None:
         return
     # a decoded message whose task exists: every way it can end must produce an outcome
     for outcome in (
-        app.executor.finish(out, value=out.message.args),
-        app.executor.finish(out, exc=ValueError("boom")),
-        app.executor.finish(out, exc=TypeError("bad call")),
-        app.executor.finish(out, exc=Retry(countdown_s=1.0)),
-        app.executor.finish(out, exc=Retry(countdown_s=-1.0)),
+        Execution(app).finish(out, value=out.message.args),
+        Execution(app).finish(out, exc=ValueError("boom")),
+        Execution(app).finish(out, exc=TypeError("bad call")),
+        Execution(app).finish(out, exc=Retry(countdown_s=1.0)),
+        Execution(app).finish(out, exc=Retry(countdown_s=None)),
     ):
         assert outcome.kind in ("ack", "retry", "dead")
         if outcome.kind == "retry":
@@ -144,7 +144,7 @@ def test_prepare_never_raises(app: Celeriac, data: bytes) -> None:
 def test_prepare_with_signing_never_raises(signed_app: Celeriac, data: bytes) -> None:
     check_prepare(signed_app, data)
     check_prepare(signed_app, sign(data, KEY))
-    out = signed_app.executor.prepare(data)
+    out = Execution(signed_app).prepare(data)
     assert isinstance(out, Outcome) and out.kind == "dead"  # unsigned: refused, whatever it holds
 
 
@@ -164,10 +164,10 @@ def test_valid_messages_round_trip(args: list[Any], kwargs: dict[str, Any], retr
 
 def test_integer_options_beyond_64_bits_are_refused_not_crashed_on_retry(app: Celeriac) -> None:
     data = msgpack.packb([1, "id-1", "fz.add", [], {}, {"r": 2**64 - 1}])
-    out = app.executor.prepare(data)
+    out = Execution(app).prepare(data)
     assert isinstance(out, Outcome) and "bad option r" in out.reason
     data = msgpack.packb([1, "id-1", "fz.add", [], {}, {"rx": float("nan")}])
-    out = app.executor.prepare(data)
+    out = Execution(app).prepare(data)
     assert isinstance(out, Outcome) and "bad option rx" in out.reason
 
 

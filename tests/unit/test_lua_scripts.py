@@ -9,10 +9,10 @@ from importlib import resources
 import pytest
 import redis
 
-from celeriac.broker.keys import KeySchema
-from celeriac.broker.scripts import RECLAIM, SETTLE, source
+from celeriac._redis.keys import KeySchema
+from celeriac._redis.scripts import RECLAIM, SETTLE, source
 
-LUA_DIR = resources.files("celeriac.broker").joinpath("lua")
+LUA_DIR = resources.files("celeriac._redis").joinpath("lua")
 NAMES = sorted(p.name[:-4] for p in LUA_DIR.iterdir() if p.name.endswith(".lua"))
 
 

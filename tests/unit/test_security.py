@@ -14,10 +14,11 @@ import pytest
 from celeriac import Celeriac, ConfigurationError, DecodeError, Retry, TaskState
 from celeriac.codec import Codec
 from celeriac.config import Config
+from celeriac.eager import run_job
 from celeriac.exceptions import ResultTooLarge
+from celeriac.execution import Execution, Job, Outcome
 from celeriac.message import SIGNED_MESSAGE, SIGNED_RESULT, Message, decode, encode, new_task_id, sign
-from celeriac.results.base import ResultRecord, encode_record
-from celeriac.worker.executor import Job, Outcome
+from celeriac.record import ResultRecord, encode_record
 
 KEY = "k" * 32
 OLD_KEY = "o" * 32
@@ -33,7 +34,7 @@ def message(task: str = "sec.add", args: tuple[Any, ...] = (1, 2), **fields: Any
 
 
 def dead_reason(app: Celeriac, data: bytes) -> str:
-    out = app.executor.prepare(data)
+    out = Execution(app).prepare(data)
     assert isinstance(out, Outcome), f"expected a refusal, got a job: {out}"
     assert out.kind == "dead"
     return out.reason
@@ -61,7 +62,7 @@ def test_signed_round_trip_and_refusals() -> None:
     m = message()
     signed = app.codec.encode(m)
     assert app.codec.decode(signed) == m
-    job = app.executor.prepare(signed)
+    job = Execution(app).prepare(signed)
     assert isinstance(job, Job) and job.message == m
 
     assert "unsigned message refused" in dead_reason(app, encode(m))
@@ -120,9 +121,9 @@ def test_retries_of_a_signed_message_are_signed() -> None:
 
     assert flaky.delay().get() == "ok"
     assert calls == [0, 1, 2]
-    job = app.executor.prepare(app.codec.encode(message("sec.flaky", ())))
+    job = Execution(app).prepare(app.codec.encode(message("sec.flaky", ())))
     assert isinstance(job, Job)
-    retry = app.executor.finish(job, exc=Retry(countdown_s=1.0))
+    retry = Execution(app).finish(job, exc=Retry(countdown_s=1.0))
     assert retry.kind == "retry" and retry.retry_data[:2] == SIGNED_MESSAGE
     assert app.codec.decode(retry.retry_data).retries == 1
 
@@ -311,9 +312,9 @@ def test_huge_exception_messages_are_truncated_in_stored_errors() -> None:
     def shout() -> None:
         raise ValueError("a" * 100_000)
 
-    job = app.executor.prepare(encode(message("sec.shout", ())))
+    job = Execution(app).prepare(encode(message("sec.shout", ())))
     assert isinstance(job, Job)
-    out = app.executor.run_eager(job)
+    out = run_job(Execution(app), job)
     assert out.store is not None
     record = app.codec.decode_result(out.store.task_id, out.store.payload)
     assert record.exc_message is not None

@@ -17,9 +17,9 @@ import pytest
 import celeriac.testing
 from celeriac import Celeriac, CeleriacError, Worker
 from celeriac.broker.base import Enqueue
+from celeriac.execution import Outcome
 from celeriac.testing import DrainResult, FakeClock, RedisServer, drain, drain_async, is_failure
 from celeriac.testing.drain import default_queues
-from celeriac.worker.executor import Outcome
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import pytest
 
 from celeriac import Celeriac, Worker
 from celeriac.broker.base import Delivery, Settlement
-from celeriac.results.base import StoreResult
 
 
 async def test_a_renewal_racing_an_in_flight_settle_logs_no_lost_lease(
@@ -34,10 +33,8 @@ async def test_a_renewal_racing_an_in_flight_settle_logs_no_lost_lease(
     acked, renewed = asyncio.Event(), asyncio.Event()
     raced: list[Delivery] = []
 
-    async def settle(
-        consumer: str, settlements: Sequence[Settlement], results: Sequence[StoreResult] = ()
-    ) -> list[Delivery]:
-        fenced = await real_settle(consumer, settlements, results)
+    async def settle(consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
+        fenced = await real_settle(consumer, settlements)
         acked.set()
         await asyncio.wait_for(renewed.wait(), 5)  # the reply is "in flight" while a renewal runs
         return fenced

@@ -7,13 +7,12 @@ without a database) live side by side in Redis (``store.py``); every scheduler r
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo as TzInfo
 from typing import TYPE_CHECKING, Any
 
-from .._redis import to_str, translate_errors
+from .._redis.client import to_str, translate_errors
 from ..exceptions import ConfigurationError
 from ..schedules import get_timezone
 from .entries import Entry, make_entry, pack_entry, unpack_entry
@@ -92,10 +91,10 @@ class Beat:
 
     Args:
         app: the app (its broker's Redis, key prefix, routing and time zone).
-        clock: wall clock in epoch seconds (tests pass a fake one).
+        clock: wall clock in epoch seconds (default: the app's clock).
     """
 
-    def __init__(self, app: Celeriac, *, clock: Any = time.time) -> None:
+    def __init__(self, app: Celeriac, *, clock: Any = None) -> None:
         from ..broker.redis import RedisBroker
 
         broker = app.broker
@@ -107,7 +106,7 @@ class Beat:
         self.url = broker.url
         self.keys = BeatKeys(broker.keys)
         self.client: redis.Redis = broker.sync
-        self.clock = clock
+        self.clock = clock or app.clock.time
         self.tz = timezone_of(app)
 
     # ---- reading ---------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._redis import translate_errors
+from .._clock import SYSTEM_CLOCK
+from .._redis.client import translate_errors
 from ..exceptions import BrokerError
 from .admin import Beat
 from .entries import MAX_CATCH_UP, Entry, configured_entries
@@ -73,8 +74,9 @@ class Scheduler:
 
     Args:
         app: the app: its ``beat_schedule`` (checked at :meth:`open`), Redis and time zone.
-        clock: wall clock in epoch seconds. Default: this machine's clock kept in step with Redis's
-            ``TIME`` (one clock for all schedulers and workers). Tests pass a fake clock, used as is.
+        clock: wall clock in epoch seconds. Default: the app's clock if it was given one
+            (``Celeriac(clock=FakeClock())``), else this machine's clock kept in step with Redis's
+            ``TIME`` (one clock for all schedulers and workers). A fake clock is used as is.
         lead_s: how far ahead of its due time a run is enqueued.
         poll_s: how often to look for changed entries when nothing is due.
         sync_config: make Redis hold this app's configured entries at :meth:`open` (the definition
@@ -94,6 +96,8 @@ class Scheduler:
         sync_config: bool = True,
     ) -> None:
         self.app = app
+        if clock is None and app.clock is not SYSTEM_CLOCK:  # Celeriac(clock=FakeClock()): use it
+            clock = app.clock.time
         self._fake_clock = clock
         self._offset_s = 0.0  # Redis clock minus local clock
         self.beat = Beat(app, clock=self.now_s)

@@ -8,7 +8,7 @@ key                                        type        bound / expiry
 ``<prefix>:beat:rev``                      string      an integer bumped on every change
 ``<prefix>:{<queue>}:beat``                hash        per entry of that queue: active digest, last
                                                        claimed slots, last enqueued run (see
-                                                       ``lua/beat_claim.lua``); removed with the entry
+                                                       ``_redis/lua/beat_claim.lua``); removed with the entry
 =========================================  ==========  ============================================
 
 The per-entry state sits in the hash slot of the entry's queue, so that claiming a slot and enqueuing
@@ -18,19 +18,16 @@ and written with single-key commands only.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
-from ..broker.keys import KeySchema
-from ..broker.scripts import Script
+from .._redis.keys import KeySchema
+from .._redis.scripts import Script
 
 
 @cache
 def _script(name: str) -> Script:
-    text = resources.files(__package__).joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
-    return Script(name, text, hashlib.sha1(text.encode()).hexdigest())
+    return Script.named(name)  # the .lua files live with the others in celeriac/_redis/lua
 
 
 def claim_script() -> Script:

@@ -1,15 +1,31 @@
 """Brokers: where messages wait and how deliveries are leased."""
 
-from .base import Broker, DeadLetter, Delivery, Enqueue, QueueStats, Settlement, WorkerInfo
-from .keys import KeySchema
+from .._redis.keys import KeySchema
+from .base import (
+    Admin,
+    Broker,
+    Consumer,
+    DeadLetter,
+    Delivery,
+    Enqueue,
+    Producer,
+    QueueStats,
+    ResultSettling,
+    Settlement,
+    WorkerInfo,
+)
 
 __all__ = [
+    "Admin",
     "Broker",
+    "Consumer",
     "DeadLetter",
     "Delivery",
     "Enqueue",
     "KeySchema",
+    "Producer",
     "QueueStats",
+    "ResultSettling",
     "Settlement",
     "WorkerInfo",
 ]

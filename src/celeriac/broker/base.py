@@ -1,22 +1,69 @@
-"""The broker contract: what the app (producer side) and the worker (consumer side) need, nothing else.
+"""The broker contract, split by role: what the app, the worker and the admin commands each need.
 
-The producer side is synchronous (called from web request handlers and tasks); the consumer side is
-asyncio (the worker's event loop owns all Redis I/O). Brokers move opaque bytes: encoding lives in
-:mod:`celeriac.message`, policy (retries, leases, dead-lettering decisions) in the worker's executor.
+* :class:`Producer` (sync): ``enqueue``, ``enqueue_many``, ``close_sync``; what a web process uses.
+* :class:`Consumer` (asyncio): the lease protocol the worker drives (its event loop owns all I/O).
+* :class:`Admin` (sync): counts, listings, dead letters, purges, server checks; the CLI's side.
+* :class:`ResultSettling`: an optional consumer capability (the Redis broker's): write results
+  atomically with the fenced acks, when the result store lives on the same server.
+
+:class:`Broker` is the base class of a broker that plays all three roles (both built-in brokers do);
+``for_worker()`` gives the consumer a worker drives. Brokers move opaque bytes: encoding lives in
+:mod:`celeriac.message`, execution policy (retries, dead-lettering decisions) in
+:mod:`celeriac.execution`, lease timing in the worker. The knobs both brokers share (batch sizes,
+registry TTLs, the max-deliveries reason, the due-time rule) live here, once.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
-    from ..results.base import StoreResult
+    from ..record import ResultWrite
 
 
-@dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
+T = TypeVar("T")
+
+# ---- knobs shared by every broker ------------------------------------------------------------------
+#: due delayed messages moved to ready per promote call
+PROMOTE_BATCH = 1000
+#: the workers registry outlives any one worker's TTL; stale ids are pruned by score
+WORKERS_REGISTRY_TTL_S = 86_400
+#: the set of queue names workers consumed lives this long after the last heartbeat
+KNOWN_QUEUES_TTL_S = 7 * 86_400
+#: the dead-letter reason of a message delivered ``max_deliveries`` times without an outcome;
+#: ``{deliveries}`` is filled in where the count is known (inside reclaim.lua for Redis)
+MAX_DELIVERIES_REASON = (
+    "delivered {deliveries} times without an outcome (max_deliveries={max_deliveries}; the worker "
+    "running it died or lost its lease each time)"
+)
+
+
+def max_deliveries_reason(max_deliveries: int, deliveries: int | None = None) -> str:
+    """The dead-letter reason for an over-delivered message (``deliveries`` None: left as a
+    ``{deliveries}`` placeholder, for a script to fill in)."""
+    return MAX_DELIVERIES_REASON.format(
+        deliveries="{deliveries}" if deliveries is None else deliveries, max_deliveries=max_deliveries
+    )
+
+
+def due_ms(eta_ms: int | None, delay_ms: int | None, now_ms: int) -> int:
+    """When a delayed message is due: an eta wins over a delay (enqueue_delayed.lua and settle.lua
+    apply the same rule on the Redis clock)."""
+    return int(eta_ms) if eta_ms is not None else now_ms + int(delay_ms or 0)
+
+
+def group_by_queue(items: Iterable[T], queue_of: Callable[[T], str]) -> dict[str, list[T]]:
+    """``items`` grouped by queue, in first-seen order (one script call per queue)."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(queue_of(item), []).append(item)
+    return groups
+
+
+@dataclass(slots=True)  # not frozen: hot path (design.md)
 class Delivery:
     """One delivery of a message to this worker.
 
@@ -30,7 +77,7 @@ class Delivery:
     deliveries: int = 1
 
 
-@dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
+@dataclass(slots=True)  # not frozen: hot path (design.md)
 class Enqueue:
     """One message to send: ready now, or delayed by ``delay_ms`` (Redis clock) or until ``eta_ms``."""
 
@@ -40,14 +87,14 @@ class Enqueue:
     eta_ms: int | None = None
 
 
-@dataclass(slots=True)  # not frozen: a frozen init costs ~0.1 us per field, per message
+@dataclass(slots=True)  # not frozen: hot path (design.md)
 class Settlement:
     """The broker-level outcome of a delivery.
 
     ``ack``: done (success or final failure). ``retry``: done, and ``data`` is parked until its due time.
     ``dead``: done, and ``data`` goes to the dead-letter queue with ``reason``. ``result``: the result
-    record to write with it, only while the delivery is owned (fenced like the ack); set only for a
-    broker whose server is the result store (:meth:`Broker.stores_results_for`).
+    record to write with it, only while the delivery is owned (fenced like the ack); set only when
+    settling through :meth:`ResultSettling.settle_with_results`.
     """
 
     delivery: Delivery
@@ -56,7 +103,7 @@ class Settlement:
     delay_ms: int | None = None
     eta_ms: int | None = None
     reason: str = ""
-    result: StoreResult | None = None
+    result: ResultWrite | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +145,132 @@ class WorkerInfo:
     fields: dict[str, str]
 
 
+@runtime_checkable
+class Producer(Protocol):
+    """The sending side (sync): what ``Celeriac.send`` needs."""
+
+    def enqueue(self, item: Enqueue) -> None:
+        """Send one message (one round trip)."""
+
+    def enqueue_many(self, items: Sequence[Enqueue]) -> None:
+        """Send many messages in as few round trips as possible."""
+
+    def close_sync(self) -> None:
+        """Release producer-side resources."""
+
+
+@runtime_checkable
+class Consumer(Protocol):
+    """The lease protocol (asyncio) a worker drives."""
+
+    async def open(self, queues: Sequence[str]) -> None:
+        """Prepare to consume ``queues`` (connections, consumer groups)."""
+
+    async def close(self) -> None:
+        """Release consumer-side resources."""
+
+    async def fetch(self, queues: Sequence[str], consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        """Take up to ``count`` ready messages, in queue priority order, leasing them to ``consumer``."""
+        ...
+
+    async def settle(self, consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
+        """Record outcomes of deliveries still owned by ``consumer``; return the fenced-out ones."""
+        ...
+
+    async def extend(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Renew the leases of ``deliveries``; return those no longer owned."""
+        ...
+
+    async def reclaim(
+        self, queue: str, consumer: str, count: int, lease_ms: int, max_deliveries: int
+    ) -> tuple[list[Delivery], int]:
+        """Take over expired leases; dead-letter over-delivered ones."""
+        ...
+
+    async def promote(self, queue: str) -> float | None:
+        """Move due delayed messages to ready; seconds until the next one is due, or None."""
+
+    async def wait_wake(self, queues: Sequence[str], timeout_s: float) -> None:
+        """Return when a delayed message became the earliest of one of ``queues``, or at timeout."""
+
+    async def pending(self, queue: str, consumer: str) -> list[Delivery]:
+        """Deliveries of ``queue`` currently leased to ``consumer``."""
+        ...
+
+    async def release(self, consumer: str, deliveries: Sequence[Delivery], *, started: bool) -> int:
+        """Give deliveries back (shutdown)."""
+        ...
+
+    async def prune_consumers(self, queue: str, idle_ms: int, *, keep: str = "", only: str = "") -> int:
+        """Forget idle consumers that own nothing."""
+        ...
+
+    async def heartbeat(
+        self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]
+    ) -> None:
+        """Publish this worker's liveness (one key with a TTL)."""
+
+    async def unregister(self, worker_id: str) -> None:
+        """Remove this worker's liveness key (clean shutdown)."""
+
+
+@runtime_checkable
+class ResultSettling(Protocol):
+    """A consumer that can write result records atomically with its fenced acks (the Redis broker,
+    when results live on its server). Only this capability takes results; plain ``settle`` never does."""
+
+    def results_location(self) -> Hashable | None:
+        """Where settle would write results, comparable with :meth:`ResultBackend.location`."""
+
+    async def settle_with_results(
+        self, consumer: str, settlements: Sequence[Settlement], early: Sequence[ResultWrite]
+    ) -> list[Delivery]:
+        """As :meth:`Consumer.settle`, also writing each settlement's ``result`` only while its delivery
+        is owned; ``early`` are records of deliveries acked before their task ran (at-most-once):
+        nothing to fence, stored first in the same round trip."""
+        ...
+
+
+@runtime_checkable
+class Admin(Protocol):
+    """Inspection and repair (sync): what the CLI's ``status``, ``purge`` and ``dlq`` need."""
+
+    def stats(self, queue: str) -> QueueStats:
+        """Counts of ready, delayed, running and dead-lettered messages of a queue."""
+        ...
+
+    def known_queues(self) -> list[str]:
+        """Queues that live workers consume."""
+        ...
+
+    def workers(self) -> list[WorkerInfo]:
+        """Live workers."""
+        ...
+
+    def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
+        """The oldest ``count`` dead letters of a queue."""
+        ...
+
+    def replay_dead(self, queue: str, count: int, entry_id: str | None = None) -> int:
+        """Move dead letters back to ready; return how many moved."""
+        ...
+
+    def purge_dead(self, queue: str) -> int:
+        """Delete all dead letters of a queue; return how many were deleted."""
+        ...
+
+    def purge(self, queue: str) -> int:
+        """Delete the ready and delayed messages of a queue; return how many were deleted."""
+        ...
+
+    def server_warnings(self) -> list[str]:
+        """Problems with the server's configuration; raises when the server cannot be used."""
+        ...
+
+
 class Broker(ABC):
-    """A message store with leased deliveries. See :class:`celeriac.broker.redis.RedisBroker`."""
+    """A broker playing all three roles (:class:`Producer`, :class:`Consumer`, :class:`Admin`).
+    See :class:`celeriac.broker.redis.RedisBroker`."""
 
     # ---- producer side (sync) -------------------------------------------------------------------
     @abstractmethod
@@ -111,9 +282,11 @@ class Broker(ABC):
         """Send many messages in as few round trips as possible."""
 
     # ---- consumer side (asyncio) ----------------------------------------------------------------
-    def for_worker(self) -> Broker:
+    def for_worker(self, *, max_owned: int = 0) -> Broker:
         """The broker a worker consumes through: its own connections where the broker has any, so
-        that several workers (or a worker and producers) in one process never share a connection."""
+        that several workers (or a worker and producers) in one process never share a connection.
+        ``max_owned``: the most deliveries the worker owns at once (its concurrency plus one fetch),
+        which lets the broker size the reads that check ownership."""
         return self
 
     @abstractmethod
@@ -132,23 +305,12 @@ class Broker(ABC):
         """
 
     @abstractmethod
-    async def settle(
-        self, consumer: str, settlements: Sequence[Settlement], results: Sequence[StoreResult] = ()
-    ) -> list[Delivery]:
+    async def settle(self, consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
         """Record outcomes of deliveries still owned by ``consumer``; return the fenced-out ones.
 
-        A settlement's ``result`` is written first, atomically with its ack and only if the delivery is
-        owned: a fenced-out delivery neither acks nor writes its result. ``results`` are records of
-        deliveries already acked before their task ran (at-most-once): nothing to fence, they are
-        stored first in the same round trip. The worker passes either only when
-        :meth:`stores_results_for` says this broker's server is the result store.
+        Results are not written here (see :class:`ResultSettling`): the worker checks ownership with
+        :meth:`extend` first and writes only the results of deliveries it still owns.
         """
-
-    def stores_results_for(self, backend: object) -> bool:
-        """True when ``backend`` keeps results on this broker's server, so that :meth:`settle` can
-        write them atomically with the fenced acks. Otherwise the worker checks ownership with
-        :meth:`extend` first and writes only the results of deliveries it still owns."""
-        return False
 
     @abstractmethod
     async def extend(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -226,10 +388,6 @@ class Broker(ABC):
     def server_warnings(self) -> list[str]:
         """Problems with the server's configuration (eviction policy, version)."""
         return []
-
-    def expect_running(self, deliveries: int) -> None:  # noqa: B027 - optional hook
-        """The most deliveries one consumer of this broker will own at once (a worker's largest
-        concurrency plus one fetch): lets the broker size the reads that check ownership."""
 
     def close_sync(self) -> None:  # noqa: B027 - optional hook
         """Release producer-side resources."""

@@ -7,6 +7,10 @@ leases with dead-lettering after ``max_deliveries``, a capped dead-letter list, 
 TTLs. It stores the encoded bytes, never Python objects, so a value that cannot be serialized fails
 here as it would on Redis.
 
+Why this module is long: it is the whole broker contract in one place, to be read side by side
+with ``redis.py`` (and about a third of it is that documentation); the shared knobs and rules live in
+``base.py``.
+
 Threads: producers call :meth:`enqueue` from any thread while a worker's event loop awaits
 :meth:`fetch`. One lock guards all state; a blocked fetch (or a scheduler sleeping in
 :meth:`wait_wake`) is woken with ``loop.call_soon_threadsafe(event.set)``, never by polling.
@@ -15,7 +19,7 @@ Time: due times and lease ages are read from ``clock`` (epoch seconds), so tests
 (see :class:`celeriac.testing.FakeClock`) and call :meth:`time_changed` after moving it. Blocking
 timeouts (``block_ms``, ``timeout_s``) are real time, as they are for Redis.
 
-Mapping to the Redis key schema (:mod:`celeriac.broker.keys`):
+Mapping to the Redis key schema (:mod:`celeriac._redis.keys`):
 
 ==========================  ==========================================================================
 Redis                       here
@@ -40,9 +44,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..exceptions import BrokerError
-from ..results.base import StoreResult
+from ..exceptions import BrokerError, ConfigurationError
 from .base import (
+    KNOWN_QUEUES_TTL_S,
+    PROMOTE_BATCH,
     Broker,
     DeadLetter,
     Delivery,
@@ -50,15 +55,14 @@ from .base import (
     QueueStats,
     Settlement,
     WorkerInfo,
+    due_ms,
+    group_by_queue,
+    max_deliveries_reason,
     task_id_of,
 )
 
 __all__ = ["MemoryBroker"]
 
-#: as the Redis broker: promote at most this many due messages per call
-_PROMOTE_BATCH = 1000
-#: as the Redis broker: the set of consumed queue names lives this long after the last heartbeat
-_KNOWN_QUEUES_TTL_MS = 7 * 86_400 * 1000
 _STREAM_ID = re.compile(r"^\d+-\d+$")
 
 
@@ -139,7 +143,7 @@ class MemoryBroker(Broker):
 
     def __init__(self, *, dead_letter_max: int = 10_000, clock: Callable[[], float] = time.time) -> None:
         if dead_letter_max < 1:
-            raise ValueError("dead_letter_max must be >= 1")
+            raise ConfigurationError("dead_letter_max", f"must be >= 1, got {dead_letter_max!r}")
         self.dead_letter_max = dead_letter_max
         self.clock = clock
         self._lock = threading.Lock()
@@ -218,8 +222,7 @@ class MemoryBroker(Broker):
                     continue
                 if item.queue not in heads:
                     heads[item.queue] = q.delayed_head()
-                # as enqueue_delayed.lua (via _delay_args): an eta wins over a delay
-                due = int(item.eta_ms) if item.eta_ms is not None else now_ms + int(item.delay_ms or 0)
+                due = due_ms(item.eta_ms, item.delay_ms, now_ms)
                 q.park(data, due)
             for name, before in heads.items():
                 after = self._queue(name).delayed_head()
@@ -297,24 +300,17 @@ class MemoryBroker(Broker):
                 break
         return out
 
-    async def settle(
-        self, consumer: str, settlements: Sequence[Settlement], results: Sequence[StoreResult] = ()
-    ) -> list[Delivery]:
+    async def settle(self, consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
         """Record outcomes of deliveries still owned by ``consumer``; return the fenced-out ones.
 
-        Results are never written here (:meth:`stores_results_for` is False): the worker stores them
-        in the result backend first.
+        Results are never written here (no :class:`~celeriac.broker.base.ResultSettling`): the worker
+        stores them in the result backend first.
         """
-        if results:
-            raise BrokerError("MemoryBroker does not store results: write them to the result backend")
         await asyncio.sleep(0)
         fenced: list[Delivery] = []
         with self._lock:
             now_ms = self._now_ms()
-            by_queue: dict[str, list[Settlement]] = {}
-            for s in settlements:
-                by_queue.setdefault(s.delivery.queue, []).append(s)
-            for name, group in by_queue.items():
+            for name, group in group_by_queue(settlements, lambda s: s.delivery.queue).items():
                 q = self._queue(name)
                 owned = self._owned(q, consumer)  # read once per queue, as settle.lua does
                 head_before = q.delayed_head()
@@ -327,7 +323,7 @@ class MemoryBroker(Broker):
                         continue
                     acked.append(d.entry_id)
                     if s.kind == "retry":
-                        due = int(s.eta_ms) if s.eta_ms is not None else now_ms + int(s.delay_ms or 0)
+                        due = due_ms(s.eta_ms, s.delay_ms, now_ms)
                         q.park(bytes(s.data), due)
                         if head_before is None or due < head_before:
                             head_before, woke = due, True
@@ -374,10 +370,7 @@ class MemoryBroker(Broker):
             for lease in expired:
                 entry = lease.entry
                 if lease.deliveries >= max_deliveries:
-                    reason = (
-                        f"delivered {lease.deliveries} times without an outcome (max_deliveries="
-                        f"{max_deliveries}; the worker running it died or lost its lease each time)"
-                    )
+                    reason = max_deliveries_reason(max_deliveries, lease.deliveries)
                     self._dead_letter(q, entry.data, reason, now_ms)
                     del q.pending[entry.entry_id]
                     dead += 1
@@ -392,7 +385,7 @@ class MemoryBroker(Broker):
         with self._lock:
             now_ms = self._now_ms()
             q = self._queue(queue)
-            for _ in range(_PROMOTE_BATCH):
+            for _ in range(PROMOTE_BATCH):
                 head = q.delayed_head()
                 if head is None or head > now_ms:
                     break
@@ -479,7 +472,7 @@ class MemoryBroker(Broker):
             self._workers[worker_id] = (merged, now_ms + int(ttl_s * 1000))
             if queues:
                 self._known_queues.update(queues)
-                self._known_queues_expire_ms = now_ms + _KNOWN_QUEUES_TTL_MS
+                self._known_queues_expire_ms = now_ms + KNOWN_QUEUES_TTL_S * 1000
 
     async def unregister(self, worker_id: str) -> None:
         """Remove this worker's liveness entry."""

@@ -5,39 +5,60 @@ entries list, PEL), it blocks without polling, and the PEL keeps a delivery coun
 lease is the entry's idle time: the worker renews it (``extend.lua``) while the task runs; a worker
 that died stops renewing, and after ``lease_ms`` any worker takes the entry over (``reclaim.lua``).
 Acks delete the entry (``XACK`` + ``XDEL``), so a queue holds only waiting and running messages:
-about 50 bytes of Redis memory per small queued task.
+a few dozen bytes of Redis memory per small queued task (figures: docs/design.md).
+
+Why this module is long: it owns every Redis semantic of the queue (the producer's send path, the
+lease protocol and the admin reads) in one module on purpose, so that one file answers "what does
+celeriac do in Redis"; the scripts, key schema and clients live in :mod:`celeriac._redis`.
 
 Delayed messages wait in a sorted set scored by due time and are moved to the stream by
 ``promote.lua``. Every multi-key operation is a Lua script over the keys of one queue, all sharing the
-queue's hash tag (see :mod:`celeriac.broker.keys`).
+queue's hash tag (see :mod:`celeriac._redis.keys`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import socket
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import redis
-import redis.asyncio
 
-from .._redis import async_client, sync_client, to_str, translate_error, translate_errors
+from .._redis import scripts
+from .._redis.client import async_client, sync_client, to_str, translate_error, translate_errors
+from .._redis.keys import GROUP, KeySchema, QueueKeys
+from .._redis.scripts import Batch
 from ..exceptions import BrokerError
-from ..results.base import StoreResult
-from . import scripts
-from .base import Broker, DeadLetter, Delivery, Enqueue, QueueStats, Settlement, WorkerInfo, task_id_of
-from .keys import GROUP, KeySchema, QueueKeys
-from .scripts import Batch
+from .base import (
+    KNOWN_QUEUES_TTL_S,
+    PROMOTE_BATCH,
+    WORKERS_REGISTRY_TTL_S,
+    Broker,
+    DeadLetter,
+    Delivery,
+    Enqueue,
+    QueueStats,
+    Settlement,
+    WorkerInfo,
+    group_by_queue,
+    max_deliveries_reason,
+    task_id_of,
+)
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import redis.asyncio
+
+    from ..record import ResultWrite
 
 # messages per enqueue_many script call: big enough to amortise the call, small enough that one
 # call keeps Redis busy for about a millisecond only
 _BULK_CHUNK = 1000
+
+# entries deleted per purge_ready.lua call: about 3 ms of Redis time each (10,000 took about 30 ms,
+# during which every worker and producer waits)
+_PURGE_BATCH = 1000
 
 # the longest a blocking read waits server-side, and how much longer its socket may stay silent
 # before the read fails (a dead or partitioned peer): see open()
@@ -120,7 +141,6 @@ class RedisBroker(Broker):
         self._client: redis.asyncio.Redis | None = None
         self._blocking: redis.asyncio.Redis | None = None
         self._pubsub: Any = None
-        self._groups_ready: set[str] = set()
         # how much of a consumer's pending list the ownership checks read (settle, extend, release):
         # more than it can own at once, or deliveries past the first N would look lost
         self._pel_scan = 1000
@@ -249,13 +269,15 @@ class RedisBroker(Broker):
         return conn
 
     # ---- consumer --------------------------------------------------------------------------------
-    def for_worker(self) -> RedisBroker:
-        return RedisBroker(
+    def for_worker(self, *, max_owned: int = 0) -> RedisBroker:
+        broker = RedisBroker(
             self.url,
             prefix=self.keys.prefix,
             dead_letter_max=self.dead_letter_max,
             max_connections=self.max_connections,
         )
+        broker._pel_scan = max(1000, 2 * max_owned)
+        return broker
 
     async def open(self, queues: Sequence[str]) -> None:
         if self._client is None:
@@ -281,7 +303,6 @@ class RedisBroker(Broker):
             try:
                 # read-only check first: creating a group is refused when Redis is full, reading is not
                 if any(to_str(g.get("name", "")) == GROUP for g in await self._aio.xinfo_groups(q.ready)):
-                    self._groups_ready.add(q.name)
                     return
             except redis.ResponseError:  # no such key yet
                 pass
@@ -290,7 +311,6 @@ class RedisBroker(Broker):
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-        self._groups_ready.add(q.name)
 
     async def close(self) -> None:
         for closer in (self._pubsub, self._client, self._blocking):
@@ -346,23 +366,22 @@ class RedisBroker(Broker):
             out += _parse_entries(name, by_stream.get(stream, []))
         return out
 
-    def stores_results_for(self, backend: object) -> bool:
-        # settle.lua then writes the results of owned deliveries with their acks. Result keys have no
-        # queue hash tag (AsyncResult knows only the task id): fine on one server, but a broker for
-        # Redis Cluster must answer False here, so that the worker takes the other fenced path
+    def results_location(self) -> Hashable | None:
+        # settle.lua writes the results of owned deliveries with their acks, to the keys a
+        # RedisResultBackend on the same URL and prefix reads. Result keys have no queue hash tag
+        # (AsyncResult knows only the task id): fine on one server, but a broker for Redis Cluster
+        # must not offer this capability, so that the worker takes the other fenced path
         # (extend.lua checks ownership, then single-key result writes, then settle).
-        from ..results.redis import RedisResultBackend
+        return ("redis", self.url, self.keys.prefix)
 
-        return (
-            isinstance(backend, RedisResultBackend) and backend.url == self.url and backend.keys == self.keys
-        )
+    async def settle(self, consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
+        return await self.settle_with_results(consumer, settlements, ())
 
-    async def settle(
-        self, consumer: str, settlements: Sequence[Settlement], results: Sequence[StoreResult] = ()
+    async def settle_with_results(
+        self, consumer: str, settlements: Sequence[Settlement], early: Sequence[ResultWrite]
     ) -> list[Delivery]:
-        by_queue: dict[str, list[Settlement]] = {}
-        for s in settlements:
-            by_queue.setdefault(s.delivery.queue, []).append(s)
+        results = early
+        by_queue = group_by_queue(settlements, _settlement_queue)
         fenced: list[Delivery] = []
         with translate_errors(self.url):
             pipe = self._aio.pipeline(transaction=False)
@@ -402,9 +421,7 @@ class RedisBroker(Broker):
         return fenced
 
     async def extend(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        by_queue: dict[str, list[Delivery]] = {}
-        for d in deliveries:
-            by_queue.setdefault(d.queue, []).append(d)
+        by_queue = group_by_queue(deliveries, _delivery_queue)
         lost: list[Delivery] = []
         with translate_errors(self.url):
             for name, group in by_queue.items():
@@ -425,7 +442,15 @@ class RedisBroker(Broker):
             reply = await scripts.RECLAIM.run(
                 self._aio,
                 [q.ready, q.dead, q.reclaimed],
-                [GROUP, consumer, lease_ms, count, max_deliveries, self.dead_letter_max],
+                [
+                    GROUP,
+                    consumer,
+                    lease_ms,
+                    count,
+                    max_deliveries,
+                    self.dead_letter_max,
+                    max_deliveries_reason(max_deliveries),
+                ],
             )
         dead = int(reply[0])
         out = [
@@ -437,7 +462,9 @@ class RedisBroker(Broker):
     async def promote(self, queue: str) -> float | None:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
-            _moved, next_due, now_ms = await scripts.PROMOTE.run(self._aio, [q.delayed, q.ready], [1000])
+            _moved, next_due, now_ms = await scripts.PROMOTE.run(
+                self._aio, [q.delayed, q.ready], [PROMOTE_BATCH]
+            )
         if int(next_due) < 0:
             return None
         return max(0.0, (int(next_due) - int(now_ms)) / 1000)
@@ -458,9 +485,7 @@ class RedisBroker(Broker):
         return [Delivery(queue, to_str(r["message_id"]), b"", int(r["times_delivered"])) for r in rows]
 
     async def release(self, consumer: str, deliveries: Sequence[Delivery], *, started: bool) -> int:
-        by_queue: dict[str, list[Delivery]] = {}
-        for d in deliveries:
-            by_queue.setdefault(d.queue, []).append(d)
+        by_queue = group_by_queue(deliveries, _delivery_queue)
         n = 0
         mode = "interrupted" if started else "unstarted"
         with translate_errors(self.url):
@@ -497,11 +522,11 @@ class RedisBroker(Broker):
             pipe.zadd(self.keys.workers, {worker_id: now_ms + ttl_ms})
             pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms)
             # the registry outlives any one worker's TTL (workers may use different TTLs); stale ids
-            # are pruned by score above, and the whole key goes a day after the last heartbeat
-            pipe.expire(self.keys.workers, 86_400)
+            # are pruned by score above, and the whole key goes a while after the last heartbeat
+            pipe.expire(self.keys.workers, WORKERS_REGISTRY_TTL_S)
             if queues:
                 pipe.sadd(self.keys.queues, *queues)
-                pipe.expire(self.keys.queues, 7 * 86_400)
+                pipe.expire(self.keys.queues, KNOWN_QUEUES_TTL_S)
             await pipe.execute()
 
     async def unregister(self, worker_id: str) -> None:
@@ -575,12 +600,14 @@ class RedisBroker(Broker):
     def purge(self, queue: str) -> int:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
-            pipe = self.sync.pipeline(transaction=True)
-            pipe.zcard(q.delayed)
-            pipe.delete(q.delayed)
-            deleted = int(pipe.execute()[0])
+            deleted = 0
+            while True:  # in bounded steps too: one DEL of a set of millions would block Redis
+                n = int(self.sync.zremrangebyrank(q.delayed, 0, _PURGE_BATCH - 1))
+                deleted += n
+                if n == 0:
+                    break
             while True:  # bounded script calls: a purge of millions never blocks Redis for long
-                n = int(scripts.PURGE_READY(self.sync, [q.ready], [GROUP, 10_000]))
+                n = int(scripts.PURGE_READY(self.sync, [q.ready], [GROUP, _PURGE_BATCH]))
                 deleted += n
                 if n == 0:
                     return deleted
@@ -602,9 +629,6 @@ class RedisBroker(Broker):
                 "use 'noeviction' (or a volatile-* policy) for a Redis that holds queues"
             )
         return warnings
-
-    def expect_running(self, deliveries: int) -> None:
-        self._pel_scan = max(1000, 2 * deliveries)
 
     def close_sync(self) -> None:
         conn = getattr(self._own, "conn", None)
@@ -632,5 +656,9 @@ def _delay_args(item: Enqueue | Settlement) -> list[Any]:
     return [int(item.delay_ms or 0), "", item.data]
 
 
-def default_consumer_name(worker_id: str) -> str:
-    return f"{socket.gethostname()}-{worker_id}"
+def _settlement_queue(s: Settlement) -> str:
+    return s.delivery.queue
+
+
+def _delivery_queue(d: Delivery) -> str:
+    return d.queue

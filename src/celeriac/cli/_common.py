@@ -134,4 +134,13 @@ __all__ = [
     "format_time_ms",
     "get_state",
     "json_option",
+    "split_names",
 ]
+
+
+def split_names(values: tuple[str, ...]) -> list[str]:
+    """``-Q a,b -Q c`` -> ``["a", "b", "c"]`` (order kept: for queues it is the consumption priority)."""
+    out: list[str] = []
+    for value in values:
+        out += [q.strip() for q in value.split(",") if q.strip()]
+    return list(dict.fromkeys(out))

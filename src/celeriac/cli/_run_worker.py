@@ -1,8 +1,9 @@
 """The process of ``celeriac worker`` once its command line is parsed: a lean image without click.
 
 Why a second image: click (and the argument parsing it brings) stays imported for the life of the
-process that parsed the command line, about 1.6 MiB of a 35 MiB idle worker, for nothing. So the
-``celeriac`` command parses and validates the options with click, then re-executes the interpreter as
+process that parsed the command line, a measurable share of an idle worker (docs/design.md), for
+nothing. So the ``celeriac`` command parses and validates the options with click, then re-executes
+the interpreter as
 ``python -m celeriac.cli._run_worker`` with the parsed options in ``CELERIAC_WORKER_SPEC`` (same pid,
 same stdin/stdout/stderr; a supervisor sees one process). This image imports neither click nor the
 other subcommands: it applies gevent's patch when asked (first, as ``gevent_patch.py`` requires),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from typing import Any
 
 import click
@@ -18,6 +17,7 @@ from ..beat import Beat, EntryStatus
 from ..exceptions import ConfigurationError
 from ._common import console, fail, format_time_ms, get_state, json_option
 from ._options import app_options
+from ._output import listing_options, note, output_mode, print_json, print_tsv
 from ._run_worker import configure_logging
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -72,20 +72,26 @@ def _row(status: EntryStatus) -> dict[str, Any]:
 
 @beat.command("list")
 @app_options
-@click.option("--json", "as_json", is_flag=True, show_envvar=True, help=JSON_HELP)
+@listing_options
 @click.pass_context
-def list_(ctx: click.Context, as_json: bool) -> None:
-    """List periodic entries (configured and dynamic) with their last and next run."""
+def list_(ctx: click.Context, as_json: bool, as_table: bool) -> None:
+    """List periodic entries (configured and dynamic) with their last and next run.
+
+    On a terminal: a table (up to 1,000 entries; more are listed as lines). Piped or redirected:
+    tab-separated lines (name, task, schedule, queue, source, state, last run, next run). --json: one
+    JSON array of entries with their full definition, digest, paused/active, last_run_ms, next_run_ms.
+    """
+    mode = output_mode(as_json, as_table)
     entries = _beat(ctx).list()
-    if as_json:
-        click.echo(json.dumps([_row(s) for s in entries], ensure_ascii=False, default=repr))
+    if mode == "json":
+        print_json([_row(s) for s in entries])
         return
-    out = console()
     if not entries:
-        out.print("no periodic entries (start a scheduler with a beat_schedule, or `celeriac beat add`)")
-        return
+        note("no periodic entries (start a scheduler with a beat_schedule, or `celeriac beat add`)")
+        if mode != "plain":
+            return
     columns = ("name", "task", "schedule", "queue", "source", "state", "last run", "next run")
-    rows = (
+    rows = [
         (
             s.entry.name,
             s.entry.task,
@@ -97,12 +103,9 @@ def list_(ctx: click.Context, as_json: bool) -> None:
             format_time_ms(s.next_run_ms or 0),
         )
         for s in entries
-    )
-    if not sys.stdout.isatty() or len(entries) > TABLE_MAX:
-        # piped, or too many rows for a table: one tab-separated line per entry (a table of 200k
-        # rows takes minutes to lay out)
-        click.echo("\t".join(columns))
-        click.echo("\n".join("\t".join(row) for row in rows))
+    ]
+    if mode == "plain" or len(rows) > TABLE_MAX:  # a table of 200k rows takes minutes to lay out
+        print_tsv(columns, rows)
         return
     from rich.table import Table
 
@@ -111,7 +114,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
-    out.print(table)
+    console().print(table)
 
 
 def _schedule(name: str, text: str, tz: str | None) -> Any:

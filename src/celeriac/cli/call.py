@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..exceptions import ResultsDisabled, ResultTimeout
+from ..exceptions import NotRegistered, ResultsDisabled, ResultTimeout
 from ._common import console, fail, get_state, json_option
 from ._options import app_options
 
@@ -105,7 +105,10 @@ def call(
         remote = getattr(exc, "remote_traceback", None)
         if remote:
             console(stderr=True).print(remote.rstrip(), markup=False, style="dim")
-        raise fail(f"task {result.id} failed: {type(exc).__name__}: {exc}") from None
+        hint = ""
+        if isinstance(exc, NotRegistered):
+            hint = " (dead-lettered: `celeriac dlq list QUEUE` shows the worker's reason)"
+        raise fail(f"task {result.id} failed: {type(exc).__name__}: {exc}{hint}") from None
     click.echo(_show(value))
 
 

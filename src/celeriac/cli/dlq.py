@@ -9,6 +9,7 @@ from ..broker.base import DeadLetter
 from ..message import peek
 from ._common import console, fail, format_time_ms, get_state
 from ._options import app_options
+from ._output import listing_options, note, output_mode, print_json, print_tsv
 
 #: entries moved per script call by ``replay --all`` (one Lua call must stay short: it blocks Redis)
 REPLAY_BATCH = 1000
@@ -38,17 +39,46 @@ def task_name(entry: DeadLetter) -> str:
     show_envvar=True,
     help="Show at most this many entries, oldest first.",
 )
+@listing_options
 @click.pass_context
-def list_(ctx: click.Context, queue: str, limit: int) -> None:
-    """List the dead letters of QUEUE, oldest first."""
+def list_(ctx: click.Context, queue: str, limit: int, as_json: bool, as_table: bool) -> None:
+    """List the dead letters of QUEUE, oldest first.
+
+    On a terminal: a table. Piped or redirected: tab-separated lines (entry_id, task_id, task, reason,
+    time), a header line first, every field in full. --json: JSON lines, one object per dead letter
+    (entry_id, task_id, task, reason, time_ms, time, size_bytes).
+    """
+    mode = output_mode(as_json, as_table)
     broker = get_state(ctx).app().broker
     total = broker.stats(queue).dead
     entries = broker.dead_letters(queue, limit)
+    if mode == "json":
+        for e in entries:
+            print_json(
+                {
+                    "entry_id": e.entry_id,
+                    "task_id": e.task_id,
+                    "task": task_name(e),
+                    "reason": e.reason,
+                    "time_ms": e.time_ms,
+                    "time": format_time_ms(e.time_ms),
+                    "size_bytes": len(e.data),
+                }
+            )
+        return
+    title = f"Dead letters of {queue!r} ({len(entries)} of {total})"
+    if mode == "plain":
+        note(title if entries else f"no dead letters in queue {queue!r}")
+        rows = [
+            (e.entry_id, e.task_id or "-", task_name(e), e.reason, format_time_ms(e.time_ms)) for e in entries
+        ]
+        print_tsv(("entry_id", "task_id", "task", "reason", "time"), rows)
+        return
     out = console()
     if not entries:
         out.print(f"no dead letters in queue {queue!r}", markup=False)
         return
-    table = Table(title=f"Dead letters of {queue!r} ({len(entries)} of {total})", title_justify="left")
+    table = Table(title=title, title_justify="left")
     table.add_column("entry id", no_wrap=True)
     table.add_column("task id", no_wrap=True)
     table.add_column("task", no_wrap=True)
@@ -100,15 +130,16 @@ def replay(ctx: click.Context, queue: str, all_: bool, limit: int | None, entry_
     elif limit is not None:
         moved = broker.replay_dead(queue, limit)
     else:
-        # bounded by the count at the start: letters dead-lettered meanwhile wait for the next replay
+        # Bounded by the entries there at the start: letters dead-lettered meanwhile (a replayed
+        # message that fails again) wait for the next replay. Each call takes the oldest entries, so
+        # it consumes exactly its count of them, whether or not each held a message to move (an
+        # entry without one is deleted, not counted as moved): count down by entries, not by moves.
         remaining = broker.stats(queue).dead
         moved = 0
         while remaining > 0:
-            n = broker.replay_dead(queue, min(REPLAY_BATCH, remaining))
-            if n == 0:
-                break
-            moved += n
-            remaining -= n
+            batch = min(REPLAY_BATCH, remaining)
+            moved += broker.replay_dead(queue, batch)
+            remaining -= batch
     console().print(f"replayed {moved} dead letter(s) of queue {queue!r}", markup=False)
 
 

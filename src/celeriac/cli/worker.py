@@ -10,29 +10,20 @@ from dataclasses import replace
 
 import click
 
+from ..exceptions import ConfigurationError
 from ..gevent_patch import POOL_ENV
 from ..worker.autoscale import DEFAULT_IDLE_S, Autoscale
+from ..worker.identity import expand_worker_id
 from ..worker.pools import DEFAULT_CONCURRENCY, POOLS
 from ..worker.recycling import parse_size_kib
 from . import _run_worker
-from ._common import get_state
+from ._common import get_state, split_names
 from ._options import app_options
 from ._run_worker import LOG_FORMAT, WorkerOptions, configure_logging, serve
 
-__all__ = ["LOG_FORMAT", "configure_logging", "split_names", "split_queues", "worker"]
+__all__ = ["LOG_FORMAT", "configure_logging", "worker"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-def split_names(values: tuple[str, ...]) -> list[str]:
-    """``-Q a,b -Q c`` -> ``["a", "b", "c"]`` (order kept: for queues it is the consumption priority)."""
-    out: list[str] = []
-    for value in values:
-        out += [q.strip() for q in value.split(",") if q.strip()]
-    return list(dict.fromkeys(out))
-
-
-split_queues = split_names
 
 
 @click.command()
@@ -82,7 +73,9 @@ split_queues = split_names
     default=None,
     envvar="CELERIAC_WORKER_ID",
     show_envvar=True,
-    help="A unique name for this worker (default: host-pid-random).",
+    help="A unique name for this worker: %h (host name), %n (without domain), %d (domain), %i and %I "
+    "(process index: 0 and empty for the worker) are expanded as in Celery, e.g. worker1@%h. A worker "
+    "refuses to start with the id of a live one. Default: host-pid-random.",
 )
 @click.option(
     "--burst",
@@ -201,8 +194,13 @@ def worker(
         scale = Autoscale.parse(autoscale, autoscale_idle) if autoscale else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--autoscale") from None
+    if worker_id is not None:
+        try:
+            expand_worker_id(worker_id)  # checked here: a bad -n is a usage error
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="-n/--worker-id") from None
     options = WorkerOptions(
-        queues=split_queues(queues),
+        queues=split_names(queues),
         concurrency=concurrency,
         pool=pool,
         loglevel=loglevel,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._redis import to_str, translate_errors
+from .._redis.client import to_str, translate_errors
 from ..exceptions import ConfigurationError
 from .keys import FlowKeys
 from .rates import parse_rate

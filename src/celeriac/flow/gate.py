@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._redis import async_client, to_str, translate_errors
-from ..broker.keys import GROUP
+from .._redis.client import async_client, to_str, translate_errors
+from .._redis.keys import GROUP
 from .keys import FlowKeys, script
 from .rates import Rate, parse_rate
 

@@ -1,4 +1,4 @@
-"""Redis keys of flow control (see ``lua/`` for each script's use).
+"""Redis keys of flow control (see ``celeriac/_redis/lua/`` for each script's use).
 
 ==============================================  ==========  =====================================
 key                                             type        bound / expiry
@@ -15,19 +15,16 @@ key                                             type        bound / expiry
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
-from ..broker.scripts import Script
+from .._redis.scripts import Script
 
 
 @cache
 def script(name: str) -> Script:
-    """One of this package's Lua scripts."""
-    text = resources.files(__package__).joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
-    return Script(name, text, hashlib.sha1(text.encode()).hexdigest())
+    """One of flow control's Lua scripts (in celeriac/_redis/lua, with the others)."""
+    return Script.named(name)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Result backends: where task outcomes are stored when a caller asked for them.
 
-The backends load on first use: importing the Redis backend imports redis-py (about 20 MiB with
+The backends load on first use: importing the Redis backend imports redis-py (megabytes with
 asyncio), which processes that never talk to Redis (the process pool's children) do without.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import ResultBackend, ResultRecord, StoreResult, decode_record, encode_record
+from .base import ResultBackend
 
 if TYPE_CHECKING:
     from .memory import MemoryResultBackend
@@ -29,8 +29,4 @@ __all__ = [
     "MemoryResultBackend",
     "RedisResultBackend",
     "ResultBackend",
-    "ResultRecord",
-    "StoreResult",
-    "decode_record",
-    "encode_record",
 ]

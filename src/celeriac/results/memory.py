@@ -6,7 +6,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from .base import ResultBackend, StoreResult
+from ..record import ResultWrite
+from .base import ResultBackend
 
 
 class MemoryResultBackend(ResultBackend):
@@ -43,14 +44,14 @@ class MemoryResultBackend(ResultBackend):
         with self._cond:
             self._items.pop(task_id, None)
 
-    def store(self, items: Sequence[StoreResult]) -> None:
+    def store(self, items: Sequence[ResultWrite]) -> None:
         with self._cond:
             now = self._clock()
             for item in items:
                 self._items[item.task_id] = (item.payload, now + item.ttl_s)
             self._cond.notify_all()
 
-    async def store_async(self, items: Sequence[StoreResult]) -> None:
+    async def store_async(self, items: Sequence[ResultWrite]) -> None:
         self.store(items)
 
     def __len__(self) -> int:

@@ -10,16 +10,17 @@ TTL) once it checked that it still owns the delivery; when results live on the b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
 
-from .._redis import async_client, sync_client, translate_errors
-from ..broker.keys import KeySchema
-from ..broker.scripts import STORE_RESULT, Batch
-from .base import ResultBackend, StoreResult
+from .._redis.client import async_client, sync_client, translate_errors
+from .._redis.keys import KeySchema
+from .._redis.scripts import STORE_RESULT, Batch
+from ..record import ResultWrite
+from .base import ResultBackend
 
 # a BLMOVE waits at most this long per call so that the socket timeout can catch a dead server
 _WAIT_CHUNK_S = 30.0
@@ -67,7 +68,7 @@ class RedisResultBackend(ResultBackend):
         with translate_errors(self.url):
             self.sync.delete(self.keys.result(task_id))
 
-    def store(self, items: Sequence[StoreResult]) -> None:
+    def store(self, items: Sequence[ResultWrite]) -> None:
         with translate_errors(self.url):
             pipe = self.sync.pipeline(transaction=False)
             batch = Batch()
@@ -75,7 +76,7 @@ class RedisResultBackend(ResultBackend):
                 batch.add(pipe, STORE_RESULT, [self.keys.result(item.task_id)], _store_args(item))
             batch.repair(self.sync, pipe.execute(raise_on_error=False))
 
-    async def store_async(self, items: Sequence[StoreResult]) -> None:
+    async def store_async(self, items: Sequence[ResultWrite]) -> None:
         if self._aio is None:
             self._aio = async_client(self.url, max_connections=2)
         with translate_errors(self.url):
@@ -84,6 +85,9 @@ class RedisResultBackend(ResultBackend):
             for item in items:
                 batch.add(pipe, STORE_RESULT, [self.keys.result(item.task_id)], _store_args(item))
             await batch.arepair(self._aio, await pipe.execute(raise_on_error=False))
+
+    def location(self) -> Hashable | None:
+        return ("redis", self.url, self.keys.prefix)
 
     def close_sync(self) -> None:
         for client in (self._sync, self._waiter):
@@ -97,5 +101,5 @@ class RedisResultBackend(ResultBackend):
             self._aio = None
 
 
-def _store_args(item: StoreResult) -> list[Any]:
+def _store_args(item: ResultWrite) -> list[Any]:
     return [item.payload, max(1, int(item.ttl_s * 1000))]

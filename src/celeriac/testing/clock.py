@@ -1,7 +1,9 @@
-"""FakeClock: a wall clock that moves only when a test moves it.
+"""FakeClock: a clock that moves only when a test moves it.
 
-Pass it where celeriac takes a ``clock`` (``MemoryBroker(clock=...)``,
-``MemoryResultBackend(clock=...)``) to test delays, leases and TTLs without waiting. Moving it calls
+It implements :class:`celeriac._clock.Clock`: give it to an app (``Celeriac(..., clock=clock)``) and
+countdowns, ``expires``, expiry checks, the in-memory broker and result store all read it, so delays,
+leases and TTLs are tested without waiting. It can also be passed where celeriac takes a ``clock``
+callable (``MemoryBroker(clock=...)``, ``MemoryResultBackend(clock=...)``). Moving it calls
 the subscribed callbacks, so a sleeping scheduler can re-check due times
 (``clock.subscribe(broker.time_changed)``).
 """
@@ -24,6 +26,7 @@ class FakeClock:
 
     def __init__(self, start_s: float = DEFAULT_START_S) -> None:
         self._now = float(start_s)
+        self._mono = 0.0
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
 
@@ -37,6 +40,10 @@ class FakeClock:
     def time(self) -> float:
         """Same as calling the clock."""
         return self._now
+
+    def monotonic(self) -> float:
+        """Fake monotonic seconds: moved by :meth:`advance` only (never back, unlike :meth:`set`)."""
+        return self._mono
 
     def time_ms(self) -> int:
         """The current fake time in epoch milliseconds (for ``clock_ms`` parameters)."""
@@ -53,6 +60,7 @@ class FakeClock:
             raise ValueError(f"advance() needs seconds >= 0, got {seconds!r}; use set() to go back")
         with self._lock:
             self._now += seconds
+            self._mono += seconds
             now = self._now
         self._notify()
         return now

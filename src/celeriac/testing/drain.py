@@ -10,13 +10,13 @@ app on a :class:`~celeriac.testing.FakeClock` and advance it past them before dr
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..eager import run_coroutine_blocking
 from ..exceptions import CeleriacError
-from ..worker.executor import Outcome
+from ..execution import Outcome
 from ..worker.worker import Worker, WorkerStats
 
 if TYPE_CHECKING:
@@ -155,24 +155,7 @@ def drain(
         "concurrency": concurrency,
         "pool": pool,
     }
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(drain_async(app, queues, **kwargs))
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = asyncio.run(drain_async(app, queues, **kwargs))
-        except BaseException as exc:  # handed to the calling thread
-            box["exc"] = exc
-
-    thread = threading.Thread(target=target, name="celeriac-drain")
-    thread.start()
-    thread.join()
-    if "exc" in box:
-        raise box["exc"]
-    result: DrainResult = box["result"]
+    result: DrainResult = run_coroutine_blocking(drain_async(app, queues, **kwargs), name="celeriac-drain")
     return result
 
 

@@ -29,8 +29,6 @@ from typing import Any
 import pytest
 
 from ..app import Celeriac
-from ..broker.memory import MemoryBroker
-from ..results.memory import MemoryResultBackend
 from .clock import FakeClock
 from .drain import DEFAULT_TIMEOUT_S, DrainResult, drain
 from .server import RedisServer, redis_server_binary
@@ -61,13 +59,13 @@ def celeriac_memory_app_factory(celeriac_settings: dict[str, Any]) -> Iterator[C
 
     def make(main: str | None = "tests", *, clock: FakeClock | None = None, **settings: Any) -> Celeriac:
         app = Celeriac(
-            main, broker="memory://", result_backend="memory://", **{**celeriac_settings, **settings}
+            main,
+            broker="memory://",
+            result_backend="memory://",
+            clock=clock,
+            from_env=False,  # a CELERIAC_* variable in the developer's shell must not change tests
+            **{**celeriac_settings, **settings},
         )
-        if clock is not None:
-            broker = MemoryBroker(dead_letter_max=app.conf.dead_letter_max, clock=clock)
-            clock.subscribe(broker.time_changed)
-            app._broker = broker
-            app._backend = MemoryResultBackend(clock=clock)
         apps.append(app)
         return app
 

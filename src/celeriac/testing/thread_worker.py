@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..worker.executor import Outcome
+from ..execution import Outcome
 from ..worker.worker import Worker
 
 if TYPE_CHECKING:

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..exceptions import ConfigurationError
+
 DEFAULT_IDLE_S = 30.0
 
 
@@ -39,20 +41,22 @@ class Autoscale:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min <= self.max:
-            raise ValueError(f"autoscale needs 1 <= MIN <= MAX, got MAX={self.max}, MIN={self.min}")
+            raise ConfigurationError(
+                "autoscale", f"needs 1 <= MIN <= MAX, got MAX={self.max}, MIN={self.min}"
+            )
         if not self.idle_s > 0:
-            raise ValueError(f"autoscale idle time must be > 0, got {self.idle_s!r}")
+            raise ConfigurationError("autoscale", f"idle time must be > 0, got {self.idle_s!r}")
 
     @classmethod
     def parse(cls, text: str, idle_s: float = DEFAULT_IDLE_S) -> Autoscale:
         """``"10,2"`` (MAX,MIN, as Celery) or ``"10"`` (MIN 1).
 
         Raises:
-            ValueError: not ``MAX[,MIN]`` with 1 <= MIN <= MAX.
+            ConfigurationError: not ``MAX[,MIN]`` with 1 <= MIN <= MAX (a ValueError).
         """
         parts = [p.strip() for p in text.split(",")]
         if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
-            raise ValueError(f"expected MAX,MIN (for example 10,2), got {text!r}")
+            raise ConfigurationError("autoscale", f"expected MAX,MIN (for example 10,2), got {text!r}")
         maximum = int(parts[0])
         minimum = int(parts[1]) if len(parts) == 2 else 1
         return cls(maximum, minimum, idle_s)

@@ -49,7 +49,6 @@ from .recycling import resident_kib
 
 if TYPE_CHECKING:
     from ..app import Celeriac
-    from ..task import Task
     from .lean import LeanSpec
 
 # Imports are kept to what a child needs: the lean fork server (``lean.py``) imports this module in a
@@ -366,7 +365,7 @@ def _run_one(app: Celeriac, alarm: _SoftAlarm, seq: int, request: Request, soft_
     token = _current.set(request)
     try:
         task = app.tasks[request.task]
-        call = _bound_call(task, request.args, request.kwargs)
+        call = task.bound(request.args, request.kwargs)
         if task.is_async:
             import asyncio  # only children that run async tasks pay for it
 
@@ -388,14 +387,6 @@ def _run_one(app: Celeriac, alarm: _SoftAlarm, seq: int, request: Request, soft_
     except Exception as exc:  # an unpicklable return value
         problem = TypeError(f"the result of {label} cannot be sent back from the child process: {exc}")
         return pickle.dumps(("done", seq, False, pack_exception(problem), resident_kib(), runtime_s))
-
-
-def _bound_call(task: Task[Any, Any], args: Any, kwargs: Any) -> Callable[[], Any]:
-    # executor.bound_call, repeated here so that children do not import the executor (and asyncio)
-    fn = task.fn
-    if task.bind:
-        return lambda: fn(task, *args, **kwargs)
-    return lambda: fn(*args, **kwargs)
 
 
 def pack_exception(exc: BaseException) -> tuple[bytes | None, str, str, str]:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from ..app import Celeriac
     from ..beat import Scheduler
     from ..broker.base import Broker
+    from ..execution import Execution, Job, Outcome
     from ..flow.gate import Gate
 
 
@@ -23,7 +24,7 @@ def flow_gate(app: Celeriac, broker: Broker, lease_ms: int) -> Gate | None:
         return None
     from ..flow.gate import Gate
 
-    return Gate(app, broker.url, broker.keys.prefix, lease_ms)
+    return Gate(app, broker.url, broker.keys.prefix, lease_ms, clock=app.clock.time)
 
 
 def beat_scheduler(app: Celeriac) -> Scheduler:
@@ -37,3 +38,14 @@ def beat_scheduler(app: Celeriac) -> Scheduler:
 
     configured_entries(app)
     return Scheduler(app)
+
+
+def revoked(executor: Execution, job: Job, reason: str) -> Outcome:
+    """The outcome of a job dropped unstarted (its turn under a limit came after its ``expires``):
+    state REVOKED with the reason, stored like any failure, never run late."""
+    from ..exceptions import TaskRevokedError
+    from ..states import TaskState
+
+    return executor._failed(
+        job.message, job.task, TaskRevokedError(reason), kind="ack", reason=reason, state=TaskState.REVOKED
+    )

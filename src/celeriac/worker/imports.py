@@ -12,8 +12,9 @@ consumes the queue.
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from ..exceptions import ConfigurationError
 
@@ -44,10 +45,15 @@ def import_task_modules(names: Sequence[str]) -> None:
             raise
 
 
-def unknown_task_hint(modules: Sequence[str]) -> str:
-    """The end of a dead-letter reason for a task this worker does not have."""
+def unknown_task_hint(name: str | None, known: Collection[str], modules: Sequence[str]) -> str:
+    """The end of a dead-letter reason for a task this worker does not have: what is true (this
+    worker has no task by that name), the registered names nearest to it (a misspelling is the usual
+    cause), and how to give the worker the module that defines it."""
+    close = difflib.get_close_matches(name or "", list(known), n=3, cutoff=0.6)
+    nearest = f"did you mean {' or '.join(repr(n) for n in close)}?" if close else "none is close to it"
     imported = f"the app module and {', '.join(modules)}" if modules else "only the app module"
     return (
-        f" (this worker imported {imported}: import the task's module with -I/--include, or map it to "
-        "this queue in worker_queue_modules)"
+        f"; this worker has no task by that name ({len(known)} registered; {nearest}). A task defined "
+        f"in another module needs that module imported: -I/--include or worker_queue_modules (this "
+        f"worker imported {imported}); then `celeriac dlq replay`"
     )

@@ -1,4 +1,5 @@
-"""Time limits: which limits apply to a run, and how each kind of code is interrupted.
+"""Time limits: how each kind of code is interrupted (the ``TimeLimits`` value, and which limits
+apply to a run, are :mod:`celeriac.execution`'s).
 
 A *soft* limit raises :class:`~celeriac.exceptions.SoftTimeLimitExceeded` inside the running task, so
 that it can clean up (or ignore it). A *hard* limit ends the task: it fails with
@@ -25,54 +26,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Coroutine, Generator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from ..execution import NO_LIMITS as NO_LIMITS
+from ..execution import TimeLimits as TimeLimits
 
 if TYPE_CHECKING:
     from ..app import Celeriac
-    from .executor import Job
-
-
-@dataclass(frozen=True)
-class TimeLimits:
-    """Soft and hard time limits in seconds (``None``: no limit).
-
-    As worker defaults (``--soft-time-limit``, ``--time-limit``) they apply to tasks that set none;
-    a task's own limits (``@app.task(time_limit=...)``) and a call's (``apply_async(time_limit=...)``)
-    win, each limit on its own.
-    """
-
-    soft_s: float | None = None
-    hard_s: float | None = None
-
-    def __post_init__(self) -> None:
-        for name, value in (("soft_s", self.soft_s), ("hard_s", self.hard_s)):
-            if value is not None and not value > 0:
-                raise ValueError(f"time limit {name} must be > 0, got {value!r}")
-
-    def __bool__(self) -> bool:
-        return self.soft_s is not None or self.hard_s is not None
-
-    def for_job(self, job: Job) -> TimeLimits:
-        """The limits of one run: the call's, else the task's, else these defaults."""
-        m, t = job.message, job.task
-        if (
-            m.time_limit_s is None
-            and m.soft_time_limit_s is None
-            and t.time_limit is None
-            and t.soft_time_limit is None
-        ):
-            return self  # the common case, on every task: no lookups, no new object
-        soft = _first(m.soft_time_limit_s, t.soft_time_limit, self.soft_s)
-        hard = _first(m.time_limit_s, t.time_limit, self.hard_s)
-        if soft == self.soft_s and hard == self.hard_s:
-            return self
-        return TimeLimits(soft, hard)
-
-
-NO_LIMITS = TimeLimits()
 
 
 def unenforceable_hard_limits(app: Celeriac, defaults: TimeLimits, pool: str) -> str | None:
@@ -91,13 +52,6 @@ def unenforceable_hard_limits(app: Celeriac, defaults: TimeLimits, pool: str) ->
         "stopped and runs on, abandoned. A soft_time_limit interrupts Python code; use -P processes "
         "to kill it."
     )
-
-
-def _first(*values: float | None) -> float | None:
-    for value in values:
-        if value is not None:
-            return float(value)
-    return None
 
 
 # ---- coroutines ------------------------------------------------------------------------------------
@@ -231,8 +185,3 @@ def _set_async_exc() -> Any:
     import ctypes  # imported on first use: a worker without soft limits in threads does without libffi
 
     return ctypes.pythonapi.PyThreadState_SetAsyncExc
-
-
-def thread_soft_limit_supported() -> bool:
-    """True where a soft limit can interrupt Python code running in a thread (CPython)."""
-    return _set_async_exc() is not None

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from ..exceptions import ConfigurationError, SoftTimeLimitExceeded, TimeLimitExceeded
 from .executor import bound_call
 from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread, run_coroutine
 from .recycling import NO_RECYCLING, Recycling
@@ -352,9 +352,8 @@ def make_pool(kind: str, concurrency: int, app: Celeriac, recycling: Recycling =
         except ImportError as exc:
             if exc.name not in ("gevent", "greenlet"):
                 raise
-            from ..exceptions import ConfigurationError
             from ..gevent_patch import INSTALL_HINT
 
             raise ConfigurationError("pool", INSTALL_HINT) from None
         return GeventPool()
-    raise ValueError(f"unknown pool {kind!r}: choose one of {', '.join(POOLS)}")
+    raise ConfigurationError("pool", f"unknown pool {kind!r}: choose one of {', '.join(POOLS)}")

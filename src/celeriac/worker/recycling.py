@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..exceptions import ConfigurationError
+
 AGE_SPREAD = 0.10
 
 
@@ -44,7 +46,7 @@ class Recycling:
         for name in ("max_tasks", "max_memory_kib", "max_age_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
+                raise ConfigurationError(name, f"must be > 0, got {value!r}")
 
     def __bool__(self) -> bool:
         return any(v is not None for v in (self.max_tasks, self.max_memory_kib, self.max_age_s))
@@ -68,7 +70,7 @@ class Recycling:
 
 NO_RECYCLING = Recycling()
 
-RSS_CHECK_INTERVAL_S = 0.2  # reading the resident size costs ~10 us: not after every tiny task
+RSS_CHECK_INTERVAL_S = 0.2  # reading the resident size is a system call: not after every tiny task
 
 
 class SelfRecycling:
@@ -126,7 +128,9 @@ def parse_size_kib(text: str) -> int:
     """
     match = _SIZE.fullmatch(text.strip())
     if match is None or not float(match["number"]) > 0:
-        raise ValueError(f"not a positive size: {text!r} (KiB, or with a unit: 300MB, 2G)")
+        raise ConfigurationError(
+            "max_memory_per_child", f"not a positive size: {text!r} (KiB, or with a unit: 300MB, 2G)"
+        )
     return max(1, int(float(match["number"]) * _UNIT_KIB[match["unit"].upper()]))
 
 

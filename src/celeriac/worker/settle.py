@@ -22,15 +22,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from ..broker.base import Delivery, Settlement
+from ..broker.base import Delivery, ResultSettling, Settlement
 from ..exceptions import BrokerFullError
 from .executor import REMOTE_TRACEBACK_ATTR, Outcome
 
 if TYPE_CHECKING:
     from ..broker.base import Broker
-    from ..results.base import ResultBackend, StoreResult
+    from ..record import ResultWrite
+    from ..results.base import ResultBackend
 
 logger = logging.getLogger("celeriac.worker")
 
@@ -72,6 +73,8 @@ class Settler:
         stats: WorkerStats,
         on_outcome: Callable[[Outcome], None] | None,
         on_recorded: Callable[[], None],
+        *,
+        results_via_broker: bool = False,
     ) -> None:
         self.broker = broker
         self.backend = backend
@@ -80,8 +83,9 @@ class Settler:
         self.on_outcome = on_outcome
         self._owned = owned
         self._on_recorded = on_recorded
-        # results on the broker's own Redis are written in the same round trip as the acks
-        self._results_via_broker = broker.stores_results_for(backend)
+        # results on the broker's own Redis are written in the same round trip as the acks (the app
+        # decides: it knows where both live)
+        self._results_via_broker = results_via_broker and isinstance(broker, ResultSettling)
         self._pending: list[tuple[Delivery | None, Outcome]] = []
         #: deliveries whose settlement is on its way to Redis: a lease renewal racing it may find them
         #: acked already, which is no lost lease (the worker's lease loop reads this)
@@ -188,8 +192,8 @@ class Settler:
         via_broker = self._results_via_broker
         settlements: list[Settlement] = []
         # results of deliveries acked before their task ran (at-most-once): nothing left to fence
-        unfenced: list[StoreResult] = []
-        separate: list[tuple[Delivery, StoreResult]] = []  # results for a separate store, by delivery
+        unfenced: list[ResultWrite] = []
+        separate: list[tuple[Delivery, ResultWrite]] = []  # results for a separate store, by delivery
         for d, o in batch:
             store = o.store if self.backend is not None else None
             if d is None:
@@ -208,10 +212,14 @@ class Settler:
             unfenced = []
         if not settlements and not unfenced:
             return []
-        return await self.broker.settle(self.worker_id, settlements, unfenced)
+        if via_broker:
+            return await cast(ResultSettling, self.broker).settle_with_results(
+                self.worker_id, settlements, unfenced
+            )
+        return await self.broker.settle(self.worker_id, settlements)
 
     async def _store_owned(
-        self, separate: list[tuple[Delivery, StoreResult]], unfenced: list[StoreResult]
+        self, separate: list[tuple[Delivery, ResultWrite]], unfenced: list[ResultWrite]
     ) -> None:
         """A separate result store: renew the leases (which says what is still owned), then write only
         the results of owned deliveries. The settle that follows fences the others' acks too."""

@@ -39,10 +39,17 @@ from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..broker.base import Delivery, Enqueue
-from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
+from ..exceptions import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerFullError,
+    ConfigurationError,
+    WorkerShutdown,
+)
 from .autoscale import Autoscale, Autoscaler
-from .executor import Job, Outcome
-from .flow import beat_scheduler, flow_gate
+from .executor import Executor, Job, Outcome
+from .flow import beat_scheduler, flow_gate, revoked
+from .identity import BEAT_FIELD, claim_worker_id, expand_worker_id, heartbeat_stamp
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
 from .pools import DEFAULT_CONCURRENCY, make_pool
@@ -61,7 +68,7 @@ _PRUNE_INTERVAL_S = 60.0
 _CANCEL_WAIT_S = 5.0
 _AUTOSCALE_TICK_S = 1.0
 
-__all__ = ["Worker", "WorkerStats", "run_worker"]
+__all__ = ["Worker", "WorkerStats"]
 
 
 class Worker:
@@ -73,7 +80,8 @@ class Worker:
         concurrency: execution slots (default 100 for ``asyncio``, 10 for ``threads``, one per CPU for
             ``processes``).
         pool: ``"asyncio"``, ``"threads"``, ``"processes"`` or ``"gevent"`` (see ``gevent_patch.py``).
-        worker_id: a unique name (default: host, pid and a random suffix).
+        worker_id: a unique name, with Celery's ``%h``/``%n``/``%d``/``%i``/``%I`` expanded (default:
+            host, pid and a random suffix). :meth:`run` refuses an id a live worker holds (identity.py).
         burst: stop once the queues are empty and nothing runs (handy for scripts and tests).
         on_outcome: called on the loop with each delivery's outcome once it is recorded (tests, demo).
         limits: default time limits for tasks that set none (``--soft-time-limit``, ``--time-limit``).
@@ -114,7 +122,7 @@ class Worker:
         self.autoscale = autoscale
         self.concurrency = autoscale.min if autoscale else concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
         if self.concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+            raise ConfigurationError("concurrency", f"must be >= 1, got {self.concurrency}")
         self.recycling = recycling
         #: why this worker stopped to be replaced (whole-worker recycling), or "" (see ``start``)
         self.recycle_reason = ""
@@ -127,14 +135,17 @@ class Worker:
         self._signals = 0
         self._autoscale_wake: asyncio.Event | None = None
         self._reclaim_wake: asyncio.Event | None = None
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.worker_id = (
+            expand_worker_id(worker_id)  # -n worker1@%h, as in Celery
+            if worker_id
+            else f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
         self.burst = burst
         self.on_outcome = on_outcome
         self.limits = limits
-        self.executor = app.executor
-        self.broker = app.broker.for_worker()
+        self.executor = Executor(app)
         max_slots = autoscale.max if autoscale else self.concurrency
-        self.broker.expect_running(max_slots + self.conf.worker_fetch_max)
+        self.broker = app.broker.for_worker(max_owned=max_slots + self.conf.worker_fetch_max)
         self.backend = app.backend
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
@@ -148,6 +159,7 @@ class Worker:
             self.stats,
             on_outcome,
             self._recheck_slots,
+            results_via_broker=app.results_travel_with(self.broker),
         )
         self._stopping = False  # no new work
         self._closed = False  # everything recorded: maintenance loops may end
@@ -246,6 +258,7 @@ class Worker:
             self._stop_event.set()
         if not await self._connect():
             return
+        await claim_worker_id(self.broker, self.worker_id, self.conf.worker_ttl_s)  # refuses a live duplicate
         await self.pool.start()
         if not self.pool.enforces_sync_hard_limit:  # say so at start-up rather than pretend
             warning = unenforceable_hard_limits(self.app, self.limits, self.pool_name)
@@ -409,7 +422,8 @@ class Worker:
         prepared = self.executor.prepare(d.data, queue=d.queue, delivery=d.deliveries)
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
             if prepared.reason.startswith("unknown task"):
-                prepared = replace(prepared, reason=prepared.reason + unknown_task_hint(self.task_modules))
+                hint = unknown_task_hint(prepared.task_name, self.app.tasks, self.task_modules)
+                prepared = replace(prepared, reason=prepared.reason + hint)
             self._settler.submit(d, prepared)
             return
         assert self._loop is not None
@@ -443,6 +457,8 @@ class Worker:
                 self._recycle(reason)
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
+            if isinstance(outcome.exc, WorkerShutdown):
+                self.stop()
             return
         if early and outcome.kind != "ack":
             await self._requeue_after_early_ack(d, outcome)
@@ -479,7 +495,7 @@ class Worker:
             self._owned.pop(key, None)
             await self._hand_back_unstarted(d)
         elif admission.kind == "expired":
-            self._settler.submit(d, self.executor.revoked(job, admission.reason))
+            self._settler.submit(d, revoked(self.executor, job, admission.reason))
         else:  # deferred or parked: the script took it out of the stream already
             self._owned.pop(key, None)
 
@@ -650,6 +666,7 @@ class Worker:
             "failed": str(self.stats.failed),
             "started_at": f"{self.stats.started_at:.0f}",
             "version": __version__,
+            BEAT_FIELD: heartbeat_stamp(),  # changes at every heartbeat: tells a live holder of an id
             **self.pool.info(),  # children/lost/recycled, or threads/abandoned
         }
         await self.broker.heartbeat(self.worker_id, fields, self.conf.worker_ttl_s, self.queues)
@@ -744,10 +761,3 @@ async def _end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
         _done, still = await asyncio.wait(pending, timeout=_CANCEL_WAIT_S)
         for task in still:
             logger.warning("%s did not stop when cancelled; abandoning it", task.get_name())
-
-
-def run_worker(app: Celeriac, **options: Any) -> Worker:
-    """Build a worker and run it until a signal stops it (the ``celeriac worker`` command)."""
-    worker = Worker(app, **options)
-    worker.start()
-    return worker

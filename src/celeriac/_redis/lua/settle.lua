@@ -24,7 +24,6 @@
 --          ack: a consumer cut off from Redis whose delivery was reclaimed cannot overwrite the result
 --          of the worker that owns it now.
 -- ARGV[8+4R..] other records, each starting with a kind:
---   'a', id, deliveries                             ack
 --   'r', id, deliveries, delay_ms, eta_ms, message  ack and park a retry (delay_ms or eta_ms non-empty)
 --   'd', id, deliveries, message, reason            ack and dead-letter
 --
@@ -78,9 +77,7 @@ while i <= #ARGV do
   local kind, id, deliveries = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local mine = owned[id] == deliveries
   if mine then table.insert(acked, id) else table.insert(fenced, id) end
-  if kind == 'a' then
-    i = i + 3
-  elseif kind == 'r' then
+  if kind == 'r' then
     if mine then
       if head_before == nil then
         local h = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -105,8 +102,15 @@ while i <= #ARGV do
     return redis.error_reply('settle: unknown record kind ' .. tostring(kind))
   end
 end
+-- XACK and XDEL take the ids in chunks: Lua's unpack() refuses more than about 8,000 values
+-- (LUAI_MAXCSTACK), and a flush of a worker with high concurrency can ack more than that
+local function chunk(ids, first)
+  local out = {}
+  for i = first, math.min(first + 999, #ids) do out[#out + 1] = ids[i] end
+  return out
+end
 if #acked > 0 then
-  redis.call('XACK', KEYS[1], ARGV[1], unpack(acked))
+  for first = 1, #acked, 1000 do redis.call('XACK', KEYS[1], ARGV[1], unpack(chunk(acked, first))) end
   -- Acked entries leave the stream, so that it holds only waiting and running messages. XDEL costs
   -- Redis a scan inside the entry's stream node (about 2 us per entry, more than the rest of this
   -- script), but every entry older than the group's oldest pending one is done (delivered in id
@@ -141,7 +145,7 @@ if #acked > 0 then
       ms, seq = tonumber(ms), tonumber(seq)
       if ms > oms or (ms == oms and seq > oseq) then table.insert(newer, id) end
     end
-    if #newer > 0 then redis.call('XDEL', KEYS[1], unpack(newer)) end
+    for first = 1, #newer, 1000 do redis.call('XDEL', KEYS[1], unpack(chunk(newer, first))) end
   end
 end
 return fenced

@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError
 @cache
 def source(name: str) -> str:
     """The Lua source of one script."""
-    return resources.files("celeriac.broker").joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
+    return resources.files("celeriac._redis").joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,6 @@ class Batch:
     def add(self, pipe: Any, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
         self.calls[self.size] = (script, tuple(keys), tuple(args))
         pipe.evalsha(script.sha, len(keys), *keys, *args)
-        self.size += 1
-
-    def command(self) -> None:
-        """Count a plain (non-script) command queued on the same pipeline."""
         self.size += 1
 
     def repair(self, client: Any, replies: list[Any]) -> list[Any]:

@@ -19,7 +19,10 @@ for _, g in ipairs(groups) do
   if name == ARGV[1] and last ~= nil then start = '(' .. last end
 end
 local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', tonumber(ARGV[2]))
-local ids = {}
-for _, e in ipairs(entries) do table.insert(ids, e[1]) end
-if #ids > 0 then redis.call('XDEL', KEYS[1], unpack(ids)) end
-return #ids
+-- XDEL in chunks: Lua's unpack() refuses more than about 8,000 values (LUAI_MAXCSTACK)
+for first = 1, #entries, 1000 do
+  local ids = {}
+  for i = first, math.min(first + 999, #entries) do ids[#ids + 1] = entries[i][1] end
+  redis.call('XDEL', KEYS[1], unpack(ids))
+end
+return #entries

@@ -10,6 +10,8 @@
 -- ARGV[4]  at most this many messages to take (the caller's free slots)
 -- ARGV[5]  max deliveries
 -- ARGV[6]  dead-letter cap (approximate MAXLEN)
+-- ARGV[7]  dead-letter reason, "{deliveries}" standing for the delivery count (the text lives in
+--          celeriac.broker.base, shared with the memory broker)
 --
 -- Returns {dead_lettered, id1, message1, deliveries1, id2, ...}.
 local lease_ms = tonumber(ARGV[3])
@@ -26,8 +28,7 @@ for _, p in ipairs(expired) do
     if entry[1] ~= nil then
       local fields = entry[1][2]
       redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[6]), '*', 'm', fields[2],
-        'reason', 'delivered ' .. deliveries .. ' times without an outcome (max_deliveries=' .. ARGV[5] ..
-        '; the worker running it died or lost its lease each time)', 'time', now_ms)
+        'reason', (string.gsub(ARGV[7], '{deliveries}', tostring(deliveries))), 'time', now_ms)
     end
     redis.call('XACK', KEYS[1], ARGV[1], id)
     redis.call('XDEL', KEYS[1], id)

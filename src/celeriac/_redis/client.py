@@ -16,20 +16,8 @@ import redis.asyncio
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from ._urls import TLS_URL_OPTIONS, URL_OPTIONS, check_url, redact
-from .exceptions import BrokerConnectionError, BrokerError, BrokerFullError
-
-__all__ = [
-    "TLS_URL_OPTIONS",
-    "URL_OPTIONS",
-    "async_client",
-    "check_url",
-    "redact",
-    "sync_client",
-    "to_str",
-    "translate_error",
-    "translate_errors",
-]
+from .._urls import has_password, redact
+from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 
 
 def sync_client(
@@ -76,7 +64,16 @@ def translate_error(exc: Exception, url: str) -> BrokerError:
     text = redact(str(exc))
     if isinstance(exc, redis.AuthenticationError) or text.startswith(("WRONGPASS", "NOAUTH")):
         # not a connection problem: waiting or retrying cannot fix wrong credentials
-        return BrokerError(f"Redis at {redact(url)} refused the credentials: {text}")
+        if not has_password(url):  # Redis's own text ("HELLO must be called ...") does not say it
+            return BrokerError(
+                f"Redis at {redact(url)} requires authentication and the URL has no password: put it "
+                "in the URL, redis://:<password>@host:port/db (or redis://<user>:<password>@host:port/db "
+                "for an ACL user), percent-encoding special characters"
+            )
+        return BrokerError(
+            f"Redis at {redact(url)} refused the credentials (wrong password, or unknown or disabled "
+            f"ACL user): {text}"
+        )
     if isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith("NOPERM") or " NOPERM " in text:
         prefix = "" if "NOPERM" in text else "NOPERM "
         return BrokerError(

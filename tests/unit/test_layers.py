@@ -1,0 +1,81 @@
+"""Dependencies point down: what each side of the system imports, checked in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+
+import pytest
+
+from celeriac import Celeriac, TaskState
+from celeriac.testing import DrainResult, FakeClock
+
+
+def _modules_after(code: str) -> list[str]:
+    """The ``celeriac*`` and ``redis*`` modules loaded after running ``code`` in a fresh interpreter."""
+    script = textwrap.dedent(code) + textwrap.dedent(
+        """
+        import json, sys
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith(("celeriac", "redis")))))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    return list(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.redis
+def test_a_producer_loads_no_worker_code(redis_url: str) -> None:
+    loaded = _modules_after(
+        f"""
+        from celeriac import Celeriac
+        app = Celeriac("prod", broker={redis_url!r})
+
+        @app.task
+        def add(x: int, y: int) -> int:
+            return x + y
+
+        add.delay(1, 2)
+        add.apply_async((1, 2), countdown=5, expires=60)
+        app.send_task("elsewhere.task", (1,), countdown=1)
+        app.send_many([add.s(i, i) for i in range(10)] + [add.s(1, 1).set(countdown=2)])
+        app.AsyncResult("some-id")
+        """
+    )
+    assert "celeriac.broker.redis" in loaded  # it did send through Redis
+    assert [m for m in loaded if m.startswith("celeriac.worker")] == []
+    # nor eager mode nor the result store: AsyncResult opens it only when asked for a result
+    assert [m for m in loaded if m in ("celeriac.eager", "celeriac.results.redis")] == []
+
+
+def test_broker_and_result_store_do_not_import_each_other() -> None:
+    broker = _modules_after("import celeriac.broker.redis, celeriac.broker.memory")
+    assert [m for m in broker if m.startswith("celeriac.results")] == []
+    results = _modules_after("import celeriac.results.redis, celeriac.results.memory")
+    assert [m for m in results if m.startswith("celeriac.broker")] == []
+    codec = _modules_after("import celeriac.codec")
+    assert [m for m in codec if m.startswith(("celeriac.results", "celeriac.broker", "redis"))] == []
+
+
+def test_the_apps_clock_reaches_countdown_expires_and_expiry(
+    celeriac_memory_app_factory: Callable[..., Celeriac], celeriac_drain: Callable[..., DrainResult]
+) -> None:
+    clock = FakeClock()
+    app = celeriac_memory_app_factory(clock=clock, task_ignore_result=False)
+
+    @app.task
+    def ping() -> str:
+        return "pong"
+
+    kept = ping.apply_async(countdown=3600, expires=7200)
+    late = ping.apply_async(countdown=3600, expires=60)  # due after it expires: must not run
+    eager = ping.apply_async(eta=clock.time() + 10)
+    clock.advance(3601)
+    result = celeriac_drain(app, raise_first_failure=False)
+    assert kept.get(timeout=1) == "pong" and eager.get(timeout=1) == "pong"
+    assert late.state == TaskState.EXPIRED
+    assert len(result.outcomes) == 3
