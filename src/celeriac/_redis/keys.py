@@ -19,6 +19,10 @@ key                                    type          bound / expiry
 ``<prefix>:result:<task id>``          list (1 el.)  TTL: ``result_expires`` (errors: same or shorter)
 =====================================  ============  =============================================
 
+Periodic tasks (``celeriac.beat.store``) and flow control (``celeriac.flow.keys``) name their own keys
+there, under the same prefix and hash-tag rule: ``{<queue>}:beat``, ``beat:entries``, ``beat:rev``,
+``{<queue>}:rl:*``, ``{<queue>}:cl:*``, ``flow``.
+
 Channels (pub/sub, not keys): ``<prefix>:{<queue>}:wake`` tells workers a delayed message became the
 earliest one of its queue.
 """
