@@ -99,7 +99,7 @@ def test_rate_limit_is_global_across_workers_and_evenly_spaced(
     # evenly spaced, no burst: a 50 ms grid; a start may come up to 100 ms late (then a late one asks
     # again), so any 1 s holds at most 20 + 2 starts
     assert max(sum(1 for x in t if a <= x < a + 1) for a in t) <= 22
-    assert sum(w.worker._flow.deferred for w in ws) >= 35  # handed back, not held in a slot
+    assert sum(w.worker.flow.deferred for w in ws) >= 35  # handed back, not held in a slot
 
 
 def test_worker_scope_is_celerys_per_worker_meaning(
@@ -167,8 +167,8 @@ def test_rate_limit_changed_at_run_time(
     app = make_app(redis_url)
     (w,) = workers(app, 1)
     app.control.rate_limit("flow.plain", "5/s")
-    w.worker._flow.overrides.clear()
-    asyncio.run_coroutine_threadsafe(w.worker._flow.refresh(["default"]), w.worker._loop).result(5)
+    w.worker.flow.overrides.clear()
+    asyncio.run_coroutine_threadsafe(w.worker.flow.refresh(["default"]), w.worker.run_state.loop).result(5)
     assert app.control.rate_limits() == {"flow.plain": "5/s"}
     for i in range(10):
         app.tasks["flow.plain"].delay(str(i))
@@ -212,7 +212,9 @@ def test_paused_queue_accepts_sends_and_workers_take_nothing(
     app = make_app(redis_url)
     (w,) = workers(app, 1, queues=["default", "io"])
     assert app.control.pause_queue("io") is True and app.control.pause_queue("io") is False
-    asyncio.run_coroutine_threadsafe(w.worker._flow.refresh(["default", "io"]), w.worker._loop).result(5)
+    asyncio.run_coroutine_threadsafe(
+        w.worker.flow.refresh(["default", "io"]), w.worker.run_state.loop
+    ).result(5)
     app.tasks["flow.plain"].apply_async(("io",), queue="io")
     app.tasks["flow.plain"].delay("default")
     assert take(r, "plain", 1)[0].startswith("default ")

@@ -126,6 +126,11 @@ class Gate:
                 pass
             self._client = None
 
+    def consumed(self, queues: list[str]) -> list[str]:
+        """``queues`` without the paused ones."""
+        paused = self.paused
+        return [q for q in queues if q not in paused] if paused else queues
+
     # ---- which tasks -----------------------------------------------------------------------------
     def rate_of(self, task: Any) -> Rate | None:
         name = task.name
