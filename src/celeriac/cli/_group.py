@@ -31,6 +31,8 @@ COMMANDS = {
     "purge": "purge",
     "beat": "beat",
     "queue": "queue",
+    "revoke": "revoke",
+    "control": "control",
     "check-celery": "check_celery",
 }
 
