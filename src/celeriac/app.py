@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from ._clock import SYSTEM_CLOCK, wall_ms
-from ._signal import Signal
+from ._signal import PeriodicSetup
 from .broker.base import Broker, Enqueue, ResultSettling
 from .codec import Codec
 from .config import Config
@@ -63,7 +63,7 @@ _CODEC_SETTINGS = frozenset(
 )
 
 
-class Celeriac:
+class Celeriac(PeriodicSetup):
     """A celeriac application.
 
     Args:
@@ -111,11 +111,6 @@ class Celeriac:
         self._broker_given = self._broker is not None
         self._backend_given = self._backend is not None
         self._codec: Codec | None = None
-        #: Celery's signals for periodic set-up: ``@app.on_after_configure.connect`` receivers run once,
-        #: before a scheduler reads ``beat_schedule`` (call ``add_periodic_task`` there)
-        self.on_after_configure = Signal("on_after_configure")
-        self.on_after_finalize = Signal("on_after_finalize")
-        self._configured = False
         self._control: Control | None = None
         self.conf.on_change(self._setting_changed)
 
@@ -175,42 +170,6 @@ class Celeriac:
         if module == "__main__" and self.main:
             module = self.main
         return f"{module}.{fn.__qualname__}"
-
-    # ---- periodic tasks ----------------------------------------------------------------------------
-    def add_periodic_task(
-        self,
-        schedule: Any,
-        sig: Signature,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        name: str | None = None,
-        **options: Any,
-    ) -> str:
-        """Add an entry to ``conf.beat_schedule`` (Celery's call): run ``sig`` on ``schedule`` (seconds,
-        ``timedelta``, ``crontab(...)`` or a cron string). The same ``name`` replaces an entry.
-        ``catch_up=`` and ``grace_s=`` set the entry's catch-up policy; other keywords are send
-        options (``queue``, ``expires``...). Returns the entry name. Checked when a scheduler starts.
-        """
-        catch = {k: options.pop(k) for k in ("catch_up", "grace_s") if k in options}
-        name = name or f"{sig.name}{tuple(sig.args) + tuple(args)!r}"
-        self.conf.beat_schedule[name] = {
-            "task": sig.name,
-            "schedule": schedule,
-            "args": tuple(sig.args) + tuple(args),
-            "kwargs": {**sig.kwargs, **(kwargs or {})},
-            "options": {**sig.options, **options},
-            **catch,
-        }
-        return name
-
-    def fire_configured(self) -> None:
-        """Send ``on_after_configure`` then ``on_after_finalize`` once (schedulers call this before
-        reading ``beat_schedule``)."""
-        if self._configured:
-            return
-        self._configured = True
-        self.on_after_configure.send(sender=self)
-        self.on_after_finalize.send(sender=self)
 
     # ---- broker and results ----------------------------------------------------------------------
     @property

@@ -209,7 +209,13 @@ class Task(Generic[P, R]):
         self.time_limit = check_time_limit("time_limit", time_limit)
         self.soft_time_limit = check_time_limit("soft_time_limit", soft_time_limit)
         self.typing = typing
-        self._set_flow(rate_limit, rate_limit_scope, rate_limit_key, max_concurrency, concurrency_key)
+        from .flow.rates import flow_options  # checked here: a bad option fails at import
+
+        # rate (parsed rate_limit), rate_limit, rate_limit_scope, rate_limit_key, max_concurrency,
+        # concurrency_key: see celeriac.flow
+        vars(self).update(
+            flow_options(rate_limit, rate_limit_scope, rate_limit_key, max_concurrency, concurrency_key)
+        )
         #: default priority of this task's messages: 0 (highest) .. 9; None: ``task_default_priority``
         self.priority = check_priority(priority)
         #: seconds: while an equal call is queued or running, sending another returns it (see README,
@@ -230,37 +236,6 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
-
-    def _set_flow(
-        self,
-        rate_limit: str | float | None,
-        scope: str,
-        rate_key: Callable[..., Any] | None,
-        max_concurrency: int | None,
-        concurrency_key: Callable[..., Any] | None,
-    ) -> None:
-        """Flow-control options (``celeriac.flow``), checked here so a bad one fails at import."""
-        from .flow.rates import rate_or_none
-
-        try:
-            #: parsed ``rate_limit`` (None: unlimited); global across workers unless scope is "worker"
-            self.rate = rate_or_none(rate_limit)
-        except ValueError as exc:
-            raise TypeError(f"rate_limit: {exc}") from None
-        self.rate_limit = rate_limit
-        if scope not in ("global", "worker"):
-            raise TypeError(f"rate_limit_scope must be 'global' or 'worker', got {scope!r}")
-        self.rate_limit_scope = scope
-        for option, fn in (("rate_limit_key", rate_key), ("concurrency_key", concurrency_key)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{option} must be a callable of the task's arguments, got {fn!r}")
-        self.rate_limit_key = rate_key
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
-            raise TypeError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
-        self.max_concurrency = max_concurrency
-        self.concurrency_key = concurrency_key
 
     @property
     def controlled(self) -> bool:

@@ -258,6 +258,32 @@ def make_entry(
     return entry
 
 
+def add_periodic_task(
+    app: Celeriac,
+    schedule: Any,
+    sig: Any,
+    args: Any = (),
+    kwargs: dict[str, Any] | None = None,
+    name: str | None = None,
+    **options: Any,
+) -> str:
+    """``app.add_periodic_task``: run ``sig`` on ``schedule`` (seconds, ``timedelta``, ``crontab(...)``
+    or a cron string). The same ``name`` replaces an entry. ``catch_up=`` and ``grace_s=`` set the
+    entry's catch-up policy; other keywords are send options (``queue``, ``expires``...). Checked
+    when a scheduler starts."""
+    catch = {k: options.pop(k) for k in ("catch_up", "grace_s") if k in options}
+    name = name or f"{sig.name}{tuple(sig.args) + tuple(args)!r}"
+    app.conf.beat_schedule[name] = {
+        "task": sig.name,
+        "schedule": schedule,
+        "args": tuple(sig.args) + tuple(args),
+        "kwargs": {**sig.kwargs, **(kwargs or {})},
+        "options": {**sig.options, **options},
+        **catch,
+    }
+    return name
+
+
 def configured_entries(app: Celeriac, *, check_task: bool = True) -> dict[str, Entry]:
     """The entries of ``app.conf.beat_schedule`` (and ``add_periodic_task``), each checked.
 

@@ -65,3 +65,38 @@ def rate_or_none(value: Any) -> Rate | None:
                 return None
             return Rate(count, _PER_S[unit], f"{m[1]}/{unit}")
     raise ValueError(f"expected '100/s', '10/m', '500/h' or a number, got {value!r}")
+
+
+def flow_options(
+    rate_limit: Any,
+    scope: str,
+    rate_key: Any,
+    max_concurrency: Any,
+    concurrency_key: Any,
+) -> dict[str, Any]:
+    """A task's flow-control attributes, checked (``@app.task(rate_limit=..., max_concurrency=...)``).
+
+    Raises:
+        TypeError: a bad option (``@app.task`` reports it as a ConfigurationError naming the task).
+    """
+    try:
+        rate = rate_or_none(rate_limit)
+    except ValueError as exc:
+        raise TypeError(f"rate_limit: {exc}") from None
+    if scope not in ("global", "worker"):
+        raise TypeError(f"rate_limit_scope must be 'global' or 'worker', got {scope!r}")
+    for option, fn in (("rate_limit_key", rate_key), ("concurrency_key", concurrency_key)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{option} must be a callable of the task's arguments, got {fn!r}")
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
+    ):
+        raise TypeError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+    return {
+        "rate": rate,
+        "rate_limit": rate_limit,
+        "rate_limit_scope": scope,
+        "rate_limit_key": rate_key,
+        "max_concurrency": max_concurrency,
+        "concurrency_key": concurrency_key,
+    }
