@@ -23,6 +23,7 @@ from . import _registry
 from . import signals as _signals
 from ._app_celery import CeleryMethods, apply_router, publish_signal
 from ._clock import SYSTEM_CLOCK, wall_ms
+from ._signal import PeriodicSetup
 from .broker.base import Broker, Enqueue, ResultSettling
 from .canvas import Signature
 from .codec import Codec
@@ -74,7 +75,7 @@ _CODEC_SETTINGS = frozenset(
 )
 
 
-class Celeriac(CeleryMethods):
+class Celeriac(CeleryMethods, PeriodicSetup):
     """A celeriac application.
 
     Args:

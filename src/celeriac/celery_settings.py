@@ -162,8 +162,11 @@ _SECURITY = (
     "celeriac signs messages with HMAC-SHA256 instead of X.509 certificates: set message_signing_key "
     "(and message_signing_keys while rotating)"
 )
-_PERIODIC = "periodic tasks are issue 12 (celeriac beat); this setting arrives with them"
-_RATE = "rate limits are issue 12; this setting arrives with them"
+_PERIODIC = (
+    "celeriac's scheduler is leaderless and keeps its state in Redis (celeriac beat, worker -B): no "
+    "scheduler class, schedule file or loop interval to set"
+)
+_RATE = "set rate_limit= on each task that needs one (celeriac's limits are global across workers)"
 _PRIORITY = (
     "celeriac's priorities are fixed levels 0 (highest) .. 9 per queue: set task_default_priority, a "
     "task's priority= or a call's priority="

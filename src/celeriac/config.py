@@ -182,6 +182,24 @@ def _words(name: str, value: Any) -> None:
         raise ConfigurationError(name, "must be a list of non-empty strings")
 
 
+def _timezone(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            name, f"must be an IANA time zone name such as 'Europe/Paris', got {value!r}"
+        )
+    from .schedules import get_timezone
+
+    get_timezone(value)
+
+
+def _beat_schedule(name: str, value: Any) -> None:
+    # entries are checked one by one, naming each, when a scheduler starts (celeriac.beat.entries)
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(name, f"must map entry names to entries (dicts), got {value!r}")
+
+
 Check = Callable[[str, Any], None]
 
 
@@ -251,6 +269,10 @@ class Config:
         monitor_max_arg_chars: a failed task's arguments are recorded cut to this many characters.
         monitor_redact: keyword-argument names (substrings, case-insensitive) recorded as ``'***'``,
             besides the built-in ones (password, secret, token, api_key, authorization, cookie).
+        timezone: IANA time zone of crontab entries (``"Europe/Paris"``); None: UTC, or the local
+            zone of the machine when ``enable_utc`` is false (Celery's rule).
+        enable_utc: with no ``timezone``, read crontab entries in UTC (True) or in local time.
+        beat_schedule: periodic entries (Celery's format; see the README, "Periodic tasks").
         task_default_priority: priority of messages whose task and call set none: 0 (highest, the
             default, as Celery on Redis) .. 9 (lowest).
         unique_default_s: how long a unique task's lock is held at most when neither the call nor the
@@ -303,6 +325,9 @@ class Config:
     monitor_retention_days: float = setting(7.0, _positive)
     monitor_max_arg_chars: int = setting(1_000, _positive_int)
     monitor_redact: tuple[str, ...] = setting((), _words)
+    timezone: str | None = setting(None, _timezone)
+    enable_utc: bool = setting(True, _boolean)
+    beat_schedule: dict[str, Any] = setting(check=_beat_schedule, factory=dict)  # noqa: RUF009
     task_default_priority: int = setting(0, _priority)
     unique_default_s: float = setting(3600.0, _positive)
     revoke_expires_s: float = setting(86_400.0, _positive)

@@ -55,7 +55,44 @@ def signal_name(signal: str | int) -> str:
     )
 
 
-class Control:
+class _FlowControl:
+    """``app.control.rate_limit`` and queue pause (celeriac.flow), next to revoke on :class:`Control`."""
+
+    app: Celeriac
+
+    def rate_limit(self, task_name: str, rate_limit: str | float | None, **celery_options: object) -> None:
+        """Set a task's rate limit on every worker: ``"20/s"``, ``"10/m"``; ``0``/``None`` lifts it;
+        ``"default"`` returns to the decorator's (:meth:`celeriac.flow.FlowAdmin.rate_limit`)."""
+        from .flow import FlowAdmin
+
+        FlowAdmin(self.app).rate_limit(task_name, rate_limit, **celery_options)
+
+    def rate_limits(self) -> dict[str, str]:
+        """Rates set at run time, by task name."""
+        from .flow import FlowAdmin
+
+        return FlowAdmin(self.app).rate_limits()
+
+    def pause_queue(self, queue: str) -> bool:
+        """Pause a queue on every worker (sends are still accepted). False when paused already."""
+        from .flow import FlowAdmin
+
+        return FlowAdmin(self.app).pause_queue(queue)
+
+    def resume_queue(self, queue: str) -> bool:
+        """Resume a paused queue. False when it was not paused."""
+        from .flow import FlowAdmin
+
+        return FlowAdmin(self.app).resume_queue(queue)
+
+    def paused_queues(self) -> set[str]:
+        """The paused queues."""
+        from .flow import FlowAdmin
+
+        return FlowAdmin(self.app).paused_queues()
+
+
+class Control(_FlowControl):
     """``app.control``: revoke tasks (Celery's name and arguments)."""
 
     def __init__(self, app: Celeriac) -> None:

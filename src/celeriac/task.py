@@ -207,6 +207,11 @@ class Task(Generic[P, R]):
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         typing: bool = True,
+        rate_limit: str | float | None = None,
+        rate_limit_scope: str = "global",
+        rate_limit_key: Callable[..., Any] | None = None,
+        max_concurrency: int | None = None,
+        concurrency_key: Callable[..., Any] | None = None,
         priority: int | None = None,
         unique_for: float | None = None,
     ) -> None:
@@ -235,6 +240,13 @@ class Task(Generic[P, R]):
         self.time_limit = check_time_limit("time_limit", time_limit)
         self.soft_time_limit = check_time_limit("soft_time_limit", soft_time_limit)
         self.typing = typing
+        from .flow.rates import flow_options  # checked here: a bad option fails at import
+
+        # rate (parsed rate_limit), rate_limit, rate_limit_scope, rate_limit_key, max_concurrency,
+        # concurrency_key: see celeriac.flow
+        vars(self).update(
+            flow_options(rate_limit, rate_limit_scope, rate_limit_key, max_concurrency, concurrency_key)
+        )
         #: default priority of this task's messages: 0 (highest) .. 9; None: ``task_default_priority``
         self.priority = check_priority(priority)
         #: seconds: while an equal call is queued or running, sending another returns it (see README,

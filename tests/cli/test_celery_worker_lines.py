@@ -273,9 +273,6 @@ def test_pidfile_logfile_and_beat_flag(run, project: Path) -> None:  # type: ign
     assert "(pool=threads, concurrency=1" in text
     assert "-E/--task-events:" in text and "-O fair:" in text
     assert "worker_prefetch_multiplier=4" in text
-    beat = run("worker", "-A", "celery_worker.celery", "-B")
-    assert beat.proc.wait(timeout=30) == 2
-    assert "issue 12" in beat.log
 
 
 def test_purge_without_a_queue_purges_the_default_one(project: Path, redis_url: str) -> None:

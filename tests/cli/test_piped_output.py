@@ -105,12 +105,13 @@ def test_status_piped_and_json(redis_url: str) -> None:
     assert run.returncode == 0, run.stderr
     queues, workers = run.stdout.split("\n\n")
     lines = queues.splitlines()
-    assert lines[0].split("\t") == ["queue", "ready", "delayed", "running", "dead"]
-    assert f"{long_queue}\t1\t1\t0\t0" in lines
+    assert lines[0].split("\t") == ["queue", "ready", "delayed", "running", "dead", "state"]
+    assert f"{long_queue}\t1\t1\t0\t0\tactive" in lines
     assert workers.splitlines()[0].startswith("worker\tqueues\tpool/slots")
     assert "broker: redis://" in run.stderr and "no live workers" in run.stderr
 
     doc = json.loads(celeriac(redis_url, "status", "-Q", long_queue, "--json").stdout)
     assert doc["broker"] == redis_url
-    assert {"queue": long_queue, "ready": 1, "delayed": 1, "running": 0, "dead": 0} in doc["queues"]
+    row = {"queue": long_queue, "ready": 1, "delayed": 1, "running": 0, "dead": 0, "paused": False}
+    assert row in doc["queues"]
     assert doc["workers"] == []

@@ -130,7 +130,14 @@ def test_admin_commands_on_a_200k_queue_and_a_full_dead_letter_stream(server: Re
     # status: exact counts, as a table, piped and as JSON
     doc = json.loads(run("status", "status", "--json").stdout)
     (row,) = [q for q in doc["queues"] if q["queue"] == "default"]
-    assert row == {"queue": "default", "ready": DEPTH, "delayed": DELAYED, "running": 0, "dead": dead}
+    assert row == {
+        "queue": "default",
+        "ready": DEPTH,
+        "delayed": DELAYED,
+        "running": 0,
+        "dead": dead,
+        "paused": False,
+    }
     assert f"default\t{DEPTH}\t{DELAYED}\t0\t{dead}" in run("status-piped", "status").stdout
     assert f"{DEPTH}" in run("status-table", "status", "--table").stdout
 

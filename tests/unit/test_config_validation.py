@@ -75,6 +75,9 @@ BAD_VALUES: dict[str, list[Any]] = {
     "imports": ["shop.tasks", ["bad module"], [1]],
     "include": ["shop.tasks", ["a b"]],
     "result_serializer": ["yaml", ""],
+    "timezone": ["Mars/Olympus", 3, "", b"UTC"],
+    "enable_utc": ["yes", 1, None],
+    "beat_schedule": [["a"], "x", 3, None],
 }
 
 

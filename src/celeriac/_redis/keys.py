@@ -35,6 +35,10 @@ key                                    type          bound / expiry
 ``<prefix>:{<queue>}:fired``           sorted set    workflow dispatch keys; entries expire (same TTL)
 =====================================  ============  =============================================
 
+Periodic tasks (``celeriac.beat.store``) and flow control (``celeriac.flow.keys``) name their own keys
+there, under the same prefix and hash-tag rule: ``{<queue>}:beat``, ``beat:entries``, ``beat:rev``,
+``{<queue>}:rl:*``, ``{<queue>}:cl:*``, ``flow``.
+
 Channels (pub/sub, not keys): ``<prefix>:{<queue>}:wake`` tells workers a delayed message became the
 earliest one of its queue, or (payload ``levels``) that the queue has a new priority level.
 ``<prefix>:result:<task id>:progress`` (channel) carries the task's ``update_state`` writes to

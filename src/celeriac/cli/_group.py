@@ -30,6 +30,8 @@ COMMANDS = {
     "dlq": "dlq",
     "purge": "purge",
     "events": "events",
+    "beat": "beat",
+    "queue": "queue",
     "revoke": "revoke",
     "control": "control",
     "check-celery": "check_celery",
@@ -91,6 +93,7 @@ def main(ctx: click.Context) -> None:
     celeriac call shop.tasks.add --args '[1, 2]' --wait
     celeriac status
     celeriac dlq list default
+    celeriac beat list
     """
     state = ctx.ensure_object(State)
     ctx.call_on_close(state.close)

@@ -65,6 +65,7 @@ class WorkerOptions:
     logfile: str | None = None
     pidfile: str | None = None
     notes: list[str] = field(default_factory=list)  # Celery flags accepted with nothing to do: logged
+    beat: bool = False  # -B: run a periodic scheduler in this worker
 
 
 def configure_logging(level: str, logfile: str | None = None) -> None:
@@ -192,6 +193,7 @@ def _serve(app: Celeriac, options: WorkerOptions, log: Any) -> None:
         autoscale=Autoscale(*options.autoscale) if options.autoscale else None,
         include=options.include,
         events=options.events,
+        beat=options.beat,
     )
     if options.metrics_port is not None:
         from ..dashboard.metrics import serve_metrics

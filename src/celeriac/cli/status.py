@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -12,6 +13,9 @@ from ..broker.base import WorkerInfo
 from ._common import console, format_age_s, get_state, split_names
 from ._options import app_options
 from ._output import listing_options, note, output_mode, print_json, print_tsv
+
+if TYPE_CHECKING:
+    from ..app import Celeriac
 
 
 @click.command()
@@ -33,8 +37,9 @@ def status(ctx: click.Context, queues: tuple[str, ...], as_json: bool, as_table:
     On a terminal: two tables. Piped or redirected: tab-separated lines, every field in full: a header
     line and one line per queue (queue, ready, delayed, running, dead), an empty line, then a header
     line and one line per live worker (the broker line and notes go to stderr). --json: one JSON
-    document {"broker": URL, "queues": [{queue, ready, delayed, running, dead}, ...],
-    "workers": [{worker, hostname, pid, queues, pool, concurrency, ...}, ...]}.
+    document {"broker": URL, "queues": [{queue, ready, delayed, running, dead, paused}, ...],
+    "workers": [{worker, hostname, pid, queues, pool, concurrency, ...}, ...]}. A queue paused with
+    `celeriac queue pause` shows state "paused" (JSON: "paused": true).
     """
     mode = output_mode(as_json, as_table)
     app = get_state(ctx).app()
@@ -42,6 +47,7 @@ def status(ctx: click.Context, queues: tuple[str, ...], as_json: bool, as_table:
     names = list(dict.fromkeys([*broker.known_queues(), app.conf.task_default_queue, *split_names(queues)]))
     stats = [broker.stats(name) for name in names]
     workers = sorted(broker.workers(), key=lambda w: w.worker_id)
+    paused = _paused(app)
     broker_url = redact(app.conf.broker_url)
     now = time.time()
     if mode == "json":
@@ -55,6 +61,7 @@ def status(ctx: click.Context, queues: tuple[str, ...], as_json: bool, as_table:
                         "delayed": s.delayed,
                         "running": s.running,
                         "dead": s.dead,
+                        "paused": s.name in paused,
                     }
                     for s in stats
                 ],
@@ -65,8 +72,8 @@ def status(ctx: click.Context, queues: tuple[str, ...], as_json: bool, as_table:
     if mode == "plain":
         note(f"broker: {broker_url}")
         print_tsv(
-            ("queue", "ready", "delayed", "running", "dead"),
-            [(s.name, s.ready, s.delayed, s.running, s.dead) for s in stats],
+            ("queue", "ready", "delayed", "running", "dead", "state"),
+            [(s.name, s.ready, s.delayed, s.running, s.dead, _state(s.name, paused)) for s in stats],
         )
         click.echo("")
         if not workers:
@@ -80,8 +87,11 @@ def status(ctx: click.Context, queues: tuple[str, ...], as_json: bool, as_table:
     table.add_column("queue", no_wrap=True)
     for column in ("ready", "delayed", "running", "dead letters"):
         table.add_column(column, justify="right")
+    table.add_column("state")
     for s in stats:
-        table.add_row(s.name, str(s.ready), str(s.delayed), str(s.running), str(s.dead))
+        table.add_row(
+            s.name, str(s.ready), str(s.delayed), str(s.running), str(s.dead), _state(s.name, paused)
+        )
     out.print(table)
     if not workers:
         out.print("no live workers")
@@ -96,6 +106,21 @@ def status(ctx: click.Context, queues: tuple[str, ...], as_json: bool, as_table:
     for w in workers:
         wtable.add_row(*_worker_row(w, now))
     out.print(wtable)
+
+
+def _state(queue: str, paused: set[str]) -> str:
+    return "paused" if queue in paused else "active"
+
+
+def _paused(app: Celeriac) -> set[str]:
+    """Paused queues (``celeriac queue pause``); none without Redis."""
+    from ..broker.redis import RedisBroker
+
+    if not isinstance(app.broker, RedisBroker):
+        return set()
+    from ..flow import FlowAdmin
+
+    return FlowAdmin(app).paused_queues()
 
 
 WORKER_COLUMNS = ("worker", "queues", "pool/slots", "running", "processed", "failed", "up", "version")

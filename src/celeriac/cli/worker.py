@@ -255,7 +255,9 @@ NOTHING_TO_DO = {
     "--beat",
     is_flag=True,
     default=False,
-    help="Celery's embedded beat: periodic tasks are issue 12 (refused until then, with that reason).",
+    show_envvar=True,
+    help="Also run a periodic scheduler (the app's beat_schedule). Any number of workers may: each "
+    "slot still runs once.",
 )
 @click.pass_context
 def worker(
@@ -293,11 +295,6 @@ def worker(
     The first SIGTERM/SIGINT stops fetching and lets running tasks finish within
     worker_shutdown_grace_s; a second one hands them back to the queue at once.
     """
-    if beat:
-        raise click.BadParameter(
-            "periodic tasks (celeriac beat) are issue 12 and not in this version: run without -B",
-            param_hint="-B/--beat",
-        )
     pool = pool.lower()
     given = {
         "without_gossip": without_gossip,
@@ -349,6 +346,7 @@ def worker(
         logfile=logfile,
         pidfile=pidfile,
         notes=notes,
+        beat=beat,
     )
     state = get_state(ctx)
     if _run_worker.REEXEC:

@@ -7,7 +7,9 @@
 * prune     removes consumers of dead workers that own nothing from the groups;
 * schedule  promotes due delayed messages, sleeping until the next due time or a wake-up;
 * heartbeat refreshes this worker's liveness key (one key with a TTL, nothing broadcast);
-* autoscale (with ``--autoscale``) resizes the worker to the backlog (``autoscale.py``).
+* autoscale (with ``--autoscale``) resizes the worker to the backlog (``autoscale.py``);
+* flow      reads run-time rate limits and paused queues, renews concurrency slots (``celeriac.flow``);
+* beat      (with ``-B``) the periodic scheduler: claims due slots (``celeriac.beat``).
 
 They run until every outcome is recorded (shutdown closes them last: leases must be renewed while
 anything is owned).
@@ -51,6 +53,8 @@ class Maintenance:
             ("schedule", self.schedule_once),
             ("heartbeat", self.heartbeat_once),
             *([("autoscale", self.autoscale_once)] if self.worker.autoscale else []),
+            *([("flow", self.flow_once)] if self.worker.flow is not None else []),
+            *([("beat", self.beat_once)] if self.worker.beat is not None else []),
         ]
 
     # ---- leases and recovery ---------------------------------------------------------------------
@@ -108,6 +112,22 @@ class Maintenance:
             await w.broker.prune_consumers(queue, idle_ms, keep=w.worker_id)
 
     # ---- delayed messages --------------------------------------------------------------------------
+    async def flow_once(self) -> None:
+        w = self.worker
+        assert w.flow is not None
+        await w.flow.run_refresh(w.queues, lambda: w.run_state.closed.is_set())
+
+    async def beat_once(self) -> None:
+        """One pass of the embedded scheduler (its Redis calls are synchronous: in a thread), then
+        sleep until its next due claim, or until the worker closes."""
+        w = self.worker
+        assert w.beat is not None
+        wait_s = await asyncio.to_thread(w.beat.tick)
+        try:
+            await asyncio.wait_for(w.run_state.closed.wait(), wait_s)
+        except asyncio.TimeoutError:
+            pass
+
     async def schedule_once(self) -> None:
         w = self.worker
         waits = [await w.broker.promote(q) for q in w.queues]

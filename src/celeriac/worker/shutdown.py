@@ -76,6 +76,8 @@ async def shut_down(
         await w.recorder.close()
     if w.workflow_hook is not None:
         await w.workflow_hook.close()
+    if w.flow is not None:
+        await w.flow.close()
     await w.broker.close()
     if w.backend is not None:
         await w.backend.close()

@@ -54,6 +54,7 @@ from ..monitor.recorder import Recorder
 from ..outcomes import OutcomeReporter
 from .autoscale import Autoscale, Autoscaler
 from .executor import Executor, Job, Outcome
+from .flow import beat_scheduler, flow_gate, revoked
 from .identity import claim_worker_id, expand_worker_id
 from .imports import import_task_modules, task_modules, unknown_task_hint
 from .inflight import Inflight, Slot, key_of
@@ -126,9 +127,11 @@ class Worker:
             ``autoscale.max``; ``concurrency`` is then ignored.
         include: task modules to import (``-I``), besides those ``worker_queue_modules`` maps to the
             queues consumed. Imported here, before any child process is forked.
+        beat: also run a periodic scheduler (``-B``, :mod:`celeriac.beat`): one more maintenance loop.
 
     Raises:
-        ConfigurationError: a task module to import does not exist.
+        ConfigurationError: a task module to import does not exist, or (``beat``) an invalid
+            periodic entry.
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class Worker:
         autoscale: Autoscale | None = None,
         include: Sequence[str] = (),
         events: bool = True,
+        beat: bool = False,
     ) -> None:
         self.app = app
         self.conf = app.conf
@@ -214,6 +218,10 @@ class Worker:
             recorder=self.recorder,
             reporter=OutcomeReporter(app, self.worker_id),
         )
+        #: rate and concurrency limits, paused queues (celeriac.flow; None without Redis)
+        self.flow = flow_gate(app, self.broker, self.lease_ms)
+        #: the embedded periodic scheduler (-B), its beat_schedule checked here
+        self.beat = beat_scheduler(app) if beat else None
         self.maintenance = Maintenance(self)
         self.revoking = Revoking(app, self.broker, self.executor, self.pool)  # revoke, terminate
         self._state: _RunState | None = None  # while run() runs
@@ -443,7 +451,11 @@ class Worker:
             return
         count = min(free, self.conf.worker_fetch_max)
         block_ms = 0 if self.burst else _BLOCK_MS
-        deliveries = await self.broker.fetch(self.queues, self.worker_id, count, block_ms)
+        queues = self.flow.consumed(self.queues) if self.flow is not None else self.queues
+        if not queues:  # every queue paused: take nothing; the flow loop notices a resume
+            await asyncio.sleep(0.5)
+            return
+        deliveries = await self.broker.fetch(queues, self.worker_id, count, block_ms)
         for d in deliveries:
             self.start_delivery(d)
         self.revoking.terminate_pending(self.inflight.running_runs)  # learned with this fetch
@@ -476,6 +488,9 @@ class Worker:
     # ---- one delivery ------------------------------------------------------------------------------
     def start_delivery(self, d: Delivery) -> None:
         """Take ``d`` (fetched or reclaimed): run it in a slot, or record why it must not run."""
+        if self.flow is not None and d.queue in self.flow.paused:  # read just before a pause
+            self.run_state.loop.create_task(self._hand_back_unstarted([d]))
+            return
         slot = self.inflight.take(d)
         prepared = self.executor.prepare(d.data, queue=d.queue, delivery=d.deliveries)
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
@@ -496,7 +511,10 @@ class Worker:
             self.settler.submit(d, revoked)
             return
         # loop.create_task: asyncio.create_task would look the loop up again
-        run = self.run_state.loop.create_task(self._execute(slot, prepared))
+        if self.flow is not None and self.flow.limited(prepared.task):
+            run = self.run_state.loop.create_task(self._admit(slot, prepared))
+        else:
+            run = self.run_state.loop.create_task(self._execute(slot, prepared))
         self.inflight.start(slot, run)
         if self.autoscaler is not None:
             self.autoscaler.task_started(self.inflight.running)
@@ -635,6 +653,43 @@ class Worker:
                 outcome.task_id,
                 outcome.reason,
             )
+
+    # ---- flow control (celeriac.flow) ----------------------------------------------------------------
+    async def _admit(self, slot: Slot, job: Job) -> None:
+        """A task with a rate or concurrency limit: run it now, or it waits in Redis for its turn."""
+        assert self.flow is not None
+        d = slot.delivery
+        try:
+            admission = await self.flow.admit(d, job.message, job.task)
+        except BrokerError as exc:
+            logger.warning("flow control unavailable (%s): %s goes back to the queue", exc, job.message.id)
+            admission = None
+        if admission is not None and admission.kind == "run":
+            try:
+                await self._execute(slot, job)
+            finally:
+                try:
+                    await self.flow.finished(d)
+                except BrokerError as exc:  # the slot frees when its lease expires
+                    logger.warning("could not free a concurrency slot of %s (%s)", job.task.name, exc)
+            return
+        ours = self.inflight.run_ended(slot)  # False: shutdown took the run over (it hands it back)
+        self.recheck_slots()
+        if not ours:
+            return
+        if admission is None:
+            self.inflight.drop(d)
+            await self._hand_back_unstarted([d])
+        elif admission.kind == "expired":
+            self.settler.submit(d, revoked(self.executor, job, admission.reason))
+        else:  # deferred or parked: the script took it out of the stream already
+            self.inflight.drop(d)
+
+    async def _hand_back_unstarted(self, deliveries: list[Delivery]) -> None:
+        try:
+            await self.broker.release(self.worker_id, deliveries, started=False)
+        except BrokerError:
+            pass  # they return after the lease
 
     # ---- recycling of the whole worker (pools without children) ---------------------------------------
     def _recycle(self, reason: str) -> None:
