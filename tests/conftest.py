@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from celeriac.testing import RedisServer, redis_server_binary
+from celeriac.testing import RedisCluster, RedisServer, redis_server_binary
 
 CI = bool(os.environ.get("CI"))
 
@@ -53,3 +53,23 @@ def fresh_redis() -> Iterator[RedisServer]:
     _need_redis()
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """One private Redis Cluster (3 masters, no replicas) for the session; see ``cluster_url``."""
+    _need_redis()
+    with RedisCluster(masters=3, replicas=0) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    """``redis+cluster://`` URL of the session's cluster, every master flushed before each test."""
+    import redis
+
+    for port in redis_cluster.ports:
+        client = redis.Redis(port=port)
+        client.flushall()
+        client.close()
+    return redis_cluster.url

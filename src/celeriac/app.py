@@ -52,8 +52,19 @@ class _BoundTaskDecorator(Protocol):
 
 
 # settings the derived objects are built from: a change rebuilds them on next use
-_BROKER_SETTINGS = frozenset({"broker_url", "key_prefix", "dead_letter_max"})
-_BACKEND_SETTINGS = frozenset({"broker_url", "result_backend", "key_prefix"})
+_BROKER_SETTINGS = frozenset(
+    {
+        "broker_url",
+        "key_prefix",
+        "dead_letter_max",
+        "broker_transport_options",
+        "queue_shards",
+        "broker_wait_replicas",
+        "broker_wait_timeout_s",
+        "broker_pool_limit",
+    }
+)
+_BACKEND_SETTINGS = frozenset({"broker_url", "result_backend", "key_prefix", "broker_transport_options"})
 _CODEC_SETTINGS = frozenset(
     {"accept_content", "message_signing_key", "message_signing_keys", "result_max_bytes"}
 )
@@ -184,8 +195,16 @@ class Celeriac:
             else:
                 from .broker.redis import RedisBroker
 
+                conf = self.conf
                 self._broker = RedisBroker(
-                    url, prefix=self.conf.key_prefix, dead_letter_max=self.conf.dead_letter_max
+                    url,
+                    prefix=conf.key_prefix,
+                    dead_letter_max=conf.dead_letter_max,
+                    transport_options=conf.broker_transport_options,
+                    queue_shards=conf.queue_shards,
+                    wait_replicas=conf.broker_wait_replicas,
+                    wait_timeout_ms=int(conf.broker_wait_timeout_s * 1000),
+                    pool_limit=conf.broker_pool_limit,
                 )
         return self._broker
 
@@ -201,7 +220,9 @@ class Celeriac:
             else:
                 from .results.redis import RedisResultBackend
 
-                self._backend = RedisResultBackend(url, prefix=self.conf.key_prefix)
+                self._backend = RedisResultBackend(
+                    url, prefix=self.conf.key_prefix, transport_options=self.conf.broker_transport_options
+                )
         return self._backend
 
     def results_travel_with(self, consumer: object) -> bool:

@@ -56,6 +56,31 @@ def _result_backend(name: str, value: Any) -> None:
     _broker_url(name, value)
 
 
+def _transport_options(name: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(name, f"must be a dict, got {type(value).__name__}")
+    kwargs = value.get("sentinel_kwargs")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise ConfigurationError(f"{name}['sentinel_kwargs']", "must be a dict (e.g. {'password': ...})")
+
+
+def _queue_shards(name: str, value: Any) -> None:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024
+        for k, v in value.items()
+    ):
+        raise ConfigurationError(name, "must map queue names to a number of shards (1 to 1024)")
+    for queue in value:
+        _name(name, queue)
+        if "~" in queue:
+            raise ConfigurationError(name, f"queue {queue!r}: '~' is reserved for shard names")
+
+
+def _non_negative_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(name, f"must be an integer >= 0, got {value!r}")
+
+
 def _routes(name: str, value: Any) -> None:
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
@@ -158,6 +183,13 @@ class Config:
     Attributes:
         broker_url: Redis URL (``redis://``, ``rediss://``, ``unix://``) or ``memory://`` for tests.
         result_backend: where results go; ``None`` means the broker's Redis, ``"disabled"`` means nowhere.
+        broker_transport_options: Celery's dict; ``master_name`` (the Sentinel master of a
+            ``sentinel://`` URL) and ``sentinel_kwargs`` (options of the Sentinel connections, e.g. a
+            password) are read (docs/scaling.md).
+        queue_shards: queue name -> number of shards (streams, each its own hash slot) it is spread over.
+        broker_wait_replicas: sends and settles return only once this many replicas hold them (WAIT).
+        broker_wait_timeout_s: how long a send waits for those replicas before it fails.
+        broker_pool_limit: most pooled connections a producer's broker client holds.
         key_prefix: prefix of every Redis key celeriac writes.
         task_default_queue: queue of tasks with no ``queue=`` and no matching route.
         task_routes: task name or glob (``"shop.reports.*"``) -> queue.
@@ -215,6 +247,12 @@ class Config:
     task_serializer: str = setting("msgpack", _serializer)
     message_signing_key: str | bytes | None = setting(None, _signing_key, secret=True)
     message_signing_keys: tuple[str | bytes, ...] = setting((), _signing_keys, secret=True)
+    # scale (issue 14): Sentinel, sharded queues, durable sends, connection bounds
+    broker_transport_options: dict[str, Any] = setting(check=_transport_options, factory=dict, secret=True)  # noqa: RUF009
+    queue_shards: dict[str, int] = setting(check=_queue_shards, factory=dict)  # noqa: RUF009
+    broker_wait_replicas: int = setting(0, _non_negative_int)
+    broker_wait_timeout_s: float = setting(5.0, _positive)
+    broker_pool_limit: int = setting(8, _positive_int)
 
     def __repr__(self) -> str:
         """Every setting, with URL passwords and signing keys hidden."""

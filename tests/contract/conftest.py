@@ -23,7 +23,11 @@ from celeriac.broker.memory import MemoryBroker
 from celeriac.broker.redis import RedisBroker
 from celeriac.testing import FakeClock
 
-BROKERS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+BROKERS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=pytest.mark.redis),
+]
 
 # a real Redis clock advances between two commands; leave this much slack above a lease or due time
 _REDIS_SLACK_S = 0.01
@@ -72,6 +76,13 @@ class BrokerEnv:
             return len(self.broker._fetchers)
         import redis
 
+        if self.kind == "cluster":
+            cluster = redis.RedisCluster.from_url(str(self.redis_url).replace("redis+cluster", "redis", 1).split(",")[0])
+            try:
+                infos = cluster.info("clients", target_nodes=redis.RedisCluster.PRIMARIES)
+                return sum(int(i["blocked_clients"]) for i in infos.values())
+            finally:
+                cluster.close()
         client = redis.Redis.from_url(str(self.redis_url))
         try:
             return int(client.info("clients")["blocked_clients"])
@@ -88,8 +99,10 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[BrokerEnv]:
         clock.subscribe(memory.time_changed)
         e = BrokerEnv("memory", memory, clock=clock)
     else:
-        url = request.getfixturevalue("redis_url")
-        e = BrokerEnv("redis", RedisBroker(url, prefix="contract", dead_letter_max=10), redis_url=url)
+        url = request.getfixturevalue("redis_url" if request.param == "redis" else "cluster_url")
+        e = BrokerEnv(request.param, RedisBroker(url, prefix="contract", dead_letter_max=10), redis_url=url)
+        if request.param == "cluster":  # connect (slot map) before a test's clock starts
+            e.broker.known_queues()
     yield e
     if e._opened:
         await e.broker.close()
@@ -100,7 +113,9 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[BrokerEnv]:
 def app_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Celeriac]]:
     """Make apps on the broker under test (``memory://`` or the private Redis, flushed)."""
     apps: list[Celeriac] = []
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    url = {"memory": "memory://", "redis": "redis_url", "cluster": "cluster_url"}[request.param]
+    if url != "memory://":
+        url = request.getfixturevalue(url)
 
     def make(**settings: Any) -> Celeriac:
         app = Celeriac("contract", broker=url, result_backend=url, from_env=False, **settings)

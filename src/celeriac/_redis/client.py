@@ -7,7 +7,7 @@ URL checks and redaction live in ``_urls.py`` (no redis-py import) and are re-ex
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,12 +17,18 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .._urls import has_password, redact
+from .topology import Endpoint, kind_of, parse
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 
 
 def sync_client(
-    url: str, *, socket_timeout_s: float = 5.0, retries: int = 2, max_connections: int | None = 8
-) -> redis.Redis:
+    url: str,
+    *,
+    socket_timeout_s: float = 5.0,
+    retries: int = 2,
+    max_connections: int | None = 8,
+    transport_options: Mapping[str, Any] | None = None,
+) -> Any:
     """A synchronous client for producers and admin commands.
 
     A few quick retries ride out a failover or a restart of a second or less; past that the caller
@@ -36,6 +42,8 @@ def sync_client(
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         health_check_interval=30,
     )
+    if kind_of(url) != "single":
+        return _multi_node_sync(url, options, max_connections or 8, transport_options)
     if max_connections is None:
         return redis.Redis.from_url(url, **options)
     pool = redis.BlockingConnectionPool.from_url(
@@ -45,9 +53,16 @@ def sync_client(
 
 
 def async_client(
-    url: str, *, max_connections: int, socket_timeout_s: float | None = 10.0
-) -> redis.asyncio.Redis:
-    """An asyncio client whose pool holds at most ``max_connections`` connections (callers wait)."""
+    url: str,
+    *,
+    max_connections: int,
+    socket_timeout_s: float | None = 10.0,
+    transport_options: Mapping[str, Any] | None = None,
+) -> Any:
+    """An asyncio client whose pool holds at most ``max_connections`` connections (callers wait)
+    (per node on a Redis Cluster)."""
+    if kind_of(url) != "single":
+        return _multi_node_async(url, max_connections, socket_timeout_s, transport_options)
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -57,6 +72,113 @@ def async_client(
         health_check_interval=30,
     )
     return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
+
+
+def endpoint(url: str, transport_options: Mapping[str, Any] | None = None) -> Endpoint:
+    """The parsed cluster or Sentinel URL (a BrokerError naming the problem when it does not parse)."""
+    try:
+        return parse(url, transport_options)
+    except ValueError as exc:
+        raise BrokerError(f"{redact(url)}: {exc}") from None
+
+
+def _auth(ep: Endpoint) -> dict[str, Any]:
+    auth: dict[str, Any] = {}
+    if ep.username:
+        auth["username"] = ep.username
+    if ep.password:
+        auth["password"] = ep.password
+    return auth
+
+
+def _multi_node_sync(
+    url: str, options: dict[str, Any], max_connections: int, transport_options: Mapping[str, Any] | None
+) -> Any:
+    ep = endpoint(url, transport_options)
+    if ep.kind == "cluster":
+        from redis.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in ep.nodes],
+            ssl=ep.tls,
+            max_connections=max_connections,
+            socket_connect_timeout=options["socket_connect_timeout"],
+            socket_timeout=options["socket_timeout"],
+            # MOVED/ASK and a failover (connection errors, CLUSTERDOWN) are retried with a fresh slot map
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 6),
+            **_auth(ep),
+        )
+    from redis.sentinel import Sentinel, SentinelConnectionPool
+
+    class BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):  # type: ignore[misc]
+        """Callers wait for a connection (bounded pool) instead of failing with "Too many connections"."""
+
+    sentinel = Sentinel(
+        list(ep.nodes),
+        sentinel_kwargs={"socket_timeout": options["socket_timeout"], **ep.sentinel_kwargs},
+        socket_timeout=options["socket_timeout"],
+    )
+    assert ep.master_name is not None
+    pool = BlockingSentinelPool(
+        ep.master_name,
+        sentinel,
+        db=ep.db,
+        ssl=ep.tls,
+        timeout=options["socket_timeout"],
+        # a failover takes seconds: retry sends over a longer window than on one server
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 10),
+        retry_on_error=options["retry_on_error"],
+        socket_connect_timeout=options["socket_connect_timeout"],
+        socket_timeout=options["socket_timeout"],
+        max_connections=max_connections,
+        **_auth(ep),
+    )
+    return redis.Redis(connection_pool=pool, retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 10),
+                       retry_on_error=options["retry_on_error"])
+
+
+def _multi_node_async(
+    url: str, max_connections: int, socket_timeout_s: float | None, transport_options: Mapping[str, Any] | None
+) -> Any:
+    ep = endpoint(url, transport_options)
+    if ep.kind == "cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in ep.nodes],
+            ssl=ep.tls,
+            max_connections=max_connections,
+            socket_connect_timeout=5.0,
+            socket_timeout=socket_timeout_s,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 6),
+            **_auth(ep),
+        )
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+    class BlockingSentinelPool(SentinelConnectionPool, redis.asyncio.BlockingConnectionPool):  # type: ignore[misc]
+        """Callers wait for a connection (bounded pool) instead of failing with "Too many connections"."""
+
+    sentinel = Sentinel(
+        list(ep.nodes), sentinel_kwargs={"socket_timeout": 5.0, **ep.sentinel_kwargs}, socket_timeout=5.0
+    )
+    assert ep.master_name is not None
+    pool = BlockingSentinelPool(
+        ep.master_name,
+        sentinel,
+        db=ep.db,
+        ssl=ep.tls,
+        timeout=None,
+        socket_connect_timeout=5.0,
+        socket_timeout=socket_timeout_s,
+        max_connections=max_connections,
+        **_auth(ep),
+    )
+    return redis.asyncio.Redis(
+        connection_pool=pool,
+        retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.1), 10),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
 
 
 def translate_error(exc: Exception, url: str) -> BrokerError:

@@ -21,16 +21,19 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from .._redis import scripts
 from .._redis.client import async_client, sync_client, to_str, translate_error, translate_errors
+from .._redis.topology import kind_of
+from .._urls import redact
+from ._cluster_reads import StreamReader
 from .._redis.keys import GROUP, KeySchema, QueueKeys
 from .._redis.scripts import Batch
-from ..exceptions import BrokerError
+from ..exceptions import BrokerError, ConfigurationError
 from .base import (
     KNOWN_QUEUES_TTL_S,
     PROMOTE_BATCH,
@@ -124,19 +127,51 @@ class RedisBroker(Broker):
     """A broker on one Redis server.
 
     Args:
-        url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL.
+        url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; ``redis+cluster://h1:p1,h2:p2``
+            (``rediss+cluster://``) for a Redis Cluster; ``sentinel://h1:p1;sentinel://h2:p2`` (with
+            ``master_name`` in ``transport_options``) or ``redis+sentinel://h1:p1,h2:p2/<master>/<db>``.
         prefix: key prefix (several apps can share one Redis).
         dead_letter_max: cap on each queue's dead-letter stream.
         max_connections: the worker's command pool size (the blocking read and pub/sub use one more each).
+        transport_options: Celery's ``broker_transport_options`` (``master_name``, ``sentinel_kwargs``).
+        queue_shards: queue name -> number of streams it is spread over (see :mod:`celeriac._redis.keys`).
+        wait_replicas: a send (and a settle) returns only once this many replicas acknowledged it
+            (Redis ``WAIT``); 0 does not wait.
+        wait_timeout_ms: how long a send waits for its replicas before it fails.
+        pool_limit: the producer's connection pool bound (``broker_pool_limit``).
     """
 
     def __init__(
-        self, url: str, *, prefix: str = "celeriac", dead_letter_max: int = 10_000, max_connections: int = 4
+        self,
+        url: str,
+        *,
+        prefix: str = "celeriac",
+        dead_letter_max: int = 10_000,
+        max_connections: int = 4,
+        transport_options: Mapping[str, Any] | None = None,
+        queue_shards: Mapping[str, int] | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 5_000,
+        pool_limit: int = 8,
     ) -> None:
         self.url = url
         self.keys = KeySchema(prefix)
         self.dead_letter_max = dead_letter_max
         self.max_connections = max_connections
+        self.transport_options = dict(transport_options or {})
+        self.queue_shards = {q: n for q, n in (queue_shards or {}).items() if n > 1}
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self.pool_limit = pool_limit
+        self.cluster = kind_of(url) == "cluster"
+        self._rr: dict[str, int] = {}  # round-robin position of sends per sharded queue
+        self._reads: StreamReader | None = None
+        if self.cluster and wait_replicas:
+            raise ConfigurationError(
+                "broker_wait_replicas",
+                "is not supported on a Redis Cluster yet (WAIT must follow the write on the same "
+                "connection of each node); use Sentinel, or 0",
+            )
         self._sync: redis.Redis | None = None
         self._client: redis.asyncio.Redis | None = None
         self._blocking: redis.asyncio.Redis | None = None
@@ -151,7 +186,9 @@ class RedisBroker(Broker):
     def sync(self) -> redis.Redis:
         """The synchronous client (created on first use)."""
         if self._sync is None:
-            self._sync = sync_client(self.url)
+            self._sync = sync_client(
+                self.url, max_connections=self.pool_limit, transport_options=self.transport_options
+            )
         return self._sync
 
     @property
@@ -162,13 +199,65 @@ class RedisBroker(Broker):
 
     # ---- producer --------------------------------------------------------------------------------
     def enqueue(self, item: Enqueue) -> None:
-        q = self.keys.queue(item.queue)
+        q = self.keys.queue(self._shard_for_send(item.queue))
         if item.delay_ms is None and item.eta_ms is None:
-            # the whole send path ends here: one XADD, one round trip
+            # the whole send path ends here: one XADD, one round trip (and a WAIT when sends are durable)
             self._send("XADD", q.ready, "*", "m", item.data)
             return
         with translate_errors(self.url):
+            if self.wait_replicas:
+                self._scripts_then_wait([(scripts.ENQUEUE_DELAYED, [q.delayed], [q.wake, *_delay_args(item)])])
+                return
             scripts.ENQUEUE_DELAYED(self.sync, [q.delayed], [q.wake, *_delay_args(item)])
+
+    # ---- shards ----------------------------------------------------------------------------------
+    def shards(self, queue: str) -> list[str]:
+        """The stream names of ``queue``: itself, or ``queue``, ``queue~1`` ... for a sharded queue.
+        Each shard has its own hash tag, so on a cluster the shards spread over the slots."""
+        n = self.queue_shards.get(queue, 1)
+        return [queue] + [f"{queue}~{k}" for k in range(1, n)]
+
+    def _shard_for_send(self, queue: str) -> str:
+        n = self.queue_shards.get(queue, 1)
+        if n <= 1:
+            return queue
+        k = self._rr.get(queue, 0)
+        self._rr[queue] = (k + 1) % n
+        return queue if k == 0 else f"{queue}~{k}"
+
+    def _scripts_then_wait(self, calls: Sequence[tuple[scripts.Script, list[Any], Sequence[Any]]]) -> None:
+        """Script calls and a WAIT in one pipeline, so on one connection: WAIT counts the replicas
+        holding that connection's writes. Calls that met an empty script cache run again (loaded)."""
+        todo = list(calls)
+        for _attempt in range(3):
+            pipe = self.sync.pipeline(transaction=False)
+            for script, keys, args in todo:
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            replies = pipe.execute(raise_on_error=False)
+            failed = []
+            for call, reply in zip(todo, replies):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    failed.append(call)
+                elif isinstance(reply, Exception):
+                    raise reply
+            if isinstance(replies[-1], Exception):
+                raise replies[-1]
+            if not failed:
+                self._check_acked(replies[-1])
+                return
+            for script in {c[0] for c in failed}:
+                self.sync.script_load(script.text)
+            todo = failed
+        raise BrokerError(f"Redis at {redact(self.url)}: scripts could not be loaded")
+
+    def _check_acked(self, acked: Any) -> None:
+        if int(acked) < self.wait_replicas:
+            raise BrokerError(
+                f"Redis at {redact(self.url)}: only {int(acked)} of {self.wait_replicas} replica(s) "
+                f"acknowledged the write within {self.wait_timeout_ms} ms (broker_wait_replicas): "
+                "it may be lost if the master fails now; the send may be repeated (at least once)"
+            )
 
     def _send(self, *args: Any) -> Any:
         """One command on this thread's own connection.
@@ -179,14 +268,27 @@ class RedisBroker(Broker):
         through the pooled client once, which reconnects and retries by its policy (a resend, as
         redis-py's own retry does: a send stays at-least-once).
         """
+        if self.cluster:  # the cluster client routes by key and follows MOVED/ASK and failovers
+            with translate_errors(self.url):
+                return self.sync.execute_command(*args)
         conn = self._own_connection()
         try:
             try:
+                if self.wait_replicas:  # WAIT counts the replicas that hold this connection's writes
+                    conn.send_packed_command(
+                        conn.pack_commands([args, ("WAIT", self.wait_replicas, self.wait_timeout_ms)])
+                    )
+                    reply = conn.read_response()
+                    self._check_acked(conn.read_response())
+                    return reply
                 conn.send_command(*args)
                 return conn.read_response()
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 conn.disconnect()
-                return self.sync.execute_command(*args)  # type: ignore[no-untyped-call]
+                reply = self.sync.execute_command(*args)  # type: ignore[no-untyped-call]
+                if self.wait_replicas:
+                    self._check_acked(self.sync.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms))
+                return reply
         except (redis.RedisError, OSError) as exc:
             raise translate_error(exc, self.url) from None
 
@@ -196,10 +298,11 @@ class RedisBroker(Broker):
         ready: dict[str, list[bytes]] = {}
         delayed: dict[str, list[Any]] = {}
         for item in items:
+            queue = self._shard_for_send(item.queue)
             if item.delay_ms is None and item.eta_ms is None:
-                ready.setdefault(item.queue, []).append(item.data)
+                ready.setdefault(queue, []).append(item.data)
             else:
-                delayed.setdefault(item.queue, []).extend(_delay_args(item))
+                delayed.setdefault(queue, []).extend(_delay_args(item))
         if ready:
             calls: list[tuple[scripts.Script, list[Any], Sequence[Any]]] = []
             for name, messages in ready.items():
@@ -207,7 +310,17 @@ class RedisBroker(Broker):
                 for start in range(0, len(messages), _BULK_CHUNK):
                     calls.append((scripts.ENQUEUE_MANY, [q.ready], messages[start : start + _BULK_CHUNK]))
             self._stream_scripts(calls)
-        if delayed:
+        if delayed and self.wait_replicas:
+            with translate_errors(self.url):
+                self._scripts_then_wait(
+                    [
+                        (scripts.ENQUEUE_DELAYED, [self.keys.queue(n).delayed], [self.keys.queue(n).wake, *args])
+                        for n, all_args in delayed.items()
+                        for start in range(0, len(all_args), 3 * _BULK_CHUNK)
+                        for args in [all_args[start : start + 3 * _BULK_CHUNK]]
+                    ]
+                )
+        elif delayed:
             with translate_errors(self.url):
                 pipe = self.sync.pipeline(transaction=False)
                 batch = Batch()
@@ -230,6 +343,14 @@ class RedisBroker(Broker):
         instead of their sum. A chunk that meets an empty script cache (NOSCRIPT) is sent again once the
         script is loaded; a connection error raises (chunks sent before it are queued).
         """
+        if self.cluster:  # per-node pipelines, routed by each call's key
+            with translate_errors(self.url):
+                pipe = self.sync.pipeline(transaction=False)
+                batch = Batch()
+                for script, keys, args in calls:
+                    batch.add(pipe, script, keys, args)
+                batch.repair(self.sync, pipe.execute(raise_on_error=False))
+            return
         conn = self._own_connection()
         try:
             try:
@@ -253,8 +374,13 @@ class RedisBroker(Broker):
                 raise
             if error is not None:
                 raise error
-            for script, keys, args in failed:
+            for script, keys, args in failed if not self.wait_replicas else ():
                 script(self.sync, keys, args)
+            if failed and self.wait_replicas:
+                self._scripts_then_wait(failed)
+            elif self.wait_replicas:
+                conn.send_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                self._check_acked(conn.read_response())
         except (redis.RedisError, OSError) as exc:
             raise translate_error(exc, self.url) from None
 
@@ -275,24 +401,35 @@ class RedisBroker(Broker):
             prefix=self.keys.prefix,
             dead_letter_max=self.dead_letter_max,
             max_connections=self.max_connections,
+            transport_options=self.transport_options,
+            queue_shards=self.queue_shards,
+            wait_replicas=self.wait_replicas,
+            wait_timeout_ms=self.wait_timeout_ms,
+            # the worker's own sends (retries from tasks run in threads) share a small pool
+            pool_limit=min(self.pool_limit, 4),
         )
         broker._pel_scan = max(1000, 2 * max_owned)
         return broker
 
     async def open(self, queues: Sequence[str]) -> None:
         if self._client is None:
-            self._client = async_client(self.url, max_connections=self.max_connections)
+            options = self.transport_options
+            self._client = async_client(self.url, max_connections=self.max_connections, transport_options=options)
             # one connection that may sit in a blocking XREADGROUP. Its socket timeout exceeds the
             # longest BLOCK (reads are capped at _MAX_BLOCK_MS) so that a silent peer (a network
             # partition: no reset, no reply) fails the read instead of hanging the fetch loop forever
-            self._blocking = async_client(
-                self.url, max_connections=1, socket_timeout_s=_MAX_BLOCK_MS / 1000 + _BLOCK_TIMEOUT_MARGIN_S
-            )
-            for client in (self._client, self._blocking):
-                client.set_response_callback("XREADGROUP", _raw_reply)
-        for name in queues:
+            read_timeout_s = _MAX_BLOCK_MS / 1000 + _BLOCK_TIMEOUT_MARGIN_S
+            if self.cluster:  # one connection per stream, each to its slot's node (see _cluster_reads)
+                self._reads = StreamReader(self._client, read_timeout_s)
+            else:
+                self._blocking = async_client(
+                    self.url, max_connections=1, socket_timeout_s=read_timeout_s, transport_options=options
+                )
+                self._blocking.set_response_callback("XREADGROUP", _raw_reply)
+            self._client.set_response_callback("XREADGROUP", _raw_reply)
+        for name in self._all_shards(queues):
             await self._ensure_group(self.keys.queue(name))
-        channels = [self.keys.queue(name).wake for name in queues]
+        channels = [self.keys.queue(name).wake for name in self._all_shards(queues)]
         if channels:
             with translate_errors(self.url):
                 self._pubsub = self._aio.pubsub(ignore_subscribe_messages=True)
@@ -312,7 +449,13 @@ class RedisBroker(Broker):
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    def _all_shards(self, queues: Sequence[str]) -> list[str]:
+        return [shard for name in queues for shard in self.shards(name)]
+
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
+            self._reads = None
         for closer in (self._pubsub, self._client, self._blocking):
             if closer is not None:
                 try:
@@ -328,23 +471,69 @@ class RedisBroker(Broker):
             if "NOGROUP" not in str(exc):
                 raise
             # the stream was deleted (FLUSHDB, restart without persistence): recreate and go on
-            for name in queues:
+            for name in self._all_shards(queues):
                 await self._ensure_group(self.keys.queue(name))
             return []
 
     async def _fetch(self, queues: Sequence[str], consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        if self._reads is not None:
+            return await self._fetch_cluster(queues, consumer, count, block_ms)
         out: list[Delivery] = []
         with translate_errors(self.url):
-            if len(queues) == 1:
+            if len(queues) == 1 and queues[0] not in self.queue_shards:
                 return await self._read(queues, consumer, count, block_ms)
-            # several queues: take them in priority order without blocking, then block on all
+            # several streams: take them in priority order without blocking, then block on all. A
+            # sharded queue's shards are read from a rotating start, so that each gets its turn.
             for name in queues:
-                out += await self._read([name], consumer, count - len(out), None)
-                if len(out) >= count:
-                    return out
+                for shard in self._rotated(name):
+                    out += await self._read([shard], consumer, count - len(out), None)
+                    if len(out) >= count:
+                        return out
             if out or not block_ms:
                 return out
-            return await self._read(queues, consumer, 1, block_ms)
+            return await self._read(self._all_shards(queues), consumer, 1, block_ms)
+
+    def _rotated(self, queue: str) -> list[str]:
+        shards = self.shards(queue)
+        if len(shards) == 1:
+            return shards
+        k = self._rr.get(queue, 0)
+        self._rr[queue] = (k + 1) % len(shards)
+        return shards[k:] + shards[:k]
+
+    async def _fetch_cluster(
+        self, queues: Sequence[str], consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        """A sweep of every stream at once without blocking, then (when all were empty) a blocking read
+        on every stream at once (see :mod:`._cluster_reads`). Reads beyond ``count`` go back at once."""
+        assert self._reads is not None
+        head = ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT"]
+        out: list[Delivery] = []
+
+        async def read(streams: list[str], each: int, block: list[Any]) -> None:
+            nonlocal out
+            calls = [
+                (self.keys.queue(s).ready, [*head, each, *block, "STREAMS", self.keys.queue(s).ready, ">"])
+                for s in streams
+            ]
+            replies = await reads.read_all(calls, bool(block))
+            for shard, reply in zip(streams, replies):
+                for _stream, entries in _stream_pairs(reply or []):
+                    out += _shard_deliveries(shard, _parse_entries(shard, entries))
+
+        reads = self._reads
+        with translate_errors(self.url):
+            for name in queues:  # priority order: the shards of one queue at once
+                if len(out) >= count:
+                    break
+                shards = self._rotated(name)
+                await read(shards, max(1, (count - len(out)) // len(shards)), [])
+            if not out and block_ms:
+                await read(self._all_shards(queues), 1, ["BLOCK", min(block_ms, _MAX_BLOCK_MS)])
+            if len(out) > count:
+                await self.release(consumer, out[count:], started=False)
+                out = out[:count]
+        return out
 
     async def _read(
         self, queues: Sequence[str], consumer: str, count: int, block_ms: int | None
@@ -363,16 +552,20 @@ class RedisBroker(Broker):
         by_stream = {to_str(stream): entries for stream, entries in _stream_pairs(reply)}
         out: list[Delivery] = []
         for name, stream in zip(queues, streams):
-            out += _parse_entries(name, by_stream.get(stream, []))
+            out += _shard_deliveries(name, _parse_entries(name, by_stream.get(stream, [])))
         return out
 
     def results_location(self) -> Hashable | None:
+        if self.cluster:
+            # result keys are in other slots than the queue's keys: settle.lua cannot write them
+            # atomically with the acks, so the worker takes the separate fenced path (see below)
+            return None
         # settle.lua writes the results of owned deliveries with their acks, to the keys a
         # RedisResultBackend on the same URL and prefix reads. Result keys have no queue hash tag
         # (AsyncResult knows only the task id): fine on one server, but a broker for Redis Cluster
         # must not offer this capability, so that the worker takes the other fenced path
         # (extend.lua checks ownership, then single-key result writes, then settle).
-        return ("redis", self.url, self.keys.prefix)
+        return ("redis", self.url, self.keys.prefix, repr(sorted(self.transport_options.items())))
 
     async def settle(self, consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
         return await self.settle_with_results(consumer, settlements, ())
@@ -383,6 +576,7 @@ class RedisBroker(Broker):
         results = early
         by_queue = group_by_queue(settlements, _settlement_queue)
         fenced: list[Delivery] = []
+        raw = _raw_id
         with translate_errors(self.url):
             pipe = self._aio.pipeline(transaction=False)
             batch = Batch()
@@ -394,7 +588,7 @@ class RedisBroker(Broker):
             for name, group in by_queue.items():
                 q = self.keys.queue(name)
                 acks = " ".join(
-                    [f"{s.delivery.entry_id} {s.delivery.deliveries}" for s in group if s.kind == "ack"]
+                    [f"{raw(s.delivery)} {s.delivery.deliveries}" for s in group if s.kind == "ack"]
                 )
                 keys = [q.ready, q.delayed, q.dead, q.reclaimed]
                 args: list[Any] = [GROUP, consumer, self._pel_scan, self.dead_letter_max, q.wake, acks, 0]
@@ -402,22 +596,33 @@ class RedisBroker(Broker):
                     res = s.result
                     if res is not None:  # written by settle.lua only while the delivery is owned
                         keys.append(self.keys.result(res.task_id))
-                        args += [s.delivery.entry_id, s.delivery.deliveries, _ttl_ms(res.ttl_s), res.payload]
+                        args += [raw(s.delivery), s.delivery.deliveries, _ttl_ms(res.ttl_s), res.payload]
                 args[6] = len(keys) - 4
                 for s in group:
                     d = s.delivery
                     if s.kind == "ack":
                         continue
                     if s.kind == "retry":
-                        args += ["r", d.entry_id, d.deliveries, *_delay_args(s)]
+                        args += ["r", raw(d), d.deliveries, *_delay_args(s)]
                     else:
-                        args += ["d", d.entry_id, d.deliveries, s.data, s.reason]
+                        args += ["d", raw(d), d.deliveries, s.data, s.reason]
                 batch.add(pipe, scripts.SETTLE, keys, args)
                 order.append(group)
-            replies = await batch.arepair(self._aio, await pipe.execute(raise_on_error=False))
+            if self.wait_replicas:  # outcomes that must not be lost: acked only once replicated
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            replies = await pipe.execute(raise_on_error=False)
+            if self.wait_replicas:
+                acked = replies.pop()
+                if isinstance(acked, Exception):
+                    raise acked
+                if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                    replies = await batch.arepair(self._aio, replies)
+                    acked = await self._aio.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                self._check_acked(acked)
+            replies = await batch.arepair(self._aio, replies)
         for group, reply in zip(order, replies[len(results) :]):
             lost = {to_str(i) for i in reply}
-            fenced += [s.delivery for s in group if s.delivery.entry_id in lost]
+            fenced += [s.delivery for s in group if raw(s.delivery) in lost]
         return fenced
 
     async def extend(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -428,13 +633,26 @@ class RedisBroker(Broker):
                 q = self.keys.queue(name)
                 args: list[Any] = [GROUP, consumer, self._pel_scan]
                 for d in group:
-                    args += [d.entry_id, d.deliveries]
+                    args += [_raw_id(d), d.deliveries]
                 reply = await scripts.EXTEND.run(self._aio, [q.ready], args)
                 gone = {to_str(i) for i in reply}
-                lost += [d for d in group if d.entry_id in gone]
+                lost += [d for d in group if _raw_id(d) in gone]
         return lost
 
     async def reclaim(
+        self, queue: str, consumer: str, count: int, lease_ms: int, max_deliveries: int
+    ) -> tuple[list[Delivery], int]:
+        out: list[Delivery] = []
+        dead = 0
+        for shard in self.shards(queue):
+            if len(out) >= count:
+                break
+            got, n = await self._reclaim(shard, consumer, count - len(out), lease_ms, max_deliveries)
+            out += _shard_deliveries(shard, got)
+            dead += n
+        return out, dead
+
+    async def _reclaim(
         self, queue: str, consumer: str, count: int, lease_ms: int, max_deliveries: int
     ) -> tuple[list[Delivery], int]:
         q = self.keys.queue(queue)
@@ -460,6 +678,11 @@ class RedisBroker(Broker):
         return out, dead
 
     async def promote(self, queue: str) -> float | None:
+        waits = [await self._promote(shard) for shard in self.shards(queue)]
+        found = [w for w in waits if w is not None]
+        return min(found) if found else None
+
+    async def _promote(self, queue: str) -> float | None:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
             _moved, next_due, now_ms = await scripts.PROMOTE.run(
@@ -473,16 +696,36 @@ class RedisBroker(Broker):
         if self._pubsub is None:
             await asyncio.sleep(timeout_s)
             return
-        with translate_errors(self.url):
+        try:
             await self._pubsub.get_message(timeout=timeout_s)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            if self.cluster or kind_of(self.url) == "sentinel":
+                # the node holding the subscription failed over: subscribe again (on the new master)
+                channels = [self.keys.queue(n).wake for n in self._all_shards(queues)]
+                self._pubsub = None
+                await asyncio.sleep(min(timeout_s, 0.5))
+                try:
+                    self._pubsub = self._aio.pubsub(ignore_subscribe_messages=True)
+                    await self._pubsub.subscribe(*channels)
+                except (redis.RedisError, OSError):
+                    pass
+                return
+            raise translate_error(exc, self.url) from None
+        except redis.RedisError as exc:
+            raise translate_error(exc, self.url) from None
 
     async def pending(self, queue: str, consumer: str) -> list[Delivery]:
-        q = self.keys.queue(queue)
-        with translate_errors(self.url):
-            rows = await self._aio.xpending_range(
-                q.ready, GROUP, "-", "+", self._pel_scan, consumername=consumer
+        out: list[Delivery] = []
+        for shard in self.shards(queue):
+            q = self.keys.queue(shard)
+            with translate_errors(self.url):
+                rows = await self._aio.xpending_range(
+                    q.ready, GROUP, "-", "+", self._pel_scan, consumername=consumer
+                )
+            out += _shard_deliveries(
+                shard, [Delivery(shard, to_str(r["message_id"]), b"", int(r["times_delivered"])) for r in rows]
             )
-        return [Delivery(queue, to_str(r["message_id"]), b"", int(r["times_delivered"])) for r in rows]
+        return out
 
     async def release(self, consumer: str, deliveries: Sequence[Delivery], *, started: bool) -> int:
         by_queue = group_by_queue(deliveries, _delivery_queue)
@@ -493,11 +736,17 @@ class RedisBroker(Broker):
                 q = self.keys.queue(name)
                 args: list[Any] = [GROUP, consumer, self._pel_scan, 30 * 86_400_000]  # idle past any lease
                 for d in group:
-                    args += [d.entry_id, d.deliveries, mode]
+                    args += [_raw_id(d), d.deliveries, mode]
                 n += int(await scripts.RELEASE.run(self._aio, [q.ready, q.reclaimed], args))
         return n
 
     async def prune_consumers(self, queue: str, idle_ms: int, *, keep: str = "", only: str = "") -> int:
+        n = 0
+        for shard in self.shards(queue):
+            n += await self._prune_consumers(shard, idle_ms, keep=keep, only=only)
+        return n
+
+    async def _prune_consumers(self, queue: str, idle_ms: int, *, keep: str = "", only: str = "") -> int:
         # Each worker run joins the group as a new consumer; consumers that own nothing and have been
         # idle long enough (dead or stopped workers) are removed so that the group stays bounded.
         q = self.keys.queue(queue)
@@ -538,6 +787,16 @@ class RedisBroker(Broker):
 
     # ---- admin -----------------------------------------------------------------------------------
     def stats(self, queue: str) -> QueueStats:
+        parts = [self._stats(shard) for shard in self.shards(queue)]
+        return QueueStats(
+            queue,
+            sum(p.ready for p in parts),
+            sum(p.delayed for p in parts),
+            sum(p.running for p in parts),
+            sum(p.dead for p in parts),
+        )
+
+    def _stats(self, queue: str) -> QueueStats:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
             pipe = self.sync.pipeline(transaction=False)
@@ -578,17 +837,41 @@ class RedisBroker(Broker):
         ]
 
     def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
-        q = self.keys.queue(queue)
-        with translate_errors(self.url):
-            entries: Any = self.sync.xrange(q.dead, count=count)
-        return _parse_dead_letters(entries)
+        out: list[DeadLetter] = []
+        for k, shard in enumerate(self.shards(queue)):
+            q = self.keys.queue(shard)
+            with translate_errors(self.url):
+                entries: Any = self.sync.xrange(q.dead, count=count - len(out))
+            for letter in _parse_dead_letters(entries):
+                if k:  # the shard travels in the id, as for deliveries
+                    letter = DeadLetter(
+                        f"{letter.entry_id}@{k}", letter.task_id, letter.data, letter.reason, letter.time_ms
+                    )
+                out.append(letter)
+            if len(out) >= count:
+                break
+        return out
 
     def replay_dead(self, queue: str, count: int, entry_id: str | None = None) -> int:
-        q = self.keys.queue(queue)
-        with translate_errors(self.url):
-            return int(scripts.REPLAY_DEAD(self.sync, [q.dead, q.ready], [count, entry_id or ""]))
+        n = 0
+        for k, shard in enumerate(self.shards(queue)):
+            q = self.keys.queue(shard)
+            if entry_id:
+                raw, _, at = entry_id.partition("@")
+                if int(at or 0) != k:
+                    continue
+                with translate_errors(self.url):
+                    return int(scripts.REPLAY_DEAD(self.sync, [q.dead, q.ready], [count, raw]))
+            with translate_errors(self.url):
+                n += int(scripts.REPLAY_DEAD(self.sync, [q.dead, q.ready], [count - n, ""]))
+            if n >= count:
+                break
+        return n
 
     def purge_dead(self, queue: str) -> int:
+        return sum(self._purge_dead(shard) for shard in self.shards(queue))
+
+    def _purge_dead(self, queue: str) -> int:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
             pipe = self.sync.pipeline(transaction=True)
@@ -598,6 +881,9 @@ class RedisBroker(Broker):
         return int(n)
 
     def purge(self, queue: str) -> int:
+        return sum(self._purge(shard) for shard in self.shards(queue))
+
+    def _purge(self, queue: str) -> int:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
             deleted = 0
@@ -656,9 +942,24 @@ def _delay_args(item: Enqueue | Settlement) -> list[Any]:
     return [int(item.delay_ms or 0), "", item.data]
 
 
+def _shard_deliveries(shard: str, deliveries: list[Delivery]) -> list[Delivery]:
+    """Deliveries of shard ``queue~k`` as seen outside the broker: the queue's own name, and the shard
+    number carried in the entry id (``<stream id>@k``), which the worker treats as opaque."""
+    name, sep, k = shard.rpartition("~")
+    if not sep or not k.isdigit():
+        return deliveries
+    return [Delivery(name, f"{d.entry_id}@{k}", d.data, d.deliveries) for d in deliveries]
+
+
+def _raw_id(d: Delivery) -> str:
+    return d.entry_id.partition("@")[0]
+
+
 def _settlement_queue(s: Settlement) -> str:
-    return s.delivery.queue
+    return _delivery_queue(s.delivery)
 
 
 def _delivery_queue(d: Delivery) -> str:
-    return d.queue
+    """The stream (shard) name a delivery came from."""
+    _raw, sep, k = d.entry_id.partition("@")
+    return f"{d.queue}~{k}" if sep else d.queue

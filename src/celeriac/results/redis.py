@@ -10,7 +10,7 @@ TTL) once it checked that it still owns the delivery; when results live on the b
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -29,8 +29,11 @@ _WAIT_CHUNK_S = 30.0
 class RedisResultBackend(ResultBackend):
     """Results stored in Redis under ``<prefix>:result:<task id>``."""
 
-    def __init__(self, url: str, *, prefix: str = "celeriac") -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "celeriac", transport_options: Mapping[str, Any] | None = None
+    ) -> None:
         self.url = url
+        self.transport_options = dict(transport_options or {})
         self.keys = KeySchema(prefix)
         self._sync: redis.Redis | None = None
         self._waiter: redis.Redis | None = None
@@ -39,7 +42,7 @@ class RedisResultBackend(ResultBackend):
     @property
     def sync(self) -> redis.Redis:
         if self._sync is None:
-            self._sync = sync_client(self.url)
+            self._sync = sync_client(self.url, transport_options=self.transport_options)
         return self._sync
 
     def get(self, task_id: str) -> bytes | None:
@@ -49,7 +52,9 @@ class RedisResultBackend(ResultBackend):
 
     def wait(self, task_id: str, timeout_s: float | None) -> bytes | None:
         if self._waiter is None:
-            self._waiter = sync_client(self.url, socket_timeout_s=_WAIT_CHUNK_S + 5.0)
+            self._waiter = sync_client(
+                self.url, socket_timeout_s=_WAIT_CHUNK_S + 5.0, transport_options=self.transport_options
+            )
         key = self.keys.result(task_id)
         remaining = timeout_s
         with translate_errors(self.url):
@@ -78,7 +83,7 @@ class RedisResultBackend(ResultBackend):
 
     async def store_async(self, items: Sequence[ResultWrite]) -> None:
         if self._aio is None:
-            self._aio = async_client(self.url, max_connections=2)
+            self._aio = async_client(self.url, max_connections=2, transport_options=self.transport_options)
         with translate_errors(self.url):
             pipe = self._aio.pipeline(transaction=False)
             batch = Batch()
@@ -87,7 +92,7 @@ class RedisResultBackend(ResultBackend):
             await batch.arepair(self._aio, await pipe.execute(raise_on_error=False))
 
     def location(self) -> Hashable | None:
-        return ("redis", self.url, self.keys.prefix)
+        return ("redis", self.url, self.keys.prefix, repr(sorted(self.transport_options.items())))
 
     def close_sync(self) -> None:
         for client in (self._sync, self._waiter):
