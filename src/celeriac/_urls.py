@@ -65,7 +65,7 @@ def check_url(url: str, setting: str = "broker") -> None:
     ``rediss://``, the TLS options of :data:`TLS_URL_OPTIONS`; the files they name must exist.
     """
     shown = redact(url)
-    from ._redis.topology import kind_of, parse
+    from ._topology import kind_of, parse
 
     if kind_of(url) != "single":
         if kind_of(url) == "sentinel" and url.lower().startswith("sentinel://"):

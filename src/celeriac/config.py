@@ -61,7 +61,7 @@ def _transport_options(name: str, value: Any) -> None:
         raise ConfigurationError(name, f"must be a dict, got {type(value).__name__}")
     kwargs = value.get("sentinel_kwargs")
     if kwargs is not None and not isinstance(kwargs, Mapping):
-        raise ConfigurationError(f"{name}['sentinel_kwargs']", "must be a dict (e.g. {'password': ...})")
+        raise ConfigurationError(name, "sentinel_kwargs must be a dict (e.g. {'password': ...})")
 
 
 def _queue_shards(name: str, value: Any) -> None:

@@ -15,6 +15,11 @@ from celeriac import Celeriac, ConfigurationError
 from celeriac.config import _DEFAULTS, Config
 
 BAD_VALUES: dict[str, list[Any]] = {
+    "broker_transport_options": ["mymaster", {"sentinel_kwargs": "pw"}],
+    "queue_shards": [{"default": 0}, {"default": "8"}, {"a~b": 2}, ["default"]],
+    "broker_wait_replicas": [-1, True, "1"],
+    "broker_wait_timeout_s": [0, -1.0],
+    "broker_pool_limit": [0, None, "8"],
     "broker_url": [
         "http://host",
         "redis://host:port/0",

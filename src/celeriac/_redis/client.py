@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .._urls import has_password, redact
-from .topology import Endpoint, kind_of, parse
+from .._topology import Endpoint, kind_of, parse
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 
 

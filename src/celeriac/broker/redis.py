@@ -28,7 +28,7 @@ import redis
 
 from .._redis import scripts
 from .._redis.client import async_client, sync_client, to_str, translate_error, translate_errors
-from .._redis.topology import kind_of
+from .._topology import kind_of
 from .._urls import redact
 from ._cluster_reads import StreamReader
 from .._redis.keys import GROUP, KeySchema, QueueKeys
