@@ -67,6 +67,7 @@ def async_client(
         url,
         max_connections=max_connections,
         timeout=None,
+        connection_class=MasterConnection,
         socket_connect_timeout=5.0,
         socket_timeout=socket_timeout_s,
         health_check_interval=30,
@@ -108,7 +109,17 @@ def _multi_node_sync(
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 6),
             **_auth(ep),
         )
-    from redis.sentinel import Sentinel, SentinelConnectionPool
+    from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+
+    class MasterConnection(SentinelManagedConnection):
+        """Asks the Sentinels for the master on every (re)connect. redis-py 8 reconnects a dropped
+        connection through ``connect_check_health``, which skips the Sentinel lookup and would
+        connect to the default localhost:6379 instead of the master."""
+
+        def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+            if not self._sock:
+                self.host, self.port = self.connection_pool.get_master_address()
+            super().connect_check_health(*args, **kwargs)
 
     class BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):  # type: ignore[misc]
         """Callers wait for a connection (bounded pool) instead of failing with "Too many connections"."""
@@ -125,6 +136,7 @@ def _multi_node_sync(
         db=ep.db,
         ssl=ep.tls,
         timeout=options["socket_timeout"],
+        connection_class=MasterConnection,
         # a failover takes seconds: retry sends over a longer window than on one server
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 10),
         retry_on_error=options["retry_on_error"],
@@ -154,7 +166,15 @@ def _multi_node_async(
             **_auth(ep),
         )
     from redis.asyncio.retry import Retry as AsyncRetry
-    from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+    from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+
+    class MasterConnection(SentinelManagedConnection):
+        """Asks the Sentinels for the master on every (re)connect (see the sync client above)."""
+
+        async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+            if not self.is_connected:
+                self.host, self.port = await self.connection_pool.get_master_address()
+            await super().connect_check_health(*args, **kwargs)
 
     class BlockingSentinelPool(SentinelConnectionPool, redis.asyncio.BlockingConnectionPool):  # type: ignore[misc]
         """Callers wait for a connection (bounded pool) instead of failing with "Too many connections"."""
@@ -169,6 +189,7 @@ def _multi_node_async(
         db=ep.db,
         ssl=ep.tls,
         timeout=None,
+        connection_class=MasterConnection,
         socket_connect_timeout=5.0,
         socket_timeout=socket_timeout_s,
         max_connections=max_connections,
