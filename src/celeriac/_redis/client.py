@@ -67,7 +67,6 @@ def async_client(
         url,
         max_connections=max_connections,
         timeout=None,
-        connection_class=MasterConnection,
         socket_connect_timeout=5.0,
         socket_timeout=socket_timeout_s,
         health_check_interval=30,
@@ -247,3 +246,36 @@ def to_str(value: Any) -> str:
     """Text of a Redis reply value. Lenient: anyone who can write to Redis can put bytes that are not
     UTF-8 in a field we read (a reason, a heartbeat), and listing them must not raise."""
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def open_connections(client: Any) -> int:
+    """How many connected sockets a redis-py client holds (one server, Sentinel or cluster), for the
+    worker's heartbeat. Reads the pools' bookkeeping; 0 for a client that is None."""
+    if client is None:
+        return 0
+    pools: list[Any] = []
+    manager = getattr(client, "nodes_manager", None)
+    if manager is not None:  # a cluster client: a pool (sync) or a connection list (asyncio) per node
+        for node in list(manager.nodes_cache.values()):
+            direct = getattr(node, "_connections", None)
+            if direct is not None:
+                pools.append(node)
+            elif getattr(node, "redis_connection", None) is not None:
+                pools.append(node.redis_connection.connection_pool)
+    else:
+        pools.append(getattr(client, "connection_pool", client))
+    total = 0
+    for pool in pools:
+        conns = [
+            *(getattr(pool, "_connections", None) or []),
+            *(getattr(pool, "_available_connections", None) or []),
+            *(getattr(pool, "_in_use_connections", None) or []),
+        ]
+        total += len({id(c) for c in conns if c is not None and _connected(c)})
+    return total
+
+
+def _connected(conn: Any) -> bool:
+    if hasattr(conn, "is_connected"):
+        return bool(conn.is_connected)
+    return getattr(conn, "_sock", None) is not None

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from .._redis import scripts
-from .._redis.client import async_client, sync_client, to_str, translate_error, translate_errors
+from .._redis.client import async_client, open_connections, sync_client, to_str, translate_error, translate_errors
 from .._topology import kind_of
 from .._urls import redact
 from ._cluster_reads import StreamReader
@@ -163,6 +163,8 @@ class RedisBroker(Broker):
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self.pool_limit = pool_limit
+        # threads with an own connection (see _send): half of broker_pool_limit; the pool has the rest
+        self._own_limit = pool_limit // 2
         self.cluster = kind_of(url) == "cluster"
         self._rr: dict[str, int] = {}  # round-robin position of sends per sharded queue
         self._reads: StreamReader | None = None
@@ -180,14 +182,20 @@ class RedisBroker(Broker):
         # more than it can own at once, or deliveries past the first N would look lost
         self._pel_scan = 1000
         self._own = threading.local()  # this thread's own connection for single sends (see _send)
+        self._own_lock = threading.Lock()
+        self._own_total = 0  # threads of this process holding an own connection (at most pool_limit)
+        self._own_pid = os.getpid()
 
     # ---- clients ---------------------------------------------------------------------------------
     @property
     def sync(self) -> redis.Redis:
         """The synchronous client (created on first use)."""
         if self._sync is None:
+            # own connections (see _send) and the pool share broker_pool_limit
             self._sync = sync_client(
-                self.url, max_connections=self.pool_limit, transport_options=self.transport_options
+                self.url,
+                max_connections=max(1, self.pool_limit - self._own_limit),
+                transport_options=self.transport_options,
             )
         return self._sync
 
@@ -272,6 +280,16 @@ class RedisBroker(Broker):
             with translate_errors(self.url):
                 return self.sync.execute_command(*args)
         conn = self._own_connection()
+        if conn is None:
+            with translate_errors(self.url):
+                if not self.wait_replicas:
+                    return self.sync.execute_command(*args)
+                pipe = self.sync.pipeline(transaction=False)
+                pipe.execute_command(*args)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                reply, acked = pipe.execute()
+                self._check_acked(acked)
+                return reply
         try:
             try:
                 if self.wait_replicas:  # WAIT counts the replicas that hold this connection's writes
@@ -343,15 +361,18 @@ class RedisBroker(Broker):
         instead of their sum. A chunk that meets an empty script cache (NOSCRIPT) is sent again once the
         script is loaded; a connection error raises (chunks sent before it are queued).
         """
-        if self.cluster:  # per-node pipelines, routed by each call's key
+        conn = None if self.cluster else self._own_connection()
+        if conn is None:  # per-node pipelines on a cluster, routed by each call's key; or the pool
             with translate_errors(self.url):
+                if self.wait_replicas:
+                    self._scripts_then_wait(calls)
+                    return
                 pipe = self.sync.pipeline(transaction=False)
                 batch = Batch()
                 for script, keys, args in calls:
                     batch.add(pipe, script, keys, args)
                 batch.repair(self.sync, pipe.execute(raise_on_error=False))
             return
-        conn = self._own_connection()
         try:
             try:
                 for script, keys, args in calls:
@@ -385,11 +406,19 @@ class RedisBroker(Broker):
             raise translate_error(exc, self.url) from None
 
     def _own_connection(self) -> Any:
-        """This thread's own connection (made on first use; a forked child makes its own)."""
+        """This thread's own connection (made on first use; a forked child makes its own), or None
+        once ``pool_limit`` threads have one: further threads share the bounded pool, so that a
+        producer (or a worker of 100 threads whose tasks send) holds a bounded number of connections."""
         own = self._own
         conn = getattr(own, "conn", None)
         pid = os.getpid()
         if conn is None or own.pid != pid:
+            with self._own_lock:
+                if self._own_pid != pid:  # a forked child starts counting afresh
+                    self._own_pid, self._own_total = pid, 0
+                if self._own_total >= self._own_limit:
+                    return None
+                self._own_total += 1
             conn = own.conn = self.sync.connection_pool.make_connection()
             own.pid = pid
         return conn
@@ -785,6 +814,18 @@ class RedisBroker(Broker):
             pipe.zrem(self.keys.workers, worker_id)
             await pipe.execute()
 
+    def connections(self) -> int:
+        """Redis connections this broker holds now (worker heartbeat field ``connections``)."""
+        own = self._own_total
+        reads = self._reads.connections if self._reads is not None else 0
+        return (
+            open_connections(self._client)
+            + open_connections(self._blocking)
+            + open_connections(self._sync)
+            + own
+            + reads
+        )
+
     # ---- admin -----------------------------------------------------------------------------------
     def stats(self, queue: str) -> QueueStats:
         parts = [self._stats(shard) for shard in self.shards(queue)]
@@ -921,6 +962,8 @@ class RedisBroker(Broker):
         if conn is not None:
             conn.disconnect()
             self._own.conn = None
+            with self._own_lock:
+                self._own_total = max(0, self._own_total - 1)
         if self._sync is not None:
             self._sync.close()
             self._sync = None

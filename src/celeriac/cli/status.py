@@ -98,7 +98,17 @@ def status(ctx: click.Context, queues: tuple[str, ...], as_json: bool, as_table:
     out.print(wtable)
 
 
-WORKER_COLUMNS = ("worker", "queues", "pool/slots", "running", "processed", "failed", "up", "version")
+WORKER_COLUMNS = (
+    "worker",
+    "queues",
+    "pool/slots",
+    "running",
+    "processed",
+    "failed",
+    "redis conns",
+    "up",
+    "version",
+)
 
 
 def _worker_row(w: WorkerInfo, now: float) -> tuple[str, ...]:
@@ -111,6 +121,7 @@ def _worker_row(w: WorkerInfo, now: float) -> tuple[str, ...]:
         f.get("running", ""),
         f.get("processed", ""),
         f.get("failed", ""),
+        f.get("connections", "-"),
         format_age_s(now - started) if started else "-",
         f.get("version", ""),
     )

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from .._redis.client import async_client, sync_client, translate_errors
+from .._redis.client import async_client, open_connections, sync_client, translate_errors
 from .._redis.keys import KeySchema
 from .._redis.scripts import STORE_RESULT, Batch
 from ..record import ResultWrite
@@ -90,6 +90,10 @@ class RedisResultBackend(ResultBackend):
             for item in items:
                 batch.add(pipe, STORE_RESULT, [self.keys.result(item.task_id)], _store_args(item))
             await batch.arepair(self._aio, await pipe.execute(raise_on_error=False))
+
+    def connections(self) -> int:
+        """Redis connections this store holds now (worker heartbeat field ``connections``)."""
+        return sum(open_connections(c) for c in (self._sync, self._waiter, self._aio))
 
     def location(self) -> Hashable | None:
         return ("redis", self.url, self.keys.prefix, repr(sorted(self.transport_options.items())))

@@ -53,6 +53,7 @@ from .imports import import_task_modules, task_modules, unknown_task_hint
 from .limits import NO_LIMITS, TimeLimits, unenforceable_hard_limits
 from .pools import DEFAULT_CONCURRENCY, make_pool
 from .recycling import NO_RECYCLING, Recycling, SelfRecycling
+from .connections import redis_connections
 from .settle import Settler, WorkerStats
 
 if TYPE_CHECKING:
@@ -596,6 +597,7 @@ class Worker:
             "version": __version__,
             BEAT_FIELD: heartbeat_stamp(),  # changes at every heartbeat: tells a live holder of an id
             **self.pool.info(),  # children/lost/recycled, or threads/abandoned
+            **redis_connections(self.broker, self.app.broker, self.app.backend),
         }
         await self.broker.heartbeat(self.worker_id, fields, self.conf.worker_ttl_s, self.queues)
 

@@ -1,0 +1,25 @@
+"""The worker's heartbeat field ``connections``: Redis connections held by this worker process.
+
+Counted from the clients' own pools (no ``CLIENT LIST``, which managed Redis services may forbid):
+the worker's broker (commands, blocking reads, pub/sub), the app's producer broker (sends from
+tasks) and the result store. ``celeriac status`` shows it per worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def redis_connections(*holders: Any) -> dict[str, str]:
+    """``{"connections": "<n>"}`` summed over distinct holders that can count, or ``{}``."""
+    seen: set[int] = set()
+    total = 0
+    counted = False
+    for holder in holders:
+        count = getattr(holder, "connections", None)
+        if holder is None or id(holder) in seen or not callable(count):
+            continue
+        seen.add(id(holder))
+        total += int(count())
+        counted = True
+    return {"connections": str(total)} if counted else {}
