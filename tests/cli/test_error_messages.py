@@ -14,8 +14,8 @@ from click.testing import Result
 
 from celeriac import Celeriac
 from celeriac.exceptions import ConfigurationError, NotRegistered
-from celeriac.result import rebuild_exception
 from celeriac.record import ResultRecord
+from celeriac.result import rebuild_exception
 from celeriac.states import TaskState
 from celeriac.testing import RedisServer
 

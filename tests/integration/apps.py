@@ -233,3 +233,30 @@ async def mark(token: str | int, seconds: float = 0.0) -> None:
     os.write(_mark_fd(), f"{token}\n".encode())
     if seconds:
         await asyncio.sleep(seconds)
+
+
+# ---- time limits per pool and kind of code (test_limits_per_pool.py) --------------------------------
+@app.task(name="itest.work", ignore_result=False)
+def work(kind: str, seconds: float) -> str:
+    """``sleep``: one blocking ``time.sleep``; ``cpu``: a loop that never yields. "soft" when the soft
+    time limit interrupted it, "done" when it ran to its end."""
+    try:
+        if kind == "sleep":
+            time.sleep(seconds)
+        else:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                pass
+    except SoftTimeLimitExceeded:
+        return "soft"
+    return "done"
+
+
+@app.task(name="itest.awork", ignore_result=False)
+async def awork(kind: str, seconds: float) -> str:
+    """A coroutine that waits (``asyncio.sleep``); "soft" when the soft time limit interrupted it."""
+    try:
+        await asyncio.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        return "soft"
+    return "done"

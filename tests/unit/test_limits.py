@@ -71,6 +71,24 @@ async def test_soft_then_hard() -> None:
     assert seen == ["soft"]
 
 
+async def test_both_limits_passing_while_the_loop_was_blocked_fail_the_run_hard() -> None:
+    # Regression (the gevent stuck task): a loop blocked past both limits (a gevent hub kept busy by
+    # CPU-bound code) fires soft and hard in one iteration. Both cancellations are the limiter's: the
+    # run must fail with TimeLimitExceeded, not end as a bare cancellation that no outcome follows.
+    async def body() -> str:
+        await asyncio.sleep(0.5)
+        return "slept"
+
+    # runs once the limiter armed its timers: blocks past both limits, which then fire together
+    asyncio.get_running_loop().call_soon(time.sleep, 0.2)
+    with pytest.raises(TimeLimitExceeded):
+        await run_coroutine(body(), TimeLimits(soft_s=0.05, hard_s=0.1), "t")
+    task = asyncio.current_task()
+    assert task is not None
+    if sys.version_info >= (3, 11):
+        assert task.cancelling() == 0  # both of the limiter's cancellations were taken back
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 cannot tell two cancellations apart")
 async def test_a_shutdown_cancellation_is_never_mistaken_for_a_soft_limit() -> None:
     started = asyncio.Event()

@@ -28,6 +28,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def terminate(process: subprocess.Popen[bytes] | None, grace_s: float = 5.0) -> None:
+    """SIGTERM ``process`` if it runs, and SIGKILL it if it has not exited within ``grace_s``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def redis_server_binary() -> str | None:
     """Path of ``redis-server``, or None when it is not installed."""
     return os.environ.get("CELERIAC_REDIS_SERVER") or shutil.which("redis-server")
@@ -168,13 +180,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and remove its directory."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         if self.process is not None and self.process.stderr:
             self.process.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .server import RedisServer, redis_server_binary
+from .server import RedisServer, redis_server_binary, terminate
 
 #: highest port a cluster node may use (its bus is at port + 10000 <= 65535)
 MAX_CLUSTER_PORT = 55_535
@@ -230,13 +230,7 @@ class SentinelProcess:
         _wait(lambda: _client(self.port).ping(), 10, f"sentinel on port {self.port}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 class RedisSentinel:

@@ -1,7 +1,7 @@
 """The worker: fetch, execute, record, recover.
 
-Names load on first use, so that importing a submodule (``celeriac.worker.child`` in a child of the
-process pool) does not import the worker's loop, asyncio and redis-py with it.
+Names load on first use, so that importing a submodule (``celeriac.worker.process.child`` in a child
+of the process pool) does not import the worker's loop, asyncio and redis-py with it.
 """
 
 from __future__ import annotations

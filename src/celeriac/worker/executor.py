@@ -3,7 +3,7 @@
 What a message means (decode, look up, expiry, retry, ack, dead letter) is
 :mod:`celeriac.execution`'s, shared with eager mode; this adds only the call through a pool under
 time limits. Pools decide *where* the function runs and how limits are enforced there
-(:class:`TaskRunner`); whatever the pool, a value or an exception comes back and
+(``pools.Pool``); whatever the pool, a value or an exception comes back and
 :meth:`~celeriac.execution.Execution.finish` decides.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..context import _current
 from ..exceptions import WorkerShutdown
@@ -20,23 +20,16 @@ from .limits import NO_LIMITS, TimeLimits
 
 if TYPE_CHECKING:
     from ..task import Task
+    from .pools import Pool
 
 __all__ = [
     "REMOTE_TRACEBACK_ATTR",
     "Executor",
     "Job",
     "Outcome",
-    "TaskRunner",
     "bound_call",
     "format_traceback",
 ]
-
-
-class TaskRunner(Protocol):
-    """Where a task's function runs: a pool. Returns the function's value or raises its exception
-    (or ``TimeLimitExceeded`` / ``WorkerLostError`` when the pool ended the run)."""
-
-    async def run(self, job: Job, limits: TimeLimits) -> Any: ...
 
 
 def bound_call(task: Task[Any, Any], args: Sequence[Any], kwargs: Any) -> Callable[[], Any]:
@@ -48,7 +41,7 @@ class Executor(Execution):
     """Executes messages of one app in a worker: :class:`~celeriac.execution.Execution` plus the
     asyncio call through a pool."""
 
-    async def run(self, job: Job, pool: TaskRunner, limits: TimeLimits = NO_LIMITS) -> Outcome:
+    async def run(self, job: Job, pool: Pool, limits: TimeLimits = NO_LIMITS) -> Outcome:
         """Call the task through ``pool`` under ``limits`` and decide the outcome.
 
         The request is set in this task's context first: pools that run code in this process carry

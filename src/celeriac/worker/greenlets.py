@@ -29,31 +29,31 @@ raised inside the greenlet where it waits (``time.sleep``, a socket read). The h
 greenlet (``GreenletExit`` at its next switch, so ``finally`` blocks run) and fails the run with
 ``TimeLimitExceeded`` at once; a greenlet that swallows the kill keeps running, *abandoned*, until
 it returns (heartbeat field ``abandoned``). A cold shutdown kills the greenlets of the tasks it hands
-back. Neither limit can interrupt code that never yields (see above).
+back. Neither limit can interrupt code that never yields (see above): such a task runs to its end,
+and so do the others meanwhile, since no timer can fire. The hard limit still holds for the outcome:
+a run that ends past it (by its own CPU time or another task's) fails with ``TimeLimitExceeded``,
+whatever it returned. The worker says so at start-up when sync tasks have limits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import contextlib
 import logging
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 import greenlet
 
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..gevent_patch import check_patched
-from .executor import bound_call
-from .limits import TimeLimits, run_coroutine
+from .limits import NO_LIMITS, TimeLimits
+from .offload import CompletionBatch, OffloadingPool
 
-if TYPE_CHECKING:
-    from .executor import Job
-
-logger = logging.getLogger("celeriac.worker")
+logger = logging.getLogger(__name__)
 
 _UNSET = object()
 _WATCH_INTERVAL_S = 0.5
@@ -63,7 +63,7 @@ _BLOCKED_WARNING_S = 1.0  # a tenth of the default lease
 class _Run:
     """One sync call in a greenlet."""
 
-    __slots__ = ("abandoned", "future", "greenlet", "label", "limits")
+    __slots__ = ("abandoned", "deadline", "future", "greenlet", "label", "limits", "started")
 
     def __init__(self, future: asyncio.Future[Any], limits: TimeLimits, label: str) -> None:
         self.future = future
@@ -71,24 +71,26 @@ class _Run:
         self.label = label
         self.greenlet: gevent.Greenlet | None = None
         self.abandoned = False  # the hard limit passed, or its delivery was handed back
+        self.started = time.monotonic()
+        #: when the hard limit passes (monotonic), or None
+        self.deadline = self.started + limits.hard_s if limits.hard_s is not None else None
 
 
-class GeventPool:
+class GeventPool(OffloadingPool):
     """Coroutines on the loop; sync callables in one greenlet each (see the module docstring).
 
     The number of greenlets is the worker's concurrency: a greenlet is started per task and ends
-    with it, so resizing (autoscale) needs nothing here.
+    with it, so neither the concurrency given nor resizing (autoscale) needs anything here.
     """
 
     name = "gevent"
-    enforces_sync_hard_limit = True
     recycles_children = False
 
-    def __init__(self) -> None:
+    def __init__(self, concurrency: int = 0) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: set[_Run] = set()
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        self._handback_pending = False
+        # no lock: greenlets and the loop share one OS thread, and nothing in a hand-back switches
+        self._batch = CompletionBatch(contextlib.nullcontext())
         self._previous_trace: Any = _UNSET
         self._watchdog: gevent.Greenlet | None = None
         self.abandoned = 0
@@ -99,7 +101,7 @@ class GeventPool:
 
     async def start(self) -> None:
         check_patched()
-        self._loop = asyncio.get_running_loop()
+        self._loop = self._batch.loop = asyncio.get_running_loop()
         self._running_loop_per_greenlet()
         self._watchdog = gevent.spawn(self._watch_hub)
         selector = getattr(self._loop, "_selector", None)
@@ -112,16 +114,6 @@ class GeventPool:
                 "the gevent pool needs an event loop created after gevent's monkey-patching "
                 f"(this loop's selector is {type(selector).__name__})",
             )
-
-    async def run(self, job: Job, limits: TimeLimits) -> Any:
-        call = bound_call(job.task, job.message.args, job.message.kwargs)
-        limited = limits.soft_s is not None or limits.hard_s is not None
-        if job.task.is_async:
-            if not limited:
-                return await call()
-            return await run_coroutine(call(), limits, f"{job.message.task}[{job.message.id}]")
-        ctx = contextvars.copy_context()  # carries the request into the greenlet
-        return await self.run_sync(lambda: ctx.run(call), limits, f"{job.message.task}[{job.message.id}]")
 
     def resize(self, concurrency: int) -> None:
         pass  # one greenlet per running task: the worker's slot count is the only bound
@@ -190,10 +182,12 @@ class GeventPool:
         return {"greenlets": str(len(self._running)), "abandoned": str(self.abandoned)}
 
     # ---- sync calls ------------------------------------------------------------------------------
-    async def run_sync(self, fn: Callable[[], Any], limits: TimeLimits, label: str = "task") -> Any:
+    async def run_sync(
+        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task"
+    ) -> Any:
         """Run ``fn`` in a new greenlet under ``limits``; return its value or raise its exception."""
         loop = asyncio.get_running_loop()
-        self._loop = loop
+        self._loop = self._batch.loop = loop
         run = _Run(loop.create_future(), limits, label)
         self._running.add(run)
         run.greenlet = gevent.spawn(self._invoke, run, fn)
@@ -231,25 +225,17 @@ class GeventPool:
         if run.abandoned:
             self.abandoned -= 1
             return
-        self._done.append((run.future, value, error))
-        if self._handback_pending or self._loop is None:
-            return
-        self._handback_pending = True
-        try:
-            self._loop.call_soon_threadsafe(self._hand_back)  # wakes the loop's selector
-        except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
-            pass
-
-    def _hand_back(self) -> None:
-        done, self._done = self._done, []
-        self._handback_pending = False
-        for future, value, error in done:
-            if future.done():
-                continue  # cancelled (shutdown) or failed by its hard limit
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(value)
+        if run.deadline is not None and time.monotonic() >= run.deadline:
+            # It ran past its hard limit without the hub getting a chance to kill it (it, or another
+            # task, computed without yielding): the limit still holds for the outcome.
+            value, error = (
+                None,
+                TimeLimitExceeded(
+                    f"{run.label}: time limit ({run.limits.hard_s:g}s) exceeded; it ended after "
+                    f"{time.monotonic() - run.started:.1f}s (gevent interrupts a task only where it yields)"
+                ),
+            )
+        self._batch.add(run.future, value, error)
 
     # ---- ending greenlets ------------------------------------------------------------------------
     def _kill(self, run: _Run) -> None:

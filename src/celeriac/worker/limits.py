@@ -18,14 +18,14 @@ How each is enforced depends on where the code runs, and the honest answer diffe
   runs on until the function returns (see ``pools.ThreadBackedPool``).
 * sync functions in child processes (``-P processes``): soft by ``SIGALRM`` in the child (the
   handler raises, which also interrupts ``time.sleep`` and most blocking calls); hard by killing the
-  child, which is then replaced (see ``processes.py``).
+  child, which is then replaced (see ``process/pool.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -34,24 +34,46 @@ from ..execution import TimeLimits as TimeLimits
 
 if TYPE_CHECKING:
     from ..app import Celeriac
+    from ..task import Task
 
 
-def unenforceable_hard_limits(app: Celeriac, defaults: TimeLimits, pool: str) -> str | None:
-    """The start-up warning of a pool that cannot stop sync code (threads), or None when not needed."""
-    limited = sorted(
-        name
-        for name, task in app.tasks.items()
-        if not task.is_async and (task.time_limit or defaults.hard_s) is not None
-    )
-    if not limited and defaults.hard_s is None:
-        return None
-    return (
-        f"pool {pool} cannot enforce a hard time limit on sync tasks "
-        f"({', '.join(limited) if limited else 'the worker default --time-limit'}): when it passes the "
-        "task fails with TimeLimitExceeded and its delivery is settled, but its thread cannot be "
-        "stopped and runs on, abandoned. A soft_time_limit interrupts Python code; use -P processes "
-        "to kill it."
-    )
+def limit_caveats(app: Celeriac, defaults: TimeLimits, pool: str) -> str | None:
+    """The start-up warning of a pool that cannot interrupt some sync code under a time limit, or None.
+
+    Said at start rather than discovered in production: threads cannot be stopped (``asyncio``,
+    ``threads``), and greenlets are interrupted only where they yield (``gevent``). ``processes``
+    enforces both limits on any code (SIGALRM, SIGKILL).
+    """
+    if pool in ("asyncio", "threads"):
+        limited = _sync_tasks_with(app, lambda t: (t.time_limit or defaults.hard_s) is not None)
+        if not limited and defaults.hard_s is None:
+            return None
+        return (
+            f"pool {pool} cannot enforce a hard time limit on sync tasks "
+            f"({', '.join(limited) if limited else 'the worker default --time-limit'}): when it passes the "
+            "task fails with TimeLimitExceeded and its delivery is settled, but its thread cannot be "
+            "stopped and runs on, abandoned. A soft_time_limit interrupts Python code; use -P processes "
+            "to kill it."
+        )
+    if pool == "gevent":
+        limited = _sync_tasks_with(
+            app,
+            lambda t: (t.time_limit or t.soft_time_limit or defaults.hard_s or defaults.soft_s) is not None,
+        )
+        if not limited and not defaults:
+            return None
+        return (
+            f"pool gevent interrupts sync tasks under a time limit "
+            f"({', '.join(limited) if limited else 'the worker defaults'}) only where they yield to gevent "
+            "(sleep, socket I/O): code that computes without yielding cannot be interrupted, and holds every "
+            "other task and the worker's loop meanwhile; a run that ends past its hard limit fails with "
+            "TimeLimitExceeded. Use -P processes for CPU-bound tasks."
+        )
+    return None
+
+
+def _sync_tasks_with(app: Celeriac, limited: Callable[[Task[Any, Any]], bool]) -> list[str]:
+    return sorted(name for name, task in app.tasks.items() if not task.is_async and limited(task))
 
 
 # ---- coroutines ------------------------------------------------------------------------------------
@@ -92,12 +114,16 @@ class _Limited(Generator[Any, Any, Any]):
         self._label = label
         self._limits = limits
         self._requested: str | None = None  # a cancellation we asked for and have not yet translated
+        self._requests = 0  # how many cancellations we asked for that have not yet been translated
         self._hard = False
 
     def fire(self, kind: str) -> None:
         if self._hard or self._task.done():
             return
-        self._requested = kind
+        # Both limits may fire before the task runs again (a loop that was blocked: a gevent hub kept
+        # busy by CPU-bound code). Then the hard one wins, and both requests are ours, not a shutdown's.
+        self._requested = "hard" if self._requested == "hard" else kind
+        self._requests += 1
         self._task.cancel(f"celeriac {kind} time limit")
 
     def __await__(self) -> Generator[Any, Any, Any]:
@@ -119,7 +145,9 @@ class _Limited(Generator[Any, Any, Any]):
         exc = val if isinstance(val, BaseException) else typ() if isinstance(typ, type) else typ
         if isinstance(exc, asyncio.CancelledError) and self._requested and not self._cancelled_by_others():
             kind, self._requested = self._requested, None
-            _uncancel(self._task)
+            for _ in range(self._requests):
+                _uncancel(self._task)
+            self._requests = 0
             if kind == "soft":
                 exc = SoftTimeLimitExceeded(
                     f"{self._label}: soft time limit ({self._limits.soft_s:g}s) exceeded"
@@ -144,7 +172,7 @@ class _Limited(Generator[Any, Any, Any]):
         # Our cancel and someone else's (a cold shutdown) may arrive as one CancelledError; since 3.11
         # the task counts requests, and a shutdown must win. On 3.10 the two cannot be told apart.
         cancelling = getattr(self._task, "cancelling", None)
-        return cancelling is not None and cancelling() > 1
+        return cancelling is not None and cancelling() > self._requests
 
     def _hard_error(self) -> TimeLimitExceeded:
         return TimeLimitExceeded(f"{self._label}: time limit ({self._limits.hard_s:g}s) exceeded")

@@ -3,7 +3,7 @@
 * ``asyncio``: coroutine tasks run on the worker's event loop; sync tasks run in a bounded set of
   threads (at most 32), with their context (``self.request``) carried over.
 * ``threads``: as ``asyncio``, with one thread per execution slot, for blocking sync code.
-* ``processes`` (``processes.py``): sync tasks run in child processes, for CPU-bound code.
+* ``processes`` (``process/``): sync tasks run in child processes, for CPU-bound code.
 * ``gevent`` (``greenlets.py``, optional): sync tasks run in greenlets, hundreds of them, for
   blocking I/O code that cannot be made async.
 
@@ -24,7 +24,6 @@ The map at the end is the only place pools are named (no dotted-string lookups).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import queue
@@ -34,15 +33,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..exceptions import ConfigurationError, SoftTimeLimitExceeded, TimeLimitExceeded
-from .executor import bound_call
-from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread, run_coroutine
+from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread
+from .offload import CompletionBatch, OffloadingPool
 from .recycling import NO_RECYCLING, Recycling
 
 if TYPE_CHECKING:
     from ..app import Celeriac
     from .executor import Job
 
-logger = logging.getLogger("celeriac.worker")
+logger = logging.getLogger(__name__)
 
 _STOP = object()
 
@@ -51,8 +50,6 @@ class Pool(Protocol):
     """What the worker needs from a pool."""
 
     name: str
-    #: True when a hard time limit ends a sync task for good (not just its result)
-    enforces_sync_hard_limit: bool
     #: True when the pool recycles its own children; otherwise the worker recycles itself
     recycles_children: bool
 
@@ -63,7 +60,9 @@ class Pool(Protocol):
         """Start on the worker's loop, before the first task."""
 
     async def run(self, job: Job, limits: TimeLimits) -> Any:
-        """Run one task; return its value or raise its exception (see ``executor.TaskRunner``)."""
+        """Run one task under ``limits``; return its function's value or raise its exception (or
+        ``TimeLimitExceeded`` / ``WorkerLostError`` when the pool ended the run). The executor
+        (``Executor.run``) decides what that means."""
 
     def resize(self, concurrency: int) -> None:
         """Follow a new concurrency (autoscale)."""
@@ -98,7 +97,7 @@ class _Call:
         self.fn = fn
         self.future = future
         self.limits = limits
-        self.limited = limits.soft_s is not None or limits.hard_s is not None
+        self.limited = bool(limits)
         self.label = label
         self.running = False  # in the function now (a soft limit may be raised into its thread)
         self.injected = False  # the soft limit was raised into the thread (once at most)
@@ -106,15 +105,15 @@ class _Call:
         self.thread_id = 0
 
 
-class ThreadBackedPool:
-    """Coroutines on the loop; sync callables in up to ``threads`` daemon threads, started on demand."""
+class ThreadBackedPool(OffloadingPool):
+    """Coroutines on the loop; sync callables in daemon threads, started on demand: one per
+    execution slot (``concurrency``)."""
 
     name = "threads"
-    enforces_sync_hard_limit = False
     recycles_children = False
 
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
+    def __init__(self, concurrency: int) -> None:
+        self.threads = max(1, self._threads_for(concurrency))
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = 0  # threads serving the pool (abandoned ones are not counted)
@@ -122,8 +121,7 @@ class ThreadBackedPool:
         self._queued = 0  # items put and not yet taken
         self._busy = 0  # threads inside a function (abandoned ones included)
         self._abandoned = 0
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        self._handback_pending = False
+        self._batch = CompletionBatch(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- Pool ------------------------------------------------------------------------------------
@@ -131,19 +129,7 @@ class ThreadBackedPool:
         pass
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-
-    async def run(self, job: Job, limits: TimeLimits) -> Any:
-        call = bound_call(job.task, job.message.args, job.message.kwargs)
-        limited = limits.soft_s is not None or limits.hard_s is not None
-        if job.task.is_async:
-            if not limited:
-                return await call()  # the hot path: no limiter, no extra frame
-            return await run_coroutine(call(), limits, f"{job.message.task}[{job.message.id}]")
-        ctx = contextvars.copy_context()  # carries the request into the worker thread
-        if not limited:
-            return await self.run_sync(lambda: ctx.run(call))
-        return await self.run_sync(lambda: ctx.run(call), limits, f"{job.message.task}[{job.message.id}]")
+        self._loop = self._batch.loop = asyncio.get_running_loop()
 
     def resize(self, concurrency: int) -> None:
         self.threads = max(1, self._threads_for(concurrency))
@@ -157,6 +143,7 @@ class ThreadBackedPool:
 
     @staticmethod
     def _threads_for(concurrency: int) -> int:
+        """Threads for ``concurrency`` execution slots."""
         return concurrency
 
     async def close(self, cold: bool) -> None:
@@ -182,7 +169,7 @@ class ThreadBackedPool:
     ) -> Any:
         """Run ``fn`` in a thread and return its result (or raise its exception)."""
         loop = asyncio.get_running_loop()
-        self._loop = loop
+        self._loop = self._batch.loop = loop
         future: asyncio.Future[Any] = loop.create_future()
         call = _Call(fn, future, limits, label)
         with self._lock:
@@ -245,28 +232,7 @@ class ThreadBackedPool:
             if call.abandoned:
                 self._abandoned -= 1
                 return False
-            self._done.append((call.future, value, error))
-            wake = not self._handback_pending
-            self._handback_pending = True
-        if wake:
-            assert self._loop is not None
-            try:
-                self._loop.call_soon_threadsafe(self._hand_back)
-            except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
-                return False
-        return True
-
-    def _hand_back(self) -> None:
-        with self._lock:
-            done, self._done = self._done, []
-            self._handback_pending = False
-        for future, value, error in done:
-            if future.done():
-                continue  # cancelled (shutdown) or failed by its hard limit
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(value)
+        return self._batch.add(call.future, value, error)
 
     # ---- time limits (on the loop) ---------------------------------------------------------------
     def _arm(self, call: _Call, started: float) -> None:
@@ -339,11 +305,11 @@ def make_pool(kind: str, concurrency: int, app: Celeriac, recycling: Recycling =
         ConfigurationError: ``gevent`` without gevent installed.
     """
     if kind == "asyncio":
-        return AsyncioPool(AsyncioPool._threads_for(concurrency))
+        return AsyncioPool(concurrency)
     if kind == "threads":
         return ThreadBackedPool(concurrency)
     if kind == "processes":
-        from .processes import ProcessPool  # not imported by workers of the other pools
+        from .process.pool import ProcessPool  # not imported by workers of the other pools
 
         return ProcessPool(app, concurrency, recycling)
     if kind == "gevent":
@@ -355,5 +321,5 @@ def make_pool(kind: str, concurrency: int, app: Celeriac, recycling: Recycling =
             from ..gevent_patch import INSTALL_HINT
 
             raise ConfigurationError("pool", INSTALL_HINT) from None
-        return GeventPool()
+        return GeventPool(concurrency)
     raise ConfigurationError("pool", f"unknown pool {kind!r}: choose one of {', '.join(POOLS)}")

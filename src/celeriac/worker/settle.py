@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from ..broker.base import Delivery, ResultSettling, Settlement
@@ -32,23 +30,10 @@ if TYPE_CHECKING:
     from ..broker.base import Broker
     from ..record import ResultWrite
     from ..results.base import ResultBackend
+    from .inflight import Inflight
+    from .stats import WorkerStats
 
-logger = logging.getLogger("celeriac.worker")
-
-
-@dataclass
-class WorkerStats:
-    """Counters of one worker run."""
-
-    processed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    fenced: int = 0
-    reclaimed: int = 0
-    lost: int = 0  # runs whose process died (handed back, or failed with WorkerLostError)
-    started_at: float = field(default_factory=time.time)
+logger = logging.getLogger(__name__)
 
 
 class Settler:
@@ -57,7 +42,8 @@ class Settler:
     Args:
         broker, backend: where acks and results go.
         worker_id: the consumer that owns the deliveries.
-        owned: the worker's owned deliveries; a recorded one leaves it (its lease is no longer renewed).
+        inflight: the worker's in-flight deliveries; a recorded one leaves it (its lease is no longer
+            renewed), and one on its way to Redis is marked so (a lease renewal may race it).
         stats: counters to update.
         on_outcome: called with each outcome once it is recorded (tests, demo).
         on_recorded: called after each batch (the worker re-checks its free slots).
@@ -68,7 +54,7 @@ class Settler:
         broker: Broker,
         backend: ResultBackend | None,
         worker_id: str,
-        owned: dict[tuple[str, str], Delivery],
+        inflight: Inflight,
         stats: WorkerStats,
         on_outcome: Callable[[Outcome], None] | None,
         on_recorded: Callable[[], None],
@@ -80,15 +66,12 @@ class Settler:
         self.worker_id = worker_id
         self.stats = stats
         self.on_outcome = on_outcome
-        self._owned = owned
+        self._inflight = inflight
         self._on_recorded = on_recorded
         # results on the broker's own Redis are written in the same round trip as the acks (the app
         # decides: it knows where both live)
         self._results_via_broker = results_via_broker and isinstance(broker, ResultSettling)
         self._pending: list[tuple[Delivery | None, Outcome]] = []
-        #: deliveries whose settlement is on its way to Redis: a lease renewal racing it may find them
-        #: acked already, which is no lost lease (the worker's lease loop reads this)
-        self.in_flight: set[tuple[str, str]] = set()
         self._wanted = asyncio.Event()
         self._closing = False
 
@@ -104,6 +87,8 @@ class Settler:
 
     def submit(self, d: Delivery | None, outcome: Outcome) -> None:
         """Record ``outcome`` (of ``d``; ``None`` for a delivery already acked: at-most-once)."""
+        if d is not None:
+            self._inflight.settling(d)
         self._pending.append((d, outcome))
         self._wanted.set()
 
@@ -153,27 +138,26 @@ class Settler:
     async def ack_now(self, d: Delivery) -> bool:
         """Ack ``d`` at once, outside the batches (at-most-once: before its task starts); False when it
         was fenced out. Marked in flight meanwhile, like a batch."""
-        key = (d.queue, d.entry_id)
-        self.in_flight.add(key)
+        keys = [(d.queue, d.entry_id)]
+        self._inflight.flush(keys, True)
         try:
             return not await self.broker.settle(self.worker_id, [Settlement(d)])
         finally:
-            self.in_flight.discard(key)
+            self._inflight.flush(keys, False)
 
     async def _flush(self, batch: list[tuple[Delivery | None, Outcome]]) -> None:
         in_flight = [(d.queue, d.entry_id) for d, _ in batch if d is not None]
-        self.in_flight.update(in_flight)
+        inflight = self._inflight
+        inflight.flush(in_flight, True)
         try:
             fenced = await self._record(batch)
         finally:
-            self.in_flight.difference_update(in_flight)
+            inflight.flush(in_flight, False)
         fenced_keys = {(f.queue, f.entry_id) for f in fenced}
-        owned = self._owned
         for d, outcome in batch:
             if d is not None:
-                key = (d.queue, d.entry_id)
-                owned.pop(key, None)
-                if fenced_keys and key in fenced_keys:
+                inflight.drop(d)
+                if fenced_keys and (d.queue, d.entry_id) in fenced_keys:
                     self.stats.fenced += 1
                     logger.warning(
                         "lease of %s[%s] was lost before its outcome was recorded; another worker owns it",

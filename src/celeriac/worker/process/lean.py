@@ -11,12 +11,15 @@ worker's interpreter flags), which:
    define the app and its tasks, where the app is (``module:attribute``), the task names the worker
    knows, the app's configuration and the logging set-up;
 2. imports those modules and checks that the app it finds has every task the worker has;
-3. answers ``ok`` and serves forks exactly as before (``child._serve``).
+3. answers ``ok`` and serves forks exactly as a forked server does (``forkserver.serve``).
 
-When that cannot work, the pool forks its server from the worker as before (:func:`lean_spec`
-returns why, and the pool logs it): tasks defined in ``__main__`` (a script that builds its own
-worker cannot be imported again by name), an app that no module holds as an attribute, or a server
-that did not find every task (tasks registered at run time rather than at import).
+:func:`start_server` returns the same :class:`~.forkserver.ForkServer` handle as a forked server.
+When that cannot work it raises :class:`LeanUnavailable` with the reason, and the pool forks its
+server from the worker instead (``pool.py``): tasks defined in ``__main__`` (a script that builds its
+own worker cannot be imported again by name), an app that no module holds as an attribute, or a
+server that did not find every task (tasks registered at run time rather than at import). These are
+*expected* (the fallback only costs memory); anything else (the interpreter failed to start, a setting
+that cannot travel) is not, and the pool says so louder.
 """
 
 from __future__ import annotations
@@ -25,16 +28,32 @@ import logging
 import os
 import pickle
 import socket
-import struct
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ...exceptions import CeleriacError
+from .forkserver import ForkServer
+from .ipc import Channel
 
 if TYPE_CHECKING:
-    from ..app import Celeriac
-    from ..config import Config
+    from ...app import Celeriac
+    from ...config import Config
 
-_FRAME = struct.Struct("!Q")
+
+class LeanUnavailable(CeleriacError):
+    """A lean fork server cannot serve this app (the pool forks its server from the worker instead).
+
+    Args:
+        reason: why, for the log.
+        expected: a normal case (tasks in ``__main__``, registered at run time, ...) rather than a
+            failure worth a warning.
+    """
+
+    def __init__(self, reason: str, expected: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.expected = expected
 
 
 @dataclass(frozen=True)
@@ -52,14 +71,20 @@ class LeanSpec:
     redis_log_level: int = logging.WARNING
 
 
-def lean_spec(app: Celeriac) -> tuple[LeanSpec | None, str]:
-    """The spec of a lean fork server for ``app``, or None and the reason it cannot have one."""
+def lean_spec(app: Celeriac) -> LeanSpec:
+    """The spec of a lean fork server for ``app``.
+
+    Raises:
+        LeanUnavailable: ``app`` cannot be rebuilt in a new interpreter (expected).
+    """
     modules = list(dict.fromkeys(getattr(t.fn, "__module__", None) or "__main__" for t in app.tasks.values()))
     if "__main__" in modules:
-        return None, "tasks are defined in __main__, which a new interpreter cannot import by name"
+        raise LeanUnavailable(
+            "tasks are defined in __main__, which a new interpreter cannot import by name", expected=True
+        )
     location = _find_app(app, modules)
     if location is None:
-        return None, "no module holds the app as an attribute"
+        raise LeanUnavailable("no module holds the app as an attribute", expected=True)
     root = logging.getLogger()
     formatter = root.handlers[0].formatter if root.handlers else None
     spec = LeanSpec(
@@ -73,7 +98,7 @@ def lean_spec(app: Celeriac) -> tuple[LeanSpec | None, str]:
         log_format=formatter._fmt if formatter is not None else None,
         redis_log_level=logging.getLogger("redis").level,
     )
-    return spec, ""
+    return spec
 
 
 def _find_app(app: Celeriac, modules: list[str]) -> tuple[str, str] | None:
@@ -94,19 +119,23 @@ def _find_app(app: Celeriac, modules: list[str]) -> tuple[str, str] | None:
     return None
 
 
-def start_server(spec: LeanSpec) -> tuple[Any, socket.socket, socket.socket]:
-    """Start a lean fork server; return ``(process, control socket, status socket)``.
+def start_server(spec: LeanSpec) -> ForkServer:
+    """Start a lean fork server.
 
     Raises:
-        OSError: it did not start, or could not rebuild the app (the message says why).
+        LeanUnavailable: it did not start, or could not rebuild the app (the reason says why).
     """
     import subprocess
 
     ctrl, ctrl_remote = socket.socketpair()
     status, status_remote = socket.socketpair()
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # src/celeriac/worker/process/lean.py -> src: the new interpreter imports this celeriac
+    package_root = os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    )
     code = (
-        f"import sys; sys.path.insert(0, {package_root!r}); from celeriac.worker.lean import serve; serve()"
+        f"import sys; sys.path.insert(0, {package_root!r}); "
+        "from celeriac.worker.process.lean import serve; serve()"
     )
     fds = (ctrl_remote.fileno(), status_remote.fileno())
     flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
@@ -117,54 +146,51 @@ def start_server(spec: LeanSpec) -> tuple[Any, socket.socket, socket.socket]:
     finally:
         ctrl_remote.close()
         status_remote.close()
+    channel = Channel(ctrl)
     try:
-        ctrl.settimeout(60.0)  # imports the app: may take a while on a slow machine
-        send_frame(ctrl, pickle.dumps(spec))
-        answer = recv_frame(ctrl).decode(errors="replace")
-    except OSError as exc:
-        answer = f"no answer ({exc})"
+        channel.settimeout(60.0)  # imports the app: may take a while on a slow machine
+        channel.send_bytes(pickle.dumps(spec))
+        answer = pickle.loads(channel.recv_bytes())
+    except (OSError, EOFError) as exc:
+        answer = ("unavailable", f"no answer ({exc})", False)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:  # a setting that cannot travel
-        answer = f"the app's settings cannot be sent to it ({exc})"
-    if answer != "ok":
+        answer = ("unavailable", f"the app's settings cannot be sent to it ({exc})", False)
+    if answer[0] != "ok":
         ctrl.close()
         status.close()
         process.kill()
         process.wait()
-        raise OSError(f"the lean fork server could not start: {answer}")
-    return process, ctrl, status
-
-
-def send_frame(sock: socket.socket, data: bytes) -> None:
-    sock.sendall(_FRAME.pack(len(data)) + data)
-
-
-def recv_frame(sock: socket.socket) -> bytes:
-    from .child import _recv_exactly
-
-    (size,) = _FRAME.unpack(_recv_exactly(sock, _FRAME.size))
-    return _recv_exactly(sock, size)
+        _, reason, expected = answer
+        raise LeanUnavailable(f"the lean fork server could not start: {reason}", expected)
+    return ForkServer(process.pid, ctrl, status, process)
 
 
 def serve() -> None:
     """The lean fork server's main (``python -c ...``): rebuild the app, then serve forks."""
     ctrl = socket.socket(fileno=int(sys.argv[1]))
     status = socket.socket(fileno=int(sys.argv[2]))
+    channel = Channel(ctrl)
     try:
-        spec: LeanSpec = pickle.loads(recv_frame(ctrl))
+        spec: LeanSpec = pickle.loads(channel.recv_bytes())
         app = _rebuild(spec)
     except BaseException as exc:  # tell the worker why; it falls back to forking the server itself
         import contextlib
 
+        if isinstance(exc, LeanUnavailable):
+            answer = ("unavailable", exc.reason, exc.expected)
+        else:
+            answer = ("unavailable", f"{type(exc).__name__}: {exc}", False)
         with contextlib.suppress(OSError):
-            send_frame(ctrl, f"{type(exc).__name__}: {exc}".encode())
+            channel.send_bytes(pickle.dumps(answer))
         os._exit(1)
     import functools
 
-    from .child import _serve, child_main
+    from .child import child_main
+    from .forkserver import serve as serve_forks
 
-    send_frame(ctrl, b"ok")
+    channel.send_bytes(pickle.dumps(("ok",)))
     try:
-        _serve(ctrl, status, functools.partial(child_main, app))
+        serve_forks(ctrl, status, functools.partial(child_main, app))
     finally:
         os._exit(0)
 
@@ -183,6 +209,8 @@ def _rebuild(spec: LeanSpec) -> Celeriac:
     app: Celeriac = getattr(sys.modules[spec.app_module], spec.app_attribute)
     missing = sorted(set(spec.tasks) - set(app.tasks))
     if missing:
-        raise LookupError(f"tasks registered at run time, not at import: {', '.join(missing[:5])}")
+        raise LeanUnavailable(
+            f"tasks registered at run time, not at import: {', '.join(missing[:5])}", expected=True
+        )
     app.conf = spec.conf  # the worker's settings, command-line overrides included
     return app

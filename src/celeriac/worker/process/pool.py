@@ -5,8 +5,10 @@ arguments and request over a socket, and answers with the value or the exception
 executor turns that into an outcome, exactly as for the other pools. So the number of Redis
 connections does not grow with the children, and a child needs no broker settings at all.
 
-Children are forked by a fork server that holds the imported app (see ``child.py`` for why). The
-pool reads every child socket with ``loop.add_reader``: no thread per child.
+Children are forked by a fork server that holds the imported app (see ``forkserver.py`` for why).
+The pool chooses it: a lean one (a fresh interpreter that imports only the app, ``lean.py``) when the
+app can be imported again by name, else one forked from the worker. The pool reads every child
+socket with ``loop.add_reader``: no thread per child.
 
 What happens when:
 
@@ -40,18 +42,20 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import SerializationError, TaskError, TimeLimitExceeded, WorkerLostError
-from .child import Channel, ForkServer, child_main, read_exits
-from .executor import REMOTE_TRACEBACK_ATTR
-from .lean import LeanSpec, lean_spec
-from .limits import TimeLimits
-from .recycling import NO_RECYCLING, Recycling
+from ...exceptions import SerializationError, TaskError, TimeLimitExceeded, WorkerLostError
+from ..executor import REMOTE_TRACEBACK_ATTR
+from ..limits import TimeLimits
+from ..recycling import NO_RECYCLING, Recycling
+from .child import child_main
+from .forkserver import ForkServer, read_exits
+from .ipc import Channel
+from .lean import LeanSpec, LeanUnavailable, lean_spec, start_server
 
 if TYPE_CHECKING:
-    from ..app import Celeriac
-    from .executor import Job
+    from ...app import Celeriac
+    from ..executor import Job
 
-logger = logging.getLogger("celeriac.worker")
+logger = logging.getLogger(__name__)
 
 _READY_TIMEOUT_S = 30.0
 _STOP_WAIT_S = 5.0
@@ -108,7 +112,6 @@ class ProcessPool:
     """
 
     name = "processes"
-    enforces_sync_hard_limit = True
     recycles_children = True
 
     def __init__(self, app: Celeriac, concurrency: int, recycling: Recycling = NO_RECYCLING) -> None:
@@ -127,7 +130,7 @@ class ProcessPool:
         self._expected_exits: dict[int, str] = {}  # pid -> why we ended it (not worth a warning)
         self._all_ended: asyncio.Event | None = None
         self._respawn: asyncio.TimerHandle | None = None
-        self._lean: LeanSpec | None = None
+        self._lean: LeanSpec | LeanUnavailable | None = None  # decided on the first start
 
     # ---- Pool ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -136,13 +139,26 @@ class ProcessPool:
         A lean one (a fresh interpreter that imports only the app: ``lean.py``) when the app can be
         imported again by name; otherwise one forked from the worker.
         """
-        if self._server is None or not self._server.alive:
-            if self._lean is None:
-                self._lean, why = lean_spec(self.app)
-                if self._lean is None:
-                    logger.info("process pool: the fork server is forked from the worker (%s)", why)
-            server = ForkServer(functools.partial(child_main, self.app), lean=self._lean)
-            self._server = server.start()
+        if self._server is not None and self._server.alive:
+            return
+        if self._lean is None:
+            try:
+                self._lean = lean_spec(self.app)
+            except LeanUnavailable as exc:
+                self._lean = exc
+                logger.info("process pool: the fork server is forked from the worker (%s)", exc.reason)
+        if isinstance(self._lean, LeanSpec):
+            try:
+                self._server = start_server(self._lean)
+                return
+            except LeanUnavailable as exc:
+                # tasks registered at run time are a normal case (the fallback only costs memory)
+                logger.log(
+                    logging.INFO if exc.expected else logging.WARNING,
+                    "%s; forking the process pool's server from the worker instead",
+                    exc.reason,
+                )
+        self._server = ForkServer.fork(functools.partial(child_main, self.app))
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -159,7 +175,7 @@ class ProcessPool:
     async def run(self, job: Job, limits: TimeLimits) -> Any:
         child = await self._acquire()
         loop = self._running_loop()
-        label = f"{job.message.task}[{job.message.id}]"
+        label = job.label
         run = _Run(next(self._seq), loop.create_future(), label)
         try:
             data = pickle.dumps(("run", run.seq, job.request, limits.soft_s))

@@ -1,0 +1,88 @@
+"""What the pools that run coroutines on the loop and sync functions off it (threads, greenlets) share.
+
+* :class:`OffloadingPool` the dispatch: a coroutine runs on the loop (under its limits), a sync
+  function runs elsewhere with a copy of the context (``self.request``) through ``run_sync``;
+* :class:`CompletionBatch` the batched hand-back of finished calls to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from .executor import bound_call
+from .limits import NO_LIMITS, TimeLimits, run_coroutine
+
+if TYPE_CHECKING:
+    from .executor import Job
+
+__all__ = ["CompletionBatch", "OffloadingPool"]
+
+
+class CompletionBatch:
+    """Finished calls handed back to the loop in batches, for pools that run calls off the loop.
+
+    While a hand-back is pending on the loop, further completions join it instead of waking the loop
+    again: one ``call_soon_threadsafe`` (a write to the loop's self-pipe) per batch, not per call.
+
+    Args:
+        lock: guards the batch (a ``threading.Lock`` when completions come from threads; a
+            ``contextlib.nullcontext()`` for greenlets, which share the loop's thread).
+    """
+
+    __slots__ = ("_done", "_lock", "_pending", "loop")
+
+    def __init__(self, lock: AbstractContextManager[Any]) -> None:
+        self._lock = lock
+        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._pending = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> bool:
+        """Hand a result (or ``error``) back to ``future``'s awaiter; False when the loop is gone."""
+        with self._lock:
+            self._done.append((future, value, error))
+            wake = not self._pending
+            self._pending = True
+        if wake:
+            assert self.loop is not None
+            try:
+                self.loop.call_soon_threadsafe(self._hand_back)  # wakes the loop's selector
+            except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
+                return False
+        return True
+
+    def _hand_back(self) -> None:
+        with self._lock:
+            done, self._done = self._done, []
+            self._pending = False
+        for future, value, error in done:
+            if future.done():
+                continue  # cancelled (shutdown) or failed by its hard limit
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+
+class OffloadingPool:
+    """The dispatch shared by the pools that run coroutines on the loop and sync functions elsewhere
+    (threads, greenlets): subclasses provide :meth:`run_sync`."""
+
+    async def run(self, job: Job, limits: TimeLimits) -> Any:
+        call = bound_call(job.task, job.message.args, job.message.kwargs)
+        if job.task.is_async:
+            if not limits:
+                return await call()  # the hot path: no limiter, no extra frame
+            return await run_coroutine(call(), limits, job.label)
+        ctx = contextvars.copy_context()  # carries the request into the thread (greenlet)
+        return await self.run_sync(lambda: ctx.run(call), limits, job.label if limits else "task")
+
+    async def run_sync(
+        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task"
+    ) -> Any:
+        """Run ``fn`` off the loop under ``limits``; return its value or raise its exception."""
+        raise NotImplementedError
