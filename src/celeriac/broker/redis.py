@@ -19,6 +19,7 @@ queue's hash tag (see :mod:`celeriac._redis.keys`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from collections.abc import Hashable, Mapping, Sequence
@@ -222,8 +223,7 @@ class RedisBroker(Broker):
     def shards(self, queue: str) -> list[str]:
         """The stream names of ``queue``: itself, or ``queue``, ``queue~1`` ... for a sharded queue.
         Each shard has its own hash tag, so on a cluster the shards spread over the slots."""
-        n = self.queue_shards.get(queue, 1)
-        return [queue] + [f"{queue}~{k}" for k in range(1, n)]
+        return shard_names(queue, self.queue_shards.get(queue, 1))
 
     def _shard_for_send(self, queue: str) -> str:
         n = self.queue_shards.get(queue, 1)
@@ -231,7 +231,7 @@ class RedisBroker(Broker):
             return queue
         k = self._rr.get(queue, 0)
         self._rr[queue] = (k + 1) % n
-        return queue if k == 0 else f"{queue}~{k}"
+        return shard_names(queue, n)[k]
 
     def _scripts_then_wait(self, calls: Sequence[tuple[scripts.Script, list[Any], Sequence[Any]]]) -> None:
         """Script calls and a WAIT in one pipeline, so on one connection: WAIT counts the replicas
@@ -883,10 +883,11 @@ class RedisBroker(Broker):
             q = self.keys.queue(shard)
             with translate_errors(self.url):
                 entries: Any = self.sync.xrange(q.dead, count=count - len(out))
+            suffix = shard.rpartition("~")[2] if k else ""
             for letter in _parse_dead_letters(entries):
                 if k:  # the shard travels in the id, as for deliveries
                     letter = DeadLetter(
-                        f"{letter.entry_id}@{k}", letter.task_id, letter.data, letter.reason, letter.time_ms
+                        f"{letter.entry_id}@{suffix}", letter.task_id, letter.data, letter.reason, letter.time_ms
                     )
                 out.append(letter)
             if len(out) >= count:
@@ -899,7 +900,7 @@ class RedisBroker(Broker):
             q = self.keys.queue(shard)
             if entry_id:
                 raw, _, at = entry_id.partition("@")
-                if int(at or 0) != k:
+                if at != (shard.rpartition("~")[2] if k else ""):
                     continue
                 with translate_errors(self.url):
                     return int(scripts.REPLAY_DEAD(self.sync, [q.dead, q.ready], [count, raw]))
@@ -985,11 +986,33 @@ def _delay_args(item: Enqueue | Settlement) -> list[Any]:
     return [int(item.delay_ms or 0), "", item.data]
 
 
+@functools.cache
+def shard_names(queue: str, n: int) -> list[str]:
+    """The stream names of a queue spread over ``n`` shards: the queue itself, then ``queue~k.s``.
+
+    The salt ``s`` is the smallest that puts shard k's hash slot in the k-th n-th of the slot space, so
+    the shards spread evenly over a cluster's masters (which own contiguous, even slot ranges) instead
+    of landing where their names happen to hash. Deterministic: every producer and worker computes the
+    same names.
+    """
+    from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+    names = [queue]
+    for k in range(1, n):
+        low, high = k * REDIS_CLUSTER_HASH_SLOTS // n, (k + 1) * REDIS_CLUSTER_HASH_SLOTS // n
+        for salt in range(100_000):
+            name = f"{queue}~{k}.{salt}"
+            if low <= key_slot(name.encode()) < high:
+                break
+        names.append(name)
+    return names
+
+
 def _shard_deliveries(shard: str, deliveries: list[Delivery]) -> list[Delivery]:
-    """Deliveries of shard ``queue~k`` as seen outside the broker: the queue's own name, and the shard
-    number carried in the entry id (``<stream id>@k``), which the worker treats as opaque."""
+    """Deliveries of shard ``queue~k.s`` as seen outside the broker: the queue's own name, and the
+    shard suffix carried in the entry id (``<stream id>@k.s``), which the worker treats as opaque."""
     name, sep, k = shard.rpartition("~")
-    if not sep or not k.isdigit():
+    if not sep:
         return deliveries
     return [Delivery(name, f"{d.entry_id}@{k}", d.data, d.deliveries) for d in deliveries]
 
