@@ -19,6 +19,11 @@ key                                    type          bound / expiry
 ``<prefix>:result:<task id>``          list (1 el.)  TTL: ``result_expires`` (errors: same or shorter)
 =====================================  ============  =============================================
 
+A sharded queue (``queue_shards``) has these keys once per shard: shard 0 is the queue itself, shard
+k the queue ``<queue>~k.<salt>`` (its own hash tag, hence its own slot; see
+``celeriac.broker.redis.shard_names``). Result keys carry no queue tag: on a Redis Cluster they are
+written by single-key scripts in their own slot, after the lease check (docs/scaling.md).
+
 Channels (pub/sub, not keys): ``<prefix>:{<queue>}:wake`` tells workers a delayed message became the
 earliest one of its queue.
 """
