@@ -90,7 +90,9 @@ def measure_pool(n: int, pool: str, concurrency: int) -> dict[str, Any]:
         Worker(app, concurrency=concurrency, pool=pool, burst=True).start()
         elapsed = time.perf_counter() - t0
         usec, cpu = commandstats_usec(client) - usec0, server_cpu_s(client) - cpu0
-        calls = sum(int(v["calls"]) for k, v in client.info("commandstats").items() if k.startswith("cmdstat_"))
+        calls = sum(
+            int(v["calls"]) for k, v in client.info("commandstats").items() if k.startswith("cmdstat_")
+        )
         app.close()
         return {
             "pool": pool,
@@ -155,8 +157,10 @@ def measure_shards(n: int) -> list[dict[str, Any]]:
 
 
 def measure_durable(n: int) -> dict[str, Any]:
-    with RedisServer(args=["--repl-diskless-sync-delay", "0"]) as master:
-        with RedisServer(args=["--replicaof", "127.0.0.1", str(master.port)]) as replica:
+    master = RedisServer(args=["--repl-diskless-sync-delay", "0"]).start()
+    replica = RedisServer(args=["--replicaof", "127.0.0.1", str(master.port)])
+    try:
+        with replica:
             client = redis.Redis.from_url(master.url)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
@@ -177,12 +181,15 @@ def measure_durable(n: int) -> dict[str, Any]:
                     "us_per_send": round((time.perf_counter() - t0) / n * 1e6, 1),
                 }
                 app.close()
-            del replica
             return rates
+    finally:
+        master.stop()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=50_000, help="tasks per measurement")
     parser.add_argument("--only", choices=["shards"], help="run one measurement only (printed, not written)")
     args = parser.parse_args()

@@ -121,16 +121,16 @@ def parse(url: str, transport_options: Mapping[str, Any] | None = None) -> Endpo
     master = segments[0] if segments else options.get("master_name")
     if not master:
         raise ValueError("name the master: redis+sentinel://h1:26379,h2:26379/<master name>/<db>")
-    db = segments[1] if len(segments) > 1 else qs.get("db", "0")
-    if not str(db).isdigit():
-        raise ValueError(f"database must be a number, got {db!r}")
+    db_text = segments[1] if len(segments) > 1 else qs.get("db", "0")
+    if not db_text.isdigit():
+        raise ValueError(f"database must be a number, got {db_text!r}")
     return Endpoint(
         "sentinel",
         _hosts(hostlist, 26379),
         tls=tls,
         username=username,
         password=password,
-        db=int(db),
+        db=int(db_text),
         master_name=str(master),
         sentinel_kwargs=dict(options.get("sentinel_kwargs") or {}),
     )

@@ -77,7 +77,9 @@ class BrokerEnv:
         import redis
 
         if self.kind == "cluster":
-            cluster = redis.RedisCluster.from_url(str(self.redis_url).replace("redis+cluster", "redis", 1).split(",")[0])
+            cluster = redis.RedisCluster.from_url(
+                str(self.redis_url).replace("redis+cluster", "redis", 1).split(",")[0]
+            )
             try:
                 infos = cluster.info("clients", target_nodes=redis.RedisCluster.PRIMARIES)
                 return sum(int(i["blocked_clients"]) for i in infos.values())

@@ -5,9 +5,9 @@ worker runs, and a master failover, all without restarting the worker or losing 
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -167,7 +167,9 @@ def test_a_master_failover_while_a_worker_runs_loses_no_replicated_task(cluster:
         for i in range(50, 100):  # queued while the worker is busy elsewhere? no: queued now,
             record.apply_async(("fo", i), queue="fo", ignore_result=True)
         # replicated before the kill: these must survive the failover (async replication otherwise)
-        client.execute_command("WAIT", 1, 2000, target_nodes=cluster_node(client, cluster.master_of(slot).port))
+        client.execute_command(
+            "WAIT", 1, 2000, target_nodes=cluster_node(client, cluster.master_of(slot).port)
+        )
         cluster.kill_master_and_wait_failover(slot)
         for i in range(100, 150):  # sent after the failover, to the promoted replica
             record.apply_async(("fo", i), queue="fo", ignore_result=True)

@@ -71,7 +71,9 @@ def _measure(fresh: RedisServer, concurrency: int, queues: list[str]) -> tuple[i
 def test_a_worker_holds_a_fixed_number_of_connections(fresh_redis: RedisServer) -> None:
     small, small_reported = _measure(fresh_redis, 4, ["a"])
     big, big_reported = _measure(fresh_redis, 32, ["a", "b", "c", "d", "e"])
-    print(f"connections: -c 4, 1 queue: {small} (reported {small_reported}); -c 32, 5 queues: {big} (reported {big_reported})")
+    print(
+        f"connections: -c 4, 1 queue: {small} (reported {small_reported}); -c 32, 5 queues: {big} (reported {big_reported})"
+    )
     # the worker's own connections are fixed; the task threads' sends share broker_pool_limit (8)
     assert big <= small + 8, f"a worker of 32 threads on 5 queues holds {big} connections"
     assert big <= 20

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from celeriac import Celeriac
+from celeriac.exceptions import BrokerError
 from celeriac.testing import RedisSentinel, ThreadWorker
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -58,9 +59,9 @@ def test_celery_url_form_and_the_compact_form_reach_the_master() -> None:
 
 def test_a_sentinel_url_without_a_master_name_says_what_to_add() -> None:
     app = Celeriac("se", broker="sentinel://127.0.0.1:1;sentinel://127.0.0.1:2", from_env=False)
-    with pytest.raises(Exception, match="master_name"):
-        app.broker.enqueue  # noqa: B018 - building the client is enough
-        app.broker.sync  # noqa: B018
+    broker = app.broker
+    with pytest.raises(BrokerError, match="master_name"):
+        broker.sync  # noqa: B018 - building the client is enough
 
 
 def _send_through_failover(wait_replicas: int) -> tuple[list[int], list[int], int]:

@@ -13,11 +13,13 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .._urls import has_password, redact
 from .._topology import Endpoint, kind_of, parse
+from .._urls import has_password, redact
 from ..exceptions import BrokerConnectionError, BrokerError, BrokerFullError
 
 
@@ -96,7 +98,9 @@ def _multi_node_sync(
 ) -> Any:
     ep = endpoint(url, transport_options)
     if ep.kind == "cluster":
-        from redis.cluster import ClusterNode, RedisCluster
+        from redis.cluster import RedisCluster
+
+        ClusterNode: Any = redis.cluster.ClusterNode
 
         return RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in ep.nodes],
@@ -120,16 +124,16 @@ def _multi_node_sync(
                 self.host, self.port = self.connection_pool.get_master_address()
             super().connect_check_health(*args, **kwargs)
 
-    class BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):  # type: ignore[misc]
+    class BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
         """Callers wait for a connection (bounded pool) instead of failing with "Too many connections"."""
 
-    sentinel = Sentinel(
+    sentinel: Any = Sentinel(  # type: ignore[no-untyped-call]
         list(ep.nodes),
         sentinel_kwargs={"socket_timeout": options["socket_timeout"], **ep.sentinel_kwargs},
         socket_timeout=options["socket_timeout"],
     )
     assert ep.master_name is not None
-    pool = BlockingSentinelPool(
+    pool: Any = BlockingSentinelPool(  # type: ignore[no-untyped-call]
         ep.master_name,
         sentinel,
         db=ep.db,
@@ -144,16 +148,25 @@ def _multi_node_sync(
         max_connections=max_connections,
         **_auth(ep),
     )
-    return redis.Redis(connection_pool=pool, retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 10),
-                       retry_on_error=options["retry_on_error"])
+    return redis.Redis(
+        connection_pool=pool,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 10),
+        retry_on_error=options["retry_on_error"],
+    )
 
 
 def _multi_node_async(
-    url: str, max_connections: int, socket_timeout_s: float | None, transport_options: Mapping[str, Any] | None
+    url: str,
+    max_connections: int,
+    socket_timeout_s: float | None,
+    transport_options: Mapping[str, Any] | None,
 ) -> Any:
     ep = endpoint(url, transport_options)
     if ep.kind == "cluster":
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
+        from redis.asyncio.cluster import RedisCluster
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        ClusterNode: Any = redis.asyncio.cluster.ClusterNode
 
         return RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in ep.nodes],
@@ -161,7 +174,7 @@ def _multi_node_async(
             max_connections=max_connections,
             socket_connect_timeout=5.0,
             socket_timeout=socket_timeout_s,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 6),
+            retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 6),
             **_auth(ep),
         )
     from redis.asyncio.retry import Retry as AsyncRetry
@@ -175,14 +188,14 @@ def _multi_node_async(
                 self.host, self.port = await self.connection_pool.get_master_address()
             await super().connect_check_health(*args, **kwargs)
 
-    class BlockingSentinelPool(SentinelConnectionPool, redis.asyncio.BlockingConnectionPool):  # type: ignore[misc]
+    class BlockingSentinelPool(SentinelConnectionPool, redis.asyncio.BlockingConnectionPool):
         """Callers wait for a connection (bounded pool) instead of failing with "Too many connections"."""
 
-    sentinel = Sentinel(
+    sentinel: Any = Sentinel(  # type: ignore[no-untyped-call]
         list(ep.nodes), sentinel_kwargs={"socket_timeout": 5.0, **ep.sentinel_kwargs}, socket_timeout=5.0
     )
     assert ep.master_name is not None
-    pool = BlockingSentinelPool(
+    pool: Any = BlockingSentinelPool(  # type: ignore[no-untyped-call]
         ep.master_name,
         sentinel,
         db=ep.db,

@@ -114,4 +114,3 @@ class StreamReader:
     @property
     def connections(self) -> int:
         return len(self._conns)
-

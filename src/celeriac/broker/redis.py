@@ -28,13 +28,20 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from .._redis import scripts
-from .._redis.client import async_client, open_connections, sync_client, to_str, translate_error, translate_errors
-from .._topology import kind_of
-from .._urls import redact
-from ._cluster_reads import StreamReader
+from .._redis.client import (
+    async_client,
+    open_connections,
+    sync_client,
+    to_str,
+    translate_error,
+    translate_errors,
+)
 from .._redis.keys import GROUP, KeySchema, QueueKeys
 from .._redis.scripts import Batch
+from .._topology import kind_of
+from .._urls import redact
 from ..exceptions import BrokerError, ConfigurationError
+from ._cluster_reads import StreamReader
 from .base import (
     KNOWN_QUEUES_TTL_S,
     PROMOTE_BATCH,
@@ -175,9 +182,10 @@ class RedisBroker(Broker):
                 "is not supported on a Redis Cluster yet (WAIT must follow the write on the same "
                 "connection of each node); use Sentinel, or 0",
             )
-        self._sync: redis.Redis | None = None
-        self._client: redis.asyncio.Redis | None = None
-        self._blocking: redis.asyncio.Redis | None = None
+        # Any: a redis.Redis, or a RedisCluster (redis-py's two client types share no base class)
+        self._sync: Any = None
+        self._client: Any = None
+        self._blocking: Any = None
         self._pubsub: Any = None
         # how much of a consumer's pending list the ownership checks read (settle, extend, release):
         # more than it can own at once, or deliveries past the first N would look lost
@@ -189,7 +197,7 @@ class RedisBroker(Broker):
 
     # ---- clients ---------------------------------------------------------------------------------
     @property
-    def sync(self) -> redis.Redis:
+    def sync(self) -> Any:
         """The synchronous client (created on first use)."""
         if self._sync is None:
             # own connections (see _send) and the pool share broker_pool_limit
@@ -201,7 +209,7 @@ class RedisBroker(Broker):
         return self._sync
 
     @property
-    def _aio(self) -> redis.asyncio.Redis:
+    def _aio(self) -> Any:
         if self._client is None:
             raise BrokerError("consumer side not opened: call `await broker.open(queues)` first")
         return self._client
@@ -215,7 +223,9 @@ class RedisBroker(Broker):
             return
         with translate_errors(self.url):
             if self.wait_replicas:
-                self._scripts_then_wait([(scripts.ENQUEUE_DELAYED, [q.delayed], [q.wake, *_delay_args(item)])])
+                self._scripts_then_wait(
+                    [(scripts.ENQUEUE_DELAYED, [q.delayed], [q.wake, *_delay_args(item)])]
+                )
                 return
             scripts.ENQUEUE_DELAYED(self.sync, [q.delayed], [q.wake, *_delay_args(item)])
 
@@ -238,7 +248,7 @@ class RedisBroker(Broker):
         holding that connection's writes. Calls that met an empty script cache run again (loaded)."""
         todo = list(calls)
         for _attempt in range(3):
-            pipe = self.sync.pipeline(transaction=False)
+            pipe: Any = self.sync.pipeline(transaction=False)
             for script, keys, args in todo:
                 pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
             pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
@@ -284,7 +294,7 @@ class RedisBroker(Broker):
             with translate_errors(self.url):
                 if not self.wait_replicas:
                     return self.sync.execute_command(*args)
-                pipe = self.sync.pipeline(transaction=False)
+                pipe: Any = self.sync.pipeline(transaction=False)
                 pipe.execute_command(*args)
                 pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
                 reply, acked = pipe.execute()
@@ -303,9 +313,11 @@ class RedisBroker(Broker):
                 return conn.read_response()
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 conn.disconnect()
-                reply = self.sync.execute_command(*args)  # type: ignore[no-untyped-call]
+                reply = self.sync.execute_command(*args)
                 if self.wait_replicas:
-                    self._check_acked(self.sync.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms))
+                    self._check_acked(
+                        self.sync.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                    )
                 return reply
         except (redis.RedisError, OSError) as exc:
             raise translate_error(exc, self.url) from None
@@ -332,7 +344,11 @@ class RedisBroker(Broker):
             with translate_errors(self.url):
                 self._scripts_then_wait(
                     [
-                        (scripts.ENQUEUE_DELAYED, [self.keys.queue(n).delayed], [self.keys.queue(n).wake, *args])
+                        (
+                            scripts.ENQUEUE_DELAYED,
+                            [self.keys.queue(n).delayed],
+                            [self.keys.queue(n).wake, *args],
+                        )
                         for n, all_args in delayed.items()
                         for start in range(0, len(all_args), 3 * _BULK_CHUNK)
                         for args in [all_args[start : start + 3 * _BULK_CHUNK]]
@@ -340,7 +356,7 @@ class RedisBroker(Broker):
                 )
         elif delayed:
             with translate_errors(self.url):
-                pipe = self.sync.pipeline(transaction=False)
+                pipe: Any = self.sync.pipeline(transaction=False)
                 batch = Batch()
                 for name, args in delayed.items():
                     q = self.keys.queue(name)
@@ -367,7 +383,7 @@ class RedisBroker(Broker):
                 if self.wait_replicas:
                     self._scripts_then_wait(calls)
                     return
-                pipe = self.sync.pipeline(transaction=False)
+                pipe: Any = self.sync.pipeline(transaction=False)
                 batch = Batch()
                 for script, keys, args in calls:
                     batch.add(pipe, script, keys, args)
@@ -443,7 +459,9 @@ class RedisBroker(Broker):
     async def open(self, queues: Sequence[str]) -> None:
         if self._client is None:
             options = self.transport_options
-            self._client = async_client(self.url, max_connections=self.max_connections, transport_options=options)
+            self._client = async_client(
+                self.url, max_connections=self.max_connections, transport_options=options
+            )
             # one connection that may sit in a blocking XREADGROUP. Its socket timeout exceeds the
             # longest BLOCK (reads are capped at _MAX_BLOCK_MS) so that a silent peer (a network
             # partition: no reset, no reply) fails the read instead of hanging the fetch loop forever
@@ -575,7 +593,7 @@ class RedisBroker(Broker):
             client = self._blocking
         streams = [self.keys.queue(name).ready for name in queues]
         args += ["STREAMS", *streams, *([">"] * len(streams))]
-        reply = await client.execute_command(*args)  # type: ignore[no-untyped-call]
+        reply = await client.execute_command(*args)
         if not reply:
             return []
         by_stream = {to_str(stream): entries for stream, entries in _stream_pairs(reply)}
@@ -752,7 +770,8 @@ class RedisBroker(Broker):
                     q.ready, GROUP, "-", "+", self._pel_scan, consumername=consumer
                 )
             out += _shard_deliveries(
-                shard, [Delivery(shard, to_str(r["message_id"]), b"", int(r["times_delivered"])) for r in rows]
+                shard,
+                [Delivery(shard, to_str(r["message_id"]), b"", int(r["times_delivered"])) for r in rows],
             )
         return out
 
@@ -795,7 +814,7 @@ class RedisBroker(Broker):
             now_s, now_us = await self._aio.time()
             now_ms = now_s * 1000 + now_us // 1000
             pipe = self._aio.pipeline(transaction=False)
-            pipe.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
+            pipe.hset(key, mapping=dict(fields))
             pipe.pexpire(key, ttl_ms)
             pipe.zadd(self.keys.workers, {worker_id: now_ms + ttl_ms})
             pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms)
@@ -840,7 +859,7 @@ class RedisBroker(Broker):
     def _stats(self, queue: str) -> QueueStats:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
-            pipe = self.sync.pipeline(transaction=False)
+            pipe: Any = self.sync.pipeline(transaction=False)
             pipe.xlen(q.ready)
             pipe.zcard(q.delayed)
             pipe.xlen(q.dead)
@@ -867,7 +886,7 @@ class RedisBroker(Broker):
     def workers(self) -> list[WorkerInfo]:
         with translate_errors(self.url):
             ids = [to_str(i) for i in self.sync.zrange(self.keys.workers, 0, -1)]
-            pipe = self.sync.pipeline(transaction=False)
+            pipe: Any = self.sync.pipeline(transaction=False)
             for worker_id in ids:
                 pipe.hgetall(self.keys.worker(worker_id))
             found = pipe.execute()
@@ -887,7 +906,11 @@ class RedisBroker(Broker):
             for letter in _parse_dead_letters(entries):
                 if k:  # the shard travels in the id, as for deliveries
                     letter = DeadLetter(
-                        f"{letter.entry_id}@{suffix}", letter.task_id, letter.data, letter.reason, letter.time_ms
+                        f"{letter.entry_id}@{suffix}",
+                        letter.task_id,
+                        letter.data,
+                        letter.reason,
+                        letter.time_ms,
                     )
                 out.append(letter)
             if len(out) >= count:

@@ -245,7 +245,8 @@ class RedisSentinel:
         # replicas sync at once (not after the default 5 s diskless-sync delay)
         self.master = RedisServer(port=free_cluster_port(), args=["--repl-diskless-sync-delay", "0"])
         self.replicas = [
-            RedisServer(port=free_cluster_port(), args=["--repl-diskless-sync-delay", "0"]) for _ in range(replicas)
+            RedisServer(port=free_cluster_port(), args=["--repl-diskless-sync-delay", "0"])
+            for _ in range(replicas)
         ]
         self.sentinel_count = sentinels
         self.sentinels: list[SentinelProcess] = []
