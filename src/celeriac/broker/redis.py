@@ -573,7 +573,9 @@ class RedisBroker(Broker):
             for name in queues:  # priority order: the shards of one queue at once
                 if len(out) >= count:
                     break
-                shards = self._rotated(name)
+                # fewer free slots than shards: read only as many shards (the rotation gives each its
+                # turn), so that the sweep never takes more than it may run
+                shards = self._rotated(name)[: count - len(out)]
                 await read(shards, max(1, (count - len(out)) // len(shards)), [])
             if not out and block_ms:
                 await read(self._all_shards(queues), 1, ["BLOCK", min(block_ms, _MAX_BLOCK_MS)])
