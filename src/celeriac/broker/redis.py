@@ -966,8 +966,27 @@ class RedisBroker(Broker):
                     return deleted
 
     def server_warnings(self) -> list[str]:
-        with translate_errors(self.url):
-            info = self.sync.info()
+        try:
+            with translate_errors(self.url):
+                if self.cluster:  # every master: each holds some of the queues
+                    infos = list(self.sync.info(target_nodes=self.sync.PRIMARIES).values())
+                else:
+                    infos = [self.sync.info()]
+        except BrokerError as exc:
+            if "NOPERM" not in str(exc) and "denied" not in str(exc):
+                raise
+            # a managed Redis may deny INFO to the application's user: nothing else needs it
+            return [
+                f"could not read the server's INFO ({exc}): Redis version and eviction policy not checked"
+            ]
+        warnings: list[str] = []
+        for info in infos:
+            for warning in self._info_warnings(info):
+                if warning not in warnings:
+                    warnings.append(warning)
+        return warnings
+
+    def _info_warnings(self, info: Any) -> list[str]:
         warnings = []
         version = tuple(int(p) for p in str(info.get("redis_version", "0.0.0")).split(".")[:3])
         if version < MIN_REDIS_VERSION:
