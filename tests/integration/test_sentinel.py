@@ -109,6 +109,13 @@ def _send_through_failover(wait_replicas: int) -> tuple[list[int], list[int], in
         return sent, seen, failed
 
 
+# redis-py's Sentinel pools leave the sockets of connections that broke when the master was killed to
+# the garbage collector (ResourceWarning "unclosed ..."): a leak of the killed master's dead sockets
+# during a failover, not of the connections celeriac keeps (those are closed with the app)
+_DEAD_MASTER_SOCKETS = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@_DEAD_MASTER_SOCKETS
 def test_durable_sends_survive_a_master_sigkill() -> None:
     sent, seen, failed = _send_through_failover(wait_replicas=1)
     lost = set(sent) - set(seen)
@@ -117,6 +124,7 @@ def test_durable_sends_survive_a_master_sigkill() -> None:
     assert not lost
 
 
+@_DEAD_MASTER_SOCKETS
 def test_without_wait_the_loss_is_measured() -> None:
     sent, seen, failed = _send_through_failover(wait_replicas=0)
     lost = set(sent) - set(seen)

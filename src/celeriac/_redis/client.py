@@ -292,3 +292,20 @@ def _connected(conn: Any) -> bool:
     if hasattr(conn, "is_connected"):
         return bool(conn.is_connected)
     return getattr(conn, "_sock", None) is not None
+
+
+def close_client(client: Any) -> None:
+    """Close a sync client and, behind Sentinel, its connections to the Sentinels too (redis-py's
+    ``close()`` leaves those open)."""
+    client.close()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        sentinel.close()
+
+
+async def aclose_client(client: Any) -> None:
+    """Close an asyncio client and, behind Sentinel, its connections to the Sentinels too."""
+    await client.aclose()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()

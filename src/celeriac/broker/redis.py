@@ -29,7 +29,9 @@ import redis
 
 from .._redis import scripts
 from .._redis.client import (
+    aclose_client,
     async_client,
+    close_client,
     open_connections,
     sync_client,
     to_str,
@@ -506,7 +508,7 @@ class RedisBroker(Broker):
         for closer in (self._pubsub, self._client, self._blocking):
             if closer is not None:
                 try:
-                    await closer.aclose()
+                    await (closer.aclose() if closer is self._pubsub else aclose_client(closer))
                 except (redis.RedisError, OSError, RuntimeError):  # closing a dead connection
                     pass
         self._pubsub = self._client = self._blocking = None
@@ -1010,7 +1012,7 @@ class RedisBroker(Broker):
             with self._own_lock:
                 self._own_total = max(0, self._own_total - 1)
         if self._sync is not None:
-            self._sync.close()
+            close_client(self._sync)
             self._sync = None
 
 

@@ -16,7 +16,14 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from .._redis.client import async_client, open_connections, sync_client, translate_errors
+from .._redis.client import (
+    aclose_client,
+    async_client,
+    close_client,
+    open_connections,
+    sync_client,
+    translate_errors,
+)
 from .._redis.keys import KeySchema
 from .._redis.scripts import STORE_RESULT, Batch
 from ..record import ResultWrite
@@ -101,12 +108,12 @@ class RedisResultBackend(ResultBackend):
     def close_sync(self) -> None:
         for client in (self._sync, self._waiter):
             if client is not None:
-                client.close()
+                close_client(client)
         self._sync = self._waiter = None
 
     async def close(self) -> None:
         if self._aio is not None:
-            await self._aio.aclose()
+            await aclose_client(self._aio)
             self._aio = None
 
 
