@@ -23,10 +23,11 @@ from .message import Message, encode_call, new_task_id
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend
-from .task import NO_OPTIONS, AsyncTask, SendOptions, Signature, Task, build_message
+from .task import NO_OPTIONS, AsyncTask, SendOptions, Signature, Task, build_message, unique_digest
 
 if TYPE_CHECKING:
     from ._clock import Clock
+    from .control import Control
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,6 +58,8 @@ _BROKER_SETTINGS = frozenset(
         "broker_url",
         "key_prefix",
         "dead_letter_max",
+        "revoke_expires_s",
+        "revoked_max",
         "broker_transport_options",
         "queue_shards",
         "broker_wait_replicas",
@@ -118,6 +121,7 @@ class Celeriac:
         self._broker_given = self._broker is not None
         self._backend_given = self._backend is not None
         self._codec: Codec | None = None
+        self._control: Control | None = None
         self.conf.on_change(self._setting_changed)
 
     def _setting_changed(self, name: str) -> None:
@@ -187,7 +191,12 @@ class Celeriac:
             if url == "memory://":
                 from .broker.memory import MemoryBroker
 
-                broker = MemoryBroker(dead_letter_max=self.conf.dead_letter_max, clock=self.clock.time)
+                broker = MemoryBroker(
+                    dead_letter_max=self.conf.dead_letter_max,
+                    clock=self.clock.time,
+                    revoke_expires_s=self.conf.revoke_expires_s,
+                    revoked_max=self.conf.revoked_max,
+                )
                 subscribe = getattr(self.clock, "subscribe", None)
                 if subscribe is not None:  # a fake clock: moving it wakes the broker's waiters
                     subscribe(broker.time_changed)
@@ -200,6 +209,8 @@ class Celeriac:
                     url,
                     prefix=conf.key_prefix,
                     dead_letter_max=conf.dead_letter_max,
+                    revoke_expires_s=conf.revoke_expires_s,
+                    revoked_max=conf.revoked_max,
                     transport_options=conf.broker_transport_options,
                     queue_shards=conf.queue_shards,
                     wait_replicas=conf.broker_wait_replicas,
@@ -224,6 +235,15 @@ class Celeriac:
                     url, prefix=self.conf.key_prefix, transport_options=self.conf.broker_transport_options
                 )
         return self._backend
+
+    @property
+    def control(self) -> Control:
+        """Task control: ``app.control.revoke(task_id, terminate=False, signal="SIGTERM")``."""
+        if self._control is None:
+            from .control import Control
+
+            self._control = Control(self)
+        return self._control
 
     def results_travel_with(self, consumer: object) -> bool:
         """True when ``consumer`` (a worker's broker) writes results atomically with its fenced acks:
@@ -324,12 +344,56 @@ class Celeriac:
 
         In eager mode (``task_always_eager``) the task runs here instead (:mod:`celeriac.eager`).
         """
+        task = task or self.tasks.get(name)
+        level, unique_ttl_ms = 0, 0
+        if (
+            options is not NO_OPTIONS
+            or (task is not None and task.controlled)
+            or self.conf.task_default_priority
+        ):
+            options, level, unique_ttl_ms = self._control_options(name, args, kwargs, options, task)
         message, data, task = self._prepare(name, args, kwargs, options, task)
         if self.conf.task_always_eager:
             return self._eager(data, message)
         queue = self.route(name, task, options.queue)
-        self.broker.enqueue(Enqueue(queue, data, options.delay_ms, options.eta_ms))
-        return _AsyncResult(message.id, self, ignored=self._ignored(options, task))
+        item = Enqueue(queue, data, options.delay_ms, options.eta_ms)
+        task_id = message.id
+        if level or options.unique_key is not None:
+            task_id = self.broker.enqueue_one(
+                item, task_id=task_id, level=level, unique_key=options.unique_key, unique_ttl_ms=unique_ttl_ms
+            )
+        else:
+            self.broker.enqueue(item)
+        return _AsyncResult(task_id, self, ignored=self._ignored(options, task))
+
+    def _control_options(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: SendOptions,
+        task: Task[Any, Any] | None,
+    ) -> tuple[SendOptions, int, int]:
+        """``(options with the unique key filled in, priority level, unique lock TTL in ms)``.
+
+        The level: the call's ``priority``, else the task's, else ``task_default_priority``. A call is
+        unique when it gives ``unique_key`` or when ``unique_for`` is set (call or task); its key is
+        then ``unique_key`` or the digest of the task name and arguments (``unique_digest``).
+        """
+        level = options.priority
+        if level is None:
+            level = task.priority if task is not None and task.priority is not None else None
+        if level is None:
+            level = self.conf.task_default_priority
+        unique_for = options.unique_for_s
+        if unique_for is None and task is not None:
+            unique_for = task.unique_for
+        if options.unique_key is None and unique_for is not None:
+            options = replace(options, unique_key=unique_digest(name, args, kwargs))
+        ttl_ms = 0
+        if options.unique_key is not None:
+            ttl_ms = int((unique_for if unique_for is not None else self.conf.unique_default_s) * 1000)
+        return options, level, ttl_ms
 
     def send_task(
         self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
@@ -372,20 +436,34 @@ class Celeriac:
         # per task, for signatures without options: (queue, ignore_result, msgpack arguments), the
         # same for each of them; msgpack tasks then skip the Message object (encode_call)
         plain: dict[tuple[str, int], tuple[str, bool, bool]] = {}
+        # unique or prioritized sends: (item, task id, level, unique key, lock ttl, result to update)
+        special: list[tuple[Enqueue, str, int, str | None, int, _AsyncResult[Any]]] = []
+        default_level = self.conf.task_default_priority
         for sig in signatures:
             task = sig.task
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
-            if sig.options or eager:
+            if sig.options or eager or (task is not None and task.controlled) or default_level:
                 options = (
                     normalize_options(**sig.options, now_s=self.clock.time) if sig.options else NO_OPTIONS
                 )
+                level, ttl_ms = 0, 0
+                if not eager:
+                    options, level, ttl_ms = self._control_options(
+                        sig.name, tuple(sig.args), kwargs, options, task or self.tasks.get(sig.name)
+                    )
                 message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, task)
                 if eager:
                     results.append(self._eager(data, message))
                     continue
                 queue, ignored = self.route(sig.name, task, options.queue), self._ignored(options, task)
-                items.append(Enqueue(queue, data, options.delay_ms, options.eta_ms))
-                results.append(_AsyncResult(message.id, self, ignored=ignored))
+                item = Enqueue(queue, data, options.delay_ms, options.eta_ms)
+                result: _AsyncResult[Any] = _AsyncResult(message.id, self, ignored=ignored)
+                if level or options.unique_key is not None:
+                    # sent one by one after the bulk (each decides against Redis state)
+                    special.append((item, message.id, level, options.unique_key, ttl_ms, result))
+                else:
+                    items.append(item)
+                results.append(result)
                 continue
             key = (sig.name, id(task))
             policy = plain.get(key)
@@ -410,6 +488,10 @@ class Celeriac:
             results.append(_AsyncResult(task_id, self, ignored=ignored))
         if items:
             self.broker.enqueue_many(items)
+        for item, task_id, level, unique_key, ttl_ms, result in special:
+            result.id = self.broker.enqueue_one(
+                item, task_id=task_id, level=level, unique_key=unique_key, unique_ttl_ms=ttl_ms
+            )
         return results
 
     # ---- eager -----------------------------------------------------------------------------------

@@ -33,13 +33,23 @@ def _positive_int(name: str, value: Any) -> None:
         raise ConfigurationError(name, f"must be a positive integer, got {value!r}")
 
 
+def _non_negative(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigurationError(name, f"must be a number >= 0, got {value!r}")
+
+
+def _priority(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
+        raise ConfigurationError(name, f"must be an integer from 0 (highest) to 9 (lowest), got {value!r}")
+
+
 def _boolean(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise ConfigurationError(name, f"must be true or false, got {value!r}")
 
 
 def _name(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not value or any(c in value for c in "{}\n\r "):
+    if not isinstance(value, str) or not value or any(c in value for c in "{}\n\r \x06"):
         raise ConfigurationError(name, f"must be a non-empty name without spaces or braces, got {value!r}")
 
 
@@ -221,6 +231,15 @@ class Config:
             only correctly signed messages run; unsigned or tampered ones are dead-lettered.
         message_signing_keys: older keys still accepted (key rotation); new messages are always signed
             with ``message_signing_key``.
+        task_default_priority: priority of messages whose task and call set none: 0 (highest, the
+            default, as Celery on Redis) .. 9 (lowest).
+        unique_default_s: how long a unique task's lock is held at most when neither the call nor the
+            task gives ``unique_for`` (a call with only ``unique_key=``).
+        revoke_expires_s: how long a revocation stays in force (a task revoked while delayed longer
+            than this may still run); also the revocation stream's trim age.
+        revoked_max: at most this many revocations are kept (oldest dropped first).
+        progress_interval_s: ``update_state`` writes at most once per this interval per task (latest
+            wins); 0 writes every call.
     """
 
     broker_url: str = setting(DEFAULT_BROKER_URL, _broker_url, url=True)
@@ -253,6 +272,11 @@ class Config:
     broker_wait_replicas: int = setting(0, _non_negative_int)
     broker_wait_timeout_s: float = setting(5.0, _positive)
     broker_pool_limit: int = setting(8, _positive_int)
+    task_default_priority: int = setting(0, _priority)
+    unique_default_s: float = setting(3600.0, _positive)
+    revoke_expires_s: float = setting(86_400.0, _positive)
+    revoked_max: int = setting(100_000, _positive_int)
+    progress_interval_s: float = setting(0.1, _non_negative)
 
     def __repr__(self) -> str:
         """Every setting, with URL passwords and signing keys hidden."""

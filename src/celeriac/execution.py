@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._clock import wall_ms
+from ._redis.keys import LEVEL_SEP, split_level
 from .context import Request
 from .exceptions import (
     ConfigurationError,
@@ -30,6 +31,7 @@ from .exceptions import (
     Retry,
     SerializationError,
     TaskExpiredError,
+    TaskRevokedError,
     WorkerLostError,
 )
 from .message import Message
@@ -157,6 +159,10 @@ class Outcome:
     exc: BaseException | None = None
     value: Any = None
     runtime_s: float = 0.0
+    #: the lock of a unique task that finished (released with the settlement)
+    unique: str | None = None
+    #: the queue the message came from (a unique lock is released there)
+    queue: str = ""
 
 
 @dataclass(slots=True)  # not frozen: hot path (design.md)
@@ -224,7 +230,7 @@ class Execution:
             return self._failed(message, None, missing, kind="dead", reason=f"unknown task: {missing}")
         if message.expires_ms is not None and self.clock_ms() > message.expires_ms:
             expired = TaskExpiredError(f"task {message.id} expired before it started")
-            return self._failed(message, task, expired, kind="ack", state=TaskState.EXPIRED)
+            return self._failed(message, task, expired, kind="ack", state=TaskState.EXPIRED, queue=queue)
         # Arguments are checked only when the call raises TypeError (see finish): binding a signature
         # for every message costs more than running a small task.
         request = Request(
@@ -236,18 +242,38 @@ class Execution:
             eta=message.eta_ms / 1000 if message.eta_ms is not None else None,
             expires=message.expires_ms / 1000 if message.expires_ms is not None else None,
             delivery=delivery,
-            queue=queue,
+            queue=split_level(queue)[0] if LEVEL_SEP in queue else queue,  # a priority level's queue
             is_eager=eager,
             root_id=message.root_id,
             parent_id=message.parent_id,
         )
         return Job(message, task, request, data)
 
+    def revoked(self, job: Job, why: str = "revoked before it started") -> Outcome:
+        """The outcome of a job whose task was revoked (``app.control.revoke``): not run, or stopped
+        (``terminate``); REVOKED is stored (``get()`` raises :class:`TaskRevokedError`)."""
+        exc = TaskRevokedError(f"task {job.message.id} {why}")
+        return self._failed(
+            job.message, job.task, exc, kind="ack", state=TaskState.REVOKED, queue=job.request.queue
+        )
+
     # ---- after the call --------------------------------------------------------------------------
     def finish(
         self, job: Job, *, value: Any = None, exc: Exception | None = None, runtime_s: float = 0.0
     ) -> Outcome:
         """The outcome of a finished call: success, retry, dead-letter or failure."""
+        outcome = self._finish(job, value=value, exc=exc, runtime_s=runtime_s)
+        if job.message.unique_key is not None:
+            outcome.queue = job.request.queue
+            if outcome.kind in ("retry", "release"):
+                outcome.unique = None  # not finished: a unique task keeps its lock
+            elif outcome.unique is None:
+                outcome.unique = job.message.unique_key
+        return outcome
+
+    def _finish(
+        self, job: Job, *, value: Any = None, exc: Exception | None = None, runtime_s: float = 0.0
+    ) -> Outcome:
         message, task = job.message, job.task
         if exc is None:
             options = job.options
@@ -340,6 +366,7 @@ class Execution:
         reason: str = "",
         state: TaskState = TaskState.FAILURE,
         runtime_s: float = 0.0,
+        queue: str = "",
     ) -> Outcome:
         """A failure outcome; the error is stored unless results are ignored and error storing is off."""
         exc_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
@@ -358,5 +385,15 @@ class Execution:
         if not options.ignore_result or conf.task_store_errors_even_if_ignored:
             store = ResultWrite(message.id, encode_record(record), options.result_ttl_s)
         return Outcome(
-            kind, message.id, message.task, state, store, record, reason=reason, exc=exc, runtime_s=runtime_s
+            kind,
+            message.id,
+            message.task,
+            state,
+            store,
+            record,
+            reason=reason,
+            exc=exc,
+            runtime_s=runtime_s,
+            unique=message.unique_key,
+            queue=queue,
         )

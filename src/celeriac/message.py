@@ -65,6 +65,7 @@ _OPTION_KEYS: dict[str, str] = {
     "time_limit_s": "tl",
     "soft_time_limit_s": "stl",
     "serializer": "ct",
+    "unique_key": "uq",
 }
 _WIRE_TO_OPTION = {v: k for k, v in _OPTION_KEYS.items()}
 _OPTION_ITEMS = tuple(_OPTION_KEYS.items())
@@ -87,6 +88,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "time_limit_s": (int, float),
     "soft_time_limit_s": (int, float),
     "serializer": (str,),
+    "unique_key": (str,),
 }
 # integers read off the wire stay far below msgpack's 64-bit limit, so a retry can always re-encode them
 _MAX_INT = 1 << 62
@@ -152,6 +154,8 @@ class Message:
     soft_time_limit_s: float | None = None
     #: ``None`` for msgpack arguments (the default), ``"pickle"`` for a task that opted into pickle
     serializer: str | None = None
+    #: the lock a unique task holds while queued or running (released when it finishes)
+    unique_key: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .exceptions import ResultsDisabled, ResultTimeout, TaskError, TaskExpiredError, TaskRevokedError
@@ -93,12 +94,23 @@ class AsyncResult(Generic[R]):
                 self._record = self._decode(payload)
         return self._record
 
-    def get(self, timeout: float | None = None, propagate: bool = True, **_ignored: Any) -> R:
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+        **_ignored: Any,
+    ) -> R:
         """Wait for the task to finish and return its value.
 
         Blocks server-side (no polling). Raises the task's exception (its own type when available,
         with the remote traceback attached) when ``propagate``; raises :class:`ResultTimeout` after
         ``timeout`` seconds.
+
+        ``on_message`` is called with each state the task records meanwhile (``update_state``),
+        then with the final one, as a Celery-shaped dict: ``{"task_id", "status", "result"}``
+        (``result`` is the meta of a progress state). Progress is pushed; the final record is then
+        checked at least every 0.2 s.
 
         Raises:
             ResultsDisabled: the task ignores results (send with ``ignore_result=False``) or results
@@ -110,10 +122,18 @@ class AsyncResult(Generic[R]):
                     f"task {self.id} was sent with ignore_result=True: its result will not be stored "
                     "(pass ignore_result=False to the task or the call)"
                 )
-            payload = self._backend_or_raise().wait(self.id, timeout)
+            backend = self._backend_or_raise()
+            if on_message is None:
+                payload = backend.wait(self.id, timeout)
+            else:
+                payload = backend.wait_progress(self.id, timeout, lambda p: self._on_progress(p, on_message))
             if payload is None:
                 raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
             self._record = self._decode(payload)
+            if on_message is not None:
+                final = self._record
+                value = final.value if final.state is TaskState.SUCCESS else rebuild_exception(final)
+                on_message({"task_id": self.id, "status": str(final.state), "result": value})
         record = self._record
         if record.state is TaskState.SUCCESS:
             return record.value  # type: ignore[no-any-return]
@@ -125,11 +145,41 @@ class AsyncResult(Generic[R]):
         """Alias of :meth:`get` (Celery compatibility)."""
         return self.get(timeout=timeout, propagate=propagate)
 
+    def _on_progress(self, payload: bytes, callback: Callable[[dict[str, Any]], None]) -> None:
+        from .progress import decode_progress
+
+        progress = decode_progress(payload)
+        if progress is not None:
+            callback({"task_id": self.id, "status": progress.state, "result": progress.meta})
+
+    def _progress(self) -> Any:
+        """The final record if known, else the latest progress record (one round trip), else None."""
+        if self._record is not None:
+            return self._record
+        final, progress = self._backend_or_raise().get_with_progress(self.id)
+        if final is not None:
+            self._record = self._decode(final)
+            return self._record
+        if progress is not None:
+            from .progress import decode_progress
+
+            return decode_progress(progress)
+        return None
+
     @property
-    def state(self) -> TaskState:
-        """``PENDING`` until a record exists, then its state."""
-        record = self._fetch()
-        return record.state if record else TaskState.PENDING
+    def state(self) -> str:
+        """``PENDING`` until a record exists; then the task's custom state (``update_state``, such as
+        ``"PROGRESS"``) while it runs, and its final state (a :class:`TaskState`) once done."""
+        found = self._progress()
+        if found is None:
+            return TaskState.PENDING
+        return found.state  # type: ignore[no-any-return]
+
+    @property
+    def info(self) -> Any:
+        """Alias of :attr:`result` (Celery): the meta of the latest ``update_state`` while the task
+        runs, then its value or exception."""
+        return self.result
 
     status = state
 
@@ -144,11 +194,14 @@ class AsyncResult(Generic[R]):
 
     @property
     def result(self) -> Any:
-        """The value when successful, the exception when failed, None while pending."""
-        record = self._fetch()
-        if record is None:
+        """The value when successful, the exception when failed, the ``update_state`` meta while it
+        runs, None while pending."""
+        found = self._progress()
+        if found is None:
             return None
-        return record.value if record.state is TaskState.SUCCESS else rebuild_exception(record)
+        if isinstance(found, ResultRecord):
+            return found.value if found.state is TaskState.SUCCESS else rebuild_exception(found)
+        return found.meta  # a running task's update_state meta, as in Celery
 
     @property
     def traceback(self) -> str | None:
@@ -163,6 +216,13 @@ class AsyncResult(Generic[R]):
     def forget(self) -> None:
         """Delete the stored result."""
         self._backend_or_raise().forget(self.id)
+        self._record = None
+
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM", **_unused: Any) -> None:
+        """Revoke this task (see :meth:`celeriac.control.Control.revoke`)."""
+        if self.app is None:
+            raise ResultsDisabled("this AsyncResult has no app: construct it with app=")
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal)
         self._record = None
 
 

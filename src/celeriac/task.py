@@ -48,9 +48,45 @@ class SendOptions:
     result_expires_s: float | None = None
     time_limit_s: float | None = None
     soft_time_limit_s: float | None = None
+    #: 0 (highest) .. 9 (lowest); None: the task's own, else ``task_default_priority``
+    priority: int | None = None
+    #: the unique task lock (``unique_key=``), or None: see ``unique_for``
+    unique_key: str | None = None
+    #: seconds the unique lock is held at most (``unique_for=``); None: the task's own
+    unique_for_s: float | None = None
 
 
 NO_OPTIONS = SendOptions()
+
+
+def check_priority(priority: object) -> int | None:
+    """``priority`` as a level 0..9 (None stays None).
+
+    Raises:
+        ConfigurationError: not an integer from 0 to 9 (a ValueError).
+    """
+    if priority is None:
+        return None
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise ConfigurationError(
+            "priority",
+            f"must be an integer from 0 (highest) to 9 (lowest), got {priority!r} "
+            "(celeriac follows Celery on Redis: 0 is the highest, unlike RabbitMQ)",
+        )
+    return priority
+
+
+def check_unique_for(unique_for: object) -> float | None:
+    """``unique_for`` seconds, checked (None stays None).
+
+    Raises:
+        ConfigurationError: not a positive number (a ValueError).
+    """
+    if unique_for is None:
+        return None
+    if isinstance(unique_for, bool) or not isinstance(unique_for, (int, float)) or not unique_for > 0:
+        raise ConfigurationError("unique_for", f"must be a positive number of seconds, got {unique_for!r}")
+    return float(unique_for)
 
 
 def normalize_options(
@@ -66,6 +102,9 @@ def normalize_options(
     result_expires: float | None = None,
     time_limit: float | None = None,
     soft_time_limit: float | None = None,
+    priority: int | None = None,
+    unique_key: str | None = None,
+    unique_for: float | None = None,
     now_s: Callable[[], float] | None = None,
 ) -> SendOptions:
     """Turn Celery-style call options into a :class:`SendOptions` (validated)."""
@@ -82,6 +121,8 @@ def normalize_options(
     check_time_limit("time_limit", time_limit)
     check_time_limit("soft_time_limit", soft_time_limit)
     eta_ms = _to_epoch_ms(eta) if eta is not None else None
+    if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
+        raise ConfigurationError("unique_key", f"must be a non-empty string, got {unique_key!r}")
     expires_ms = None
     if expires is not None:
         # a number is seconds from now (Celery); a datetime is absolute
@@ -100,6 +141,9 @@ def normalize_options(
         result_expires_s=result_expires,
         time_limit_s=time_limit,
         soft_time_limit_s=soft_time_limit,
+        priority=check_priority(priority),
+        unique_key=unique_key,
+        unique_for_s=check_unique_for(unique_for),
     )
 
 
@@ -134,6 +178,8 @@ class Task(Generic[P, R]):
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         typing: bool = True,
+        priority: int | None = None,
+        unique_for: float | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -158,6 +204,11 @@ class Task(Generic[P, R]):
         self.time_limit = check_time_limit("time_limit", time_limit)
         self.soft_time_limit = check_time_limit("soft_time_limit", soft_time_limit)
         self.typing = typing
+        #: default priority of this task's messages: 0 (highest) .. 9; None: ``task_default_priority``
+        self.priority = check_priority(priority)
+        #: seconds: while an equal call is queued or running, sending another returns it (see README,
+        #: "Unique tasks"); None: not unique unless a call gives ``unique_key=``
+        self.unique_for = check_unique_for(unique_for)
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         # Fast path of the argument check for the common shape (plain positional-or-keyword
@@ -173,6 +224,11 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+    @property
+    def controlled(self) -> bool:
+        """True when this task's sends need the task-control path (a priority or ``unique_for``)."""
+        return bool(self.priority) or self.unique_for is not None
 
     # ---- running here -----------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -232,6 +288,9 @@ class Task(Generic[P, R]):
         result_expires: float | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        priority: int | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
     ) -> AsyncResult[R]:
         """Send the task: one Redis round trip; the result store is not touched.
 
@@ -244,6 +303,12 @@ class Task(Generic[P, R]):
             task_id: use this id instead of a new UUID.
             ignore_result, max_retries, acks_late, result_expires: override the task's own options.
             time_limit, soft_time_limit: seconds; override the task's own limits for this call.
+            priority: 0 (highest) .. 9 (lowest), Celery-on-Redis meaning; overrides the task's own.
+            unique_key: send as a unique task under this key: while a task sent with the same key
+                to the same queue is queued or running, nothing is sent and its AsyncResult is
+                returned. ``unique_for`` (or the task's) bounds how long the key is held.
+            unique_for: seconds; make this call unique (by task name and arguments unless
+                ``unique_key`` is given) for at most this long.
 
         Raises:
             TypeError: the arguments do not fit the task's signature.
@@ -263,6 +328,9 @@ class Task(Generic[P, R]):
             result_expires=result_expires,
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
+            priority=priority,
+            unique_key=unique_key,
+            unique_for=unique_for,
             now_s=self.app.clock.time,
         )
         return self.app.send(self.name, tuple(args or ()), dict(kwargs or {}), options, task=self)
@@ -294,6 +362,29 @@ class Task(Generic[P, R]):
         return Signature(self.name, tuple(args), dict(kwargs or {}), options=options, app=self.app, task=self)
 
     # ---- inside a running task -------------------------------------------------------------------
+    def update_state(
+        self, task_id: str | None = None, state: str = "PROGRESS", meta: Any = None, **_unused: Any
+    ) -> None:
+        """Record a custom state (``PROGRESS`` by convention) with ``meta`` for callers to read as
+        ``AsyncResult(id).state`` / ``.info``, or to receive with ``get(on_message=...)``.
+
+        Stored even when the task ignores results, with the task's result TTL; never replaces a
+        final state. Writes are throttled to ``progress_interval_s`` per task (latest wins: a state
+        given meanwhile is written when the interval ends). Without a result backend it does nothing.
+
+        Raises:
+            CeleriacError: outside a running task without ``task_id``.
+            SerializationError: ``meta`` is not msgpack-serializable.
+        """
+        from .progress import update_state
+
+        request = current_request()
+        if task_id is None:
+            if request is None or request.task != self.name:
+                raise CeleriacError(f"{self.name}.update_state() needs task_id= outside the running task")
+            task_id = request.id
+        update_state(self.app, task_id, state, meta, self.result_expires)
+
     def retry(
         self,
         exc: BaseException | None = None,
@@ -339,7 +430,25 @@ def build_message(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], opti
         result_expires_s=options.result_expires_s,
         time_limit_s=options.time_limit_s,
         soft_time_limit_s=options.soft_time_limit_s,
+        unique_key=options.unique_key,
     )
+
+
+def unique_digest(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """The default unique key of a call: a digest of the task name and its arguments (keyword
+    arguments in name order, so ``f(a=1, b=2)`` equals ``f(b=2, a=1)``; ``1`` and ``1.0`` differ)."""
+    import hashlib
+
+    import msgpack
+
+    canonical = [name, list(args), sorted(kwargs.items())]
+    try:
+        packed = msgpack.packb(canonical, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):  # a pickle task's arguments
+        import pickle
+
+        packed = pickle.dumps(canonical, protocol=4)
+    return f"{name}:{hashlib.blake2b(packed, digest_size=16).hexdigest()}"
 
 
 @dataclass(slots=True)  # not frozen: bulk sends build one per task, and a frozen init costs 3x more

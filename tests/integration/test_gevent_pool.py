@@ -189,3 +189,19 @@ def test_an_embedded_worker_patched_first(producer: Celeriac, redis_url: str) ->
     assert out.strip() == "100"
     assert time.monotonic() - started < 15  # 100 sleeps of 0.3 s: 30 s one at a time
     assert results[-1].get(timeout=5) == "e99"
+
+
+def test_revoke_terminate_kills_the_greenlet(cli_worker: Any, producer: Celeriac, r: redis.Redis) -> None:
+    from celeriac import TaskRevokedError
+
+    cli_worker("-P", "gevent", "-c", "10")
+    victim = producer.send_task("itest.wait_for_go", ("victim",))
+    producer.send_task("itest.wait_for_go", ("other",))
+    assert sorted(take(r, "test:started", 2)) == ["other", "victim"]
+    victim.revoke(terminate=True)
+    with pytest.raises(TaskRevokedError):
+        producer.AsyncResult(victim.id).get(timeout=10)
+    r.rpush("test:go", "go", "go")  # the other task goes on; the killed greenlet never finishes
+    assert take(r, "test:finished", 1) == ["other"]
+    time.sleep(0.5)
+    assert r.llen("test:finished") == 0  # take() popped "other"; the victim never got there

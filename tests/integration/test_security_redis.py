@@ -337,6 +337,15 @@ def test_the_readme_acl_is_exactly_what_producer_worker_and_cli_use(
         result = runner.invoke(cli_main, ["--broker", url, *args], catch_exceptions=False)
         assert result.exit_code == 0, (args, result.output)
         assert "deleted 1" in result.output or "purged 1" in result.output, (args, result.output)
+    # task control as that user: revoke (CLI), a unique send, a prioritized send, progress
+    result = runner.invoke(cli_main, ["--broker", url, "revoke", "no-such-task"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    held = add.apply_async((1, 1), unique_key="acl-unique", countdown=600)
+    assert add.apply_async((1, 1), unique_key="acl-unique", countdown=600).id == held.id
+    assert add.apply_async((2, 2), priority=5).get(timeout=10) == 4
+    assert add.apply_async((3, 3), unique_for=30).get(timeout=10) == 6  # lock released in the settle
+    add.update_state(task_id="acl-progress", state="PROGRESS", meta={"i": 1})
+    assert app.AsyncResult("acl-progress").state == "PROGRESS"
     release.clear()
     started.clear()
     handed_back = slow.delay()

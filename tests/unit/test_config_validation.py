@@ -46,6 +46,11 @@ BAD_VALUES: dict[str, list[Any]] = {
     "worker_ttl_s": [0, None, "10s"],
     "worker_shutdown_grace_s": [-1, "60"],
     "worker_fetch_max": [0, 1.5, "500"],
+    "task_default_priority": [-1, 10, 1.5, True, "0"],
+    "unique_default_s": [0, -1, "60", True],
+    "revoke_expires_s": [0, -1, "60", None],
+    "revoked_max": [0, 1.5, "10"],
+    "progress_interval_s": [-0.1, "0.1", float("nan")],
     "worker_queue_modules": [
         ["a"],
         {"q": "shop.tasks"},

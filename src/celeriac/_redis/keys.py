@@ -17,6 +17,19 @@ key                                    type          bound / expiry
 ``<prefix>:workers``                   sorted set    ids scored by expiry; stale ids pruned; TTL
 ``<prefix>:queues``                    set           queue names workers consumed; TTL, refreshed
 ``<prefix>:result:<task id>``          list (1 el.)  TTL: ``result_expires`` (errors: same or shorter)
+``<prefix>:result:<task id>:progress`` string        TTL: the task's result TTL (``update_state``)
+``<prefix>:revoked``                   stream        entries older than ``revoke_expires_s`` trimmed
+                                                     at each revoke, capped at ``revoked_max``; the
+                                                     key expires ``revoke_expires_s`` after the
+                                                     last revoke
+``<prefix>:{<queue>}:unique:<key>``    string        task id of the queued/running unique task;
+                                                     TTL ``unique_for``; deleted when it finishes
+``<prefix>:{<queue>}:levels``          set           priority levels 1..9 ever used on the queue
+                                                     (at most 9 members)
+``<prefix>:{<queue>}:p<n>:ready``      stream        priority level n (1..9) of the queue; like
+``<prefix>:{<queue>}:p<n>:delayed``    sorted set    ``ready`` / ``delayed`` / ``reclaimed`` (level 0
+``<prefix>:{<queue>}:p<n>:reclaimed``  hash          is the queue's own keys; dead letters of every
+                                                     level go to the queue's ``dead`` stream)
 =====================================  ============  =============================================
 
 A sharded queue (``queue_shards``) has these keys once per shard: shard 0 is the queue itself, shard
@@ -25,7 +38,14 @@ k the queue ``<queue>~k.<salt>`` (its own hash tag, hence its own slot; see
 written by single-key scripts in their own slot, after the lease check (docs/scaling.md).
 
 Channels (pub/sub, not keys): ``<prefix>:{<queue>}:wake`` tells workers a delayed message became the
-earliest one of its queue.
+earliest one of its queue, or (payload ``levels``) that the queue has a new priority level.
+``<prefix>:result:<task id>:progress`` (channel) carries the task's ``update_state`` writes to
+``AsyncResult.get(on_message=...)``.
+
+Priority levels are addressed as queues of their own: :func:`level_queue` names level ``n`` of queue
+``q`` ``q\\x06\\x16n`` (the separator kombu uses), and :meth:`KeySchema.queue` maps such a name to the
+level's keys, all in ``q``'s hash slot. So every per-queue operation (settle, extend, reclaim, release,
+promote) works on a level unchanged.
 """
 
 from __future__ import annotations
@@ -34,6 +54,24 @@ from dataclasses import dataclass
 
 #: consumer group every worker of every queue joins
 GROUP = "celeriac"
+
+#: separates a queue name from its priority level in a level queue's name (as kombu does)
+LEVEL_SEP = "\x06\x16"
+#: priority levels: 0 (highest, the queue's own stream) .. 9 (lowest)
+PRIORITY_LEVELS = range(10)
+
+
+def level_queue(queue: str, level: int) -> str:
+    """The name of priority level ``level`` of ``queue`` (level 0 is the queue itself)."""
+    return queue if level == 0 else f"{queue}{LEVEL_SEP}{level}"
+
+
+def split_level(name: str) -> tuple[str, int]:
+    """``(queue, level)`` of a (level) queue name."""
+    base, sep, level = name.rpartition(LEVEL_SEP)
+    if sep and level.isdigit():
+        return base, int(level)
+    return name, 0
 
 
 @dataclass(frozen=True)
@@ -56,10 +94,36 @@ class KeySchema:
     prefix: str = "celeriac"
 
     def queue(self, name: str) -> QueueKeys:
+        if LEVEL_SEP in name:
+            queue, level = split_level(name)
+            if level:
+                base = f"{self.prefix}:{{{queue}}}"
+                own = f"{base}:p{level}"
+                return QueueKeys(
+                    name, f"{own}:ready", f"{own}:delayed", f"{base}:dead", f"{base}:wake", f"{own}:reclaimed"
+                )
         base = f"{self.prefix}:{{{name}}}"
         return QueueKeys(
             name, f"{base}:ready", f"{base}:delayed", f"{base}:dead", f"{base}:wake", f"{base}:reclaimed"
         )
+
+    def levels(self, queue: str) -> str:
+        """The set of priority levels (1..9) used on ``queue``."""
+        return f"{self.prefix}:{{{queue}}}:levels"
+
+    def unique(self, queue: str, key: str) -> str:
+        """The lock of a unique task on ``queue`` (in the queue's hash slot)."""
+        return f"{self.prefix}:{{{queue}}}:unique:{key}"
+
+    @property
+    def revoked(self) -> str:
+        """The revocation stream (task ids revoked recently)."""
+        return f"{self.prefix}:revoked"
+
+    def progress(self, task_id: str) -> str:
+        """The latest ``update_state`` of a task (key and pub/sub channel). Named after the result key,
+        so that a hash tag given to result keys puts both in one slot."""
+        return f"{self.result(task_id)}:progress"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"

@@ -20,8 +20,11 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
+from ..exceptions import BrokerError
+
 if TYPE_CHECKING:
     from ..record import ResultWrite
+    from .revoked import Revocation, RevokedMirror
 
 
 T = TypeVar("T")
@@ -104,6 +107,10 @@ class Settlement:
     eta_ms: int | None = None
     reason: str = ""
     result: ResultWrite | None = None
+    #: the lock of a unique task that finished (``unique_key``), released with the ack if owned
+    unique: str | None = None
+    #: the task id the lock must hold to be released (with ``unique``)
+    task_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -387,6 +394,47 @@ class Broker(ABC):
 
     def server_warnings(self) -> list[str]:
         """Problems with the server's configuration (eviction policy, version)."""
+        return []
+
+    # ---- task control: revoke, unique tasks, priorities (see celeriac.control) ------------------
+    def enqueue_one(
+        self,
+        item: Enqueue,
+        *,
+        task_id: str,
+        level: int = 0,
+        unique_key: str | None = None,
+        unique_ttl_ms: int = 0,
+    ) -> str:
+        """Send one message at priority ``level`` (0 highest .. 9), and/or as a unique task: when the
+        lock ``unique_key`` of ``item.queue`` is held, nothing is sent and the holder's task id is
+        returned. Returns the id of the task queued (``task_id`` or the holder's)."""
+        raise BrokerError(f"{type(self).__name__} does not support priorities or unique tasks")
+
+    async def release_unique(self, queue: str, unique_key: str, task_id: str) -> None:  # noqa: B027
+        """Release the lock of a unique task that finished after an early ack (at-most-once)."""
+
+    def revoke(
+        self, task_ids: Sequence[str], *, terminate: bool, signal: str, ttl_s: float, max_entries: int
+    ) -> None:
+        """Record revocations (kept ``ttl_s``, at most ``max_entries``) for every worker to see."""
+        raise BrokerError(f"{type(self).__name__} does not support revoke")
+
+    @property
+    def revocations(self) -> RevokedMirror:
+        """This consumer's mirror of the revocations (kept in sync by :meth:`fetch` and
+        :meth:`sync_revoked`)."""
+        mirror = getattr(self, "_revocations", None)
+        if mirror is None:
+            from .revoked import RevokedMirror
+
+            mirror = RevokedMirror()
+            self._revocations = mirror
+        return mirror
+
+    async def sync_revoked(self, block_ms: int = 0) -> list[Revocation]:
+        """Bring :attr:`revocations` up to date; block up to ``block_ms`` for a new one (0: do not).
+        Returns the revocations learned."""
         return []
 
     def close_sync(self) -> None:  # noqa: B027 - optional hook

@@ -44,6 +44,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .._redis.keys import level_queue, split_level
 from ..exceptions import BrokerError, ConfigurationError
 from .base import (
     KNOWN_QUEUES_TTL_S,
@@ -60,9 +61,11 @@ from .base import (
     max_deliveries_reason,
     task_id_of,
 )
+from .revoked import Revocation, RevokedMirror
 
 __all__ = ["MemoryBroker"]
 
+_REVOKE_POLL_S = 0.05  # how often sync_revoked(block_ms=...) looks again
 _STREAM_ID = re.compile(r"^\d+-\d+$")
 
 
@@ -141,7 +144,14 @@ class MemoryBroker(Broker):
             :func:`time.time`). After moving a fake clock, call :meth:`time_changed`.
     """
 
-    def __init__(self, *, dead_letter_max: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        dead_letter_max: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        revoke_expires_s: float = 86_400.0,
+        revoked_max: int = 100_000,
+    ) -> None:
         if dead_letter_max < 1:
             raise ConfigurationError("dead_letter_max", f"must be >= 1, got {dead_letter_max!r}")
         self.dead_letter_max = dead_letter_max
@@ -157,6 +167,13 @@ class MemoryBroker(Broker):
         self._workers: dict[str, tuple[dict[str, str], int]] = {}
         self._known_queues: set[str] = set()
         self._known_queues_expire_ms = 0
+        self._levels: dict[str, set[int]] = {}  # queue -> priority levels used (level queues exist)
+        self._unique: dict[tuple[str, str], tuple[str, int]] = {}  # (queue, key) -> (task id, expiry ms)
+        # revocations: every consumer of this broker shares the one mirror (one process); the log
+        # lets each event loop learn the revocations it has not seen (terminate)
+        self._revocations = RevokedMirror(int(revoke_expires_s * 1000), revoked_max)
+        self._revoked_log: list[Revocation] = []
+        self._revoked_seen: dict[asyncio.AbstractEventLoop, int] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryBroker queues={sorted(self._queues)}>"
@@ -272,7 +289,7 @@ class MemoryBroker(Broker):
                         return out
                     # register (or re-arm) under the lock: an enqueue after it is released will wake us
                     if waiter is None:
-                        waiter = _Waiter(loop, asyncio.Event(), set(queues))
+                        waiter = _Waiter(loop, asyncio.Event(), set(self._expand(queues)))
                         self._fetchers.add(waiter)
                     else:
                         waiter.rearm()
@@ -290,7 +307,7 @@ class MemoryBroker(Broker):
     def _take(self, queues: Sequence[str], consumer: str, count: int) -> list[Delivery]:
         out: list[Delivery] = []
         now_ms = self._now_ms()
-        for name in queues:
+        for name in self._expand(queues):
             q = self._queue(name)
             while q.ready and len(out) < count:
                 entry = q.ready.popleft()
@@ -299,6 +316,18 @@ class MemoryBroker(Broker):
             if len(out) >= count:
                 break
         return out
+
+    def _expand(self, queues: Iterable[str]) -> list[str]:
+        """Queue names with their priority levels, highest first (as RedisBroker reads them)."""
+        return [
+            n
+            for name in queues
+            for n in (name, *(level_queue(name, lv) for lv in sorted(self._levels.get(name, ()))))
+        ]
+
+    def _dead_queue(self, name: str) -> _QueueState:
+        """Where dead letters of a (level) queue go: the queue's own dead letters."""
+        return self._queue(split_level(name)[0])
 
     async def settle(self, consumer: str, settlements: Sequence[Settlement]) -> list[Delivery]:
         """Record outcomes of deliveries still owned by ``consumer``; return the fenced-out ones.
@@ -328,7 +357,9 @@ class MemoryBroker(Broker):
                         if head_before is None or due < head_before:
                             head_before, woke = due, True
                     elif s.kind == "dead":
-                        self._dead_letter(q, bytes(s.data), s.reason, now_ms)
+                        self._dead_letter(self._dead_queue(name), bytes(s.data), s.reason, now_ms)
+                    if s.unique is not None and s.kind != "retry":
+                        self._release_unique(name, s.unique, s.task_id)
                 for entry_id in acked:
                     q.pending.pop(entry_id, None)
                 if woke:
@@ -362,40 +393,55 @@ class MemoryBroker(Broker):
         dead = 0
         with self._lock:
             now_ms = self._now_ms()
-            q = self._queue(queue)
-            expired = sorted(
-                (lease for lease in q.pending.values() if now_ms - lease.last_ms >= lease_ms),
-                key=lambda lease: lease.entry.seq,
-            )[: max(0, count)]
-            for lease in expired:
-                entry = lease.entry
-                if lease.deliveries >= max_deliveries:
-                    reason = max_deliveries_reason(max_deliveries, lease.deliveries)
-                    self._dead_letter(q, entry.data, reason, now_ms)
-                    del q.pending[entry.entry_id]
-                    dead += 1
-                else:
-                    lease.consumer, lease.deliveries, lease.last_ms = consumer, lease.deliveries + 1, now_ms
-                    out.append(Delivery(queue, entry.entry_id, entry.data, lease.deliveries))
+            for name in self._expand([queue]):
+                got, n = self._reclaim(name, consumer, count - len(out), lease_ms, max_deliveries, now_ms)
+                out += got
+                dead += n
+        return out, dead
+
+    def _reclaim(
+        self, queue: str, consumer: str, count: int, lease_ms: int, max_deliveries: int, now_ms: int
+    ) -> tuple[list[Delivery], int]:
+        out: list[Delivery] = []
+        dead = 0
+        q = self._queue(queue)
+        expired = sorted(
+            (lease for lease in q.pending.values() if now_ms - lease.last_ms >= lease_ms),
+            key=lambda lease: lease.entry.seq,
+        )[: max(0, count)]
+        for lease in expired:
+            entry = lease.entry
+            if lease.deliveries >= max_deliveries:
+                reason = max_deliveries_reason(max_deliveries, lease.deliveries)
+                self._dead_letter(self._dead_queue(queue), entry.data, reason, now_ms)
+                del q.pending[entry.entry_id]
+                dead += 1
+            else:
+                lease.consumer, lease.deliveries, lease.last_ms = consumer, lease.deliveries + 1, now_ms
+                out.append(Delivery(queue, entry.entry_id, entry.data, lease.deliveries))
         return out, dead
 
     async def promote(self, queue: str) -> float | None:
         """Move due delayed messages to ready (earliest first); seconds until the next one, or None."""
         await asyncio.sleep(0)
+        heads: list[int] = []
         with self._lock:
             now_ms = self._now_ms()
-            q = self._queue(queue)
-            for _ in range(PROMOTE_BATCH):
+            for name in self._expand([queue]):
+                q = self._queue(name)
+                for _ in range(PROMOTE_BATCH):
+                    head = q.delayed_head()
+                    if head is None or head > now_ms:
+                        break
+                    _, data = heapq.heappop(q.delayed_heap)
+                    del q.delayed[data]
+                    self._append_ready(name, q, data, now_ms)
                 head = q.delayed_head()
-                if head is None or head > now_ms:
-                    break
-                _, data = heapq.heappop(q.delayed_heap)
-                del q.delayed[data]
-                self._append_ready(queue, q, data, now_ms)
-            head = q.delayed_head()
-        if head is None:
+                if head is not None:
+                    heads.append(head)
+        if not heads:
             return None
-        return max(0.0, (head - now_ms) / 1000)
+        return max(0.0, (min(heads) - now_ms) / 1000)
 
     async def wait_wake(self, queues: Sequence[str], timeout_s: float) -> None:
         """Return when a delayed message became the earliest of one of ``queues`` (or the clock was
@@ -431,10 +477,15 @@ class MemoryBroker(Broker):
         """Deliveries of ``queue`` leased to ``consumer``, oldest entry first (``data`` left empty)."""
         await asyncio.sleep(0)
         with self._lock:
-            leases = sorted(self._queue(queue).pending.values(), key=lambda lease: lease.entry.seq)
-            return [
-                Delivery(queue, x.entry.entry_id, b"", x.deliveries) for x in leases if x.consumer == consumer
-            ]
+            out = []
+            for name in self._expand([queue]):
+                leases = sorted(self._queue(name).pending.values(), key=lambda lease: lease.entry.seq)
+                out += [
+                    Delivery(name, x.entry.entry_id, b"", x.deliveries)
+                    for x in leases
+                    if x.consumer == consumer
+                ]
+            return out
 
     async def release(self, consumer: str, deliveries: Sequence[Delivery], *, started: bool) -> int:
         """Give owned deliveries back: unstarted ones re-queued fresh at the tail (the delivery does not
@@ -494,8 +545,15 @@ class MemoryBroker(Broker):
     def stats(self, queue: str) -> QueueStats:
         """Counts of ready, delayed, running (leased) and dead-lettered messages."""
         with self._lock:
-            q = self._queues.get(queue) or _QueueState()
-            return QueueStats(queue, len(q.ready), len(q.delayed), len(q.pending), len(q.dead))
+            dead = len((self._queues.get(queue) or _QueueState()).dead)
+            parts = [self._queues.get(name) or _QueueState() for name in self._expand([queue])]
+            return QueueStats(
+                queue,
+                sum(len(q.ready) for q in parts),
+                sum(len(q.delayed) for q in parts),
+                sum(len(q.pending) for q in parts),
+                dead,
+            )
 
     def known_queues(self) -> list[str]:
         """Queues that workers consumed (kept 7 days after the last heartbeat, as on Redis)."""
@@ -549,11 +607,83 @@ class MemoryBroker(Broker):
     def purge(self, queue: str) -> int:
         """Delete the ready and delayed messages of a queue (running ones finish and settle as usual)."""
         with self._lock:
-            q = self._queues.get(queue)
-            if q is None:
-                return 0
-            n = len(q.ready) + len(q.delayed)
-            q.ready.clear()
-            q.delayed.clear()
-            q.delayed_heap.clear()
+            n = 0
+            for name in self._expand([queue]):
+                q = self._queues.get(name)
+                if q is None:
+                    continue
+                n += len(q.ready) + len(q.delayed)
+                q.ready.clear()
+                q.delayed.clear()
+                q.delayed_heap.clear()
             return n
+
+    # ---- task control ----------------------------------------------------------------------------
+    def enqueue_one(
+        self,
+        item: Enqueue,
+        *,
+        task_id: str,
+        level: int = 0,
+        unique_key: str | None = None,
+        unique_ttl_ms: int = 0,
+    ) -> str:
+        """As ``enqueue_one.lua``: the lock check, the level and the enqueue in one step."""
+        base = split_level(item.queue)[0]
+        with self._lock:
+            if unique_key is not None:
+                now_ms = self._now_ms()
+                holder = self._unique.get((base, unique_key))
+                if holder is not None and holder[1] > now_ms:
+                    return holder[0]
+                self._unique[(base, unique_key)] = (task_id, now_ms + max(1, unique_ttl_ms))
+            if level > 0:
+                self._levels.setdefault(base, set()).add(level)
+                for waiter in self._fetchers:
+                    if base in waiter.queues:
+                        waiter.queues.add(level_queue(base, level))
+        self.enqueue_many([Enqueue(level_queue(base, level), item.data, item.delay_ms, item.eta_ms)])
+        return task_id
+
+    def _release_unique(self, queue: str, unique_key: str, task_id: str) -> None:
+        key = (split_level(queue)[0], unique_key)
+        holder = self._unique.get(key)
+        if holder is not None and holder[0] == task_id:
+            del self._unique[key]
+
+    async def release_unique(self, queue: str, unique_key: str, task_id: str) -> None:
+        await asyncio.sleep(0)
+        with self._lock:
+            self._release_unique(queue, unique_key, task_id)
+
+    def unique_holder(self, queue: str, unique_key: str) -> str | None:
+        """The task id holding a unique lock, or None (tests)."""
+        with self._lock:
+            holder = self._unique.get((queue, unique_key))
+            return holder[0] if holder is not None and holder[1] > self._now_ms() else None
+
+    def revoke(
+        self, task_ids: Sequence[str], *, terminate: bool, signal: str, ttl_s: float, max_entries: int
+    ) -> None:
+        with self._lock:
+            now_ms = self._now_ms()
+            for task_id in task_ids:
+                revocation = Revocation(task_id, now_ms, terminate, signal)
+                self._revocations.add(revocation)
+                self._revoked_log.append(revocation)
+            del self._revoked_log[: max(0, len(self._revoked_log) - max_entries)]
+            self._revocations.expire(now_ms)
+
+    async def sync_revoked(self, block_ms: int = 0) -> list[Revocation]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + block_ms / 1000
+        while True:
+            with self._lock:
+                seen = self._revoked_seen.get(loop)
+                if seen is None or seen > len(self._revoked_log):  # first call, or the log was cut
+                    seen = 0 if seen is None else len(self._revoked_log)
+                new = self._revoked_log[seen:]
+                self._revoked_seen[loop] = len(self._revoked_log)
+            if new or loop.time() >= deadline:
+                return new
+            await asyncio.sleep(min(_REVOKE_POLL_S, max(0.0, deadline - loop.time())))

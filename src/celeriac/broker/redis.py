@@ -38,7 +38,7 @@ from .._redis.client import (
     translate_error,
     translate_errors,
 )
-from .._redis.keys import GROUP, KeySchema, QueueKeys
+from .._redis.keys import GROUP, KeySchema, QueueKeys, level_queue, split_level
 from .._redis.scripts import Batch
 from .._topology import kind_of
 from .._urls import redact
@@ -59,6 +59,7 @@ from .base import (
     max_deliveries_reason,
     task_id_of,
 )
+from .revoked import Revocation, RevokedMirror, entry_time_ms
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -79,6 +80,9 @@ _MAX_BLOCK_MS = 10_000
 _BLOCK_TIMEOUT_MARGIN_S = 5.0
 
 MIN_REDIS_VERSION = (6, 2, 0)  # XPENDING IDLE, ZRANGE BYSCORE, LMOVE
+
+# revocation entries read per XREAD (a worker that has more to catch up reads again at once)
+_REVOKED_CHUNK = 1000
 
 
 def _parse_entries(queue: str, entries: Any) -> list[Delivery]:
@@ -163,6 +167,8 @@ class RedisBroker(Broker):
         wait_replicas: int = 0,
         wait_timeout_ms: int = 5_000,
         pool_limit: int = 8,
+        revoke_expires_s: float = 86_400.0,
+        revoked_max: int = 100_000,
     ) -> None:
         self.url = url
         self.keys = KeySchema(prefix)
@@ -196,6 +202,15 @@ class RedisBroker(Broker):
         self._own_lock = threading.Lock()
         self._own_total = 0  # threads of this process holding an own connection (at most pool_limit)
         self._own_pid = os.getpid()
+        self.revoke_expires_s = revoke_expires_s
+        self.revoked_max = revoked_max
+        self._revocations = RevokedMirror(int(revoke_expires_s * 1000), revoked_max)
+        # priority levels (1..9) in use per consumed queue, learned at open, from promote.lua's reply
+        # and from 'levels' wake-ups; a queue absent here is read exactly as if priorities did not exist
+        self._levels: dict[str, tuple[int, ...]] = {}
+        self._learned: list[Revocation] = []  # revocations applied by the last read (see sync_revoked)
+        self._control: redis.asyncio.Redis | None = None  # the control loop's blocking connection
+        self._blocking_id: int | None = None  # CLIENT ID of the fetch's blocking connection
 
     # ---- clients ---------------------------------------------------------------------------------
     @property
@@ -454,6 +469,8 @@ class RedisBroker(Broker):
             wait_timeout_ms=self.wait_timeout_ms,
             # the worker's own sends (retries from tasks run in threads) share a small pool
             pool_limit=min(self.pool_limit, 4),
+            revoke_expires_s=self.revoke_expires_s,
+            revoked_max=self.revoked_max,
         )
         broker._pel_scan = max(1000, 2 * max_owned)
         return broker
@@ -478,6 +495,17 @@ class RedisBroker(Broker):
             self._client.set_response_callback("XREADGROUP", _raw_reply)
         for name in self._all_shards(queues):
             await self._ensure_group(self.keys.queue(name))
+        with translate_errors(self.url):
+            for name in queues:
+                self._set_levels(name, await self._aio.smembers(self.keys.levels(name)))
+        try:  # to end a blocked read when a queue gets its first priority level (see promote)
+            if self._blocking is None:  # a cluster: no single blocking connection
+                raise redis.RedisError("no blocking connection")
+            self._blocking_id = int(await self._blocking.client_id())
+        except (redis.RedisError, OSError):
+            self._blocking_id = None  # an ACL without CLIENT ID: a new level is seen at the next read
+        while len(await self.sync_revoked()) >= _REVOKED_CHUNK:
+            pass  # load every revocation still in force before the first task starts
         channels = [self.keys.queue(name).wake for name in self._all_shards(queues)]
         if channels:
             with translate_errors(self.url):
@@ -505,13 +533,13 @@ class RedisBroker(Broker):
         if self._reads is not None:
             await self._reads.close()
             self._reads = None
-        for closer in (self._pubsub, self._client, self._blocking):
+        for closer in (self._pubsub, self._client, self._blocking, self._control):
             if closer is not None:
                 try:
                     await (closer.aclose() if closer is self._pubsub else aclose_client(closer))
                 except (redis.RedisError, OSError, RuntimeError):  # closing a dead connection
                     pass
-        self._pubsub = self._client = self._blocking = None
+        self._pubsub = self._client = self._blocking = self._control = None
 
     async def fetch(self, queues: Sequence[str], consumer: str, count: int, block_ms: int) -> list[Delivery]:
         try:
@@ -527,6 +555,8 @@ class RedisBroker(Broker):
     async def _fetch(self, queues: Sequence[str], consumer: str, count: int, block_ms: int) -> list[Delivery]:
         if self._reads is not None:
             return await self._fetch_cluster(queues, consumer, count, block_ms)
+        if self._levels and any(name in self._levels for name in queues):
+            return await self._fetch_levels(queues, consumer, count, block_ms)
         out: list[Delivery] = []
         with translate_errors(self.url):
             if len(queues) == 1 and queues[0] not in self.queue_shards:
@@ -584,6 +614,9 @@ class RedisBroker(Broker):
             if len(out) > count:
                 await self.release(consumer, out[count:], started=False)
                 out = out[:count]
+            if out:  # as on one server: revocations that reached Redis before these are known
+                while len(await self.sync_revoked()) >= _REVOKED_CHUNK:
+                    pass
         return out
 
     async def _read(
@@ -597,7 +630,14 @@ class RedisBroker(Broker):
             client = self._blocking
         streams = [self.keys.queue(name).ready for name in queues]
         args += ["STREAMS", *streams, *([">"] * len(streams))]
-        reply = await client.execute_command(*args)
+        # The revocations are read in the same round trip, right after the fetch (Redis runs one
+        # connection's commands in order, even after a blocking read): a revoke that reached Redis
+        # before this fetch took a message is known before that message's task can start.
+        sync = ["XREAD", "COUNT", _REVOKED_CHUNK, "STREAMS", self.keys.revoked, self._revocations.last_id]
+        reply, revoked = await _two_commands(client, args, sync)
+        if revoked and self._apply_revoked(revoked) >= _REVOKED_CHUNK:
+            while len(await self.sync_revoked()) >= _REVOKED_CHUNK:
+                pass
         if not reply:
             return []
         by_stream = {to_str(stream): entries for stream, entries in _stream_pairs(reply)}
@@ -605,6 +645,136 @@ class RedisBroker(Broker):
         for name, stream in zip(queues, streams):
             out += _shard_deliveries(name, _parse_entries(name, by_stream.get(stream, [])))
         return out
+
+    async def _fetch_levels(
+        self, queues: Sequence[str], consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        """Fetch from queues some of which have priority levels: each queue's levels highest first
+        (``fetch_levels.lua``, one call per such queue), queues in the order given; when all are empty,
+        block on every stream at once. The revocations are read after the fetch (see ``_read``)."""
+        out: list[Delivery] = []
+        with translate_errors(self.url):
+            for name in queues:
+                names = self._level_names(name)
+                if len(names) == 1:
+                    out += await self._read(names, consumer, count - len(out), None)
+                else:
+                    reply = await scripts.FETCH_LEVELS.run(
+                        self._aio,
+                        [self.keys.queue(n).ready for n in names],
+                        [GROUP, consumer, count - len(out)],
+                    )
+                    for i in range(0, len(reply), 2):
+                        out += _parse_entries(names[int(reply[i]) - 1], reply[i + 1])
+                if len(out) >= count:
+                    break
+            if not out and block_ms:
+                every = [n for name in queues for n in self._level_names(name)]
+                return await self._read(every, consumer, 1, block_ms)
+            if out:
+                while len(await self.sync_revoked()) >= _REVOKED_CHUNK:
+                    pass
+        return out
+
+    def _level_names(self, queue: str) -> list[str]:
+        """The (level) queue names of ``queue`` in priority order: the queue itself, then its levels."""
+        return [queue, *(level_queue(queue, level) for level in self._levels.get(queue, ()))]
+
+    def _set_levels(self, queue: str, members: Any) -> bool:
+        """Record the levels of ``queue``; True when a level is new."""
+        levels = tuple(sorted(int(m) for m in members or () if 0 < int(m) <= 9))
+        new = bool(set(levels) - set(self._levels.get(queue, ())))
+        if levels:
+            self._levels[queue] = levels
+        else:
+            self._levels.pop(queue, None)
+        return new
+
+    # ---- task control ----------------------------------------------------------------------------
+    def enqueue_one(
+        self,
+        item: Enqueue,
+        *,
+        task_id: str,
+        level: int = 0,
+        unique_key: str | None = None,
+        unique_ttl_ms: int = 0,
+    ) -> str:
+        base = split_level(item.queue)[0]
+        q = self.keys.queue(level_queue(base, level))
+        keys = [q.ready, q.delayed, self.keys.levels(base)]
+        if unique_key is not None:
+            keys.append(self.keys.unique(base, unique_key))
+        delay = _delay_args(item)[:2] if item.delay_ms is not None or item.eta_ms is not None else ["", ""]
+        args = [level, GROUP, q.wake, *delay, item.data, task_id, max(1, unique_ttl_ms)]
+        with translate_errors(self.url):
+            return to_str(scripts.ENQUEUE_ONE(self.sync, keys, args))
+
+    async def release_unique(self, queue: str, unique_key: str, task_id: str) -> None:
+        key = self.keys.unique(split_level(queue)[0], unique_key)
+        with translate_errors(self.url):
+            await scripts.UNIQUE_RELEASE.run(self._aio, [key], [task_id])
+
+    def revoke(
+        self, task_ids: Sequence[str], *, terminate: bool, signal: str, ttl_s: float, max_entries: int
+    ) -> None:
+        ttl_ms = max(1, int(ttl_s * 1000))
+        calls = [
+            (
+                scripts.REVOKE,
+                [self.keys.revoked],
+                [ttl_ms, max_entries, "1" if terminate else "", signal, *chunk],
+            )
+            for chunk in (task_ids[i : i + _BULK_CHUNK] for i in range(0, len(task_ids), _BULK_CHUNK))
+        ]
+        self._stream_scripts(calls)  # chunks of 1,000 ids, sent back to back
+
+    async def sync_revoked(self, block_ms: int = 0) -> list[Revocation]:
+        args: list[Any] = ["XREAD", "COUNT", _REVOKED_CHUNK]
+        client = self._aio
+        if block_ms:
+            # the control loop's own connection: the fetch's blocking connection is busy with the fetch
+            client = self._control_client()
+            args += ["BLOCK", min(block_ms, _MAX_BLOCK_MS)]
+        args += ["STREAMS", self.keys.revoked, self._revocations.last_id]
+        with translate_errors(self.url):
+            reply = await client.execute_command(*args)
+        before = self._revocations.last_id
+        self._apply_revoked(reply)
+        if before == self._revocations.last_id:
+            return []
+        return self._learned
+
+    def _control_client(self) -> redis.asyncio.Redis:
+        client = self._control
+        if client is None:
+            client = self._control = async_client(
+                self.url, max_connections=1, socket_timeout_s=_MAX_BLOCK_MS / 1000 + _BLOCK_TIMEOUT_MARGIN_S
+            )
+        return client
+
+    def _apply_revoked(self, reply: Any) -> int:
+        """Apply an XREAD reply of the revocation stream; return the number of entries read."""
+        self._learned = []
+        mirror = self._revocations
+        for _stream, entries in _stream_pairs(reply or []):
+            for entry_id, fields in entries:
+                if isinstance(fields, (list, tuple)):
+                    fields = dict(zip(fields[::2], fields[1::2]))
+                eid = to_str(entry_id)
+                revocation = Revocation(
+                    to_str(fields.get(b"i", b"")),
+                    entry_time_ms(eid),
+                    fields.get(b"t", b"") == b"1",
+                    to_str(fields.get(b"s", b"SIGTERM")),
+                )
+                mirror.last_id = eid
+                if revocation.task_id:
+                    mirror.add(revocation)
+                    self._learned.append(revocation)
+        if self._learned:
+            mirror.expire(self._learned[-1].time_ms)
+        return len(self._learned)
 
     def results_location(self) -> Hashable | None:
         if self.cluster:
@@ -651,6 +821,9 @@ class RedisBroker(Broker):
                 args[6] = len(keys) - 4
                 for s in group:
                     d = s.delivery
+                    if s.unique is not None and s.kind != "retry":
+                        keys.append(self.keys.unique(split_level(name)[0], s.unique))
+                        args += ["u", d.entry_id, d.deliveries, s.task_id, len(keys)]
                     if s.kind == "ack":
                         continue
                     if s.kind == "retry":
@@ -695,12 +868,15 @@ class RedisBroker(Broker):
     ) -> tuple[list[Delivery], int]:
         out: list[Delivery] = []
         dead = 0
-        for shard in self.shards(queue):
+        for name in [*self.shards(queue), *self._level_names(queue)[1:]]:
             if len(out) >= count:
                 break
-            got, n = await self._reclaim(shard, consumer, count - len(out), lease_ms, max_deliveries)
-            out += _shard_deliveries(shard, got)
+            got, n = await self._reclaim(name, consumer, count - len(out), lease_ms, max_deliveries)
+            out += _shard_deliveries(name, got)
             dead += n
+        if out:  # as after a fetch: revocations that reached Redis before the takeover are known
+            while len(await self.sync_revoked()) >= _REVOKED_CHUNK:
+                pass
         return out, dead
 
     async def _reclaim(
@@ -736,12 +912,26 @@ class RedisBroker(Broker):
     async def _promote(self, queue: str) -> float | None:
         q = self.keys.queue(queue)
         with translate_errors(self.url):
-            _moved, next_due, now_ms = await scripts.PROMOTE.run(
-                self._aio, [q.delayed, q.ready], [PROMOTE_BATCH]
+            # the queue's own level also reports which priority levels exist (no extra round trip)
+            reply = await scripts.PROMOTE.run(
+                self._aio, [q.delayed, q.ready, self.keys.levels(queue)], [PROMOTE_BATCH]
             )
-        if int(next_due) < 0:
-            return None
-        return max(0.0, (int(next_due) - int(now_ms)) / 1000)
+            if self._set_levels(queue, reply[3]) and self._blocking_id is not None:
+                # a new level: end the fetch's blocked read (it returns as if it timed out), so that
+                # the next read covers the level at once instead of after the block timeout
+                try:
+                    await self._aio.execute_command("CLIENT", "UNBLOCK", self._blocking_id)
+                except redis.RedisError:
+                    self._blocking_id = None
+            waits = [_wait_s(reply[1], reply[2])]
+            for level in self._levels.get(queue, ()):
+                lq = self.keys.queue(level_queue(queue, level))
+                _moved, next_due, now_ms = await scripts.PROMOTE.run(
+                    self._aio, [lq.delayed, lq.ready], [PROMOTE_BATCH]
+                )
+                waits.append(_wait_s(next_due, now_ms))
+        due = [w for w in waits if w is not None]
+        return min(due) if due else None
 
     async def wait_wake(self, queues: Sequence[str], timeout_s: float) -> None:
         if self._pubsub is None:
@@ -767,15 +957,15 @@ class RedisBroker(Broker):
 
     async def pending(self, queue: str, consumer: str) -> list[Delivery]:
         out: list[Delivery] = []
-        for shard in self.shards(queue):
-            q = self.keys.queue(shard)
+        for name in [*self.shards(queue), *self._level_names(queue)[1:]]:
+            q = self.keys.queue(name)
             with translate_errors(self.url):
                 rows = await self._aio.xpending_range(
                     q.ready, GROUP, "-", "+", self._pel_scan, consumername=consumer
                 )
             out += _shard_deliveries(
-                shard,
-                [Delivery(shard, to_str(r["message_id"]), b"", int(r["times_delivered"])) for r in rows],
+                name,
+                [Delivery(name, to_str(r["message_id"]), b"", int(r["times_delivered"])) for r in rows],
             )
         return out
 
@@ -801,13 +991,16 @@ class RedisBroker(Broker):
     async def _prune_consumers(self, queue: str, idle_ms: int, *, keep: str = "", only: str = "") -> int:
         # Each worker run joins the group as a new consumer; consumers that own nothing and have been
         # idle long enough (dead or stopped workers) are removed so that the group stays bounded.
-        q = self.keys.queue(queue)
-        with translate_errors(self.url):
-            return int(
-                await scripts.PRUNE_CONSUMERS.run(
-                    self._aio, [q.ready, q.reclaimed], [GROUP, idle_ms, keep, only]
+        removed = 0
+        for name in self._level_names(queue):
+            q = self.keys.queue(name)
+            with translate_errors(self.url):
+                removed += int(
+                    await scripts.PRUNE_CONSUMERS.run(
+                        self._aio, [q.ready, q.reclaimed], [GROUP, idle_ms, keep, only]
+                    )
                 )
-            )
+        return removed
 
     async def heartbeat(
         self, worker_id: str, fields: dict[str, str], ttl_s: float, queues: Sequence[str]
@@ -851,13 +1044,17 @@ class RedisBroker(Broker):
 
     # ---- admin -----------------------------------------------------------------------------------
     def stats(self, queue: str) -> QueueStats:
-        parts = [self._stats(shard) for shard in self.shards(queue)]
+        with translate_errors(self.url):
+            levels = sorted(int(m) for m in self.sync.smembers(self.keys.levels(queue)))
+        # a sharded queue's shards, and a queue that used priorities' levels, count as the queue
+        names = [*self.shards(queue), *(level_queue(queue, level) for level in levels)]
+        parts = [self._stats(name) for name in names]
         return QueueStats(
             queue,
             sum(p.ready for p in parts),
             sum(p.delayed for p in parts),
             sum(p.running for p in parts),
-            sum(p.dead for p in parts),
+            sum(p.dead for p in parts[: len(self.shards(queue))]),  # levels share the queue's dead letters
         )
 
     def _stats(self, queue: str) -> QueueStats:
@@ -950,7 +1147,10 @@ class RedisBroker(Broker):
         return int(n)
 
     def purge(self, queue: str) -> int:
-        return sum(self._purge(shard) for shard in self.shards(queue))
+        with translate_errors(self.url):
+            levels = sorted(int(m) for m in self.sync.smembers(self.keys.levels(queue)))
+        names = [*self.shards(queue), *(level_queue(queue, n) for n in levels)]
+        return sum(self._purge(name) for name in names)
 
     def _purge(self, queue: str) -> int:
         q = self.keys.queue(queue)
@@ -1014,6 +1214,40 @@ class RedisBroker(Broker):
         if self._sync is not None:
             close_client(self._sync)
             self._sync = None
+
+
+async def _two_commands(client: redis.asyncio.Redis, first: list[Any], second: list[Any]) -> tuple[Any, Any]:
+    """Send two commands in one write on one connection and read both raw replies.
+
+    Why not a redis-py pipeline: it costs about 100 us more per call than a single command, which
+    this saves on every fetch. An error reply to either command is raised once both are read (the
+    connection stays in step); any other failure (timeout, cancellation) drops the connection.
+    """
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await conn.send_packed_command(conn.pack_commands([first, second]))
+        replies: list[Any] = []
+        for _ in range(2):
+            try:
+                replies.append(await conn.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies[0], replies[1]
+
+
+def _wait_s(next_due: Any, now_ms: Any) -> float | None:
+    if int(next_due) < 0:
+        return None
+    return max(0.0, (int(next_due) - int(now_ms)) / 1000)
 
 
 def _ttl_ms(ttl_s: float) -> int:

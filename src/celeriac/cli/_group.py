@@ -29,6 +29,8 @@ COMMANDS = {
     "status": "status",
     "dlq": "dlq",
     "purge": "purge",
+    "revoke": "revoke",
+    "control": "control",
     "check-celery": "check_celery",
 }
 

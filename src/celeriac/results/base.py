@@ -8,7 +8,7 @@ blocks on the key).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from ..record import ResultWrite
 
@@ -35,6 +35,26 @@ class ResultBackend(ABC):
     @abstractmethod
     async def store_async(self, items: Sequence[ResultWrite]) -> None:
         """Store records in one round trip (the worker's batched result writes)."""
+
+    # ---- task control: revoke marks and progress (update_state) ---------------------------------
+    def mark_revoked(self, items: Sequence[tuple[str, bytes]], ttl_s: float) -> None:
+        """Store each ``(task id, REVOKED record)`` unless that task already has a final result."""
+        self.store([ResultWrite(i, payload, ttl_s) for i, payload in items if self.get(i) is None])
+
+    def store_progress(self, task_id: str, payload: bytes, ttl_s: float) -> bool:
+        """Record a progress record (``update_state``) unless the task has a final result; tell
+        :meth:`wait_progress` callers. Returns whether it was stored."""
+        return False
+
+    def get_with_progress(self, task_id: str) -> tuple[bytes | None, bytes | None]:
+        """``(final record, latest progress record)``, read together; either may be None."""
+        return self.get(task_id), None
+
+    def wait_progress(
+        self, task_id: str, timeout_s: float | None, on_progress: Callable[[bytes], None]
+    ) -> bytes | None:
+        """As :meth:`wait`, calling ``on_progress`` with each progress record stored meanwhile."""
+        return self.wait(task_id, timeout_s)
 
     def location(self) -> Hashable | None:
         """Where this store keeps results, as an opaque identity (None: nowhere a broker can write).

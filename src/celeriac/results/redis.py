@@ -10,7 +10,8 @@ TTL) once it checked that it still owns the delivery; when results live on the b
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -25,12 +26,16 @@ from .._redis.client import (
     translate_errors,
 )
 from .._redis.keys import KeySchema
-from .._redis.scripts import STORE_RESULT, Batch
+from .._redis.scripts import MARK_REVOKED, STORE_PROGRESS, STORE_RESULT, Batch
 from ..record import ResultWrite
 from .base import ResultBackend
 
 # a BLMOVE waits at most this long per call so that the socket timeout can catch a dead server
 _WAIT_CHUNK_S = 30.0
+# get(on_message=...) checks for the final record at least this often (progress itself is pushed)
+_PROGRESS_POLL_S = 0.2
+# REVOKED marks per pipeline
+_MARK_CHUNK = 2000
 
 
 class RedisResultBackend(ResultBackend):
@@ -101,6 +106,80 @@ class RedisResultBackend(ResultBackend):
     def connections(self) -> int:
         """Redis connections this store holds now (worker heartbeat field ``connections``)."""
         return sum(open_connections(c) for c in (self._sync, self._waiter, self._aio))
+
+    # ---- task control -----------------------------------------------------------------------------
+    def mark_revoked(self, items: Sequence[tuple[str, bytes]], ttl_s: float) -> None:
+        """One ``mark_revoked.lua`` call per id (one key each: a result key's slot is its own), sent
+        back to back on one connection and read afterwards, in chunks: a redis-py pipeline packs and
+        parses about 5x slower, which a revoke of a 200k-member group would feel (12 s vs ~2 s)."""
+        ttl_ms = max(1, int(ttl_s * 1000))
+        with translate_errors(self.url):
+            conn: Any = self.sync.connection_pool.get_connection()
+            try:
+                for start in range(0, len(items), _MARK_CHUNK):
+                    chunk = items[start : start + _MARK_CHUNK]
+                    commands = [
+                        ("EVALSHA", MARK_REVOKED.sha, 1, self.keys.result(task_id), payload, ttl_ms)
+                        for task_id, payload in chunk
+                    ]
+                    conn.send_packed_command(conn.pack_commands(commands))
+                    missing = False
+                    for _ in chunk:
+                        try:
+                            conn.read_response()
+                        except redis.exceptions.NoScriptError:
+                            missing = True
+                    if missing:  # an empty script cache (restart, failover): load, send the chunk again
+                        MARK_REVOKED(self.sync, [self.keys.result(chunk[0][0])], [chunk[0][1], ttl_ms])
+                        conn.send_packed_command(conn.pack_commands(commands))
+                        for _ in chunk:
+                            conn.read_response()
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                self.sync.connection_pool.release(conn)
+
+    def store_progress(self, task_id: str, payload: bytes, ttl_s: float) -> bool:
+        keys = [self.keys.result(task_id), self.keys.progress(task_id)]
+        with translate_errors(self.url):
+            return bool(STORE_PROGRESS(self.sync, keys, [payload, max(1, int(ttl_s * 1000))]))
+
+    def get_with_progress(self, task_id: str) -> tuple[bytes | None, bytes | None]:
+        with translate_errors(self.url):
+            pipe = self.sync.pipeline(transaction=False)
+            pipe.lrange(self.keys.result(task_id), 0, 0)
+            pipe.get(self.keys.progress(task_id))
+            final, progress = pipe.execute()
+        return (final[0] if final else None), progress
+
+    def wait_progress(
+        self, task_id: str, timeout_s: float | None, on_progress: Callable[[bytes], None]
+    ) -> bytes | None:
+        """Progress records are pushed (pub/sub on the progress key's name); the final record is
+        checked after each one and every ``_PROGRESS_POLL_S`` (a final write announces nothing)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with translate_errors(self.url):
+            pubsub = self.sync.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            try:
+                pubsub.subscribe(self.keys.progress(task_id))  # before the first read: nothing is missed
+                final, progress = self.get_with_progress(task_id)
+                last = None
+                while True:
+                    if final is not None:
+                        return final
+                    if progress is not None and progress != last:
+                        last = progress
+                        on_progress(progress)
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return None
+                    wait_s = _PROGRESS_POLL_S if remaining is None else min(remaining, _PROGRESS_POLL_S)
+                    message = pubsub.get_message(timeout=wait_s)
+                    final = self.get(task_id)
+                    progress = message["data"] if message and message.get("type") == "message" else None
+            finally:
+                pubsub.close()
 
     def location(self) -> Hashable | None:
         return ("redis", self.url, self.keys.prefix, repr(sorted(self.transport_options.items())))

@@ -183,9 +183,10 @@ class GeventPool(OffloadingPool):
 
     # ---- sync calls ------------------------------------------------------------------------------
     async def run_sync(
-        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task"
+        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task", key: str = ""
     ) -> Any:
-        """Run ``fn`` in a new greenlet under ``limits``; return its value or raise its exception."""
+        """Run ``fn`` in a new greenlet under ``limits``; return its value or raise its exception.
+        (A revoke with terminate cancels the awaiting coroutine, which kills the greenlet.)"""
         loop = asyncio.get_running_loop()
         self._loop = self._batch.loop = loop
         run = _Run(loop.create_future(), limits, label)

@@ -77,6 +77,10 @@ class Inflight:
         """The deliveries whose leases this worker renews."""
         return [s.delivery for s in self._slots.values() if s.owned]
 
+    def running_runs(self) -> list[tuple[Key, Delivery, asyncio.Task[None]]]:
+        """``(key, delivery, the task running it)`` of each running delivery (revoke with terminate)."""
+        return [(k, s.delivery, s.run) for k, s in self._slots.items() if s.run is not None]
+
     def runs(self) -> list[asyncio.Task[None]]:
         """The worker's tasks running deliveries."""
         return [s.run for s in self._slots.values() if s.run is not None]

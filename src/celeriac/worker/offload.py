@@ -79,10 +79,12 @@ class OffloadingPool:
                 return await call()  # the hot path: no limiter, no extra frame
             return await run_coroutine(call(), limits, job.label)
         ctx = contextvars.copy_context()  # carries the request into the thread (greenlet)
-        return await self.run_sync(lambda: ctx.run(call), limits, job.label if limits else "task")
+        label = job.label if limits else "task"
+        return await self.run_sync(lambda: ctx.run(call), limits, label, key=job.message.id)
 
     async def run_sync(
-        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task"
+        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task", key: str = ""
     ) -> Any:
-        """Run ``fn`` off the loop under ``limits``; return its value or raise its exception."""
+        """Run ``fn`` off the loop under ``limits``; return its value or raise its exception. ``key``
+        (the task id) lets a revoke with terminate find the call."""
         raise NotImplementedError

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..exceptions import ConfigurationError, SoftTimeLimitExceeded, TimeLimitExceeded
+from ..exceptions import ConfigurationError, SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
 from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread
 from .offload import CompletionBatch, OffloadingPool
 from .recycling import NO_RECYCLING, Recycling
@@ -123,6 +123,7 @@ class ThreadBackedPool(OffloadingPool):
         self._abandoned = 0
         self._batch = CompletionBatch(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._by_task: dict[str, _Call] = {}  # running and queued calls by task id (terminate)
 
     # ---- Pool ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -163,15 +164,38 @@ class ThreadBackedPool(OffloadingPool):
     def info(self) -> dict[str, str]:
         return {"threads": str(self._started), "abandoned": str(self._abandoned)}
 
+    def terminate(self, task_id: str, signal_name: str) -> bool:
+        """Revoke with terminate of a sync task: a thread cannot be killed. TaskRevokedError is raised
+        in its thread at the thread's next Python bytecode, and the run ends at once with it (REVOKED,
+        slot freed). A thread blocked in a C call (a long sleep, a socket read) goes on until that call
+        returns; it is abandoned meanwhile (heartbeat ``abandoned``), like a thread past its hard time
+        limit. The signal does not apply. Coroutines are not here: the worker cancels them."""
+        call = self._by_task.get(task_id)
+        if call is None:
+            return False
+        with self._lock:
+            if call.abandoned or call.future.done():
+                return True
+            if call.running:
+                call.limited = True  # the thread clears a pending exception when the function returns
+                call.injected = raise_in_thread(call.thread_id, TaskRevokedError) or call.injected
+                call.abandoned = True
+                self._started -= 1
+                self._abandoned += 1
+        call.future.set_exception(TaskRevokedError(f"task {task_id} terminated (revoked)"))
+        return True
+
     # ---- sync calls ------------------------------------------------------------------------------
     async def run_sync(
-        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task"
+        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task", key: str = ""
     ) -> Any:
         """Run ``fn`` in a thread and return its result (or raise its exception)."""
         loop = asyncio.get_running_loop()
         self._loop = self._batch.loop = loop
         future: asyncio.Future[Any] = loop.create_future()
         call = _Call(fn, future, limits, label)
+        if key:
+            self._by_task[key] = call
         with self._lock:
             self._queued += 1
             spawn = self._queued > self._idle and self._started < self.threads
@@ -181,7 +205,11 @@ class ThreadBackedPool(OffloadingPool):
         if spawn:
             name = f"celeriac-{self.name}-{self._started}"
             threading.Thread(target=self._thread, name=name, daemon=True).start()
-        return await future
+        try:
+            return await future
+        finally:
+            if key:
+                self._by_task.pop(key, None)
 
     def _thread(self) -> None:
         while True:
@@ -193,9 +221,11 @@ class ThreadBackedPool(OffloadingPool):
                 self._queued -= 1
             if call is _STOP:
                 return
+            if call.future.done():  # cancelled or revoked before a thread took it: never run it
+                continue
             try:
                 value, error = self._invoke(call)
-            except SoftTimeLimitExceeded as stray:
+            except (SoftTimeLimitExceeded, TaskRevokedError) as stray:
                 # The soft limit landed after the function returned, before _invoke withdrew it (it
                 # is raised at most once per call, so nothing else can be pending now).
                 with self._lock:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 from ..broker.base import Delivery, ResultSettling, Settlement
 from ..exceptions import BrokerFullError
+from ..states import TaskState
 from .executor import REMOTE_TRACEBACK_ATTR, Outcome
 
 if TYPE_CHECKING:
@@ -182,6 +183,8 @@ class Settler:
             if d is None:
                 if store is not None:
                     unfenced.append(store)
+                if o.unique is not None and o.task_id:  # acked before it ran: nothing to fence
+                    await self.broker.release_unique(o.queue, o.unique, o.task_id)
                 continue
             s = _settlement(d, o)
             if store is not None:
@@ -224,6 +227,9 @@ class Settler:
         elif o.kind == "dead":
             self.stats.dead_lettered += 1
             logger.error("task %s[%s] dead-lettered: %s", name, tid, o.reason)
+        elif o.state is TaskState.REVOKED:
+            self.stats.revoked += 1
+            logger.info("task %s[%s] revoked: %s", name, tid, o.exc)
         elif o.exc is not None:
             self.stats.failed += 1
             remote = getattr(o.exc, REMOTE_TRACEBACK_ATTR, None)
@@ -239,4 +245,7 @@ class Settler:
 def _settlement(d: Delivery, o: Outcome) -> Settlement:
     kind = o.kind
     assert kind != "release", "hand-backs never reach the settle batch"
-    return Settlement(d, kind, o.retry_data if kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason)
+    s = Settlement(d, kind, o.retry_data if kind == "retry" else d.data, o.delay_ms, o.eta_ms, o.reason)
+    if o.unique is not None and kind != "retry":
+        s.unique, s.task_id = o.unique, o.task_id or ""
+    return s

@@ -20,4 +20,5 @@ class WorkerStats:
     fenced: int = 0
     reclaimed: int = 0
     lost: int = 0  # runs whose process died (handed back, or failed with WorkerLostError)
+    revoked: int = 0  # dropped unstarted or terminated (app.control.revoke)
     started_at: float = field(default_factory=time.time)

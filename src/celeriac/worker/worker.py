@@ -6,7 +6,8 @@ Its loops are small and independent, started in :meth:`Worker.run` (read it top 
             many slots are free), so nothing waits reserved behind a busy task (here);
 * settle    records outcomes in batches: results first, then acks/retries/dead letters in one script
             per queue (group commit, ``settle.py``);
-* lease, reclaim, prune, schedule, heartbeat, autoscale: ``maintenance.py``.
+* lease, reclaim, prune, schedule, heartbeat, autoscale: ``maintenance.py``;
+* control   follows the revocation stream and terminates revoked running tasks (``revoking.py``).
 
 Each delivery's path (here): fetched → prepared (an outcome at once for a message that must not run)
 → run by the pool in a slot → outcome submitted to the settle loop, or handed back (its process
@@ -50,11 +51,12 @@ from .autoscale import Autoscale, Autoscaler
 from .executor import Executor, Job, Outcome
 from .identity import claim_worker_id, expand_worker_id
 from .imports import import_task_modules, task_modules, unknown_task_hint
-from .inflight import Inflight, Slot
+from .inflight import Inflight, Slot, key_of
 from .limits import NO_LIMITS, TimeLimits, limit_caveats
 from .maintenance import Maintenance
 from .pools import DEFAULT_CONCURRENCY, make_pool
 from .recycling import NO_RECYCLING, Recycling, SelfRecycling
+from .revoking import Revoking
 from .settle import Settler
 from .shutdown import shut_down
 from .stats import WorkerStats
@@ -178,6 +180,7 @@ class Worker:
             results_via_broker=app.results_travel_with(self.broker),
         )
         self.maintenance = Maintenance(self)
+        self.revoking = Revoking(app, self.broker, self.executor, self.pool)  # revoke, terminate
         self._state: _RunState | None = None  # while run() runs
         self._stop_before_run = False  # stop() was called before run() made its state
         self._ready_flag = asyncio.Event()  # set once consuming
@@ -305,7 +308,7 @@ class Worker:
         )
         maintenance = [
             asyncio.create_task(self._guard(name, step, state.closed.is_set), name=f"celeriac-{name}")
-            for name, step in self.maintenance.steps()
+            for name, step in [*self.maintenance.steps(), ("control", self._control_once)]
         ]
         try:  # visible to `celeriac status` from the moment it is ready
             await self.maintenance.publish_heartbeat()
@@ -390,6 +393,7 @@ class Worker:
         deliveries = await self.broker.fetch(self.queues, self.worker_id, count, block_ms)
         for d in deliveries:
             self.start_delivery(d)
+        self.revoking.terminate_pending(self.inflight.running_runs)  # learned with this fetch
         if self.autoscale and len(deliveries) >= count and self.free_slots() <= 0:
             state.autoscale_wake.set()  # every slot taken by one fetch: there may be more: grow now
         if deliveries:
@@ -412,6 +416,10 @@ class Worker:
             return
         self.stop()  # sets the stop event at once (we are on the loop): the fetch loop ends by its flag
 
+    async def _control_once(self) -> None:
+        """The control loop: revocations, and terminates of running tasks (``revoking.py``)."""
+        await self.revoking.control_once(self.inflight.running_runs)
+
     # ---- one delivery ------------------------------------------------------------------------------
     def start_delivery(self, d: Delivery) -> None:
         """Take ``d`` (fetched or reclaimed): run it in a slot, or record why it must not run."""
@@ -422,6 +430,10 @@ class Worker:
                 hint = unknown_task_hint(prepared.task_name, self.app.tasks, self.task_modules)
                 prepared = replace(prepared, reason=prepared.reason + hint)
             self.settler.submit(d, prepared)
+            return
+        revoked = self.revoking.drop(prepared)
+        if revoked is not None:  # revoked before it started: it never runs
+            self.settler.submit(d, revoked)
             return
         # loop.create_task: asyncio.create_task would look the loop up again
         run = self.run_state.loop.create_task(self._execute(slot, prepared))
@@ -440,7 +452,7 @@ class Worker:
                 self.inflight.acked_early(slot)
                 if not acked:
                     return
-            outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
+            outcome = await self.revoking.run(key_of(d), job, self.limits.for_job(job))
         finally:
             ours = self.inflight.run_ended(slot)  # False: shutdown took the run over
             self.recheck_slots()

@@ -26,6 +26,9 @@
 -- ARGV[8+4R..] other records, each starting with a kind:
 --   'r', id, deliveries, delay_ms, eta_ms, message  ack and park a retry (delay_ms or eta_ms non-empty)
 --   'd', id, deliveries, message, reason            ack and dead-letter
+--   'u', id, deliveries, task id, k                 release the lock KEYS[k] of a unique task (it
+--                                                   finished) if it still holds this task id; the
+--                                                   delivery's ack is a record of its own (or plain)
 --
 -- "Owns" means: the entry is in this consumer's pending list with the same delivery count the
 -- consumer saw when it took it. Returns the ids that were NOT owned (fenced out).
@@ -76,8 +79,17 @@ local i = first_record
 while i <= #ARGV do
   local kind, id, deliveries = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local mine = owned[id] == deliveries
-  if mine then table.insert(acked, id) else table.insert(fenced, id) end
-  if kind == 'r' then
+  if kind ~= 'u' then
+    if mine then table.insert(acked, id) else table.insert(fenced, id) end
+  end
+  if kind == 'u' then
+    -- only the owner of the delivery releases: a worker cut off from Redis whose delivery runs
+    -- elsewhere now must not let an equal task in while it runs
+    if mine and redis.call('GET', KEYS[tonumber(ARGV[i + 4])]) == ARGV[i + 3] then
+      redis.call('DEL', KEYS[tonumber(ARGV[i + 4])])
+    end
+    i = i + 5
+  elseif kind == 'r' then
     if mine then
       if head_before == nil then
         local h = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')

@@ -42,7 +42,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ...exceptions import SerializationError, TaskError, TimeLimitExceeded, WorkerLostError
+from ...exceptions import SerializationError, TaskError, TaskRevokedError, TimeLimitExceeded, WorkerLostError
 from ..executor import REMOTE_TRACEBACK_ATTR
 from ..limits import TimeLimits
 from ..recycling import NO_RECYCLING, Recycling
@@ -60,17 +60,20 @@ logger = logging.getLogger(__name__)
 _READY_TIMEOUT_S = 30.0
 _STOP_WAIT_S = 5.0
 _RESPAWN_DELAY_S = 1.0
+_TERMINATE_GRACE_S = 1.0  # SIGTERM/SIGINT (ignored by children) become SIGKILL after this
 
 
 class _Run:
     """One task sent to a child."""
 
-    __slots__ = ("future", "label", "seq")
+    __slots__ = ("future", "label", "seq", "task_id", "terminated")
 
-    def __init__(self, seq: int, future: asyncio.Future[Any], label: str) -> None:
+    def __init__(self, seq: int, future: asyncio.Future[Any], label: str, task_id: str = "") -> None:
         self.seq = seq
         self.future = future
         self.label = label
+        self.task_id = task_id
+        self.terminated = ""  # the signal sent by a revoke with terminate=True
 
 
 class _Child:
@@ -176,7 +179,7 @@ class ProcessPool:
         child = await self._acquire()
         loop = self._running_loop()
         label = job.label
-        run = _Run(next(self._seq), loop.create_future(), label)
+        run = _Run(next(self._seq), loop.create_future(), label, job.message.id)
         try:
             data = pickle.dumps(("run", run.seq, job.request, limits.soft_s))
         except Exception as exc:
@@ -353,6 +356,36 @@ class ProcessPool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signal.SIGKILL)
 
+    def terminate(self, task_id: str, signal_name: str) -> bool:
+        """Revoke with terminate: send ``signal_name`` to the child running ``task_id`` (only that child).
+
+        Children ignore SIGTERM and SIGINT (a warm shutdown must let their tasks finish), so for those
+        two the child gets SIGKILL if it still runs the task ``_TERMINATE_GRACE_S`` later. A child that
+        dies ends the run with TaskRevokedError; one that survives the signal (a handler of the task's
+        own) finishes the task, whose outcome is then recorded as usual.
+        """
+        for child in list(self._children.values()):
+            run = child.run
+            if run is None or run.task_id != task_id or run.future.done():
+                continue
+            run.terminated = signal_name
+            self._expected_exits[child.pid] = f"{run.label} was revoked with terminate ({signal_name})"
+            logger.warning("sending %s to child %d running %s (revoked)", signal_name, child.pid, run.label)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, getattr(signal, signal_name))
+            if signal_name in ("SIGTERM", "SIGINT"):
+                loop = self._running_loop()
+                loop.call_later(_TERMINATE_GRACE_S, self._terminate_late, child, run)
+            return True
+        return False
+
+    def _terminate_late(self, child: _Child, run: _Run) -> None:
+        if child.run is run and not child.ended:
+            self._kill(child, f"{run.label} still running {_TERMINATE_GRACE_S:g}s after {run.terminated}")
+            if not run.future.done():
+                run.future.set_exception(TaskRevokedError(f"{run.label} terminated (revoked)"))
+            self._fill()
+
     def _hard_limit(self, child: _Child, run: _Run, hard_s: float) -> None:
         if child.run is not run or run.future.done():
             return
@@ -410,7 +443,11 @@ class ProcessPool:
             child.ready.set_exception(WorkerLostError(f"child {child.pid} died while starting"))
             child.ready.exception()  # retrieved: start() reports it
         run, child.run = child.run, None
-        if run is not None and not run.future.done():
+        if run is not None and run.terminated and not run.future.done():
+            run.future.set_exception(
+                TaskRevokedError(f"{run.label} terminated by {run.terminated} (revoked)")
+            )
+        elif run is not None and not run.future.done():
             self.lost += 1
             logger.warning("child %d died while running %s", child.pid, run.label)
             run.future.set_exception(
