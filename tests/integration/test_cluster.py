@@ -180,3 +180,16 @@ def test_a_master_failover_while_a_worker_runs_loses_no_replicated_task(cluster:
 
 def cluster_node(client: Any, port: int) -> Any:
     return client.get_node(host="127.0.0.1", port=port)
+
+
+def test_priorities_unique_tasks_and_revokes_work_on_a_cluster(cluster: RedisCluster) -> None:
+    app = _app(cluster)
+    record = app.tasks["record"]
+    later = record.apply_async(("ctl", -1), queue="ctl", countdown=2)
+    app.control.revoke(later.id)  # result keys in their own slots: written by a cluster pipeline
+    with running(app, queues=["ctl"], concurrency=2):
+        assert record.apply_async(("ctl", 1), queue="ctl", priority=5).get(timeout=30) == 1
+        assert record.apply_async(("ctl", 2), queue="ctl", unique_key="u").get(timeout=30) == 2
+        time.sleep(3)  # the revoked task came due meanwhile
+    assert -1 not in SEEN.get("ctl", [])
+    app.close()

@@ -602,7 +602,10 @@ class RedisBroker(Broker):
 
         reads = self._reads
         with translate_errors(self.url):
-            for name in queues:  # priority order: the shards of one queue at once
+            for name in queues:  # queue order; a queue's priority levels highest first, then its shards
+                for level in reversed(self._level_names(name)[1:]):
+                    if len(out) < count:
+                        await read([level], count - len(out), [])
                 if len(out) >= count:
                     break
                 # fewer free slots than shards: read only as many shards (the rotation gives each its
@@ -610,7 +613,8 @@ class RedisBroker(Broker):
                 shards = self._rotated(name)[: count - len(out)]
                 await read(shards, max(1, (count - len(out)) // len(shards)), [])
             if not out and block_ms:
-                await read(self._all_shards(queues), 1, ["BLOCK", min(block_ms, _MAX_BLOCK_MS)])
+                every = [*self._all_shards(queues), *(lv for q in queues for lv in self._level_names(q)[1:])]
+                await read(every, 1, ["BLOCK", min(block_ms, _MAX_BLOCK_MS)])
             if len(out) > count:
                 await self.release(consumer, out[count:], started=False)
                 out = out[:count]
