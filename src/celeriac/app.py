@@ -54,19 +54,14 @@ class _BoundTaskDecorator(Protocol):
 
 # settings the derived objects are built from: a change rebuilds them on next use
 _BROKER_SETTINGS = frozenset(
-    {
-        "broker_url",
-        "key_prefix",
-        "dead_letter_max",
-        "revoke_expires_s",
-        "revoked_max",
-        "broker_transport_options",
-        "queue_shards",
-        "broker_wait_replicas",
-        "broker_wait_timeout_s",
-        "broker_pool_limit",
-    }
-)
+    {"broker_url", "key_prefix", "dead_letter_max", "revoke_expires_s", "revoked_max"}
+) | {
+    "broker_transport_options",
+    "queue_shards",
+    "broker_wait_replicas",
+    "broker_wait_timeout_s",
+    "broker_pool_limit",
+}
 _BACKEND_SETTINGS = frozenset({"broker_url", "result_backend", "key_prefix", "broker_transport_options"})
 _CODEC_SETTINGS = frozenset(
     {"accept_content", "message_signing_key", "message_signing_keys", "result_max_bytes"}
@@ -204,19 +199,7 @@ class Celeriac:
             else:
                 from .broker.redis import RedisBroker
 
-                conf = self.conf
-                self._broker = RedisBroker(
-                    url,
-                    prefix=conf.key_prefix,
-                    dead_letter_max=conf.dead_letter_max,
-                    revoke_expires_s=conf.revoke_expires_s,
-                    revoked_max=conf.revoked_max,
-                    transport_options=conf.broker_transport_options,
-                    queue_shards=conf.queue_shards,
-                    wait_replicas=conf.broker_wait_replicas,
-                    wait_timeout_ms=int(conf.broker_wait_timeout_s * 1000),
-                    pool_limit=conf.broker_pool_limit,
-                )
+                self._broker = RedisBroker.from_conf(url, self.conf)
         return self._broker
 
     @property

@@ -279,11 +279,14 @@ def open_connections(client: Any) -> int:
         pools.append(getattr(client, "connection_pool", client))
     total = 0
     for pool in pools:
-        conns = [
-            *(getattr(pool, "_connections", None) or []),
-            *(getattr(pool, "_available_connections", None) or []),
-            *(getattr(pool, "_in_use_connections", None) or []),
-        ]
+        try:  # other threads use the pool meanwhile: a set that changes size is counted next time
+            conns = [
+                *list(getattr(pool, "_connections", None) or []),
+                *list(getattr(pool, "_available_connections", None) or []),
+                *list(getattr(pool, "_in_use_connections", None) or []),
+            ]
+        except RuntimeError:
+            continue
         total += len({id(c) for c in conns if c is not None and _connected(c)})
     return total
 

@@ -212,6 +212,22 @@ class RedisBroker(Broker):
         self._control: redis.asyncio.Redis | None = None  # the control loop's blocking connection
         self._blocking_id: int | None = None  # CLIENT ID of the fetch's blocking connection
 
+    @classmethod
+    def from_conf(cls, url: str, conf: Any) -> RedisBroker:
+        """The broker an app's settings (:class:`celeriac.config.Config`) describe."""
+        return cls(
+            url,
+            prefix=conf.key_prefix,
+            dead_letter_max=conf.dead_letter_max,
+            revoke_expires_s=conf.revoke_expires_s,
+            revoked_max=conf.revoked_max,
+            transport_options=conf.broker_transport_options,
+            queue_shards=conf.queue_shards,
+            wait_replicas=conf.broker_wait_replicas,
+            wait_timeout_ms=int(conf.broker_wait_timeout_s * 1000),
+            pool_limit=conf.broker_pool_limit,
+        )
+
     # ---- clients ---------------------------------------------------------------------------------
     @property
     def sync(self) -> Any:

@@ -1,8 +1,7 @@
 """The worker's heartbeat field ``connections``: Redis connections held by this worker process.
 
 Counted from the clients' own pools (no ``CLIENT LIST``, which managed Redis services may forbid):
-the worker's broker (commands, blocking reads, pub/sub), the app's producer broker (sends from
-tasks) and the result store. ``celeriac status`` shows it per worker.
+the worker's broker (commands, blocking reads, pub/sub). ``celeriac status`` shows it per worker.
 """
 
 from __future__ import annotations
@@ -20,6 +19,9 @@ def redis_connections(*holders: Any) -> dict[str, str]:
         if holder is None or id(holder) in seen or not callable(count):
             continue
         seen.add(id(holder))
-        total += int(count())
+        try:
+            total += int(count())
+        except Exception:  # a count is informative: it must never cost the worker its heartbeat
+            continue
         counted = True
     return {"connections": str(total)} if counted else {}

@@ -147,7 +147,7 @@ class Maintenance:
             "version": __version__,
             BEAT_FIELD: heartbeat_stamp(),  # changes at every heartbeat: tells a live holder of an id
             **w.pool.info(),  # children/lost/recycled, or threads/abandoned
-            **redis_connections(w.broker, w.app.broker, w.app.backend),
+            **redis_connections(w.broker),
         }
         await w.broker.heartbeat(w.worker_id, fields, w.conf.worker_ttl_s, w.queues)
 
