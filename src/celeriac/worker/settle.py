@@ -61,8 +61,11 @@ class Settler:
         on_recorded: Callable[[], None],
         *,
         results_via_broker: bool = False,
+        linger_s: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.broker = broker
+        #: how long a batch may wait for more outcomes (0 when idle: no added latency; worker.py)
+        self._linger_s = linger_s
         self.backend = backend
         self.worker_id = worker_id
         self.stats = stats
@@ -106,6 +109,9 @@ class Settler:
             self._wanted.clear()
             await self._wanted.wait()
             return
+        linger_s = 0.0 if self._closing else self._linger_s()
+        if linger_s > 0:  # a busy worker: more outcomes are coming, record them in one round trip
+            await asyncio.sleep(linger_s)
         batch, self._pending = self._pending, []
         try:
             await self._flush(batch)

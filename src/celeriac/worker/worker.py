@@ -55,6 +55,7 @@ from .inflight import Inflight, Slot, key_of
 from .limits import NO_LIMITS, TimeLimits, limit_caveats
 from .maintenance import Maintenance
 from .pools import DEFAULT_CONCURRENCY, make_pool
+from .prefetch import Prefetch
 from .recycling import NO_RECYCLING, Recycling, SelfRecycling
 from .revoking import Revoking
 from .settle import Settler
@@ -68,6 +69,11 @@ logger = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 5.0
 _BLOCK_MS = 5_000
+#: while prefetching (busy with short tasks) outcomes wait this long to be recorded in bigger batches
+SETTLE_LINGER_S = 0.002
+#: pools whose slots run in parallel, where prefetch pays (asyncio and gevent already fetch for 100
+#: slots at once; their prefetched tasks would wait on the GIL and miss their start deadline)
+PREFETCHING_POOLS = ("threads", "processes")
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -163,6 +169,10 @@ class Worker:
         self.executor = Executor(app)
         max_slots = autoscale.max if autoscale else self.concurrency
         self.broker = app.broker.for_worker(max_owned=max_slots + self.conf.worker_fetch_max)
+        #: how many messages beyond the free slots to hold (bounded by measured duration; prefetch.py)
+        self.prefetch = Prefetch(
+            max_slots, self.conf.worker_fetch_max, enabled=autoscale is None and pool in PREFETCHING_POOLS
+        )
         self.backend = app.backend
         self.lease_ms = int(self.conf.lease_s * 1000)
         self.stats = WorkerStats()
@@ -178,6 +188,7 @@ class Worker:
             on_outcome,
             self.recheck_slots,
             results_via_broker=app.results_travel_with(self.broker),
+            linger_s=lambda: SETTLE_LINGER_S if self.prefetch.extra else 0.0,
         )
         self.maintenance = Maintenance(self)
         self.revoking = Revoking(app, self.broker, self.executor, self.pool)  # revoke, terminate
@@ -373,8 +384,8 @@ class Worker:
 
     # ---- fetch -----------------------------------------------------------------------------------
     def free_slots(self) -> int:
-        """Execution slots free for a new delivery."""
-        return self.concurrency - self.inflight.running
+        """Execution slots free for a new delivery (plus the bounded prefetch, ``prefetch.py``)."""
+        return self.concurrency + self.prefetch.extra - self.inflight.running
 
     def recheck_slots(self) -> None:
         """Wake a fetch loop waiting for a free slot (a run ended, outcomes were recorded, a resize)."""
@@ -384,7 +395,8 @@ class Worker:
     async def _fetch_once(self) -> None:
         state = self.run_state
         free = self.free_slots()
-        if free <= 0:
+        # with a prefetch buffer, refill it when half of it is gone: bigger, fewer reads, no idle slot
+        if free <= 0 or free < self.prefetch.extra // 2:
             state.slot_free.clear()
             await state.slot_free.wait()
             return
@@ -436,13 +448,42 @@ class Worker:
             self.settler.submit(d, revoked)
             return
         # loop.create_task: asyncio.create_task would look the loop up again
-        run = self.run_state.loop.create_task(self._execute(slot, prepared))
+        run = self.run_state.loop.create_task(self._execute(slot, prepared, self.run_state.loop.time()))
         self.inflight.start(slot, run)
         if self.autoscaler is not None:
             self.autoscaler.task_started(self.inflight.running)
 
-    async def _execute(self, slot: Slot, job: Job) -> None:
+    async def _admit(self, slot: Slot, fetched_at: float) -> bool:
+        """Wait for a free slot; False (and the delivery handed back) if none freed in time.
+
+        Only a prefetched run ever waits here (``prefetch.py``): a long task never holds it hostage.
+        """
+        slots = self.prefetch.slots
+        if not slots.locked():
+            await slots.acquire()  # free: no suspension
+            return True
+        loop = self.run_state.loop
+        wait_s = max(0.0, fetched_at + self.prefetch.start_deadline_s - loop.time())
+        try:
+            await asyncio.wait_for(slots.acquire(), wait_s)
+            return True
+        except asyncio.TimeoutError:
+            pass
         d = slot.delivery
+        self.prefetch.missed_start()
+        self.inflight.run_ended(slot)
+        self.inflight.drop(d)
+        self.recheck_slots()
+        try:
+            await self.broker.release(self.worker_id, [d], started=False)
+        except BrokerError as exc:
+            logger.warning("could not hand %s back (%s): it returns after the lease", d.entry_id, exc)
+        return False
+
+    async def _execute(self, slot: Slot, job: Job, fetched_at: float) -> None:
+        d = slot.delivery
+        if not await self._admit(slot, fetched_at):
+            return
         early = not job.acks_late
         outcome: Outcome | None = None
         try:
@@ -454,6 +495,8 @@ class Worker:
                     return
             outcome = await self.revoking.run(key_of(d), job, self.limits.for_job(job))
         finally:
+            self.prefetch.slots.release()
+            self.prefetch.ran(self.run_state.loop.time())
             ours = self.inflight.run_ended(slot)  # False: shutdown took the run over
             self.recheck_slots()
             if outcome is None and ours and slot.owned:
