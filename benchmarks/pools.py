@@ -97,7 +97,11 @@ def progress(r: redis.Redis, stream: str) -> tuple[int, int]:
 
 
 def measure(url: str, pool: str, n: int, task: str, args: list[Any], extra: list[str]) -> dict[str, Any]:
-    env = dict(os.environ, POOLBENCH_REDIS_URL=url, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env = dict(
+        os.environ,
+        POOLBENCH_REDIS_URL=url,
+        PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    )
     r = redis.Redis.from_url(url)
     r.flushall()
     os.environ["POOLBENCH_REDIS_URL"] = url
@@ -141,7 +145,11 @@ def measure(url: str, pool: str, n: int, task: str, args: list[Any], extra: list
         "cmds": (first[3] - start[3]) / done,
         "redis_us": (first[4] - start[4]) / done,
         "window_s": dt,
-        "per_command": {k: round((v - start[5].get(k, 0)) / done, 3) for k, v in first[5].items() if v != start[5].get(k, 0)},
+        "per_command": {
+            k: round((v - start[5].get(k, 0)) / done, 3)
+            for k, v in first[5].items()
+            if v != start[5].get(k, 0)
+        },
     }
 
 
@@ -160,7 +168,10 @@ def main() -> None:
                 m = measure(server.url, "processes", a.n if a.n < 20_000 else 1_000, "cpu", [5.0], [])
                 m["cores"] = m["rate"] * 0.005
                 rows.setdefault("processes-cpu", []).append(m)
-                print(f"processes -c 2, 5 ms CPU tasks: {m['rate']:.0f}/s = {m['cores']:.2f} cores busy", flush=True)
+                print(
+                    f"processes -c 2, 5 ms CPU tasks: {m['rate']:.0f}/s = {m['cores']:.2f} cores busy",
+                    flush=True,
+                )
                 continue
             for pool in a.pools.split(","):
                 m = measure(server.url, pool, a.n, "noop", [1, 2], [])
