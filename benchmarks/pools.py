@@ -169,7 +169,8 @@ def main() -> None:
                 m["cores"] = m["rate"] * 0.005
                 rows.setdefault("processes-cpu", []).append(m)
                 print(
-                    f"processes -c 2, 5 ms CPU tasks: {m['rate']:.0f}/s = {m['cores']:.2f} cores busy",
+                    f"processes -c 2, 5 ms CPU tasks: {m['rate']:.0f}/s = {m['cores']:.2f} cores busy; "
+                    f"worker tree CPU {m['cpu_us']:.0f} us/task ({5000 / m['cpu_us']:.0%} of it task work)",
                     flush=True,
                 )
                 continue
