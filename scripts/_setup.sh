@@ -2,8 +2,8 @@
 #
 # On a fresh machine: check Python >= 3.10, create .venv if missing, install the package with its test
 # and lint extras (again only when pyproject.toml changed), and make sure redis-server is installed,
-# through apt-get when it is missing and we are root. Anything it cannot fix is named, with the command
-# that fixes it, and the script exits non-zero.
+# through apt-get when it is missing and we are root (chromium too, for the browser tests). Anything it
+# cannot fix is named, with the command that fixes it, and the script exits non-zero.
 
 set -euo pipefail
 
@@ -63,4 +63,21 @@ ensure_redis() {
     brew install redis                     # macOS
 (or point CELERIAC_REDIS_SERVER at a redis-server binary). celeriac starts private servers on free
 ports; it never uses a Redis already running on 6379."
+}
+
+# Debian's Chromium for the dashboard's real-browser tests (Playwright drives it through
+# executable_path; Playwright's own browser download is never used). Installed when missing and root;
+# otherwise the browser tests skip locally (and fail in CI) with the command that fixes it.
+ensure_chromium() {
+    if [ -x "${CELERIAC_CHROMIUM:-/usr/bin/chromium}" ]; then
+        return 0
+    fi
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing chromium for the browser tests (apt-get)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq </dev/null
+        apt-get install -y -qq chromium </dev/null >/dev/null || say "apt-get could not install chromium"
+        return 0
+    fi
+    say "chromium is missing: the dashboard's browser tests will skip (sudo apt-get install chromium)"
 }

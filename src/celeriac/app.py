@@ -28,6 +28,8 @@ from .task import NO_OPTIONS, AsyncTask, SendOptions, Signature, Task, build_mes
 if TYPE_CHECKING:
     from ._clock import Clock
     from .control import Control
+    from .outcomes import OutcomeEvent
+    from .tracing import Tracing
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -111,6 +113,10 @@ class Celeriac:
         self._backend_given = self._backend is not None
         self._codec: Codec | None = None
         self._control: Control | None = None
+        #: OpenTelemetry spans for sends and runs (``celeriac.tracing.instrument``); None: off
+        self.tracing: Tracing | None = None
+        #: called by workers with each task outcome (see :meth:`on_outcome`)
+        self.outcome_handlers: list[Callable[[OutcomeEvent], None]] = []
         self.conf.on_change(self._setting_changed)
 
     def _setting_changed(self, name: str) -> None:
@@ -163,6 +169,13 @@ class Celeriac:
             return task
 
         return register(fn) if fn is not None else register
+
+    def on_outcome(self, fn: Callable[[OutcomeEvent], None], /) -> Callable[[OutcomeEvent], None]:
+        """Register ``fn`` (a decorator): workers call it with each task outcome once it is recorded
+        (succeeded, failed, retried, dead-lettered, revoked, expired), on their event loop. Keep it
+        quick; an exception it raises is logged. For custom exporters (see ``celeriac.outcomes``)."""
+        self.outcome_handlers.append(fn)
+        return fn
 
     def _default_name(self, fn: Callable[..., Any]) -> str:
         module = getattr(fn, "__module__", None) or "__main__"
@@ -285,12 +298,17 @@ class Celeriac:
         kwargs: dict[str, Any],
         options: SendOptions,
         task: Task[Any, Any] | None,
+        trace: dict[str, str] | None = None,
     ) -> tuple[Message, bytes, Task[Any, Any] | None]:
         task = task or self.tasks.get(name)
         if task is not None:
             message = task.build_message(args, kwargs, options)
         else:
             message = build_message(name, args, kwargs, options)
+        if trace:  # W3C trace context of the send span (celeriac.tracing)
+            message = replace(
+                message, traceparent=trace.get("traceparent"), tracestate=trace.get("tracestate")
+            )
         if options.delay_ms is not None and message.eta_ms is None:
             message = replace(message, eta_ms=wall_ms(self.clock) + options.delay_ms)
         serializer = self._serializer(task)
@@ -325,6 +343,22 @@ class Celeriac:
 
         In eager mode (``task_always_eager``) the task runs here instead (:mod:`celeriac.eager`).
         """
+        if self.tracing is not None:  # a PRODUCER span; its context travels in the message
+            with self.tracing.send(name, self.route(name, task, options.queue)) as (span, trace):
+                result = self._send(name, args, kwargs, options, task, trace)
+                span.set_attribute("messaging.message.id", result.id)
+                return result
+        return self._send(name, args, kwargs, options, task)
+
+    def _send(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: SendOptions,
+        task: Task[Any, Any] | None,
+        trace: dict[str, str] | None = None,
+    ) -> _AsyncResult[Any]:
         task = task or self.tasks.get(name)
         level, unique_ttl_ms = 0, 0
         if (
@@ -333,7 +367,7 @@ class Celeriac:
             or self.conf.task_default_priority
         ):
             options, level, unique_ttl_ms = self._control_options(name, args, kwargs, options, task)
-        message, data, task = self._prepare(name, args, kwargs, options, task)
+        message, data, task = self._prepare(name, args, kwargs, options, task, trace)
         if self.conf.task_always_eager:
             return self._eager(data, message)
         queue = self.route(name, task, options.queue)
@@ -402,12 +436,18 @@ class Celeriac:
         if paused:
             gc.disable()
         try:
+            if self.tracing is not None:  # one PRODUCER span for the batch; each message carries it
+                batch = list(signatures)
+                with self.tracing.send_batch(len(batch)) as trace:
+                    return self._send_many(batch, trace)
             return self._send_many(signatures)
         finally:
             if paused:
                 gc.enable()
 
-    def _send_many(self, signatures: Iterable[Signature]) -> list[_AsyncResult[Any]]:
+    def _send_many(
+        self, signatures: Iterable[Signature], trace: dict[str, str] | None = None
+    ) -> list[_AsyncResult[Any]]:
         from .task import normalize_options
 
         items: list[Enqueue] = []
@@ -423,7 +463,7 @@ class Celeriac:
         for sig in signatures:
             task = sig.task
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
-            if sig.options or eager or (task is not None and task.controlled) or default_level:
+            if sig.options or eager or trace or (task is not None and task.controlled) or default_level:
                 options = (
                     normalize_options(**sig.options, now_s=self.clock.time) if sig.options else NO_OPTIONS
                 )
@@ -432,7 +472,7 @@ class Celeriac:
                     options, level, ttl_ms = self._control_options(
                         sig.name, tuple(sig.args), kwargs, options, task or self.tasks.get(sig.name)
                     )
-                message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, task)
+                message, data, task = self._prepare(sig.name, tuple(sig.args), kwargs, options, task, trace)
                 if eager:
                     results.append(self._eager(data, message))
                     continue

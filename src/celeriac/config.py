@@ -139,6 +139,13 @@ def _signing_keys(name: str, value: Any) -> None:
             raise ConfigurationError(name, problem)
 
 
+def _words(name: str, value: Any) -> None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigurationError(name, f"must be a list of words, got a {type(value).__name__}")
+    if not all(isinstance(w, str) and w for w in value):
+        raise ConfigurationError(name, "must be a list of non-empty strings")
+
+
 Check = Callable[[str, Any], None]
 
 
@@ -199,6 +206,14 @@ class Config:
             only correctly signed messages run; unsigned or tampered ones are dead-lettered.
         message_signing_keys: older keys still accepted (key rotation); new messages are always signed
             with ``message_signing_key``.
+        monitor_events: workers record every task outcome for the dashboard and ``/metrics``
+            (``celeriac worker --without-events`` turns it off for one worker). See docs/monitoring.md.
+        monitor_max_entries: most task outcomes kept per queue (distinct task ids; oldest go first).
+        monitor_max_failures: most failures kept per queue, with traceback and arguments.
+        monitor_retention_days: outcomes, failures and hourly/daily rollups older than this go.
+        monitor_max_arg_chars: a failed task's arguments are recorded cut to this many characters.
+        monitor_redact: keyword-argument names (substrings, case-insensitive) recorded as ``'***'``,
+            besides the built-in ones (password, secret, token, api_key, authorization, cookie).
         task_default_priority: priority of messages whose task and call set none: 0 (highest, the
             default, as Celery on Redis) .. 9 (lowest).
         unique_default_s: how long a unique task's lock is held at most when neither the call nor the
@@ -234,6 +249,12 @@ class Config:
     task_serializer: str = setting("msgpack", _serializer)
     message_signing_key: str | bytes | None = setting(None, _signing_key, secret=True)
     message_signing_keys: tuple[str | bytes, ...] = setting((), _signing_keys, secret=True)
+    monitor_events: bool = setting(True, _boolean)
+    monitor_max_entries: int = setting(1_000_000, _positive_int)
+    monitor_max_failures: int = setting(100_000, _positive_int)
+    monitor_retention_days: float = setting(7.0, _positive)
+    monitor_max_arg_chars: int = setting(1_000, _positive_int)
+    monitor_redact: tuple[str, ...] = setting((), _words)
     task_default_priority: int = setting(0, _priority)
     unique_default_s: float = setting(3600.0, _positive)
     revoke_expires_s: float = setting(86_400.0, _positive)

@@ -40,6 +40,9 @@ class Request:
     is_eager: bool = False
     root_id: str | None = None
     parent_id: str | None = None
+    #: W3C traceparent of the run's span when tracing is on (``celeriac.tracing``): a process-pool child
+    #: runs the task under it, so the tasks it sends join the trace
+    traceparent: str | None = None
 
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)

@@ -25,7 +25,17 @@ if TYPE_CHECKING:
 
 
 def run_job(execution: Execution, job: Job) -> Outcome:
-    """Call the task inline in this thread and decide the outcome."""
+    """Call the task inline in this thread and decide the outcome (in a run span when traced)."""
+    tracing = execution.app.tracing
+    if tracing is not None:
+        with tracing.run(job.message, job.request.queue) as span:
+            outcome = _run_job(execution, job)
+            tracing.finish(span, outcome.kind, outcome.exc)
+            return outcome
+    return _run_job(execution, job)
+
+
+def _run_job(execution: Execution, job: Job) -> Outcome:
     started = time.perf_counter()
     token = _current.set(job.request)
     try:

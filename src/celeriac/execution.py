@@ -159,6 +159,8 @@ class Outcome:
     exc: BaseException | None = None
     value: Any = None
     runtime_s: float = 0.0
+    #: the message that ran (None when it could not be decoded): for the outcome's log line and hooks
+    message: Message | None = None
     #: the lock of a unique task that finished (released with the settlement)
     unique: str | None = None
     #: the queue the message came from (a unique lock is released there)

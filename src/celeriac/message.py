@@ -10,7 +10,8 @@ Layout (version 1)::
 
 ``id`` is 16 raw bytes when the task id is a canonical UUID (the default) and a string otherwise.
 ``options`` is a map with short keys, listed in ``_OPTION_KEYS``; unknown keys are kept so that a newer
-producer's options survive a round trip through an older worker.
+producer's options survive a round trip through an older worker. (``tp``/``ts``, the W3C trace context
+of OpenTelemetry, were added this way: an older worker keeps them in ``extra`` and runs the task.)
 
 Content. Arguments are msgpack values. A task that opts into pickle (``serializer="pickle"``, accepted
 only where ``accept_content`` lists it) keeps the msgpack envelope, with ``args`` replaced by ONE
@@ -65,6 +66,9 @@ _OPTION_KEYS: dict[str, str] = {
     "time_limit_s": "tl",
     "soft_time_limit_s": "stl",
     "serializer": "ct",
+    # W3C trace context (OpenTelemetry, ``celeriac.tracing``): only when tracing is on
+    "traceparent": "tp",
+    "tracestate": "ts",
     "unique_key": "uq",
 }
 _WIRE_TO_OPTION = {v: k for k, v in _OPTION_KEYS.items()}
@@ -88,6 +92,8 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "time_limit_s": (int, float),
     "soft_time_limit_s": (int, float),
     "serializer": (str,),
+    "traceparent": (str,),
+    "tracestate": (str,),
     "unique_key": (str,),
 }
 # integers read off the wire stay far below msgpack's 64-bit limit, so a retry can always re-encode them
@@ -154,6 +160,9 @@ class Message:
     soft_time_limit_s: float | None = None
     #: ``None`` for msgpack arguments (the default), ``"pickle"`` for a task that opted into pickle
     serializer: str | None = None
+    #: W3C ``traceparent`` / ``tracestate`` of the span that sent it (``celeriac.tracing``; else None)
+    traceparent: str | None = None
+    tracestate: str | None = None
     #: the lock a unique task holds while queued or running (released when it finishes)
     unique_key: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -369,6 +378,8 @@ def _valid_option(name: str, value: Any) -> bool:
         return math.isfinite(value) and 0 < value <= _MAX_INT
     if name == "serializer":
         return value == "pickle"
+    if isinstance(value, str) and name in ("traceparent", "tracestate"):
+        return len(value) <= 512  # W3C: traceparent is 55 characters, tracestate at most 512
     return True
 
 

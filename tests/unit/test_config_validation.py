@@ -58,6 +58,12 @@ BAD_VALUES: dict[str, list[Any]] = {
     "task_serializer": ["json", "", None, "Pickle"],
     "message_signing_key": ["short", b"short", 123, ["k" * 32]],
     "message_signing_keys": ["k" * 32, ["short"], [None], None, 5],
+    "monitor_events": ["yes", 1, None],
+    "monitor_max_entries": [0, -1, 1.5, "1000"],
+    "monitor_max_failures": [0, 2.5, None],
+    "monitor_retention_days": [0, -1, "7"],
+    "monitor_max_arg_chars": [0, "1000"],
+    "monitor_redact": ["password", [""], [1], None],
 }
 
 
@@ -95,6 +101,8 @@ BAD_ENVIRONMENT: dict[str, str] = {
     "broker_url": "http://example.com",
     "message_signing_key": "short",
     "result_max_bytes": "big",
+    "monitor_events": "sometimes",
+    "monitor_max_entries": "a million",
 }
 
 

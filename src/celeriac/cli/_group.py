@@ -29,9 +29,12 @@ COMMANDS = {
     "status": "status",
     "dlq": "dlq",
     "purge": "purge",
+    "events": "events",
     "revoke": "revoke",
     "control": "control",
     "check-celery": "check_celery",
+    "dashboard": "dashboard",
+    "dashboard-password": "dashboard_auth",
 }
 
 

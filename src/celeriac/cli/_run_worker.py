@@ -53,14 +53,37 @@ class WorkerOptions:
     autoscale: tuple[int, int, float] | None  # MAX, MIN, idle seconds
     app_spec: str | None = None
     broker_url: str | None = None  # a --broker typed on the command line (overrides the app's)
+    events: bool = True  # record task outcomes (--without-events: False)
+    metrics_port: int | None = None  # serve /metrics on 127.0.0.1:PORT (needs celeriac[dashboard])
+    metrics_address: str = "127.0.0.1"
+    log_format: str = "text"  # or "json": one JSON object per line (celeriac.outcomes)
 
 
 def configure_logging(level: str) -> None:
-    """Log to stderr at ``level``; Redis client chatter stays at WARNING."""
+    """Log to stderr at ``level``; Redis client chatter stays at WARNING. A failure's traceback
+    follows its outcome line at INFO and below (``celeriac.outcomes.TextFormatter``)."""
     import logging
 
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    from ..outcomes import TextFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TextFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("redis").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def configure_log_format(log_format: str) -> None:
+    """``"json"``: every log line becomes one JSON object, and every task outcome is logged
+    (successes included); ``"text"``: as :func:`configure_logging` left it."""
+    if log_format != "json":
+        return
+    import logging
+
+    from ..outcomes import JsonFormatter
+
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonFormatter())
+    logging.getLogger("celeriac.task").setLevel(logging.INFO)
 
 
 def error_line(exc: BaseException) -> str:
@@ -108,7 +131,12 @@ def serve(app: Celeriac, options: WorkerOptions) -> None:
         recycling=Recycling(options.max_tasks_per_child, options.max_memory_kib, options.max_child_age),
         autoscale=Autoscale(*options.autoscale) if options.autoscale else None,
         include=options.include,
+        events=options.events,
     )
+    if options.metrics_port is not None:
+        from ..dashboard.metrics import serve_metrics
+
+        serve_metrics(app, options.metrics_port, options.metrics_address)
     log.info(
         "celeriac %s: app %s, broker %s, %d task(s) registered",
         __version__,
@@ -145,6 +173,7 @@ def main() -> None:
 
         patch()
     configure_logging(options.loglevel)
+    configure_log_format(options.log_format)
     from ..exceptions import CeleriacError, ConfigurationError
     from ._loader import AppLoadError, load_app
 

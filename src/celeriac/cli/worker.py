@@ -19,7 +19,7 @@ from ..worker.recycling import parse_size_kib
 from . import _run_worker
 from ._common import get_state, split_names
 from ._options import app_options
-from ._run_worker import LOG_FORMAT, WorkerOptions, configure_logging, serve
+from ._run_worker import LOG_FORMAT, WorkerOptions, configure_log_format, configure_logging, serve
 
 __all__ = ["LOG_FORMAT", "configure_logging", "worker"]
 
@@ -66,6 +66,15 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
     show_default=True,
     show_envvar=True,
     help="Logging level (to stderr).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    show_envvar=True,
+    help="json: one JSON object per line, a line for every task outcome (for CloudWatch, Loki, "
+    "Elasticsearch; fields in docs/outcomes.md).",
 )
 @click.option(
     "-n",
@@ -154,6 +163,29 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
     show_envvar=True,
     help="How long unused slots are kept before an autoscaled worker shrinks.",
 )
+@click.option(
+    "--without-events",
+    is_flag=True,
+    default=False,
+    show_envvar=True,
+    help="Do not record task outcomes for the dashboard and /metrics (setting monitor_events).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    metavar="PORT",
+    show_envvar=True,
+    help="Serve Prometheus /metrics (read from Redis: the whole cluster's figures) on "
+    "--metrics-address:PORT. Needs celeriac[dashboard].",
+)
+@click.option(
+    "--metrics-address",
+    default="127.0.0.1",
+    show_default=True,
+    show_envvar=True,
+    help="Address of --metrics-port.",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -161,6 +193,7 @@ def worker(
     concurrency: int | None,
     pool: str,
     loglevel: str,
+    log_format: str,
     worker_id: str | None,
     burst: bool,
     include: tuple[str, ...],
@@ -171,6 +204,9 @@ def worker(
     max_child_age: float | None,
     autoscale: str | None,
     autoscale_idle: float,
+    without_events: bool,
+    metrics_port: int | None,
+    metrics_address: str,
 ) -> None:
     """Run a worker: consume queues and execute the app's tasks.
 
@@ -195,6 +231,7 @@ def worker(
         concurrency=concurrency,
         pool=pool,
         loglevel=loglevel,
+        log_format=log_format,
         worker_id=worker_id,
         burst=burst,
         include=split_names(include),
@@ -204,6 +241,9 @@ def worker(
         max_memory_kib=max_memory_kib,
         max_child_age=max_child_age,
         autoscale=(scale.max, scale.min, scale.idle_s) if scale else None,
+        events=not without_events,
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
     )
     state = get_state(ctx)
     if _run_worker.REEXEC:
@@ -212,4 +252,5 @@ def worker(
         broker = state.broker_url if state.broker_from_command_line else None
         _run_worker.reexec_lean(replace(options, app_spec=state.app_spec, broker_url=broker))
     configure_logging(loglevel)
+    configure_log_format(log_format)
     serve(state.app(required=True), options)

@@ -9,6 +9,7 @@ time limits. Pools decide *where* the function runs and how limits are enforced 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -47,16 +48,24 @@ class Executor(Execution):
         The request is set in this task's context first: pools that run code in this process carry
         it along (coroutines here, sync functions in threads with a copy of the context).
         """
+        # OpenTelemetry (celeriac.tracing): a CONSUMER span, current while the task runs; when tracing
+        # is off this costs one attribute test
+        tracing = self.app.tracing
+        span_scope = tracing.run(job.message, job.request.queue) if tracing is not None else None
+        span = span_scope.__enter__() if span_scope is not None else None
+        if span is not None:
+            assert tracing is not None
+            job.request.traceparent = tracing.traceparent()  # for a child process (process pool)
         started = time.perf_counter()
         token = _current.set(job.request)
         try:
             value = await pool.run(job, limits)
         except Exception as exc:  # CancelledError is a BaseException: it propagates
-            return self.finish(job, exc=exc, runtime_s=time.perf_counter() - started)
+            outcome = self.finish(job, exc=exc, runtime_s=time.perf_counter() - started)
         except WorkerShutdown as exc:
             # the task asks this worker to stop: its delivery is handed back (it runs again elsewhere,
             # and max_deliveries bounds a task that always asks), then the worker stops warm
-            return Outcome(
+            outcome = Outcome(
                 "release",
                 job.message.id,
                 job.message.task,
@@ -64,6 +73,16 @@ class Executor(Execution):
                 exc=exc,
                 runtime_s=time.perf_counter() - started,
             )
+        except BaseException:
+            if span_scope is not None:
+                span_scope.__exit__(*sys.exc_info())
+            raise
+        else:
+            outcome = self.finish(job, value=value, runtime_s=time.perf_counter() - started)
         finally:
             _current.reset(token)
-        return self.finish(job, value=value, runtime_s=time.perf_counter() - started)
+        if span_scope is not None:
+            assert tracing is not None and span is not None
+            tracing.finish(span, outcome.kind, outcome.exc)
+            span_scope.__exit__(None, None, None)
+        return outcome

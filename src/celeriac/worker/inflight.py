@@ -85,6 +85,10 @@ class Inflight:
         """The worker's tasks running deliveries."""
         return [s.run for s in self._slots.values() if s.run is not None]
 
+    def running_deliveries(self) -> list[Delivery]:
+        """The deliveries a slot runs now (the heartbeat lists their tasks)."""
+        return [s.delivery for s in self._slots.values() if s.run is not None]
+
     def flushing(self, key: Key) -> bool:
         """An ack of this delivery is on its way to Redis."""
         slot = self._slots.get(key)

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .._version import __version__
+from ..monitor.recorder import process_fields
 from .identity import BEAT_FIELD, heartbeat_stamp
 
 if TYPE_CHECKING:
@@ -146,6 +147,12 @@ class Maintenance:
             "version": __version__,
             BEAT_FIELD: heartbeat_stamp(),  # changes at every heartbeat: tells a live holder of an id
             **w.pool.info(),  # children/lost/recycled, or threads/abandoned
+            **process_fields(),
+            **(
+                w.recorder.heartbeat_fields(w.inflight.running_deliveries())
+                if w.recorder
+                else {"events": "off"}
+            ),
         }
         await w.broker.heartbeat(w.worker_id, fields, w.conf.worker_ttl_s, w.queues)
 

@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, cast
 from ..broker.base import Delivery, ResultSettling, Settlement
 from ..exceptions import BrokerFullError
 from ..states import TaskState
-from .executor import REMOTE_TRACEBACK_ATTR, Outcome
+from .executor import Outcome
 
 if TYPE_CHECKING:
     from ..broker.base import Broker
+    from ..monitor.recorder import Recorder
+    from ..outcomes import OutcomeReporter
     from ..record import ResultWrite
     from ..results.base import ResultBackend
     from .inflight import Inflight
@@ -48,6 +50,8 @@ class Settler:
         stats: counters to update.
         on_outcome: called with each outcome once it is recorded (tests, demo).
         on_recorded: called after each batch (the worker re-checks its free slots).
+        recorder: writes task outcomes for monitoring, started with each batch (see ``Recorder.kick``).
+        reporter: logs each recorded outcome (one line) and calls the app's ``on_outcome`` hooks.
     """
 
     def __init__(
@@ -62,6 +66,8 @@ class Settler:
         *,
         results_via_broker: bool = False,
         linger_s: Callable[[], float] = lambda: 0.0,
+        recorder: Recorder | None = None,
+        reporter: OutcomeReporter | None = None,
     ) -> None:
         self.broker = broker
         #: how long a batch may wait for more outcomes (0 when idle: no added latency; worker.py)
@@ -72,6 +78,8 @@ class Settler:
         self.on_outcome = on_outcome
         self._inflight = inflight
         self._on_recorded = on_recorded
+        self._recorder = recorder
+        self._reporter = reporter
         # results on the broker's own Redis are written in the same round trip as the acks (the app
         # decides: it knows where both live)
         self._results_via_broker = results_via_broker and isinstance(broker, ResultSettling)
@@ -157,6 +165,8 @@ class Settler:
         inflight = self._inflight
         inflight.flush(in_flight, True)
         try:
+            if self._recorder is not None:
+                self._recorder.kick()  # task outcomes for monitoring: written alongside, never waited for
             fenced = await self._record(batch)
         finally:
             inflight.flush(in_flight, False)
@@ -173,6 +183,11 @@ class Settler:
                     )
                     continue
             self._count(outcome)
+            if self._reporter is not None:
+                if d is not None:
+                    self._reporter.report(d.queue, d.entry_id, outcome, outcome.message)
+                else:
+                    self._reporter.report("", "", outcome, outcome.message)
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
         self._on_recorded()
@@ -225,27 +240,18 @@ class Settler:
             await self.backend.store_async(items)
 
     def _count(self, o: Outcome) -> None:
+        # the outcome's log line is the reporter's (celeriac.outcomes): one line each
         self.stats.processed += 1
-        name, tid = o.task_name or "?", o.task_id or "?"
         if o.kind == "retry":
             self.stats.retried += 1
-            logger.info("task %s[%s] retry: %s", name, tid, o.reason)
         elif o.kind == "dead":
             self.stats.dead_lettered += 1
-            logger.error("task %s[%s] dead-lettered: %s", name, tid, o.reason)
         elif o.state is TaskState.REVOKED:
             self.stats.revoked += 1
-            logger.info("task %s[%s] revoked: %s", name, tid, o.exc)
         elif o.exc is not None:
             self.stats.failed += 1
-            remote = getattr(o.exc, REMOTE_TRACEBACK_ATTR, None)
-            if isinstance(remote, str):  # raised in a child process: its own traceback, not ours
-                logger.error("task %s[%s] %s: %r\n%s", name, tid, o.state, o.exc, remote.rstrip())
-            else:
-                logger.error("task %s[%s] %s: %r", name, tid, o.state, o.exc, exc_info=o.exc)
         else:
             self.stats.succeeded += 1
-            logger.debug("task %s[%s] succeeded in %.6fs", name, tid, o.runtime_s)
 
 
 def _settlement(d: Delivery, o: Outcome) -> Settlement:

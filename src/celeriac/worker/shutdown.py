@@ -72,6 +72,8 @@ async def shut_down(
     except BrokerError as exc:
         logger.debug("could not unregister (%s): the registry entry expires, the consumer is pruned", exc)
     await w.pool.close(cold=state.cold.is_set())
+    if w.recorder is not None:
+        await w.recorder.close()
     await w.broker.close()
     if w.backend is not None:
         await w.backend.close()

@@ -35,6 +35,7 @@ import os
 import secrets
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -47,6 +48,8 @@ from ..exceptions import (
     ConfigurationError,
     WorkerShutdown,
 )
+from ..monitor.recorder import Recorder
+from ..outcomes import OutcomeReporter
 from .autoscale import Autoscale, Autoscaler
 from .executor import Executor, Job, Outcome
 from .identity import claim_worker_id, expand_worker_id
@@ -136,6 +139,7 @@ class Worker:
         recycling: Recycling = NO_RECYCLING,
         autoscale: Autoscale | None = None,
         include: Sequence[str] = (),
+        events: bool = True,
     ) -> None:
         self.app = app
         self.conf = app.conf
@@ -179,6 +183,8 @@ class Worker:
         #: the deliveries taken and not finished with (owned, running, settling)
         self.inflight = Inflight()
         self._handing_back: set[asyncio.Task[None]] = set()  # hand-backs of orphans, until done
+        #: records task outcomes for the dashboard (None: ``events=False`` or ``monitor_events`` off)
+        self.recorder = Recorder.for_worker(app, self.worker_id) if events else None
         self.settler = Settler(
             self.broker,
             self.backend,
@@ -189,6 +195,8 @@ class Worker:
             self.recheck_slots,
             results_via_broker=app.results_travel_with(self.broker),
             linger_s=lambda: SETTLE_LINGER_S if self.prefetch.extra else 0.0,
+            recorder=self.recorder,
+            reporter=OutcomeReporter(app, self.worker_id),
         )
         self.maintenance = Maintenance(self)
         self.revoking = Revoking(app, self.broker, self.executor, self.pool)  # revoke, terminate
@@ -441,10 +449,14 @@ class Worker:
             if prepared.reason.startswith("unknown task"):
                 hint = unknown_task_hint(prepared.task_name, self.app.tasks, self.task_modules)
                 prepared = replace(prepared, reason=prepared.reason + hint)
+            if self.recorder is not None:
+                self.recorder.add(d, prepared, None, 0.0)
             self.settler.submit(d, prepared)
             return
         revoked = self.revoking.drop(prepared)
         if revoked is not None:  # revoked before it started: it never runs
+            if self.recorder is not None:
+                self.recorder.add(d, revoked, prepared.message, 0.0)
             self.settler.submit(d, revoked)
             return
         # loop.create_task: asyncio.create_task would look the loop up again
@@ -493,6 +505,7 @@ class Worker:
                 self.inflight.acked_early(slot)
                 if not acked:
                     return
+            started_s = time.time()
             outcome = await self.revoking.run(key_of(d), job, self.limits.for_job(job))
         finally:
             self.prefetch.slots.release()
@@ -507,6 +520,9 @@ class Worker:
             reason = self._self_recycling.after_task()
             if reason:
                 self._recycle(reason)
+        outcome.message = job.message
+        if self.recorder is not None:
+            self.recorder.add(d, outcome, job.message, started_s)
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
             if isinstance(outcome.exc, WorkerShutdown):

@@ -101,6 +101,10 @@ def _run_one(app: Celeriac, alarm: _SoftAlarm, seq: int, request: Request, soft_
     started = time.perf_counter()
     label = f"{request.task}[{request.id}]"
     token = _current.set(request)
+    # traced (celeriac.tracing): the worker's run span is the current context while the task runs here
+    traced = app.tracing.attached(request.traceparent) if app.tracing and request.traceparent else None
+    if traced is not None:
+        traced.__enter__()
     try:
         task = app.tasks[request.task]
         call = task.bound(request.args, request.kwargs)
@@ -119,6 +123,8 @@ def _run_one(app: Celeriac, alarm: _SoftAlarm, seq: int, request: Request, soft_
         ok, payload = False, pack_exception(exc)
     finally:
         _current.reset(token)
+        if traced is not None:
+            traced.__exit__(None, None, None)
     runtime_s = time.perf_counter() - started
     try:
         return pickle.dumps(("done", seq, ok, payload, resident_kib(), runtime_s))

@@ -95,10 +95,18 @@ def lean_spec(app: Celeriac) -> LeanSpec:
         tasks=sorted(app.tasks),
         conf=app.conf,
         log_level=root.level,
-        log_format=formatter._fmt if formatter is not None else None,
+        log_format=_format_of(formatter),
         redis_log_level=logging.getLogger("redis").level,
     )
     return spec
+
+
+def _format_of(formatter: logging.Formatter | None) -> str | None:
+    from ...outcomes import JsonFormatter
+
+    if isinstance(formatter, JsonFormatter):
+        return "json"  # the children log JSON lines too
+    return formatter._fmt if formatter is not None else None
 
 
 def _find_app(app: Celeriac, modules: list[str]) -> tuple[str, str] | None:
@@ -199,7 +207,13 @@ def _rebuild(spec: LeanSpec) -> Celeriac:
     import importlib
 
     sys.path[:] = spec.path
-    if spec.log_format is not None:  # the worker's logging (the CLI's), before user code logs
+    if spec.log_format == "json":
+        from ...outcomes import JsonFormatter
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=spec.log_level, handlers=[handler])
+    elif spec.log_format is not None:  # the worker's logging (the CLI's), before user code logs
         logging.basicConfig(level=spec.log_level, format=spec.log_format, stream=sys.stderr)
     else:
         logging.getLogger().setLevel(spec.log_level)

@@ -1,0 +1,130 @@
+-- record: write one recorded batch of task outcomes of one queue (celeriac.monitor.recorder).
+-- Every key is in the queue's hash slot ({queue}); see celeriac/monitor/keys.py for the layout.
+--
+-- KEYS[1]  celeriac:{q}:m:log      stream: one entry per batch, fields w (worker), r (records), p (previous
+--          outcomes of retried tasks: "index:score:index", see below)
+-- KEYS[2]  celeriac:{q}:m:ids      sorted set: task id -> score of its latest log entry (ms*4096+seq)
+-- KEYS[3]  celeriac:{q}:m:fail     stream: one entry per failure, fields w, r (one record, full)
+-- KEYS[4]  celeriac:{q}:m:fgroups  hash: "name\0exc" -> count, "name\0exc\0last" -> latest fail entry id
+-- KEYS[5]  celeriac:{q}:m:total    hash: lifetime counters (fields as the rollups)
+-- KEYS[6]  celeriac:{q}:m:fids     sorted set: task id -> score of its latest failure entry
+-- KEYS[6+i] celeriac:{q}:m:roll:<res>:<bucket>  rollup hashes, i = 1..R
+-- ARGV[1]  worker id
+-- ARGV[2]  the batch's records (msgpack array), stored as the log entry's field r
+-- ARGV[3]  unused ("": the task ids are read from the records, each record's first element)
+-- ARGV[11] positions (0-based) of retried tasks in ARGV[3] (msgpack array, or ""): only those look up
+--          their previous entry, which links a task's outcomes into its timeline
+-- ARGV[4]  most task ids kept (log and ids are trimmed to it)
+-- ARGV[5]  most failures kept (approximate MAXLEN)
+-- ARGV[6]  retention cut-off in epoch ms: older entries go
+-- ARGV[7]  TTL in seconds of log, ids, fail, fgroups, total (refreshed on every write)
+-- ARGV[8]  F, number of failure records
+-- ARGV[9]  R, number of rollup keys (KEYS[7..6+R])
+-- ARGV[10] T, number of (field, increment) pairs for KEYS[5]
+-- ARGV[12..]  F quadruples (task id, record, group, message); then for each rollup key:
+--          ttl_s, n, then n pairs (field, increment); then T pairs (field, increment).
+-- Every list is bounded by the batch size (the recorder splits batches): no unpack() of a long list.
+-- Returns the log entry id.
+local f, r, t = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local max_ids, max_fail, min_ms, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local decode = cmsgpack.unpack
+local rows = decode(ARGV[2])
+local ids = {}
+for k = 1, #rows do ids[k] = rows[k][1] end
+local n = #ids
+local i = 12
+
+-- previous outcomes of retried tasks, which link a task's outcomes into its timeline: in this batch
+-- ("k:0:j", index j of this same entry) or in an earlier entry ("k:score:-1", looked up before the
+-- task's id moves to this entry)
+local retried = {}
+if ARGV[11] ~= '' then
+  for _, k in ipairs(decode(ARGV[11])) do retried[k] = true end
+end
+local prev, last_at = {}, {}
+for k = 0, n - 1 do
+  local tid = ids[k + 1]
+  if retried[k] then
+    if last_at[tid] then
+      table.insert(prev, k .. ':0:' .. last_at[tid])
+    else
+      local s = redis.call('ZSCORE', KEYS[2], tid)
+      if s then table.insert(prev, k .. ':' .. s .. ':-1') end
+    end
+  end
+  last_at[tid] = k
+end
+
+local id
+if #prev > 0 then
+  id = redis.call('XADD', KEYS[1], '*', 'w', ARGV[1], 'r', ARGV[2], 'p', table.concat(prev, ' '))
+else
+  id = redis.call('XADD', KEYS[1], '*', 'w', ARGV[1], 'r', ARGV[2])
+end
+local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+local s = tonumber(ms) * 4096 + math.min(tonumber(seq), 4095)
+local score = string.format('%.0f', s)
+-- every id moves to this entry's score, in chunks (Lua unpacks at most ~8,000 values at once)
+for first = 1, #ids, 500 do
+  local zargs = {}
+  for i = first, math.min(first + 499, #ids) do zargs[#zargs + 1] = score; zargs[#zargs + 1] = ids[i] end
+  redis.call('ZADD', KEYS[2], unpack(zargs))
+end
+
+-- bounds: a cap in task ids and a retention in time, for the log and its index alike
+local card = redis.call('ZCARD', KEYS[2])
+if card > max_ids then
+  local cut = redis.call('ZRANGE', KEYS[2], card - max_ids, card - max_ids, 'WITHSCORES')
+  if cut[2] then
+    local c = tonumber(cut[2])
+    local cms = math.floor(c / 4096)
+    redis.call('XTRIM', KEYS[1], 'MINID', cms .. '-' .. (c - cms * 4096))
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, card - max_ids - 1)
+end
+redis.call('XTRIM', KEYS[1], 'MINID', '~', min_ms)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%.0f', min_ms * 4096))
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+
+-- failures: the full record, and the count and latest entry of its (task name, exception type) group
+if f > 0 then
+  for k = 0, f - 1 do
+    local fid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', max_fail, '*', 'w', ARGV[1], 'r', ARGV[i + 1],
+      'm', ARGV[i + 3])
+    local fms, fseq = string.match(fid, '^(%d+)-(%d+)$')
+    redis.call('ZADD', KEYS[6], string.format('%.0f', tonumber(fms) * 4096 + math.min(tonumber(fseq), 4095)),
+      ARGV[i])
+    local group = ARGV[i + 2]
+    if redis.call('HEXISTS', KEYS[4], group) == 0 and redis.call('HLEN', KEYS[4]) >= 4000 then
+      group = string.match(group, '^[^%z]*') .. '\0(other)'
+    end
+    redis.call('HINCRBY', KEYS[4], group, 1)
+    redis.call('HSET', KEYS[4], group .. '\0last', fid)
+    i = i + 4
+  end
+  local fcard = redis.call('ZCARD', KEYS[6])
+  if fcard > max_fail then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, fcard - max_fail - 1) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', string.format('(%.0f', min_ms * 4096))
+  redis.call('EXPIRE', KEYS[6], ttl)
+  redis.call('XTRIM', KEYS[3], 'MINID', '~', min_ms)
+  redis.call('EXPIRE', KEYS[3], ttl)
+  redis.call('EXPIRE', KEYS[4], ttl)
+end
+
+-- rollups: per-minute / hour / day counters and runtime histograms
+for k = 1, r do
+  local key_ttl, nf = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  for _ = 1, nf do
+    redis.call('HINCRBY', KEYS[6 + k], ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  redis.call('EXPIRE', KEYS[6 + k], key_ttl)
+end
+for _ = 1, t do
+  redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if t > 0 then redis.call('EXPIRE', KEYS[5], ttl) end
+return id

@@ -1,0 +1,172 @@
+"""One recorded task outcome: its compact encoding in Redis and its decoded form for readers.
+
+A log entry holds the records of one recorded batch as one msgpack array; each record is a positional
+array (field names would cost more bytes than most values)::
+
+    [task_id, name, state, ready_id, started_s, finished_s, runtime_s, retries]            success
+    [task_id, name, state, ready_id, started_s, finished_s, runtime_s, retries, details]
+
+``details`` (a map) exists only for outcomes that are not a plain success: exception type, message
+and traceback, reason, and the arguments, truncated and redacted (``exc``, ``msg``, ``tb``,
+``reason``, ``args``, ``kwargs``, ``parent``, ``root``). ``ready_id`` is the message's stream entry id
+(``<ms>-<seq>``: when it became ready); times are epoch seconds (floats: the worker writes them as
+it has them), ``started_s`` 0 for a message that never ran.
+
+States: the task states (``SUCCESS``, ``FAILURE``, ``EXPIRED``, ``REVOKED``) plus ``RETRY`` (the run
+failed and a retry was parked) and ``DEAD`` (dead-lettered).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+#: record states that count as failures in rollups and the failures index
+FAILED_STATES = frozenset({"FAILURE", "DEAD"})
+#: every state a record may have, in display order
+STATES = ("SUCCESS", "FAILURE", "RETRY", "DEAD", "EXPIRED", "REVOKED")
+
+#: kwargs whose names match this are shown as ``'***'`` (extend with ``monitor_redact``)
+DEFAULT_REDACT = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "cookie")
+
+
+@dataclass
+class TaskRecord:
+    """A task outcome as read back from Redis."""
+
+    task_id: str
+    name: str
+    state: str
+    queue: str
+    worker: str
+    queued_ms: int
+    started_ms: int
+    finished_ms: int
+    runtime_s: float
+    retries: int
+    details: dict[str, str] = field(default_factory=dict)
+    #: where it lives: ``<log or fail entry id>`` and the index inside that entry
+    entry_id: str = ""
+    index: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.state in FAILED_STATES
+
+    @property
+    def exception_type(self) -> str:
+        return self.details.get("exc", "")
+
+    @property
+    def wait_s(self) -> float | None:
+        """Time from ready to started, when both are known."""
+        if self.queued_ms and self.started_ms and self.started_ms >= self.queued_ms:
+            return (self.started_ms - self.queued_ms) / 1000
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        """The record as the JSON API shows it."""
+        return {
+            "id": self.task_id,
+            "name": self.name,
+            "state": self.state,
+            "queue": self.queue,
+            "worker": self.worker,
+            "queued_ms": self.queued_ms or None,
+            "started_ms": self.started_ms or None,
+            "finished_ms": self.finished_ms or None,
+            "runtime_s": self.runtime_s,
+            "wait_s": self.wait_s,
+            "retries": self.retries,
+            "exception_type": self.details.get("exc"),
+            "exception_message": self.details.get("msg"),
+            "traceback": self.details.get("tb"),
+            "reason": self.details.get("reason"),
+            "args": self.details.get("args"),
+            "kwargs": self.details.get("kwargs"),
+            "parent_id": self.details.get("parent"),
+            "root_id": self.details.get("root"),
+            # pass as cursor= to list what comes after this record
+            "cursor": f"{self.entry_id}.{self.index}.{self.queue}",
+        }
+
+
+def pack(records: list[Any]) -> bytes:
+    return msgpack.packb(records, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_entry(data: bytes, queue: str, worker: str, entry_id: str) -> list[TaskRecord]:
+    """The records of one log (or failure) entry, in the order recorded. An entry that does not
+    decode (written by something else) yields nothing rather than an error: readers list what they can."""
+    try:
+        rows = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+    except Exception:  # any garbage in Redis: skip the entry
+        return []
+    if not isinstance(rows, list):
+        return []
+    out = []
+    for i, row in enumerate(rows):
+        rec = decode_row(row, queue, worker, entry_id, i)
+        if rec is not None:
+            out.append(rec)
+    return out
+
+
+def decode_row(row: Any, queue: str, worker: str, entry_id: str, index: int) -> TaskRecord | None:
+    if not isinstance(row, list) or len(row) < 8:
+        return None
+    try:
+        details = row[8] if len(row) > 8 and isinstance(row[8], dict) else {}
+        ready = row[3]
+        queued_ms = int(str(ready).partition("-")[0] or 0) if isinstance(ready, str) else int(ready or 0)
+        return TaskRecord(
+            str(row[0]),
+            str(row[1]),
+            str(row[2]),
+            queue,
+            worker,
+            queued_ms,
+            int(float(row[4] or 0) * 1000),
+            int(float(row[5] or 0) * 1000),
+            float(row[6] or 0),
+            int(row[7] or 0),
+            {str(k): str(v) for k, v in details.items()},
+            entry_id,
+            index,
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)] + "…"
+
+
+def redact_pattern(extra: Iterable[str] = ()) -> re.Pattern[str]:
+    words = [re.escape(w) for w in (*DEFAULT_REDACT, *extra) if w]
+    return re.compile("|".join(words), re.IGNORECASE)
+
+
+def show_args(args: Any, kwargs: Any, limit: int, redact: re.Pattern[str]) -> tuple[str, str]:
+    """``repr`` of the arguments, kwargs whose names look secret replaced by ``'***'``, each cut to
+    ``limit`` characters. Never raises: a ``__repr__`` that fails shows as its error."""
+    shown_kwargs: Any = kwargs
+    if isinstance(kwargs, Mapping):
+        shown_kwargs = {
+            k: ("***" if isinstance(k, str) and redact.search(k) else v) for k, v in kwargs.items()
+        }
+    return _safe_repr(args, limit), _safe_repr(shown_kwargs, limit)
+
+
+def _safe_repr(value: Any, limit: int) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:  # a user's __repr__ may raise anything
+        text = f"<repr failed: {type(exc).__name__}>"
+    return truncate(text, limit)
