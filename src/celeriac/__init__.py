@@ -18,6 +18,7 @@ from .exceptions import (
     CeleriacError,
     ConfigurationError,
     DecodeError,
+    Ignore,
     MaxRetriesExceededError,
     MessageTooLarge,
     NotRegistered,
@@ -39,9 +40,11 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .app import Celeriac
+    from .app import Celeriac as Celery
     from .config import Config
     from .context import Request, current_request
     from .result import AsyncResult, EagerResult
+    from .shared import current_app, current_task, shared_task, signature
     from .states import TaskState
     from .task import Signature, Task
     from .worker import Worker
@@ -49,6 +52,11 @@ if TYPE_CHECKING:
 _LAZY = {
     "AsyncResult": ".result",
     "Celeriac": ".app",
+    "Celery": ".app",
+    "current_app": ".shared",
+    "current_task": ".shared",
+    "shared_task": ".shared",
+    "signature": ".shared",
     "Config": ".config",
     "EagerResult": ".result",
     "Request": ".context",
@@ -82,10 +90,12 @@ __all__ = [
     "BrokerFullError",
     "Celeriac",
     "CeleriacError",
+    "Celery",
     "Config",
     "ConfigurationError",
     "DecodeError",
     "EagerResult",
+    "Ignore",
     "MaxRetriesExceededError",
     "MessageTooLarge",
     "NotRegistered",
@@ -109,5 +119,9 @@ __all__ = [
     "WorkerLostError",
     "WorkerShutdown",
     "__version__",
+    "current_app",
     "current_request",
+    "current_task",
+    "shared_task",
+    "signature",
 ]

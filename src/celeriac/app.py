@@ -2,17 +2,23 @@
 
 ``Task.apply_async -> Celeriac.send -> Broker.enqueue``: the app encodes the message, checks its size,
 routes it and hands the bytes to the broker. It never touches the result store when sending.
+
+Why this module is long: it is the one send path (send, send_many with its bulk fast path, unique and
+prioritized sends, eager mode), kept together so that it reads top to bottom; Celery's app methods
+already live in ``_app_celery.py``.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import gc
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
+from . import _registry
+from . import signals as _signals
+from ._app_celery import CeleryMethods, apply_router, publish_signal
 from ._clock import SYSTEM_CLOCK, wall_ms
 from .broker.base import Broker, Enqueue, ResultSettling
 from .codec import Codec
@@ -23,7 +29,16 @@ from .message import Message, encode_call, new_task_id
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
 from .results.base import ResultBackend
-from .task import NO_OPTIONS, AsyncTask, SendOptions, Signature, Task, build_message, unique_digest
+from .task import (
+    CLASS_OPTIONS,
+    NO_OPTIONS,
+    AsyncTask,
+    SendOptions,
+    Signature,
+    Task,
+    build_message,
+    unique_digest,
+)
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -56,7 +71,7 @@ class _BoundTaskDecorator(Protocol):
 
 # settings the derived objects are built from: a change rebuilds them on next use
 _BROKER_SETTINGS = frozenset(
-    {"broker_url", "key_prefix", "dead_letter_max", "revoke_expires_s", "revoked_max"}
+    {"broker_url", "key_prefix", "dead_letter_max", "revoke_expires_s", "revoked_max", "broker_pool_limit"}
 )
 _BACKEND_SETTINGS = frozenset({"broker_url", "result_backend", "key_prefix"})
 _CODEC_SETTINGS = frozenset(
@@ -64,7 +79,7 @@ _CODEC_SETTINGS = frozenset(
 )
 
 
-class Celeriac:
+class Celeriac(CeleryMethods):
     """A celeriac application.
 
     Args:
@@ -79,7 +94,11 @@ class Celeriac:
             :class:`~celeriac.testing.FakeClock`.
         from_env: read ``CELERIAC_*`` environment variables (default); tests pass False so that a
             developer's shell cannot change them.
-        **settings: any :class:`~celeriac.config.Config` setting (``task_routes=...``, ``lease_s=...``).
+        backend: Celery's name for ``result_backend``.
+        include: task modules a worker of this app imports at start (Celery's ``include=``).
+        set_as_current: make this the current app (``celeriac.current_app``; default, as in Celery).
+        **settings: any :class:`~celeriac.config.Config` setting (``task_routes=...``, ``lease_s=...``),
+            or a Celery setting name (``docs/configuration.md`` says what each does here).
 
     Raises:
         ConfigurationError: a setting has an invalid value.
@@ -93,9 +112,18 @@ class Celeriac:
         result_backend: str | ResultBackend | None = None,
         clock: Clock | None = None,
         from_env: bool = True,
+        backend: str | ResultBackend | None = None,
+        include: Sequence[str] | None = None,
+        set_as_current: bool = True,
         **settings: Any,
     ) -> None:
+        if backend is not None:
+            if result_backend is not None:
+                raise ConfigurationError("backend", "give backend= or result_backend=, not both")
+            result_backend = backend
         overrides = dict(settings)
+        if include is not None:
+            overrides["include"] = tuple(include)
         if broker is not None and not isinstance(broker, Broker):
             overrides["broker_url"] = broker  # validated: a URL string
         if result_backend is not None and not isinstance(result_backend, ResultBackend):
@@ -118,6 +146,13 @@ class Celeriac:
         #: called by workers with each task outcome (see :meth:`on_outcome`)
         self.outcome_handlers: list[Callable[[OutcomeEvent], None]] = []
         self.conf.on_change(self._setting_changed)
+        #: packages whose ``tasks`` modules a worker imports (autodiscover_tasks), or a callable giving them
+        self._autodiscover: list[tuple[Any, str]] = []
+        _registry.apps.add(self)
+        if set_as_current:
+            _registry.set_current(self)
+        for fn, options in list(_registry.shared):
+            self.register_shared(fn, options)
 
     def _setting_changed(self, name: str) -> None:
         """Rebuild what depends on a changed setting (on next use): nothing keeps a stale value."""
@@ -150,18 +185,27 @@ class Celeriac:
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Register a function (sync or async) as a task: ``@app.task`` or ``@app.task(**options)``.
 
-        Options: ``name``, ``bind``, ``serializer`` (``"msgpack"`` or ``"pickle"``; default the app's
-        ``task_serializer``), ``queue``, ``ignore_result``, ``max_retries``,
-        ``default_retry_delay``, ``autoretry_for``, ``dont_autoretry_for``, ``retry_backoff``,
-        ``retry_backoff_max``, ``retry_jitter``, ``acks_late``, ``result_expires``, ``typing``.
+        Options: ``name``, ``bind``, ``base`` (a :class:`Task` subclass: its hooks run with the task,
+        its class attributes are defaults of these options), ``serializer`` (``"msgpack"``,
+        ``"json"`` or ``"pickle"``; default the app's ``task_serializer``), ``queue``,
+        ``ignore_result``, ``max_retries``, ``default_retry_delay``, ``autoretry_for``,
+        ``dont_autoretry_for``, ``retry_backoff``, ``retry_backoff_max``, ``retry_jitter``,
+        ``acks_late``, ``result_expires``, ``time_limit``, ``soft_time_limit``, ``typing``.
         """
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            base = options.pop("base", None)
+            if base is not None and not (isinstance(base, type) and issubclass(base, Task)):
+                raise ConfigurationError(f"@app.task(base=...) of {func}", f"{base!r} is not a Task subclass")
+            if base is not None:  # class-level defaults of a Celery-style base class
+                for option in CLASS_OPTIONS:
+                    if option not in options and option in _class_attributes(base):
+                        options[option] = getattr(base, option)
             name = options.pop("name", None) or self._default_name(func)
             if name in self.tasks and self.tasks[name].fn is not func:
                 raise ConfigurationError("task name", f"two different functions are registered as {name!r}")
             try:
-                kind = AsyncTask if inspect.iscoroutinefunction(func) else Task
+                kind = base or (AsyncTask if inspect.iscoroutinefunction(func) else Task)
                 task: Task[Any, Any] = kind(self, func, name=name, **options)
             except (TypeError, ConfigurationError) as exc:  # an unknown option, or a bad value
                 raise ConfigurationError(f"@app.task options of {name}", str(exc)) from None
@@ -210,6 +254,7 @@ class Celeriac:
                     url,
                     prefix=self.conf.key_prefix,
                     dead_letter_max=self.conf.dead_letter_max,
+                    sync_max_connections=self.conf.broker_pool_limit,
                     revoke_expires_s=self.conf.revoke_expires_s,
                     revoked_max=self.conf.revoked_max,
                 )
@@ -276,20 +321,34 @@ class Celeriac:
         return _AsyncResult(task_id, self)
 
     # ---- sending ---------------------------------------------------------------------------------
-    def route(self, name: str, task: Task[Any, Any] | None = None, queue: str | None = None) -> str:
-        """The queue a task goes to: ``queue=``, then ``task_routes`` (exact name, then globs in order),
-        then the task's own ``queue``, then ``task_default_queue``."""
+    def route(
+        self,
+        name: str,
+        task: Task[Any, Any] | None = None,
+        queue: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The queue a task goes to: ``queue=``, then ``task_routes`` (in any of Celery's forms: exact
+        names before globs within a dict, routers of a list in order, a router function called with
+        ``(name, args, kwargs, options, task=task)``), then the task's own ``queue``, then
+        ``task_default_queue``."""
         if queue:
             return queue
         routes = self.conf.task_routes
-        if name in routes:
-            return routes[name]
-        for pattern, target in routes.items():
-            if fnmatch.fnmatchcase(name, pattern):
-                return target
+        for router in routes if isinstance(routes, (list, tuple)) else (routes,):
+            found = apply_router(router, name, args, kwargs or {}, task)
+            if found:
+                return found
         if task is not None and task.queue:
             return task.queue
         return self.conf.task_default_queue
+
+    @property
+    def _routes_static(self) -> bool:
+        """True when routing depends on the task name only (no router function): cacheable per task."""
+        routes = self.conf.task_routes
+        return not any(callable(r) for r in (routes if isinstance(routes, (list, tuple)) else (routes,)))
 
     def _prepare(
         self,
@@ -370,15 +429,20 @@ class Celeriac:
         message, data, task = self._prepare(name, args, kwargs, options, task, trace)
         if self.conf.task_always_eager:
             return self._eager(data, message)
-        queue = self.route(name, task, options.queue)
+        queue = self.route(name, task, options.queue, args, kwargs)
         item = Enqueue(queue, data, options.delay_ms, options.eta_ms)
         task_id = message.id
+        publishing = _signals.before_task_publish.receivers or _signals.after_task_publish.receivers
+        if publishing:
+            publish_signal(_signals.before_task_publish, message, queue)
         if level or options.unique_key is not None:
             task_id = self.broker.enqueue_one(
                 item, task_id=task_id, level=level, unique_key=options.unique_key, unique_ttl_ms=unique_ttl_ms
             )
         else:
             self.broker.enqueue(item)
+        if publishing:
+            publish_signal(_signals.after_task_publish, message, queue)
         return _AsyncResult(task_id, self, ignored=self._ignored(options, task))
 
     def _control_options(
@@ -454,16 +518,27 @@ class Celeriac:
         results: list[_AsyncResult[Any]] = []
         eager = self.conf.task_always_eager
         signing_key = self.codec.signing_key
+        # with a publish signal receiver every message takes the general path (a Message to report)
+        publishing = bool(_signals.before_task_publish.receivers or _signals.after_task_publish.receivers)
+        published: list[tuple[Message, str]] = []
         # per task, for signatures without options: (queue, ignore_result, msgpack arguments), the
         # same for each of them; msgpack tasks then skip the Message object (encode_call)
         plain: dict[tuple[str, int], tuple[str, bool, bool]] = {}
+        static_routes = self._routes_static
         # unique or prioritized sends: (item, task id, level, unique key, lock ttl, result to update)
         special: list[tuple[Enqueue, str, int, str | None, int, _AsyncResult[Any]]] = []
         default_level = self.conf.task_default_priority
         for sig in signatures:
             task = sig.task
             kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
-            if sig.options or eager or trace or (task is not None and task.controlled) or default_level:
+            if (
+                sig.options
+                or eager
+                or trace
+                or publishing
+                or (task is not None and task.controlled)
+                or default_level
+            ):
                 options = (
                     normalize_options(**sig.options, now_s=self.clock.time) if sig.options else NO_OPTIONS
                 )
@@ -476,7 +551,11 @@ class Celeriac:
                 if eager:
                     results.append(self._eager(data, message))
                     continue
-                queue, ignored = self.route(sig.name, task, options.queue), self._ignored(options, task)
+                queue = self.route(sig.name, task, options.queue, sig.args, kwargs)
+                ignored = self._ignored(options, task)
+                if publishing:
+                    publish_signal(_signals.before_task_publish, message, queue)
+                    published.append((message, queue))
                 item = Enqueue(queue, data, options.delay_ms, options.eta_ms)
                 result: _AsyncResult[Any] = _AsyncResult(message.id, self, ignored=ignored)
                 if level or options.unique_key is not None:
@@ -497,6 +576,8 @@ class Celeriac:
                 )
             queue, ignored, direct = policy
             args = tuple(sig.args)
+            if not static_routes:
+                queue = self.route(sig.name, task, None, args, kwargs)
             if direct:
                 assert task is not None
                 task.check_arguments(args, kwargs)
@@ -513,6 +594,8 @@ class Celeriac:
             result.id = self.broker.enqueue_one(
                 item, task_id=task_id, level=level, unique_key=unique_key, unique_ttl_ms=ttl_ms
             )
+        for message, queue in published:
+            publish_signal(_signals.after_task_publish, message, queue)
         return results
 
     # ---- eager -----------------------------------------------------------------------------------
@@ -535,3 +618,20 @@ class Celeriac:
             self._broker.close_sync()
         if self._backend is not None:
             self._backend.close_sync()
+
+
+def _class_attributes(cls: type) -> set[str]:
+    """Names set as class attributes by ``cls`` or its bases below :class:`Task`."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass in (Task, AsyncTask, object):
+            continue
+        names.update(vars(klass))
+    return names
+
+
+#: Celery's name for the app class: ``from celeriac import Celery`` makes a port an import-line edit
+Celery = Celeriac
+
+#: the base class of an app's tasks, as Celery names it: ``class MyTask(app.Task)``, then ``base=MyTask``
+Celeriac.Task = Task  # type: ignore[attr-defined]

@@ -69,6 +69,13 @@ class Codec:
                 "messages and retries are signed with)",
             )
         verify = (key, *(k for k in old if k != key)) if key is not None else ()
+        if conf.result_serializer is not None and conf.result_serializer != conf.task_serializer:
+            raise ConfigurationError(
+                "result_serializer",
+                f"{conf.result_serializer!r} differs from task_serializer={conf.task_serializer!r}: a "
+                "result travels in its task's content type; set task_serializer instead (or a task's "
+                "serializer=)",
+            )
         return cls(frozenset(conf.accept_content), key, verify, conf.result_max_bytes)
 
     @property
@@ -83,7 +90,7 @@ class Codec:
             SerializationError: an argument cannot be serialized.
             ConfigurationError: the message asks for pickle and ``accept_content`` does not list it.
         """
-        if message.serializer is not None and not self.accepts_pickle:
+        if message.serializer == "pickle" and not self.accepts_pickle:
             raise ConfigurationError(
                 "task_serializer",
                 f"task {message.task!r} uses pickle, which this app does not accept: add 'pickle' to "
@@ -107,8 +114,8 @@ class Codec:
             SerializationError: the value cannot be serialized.
             ResultTooLarge: the encoded record is larger than ``result_max_bytes``.
         """
-        pickled = message.serializer is not None
-        payload = encode_record(record, pickled=pickled)
+        pickled = message.serializer == "pickle"
+        payload = encode_record(record, pickled=pickled, as_json=message.serializer == "json")
         if pickled and self.signing_key is not None:
             payload = sign(payload, self.signing_key, SIGNED_RESULT)
         if len(payload) > self.result_max_bytes:

@@ -5,6 +5,10 @@ Every setting can also come from the environment as ``CELERIAC_<NAME>`` (``CELER
 
 Each setting is declared with :func:`setting`, which takes its validator (and any other names it
 answers to): a field declared without one fails at import. Adding a setting is one line.
+
+Why this module is long: every setting and its validator live here (one home per rule), with Celery's
+ways in (mapping access, ``config_from_object`` reading); the Celery decisions are in
+``celery_settings.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ._urls import check_url, redact
+from .celery_settings import OLD_NAMES, Fixed, Honoured, Refused, decision, markdown_table, refusal, seconds
+from .celery_settings import _content_type as _content_type
 from .exceptions import ConfigurationError
 from .message import CONTENT_TYPES
 
@@ -67,12 +73,44 @@ def _result_backend(name: str, value: Any) -> None:
 
 
 def _routes(name: str, value: Any) -> None:
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
-    ):
-        raise ConfigurationError(name, "must map task names or globs (str) to queue names (str)")
-    for queue in value.values():
-        _name(name, queue)
+    """Celery's forms: a dict of task name or glob -> queue name or ``{"queue": name}``, a router
+    function ``(name, args, kwargs, options, task=None, **kw) -> dict | str | None``, or a list of
+    those (tried in order)."""
+    routers = value if isinstance(value, (list, tuple)) else [value]
+    for router in routers:
+        if callable(router):
+            continue
+        if not isinstance(router, Mapping) or not all(isinstance(k, str) for k in router):
+            raise ConfigurationError(
+                name,
+                "must map task names or globs to queues ({'shop.*': 'shop'} or {'shop.*': {'queue': "
+                "'shop'}}), or be a router function, or a list of those",
+            )
+        for target in router.values():
+            queue = target.get("queue") if isinstance(target, Mapping) else target
+            _name(name, queue)
+
+
+def _optional_seconds(name: str, value: Any) -> None:
+    seconds(name, value, optional=True)
+
+
+def _optional_positive_int(name: str, value: Any) -> None:
+    if value is not None:
+        _positive_int(name, value)
+
+
+def _module_names(name: str, value: Any) -> None:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigurationError(name, f"must be a list of module names, got {value!r}")
+    for module in value:
+        if not isinstance(module, str) or not _MODULE_NAME.fullmatch(module):
+            raise ConfigurationError(name, f"{module!r} is not a module name (pkg.module)")
+
+
+def _optional_serializer(name: str, value: Any) -> None:
+    if value is not None:
+        _serializer(name, value)
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -97,15 +135,13 @@ def _queue_modules(name: str, value: Any) -> None:
 def _content_types(name: str, value: Any) -> None:
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
         raise ConfigurationError(name, f"must be a list of content types, got {value!r}")
-    unknown = [v for v in value if v not in CONTENT_TYPES]
+    unknown = [v for v in value if _content_type(v) not in CONTENT_TYPES]
     if unknown:
         raise ConfigurationError(name, f"unknown content type(s) {unknown!r}: use {list(CONTENT_TYPES)!r}")
-    if "msgpack" not in value:
-        raise ConfigurationError(name, "must include 'msgpack' (the envelope of every message is msgpack)")
 
 
 def _serializer(name: str, value: Any) -> None:
-    if value not in CONTENT_TYPES:
+    if _content_type(value) not in CONTENT_TYPES:
         raise ConfigurationError(name, f"must be one of {list(CONTENT_TYPES)!r}, got {value!r}")
 
 
@@ -177,7 +213,8 @@ class Config:
         result_backend: where results go; ``None`` means the broker's Redis, ``"disabled"`` means nowhere.
         key_prefix: prefix of every Redis key celeriac writes.
         task_default_queue: queue of tasks with no ``queue=`` and no matching route.
-        task_routes: task name or glob (``"shop.reports.*"``) -> queue.
+        task_routes: task name or glob (``"shop.reports.*"``) -> queue (or ``{"queue": ...}``), a
+            router function, or a list of those (Celery's forms).
         task_ignore_result: results are not stored unless a task or call asks (Celery: stored).
         task_store_errors_even_if_ignored: store failures even for tasks that ignore results.
         task_acks_late: ack after the outcome is recorded (at-least-once). ``False``: ack before running
@@ -223,13 +260,24 @@ class Config:
         revoked_max: at most this many revocations are kept (oldest dropped first).
         progress_interval_s: ``update_state`` writes at most once per this interval per task (latest
             wins); 0 writes every call.
+        task_time_limit, task_soft_time_limit: default limits (seconds) of tasks that set none.
+        task_reject_on_worker_lost: with acks_late, a task whose process died runs again; False:
+            it fails with WorkerLostError (Celery's default).
+        worker_concurrency: default of ``-c``.
+        worker_prefetch_multiplier: accepted for Celery; celeriac never takes more than free slots.
+        worker_max_tasks_per_child, worker_max_memory_per_child: defaults of the recycling flags
+            (memory in KiB).
+        broker_pool_limit: most pooled connections a producer's broker client holds (None: unbounded).
+        imports, include: task modules a worker imports at start, besides ``-I``.
+        result_serializer: must equal ``task_serializer`` when set (results travel in their task's
+            content type).
     """
 
     broker_url: str = setting(DEFAULT_BROKER_URL, _broker_url, url=True)
     result_backend: str | None = setting(None, _result_backend, url=True)
     key_prefix: str = setting("celeriac", _name)
     task_default_queue: str = setting("default", _name)
-    task_routes: dict[str, str] = setting(check=_routes, factory=dict)  # noqa: RUF009 - a field()
+    task_routes: Any = setting(check=_routes, factory=dict)  # noqa: RUF009 - a field()
     task_ignore_result: bool = setting(True, _boolean)
     task_store_errors_even_if_ignored: bool = setting(True, _boolean)
     task_acks_late: bool = setting(True, _boolean)
@@ -260,6 +308,18 @@ class Config:
     revoke_expires_s: float = setting(86_400.0, _positive)
     revoked_max: int = setting(100_000, _positive_int)
     progress_interval_s: float = setting(0.1, _non_negative)
+    # Celery's names, with Celery's meaning (celery_settings.py holds the decision for each)
+    task_time_limit: float | None = setting(None, _optional_seconds)
+    task_soft_time_limit: float | None = setting(None, _optional_seconds)
+    task_reject_on_worker_lost: bool = setting(True, _boolean)
+    worker_concurrency: int | None = setting(None, _optional_positive_int)
+    worker_prefetch_multiplier: int = setting(1, _optional_positive_int)
+    worker_max_tasks_per_child: int | None = setting(None, _optional_positive_int)
+    worker_max_memory_per_child: int | None = setting(None, _optional_positive_int)
+    broker_pool_limit: int | None = setting(10, _optional_positive_int)
+    imports: tuple[str, ...] = setting((), _module_names)
+    include: tuple[str, ...] = setting((), _module_names)
+    result_serializer: str | None = setting(None, _optional_serializer)
 
     def __repr__(self) -> str:
         """Every setting, with URL passwords and signing keys hidden."""
@@ -276,20 +336,81 @@ class Config:
         return f"Config({', '.join(parts)})"
 
     def __setattr__(self, name: str, value: Any) -> None:
-        name = _ALIASES.get(name, name)
+        name = _canonical(name)
+        decided = decision(name, _CHECKS)
+        if isinstance(decided, Honoured) and (decided.convert is not None or decided.target != name):
+            converted = decided.convert(name, value) if decided.convert else {decided.target: value}
+            for target, item in converted.items():
+                if target.startswith("_"):  # kept only to be read back under Celery's name
+                    self.__dict__[target] = item
+                else:
+                    self._store(target, item)
+            return
+        if isinstance(decided, (Refused, Fixed)):
+            if isinstance(decided, Refused) or not decided.accepts(value):
+                raise refusal(name, decided, value)
+            self.__dict__.setdefault("_fixed", {})[name] = value
+            return
+        self._store(name, value)
+
+    def _store(self, name: str, value: Any) -> None:
         check = _CHECKS.get(name)
         if check is None:
-            raise ConfigurationError(name, "unknown setting")
+            raise ConfigurationError(
+                name,
+                "unknown setting (neither a celeriac nor a Celery setting; see docs/configuration.md)",
+            )
         check(name, value)
         object.__setattr__(self, name, value)
         for listener in self.__dict__.get("_listeners", ()):
             listener(name)
 
-    def __getattr__(self, name: str) -> Any:  # only called for names not found: aliases
-        canonical = _ALIASES.get(name)
-        if canonical is None:
+    def __getattr__(self, name: str) -> Any:  # only called for names not found: aliases, Celery's names
+        if name.startswith("__"):
             raise AttributeError(name)
-        return getattr(self, canonical)
+        canonical = _canonical(name)
+        if canonical in _CHECKS:
+            return getattr(self, canonical)
+        decided = decision(canonical, _CHECKS)
+        if isinstance(decided, Honoured):
+            return decided.read(self) if decided.read else getattr(self, decided.target)
+        if isinstance(decided, Fixed):
+            return self.__dict__.get("_fixed", {}).get(canonical, decided.default)
+        if isinstance(decided, Refused):
+            raise AttributeError(f"{name}: Celery setting not supported by celeriac: {decided.reason}")
+        raise AttributeError(name)
+
+    # Celery's conf is also a mapping: app.conf["task_acks_late"], "x" in app.conf, app.conf.get(...)
+    def __getitem__(self, name: str) -> Any:
+        if name.startswith("_"):
+            return self.__dict__[name]
+        try:
+            return getattr(self, name)
+        except AttributeError as exc:
+            raise KeyError(str(exc)) from None
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        setattr(self, name, value)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """``conf[name]``, or ``default`` when it is neither a celeriac nor a supported Celery setting."""
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def setdefault(self, name: str, value: Any) -> Any:
+        """Celery's ``conf.setdefault``: settings always have a value here, so this returns it."""
+        return self[name]
 
     def __getstate__(self) -> dict[str, Any]:
         # the listeners belong to the app in this process (a pickled copy goes to a lean fork server)
@@ -306,6 +427,16 @@ class Config:
         """Set several settings at once (each validated)."""
         for name, value in {**(values or {}), **kwargs}.items():
             setattr(self, name, value)
+
+    def from_object(self, obj: Any, *, namespace: str | None = None) -> None:
+        """Celery's ``config_from_object``: every upper-case attribute (or, with ``namespace="CELERY"``,
+        every ``CELERY_``-prefixed one, read as its lower-case name) of a module or object; with no
+        namespace, lower-case attributes that are settings too (a ``celeryconfig`` module).
+
+        Raises:
+            ConfigurationError: a setting is invalid or not supported (the error names it).
+        """
+        self.update(settings_of(obj, namespace))
 
     @property
     def results_enabled(self) -> bool:
@@ -360,11 +491,54 @@ def _parse_env(name: str, raw: str, default: Any) -> Any:
             return json.loads(raw)
         except ValueError:
             raise ConfigurationError(name, f"CELERIAC_{name.upper()} is not JSON") from None
+    if default is None and re.fullmatch(r"\d+(\.\d+)?", raw.strip()):  # a number where None means unset
+        return float(raw) if "." in raw else int(raw)
     if isinstance(default, tuple):  # a comma-separated list
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
 
 
+def _canonical(name: str) -> str:
+    name = _ALIASES.get(name, name)
+    return OLD_NAMES.get(name, name)
+
+
+def settings_of(obj: Any, namespace: str | None = None) -> dict[str, Any]:
+    """The settings a module or object holds, as Celery's ``config_from_object`` reads them."""
+    if isinstance(obj, Mapping):
+        items = dict(obj)
+    else:
+        items = {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_")}
+    out: dict[str, Any] = {}
+    if namespace:
+        prefix = namespace.rstrip("_") + "_"
+        for key, value in items.items():
+            if not key.startswith(prefix):
+                continue
+            lower = key[len(prefix) :].lower()
+            # CELERY_TASK_ACKS_LATE -> task_acks_late; an old name (CELERY_ALWAYS_EAGER) as such
+            if lower in _CHECKS or lower in _ALIASES or decision(lower, _CHECKS) is not None:
+                out[lower] = value
+            elif key in OLD_NAMES:
+                out[key] = value
+            else:
+                out[lower] = value  # unknown: the error names it
+        return out
+    for key, value in items.items():
+        if key.isupper() and (key in OLD_NAMES or key.lower() in _CHECKS):
+            out[key if key in OLD_NAMES else key.lower()] = value
+        elif key.isupper() and (key.startswith(("CELERY", "BROKER_")) or key.lower() in _CHECKS):
+            out[key.lower()] = value  # unknown: the error names it
+        elif key.islower() and (key in _CHECKS or decision(key, _CHECKS) is not None):
+            out[key] = value
+    return out
+
+
 _CHECKS: dict[str, Check] = {f.name: f.metadata["check"] for f in fields(Config)}
 _ALIASES: dict[str, str] = {alias: f.name for f in fields(Config) for alias in f.metadata["aliases"]}
 _DEFAULTS = Config()
+
+
+def celery_table() -> str:
+    """The Markdown table of every Celery setting and what celeriac does with it (docs/configuration.md)."""
+    return markdown_table(_CHECKS)

@@ -43,6 +43,8 @@ class Request:
     #: W3C traceparent of the run's span when tracing is on (``celeriac.tracing``): a process-pool child
     #: runs the task under it, so the tasks it sends join the trace
     traceparent: str | None = None
+    #: the call's ``max_retries`` (None: the task's)
+    max_retries: int | None = None
 
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar("celeriac_request", default=None)

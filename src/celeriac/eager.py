@@ -59,6 +59,8 @@ def run_message(app: Celeriac, data: bytes, message: Message) -> EagerResult[Any
         data = out.retry_data
     if out.exc is not None and out.state is not None and app.conf.task_eager_propagates:
         raise out.exc
+    if out.record is None and out.kind == "ack" and out.state is None:  # the task raised Ignore
+        return EagerResult(ResultRecord(message.id, TaskState.IGNORED), app)
     return EagerResult(out.record or ResultRecord(message.id, TaskState.SUCCESS, out.value), app)
 
 

@@ -23,7 +23,8 @@
     │   ├── TimeLimitExceeded       the task's ``time_limit`` passed: it was ended (or abandoned)
     │   └── WorkerLostError         the process running the task died (``-P processes``)
     ├── Retry                       raised by ``Task.retry()``: control flow, not a failure
-    └── Reject                      raised by a task to dead-letter its own message
+    ├── Reject                      raised by a task to dead-letter (or requeue) its own message
+    └── Ignore                      raised by a task to end with nothing recorded
 
 ``WorkerShutdown`` derives from ``BaseException`` on purpose: a task's ``except Exception`` must not
 swallow the worker's request to stop. ``AppLoadError`` (``celeriac.cli``) is a ``CeleriacError`` too.
@@ -212,11 +213,19 @@ class Retry(CeleriacError):
 
 
 class Reject(CeleriacError):
-    """Raised by a task to refuse its message: it goes to the dead-letter queue with ``reason``."""
+    """Raised by a task to refuse its message: it goes to the dead-letter queue with ``reason``;
+    with ``requeue=True`` it is handed back to run again (``max_deliveries`` still bounds it), as
+    Celery's ``Reject(requeue=True)``."""
 
-    def __init__(self, reason: str = "rejected by task") -> None:
-        super().__init__(reason)
+    def __init__(self, reason: Any = "rejected by task", requeue: bool = False) -> None:
+        super().__init__(str(reason))
         self.reason = reason
+        self.requeue = requeue
+
+
+class Ignore(CeleriacError):
+    """Raised by a task to end without a recorded outcome: the message is acked, no result or error
+    is stored (Celery's ``Ignore``: the task took care of its own state)."""
 
 
 class WorkerShutdown(BaseException):

@@ -19,12 +19,14 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from . import signals
 from ._clock import wall_ms
 from ._redis.keys import LEVEL_SEP, split_level
 from .context import Request
 from .exceptions import (
     ConfigurationError,
     DecodeError,
+    Ignore,
     MaxRetriesExceededError,
     NotRegistered,
     Reject,
@@ -225,13 +227,23 @@ class Execution:
         try:
             message = self.app.codec.decode(data)
         except DecodeError as exc:
+            if signals.task_rejected.receivers:
+                signals.task_rejected.send(sender=None, message=data, exc=exc)
             return Outcome("dead", reason=f"undecodable message: {exc}", exc=exc)
         task = self.app.tasks.get(message.task)
         if task is None:
             missing = NotRegistered(message.task)
+            if signals.task_unknown.receivers:
+                signals.task_unknown.send(
+                    sender=None, name=message.task, id=message.id, message=data, exc=missing
+                )
             return self._failed(message, None, missing, kind="dead", reason=f"unknown task: {missing}")
         if message.expires_ms is not None and self.clock_ms() > message.expires_ms:
             expired = TaskExpiredError(f"task {message.id} expired before it started")
+            if signals.task_revoked.receivers:
+                signals.task_revoked.send(
+                    sender=task, request=message, terminated=False, signum=None, expired=True
+                )
             return self._failed(message, task, expired, kind="ack", state=TaskState.EXPIRED, queue=queue)
         # Arguments are checked only when the call raises TypeError (see finish): binding a signature
         # for every message costs more than running a small task.
@@ -248,6 +260,7 @@ class Execution:
             is_eager=eager,
             root_id=message.root_id,
             parent_id=message.parent_id,
+            max_retries=message.max_retries,
         )
         return Job(message, task, request, data)
 
@@ -308,11 +321,17 @@ class Execution:
                 return self._failed(
                     message, task, mismatch, kind="dead", reason=f"wrong arguments: {mismatch}"
                 )
-        if isinstance(exc, WorkerLostError) and job.acks_late:
+        if isinstance(exc, WorkerLostError) and job.acks_late and task.app.conf.task_reject_on_worker_lost:
             # at-least-once: the process died before an outcome existed, so the task runs again
             # (max_deliveries still dead-letters a task that kills every process it runs in)
             return Outcome("release", message.id, message.task, reason=str(exc), exc=exc, runtime_s=runtime_s)
+        if isinstance(exc, Ignore):  # the task took care of its own state: nothing is recorded
+            return Outcome("ack", message.id, message.task, None, runtime_s=runtime_s)
         if isinstance(exc, Reject):
+            if exc.requeue:  # handed back to run again; max_deliveries bounds a task that always asks
+                return Outcome(
+                    "release", message.id, message.task, reason=f"requeued by the task: {exc.reason}", exc=exc
+                )
             return self._failed(message, task, exc, kind="dead", reason=f"rejected by the task: {exc.reason}")
         retry = exc if isinstance(exc, Retry) else None
         autoretry = task.autoretry_for and isinstance(exc, task.autoretry_for)

@@ -48,6 +48,7 @@ from typing import Any
 
 import msgpack
 
+from ._types import from_ext, json_dumps, json_loads, to_ext
 from .exceptions import DecodeError, SerializationError
 
 PROTOCOL_VERSION = 1
@@ -100,7 +101,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
 _MAX_INT = 1 << 62
 
 #: content types an app can accept; the envelope itself is always msgpack
-CONTENT_TYPES = ("msgpack", "pickle")
+CONTENT_TYPES = ("msgpack", "json", "pickle")
 
 # signatures: a marker byte msgpack never uses, then what is signed ("m"essage or "r"esult record)
 SIGNED_MESSAGE = b"\xc1m"
@@ -215,7 +216,7 @@ def encode(message: Message, *, signing_key: bytes | None = None) -> bytes:
     args: Any = message.args
     kwargs: Mapping[str, Any] = message.kwargs
     if message.serializer is not None:
-        args, kwargs = _pickle_arguments(message), {}
+        args, kwargs = _content_arguments(message), {}
     fields: list[Any] = [PROTOCOL_VERSION, _encode_id(message.id), message.task, args]
     if kwargs or options:
         fields.append(dict(kwargs))
@@ -245,18 +246,27 @@ def encode_call(
 
 def _pack(fields: list[Any], task: str, signing_key: bytes | None) -> bytes:
     try:
-        body: bytes = msgpack.packb(fields, use_bin_type=True)
+        body: bytes = msgpack.packb(fields, use_bin_type=True, default=to_ext)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(
-            f"cannot serialize arguments of task {task!r}: {exc} "
-            "(arguments must be msgpack types: None, bool, int, float, str, bytes, list, tuple, dict)"
+            f"cannot serialize arguments of task {task!r}: {exc} (arguments must be None, bool, int, "
+            "float, str, bytes, list, tuple, dict, datetime, date, time, timedelta, UUID or Decimal)"
         ) from exc
     return body if signing_key is None else sign(body, signing_key, SIGNED_MESSAGE)
 
 
-def _pickle_arguments(message: Message) -> bytes:
+def _content_arguments(message: Message) -> bytes:
+    if message.serializer == "json":
+        try:
+            return json_dumps([list(message.args), dict(message.kwargs)])
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"cannot serialize arguments of task {message.task!r} as JSON: {exc}"
+            ) from exc
     if message.serializer != "pickle":
-        raise SerializationError(f"unknown serializer {message.serializer!r} (use 'msgpack' or 'pickle')")
+        raise SerializationError(
+            f"unknown serializer {message.serializer!r} (use 'msgpack', 'json' or 'pickle')"
+        )
     try:
         return pickle.dumps((tuple(message.args), dict(message.kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # pickling user objects raises many unrelated types
@@ -319,7 +329,7 @@ def decode(
             "unsigned message refused: message_signing_key is set, so only signed messages run", data
         )
     try:
-        fields = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True, ext_hook=from_ext)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise DecodeError(f"undecodable message: {exc}", data) from exc
     if not isinstance(fields, list) or len(fields) < 4:
@@ -348,7 +358,9 @@ def decode(
                 raise DecodeError(f"bad option {key}={_short(value)}", data)
             known[name] = value
     serializer = known.get("serializer")
-    if serializer is not None:
+    if serializer == "json":  # JSON runs no code when read: always accepted, like msgpack
+        args, kwargs = _json_arguments(args, kwargs, data)
+    elif serializer is not None:
         if "pickle" not in accept_content:
             raise DecodeError(
                 f"content type {serializer!r} refused: this app's accept_content does not list it", data
@@ -377,10 +389,22 @@ def _valid_option(name: str, value: Any) -> bool:
     if isinstance(value, float):  # result_expires_s: a TTL, so finite and positive
         return math.isfinite(value) and 0 < value <= _MAX_INT
     if name == "serializer":
-        return value == "pickle"
+        return value in ("pickle", "json")
     if isinstance(value, str) and name in ("traceparent", "tracestate"):
         return len(value) <= 512  # W3C: traceparent is 55 characters, tracestate at most 512
     return True
+
+
+def _json_arguments(blob: Any, kwargs: Any, data: bytes) -> tuple[Any, Any]:
+    if not isinstance(blob, bytes) or kwargs != {}:
+        raise DecodeError("a JSON message carries its arguments as one blob in the args field", data)
+    try:
+        value = json_loads(blob)
+    except Exception as exc:  # malformed JSON, or a bad tagged value
+        raise DecodeError(f"cannot read JSON arguments: {type(exc).__name__}: {exc}", data) from None
+    if not (isinstance(value, list) and len(value) == 2):
+        raise DecodeError("JSON arguments are not an [args, kwargs] pair", data)
+    return value[0], value[1]
 
 
 def _unpickle_arguments(blob: Any, kwargs: Any, data: bytes) -> tuple[Any, Any]:

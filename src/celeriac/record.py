@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from ._types import from_ext, json_dumps, json_loads, to_ext
 from .exceptions import DecodeError, SerializationError
 from .states import TaskState
 
@@ -46,8 +47,9 @@ class ResultWrite:
 MAX_EXC_MESSAGE_CHARS = 16_000
 
 
-def encode_record(record: ResultRecord, *, pickled: bool = False) -> bytes:
-    """Encode a record; ``pickled``: carry the value as a pickled blob (a pickle task's result).
+def encode_record(record: ResultRecord, *, pickled: bool = False, as_json: bool = False) -> bytes:
+    """Encode a record; ``pickled``: carry the value as a pickled blob (a pickle task's result);
+    ``as_json``: as a JSON blob under ``jv`` (a ``task_serializer="json"`` task's result).
 
     Raises:
         SerializationError: the value is not msgpack-serializable (or not picklable).
@@ -60,6 +62,13 @@ def encode_record(record: ResultRecord, *, pickled: bool = False) -> bytes:
             except Exception as exc:  # pickling user objects raises many unrelated types
                 raise SerializationError(
                     f"result of type {type(record.value).__name__} cannot be pickled: {exc}"
+                ) from exc
+        elif as_json:
+            try:
+                fields["jv"] = json_dumps(record.value)
+            except (TypeError, ValueError) as exc:
+                raise SerializationError(
+                    f"result of type {type(record.value).__name__} is not JSON serializable: {exc}"
                 ) from exc
         else:
             fields["v"] = record.value
@@ -74,7 +83,7 @@ def encode_record(record: ResultRecord, *, pickled: bool = False) -> bytes:
     if record.retries:
         fields["r"] = record.retries
     try:
-        return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb(fields, use_bin_type=True, default=to_ext)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(
             f"result of type {type(record.value).__name__} is not serializable: {exc}"
@@ -88,8 +97,8 @@ def decode_record(task_id: str, payload: bytes, *, unpickle: bool = False) -> Re
         DecodeError: the payload is not a record, or holds a pickled value and ``unpickle`` is false.
     """
     try:
-        fields = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-        value = fields.get("v")
+        fields = msgpack.unpackb(payload, raw=False, strict_map_key=False, ext_hook=from_ext)
+        value = json_loads(fields["jv"]) if "jv" in fields else fields.get("v")
         if "pv" in fields:
             if not unpickle:
                 raise DecodeError(

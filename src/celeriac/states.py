@@ -13,6 +13,7 @@ class TaskState(str, Enum):
     FAILURE = "FAILURE"
     EXPIRED = "EXPIRED"  # not started before ``expires``: never ran
     REVOKED = "REVOKED"  # reserved: nothing revokes yet (revoke arrives with the workflow work)
+    IGNORED = "IGNORED"  # the task raised Ignore: nothing is stored (seen only in eager mode)
 
     def __str__(self) -> str:
         return self.value
@@ -27,3 +28,13 @@ SUCCESS = TaskState.SUCCESS
 FAILURE = TaskState.FAILURE
 EXPIRED = TaskState.EXPIRED
 REVOKED = TaskState.REVOKED
+IGNORED = TaskState.IGNORED
+
+# Celery's other state names, for code that compares against them: celeriac never stores these
+# (a result is written once, when the task ends; a retried task stays PENDING until then)
+RECEIVED = "RECEIVED"
+STARTED = "STARTED"
+RETRY = "RETRY"
+REJECTED = "REJECTED"
+PROPAGATE_STATES = frozenset({TaskState.FAILURE, TaskState.REVOKED})
+ALL_STATES = frozenset({*TaskState, RECEIVED, STARTED, RETRY, REJECTED})

@@ -2,6 +2,10 @@
 
 ``Task.apply_async`` builds a :class:`~celeriac.message.Message` and hands it to ``App.send``, which
 hands bytes to ``Broker.enqueue``: three hops, the last one a visible Redis call.
+
+Why this module is long: the Task class carries Celery's whole surface in one place (options, the
+call and send methods, and the hooks a base class overrides: ``before_start``, ``on_success``,
+``on_failure``, ``on_retry``, ``after_return``, which run in :mod:`celeriac._hooks`).
 """
 
 from __future__ import annotations
@@ -17,12 +21,35 @@ from .exceptions import CeleriacError, ConfigurationError, Retry
 from .execution import check_time_limit
 from .message import Message, new_task_id
 from .result import AsyncResult, EagerResult
+from .signals import ACTIVE as _SIGNALS
 
 if TYPE_CHECKING:
     from .app import Celeriac
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: the Task methods a base class may override (Celery's names), run where the task runs
+HOOKS = ("before_start", "on_success", "on_failure", "on_retry", "after_return")
+#: the options a base class may set as class attributes (``class MyTask(app.Task): max_retries = 5``)
+CLASS_OPTIONS = (
+    "name",
+    "serializer",
+    "queue",
+    "ignore_result",
+    "max_retries",
+    "default_retry_delay",
+    "autoretry_for",
+    "dont_autoretry_for",
+    "retry_backoff",
+    "retry_backoff_max",
+    "retry_jitter",
+    "acks_late",
+    "result_expires",
+    "time_limit",
+    "soft_time_limit",
+    "typing",
+)
 
 
 def _to_epoch_ms(value: datetime | float) -> int:
@@ -185,8 +212,10 @@ class Task(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.bind = bind
-        if serializer not in (None, "msgpack", "pickle"):
-            raise ConfigurationError("serializer", f"must be 'msgpack' or 'pickle', got {serializer!r}")
+        if serializer not in (None, "msgpack", "json", "pickle"):
+            raise ConfigurationError(
+                "serializer", f"must be 'msgpack', 'json' or 'pickle', got {serializer!r}"
+            )
         #: content type of arguments and result; None: the app's ``task_serializer``
         self.serializer = serializer
         self.queue = queue
@@ -210,6 +239,9 @@ class Task(Generic[P, R]):
         #: "Unique tasks"); None: not unique unless a call gives ``unique_key=``
         self.unique_for = check_unique_for(unique_for)
         self.is_async = inspect.iscoroutinefunction(fn)
+        cls = type(self)
+        #: a hook is overridden: the call is wrapped (:meth:`bound`)
+        self._hooked = any(getattr(cls, h) is not getattr(Task, h) for h in HOOKS)
         self._signature = inspect.signature(fn)
         # Fast path of the argument check for the common shape (plain positional-or-keyword
         # parameters, called positionally): a length check instead of Signature.bind.
@@ -239,11 +271,56 @@ class Task(Generic[P, R]):
 
     def bound(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Callable[[], Any]:
         """The function with these arguments (and ``self`` for ``bind=True``), ready to call: what
-        every pool, the process pool's children and eager mode run."""
+        every pool, the process pool's children and eager mode run. With a hook overridden or a run
+        signal connected, the hooks and signals run around the call (:mod:`celeriac._hooks`)."""
         fn = self.fn
-        if self.bind:
-            return lambda: fn(self, *args, **kwargs)
-        return lambda: fn(*args, **kwargs)
+        call = (lambda: fn(self, *args, **kwargs)) if self.bind else (lambda: fn(*args, **kwargs))
+        if self._hooked or _SIGNALS.run:
+            from ._hooks import instrumented
+
+            return instrumented(self, args, kwargs, call)
+        return call
+
+    # ---- hooks (Celery's names and arguments): override them in a base class ----------------------
+    def before_start(self, task_id: str | None, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Called where the task runs, before the function."""
+
+    def on_success(
+        self, retval: Any, task_id: str | None, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> None:
+        """Called where the task runs, after it returned ``retval``."""
+
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str | None,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: Any,
+    ) -> None:
+        """Called where the task runs, after it raised ``exc`` and will not be retried."""
+
+    def on_retry(
+        self,
+        exc: BaseException,
+        task_id: str | None,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: Any,
+    ) -> None:
+        """Called where the task runs, after it raised ``exc`` and will be retried."""
+
+    def after_return(
+        self,
+        status: str,
+        retval: Any,
+        task_id: str | None,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: Any,
+    ) -> None:
+        """Called where the task runs, after the other hooks (``status``: SUCCESS, FAILURE, RETRY,
+        IGNORED)."""
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError if ``args``/``kwargs`` do not fit the function's signature."""

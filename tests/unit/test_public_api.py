@@ -39,6 +39,13 @@ EXPECTED = {
     "WorkerShutdown",
     "__version__",
     "current_request",
+    # Celery's names (issue 15): a port edits only its import lines
+    "Celery",
+    "Ignore",
+    "current_app",
+    "current_task",
+    "shared_task",
+    "signature",
 }
 
 

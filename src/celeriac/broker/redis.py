@@ -132,6 +132,7 @@ class RedisBroker(Broker):
         prefix: key prefix (several apps can share one Redis).
         dead_letter_max: cap on each queue's dead-letter stream.
         max_connections: the worker's command pool size (the blocking read and pub/sub use one more each).
+        sync_max_connections: the producer and admin pool's bound (``broker_pool_limit``; None: unbounded).
     """
 
     def __init__(
@@ -141,10 +142,13 @@ class RedisBroker(Broker):
         prefix: str = "celeriac",
         dead_letter_max: int = 10_000,
         max_connections: int = 4,
+        sync_max_connections: int | None = 8,
         revoke_expires_s: float = 86_400.0,
         revoked_max: int = 100_000,
     ) -> None:
         self.url = url
+        #: bound of the producer/admin connection pool (Celery's broker_pool_limit; None: unbounded)
+        self.sync_max_connections = sync_max_connections
         self.keys = KeySchema(prefix)
         self.dead_letter_max = dead_letter_max
         self.max_connections = max_connections
@@ -171,7 +175,7 @@ class RedisBroker(Broker):
     def sync(self) -> redis.Redis:
         """The synchronous client (created on first use)."""
         if self._sync is None:
-            self._sync = sync_client(self.url)
+            self._sync = sync_client(self.url, max_connections=self.sync_max_connections)
         return self._sync
 
     @property

@@ -1,4 +1,6 @@
-"""Import the app named by ``-A``: ``package.module:attribute`` or ``package.module`` (attribute ``app``).
+"""Import the app named by ``-A``: ``package.module:attribute``, ``package.module.attribute`` (Celery's
+spelling) or ``package.module`` (attribute ``app`` or ``celery``, the one app it defines, or its
+``celery`` submodule's app, as Celery searches).
 
 Every failure is a :class:`AppLoadError` whose message says what to do next: a misspelt module, a
 missing attribute (listing the apps the module does define), or an object that is not a Celeriac app.
@@ -18,6 +20,8 @@ from ..app import Celeriac
 from ..exceptions import CeleriacError, ConfigurationError
 
 DEFAULT_ATTRIBUTE = "app"
+#: the attributes `-A module` looks for, in Celery's order (then a `module.celery` submodule)
+DEFAULT_ATTRIBUTES = ("app", "celery")
 
 
 class AppLoadError(CeleriacError):
@@ -44,11 +48,12 @@ def load_app(spec: str) -> Celeriac:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    if not attribute and "." in module_name and not _module_exists(module_name):
+        # Celery's `-A proj.celery_app.app` / `-A celery_worker.celery`: module.attribute
+        module_name, _, attribute = module_name.rpartition(".")
     module = _import(module_name)
     if not attribute:
-        if not hasattr(module, DEFAULT_ATTRIBUTE):
-            raise AppLoadError(_missing(module_name, DEFAULT_ATTRIBUTE, module))
-        attribute = DEFAULT_ATTRIBUTE
+        attribute = _find_app(module_name, module)
     obj: Any = module
     for part in attribute.split("."):
         if not hasattr(obj, part):
@@ -78,6 +83,32 @@ def _import(module_name: str) -> Any:
         raise
     except Exception as exc:  # the user's module raised while importing: show where
         raise AppLoadError(_import_failed(module_name, exc)) from None
+
+
+def _module_exists(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent is not a package, or not importable
+        return False
+
+
+def _find_app(module_name: str, module: Any) -> str:
+    """The attribute holding the app of ``-A module``: ``app``, ``celery``, the one app the module
+    defines, or ``module.celery``'s (Celery's search)."""
+    for name in DEFAULT_ATTRIBUTES:
+        if isinstance(getattr(module, name, None), Celeriac):
+            return name
+    apps = [name for name, value in vars(module).items() if isinstance(value, Celeriac)]
+    if len(apps) == 1:
+        return str(apps[0])
+    if not apps and hasattr(module, "__path__") and _module_exists(f"{module_name}.celery"):
+        submodule = _import(f"{module_name}.celery")
+        for name in (*DEFAULT_ATTRIBUTES, *vars(submodule)):
+            if isinstance(getattr(submodule, name, None), Celeriac):
+                return f"celery.{name}"
+    raise AppLoadError(_missing(module_name, DEFAULT_ATTRIBUTE, module))
 
 
 def _is_prefix(name: str, module_name: str) -> bool:

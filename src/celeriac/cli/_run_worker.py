@@ -18,10 +18,12 @@ Imports at the top stay minimal (``json``, ``os``, ``sys``): the gevent patch mu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -57,18 +59,23 @@ class WorkerOptions:
     metrics_port: int | None = None  # serve /metrics on 127.0.0.1:PORT (needs celeriac[dashboard])
     metrics_address: str = "127.0.0.1"
     log_format: str = "text"  # or "json": one JSON object per line (celeriac.outcomes)
+    prefetch_multiplier: int | None = None
+    logfile: str | None = None
+    pidfile: str | None = None
+    notes: list[str] = field(default_factory=list)  # Celery flags accepted with nothing to do: logged
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr at ``level``; Redis client chatter stays at WARNING. A failure's traceback
-    follows its outcome line at INFO and below (``celeriac.outcomes.TextFormatter``)."""
+def configure_logging(level: str, logfile: str | None = None) -> None:
+    """Log to stderr (or ``logfile``) at ``level``; Redis client chatter stays at WARNING. A failure's
+    traceback follows its outcome line at INFO and below (``celeriac.outcomes.TextFormatter``)."""
     import logging
 
     from ..outcomes import TextFormatter
 
-    handler = logging.StreamHandler(sys.stderr)
+    level = "CRITICAL" if level.upper() == "FATAL" else level.upper()
+    handler: logging.Handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
     handler.setFormatter(TextFormatter(LOG_FORMAT))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("redis").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
@@ -112,6 +119,58 @@ def serve(app: Celeriac, options: WorkerOptions) -> None:
     """Build the worker, run it until it stops, log a summary; re-execute it after a recycle."""
     import logging
 
+    from .. import signals
+
+    log = logging.getLogger("celeriac.worker")
+
+    if signals.setup_logging.receivers:  # as in Celery: the receiver configures logging itself
+        signals.setup_logging.send(
+            sender=None,
+            loglevel=options.loglevel.upper(),
+            logfile=options.logfile,
+            format=LOG_FORMAT,
+            colorize=False,
+        )
+    for note in options.notes:
+        log.info("%s", note)
+    if options.prefetch_multiplier is not None:
+        app.conf.worker_prefetch_multiplier = options.prefetch_multiplier
+    with _pidfile(options.pidfile):
+        _serve(app, options, log)
+
+
+@contextlib.contextmanager
+def _pidfile(path: str | None) -> Iterator[None]:
+    """Write this process's pid to ``path`` (Celery's --pidfile); refuse while it names a live process."""
+    if path is None:
+        yield
+        return
+    from ..exceptions import ConfigurationError
+
+    try:
+        with open(path) as existing:
+            old = int(existing.read().strip() or 0)
+    except (OSError, ValueError):
+        old = 0
+    if old and old != os.getpid():
+        try:
+            os.kill(old, 0)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise ConfigurationError("--pidfile", f"{path} names process {old}, which is running") from None
+        else:
+            raise ConfigurationError("--pidfile", f"{path} names process {old}, which is running") from None
+    with open(path, "w") as out:
+        out.write(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _serve(app: Celeriac, options: WorkerOptions, log: Any) -> None:
     from .._urls import redact
     from .._version import __version__
     from ..worker import Worker
@@ -119,7 +178,6 @@ def serve(app: Celeriac, options: WorkerOptions) -> None:
     from ..worker.limits import TimeLimits
     from ..worker.recycling import Recycling, reexec
 
-    log = logging.getLogger("celeriac.worker")
     instance = Worker(
         app,
         queues=options.queues or None,
@@ -172,7 +230,7 @@ def main() -> None:
         from ..gevent_patch import patch
 
         patch()
-    configure_logging(options.loglevel)
+    configure_logging(options.loglevel, options.logfile)
     configure_log_format(options.log_format)
     from ..exceptions import CeleriacError, ConfigurationError
     from ._loader import AppLoadError, load_app

@@ -23,7 +23,20 @@ from ._run_worker import LOG_FORMAT, WorkerOptions, configure_log_format, config
 
 __all__ = ["LOG_FORMAT", "configure_logging", "worker"]
 
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "fatal")
+
+#: Celery's pool names -> celeriac's pools (each said in the -P help and docs/cli.md)
+POOL_ALIASES = {"prefork": "processes", "solo": "threads", "thread": "threads", "process": "processes"}
+
+#: Celery's flags that have nothing to turn on or off here, with the log line that says so
+NOTHING_TO_DO = {
+    "without_gossip": "--without-gossip: celeriac workers do not gossip (nothing to turn off)",
+    "without_mingle": "--without-mingle: celeriac workers do not mingle at start (nothing to turn off)",
+    "without_heartbeat": "--without-heartbeat: celeriac's liveness is one Redis key per worker with a TTL, "
+    "which `celeriac status` reads (nothing to turn off)",
+    "task_events": "-E/--task-events: celeriac has no event stream to switch on; each stored outcome and "
+    "the worker's heartbeat are in Redis",
+}
 
 
 @click.command()
@@ -49,14 +62,15 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 @click.option(
     "-P",
     "--pool",
-    type=click.Choice(POOLS),
+    type=click.Choice((*POOLS, *POOL_ALIASES), case_sensitive=False),
     default="asyncio",
     show_default=True,
     envvar=list(POOL_ENV),
     show_envvar=True,
     help="asyncio: coroutines on the loop, sync tasks in threads. threads: one thread per slot. "
-    "processes: one child process per slot, for CPU-bound sync tasks. gevent: one greenlet per slot, "
-    "for blocking I/O in sync code (needs celeriac[gevent]; patched before anything is imported).",
+    "processes (Celery's prefork): one child process per slot, for CPU-bound sync tasks. gevent: one "
+    "greenlet per slot, for blocking I/O in sync code (needs celeriac[gevent]; patched before anything "
+    "is imported). solo (Celery's): threads with one slot: one task at a time.",
 )
 @click.option(
     "-l",
@@ -186,6 +200,63 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
     show_envvar=True,
     help="Address of --metrics-port.",
 )
+@click.option(
+    "--prefetch-multiplier",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    show_envvar=True,
+    help="Celery's worker_prefetch_multiplier: accepted; celeriac takes messages only for free slots, "
+    "so nothing is reserved ahead whatever N is (the worker logs it).",
+)
+@click.option(
+    "--logfile",
+    "-f",
+    default=None,
+    metavar="PATH",
+    show_envvar=True,
+    help="Log to this file instead of stderr.",
+)
+@click.option(
+    "--pidfile",
+    default=None,
+    metavar="PATH",
+    show_envvar=True,
+    help="Write the worker's pid here; refuse to start while it names a running process; removed at exit.",
+)
+@click.option(
+    "-E",
+    "--task-events",
+    is_flag=True,
+    default=False,
+    help="Accepted for Celery: nothing to switch on (logged).",
+)
+@click.option(
+    "--without-gossip", is_flag=True, default=False, help="Accepted for Celery: nothing to turn off (logged)."
+)
+@click.option(
+    "--without-mingle", is_flag=True, default=False, help="Accepted for Celery: nothing to turn off (logged)."
+)
+@click.option(
+    "--without-heartbeat",
+    is_flag=True,
+    default=False,
+    help="Accepted for Celery: nothing to turn off (logged).",
+)
+@click.option(
+    "-O",
+    "optimization",
+    type=click.Choice(("fair", "default"), case_sensitive=False),
+    default=None,
+    help="Accepted for Celery: celeriac never reserves beyond free slots, so every worker is -O fair.",
+)
+@click.option(
+    "-B",
+    "--beat",
+    is_flag=True,
+    default=False,
+    help="Celery's embedded beat: periodic tasks are issue 12 (refused until then, with that reason).",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -207,12 +278,42 @@ def worker(
     without_events: bool,
     metrics_port: int | None,
     metrics_address: str,
+    prefetch_multiplier: int | None,
+    logfile: str | None,
+    pidfile: str | None,
+    task_events: bool,
+    without_gossip: bool,
+    without_mingle: bool,
+    without_heartbeat: bool,
+    optimization: str | None,
+    beat: bool,
 ) -> None:
     """Run a worker: consume queues and execute the app's tasks.
 
     The first SIGTERM/SIGINT stops fetching and lets running tasks finish within
     worker_shutdown_grace_s; a second one hands them back to the queue at once.
     """
+    if beat:
+        raise click.BadParameter(
+            "periodic tasks (celeriac beat) are issue 12 and not in this version: run without -B",
+            param_hint="-B/--beat",
+        )
+    pool = pool.lower()
+    given = {
+        "without_gossip": without_gossip,
+        "without_mingle": without_mingle,
+        "without_heartbeat": without_heartbeat,
+        "task_events": task_events,
+    }
+    notes = [line for flag, line in NOTHING_TO_DO.items() if given[flag]]
+    if optimization:
+        notes.append(
+            f"-O {optimization}: celeriac never reserves beyond free slots (every worker is -O fair)"
+        )
+    if pool == "solo":
+        notes.append("-P solo: the threads pool with one slot (one task at a time)")
+        concurrency = 1
+    pool = POOL_ALIASES.get(pool, pool)
     try:
         max_memory_kib = parse_size_kib(max_memory_per_child) if max_memory_per_child else None
     except ValueError as exc:
@@ -244,6 +345,10 @@ def worker(
         events=not without_events,
         metrics_port=metrics_port,
         metrics_address=metrics_address,
+        prefetch_multiplier=prefetch_multiplier,
+        logfile=logfile,
+        pidfile=pidfile,
+        notes=notes,
     )
     state = get_state(ctx)
     if _run_worker.REEXEC:
@@ -251,6 +356,6 @@ def worker(
             state.app(required=True)  # raises the usage error
         broker = state.broker_url if state.broker_from_command_line else None
         _run_worker.reexec_lean(replace(options, app_spec=state.app_spec, broker_url=broker))
-    configure_logging(loglevel)
+    configure_logging(loglevel, logfile)
     configure_log_format(log_format)
     serve(state.app(required=True), options)

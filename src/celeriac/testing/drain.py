@@ -63,7 +63,10 @@ def default_queues(app: Celeriac) -> list[str]:
     registered task or by ``task_routes``, and (``memory://``) every queue the broker has seen."""
     names = [app.conf.task_default_queue]
     names += [t.queue for t in app.tasks.values() if t.queue]
-    names += list(app.conf.task_routes.values())
+    routes = app.conf.task_routes
+    for router in routes if isinstance(routes, (list, tuple)) else (routes,):
+        if not callable(router):  # a router function's queues are known only when it is called
+            names += [str(v.get("queue") if isinstance(v, dict) else v) for v in router.values()]
     from ..broker.memory import MemoryBroker
 
     broker = app.broker

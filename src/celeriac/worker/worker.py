@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from .. import signals as _signals
 from ..broker.base import Delivery, Enqueue
 from ..exceptions import (
     BrokerConnectionError,
@@ -100,6 +101,14 @@ class _RunState:
     autoscale_wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+#: logged by a worker that starts with no task registered (the usual Celery layout: tasks elsewhere)
+NO_TASKS_WARNING = (
+    "no task is registered: this worker would dead-letter every message as 'unknown task'. The app "
+    "module defines no task; name the task modules with -I proj.tasks (or include=[...] / the "
+    "imports setting), or call app.autodiscover_tasks([...]) in the app module"
+)
+
+
 class Worker:
     """Consumes queues and runs tasks.
 
@@ -145,13 +154,21 @@ class Worker:
         self.conf = app.conf
         self.queues = list(dict.fromkeys(queues or [self.conf.task_default_queue]))
         #: task modules this worker imported besides the app module (lean workers)
+        # the app's autodiscovered modules and imports/include settings (Celery's names), then -I
+        include = [*app.discover_tasks(), *self.conf.imports, *self.conf.include, *include]
         self.task_modules = task_modules(self.conf.worker_queue_modules, self.queues, include)
         import_task_modules(self.task_modules)
         self.pool_name = pool
         self.autoscale = autoscale
+        concurrency = concurrency or self.conf.worker_concurrency
         self.concurrency = autoscale.min if autoscale else concurrency or DEFAULT_CONCURRENCY.get(pool, 10)
         if self.concurrency < 1:
             raise ConfigurationError("concurrency", f"must be >= 1, got {self.concurrency}")
+        # per limit: the flag's value, else the app's worker_max_tasks/memory_per_child (Celery's names)
+        if recycling.max_tasks is None and self.conf.worker_max_tasks_per_child is not None:
+            recycling = replace(recycling, max_tasks=self.conf.worker_max_tasks_per_child)
+        if recycling.max_memory_kib is None and self.conf.worker_max_memory_per_child is not None:
+            recycling = replace(recycling, max_memory_kib=self.conf.worker_max_memory_per_child)
         self.recycling = recycling
         #: why this worker stopped to be replaced (whole-worker recycling), or "" (see ``start``)
         self.recycle_reason = ""
@@ -169,7 +186,11 @@ class Worker:
         )
         self.burst = burst
         self.on_outcome = on_outcome
-        self.limits = limits
+        # per limit: the flag's value, else the app's task_time_limit / task_soft_time_limit
+        self.limits = TimeLimits(
+            limits.soft_s if limits.soft_s is not None else self.conf.task_soft_time_limit,
+            limits.hard_s if limits.hard_s is not None else self.conf.task_time_limit,
+        )
         self.executor = Executor(app)
         max_slots = autoscale.max if autoscale else self.concurrency
         self.broker = app.broker.for_worker(max_owned=max_slots + self.conf.worker_fetch_max)
@@ -203,6 +224,7 @@ class Worker:
         self._state: _RunState | None = None  # while run() runs
         self._stop_before_run = False  # stop() was called before run() made its state
         self._ready_flag = asyncio.Event()  # set once consuming
+        self._init_sent = False  # worker_init is sent once, by start() or run()
 
     # ---- public control --------------------------------------------------------------------------
     def start(self) -> None:
@@ -216,6 +238,7 @@ class Worker:
         interrupted) do not keep the process alive: they run in daemon threads, and their messages
         were handed back to run again elsewhere.
         """
+        self._worker_init()  # Celery's order: worker_init, then the pool's processes
         self.pool.prepare()  # before the loop and any thread exist (the processes pool forks here)
         asyncio.run(self._main_with_signals())
         if self.pool.busy_threads:
@@ -283,9 +306,15 @@ class Worker:
         assert self._state is not None, "the worker is not running"
         return self._state
 
+    def _worker_init(self) -> None:
+        if not self._init_sent:
+            self._init_sent = True
+            _signals.worker_init.send(sender=self)
+
     # ---- main ------------------------------------------------------------------------------------
     async def run(self) -> None:
         """Run the worker on the current event loop until :meth:`stop` (or burst completion)."""
+        self._worker_init()
         state = self._state = _RunState(asyncio.get_running_loop())
         if self._stop_before_run:
             state.stop.set()
@@ -307,6 +336,14 @@ class Worker:
         if self.task_modules:
             logger.info(
                 "task modules: %s (%d tasks registered)", ", ".join(self.task_modules), len(self.app.tasks)
+            )
+        if not self.app.tasks:
+            logger.warning("%s", NO_TASKS_WARNING)
+        if self.conf.worker_prefetch_multiplier != 1:
+            logger.info(
+                "worker_prefetch_multiplier=%d: celeriac takes messages only for free slots; nothing is "
+                "reserved ahead (as Celery's -O fair with a multiplier of 1)",
+                self.conf.worker_prefetch_multiplier,
             )
         logger.info(
             "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
@@ -334,12 +371,14 @@ class Worker:
         except BrokerError as exc:
             logger.warning("first heartbeat failed (%s); the heartbeat loop retries", exc)
         self._ready_flag.set()
+        _signals.worker_ready.send(sender=self)
         try:
             await state.stop.wait()
         finally:
             if age_timer is not None:
                 age_timer.cancel()
             await shut_down(self, fetcher, settler, maintenance)
+            _signals.worker_shutdown.send(sender=self)
 
     async def _connect(self) -> bool:
         """Check the server and open the queues, waiting for Redis if it is down or full.

@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ... import signals
 from ...context import Request, _current
 from ...exceptions import SoftTimeLimitExceeded
 from ..recycling import resident_kib
@@ -75,6 +76,7 @@ def child_main(app: Celeriac, sock: socket.socket) -> NoReturn:
     alarm = _SoftAlarm()
     code = 0
     try:
+        signals.worker_process_init.send(sender=None)  # where users open their DB connections
         conn.send_bytes(pickle.dumps(("ready", os.getpid())))
         while True:
             try:
@@ -91,6 +93,7 @@ def child_main(app: Celeriac, sock: socket.socket) -> NoReturn:
         code = 70
     finally:
         with contextlib.suppress(Exception):
+            signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=code)
             sys.stdout.flush()
             sys.stderr.flush()
     os._exit(code)  # never run the worker's atexit handlers in a child

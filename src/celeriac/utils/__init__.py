@@ -1,0 +1,1 @@
+"""Celery's ``celery.utils`` paths that ports use (``celeriac.utils.log.get_task_logger``)."""
