@@ -43,7 +43,14 @@ def test_overview(stack: Stack, page: Any, shot: Callable[..., Any]) -> None:
     row = page.locator("table.queues tbody tr").filter(has_text="default")
     expect(row).to_have_count(1)
     expect(page.locator(".workers-brief")).to_contain_text(stack.worker.worker.worker_id)
-    expect(page.get_by_text(re.compile(r"13 outcomes, 1 failed"))).to_be_visible()
+    # outcomes are recorded beside the settle, never waited for: the page may need a reload to show them
+    summary = page.get_by_text(re.compile(r"13 outcomes, 1 failed"))
+    for _ in range(20):
+        if summary.count():
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(summary).to_be_visible()
     assert page.locator("figure svg").count() >= 1  # the charts render (SVG made on the server)
     shot(page, "overview")
     page.get_by_role("link", name="Workers").click()

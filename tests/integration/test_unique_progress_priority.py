@@ -14,7 +14,7 @@ import redis
 from celeriac import Celeriac, TaskState
 from celeriac._redis.keys import KeySchema
 from celeriac.broker.redis import RedisBroker
-from celeriac.task import Signature, unique_digest
+from celeriac.task import unique_digest
 
 pytestmark = pytest.mark.redis
 
@@ -178,7 +178,7 @@ def test_unique_in_a_bulk_send(app: Celeriac) -> None:
     def u(x: int) -> None:
         pass
 
-    results = app.send_many([Signature(u.name, (i % 3,), app=app, task=u) for i in range(9)])
+    results = app.send_many([u.s(i % 3) for i in range(9)])
     assert len({res.id for res in results}) == 3
     assert app.broker.stats("default").ready == 3
 
