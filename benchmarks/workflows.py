@@ -14,7 +14,13 @@ Phases (``workflows/wf_common.py``), each a subprocess of the library's own inte
   including those run inside Lua scripts) from the send until the body starts, minus the same for N
   plain tasks, per member; and how long after the last member finished the body started (both run
   in the one worker process, so one clock);
-* ``chain``: a chain of N steps on an idle worker: time between the starts of consecutive steps.
+* ``chain``: a chain of N steps on an idle worker: time between the starts of consecutive steps
+  (p50, p90, p99), and the worker process's CPU time per hop (user + system, every thread: less
+  sensitive to other load than the times). celeriac's worker: threads pool, concurrency 100; the
+  variants ``chain:POOL`` (``chain:asyncio``, ``chain:processes`` with one child, ``chain:gevent``)
+  run on another pool, and
+  ``chain:POOL+async`` with the step an ``async def`` task (on the asyncio pool it runs on the
+  worker's loop); Celery runs only the plain ``chain`` (solo pool).
 """
 
 from __future__ import annotations
@@ -44,11 +50,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="smaller sizes")
     parser.add_argument("--only", default="celeriac,celery")
-    parser.add_argument("--phases", default="group,memory,chord,chain")
+    parser.add_argument("--phases", default="group,memory,chord,chain,chain:asyncio,chain:asyncio+async")
     args = parser.parse_args()
-    from celeriac.testing import RedisServer
-
     import run
+
+    from celeriac.testing import RedisServer
 
     pythons = {"celeriac": Path(sys.executable)}
     if "celery" in args.only:
@@ -60,18 +66,26 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     with RedisServer() as server, tempfile.TemporaryDirectory() as out_dir:
         for phase in args.phases.split(","):
+            kind, _, variant = phase.partition(":")
+            pool, _, step = variant.partition("+")
             for lib in args.only.split(","):
-                n = sizes[lib][phase]
+                if variant and lib != "celeriac":
+                    continue  # Celery's chain runs once, on its solo pool
+                n = sizes[lib][kind]
                 env = {
                     **os.environ,
+                    "BENCH_POOL": pool,
+                    "BENCH_ASYNC_STEP": "1" if step == "async" else "",
                     "BENCH_REDIS_URL": server.url,
                     "BENCH_OUT_DIR": out_dir,
                     # a snapshot of src/ given in PYTHONPATH (as run.py's --celeriac-ref) stays ahead
-                    "PYTHONPATH": os.pathsep.join([str(HERE / "workflows"), os.environ.get("PYTHONPATH", "")]),
+                    "PYTHONPATH": os.pathsep.join(
+                        [str(HERE / "workflows"), os.environ.get("PYTHONPATH", "")]
+                    ),
                 }
                 t0 = time.monotonic()
                 proc = subprocess.run(
-                    [str(pythons[lib]), "-m", f"wf_{lib}", phase, str(n)],
+                    [str(pythons[lib]), "-m", f"wf_{lib}", kind, str(n)],
                     cwd=HERE / "workflows",
                     env=env,
                     capture_output=True,
@@ -85,12 +99,14 @@ def main() -> None:
                     figure = {"error": (proc.stderr or "no output")[-500:]}
                 results.setdefault(lib, {})[phase] = figure
                 print(
-                    f"{lib:9} {phase:7} n={n:<7} ({time.monotonic() - t0:.0f} s) {json.dumps(_short(figure))}"
+                    f"{lib:9} {phase:7} n={n:<7} ({time.monotonic() - t0:.0f} s) {json.dumps(_short(figure))}",
+                    flush=True,
                 )
     print()
     print(table(results))
     out = HERE / "results" / "latest-workflows.json"
-    out.write_text(json.dumps({"time": time.strftime("%Y-%m-%d %H:%M"), "results": results}, indent=1))
+    stamp = {"time": time.strftime("%Y-%m-%d %H:%M"), "loadavg_1_5_15": os.getloadavg(), "argv": sys.argv[1:]}
+    out.write_text(json.dumps({**stamp, "results": results}, indent=1))
     print(f"\nwritten: {out.relative_to(HERE.parent)}")
 
 
@@ -138,14 +154,24 @@ def table(results: dict[str, Any]) -> str:
             "",
         ),
         ("chord: body starts after last member (ms)", "chord", "lag_s", "chord", "{:.1f}", "<= 50"),
-        ("chain: per-hop p50, idle worker (ms)", "chain", "hop_p50_ms", None, "{:.2f}", "<= 1"),
     ]
+    for phase in dict.fromkeys(p for lib in results for p in results[lib] if p.startswith("chain")):
+        where = phase.partition(":")[2] or "threads"
+        for key, label, fmt, bar in (
+            ("hop_p50_ms", "per-hop p50", "{:.2f}", "<= 1"),
+            ("hop_p99_ms", "per-hop p99", "{:.2f}", ""),
+            ("worker_cpu_ms_per_hop", "worker CPU per hop", "{:.2f}", ""),
+        ):
+            # Celery's one chain run (solo pool) stands beside each of celeriac's pools
+            rows.append((f"chain ({where}): {label}, idle worker (ms)", phase, key, None, fmt, bar))
     libs = list(results)
     lines = [f"| figure | {' | '.join(libs)} | bar (celeriac) |", "|---|" + "---|" * len(libs) + "---|"]
     for label, phase, key, sub, fmt, bar in rows:
+        if not any(phase in results[lib] for lib in libs):
+            continue  # a phase not run this time
         cells = []
         for lib in libs:
-            value = _get(results, lib, phase, key, sub)
+            value = _get(results, lib, phase if lib == "celeriac" else phase.partition(":")[0], key, sub)
             if key == "lag_s" and value is not None:
                 value *= 1000
             cells.append(fmt.format(value) if isinstance(value, (int, float)) else "error")

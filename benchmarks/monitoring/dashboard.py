@@ -94,6 +94,9 @@ def build(url: str, finished: int, queued: int) -> dict[str, Any]:
         pipe.zadd("celeriac:workers", {f"bench-{i}": now_ms + 3_600_000})
     pipe.sadd("celeriac:queues", *QUEUES)
     pipe.execute()
+    t0 = time.perf_counter()
+    periodic(app, client, PERIODIC)
+    t_periodic = time.perf_counter() - t0
     # a cursor at the oldest recorded outcome: the "millionth page"
     oldest = client.xrange("celeriac:{default}:m:log", count=1)[0][0].decode()
     info = client.info("memory")
@@ -101,9 +104,37 @@ def build(url: str, finished: int, queued: int) -> dict[str, Any]:
         "sample": sample,
         "fill_s": round(t_fill, 1),
         "send_s": round(t_send, 1),
+        "periodic_s": round(t_periodic, 1),
         "deep_cursor": f"{oldest}.5.default",
         "redis_used_memory_mb": round(info["used_memory"] / 1e6),
     }
+
+
+def periodic(app: Any, client: Any, n: int) -> None:
+    """``n`` periodic entries (as `celeriac beat add` stores them, without a scheduler), 20 rate
+    limits set at run time and one paused queue: what /periodic and /limits read."""
+    import dataclasses
+
+    from celeriac.beat.entries import make_entry, pack_entry
+    from celeriac.beat.store import BeatKeys
+
+    keys = BeatKeys(app.broker.keys)
+    template = make_entry(app, "e0", {"task": NAMES[0], "schedule": 60.0}, check_task=False)
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        entry = dataclasses.replace(template, name=f"e{i:06d}", queue=QUEUES[i % len(QUEUES)])
+        pipe.hset(keys.entries, entry.name, pack_entry(entry))
+        pipe.hset(keys.state(entry.queue), f"d:{entry.name}", entry.digest)
+        if i % 10_000 == 9_999:
+            pipe.execute()
+    for name in NAMES:
+        pipe.hset("celeriac:flow", f"rate:{name}", "100/s")
+    pipe.hset("celeriac:flow", "paused:billing", "1")
+    pipe.execute()
+
+
+#: periodic entries of the dataset (the admin pages' scale bar is 200k entries)
+PERIODIC = 200_000
 
 
 def endpoints(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -132,6 +163,11 @@ def endpoints(data: dict[str, Any]) -> list[tuple[str, str]]:
         ("api/series week", "/api/series?window=week"),
         ("api/dead-letters", "/api/dead-letters/emails"),
         ("metrics", "/metrics"),
+        ("periodic (200k entries)", "/periodic"),
+        ("periodic, name search", "/periodic?name=e123456"),
+        ("api/periodic", "/api/periodic"),
+        ("limits", "/limits"),
+        ("api/limits", "/api/limits"),
     ]
 
 

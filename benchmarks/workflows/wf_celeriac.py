@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+if os.environ.get("BENCH_POOL") == "gevent" and sys.argv[1:2] == ["worker"]:
+    from gevent import monkey  # the gevent pool: patched before anything else is imported
+
+    monkey.patch_all()
+
 import time
 
 import wf_common as common
@@ -30,6 +37,13 @@ def hop(x: int) -> int:
     return x + 1
 
 
+@app.task(name="wf.ahop")
+async def ahop(x: int) -> int:
+    """The chain step as a coroutine: on the asyncio pool it runs on the worker's loop."""
+    common.hop()
+    return x + 1
+
+
 def send_group(n: int) -> float:
     t0 = time.perf_counter()
     group(add.s(i, i) for i in range(n)).delay()
@@ -45,11 +59,14 @@ def send_plain(n: int) -> None:
 
 
 def send_chain(n: int) -> None:
-    chain([hop.s(0)] + [hop.s() for _ in range(n - 1)]).delay()
+    step = ahop if os.environ.get("BENCH_ASYNC_STEP") else hop
+    chain([step.s(0)] + [step.s() for _ in range(n - 1)]).delay()
 
 
 def worker() -> None:
-    Worker(app, queues=["default"], concurrency=100, pool="threads").start()
+    pool = os.environ.get("BENCH_POOL") or "threads"
+    concurrency = 1 if pool == "processes" else 100  # processes: one child sees every step
+    Worker(app, queues=["default"], concurrency=concurrency, pool=pool).start()
 
 
 if __name__ == "__main__":

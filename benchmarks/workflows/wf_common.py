@@ -8,6 +8,7 @@ JSON object.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
-from harness import Resp  # noqa: E402
+from harness import Resp
 
 _members = [0, 0.0]
 _hops: list[float] = []
@@ -120,6 +121,15 @@ def _worker(module: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return proc
 
 
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.kill()
     proc.wait()
@@ -207,16 +217,25 @@ def main(module: Any) -> None:
         r.cmd("FLUSHALL")
         proc = _worker(module, {"BENCH_HOPS": str(n)})
         try:
+            cpu_before = _cpu_s(proc.pid)
             module.send_chain(n)
             ok = _wait(out_dir / "hops.json", cap_s)
+            cpu_after = _cpu_s(proc.pid)
         finally:
             _stop(proc)
         if ok:
             t = json.loads((out_dir / "hops.json").read_text())["t"]
-            gaps = [(b - a) * 1000 for a, b in zip(t, t[1:])]
+            gaps = sorted((b - a) * 1000 for a, b in itertools.pairwise(t))
             out.update(
-                ok=True, hop_p50_ms=statistics.median(gaps), hop_p90_ms=sorted(gaps)[int(0.9 * len(gaps))]
+                ok=True,
+                hop_p50_ms=statistics.median(gaps),
+                hop_p90_ms=gaps[int(0.9 * len(gaps))],
+                hop_p99_ms=gaps[int(0.99 * len(gaps))],
             )
+            if cpu_before is not None and cpu_after is not None:
+                # the worker's CPU time (every thread of it, user and system) from the send until the
+                # last step ran, per hop: less sensitive to other load on the machine than the times
+                out["worker_cpu_ms_per_hop"] = (cpu_after - cpu_before) * 1000 / (n - 1)
         else:
             out.update(ok=False)
     print(json.dumps(out))

@@ -65,6 +65,16 @@ def check_url(url: str, setting: str = "broker") -> None:
     ``rediss://``, the TLS options of :data:`TLS_URL_OPTIONS`; the files they name must exist.
     """
     shown = redact(url)
+    from ._topology import kind_of, parse
+
+    if kind_of(url) != "single":
+        if kind_of(url) == "sentinel" and url.lower().startswith("sentinel://"):
+            return  # Celery's form: the master's name comes with broker_transport_options, checked on use
+        try:
+            parse(url)
+        except ValueError as exc:
+            raise ConfigurationError(setting, f"{shown!r}: {exc}") from None
+        return
     if _unencoded_userinfo(url):
         raise ConfigurationError(
             setting,
@@ -88,7 +98,9 @@ def check_url(url: str, setting: str = "broker") -> None:
     if parts.scheme not in _SCHEMES:
         raise ConfigurationError(
             setting,
-            f"unsupported scheme in {shown!r}: use redis://, rediss:// or unix:// (or memory://)",
+            f"unsupported scheme in {shown!r}: use redis://, rediss:// or unix:// (or memory://), "
+            "redis+cluster://h1:p1,h2:p2 for a Redis Cluster, sentinel://h1:p1;sentinel://h2:p2 or "
+            "redis+sentinel://h1:p1,h2:p2/<master>/<db> for Sentinel",
         )
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigurationError(setting, f"no host in {shown!r}")

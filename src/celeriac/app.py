@@ -67,9 +67,15 @@ class _BoundTaskDecorator(Protocol):
 
 # settings the derived objects are built from: a change rebuilds them on next use
 _BROKER_SETTINGS = frozenset(
-    {"broker_url", "key_prefix", "dead_letter_max", "revoke_expires_s", "revoked_max", "broker_pool_limit"}
-)
-_BACKEND_SETTINGS = frozenset({"broker_url", "result_backend", "key_prefix"})
+    {"broker_url", "key_prefix", "dead_letter_max", "revoke_expires_s", "revoked_max"}
+) | {
+    "broker_transport_options",
+    "queue_shards",
+    "broker_wait_replicas",
+    "broker_wait_timeout_s",
+    "broker_pool_limit",
+}
+_BACKEND_SETTINGS = frozenset({"broker_url", "result_backend", "key_prefix", "broker_transport_options"})
 _CODEC_SETTINGS = frozenset(
     {"accept_content", "message_signing_key", "message_signing_keys", "result_max_bytes"}
 )
@@ -259,14 +265,7 @@ class Celeriac(CeleryMethods, PeriodicSetup):
             else:
                 from .broker.redis import RedisBroker
 
-                self._broker = RedisBroker(
-                    url,
-                    prefix=self.conf.key_prefix,
-                    dead_letter_max=self.conf.dead_letter_max,
-                    sync_max_connections=self.conf.broker_pool_limit,
-                    revoke_expires_s=self.conf.revoke_expires_s,
-                    revoked_max=self.conf.revoked_max,
-                )
+                self._broker = RedisBroker.from_conf(url, self.conf)
         return self._broker
 
     @property
@@ -281,7 +280,9 @@ class Celeriac(CeleryMethods, PeriodicSetup):
             else:
                 from .results.redis import RedisResultBackend
 
-                self._backend = RedisResultBackend(url, prefix=self.conf.key_prefix)
+                self._backend = RedisResultBackend(
+                    url, prefix=self.conf.key_prefix, transport_options=self.conf.broker_transport_options
+                )
         return self._backend
 
     @property
@@ -345,10 +346,11 @@ class Celeriac(CeleryMethods, PeriodicSetup):
         if queue:
             return queue
         routes = self.conf.task_routes
-        for router in routes if isinstance(routes, (list, tuple)) else (routes,):
-            found = apply_router(router, name, args, kwargs or {}, task)
-            if found:
-                return found
+        if routes:  # none (the default): no router to ask, on every send
+            for router in routes if isinstance(routes, (list, tuple)) else (routes,):
+                found = apply_router(router, name, args, kwargs or {}, task)
+                if found:
+                    return found
         if task is not None and task.queue:
             return task.queue
         return self.conf.task_default_queue
@@ -537,17 +539,22 @@ class Celeriac(CeleryMethods, PeriodicSetup):
         # unique or prioritized sends: (item, task id, level, unique key, lock ttl, result to update)
         special: list[tuple[Enqueue, str, int, str | None, int, _AsyncResult[Any]]] = []
         default_level = self.conf.task_default_priority
+        general = bool(eager or trace or publishing or default_level)  # every signature: the general path
+        controlled: dict[int, bool] = {}  # per task (its id): Task.controlled, asked once per call
         for sig in signatures:
-            task = sig.type
-            kwargs = sig.kwargs if type(sig.kwargs) is dict else dict(sig.kwargs)  # encoded at once: no copy
-            if (
-                sig.options
-                or eager
-                or trace
-                or publishing
-                or (task is not None and task.controlled)
-                or default_level
-            ):
+            # the dict's fields read directly (Signature's properties are a call each: this loop runs
+            # for every message of a bulk send)
+            task = sig._type if sig._type is not None else sig.type
+            kwargs = sig["kwargs"]
+            if type(kwargs) is not dict:
+                kwargs = dict(kwargs)  # encoded at once: no copy of a plain dict
+            if task is not None:
+                is_controlled = controlled.get(id(task))
+                if is_controlled is None:
+                    is_controlled = controlled[id(task)] = task.controlled
+            else:
+                is_controlled = False
+            if general or sig["options"] or is_controlled:
                 options = (
                     normalize_options(**sig.options, now_s=self.clock.time) if sig.options else NO_OPTIONS
                 )
@@ -574,26 +581,29 @@ class Celeriac(CeleryMethods, PeriodicSetup):
                     items.append(item)
                 results.append(result)
                 continue
-            key = (sig.name, id(task))
+            name = sig["task"]
+            key = (name, id(task))
             policy = plain.get(key)
             if policy is None:
                 serializer = self._serializer(task)
                 policy = plain[key] = (
-                    self.route(sig.name, task),
+                    self.route(name, task),
                     self._ignored(NO_OPTIONS, task),
                     task is not None and serializer == "msgpack",
                 )
             queue, ignored, direct = policy
-            args = tuple(sig.args)
+            args = sig["args"]
+            if type(args) is not tuple:
+                args = tuple(args)
             if not static_routes:
-                queue = self.route(sig.name, task, None, args, kwargs)
+                queue = self.route(name, task, None, args, kwargs)
             if direct:
                 assert task is not None
                 task.check_arguments(args, kwargs)
                 task_id = new_task_id()
-                data = self._checked_size(encode_call(task_id, sig.name, args, kwargs, signing_key))
+                data = self._checked_size(encode_call(task_id, name, args, kwargs, signing_key))
             else:
-                message, data, task = self._prepare(sig.name, args, kwargs, NO_OPTIONS, task)
+                message, data, task = self._prepare(name, args, kwargs, NO_OPTIONS, task)
                 task_id = message.id
             items.append(Enqueue(queue, data))
             results.append(_AsyncResult(task_id, self, ignored=ignored))

@@ -101,6 +101,14 @@ def _transport_options(name: str, value: Any) -> dict[str, Any]:
             out["lease_s"] = seconds(f"{name}['visibility_timeout']", item)
         elif key == "global_keyprefix":
             out["key_prefix"] = str(item).rstrip(":_") or "celeriac"
+        elif key == "master_name":  # the Sentinel master of a sentinel:// URL (docs/scaling.md)
+            if not isinstance(item, str) or not item:
+                raise ConfigurationError(f"{name}['master_name']", f"must be a name, got {item!r}")
+        elif key == "sentinel_kwargs":  # options of the connections to the Sentinels (a password)
+            if not isinstance(item, Mapping):
+                raise ConfigurationError(
+                    f"{name}['sentinel_kwargs']", "must be a dict (e.g. {'password': ...})"
+                )
         elif key in ("fanout_prefix", "fanout_patterns"):
             if item is not True:
                 raise ConfigurationError(
@@ -110,8 +118,9 @@ def _transport_options(name: str, value: Any) -> dict[str, Any]:
             raise ConfigurationError(
                 f"{name}[{key!r}]",
                 "not supported: celeriac understands visibility_timeout (-> lease_s), global_keyprefix "
-                "(-> key_prefix) and fanout_prefix/fanout_patterns=True; connection options go in the URL "
-                "(?socket_timeout= is not needed: celeriac sets its own timeouts), priorities are issue 11",
+                "(-> key_prefix), master_name and sentinel_kwargs (Sentinel) and "
+                "fanout_prefix/fanout_patterns=True; connection options go in the URL "
+                "(?socket_timeout= is not needed: celeriac sets its own timeouts); priorities: priority=",
             )
     return out
 
@@ -171,7 +180,10 @@ _PRIORITY = (
     "celeriac's priorities are fixed levels 0 (highest) .. 9 per queue: set task_default_priority, a "
     "task's priority= or a call's priority="
 )
-_CHORD = "chords are issue 11 (canvas); this setting arrives with them"
+_CHORD = (
+    "a chord's body is enqueued by the script that counts its last member: nothing joins or polls, "
+    "so there is no timeout or interval to set"
+)
 _RESULT_REDIS = "results live in the result_backend Redis; " + _URL
 
 #: every Celery setting name that is not a celeriac setting of the same name (those are honoured as is)
@@ -319,7 +331,8 @@ CELERY_SETTINGS: dict[str, Decision] = {
         "broker_transport_options",
         "visibility_timeout -> lease_s: how long a dead worker's delivery stays owned before it runs "
         "again (a running task's lease is renewed, so long tasks need no large value); "
-        "global_keyprefix -> key_prefix; fanout_prefix/fanout_patterns=True accepted; others refused",
+        "global_keyprefix -> key_prefix; master_name and sentinel_kwargs for sentinel:// URLs; "
+        "fanout_prefix/fanout_patterns=True accepted; others refused",
         _transport_options,
         _read_transport,
     ),
@@ -349,7 +362,9 @@ CELERY_SETTINGS: dict[str, Decision] = {
     "worker_state_db": Refused("the worker keeps no local state: everything lives in Redis"),
     "worker_timer_precision": Refused("due tasks are promoted by Redis scripts; there is no timer to tune"),
     "worker_enable_remote_control": Fixed(
-        True, "`celeriac control shutdown` is read from Redis by each worker's heartbeat"
+        True,
+        "`celeriac control shutdown` and `celeriac inspect` reach every worker through Redis "
+        "(a stream each worker follows)",
     ),
     "worker_proc_alive_timeout": Refused("the process pool waits for its children itself"),
     "worker_cancel_long_running_tasks_on_connection_loss": Refused(

@@ -72,6 +72,23 @@ def _result_backend(name: str, value: Any) -> None:
     _broker_url(name, value)
 
 
+def _queue_shards(name: str, value: Any) -> None:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024
+        for k, v in value.items()
+    ):
+        raise ConfigurationError(name, "must map queue names to a number of shards (1 to 1024)")
+    for queue in value:
+        _name(name, queue)
+        if "~" in queue:
+            raise ConfigurationError(name, f"queue {queue!r}: '~' is reserved for shard names")
+
+
+def _non_negative_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(name, f"must be an integer >= 0, got {value!r}")
+
+
 def _routes(name: str, value: Any) -> None:
     """Celery's forms: a dict of task name or glob -> queue name or ``{"queue": name}``, a router
     function ``(name, args, kwargs, options, task=None, **kw) -> dict | str | None``, or a list of
@@ -229,6 +246,9 @@ class Config:
     Attributes:
         broker_url: Redis URL (``redis://``, ``rediss://``, ``unix://``) or ``memory://`` for tests.
         result_backend: where results go; ``None`` means the broker's Redis, ``"disabled"`` means nowhere.
+        queue_shards: queue name -> number of shards (streams, each its own hash slot) it is spread over.
+        broker_wait_replicas: sends and settles return only once this many replicas hold them (WAIT).
+        broker_wait_timeout_s: how long a send waits for those replicas before it fails.
         key_prefix: prefix of every Redis key celeriac writes.
         task_default_queue: queue of tasks with no ``queue=`` and no matching route.
         task_routes: task name or glob (``"shop.reports.*"``) -> queue (or ``{"queue": ...}``), a
@@ -272,7 +292,7 @@ class Config:
         timezone: IANA time zone of crontab entries (``"Europe/Paris"``); None: UTC, or the local
             zone of the machine when ``enable_utc`` is false (Celery's rule).
         enable_utc: with no ``timezone``, read crontab entries in UTC (True) or in local time.
-        beat_schedule: periodic entries (Celery's format; see the README, "Periodic tasks").
+        beat_schedule: periodic entries (Celery's format; see docs/periodic-and-limits.md).
         task_default_priority: priority of messages whose task and call set none: 0 (highest, the
             default, as Celery on Redis) .. 9 (lowest).
         unique_default_s: how long a unique task's lock is held at most when neither the call nor the
@@ -328,6 +348,10 @@ class Config:
     timezone: str | None = setting(None, _timezone)
     enable_utc: bool = setting(True, _boolean)
     beat_schedule: dict[str, Any] = setting(check=_beat_schedule, factory=dict)  # noqa: RUF009
+    # scale (issue 14): Sentinel, sharded queues, durable sends, connection bounds
+    queue_shards: dict[str, int] = setting(check=_queue_shards, factory=dict)  # noqa: RUF009
+    broker_wait_replicas: int = setting(0, _non_negative_int)
+    broker_wait_timeout_s: float = setting(5.0, _positive)
     task_default_priority: int = setting(0, _priority)
     unique_default_s: float = setting(3600.0, _positive)
     revoke_expires_s: float = setting(86_400.0, _positive)
@@ -366,8 +390,10 @@ class Config:
         if isinstance(decided, Honoured) and (decided.convert is not None or decided.target != name):
             converted = decided.convert(name, value) if decided.convert else {decided.target: value}
             for target, item in converted.items():
-                if target.startswith("_"):  # kept only to be read back under Celery's name
+                if target.startswith("_"):  # kept to be read back under Celery's name
                     self.__dict__[target] = item
+                    for listener in self.__dict__.get("_listeners", ()):
+                        listener(name)  # e.g. the Sentinel master_name: the app's broker changes
                 else:
                     self._store(target, item)
             return

@@ -14,7 +14,8 @@ after the fetch, and in its control loop. So:
   stream right after) finds the task started: it then runs to the end unless ``terminate=True``, as a
   revoke of a running task does in Celery.
 
-``terminate=True`` also stops the task where it runs, as far as its pool allows (README, "Revoke").
+``terminate=True`` also stops the task where it runs, as far as its pool allows (docs/task-control.md,
+"Revoke").
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .states import TaskState
 
 if TYPE_CHECKING:
     from .app import Celeriac
+    from .inspect import Inspect
     from .message import Message
 
 __all__ = ["Control", "member_failed", "signal_name"]
@@ -92,8 +94,57 @@ class _FlowControl:
         return FlowAdmin(self.app).paused_queues()
 
 
-class Control(_FlowControl):
-    """``app.control``: revoke tasks (Celery's name and arguments)."""
+class _WorkerControl:
+    """``app.control.inspect()``, ``shutdown`` and ``ping``: live workers (``celeriac inspect``)."""
+
+    app: Celeriac
+
+    def inspect(
+        self, destination: str | Iterable[str] | None = None, timeout: float = 1.0, **options: Any
+    ) -> Inspect:
+        """What workers run, what waits delayed, per-worker stats: :class:`celeriac.inspect.Inspect`."""
+        from .inspect import Inspect
+
+        return Inspect(self.app, destination, timeout, **options)
+
+    def shutdown(self, destination: str | Iterable[str] | None = None, **_celery: Any) -> list[str]:
+        """Warm shutdown of every live worker, or of ``destination`` (``worker@host`` names): each
+        stops fetching, lets its running tasks finish (within ``worker_shutdown_grace_s``), records
+        their outcomes and exits 0, as after SIGTERM. Returns the live workers it was sent to.
+
+        Raises:
+            ValueError: a destination that names no live worker (nothing is sent).
+            ConfigurationError: the broker is not Redis.
+            BrokerError: Redis is down.
+        """
+        from .broker.redis import RedisBroker
+        from .exceptions import ConfigurationError
+        from .inspect import Inspect
+
+        broker = self.app.broker
+        if not isinstance(broker, RedisBroker):
+            raise ConfigurationError("broker_url", "control shutdown goes through Redis: use a Redis broker")
+        inspect = Inspect(self.app, destination, timeout=0)
+        live = inspect.workers()
+        unknown = inspect.unknown_destinations(live)
+        if unknown:
+            names = ", ".join(sorted(w.worker_id for w in broker.workers())) or "none"
+            raise ValueError(f"no live worker named {', '.join(unknown)} (live workers: {names})")
+        broker.send_control("shutdown", inspect.destination)
+        return [w.worker_id for w in live]
+
+    def ping(
+        self, destination: str | Iterable[str] | None = None, timeout: float = 1.0, **_celery: Any
+    ) -> list[dict[str, dict[str, str]]]:
+        """Celery's shape: ``[{worker: {"ok": "pong"}}, ...]`` for the workers that answered within
+        ``timeout`` seconds."""
+        from .inspect import Inspect
+
+        return [{name: reply} for name, reply in Inspect(self.app, destination, timeout).ping().items()]
+
+
+class Control(_FlowControl, _WorkerControl):
+    """``app.control``: revoke tasks, inspect and shut down workers (Celery's names and arguments)."""
 
     def __init__(self, app: Celeriac) -> None:
         self.app = app
@@ -107,7 +158,7 @@ class Control(_FlowControl):
     ) -> None:
         """Revoke one task id or many: a task that has not started never runs; with ``terminate``, a
         running one is stopped too (asyncio: cancelled; processes: ``signal`` sent to its child only;
-        gevent: its greenlet killed; threads: see the README).
+        gevent: its greenlet killed; threads: see docs/task-control.md).
 
         Revocations last ``revoke_expires_s`` (default a day): a task delayed for longer than that
         runs. The REVOKED state is stored at once for tasks without a final result.

@@ -168,7 +168,7 @@ class TimeLimitExceeded(TaskError):
 
     The processes pool killed (and replaced) the child running it; an async task was cancelled; a
     sync task in a thread could not be stopped: its thread was abandoned and runs on until the
-    function returns (see the README, "Pools, limits and sizing").
+    function returns (see docs/pools.md, "Time limits").
     """
 
     def __init__(self, message: str = "time limit exceeded", *args: Any, **kwargs: Any) -> None:

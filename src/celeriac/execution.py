@@ -11,6 +11,10 @@ the codec, so that sending and eager mode never import worker code.
 One home per rule: "the call's option, else the task's, else the app's default" is resolved here
 (:func:`effective`, :class:`Effective`) for ``ignore_result``, the result TTL, ``acks_late`` and the
 time limits a call or task sets.
+
+Why this module is long: it is one message's whole decision, from decode to outcome (success, retry,
+failure, dead letter, expiry, revoke), for every pool and eager mode; split, the parts would share
+the outcome rules across modules, and the success path is written out because it runs for every task.
 """
 
 from __future__ import annotations
@@ -133,11 +137,28 @@ class Effective:
                 float(effective(message.result_expires_s, None, conf.result_expires_s)),
                 effective(message.acks_late, None, conf.task_acks_late),
             )
-        return cls(
-            effective(message.ignore_result, task.ignore_result, conf.task_ignore_result),
-            float(effective(message.result_expires_s, task.result_expires, conf.result_expires_s)),
-            effective(message.acks_late, task.acks_late, conf.task_acks_late),
-        )
+        # the rule of :func:`effective`, written out: this runs for every task a worker runs
+        ignore = message.ignore_result
+        if ignore is None:
+            ignore = task.ignore_result
+            if ignore is None:
+                ignore = conf.task_ignore_result
+        expires = message.result_expires_s
+        if expires is None:
+            expires = task.result_expires
+            if expires is None:
+                expires = conf.result_expires_s
+        late = message.acks_late
+        if late is None:
+            late = task.acks_late
+            if late is None:
+                late = conf.task_acks_late
+        return cls(ignore, float(expires), late)
+
+
+#: marks flow control puts on a message it hands back to wait in Redis (``flow/gate.py``): ``rl`` (a
+#: rate limiter reserved its start time), ``cl`` (parked under a concurrency limit)
+LIMIT_MARKS = ("rl", "cl")
 
 
 @dataclass(slots=True)  # not frozen: hot path (design.md)
@@ -189,6 +210,9 @@ class Job:
 
     @property
     def acks_late(self) -> bool:
+        resolved = self.resolved  # set by a worker's prepare for a message without options of its own
+        if resolved is not None:
+            return resolved.acks_late
         m, t = self.message.acks_late, self.task.acks_late
         if m is not None:
             return m
@@ -231,6 +255,17 @@ class Execution:
     def __init__(self, app: Celeriac) -> None:
         self.app = app
         self.clock = app.clock
+        #: per task, the options of a message that sets none of its own (nearly every message), resolved
+        #: once; None: resolved per job (eager mode makes an Execution per call). A long-lived user
+        #: (the worker's executor) sets a dict with :meth:`cache_options`.
+        self._defaults: dict[Task[Any, Any], Effective] | None = None
+
+    def cache_options(self) -> None:
+        """Resolve each task's default options once, not per job; forgotten when a setting changes
+        (the listener holds the cache only, not this object)."""
+        defaults: dict[Task[Any, Any], Effective] = {}
+        self.app.conf.on_change(lambda _name: defaults.clear())
+        self._defaults = defaults
 
     def clock_ms(self) -> int:
         return wall_ms(self.clock)
@@ -255,12 +290,7 @@ class Execution:
                 )
             return self._failed(message, None, missing, kind="dead", reason=f"unknown task: {missing}")
         if message.expires_ms is not None and self.clock_ms() > message.expires_ms:
-            expired = TaskExpiredError(f"task {message.id} expired before it started")
-            if signals.task_revoked.receivers:
-                signals.task_revoked.send(
-                    sender=task, request=message, terminated=False, signum=None, expired=True
-                )
-            return self._failed(message, task, expired, kind="ack", state=TaskState.EXPIRED, queue=queue)
+            return self.expired(message, task, queue)
         # Arguments are checked only when the call raises TypeError (see finish): binding a signature
         # for every message costs more than running a small task.
         request = Request(
@@ -278,11 +308,51 @@ class Execution:
             parent_id=message.parent_id,
             max_retries=message.max_retries,
         )
-        w = message.extra.get("w") if message.extra else None
-        if isinstance(w, dict):  # a workflow member (celeriac.workflow)
-            request.workflow = w
-            request.group_id, request.group_index = _group_of(w)
+        if message.extra:
+            w = message.extra.get("w")
+            if isinstance(w, dict):  # a workflow member (celeriac.workflow)
+                request.workflow = w
+                request.group_id, request.group_index = _group_of(w)
+        defaults = self._defaults
+        if (
+            defaults is not None
+            and message.ignore_result is None
+            and message.result_expires_s is None
+            and message.acks_late is None
+        ):  # the call sets no option of its own: the task's (else the app's) apply, resolved once
+            resolved = defaults.get(task)
+            if resolved is None:
+                resolved = defaults[task] = Effective.of(message, task, self.app.conf)
+            return Job(message, task, request, data, resolved)
         return Job(message, task, request, data)
+
+    def expired(self, message: Message, task: Task[Any, Any], queue: str = "", why: str = "") -> Outcome:
+        """The outcome of a message whose ``expires`` passed before it started: it never runs.
+
+        State EXPIRED; but REVOKED (Celery's state for every expired task) when it waited behind a
+        rate or concurrency limit (``why``, or the marks those put on a message they hand back), as
+        issue 12 asks: the reason says which limit. Either way ``task_revoked`` is sent with
+        ``expired=True`` (Celery's signal) and ``get()`` raises :class:`TaskExpiredError` (a
+        :class:`TaskRevokedError`).
+        """
+        if signals.task_revoked.receivers:
+            signals.task_revoked.send(
+                sender=task, request=message, terminated=False, signum=None, expired=True
+            )
+        if not why and message.extra:
+            if LIMIT_MARKS[0] in message.extra:
+                why = "while waiting for its turn under a rate limit"
+            elif LIMIT_MARKS[1] in message.extra:
+                why = "while waiting for a slot under max_concurrency"
+        if not why:
+            expired = TaskExpiredError(f"task {message.id} expired before it started")
+            return self._failed(message, task, expired, kind="ack", state=TaskState.EXPIRED, queue=queue)
+        exc = TaskExpiredError(f"task {message.id} expired {why}")
+        outcome = self._failed(
+            message, task, exc, kind="ack", reason=f"expired {why}", state=TaskState.REVOKED, queue=queue
+        )
+        outcome.message = message
+        return outcome
 
     def revoked(self, job: Job, why: str = "revoked before it started") -> Outcome:
         """The outcome of a job whose task was revoked (``app.control.revoke``): not run, or stopped
@@ -297,7 +367,19 @@ class Execution:
         self, job: Job, *, value: Any = None, exc: Exception | None = None, runtime_s: float = 0.0
     ) -> Outcome:
         """The outcome of a finished call: success, retry, dead-letter or failure."""
-        outcome = self._finish(job, value=value, exc=exc, runtime_s=runtime_s)
+        if exc is None:  # a success (written out here: this runs for every task a worker runs)
+            message = job.message
+            options = job.resolved
+            if options is None:
+                options = job.options
+            if options.ignore_result:
+                outcome = Outcome(
+                    "ack", message.id, message.task, TaskState.SUCCESS, value=value, runtime_s=runtime_s
+                )
+            else:
+                outcome = self._stored_success(job, value, runtime_s, options)
+        else:
+            outcome = self._finish(job, exc=exc, runtime_s=runtime_s)
         if job.message.unique_key is not None:
             outcome.queue = job.request.queue
             if outcome.kind in ("retry", "release"):
@@ -306,34 +388,30 @@ class Execution:
                 outcome.unique = job.message.unique_key
         return outcome
 
-    def _finish(
-        self, job: Job, *, value: Any = None, exc: Exception | None = None, runtime_s: float = 0.0
-    ) -> Outcome:
-        message, task = job.message, job.task
-        if exc is None:
-            options = job.options
-            if options.ignore_result:
-                return Outcome(
-                    "ack", message.id, message.task, TaskState.SUCCESS, value=value, runtime_s=runtime_s
-                )
-            record = ResultRecord(
-                message.id, TaskState.SUCCESS, value, date_done_ms=self.clock_ms(), retries=message.retries
-            )
-            try:
-                payload = self.app.codec.encode_result(record, message)
-            except SerializationError as ser:
-                return self._failed(message, task, ser, kind="ack", runtime_s=runtime_s)
-            return Outcome(
-                "ack",
-                message.id,
-                message.task,
-                TaskState.SUCCESS,
-                store=ResultWrite(message.id, payload, options.result_ttl_s),
-                record=record,
-                value=value,
-                runtime_s=runtime_s,
-            )
+    def _stored_success(self, job: Job, value: Any, runtime_s: float, options: Effective) -> Outcome:
+        """The outcome of a success whose result is stored."""
+        message = job.message
+        record = ResultRecord(
+            message.id, TaskState.SUCCESS, value, date_done_ms=self.clock_ms(), retries=message.retries
+        )
+        try:
+            payload = self.app.codec.encode_result(record, message)
+        except SerializationError as ser:
+            return self._failed(message, job.task, ser, kind="ack", runtime_s=runtime_s)
+        return Outcome(
+            "ack",
+            message.id,
+            message.task,
+            TaskState.SUCCESS,
+            store=ResultWrite(message.id, payload, options.result_ttl_s),
+            record=record,
+            value=value,
+            runtime_s=runtime_s,
+        )
 
+    def _finish(self, job: Job, *, exc: Exception, runtime_s: float = 0.0) -> Outcome:
+        """The outcome of a call that raised: retry, dead-letter or failure."""
+        message, task = job.message, job.task
         if isinstance(exc, TypeError):
             try:
                 task.check_arguments(message.args, message.kwargs)

@@ -159,6 +159,12 @@ def event_kind(kind: str, state: str | None) -> Event:
     return "failed"
 
 
+def is_success(o: Outcome) -> bool:
+    """An outcome reported as ``succeeded`` (logged at INFO only)."""
+    state = o.state
+    return o.exc is None and o.kind == "ack" and (state is None or state is TaskState.SUCCESS)
+
+
 class OutcomeReporter:
     """Turns the outcomes a worker records into log lines and ``on_outcome`` calls.
 
@@ -175,12 +181,17 @@ class OutcomeReporter:
         self._max_arg_chars = app.conf.monitor_max_arg_chars
         self._redact = redact_pattern(app.conf.monitor_redact)
 
+    def successes_silent(self) -> bool:
+        """True when a success would produce nothing (no hook, INFO off): a caller reporting a batch
+        asks once and skips the successes (:func:`is_success`)."""
+        return not self.handlers and not logger.isEnabledFor(logging.INFO)
+
     def report(self, queue: str, entry_id: str, o: Outcome, message: Message | None = None) -> None:
         """Log and hand on the outcome of a delivery (nothing is built when nobody would see it)."""
         handlers = self.handlers
         state = o.state
         kind: Event
-        if o.exc is None and o.kind == "ack" and (state is None or state is TaskState.SUCCESS):
+        if is_success(o):
             # the common case, once per task: a success, logged at INFO only
             if not handlers and not logger.isEnabledFor(logging.INFO):
                 return

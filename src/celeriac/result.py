@@ -29,6 +29,9 @@ def rebuild_exception(record: ResultRecord) -> BaseException:
             message or "task expired before it started", record.exc_type or "", record.traceback
         )
     if record.state is TaskState.REVOKED:
+        # expired behind a rate or concurrency limit: REVOKED (as Celery), raised as the subclass
+        if (record.exc_type or "").endswith(".TaskExpiredError"):
+            return TaskExpiredError(message, record.exc_type or "", record.traceback)
         return TaskRevokedError(message or "task revoked", record.exc_type or "", record.traceback)
     exc_type = record.exc_type or ""
     module_name, _, qualname = exc_type.rpartition(".")

@@ -9,14 +9,12 @@ import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from celeriac import Celeriac
 from celeriac.cli import main
-from celeriac.testing import ThreadWorker
 
 TASKS = """
 import asyncio
@@ -95,18 +93,3 @@ def cli() -> Callable[..., Result]:
         return runner.invoke(main, list(args), input=input, env=env, catch_exceptions=False)
 
     return invoke
-
-
-@pytest.fixture
-def thread_worker() -> Iterator[Callable[..., ThreadWorker]]:
-    """Start workers in threads; all are stopped at the end of the test."""
-    started: list[ThreadWorker] = []
-
-    def start(app: Celeriac, **options: Any) -> ThreadWorker:
-        w = ThreadWorker(app, **options).start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()

@@ -8,11 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from tests.support import CliProcess
 
 from celeriac import Celeriac
 
@@ -68,7 +67,7 @@ class Base(Task):
 
 @shared_task(base=Base, name="scrape.echo", ignore_result=False)
 def echo(*values):
-    logger.info("echoing %d values", len(values))
+    logger.warning("echoing %d values", len(values))  # shown at the default level (WARNING)
     return [list(values), os.getpid()]
 
 
@@ -101,51 +100,9 @@ def project(tmp_path: Path, redis_url: str) -> Iterator[Path]:
     r.close()
 
 
-class Proc:
+class Proc(CliProcess):
     def __init__(self, args: list[str], cwd: Path, redis_url: str) -> None:
-        env = {**os.environ, "TEST_REDIS_URL": redis_url}
-        for var in ("CELERIAC_APP", "CELERIAC_BROKER_URL", "CELERIAC_WORKER_QUEUES"):
-            env.pop(var, None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celeriac.cli", *args],
-            cwd=cwd,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.log:
-            assert self.proc.poll() is None or text in self.log, self.log
-            assert time.monotonic() < deadline, f"no {text!r} in:\n{self.log}"
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(timeout=5)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-        return code
+        super().__init__(args, cwd, {"TEST_REDIS_URL": redis_url})
 
 
 @pytest.fixture

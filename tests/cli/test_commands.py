@@ -10,9 +10,9 @@ import redis
 from click.testing import Result
 
 from celeriac.message import Message, new_task_id
-from celeriac.testing import free_port
+from celeriac.testing import ThreadWorker, free_port
 
-from .conftest import TasksModule, ThreadWorker
+from .conftest import TasksModule
 
 pytestmark = pytest.mark.redis
 

@@ -17,9 +17,9 @@ from celeriac.exceptions import ConfigurationError, NotRegistered
 from celeriac.record import ResultRecord
 from celeriac.result import rebuild_exception
 from celeriac.states import TaskState
-from celeriac.testing import RedisServer
+from celeriac.testing import RedisServer, ThreadWorker
 
-from .conftest import TasksModule, ThreadWorker
+from .conftest import TasksModule
 
 Cli = Callable[..., Result]
 

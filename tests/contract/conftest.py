@@ -1,4 +1,5 @@
-"""Fixtures of the contract suite: every test runs once per broker ("memory", "redis").
+"""Fixtures of the contract suite: every test runs once per broker ("memory", "redis", and Redis
+behind a Redis Cluster and behind Sentinel).
 
 The memory broker runs on a :class:`FakeClock`, so "let 200 ms pass" is instant and exact for it;
 the Redis broker runs on the Redis server's clock, so the same step sleeps for real. Tests say
@@ -21,9 +22,14 @@ from celeriac import Celeriac, Worker
 from celeriac.broker.base import Broker
 from celeriac.broker.memory import MemoryBroker
 from celeriac.broker.redis import RedisBroker
-from celeriac.testing import FakeClock
+from celeriac.testing import FakeClock, RedisSentinel, redis_server_binary
 
-BROKERS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+BROKERS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=pytest.mark.redis),
+    pytest.param("sentinel", marks=pytest.mark.redis),
+]
 
 # a real Redis clock advances between two commands; leave this much slack above a lease or due time
 _REDIS_SLACK_S = 0.01
@@ -37,6 +43,7 @@ class BrokerEnv:
     broker: Broker
     clock: FakeClock | None = None
     redis_url: str | None = None
+    master_url: str | None = None
     _opened: list[bool] = field(default_factory=list)
 
     async def open(self, *queues: str) -> Broker:
@@ -72,11 +79,43 @@ class BrokerEnv:
             return len(self.broker._fetchers)
         import redis
 
-        client = redis.Redis.from_url(str(self.redis_url))
+        if self.kind == "cluster":
+            cluster = redis.RedisCluster.from_url(
+                str(self.redis_url).replace("redis+cluster", "redis", 1).split(",")[0]
+            )
+            try:
+                infos = cluster.info("clients", target_nodes=redis.RedisCluster.PRIMARIES)
+                return sum(int(i["blocked_clients"]) for i in infos.values())
+            finally:
+                cluster.close()
+        url = str(self.redis_url)
+        if self.kind == "sentinel":  # the master's own URL (the Sentinel form needs a master name)
+            url = self.master_url or url
+        client = redis.Redis.from_url(url)
         try:
             return int(client.info("clients")["blocked_clients"])
         finally:
             client.close()
+
+
+@pytest.fixture(scope="session")
+def _sentinel_session() -> Iterator[RedisSentinel]:
+    """One master, one replica and one Sentinel for the session (no failover here: test_sentinel.py)."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server not installed")
+    with RedisSentinel(replicas=1, sentinels=1) as topo:
+        yield topo
+
+
+@pytest.fixture
+def sentinel_topology(_sentinel_session: RedisSentinel) -> RedisSentinel:
+    """The session's Sentinel topology, its master flushed (the Celery URL form reaches it)."""
+    import redis
+
+    client = redis.Redis.from_url(_sentinel_session.master.url)
+    client.flushall()
+    client.close()
+    return _sentinel_session
 
 
 @pytest.fixture(params=BROKERS)
@@ -87,9 +126,21 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[BrokerEnv]:
         memory = MemoryBroker(dead_letter_max=10, clock=clock)
         clock.subscribe(memory.time_changed)
         e = BrokerEnv("memory", memory, clock=clock)
+    elif request.param == "sentinel":
+        topo = request.getfixturevalue("sentinel_topology")
+        broker = RedisBroker(
+            topo.url,
+            prefix="contract",
+            dead_letter_max=10,
+            transport_options={"master_name": topo.master_name},
+        )
+        e = BrokerEnv("sentinel", broker, redis_url=topo.url, master_url=topo.master.url)
+        e.broker.known_queues()  # connect (ask the Sentinels) before a test's clock starts
     else:
-        url = request.getfixturevalue("redis_url")
-        e = BrokerEnv("redis", RedisBroker(url, prefix="contract", dead_letter_max=10), redis_url=url)
+        url = request.getfixturevalue("redis_url" if request.param == "redis" else "cluster_url")
+        e = BrokerEnv(request.param, RedisBroker(url, prefix="contract", dead_letter_max=10), redis_url=url)
+        if request.param == "cluster":  # connect (slot map) before a test's clock starts
+            e.broker.known_queues()
     yield e
     if e._opened:
         await e.broker.close()
@@ -100,10 +151,18 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[BrokerEnv]:
 def app_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Celeriac]]:
     """Make apps on the broker under test (``memory://`` or the private Redis, flushed)."""
     apps: list[Celeriac] = []
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    extra: dict[str, Any] = {}
+    if request.param == "sentinel":
+        topo = request.getfixturevalue("sentinel_topology")
+        url = topo.url
+        extra["broker_transport_options"] = {"master_name": topo.master_name}
+    else:
+        url = {"memory": "memory://", "redis": "redis_url", "cluster": "cluster_url"}[request.param]
+        if url != "memory://":
+            url = request.getfixturevalue(url)
 
     def make(**settings: Any) -> Celeriac:
-        app = Celeriac("contract", broker=url, result_backend=url, from_env=False, **settings)
+        app = Celeriac("contract", broker=url, result_backend=url, from_env=False, **{**extra, **settings})
         apps.append(app)
         return app
 

@@ -155,6 +155,21 @@ def gate(key):
 @app.task(name="ui.echo", ignore_result=False)
 def echo(*args, **kwargs):
     raise RuntimeError("shown with its arguments")
+
+
+@app.task(name="ui.total")
+def total(values):
+    return sum(values)
+
+
+@app.task(name="ui.hold", max_concurrency=1, rate_limit="100/s")
+def hold(key):
+    # holds its concurrency slot until the test sets ``key`` (at most 20 s)
+    import time
+
+    deadline = time.monotonic() + 20
+    while not _r.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.02)
 """
 
 

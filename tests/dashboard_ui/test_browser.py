@@ -256,3 +256,123 @@ def test_read_role_sees_no_action_and_cannot_act(
         context.close()
         page.watch.check()
     assert stack.app.broker.stats("default").dead == 1
+
+
+def test_workflow_links_followed_both_ways(stack: Stack, page: Any, shot: Callable[..., Any]) -> None:
+    from celeriac import chain, chord
+
+    add, total = stack.task("ui.add"), stack.task("ui.total")
+    res = chain(add.s(1, 2), add.s(10), add.s(100)).delay()
+    assert res.get(timeout=20) == 113
+    first, second, third = res.parent.parent.id, res.parent.id, res.id
+    c = chord((add.s(i, 1) for i in range(3)), total.s()).delay()
+    assert c.get(timeout=20) == 6
+    header = [r.id for r in c.parent.results]
+    every = [first, second, third, *header, c.id]
+    stack.worker.wait_outcomes(lambda outs: {o.task_id for o in outs} >= set(every), timeout_s=20)
+
+    page.goto(f"{stack.url}/tasks/{second}")
+    links = page.locator("dl.workflow")
+    for _ in range(20):  # recorded beside the settle: a reload may be needed
+        if links.count() and first in (links.text_content() or "") and third in (links.text_content() or ""):
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(links).to_contain_text(first)
+    shot(page, "chain-step")
+    links.get_by_role("link", name=third).first.click()  # next step
+    expect(page).to_have_url(f"{stack.url}/tasks/{third}")
+    page.locator("dl.workflow").get_by_role("link", name=second).first.click()  # back to its parent
+    expect(page).to_have_url(f"{stack.url}/tasks/{second}")
+
+    page.goto(f"{stack.url}/tasks/{c.id}")
+    body = page.locator("dl.workflow")
+    for _ in range(20):
+        if body.count() and all(h in (body.text_content() or "") for h in header):
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(body).to_contain_text("body of chord")
+    shot(page, "chord-body")
+    body.get_by_role("link", name=re.compile(header[1])).click()  # a header member
+    expect(page).to_have_url(f"{stack.url}/tasks/{header[1]}")
+    expect(page.locator("dl.workflow")).to_contain_text("chord body")
+    page.locator("dl.workflow").get_by_role("link", name=c.id).click()  # and back to the body
+    expect(page).to_have_url(f"{stack.url}/tasks/{c.id}")
+
+
+def test_periodic_entries_at_200k_paused_resumed_run_now(
+    stack: Stack, page: Any, shot: Callable[..., Any]
+) -> None:
+    import dataclasses
+
+    from celeriac.beat.entries import make_entry, pack_entry
+    from celeriac.beat.store import BeatKeys
+
+    app = stack.app
+    template = make_entry(app, "e000000", {"task": "ui.add", "schedule": 60.0, "args": (1, 2)})
+    keys = BeatKeys(app.broker.keys)
+    r = redis.Redis.from_url(app.conf.broker_url)
+    pipe = r.pipeline(transaction=False)
+    for i in range(200_000):
+        entry = dataclasses.replace(template, name=f"e{i:06d}")
+        pipe.hset(keys.entries, entry.name, pack_entry(entry))
+        pipe.hset(keys.state("default"), f"d:{entry.name}", entry.digest)  # as `beat add` registers it
+        if i % 10_000 == 9_999:
+            pipe.execute()
+    pipe.execute()
+    page.goto(stack.url + "/")
+    page.get_by_role("link", name="Periodic").click()
+    expect(page.get_by_role("heading", name=re.compile("Periodic entries"))).to_contain_text("200,000")
+    assert 1 <= page.locator("table.periodic tbody tr").count() <= 200  # one page, not 200k rows
+    page.get_by_role("link", name="more").click()
+    expect(page.locator("table.periodic tbody tr").first).to_be_visible()
+    page.get_by_label("name").fill("e123456")
+    page.get_by_role("button", name="Find").click()
+    row = page.locator("table.periodic tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("every 60")
+    row.get_by_role("button", name="Pause").click()
+    expect(page.get_by_role("status")).to_have_text("e123456: paused")
+    expect(page.locator("table.periodic tbody tr")).to_contain_text("paused")
+    shot(page, "paused")
+    page.locator("table.periodic tbody tr").get_by_role("button", name="Resume").click()
+    expect(page.get_by_role("status")).to_have_text("e123456: resumed")
+    before = app.broker.stats("default").ready + len(stack.worker.outcomes)
+    page.once("dialog", lambda d: d.accept())
+    page.locator("table.periodic tbody tr").get_by_role("button", name="Run now").click()
+    expect(page.get_by_role("status")).to_contain_text("e123456: sent now as task")
+    wait_until(lambda: app.broker.stats("default").ready + len(stack.worker.outcomes) > before)
+    r.close()
+
+
+def test_limits_page_shows_holders_and_pauses_a_queue(
+    stack: Stack, page: Any, shot: Callable[..., Any]
+) -> None:
+    hold = stack.task("ui.hold")
+    first, second = hold.delay("ui:hold:go"), hold.delay("ui:hold:go")
+    page.goto(stack.url + "/limits")
+    row = page.locator("table.concurrency tbody tr").filter(has_text="ui.hold")
+    for _ in range(40):
+        if "1 / 1" in (row.text_content() or ""):
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(row).to_contain_text("1 / 1")
+    expect(row.get_by_role("link")).to_have_text(re.compile(f"{first.id}|{second.id}"))
+    expect(page.locator("table.rates")).to_contain_text("100/s")
+    shot(page, "limits")
+    r = redis.Redis.from_url(stack.app.conf.broker_url)
+    r.set("ui:hold:go", 1)
+    stack.worker.wait_outcomes(lambda outs: {o.task_id for o in outs} >= {first.id, second.id})
+    queue = page.locator("table.paused tbody tr").filter(has_text="default")
+    page.once("dialog", lambda d: d.accept())
+    queue.get_by_role("button", name="Pause").click()
+    expect(page.get_by_role("status")).to_have_text("queue default paused")
+    assert stack.app.control.paused_queues() == {"default"}
+    page.locator("table.paused tbody tr").filter(has_text="default").get_by_role(
+        "button", name="Resume"
+    ).click()
+    expect(page.get_by_role("status")).to_have_text("queue default resumed")
+    assert stack.app.control.paused_queues() == set()
+    r.close()

@@ -9,31 +9,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from celeriac import Celeriac
-from celeriac.testing import ThreadWorker
 
 RUN_WORKER = Path(__file__).with_name("run_worker.py")
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def thread_worker() -> Iterator[Callable[..., ThreadWorker]]:
-    started: list[ThreadWorker] = []
-
-    def start(app: Celeriac, **options: Any) -> ThreadWorker:
-        w = ThreadWorker(app, **options).start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        if w.thread.is_alive():
-            w.stop(cold=True)
 
 
 class ProcessWorkers:

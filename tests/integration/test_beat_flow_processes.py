@@ -134,7 +134,7 @@ def test_global_rate_limit_over_three_worker_processes(
     """Producers send 70/s (more than the limit) for 36 s; three workers start 50/s between them.
 
     Sent steadily rather than as one flood: a flood of limited tasks first has to be handed back by
-    the workers, and reserved tasks that come due meanwhile wait behind it in the stream (README,
+    the workers, and reserved tasks that come due meanwhile wait behind it in the stream (docs/periodic-and-limits.md,
     "Rate and concurrency limits": a start-up gap as long as that hand-back).
     """
     for _ in range(3):

@@ -188,6 +188,31 @@ def test_chain_returns_the_last_result_with_parents(t: SimpleNamespace, worker: 
     assert chain(t.add.s(1, 1), t.mul.si(3, 3)).delay().get(timeout=T) == 9
 
 
+def test_a_chain_goes_on_after_the_scripts_were_flushed(
+    t: SimpleNamespace, worker: Any, r: redis.Redis
+) -> None:
+    assert (t.add.s(1, 1) | t.add.s(1)).delay().get(timeout=T) == 3
+    r.script_flush()  # as after a restart or failover: a worker's next-step dispatch answers NOSCRIPT
+    assert (t.add.s(1, 1) | t.add.s(1) | t.add.s(1)).delay().get(timeout=T) == 4
+
+
+def test_a_step_whose_successors_are_being_sent_is_not_an_orphan(t: SimpleNamespace, worker: Any) -> None:
+    """Its run ended and its outcome is not with the settler yet: the lease loop must neither hand it
+    back (it would run again) nor stop renewing it while the next step is dispatched."""
+    w = worker.worker
+    hook = w.workflow_hook
+    orphans_seen: list[list[str]] = []
+    original = hook.after
+
+    async def after(message: Any, queue: str, outcome: Any) -> None:
+        orphans_seen.append([d.entry_id for d in w.inflight.orphans()])  # what the lease loop would see
+        await original(message, queue, outcome)
+
+    hook.after = after
+    assert (t.add.s(1, 1) | t.add.s(1) | t.add.s(1)).delay().get(timeout=T) == 4
+    assert orphans_seen == [[], []]  # the two steps that had a successor
+
+
 def test_chain_ids_are_fixed_at_send_and_root_parent_ids_set(t: SimpleNamespace, worker: Any) -> None:
     c = t.ids.si(1) | t.ids.si(2) | t.ids.si(3)
     res = c.freeze()
@@ -429,7 +454,7 @@ def test_chord_body_is_stored_once_and_member_messages_grow_by_a_bounded_size(
     )
     assert (
         max(len(fields[b"m"]) for _, fields in entries) - plain <= 36
-    )  # the chord pointer, named in the README
+    )  # the chord pointer, named in docs/workflows.md
     (key,) = chord_keys(r)
     assert r.ttl(key) > 3000
     assert len(r.hget(key, "b")) > 10_000  # the body, once

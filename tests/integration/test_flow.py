@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from celeriac import Celeriac, ConfigurationError, TaskState
+from celeriac.flow.keys import FlowKeys, script
 from celeriac.testing import ThreadWorker
 
 from .conftest import take
@@ -159,6 +160,119 @@ def test_expired_while_waiting_behind_the_limit_is_revoked_with_a_reason(
     assert len(revoked) == 3
     with pytest.raises(Exception, match="expired before its turn under rate limit 2/s"):
         revoked[0].get(timeout=1)
+
+
+def test_a_task_revoked_while_it_waits_gives_its_turn_back(
+    redis_url: str, r: redis.Redis, workers: Callable[..., list[ThreadWorker]]
+) -> None:
+    """At 2/s, the second of three tasks is revoked while it waits for its turn: it is dropped when
+    reached, and gives its turn back at once, so the third does not wait behind it (its turn would
+    otherwise hold the line until it counts as lost, 30 s). The line is empty afterwards."""
+    app = make_app(redis_url)
+    workers(app, 1)
+    task = app.tasks["flow.slow_rate"]
+    first = task.delay(0)
+    wait_len(r, "starts", 1)  # the limiter is busy now: the next two wait in its line
+    second, third = task.delay(1), task.delay(2)
+    second.revoke()
+    assert third.get(timeout=10) is None
+    assert first.state == TaskState.SUCCESS and second.state == TaskState.REVOKED
+    assert r.llen("starts") == 2
+    assert r.zcard(FlowKeys("celeriac").turns("default", "flow.slow_rate")) == 0
+
+
+def test_expired_while_parked_under_a_concurrency_limit_is_revoked_and_frees_its_slot(
+    redis_url: str, r: redis.Redis, workers: Callable[..., list[ThreadWorker]]
+) -> None:
+    """Parked behind max_concurrency=1 past their expiry: when a slot frees, each is dropped unrun,
+    REVOKED with the reason, and the slot it was handed is freed at once (not after its lease), so
+    the next waiting task gets it."""
+    app = Celeriac("flow", broker=redis_url, lease_s=60)
+
+    @app.task(name="flow.one_at_a_time", max_concurrency=1, ignore_result=False)
+    async def one_at_a_time(i: int, hold: float) -> int:
+        r.rpush("ran", i)
+        await asyncio.sleep(hold)
+        return i
+
+    (w,) = workers(app, 1, concurrency=4)
+    first = one_at_a_time.delay(0, 1.5)
+    take(r, "ran", 1)
+    late = [one_at_a_time.apply_async((i, 0), expires=0.5) for i in (1, 2, 3)]
+    last = one_at_a_time.delay(4, 0)  # no expiry: waits behind them, runs when they are dropped
+    assert first.get(timeout=20) == 0
+    assert last.get(timeout=20) == 4  # within the test: a leaked slot would hold it for the 60 s lease
+    assert [int(x) for x in r.lrange("ran", 0, -1)] == [4]  # 0 was popped above; 1-3 never ran
+    for res in late:
+        assert res.state == TaskState.REVOKED
+        with pytest.raises(Exception, match="expired while waiting for a slot under max_concurrency"):
+            res.get(timeout=1)
+    assert w.worker.flow.parked >= 4
+
+
+def test_a_flood_of_rate_limited_tasks_starts_in_fifo_order(
+    redis_url: str, r: redis.Redis, workers: Callable[..., list[ThreadWorker]]
+) -> None:
+    """2,000 rate-limited tasks sent at once, and a stall of the worker's loop in the middle of the
+    flood: tasks whose reserved time comes during the stall (or while the rest of the flood is still
+    being handed back ahead of them in the stream) start late. They keep their place (the line slips,
+    rate_check.lua) instead of asking for a new time at the back: the start order is the send order.
+    No timing asserted: the order of starts is recorded by the tasks themselves."""
+    app = Celeriac("flow", broker=redis_url)
+
+    @app.task(name="flow.fifo", rate_limit="500/s")
+    async def fifo(i: int) -> None:
+        r.rpush("order", i)  # synchronous on purpose: recorded in the order the worker starts them
+
+    @app.task(name="flow.stall")
+    async def stall() -> None:
+        time.sleep(0.5)  # noqa: ASYNC251 - blocks the worker's loop: reservations due meanwhile are late
+
+    sigs = [fifo.s(i) for i in range(300)] + [stall.s()] + [fifo.s(i) for i in range(300, 2000)]
+    app.send_many(sigs)
+    (w,) = workers(app, 1, concurrency=50)
+    wait_len(r, "order", 2000, timeout_s=120)
+    order = [int(x) for x in r.lrange("order", 0, -1)]
+    assert order == list(range(2000))
+    assert w.worker.flow.late > 0  # the late path ran: some tasks were handed back again, in line
+    assert w.worker.flow.deferred > 1000  # and the flood waited in Redis, not in worker slots
+
+
+def test_a_rate_limiters_line_keeps_its_order_when_its_head_is_late(r: redis.Redis) -> None:
+    """rate_check.lua on a line of three turns (200 ms apart) all in the past, as after a stall: the
+    second, reached first, waits behind the head; the head starts and slips the line by its lateness,
+    so the others keep their order and spacing (due again after now); a task
+    whose turn is gone (it started once, and came back after its worker died) takes a new turn at the
+    back and never slips the line. Times are the Redis clock's: nothing waits."""
+    keys = FlowKeys("celeriac")
+    k = [keys.rate("q", "t"), keys.shift("q", "t"), keys.turns("q", "t")]
+    interval, tolerance = 200_000, 100_000
+    sec, us = r.time()
+    now = sec * 1_000_000 + us
+    a, b, c = now - 1_000_000, now - 800_000, now - 600_000
+    for turn in (a, b, c):
+        r.zadd(k[2], {str(turn): turn})
+    r.set(k[0], c + interval)
+
+    def check(*turns: int) -> list[Any]:
+        args: list[Any] = [interval, tolerance, 5_000, 30_000_000, 1_000_000]
+        for turn in turns:
+            args += [turn, 0]
+        return [v.decode() if isinstance(v, bytes) else v for v in script("rate_check")(r, k, args)]
+
+    (behind,) = check(b)
+    assert behind.startswith("h") and int(behind[1:]) > now  # sent round behind the head
+    assert check(a) == [0]  # the head starts, late
+    shift = int(r.get(k[1]) or 0)
+    assert 1_000_000 <= shift <= 1_500_000  # its lateness (the milliseconds since `now` included)
+    early_b, early_c = check(b, c)
+    assert early_b == f"e{b + shift}" and early_c == f"e{c + shift}"  # order and spacing kept
+    assert int(early_b[1:]) > now
+    (new,) = check(a)  # the head again (a redelivery): its turn is gone
+    due, turn = (int(x) for x in new[1:].split(":"))
+    assert turn > c and due == c + interval + shift  # a new turn, at the back
+    assert int(r.get(k[1]) or 0) == shift  # the line did not slip again
+    assert r.zrange(k[2], 0, -1) == [str(b).encode(), str(c).encode(), str(turn).encode()]
 
 
 def test_rate_limit_changed_at_run_time(

@@ -1,4 +1,4 @@
-"""Every pool x every kind of code against its documented time-limit behaviour (README, "Time limits").
+"""Every pool x every kind of code against its documented time-limit behaviour (docs/pools.md, "Time limits").
 
 Real ``celeriac worker`` processes of tests/integration/apps.py, one per pool. Each run works for
 ``WORK_S`` under a ``LIMIT_S`` limit: an *interrupted* run ends well before ``WORK_S``; one that the

@@ -89,7 +89,9 @@ def test_soak_200k_tasks_with_workers_killed_at_random(tmp_path: Path, reliabili
                 stats = app.broker.stats("default")
                 return stats.ready == 0 and stats.running == 0
 
-            eventually(drained, timeout_s=50)
+            # a bound, not a speed check (benchmarks measure speed): 200k tasks drain in 10-20 s on
+            # a quiet 2-core machine, and several times that when other jobs share its cores
+            eventually(drained, timeout_s=180)
             drain_s = time.monotonic() - drain_began
         finally:
             done.set()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from celeriac import Celeriac
-from celeriac.testing import ThreadWorker
 
 
 @pytest.fixture
@@ -24,18 +22,3 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     c = redis.Redis.from_url(redis_url)
     yield c
     c.close()
-
-
-@pytest.fixture
-def thread_worker() -> Iterator[Callable[..., ThreadWorker]]:
-    started: list[ThreadWorker] = []
-
-    def start(app: Celeriac, **options: Any) -> ThreadWorker:
-        w = ThreadWorker(app, **options).start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        if w.thread.is_alive():
-            w.stop(cold=True)

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,20 +21,6 @@ from celeriac.outcomes import OutcomeEvent
 from celeriac.testing import ThreadWorker
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def thread_worker() -> Iterator[Callable[..., ThreadWorker]]:
-    started: list[ThreadWorker] = []
-
-    def start(app: Celeriac, **options: object) -> ThreadWorker:
-        w = ThreadWorker(app, **options).start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
 
 
 def make_app(redis_url: str) -> Celeriac:

@@ -36,20 +36,6 @@ def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     provider.shutdown()
 
 
-@pytest.fixture
-def thread_worker() -> Iterator[Callable[..., ThreadWorker]]:
-    started: list[ThreadWorker] = []
-
-    def start(app: Celeriac, **options: object) -> ThreadWorker:
-        w = ThreadWorker(app, **options).start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
-
-
 def by_name(finished: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
     return [s for s in finished if s.name == name]
 

@@ -15,6 +15,9 @@ from celeriac import Celeriac, ConfigurationError
 from celeriac.config import _DEFAULTS, Config
 
 BAD_VALUES: dict[str, list[Any]] = {
+    "queue_shards": [{"default": 0}, {"default": "8"}, {"a~b": 2}, ["default"]],
+    "broker_wait_replicas": [-1, True, "1"],
+    "broker_wait_timeout_s": [0, -1.0],
     "broker_url": [
         "http://host",
         "redis://host:port/0",
@@ -145,3 +148,18 @@ def test_a_task_option_error_names_the_task() -> None:
     app = Celeriac("x", broker="memory://")
     with pytest.raises(ConfigurationError, match=r"@app\.task options of x\.f"):
         app.task(name="x.f", no_such_option=1)(lambda: None)
+
+
+@pytest.mark.parametrize(
+    "options", ["mymaster", {"sentinel_kwargs": "pw"}, {"master_name": ""}, {"master_name": 3}]
+)
+def test_bad_sentinel_transport_options_are_refused(options: Any) -> None:
+    with pytest.raises(ConfigurationError, match="broker_transport_options"):
+        Config().update(broker_transport_options=options)
+
+
+def test_sentinel_transport_options_read_back() -> None:
+    conf = Config()
+    conf.update(broker_transport_options={"master_name": "mymaster", "sentinel_kwargs": {"password": "s"}})
+    assert conf.broker_transport_options["master_name"] == "mymaster"
+    assert conf.broker_transport_options["sentinel_kwargs"] == {"password": "s"}

@@ -42,3 +42,24 @@ def test_an_app_of_main_cannot_have_a_lean_server_and_that_is_expected() -> None
         lean_spec(app)
     assert caught.value.expected is True
     assert "__main__" in caught.value.reason
+
+
+def test_channel_reads_every_whole_message_available_at_once_then_eof() -> None:
+    a, b = socket.socketpair()
+    left, right = Channel(a), Channel(b)
+    try:
+        assert right.recv_available() == ([], False)  # nothing sent: no wait, no message
+        for message in (b"one", b"", b"three"):
+            left.send_bytes(message)
+        a.sendall(b"\x00\x00")  # half a header: kept for the next read
+        assert right.recv_available() == ([b"one", b"", b"three"], False)
+        a.sendall(b"\x00\x00\x00\x00\x00\x02hi")
+        left.close()
+        messages, eof = right.recv_available()
+        if not eof:  # read before the close was seen: the next readiness reports it
+            assert messages == [b"hi"]
+            messages, eof = right.recv_available()
+            messages = [b"hi", *messages]
+        assert (messages, eof) == ([b"hi"], True)
+    finally:
+        right.close()

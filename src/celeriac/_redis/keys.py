@@ -17,7 +17,8 @@ key                                    type          bound / expiry
 ``<prefix>:workers``                   sorted set    ids scored by expiry; stale ids pruned; TTL
 ``<prefix>:queues``                    set           queue names workers consumed; TTL, refreshed
 ``<prefix>:result:<task id>``          list (1 el.)  TTL: ``result_expires`` (errors: same or shorter)
-``<prefix>:result:<task id>:progress`` string        TTL: the task's result TTL (``update_state``)
+``<prefix>:{<result key>}:progress``   string        TTL: the task's result TTL (``update_state``);
+                                                     in the result key's slot (see ``slot_mate``)
 ``<prefix>:revoked``                   stream        entries older than ``revoke_expires_s`` trimmed
                                                      at each revoke, capped at ``revoked_max``; the
                                                      key expires ``revoke_expires_s`` after the
@@ -39,10 +40,15 @@ Periodic tasks (``celeriac.beat.store``) and flow control (``celeriac.flow.keys`
 there, under the same prefix and hash-tag rule: ``{<queue>}:beat``, ``beat:entries``, ``beat:rev``,
 ``{<queue>}:rl:*``, ``{<queue>}:cl:*``, ``flow``.
 
+A sharded queue (``queue_shards``) has these keys once per shard: shard 0 is the queue itself, shard
+k the queue ``<queue>~k.<salt>`` (its own hash tag, hence its own slot; see
+``celeriac.broker._shards``). Result keys carry no queue tag: on a Redis Cluster they are
+written by single-key scripts in their own slot, after the lease check (docs/scaling.md).
+
 Channels (pub/sub, not keys): ``<prefix>:{<queue>}:wake`` tells workers a delayed message became the
 earliest one of its queue, or (payload ``levels``) that the queue has a new priority level.
-``<prefix>:result:<task id>:progress`` (channel) carries the task's ``update_state`` writes to
-``AsyncResult.get(on_message=...)``.
+``<prefix>:{<prefix>:result:<task id>}:progress`` (channel) carries the task's ``update_state``
+writes to ``AsyncResult.get(on_message=...)``.
 
 Priority levels are addressed as queues of their own: :func:`level_queue` names level ``n`` of queue
 ``q`` ``q\\x06\\x16n`` (the separator kombu uses), and :meth:`KeySchema.queue` maps such a name to the
@@ -53,6 +59,30 @@ promote) works on a level unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+def hash_tag(key: str) -> str | None:
+    """The part of ``key`` Redis Cluster hashes when it has one (``{...}``, non-empty), else None."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if end > start + 1 else None
+
+
+def slot_mate(prefix: str, key: str, suffix: str) -> str:
+    """A key named after ``key`` that Redis Cluster puts in ``key``'s hash slot, under ``prefix``.
+
+    A key with a hash tag shares it with ``key:suffix``; a key without one is hashed whole, so the
+    mate carries the whole key as its tag (``<prefix>:{key}:suffix``: still under the prefix, so
+    ACL key patterns and scans of ``<prefix>:*`` cover it). Either way ``key`` itself keeps its name,
+    so stored keys (results) are read as before. ``prefix`` has no braces (the config refuses them),
+    and a ``key`` without a tag has no ``}`` (see :meth:`KeySchema.result`).
+    """
+    if hash_tag(key) is not None:
+        return f"{key}:{suffix}"
+    return f"{prefix}:{{{key}}}:{suffix}"
+
 
 #: consumer group every worker of every queue joins
 GROUP = "celeriac"
@@ -123,9 +153,9 @@ class KeySchema:
         return f"{self.prefix}:revoked"
 
     def progress(self, task_id: str) -> str:
-        """The latest ``update_state`` of a task (key and pub/sub channel). Named after the result key,
-        so that a hash tag given to result keys puts both in one slot."""
-        return f"{self.result(task_id)}:progress"
+        """The latest ``update_state`` of a task (key and pub/sub channel), in the result key's hash
+        slot: store_progress.lua reads the result key and writes this one in one atomic step."""
+        return slot_mate(self.prefix, self.result(task_id), "progress")
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
@@ -139,4 +169,9 @@ class KeySchema:
         return f"{self.prefix}:queues"
 
     def result(self, task_id: str) -> str:
-        return f"{self.prefix}:result:{task_id}"
+        key = f"{self.prefix}:result:{task_id}"
+        if "}" in task_id and hash_tag(key) is None:
+            # an id like "}x" or "{}x": no key named after this one could share its slot (see
+            # slot_mate), so such ids (never generated; only user-supplied) get a tag of their own
+            return f"{self.prefix}:result:{{r{task_id}}}"
+        return key

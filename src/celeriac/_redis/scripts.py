@@ -64,7 +64,8 @@ class Batch:
 
     def add(self, pipe: Any, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> None:
         self.calls[self.size] = (script, tuple(keys), tuple(args))
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        # execute_command, not pipe.evalsha: a Redis Cluster pipeline refuses the method (not the command)
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         self.size += 1
 
     def repair(self, client: Any, replies: list[Any]) -> list[Any]:
@@ -100,6 +101,7 @@ PURGE_READY = Script.named("purge_ready")
 STORE_RESULT = Script.named("store_result")
 PRUNE_CONSUMERS = Script.named("prune_consumers")
 REVOKE = Script.named("revoke")
+CONTROL = Script.named("control")
 MARK_REVOKED = Script.named("mark_revoked")
 ENQUEUE_ONE = Script.named("enqueue_one")
 UNIQUE_RELEASE = Script.named("unique_release")

@@ -24,7 +24,7 @@ from ..exceptions import BrokerError
 
 if TYPE_CHECKING:
     from ..record import ResultWrite
-    from .revoked import Revocation, RevokedMirror
+    from .revoked import ControlCommand, Revocation, RevokedMirror
 
 
 T = TypeVar("T")
@@ -437,5 +437,18 @@ class Broker(ABC):
         Returns the revocations learned."""
         return []
 
+    def send_control(self, command: str, destination: Sequence[str] = ()) -> None:
+        """Send a command (``shutdown``, ``heartbeat``) to live workers (``destination``: their ids;
+        empty: all), through the stream :meth:`sync_revoked` follows."""
+        raise BrokerError(f"{type(self).__name__} does not support worker control")
+
+    def take_controls(self) -> list[ControlCommand]:
+        """The commands read since the last call (by :meth:`sync_revoked` or a fetch), sent after this
+        consumer opened."""
+        return []
+
     def close_sync(self) -> None:  # noqa: B027 - optional hook
         """Release producer-side resources."""
+
+    def close_idle_sync(self) -> None:  # noqa: B027 - optional hook
+        """Close idle synchronous connections (a worker, after its start-up checks)."""

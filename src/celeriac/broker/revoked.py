@@ -40,26 +40,28 @@ class RevokedMirror:
         self.max_entries = max_entries
         #: id of the last stream entry applied ("0-0": nothing read yet)
         self.last_id = "0-0"
-        self._ids: dict[str, Revocation] = {}
+        #: the revoked ids (read it, never change it): a plain dict, so that the worker's check of a
+        #: task is one C-level lookup (and none at all while nothing is revoked)
+        self.ids: dict[str, Revocation] = {}
         self._order: deque[Revocation] = deque()
         #: revocations with ``terminate`` not yet looked at by the worker (it drains this list)
         self.terminations: list[Revocation] = []
 
     def __contains__(self, task_id: object) -> bool:
-        return task_id in self._ids
+        return task_id in self.ids
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self.ids)
 
     def __bool__(self) -> bool:
-        return bool(self._ids)
+        return bool(self.ids)
 
     def get(self, task_id: str) -> Revocation | None:
-        return self._ids.get(task_id)
+        return self.ids.get(task_id)
 
     def add(self, revocation: Revocation) -> None:
         """Apply one revocation (a newer one for the same id replaces it)."""
-        self._ids[revocation.task_id] = revocation
+        self.ids[revocation.task_id] = revocation
         self._order.append(revocation)
         if revocation.terminate:
             self.terminations.append(revocation)
@@ -74,8 +76,22 @@ class RevokedMirror:
             self._drop(self._order.popleft())
 
     def _drop(self, old: Revocation) -> None:
-        if self._ids.get(old.task_id) is old:
-            del self._ids[old.task_id]
+        if self.ids.get(old.task_id) is old:
+            del self.ids[old.task_id]
+
+
+@dataclass(frozen=True, slots=True)
+class ControlCommand:
+    """A command for live workers (``celeriac control shutdown``), written to the revocation stream
+    by ``control.lua`` and read by each worker's control loop."""
+
+    #: ``shutdown`` (warm) or ``heartbeat`` (publish the heartbeat now: ``celeriac inspect``)
+    command: str
+    #: the worker ids it is for; empty: every worker
+    destination: tuple[str, ...] = ()
+
+    def for_worker(self, worker_id: str) -> bool:
+        return not self.destination or worker_id in self.destination
 
 
 def entry_time_ms(entry_id: str) -> int:
@@ -84,4 +100,4 @@ def entry_time_ms(entry_id: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
-__all__ = ["Revocation", "RevokedMirror", "entry_time_ms"]
+__all__ = ["ControlCommand", "Revocation", "RevokedMirror", "entry_time_ms"]

@@ -34,6 +34,7 @@ COMMANDS = {
     "queue": "queue",
     "revoke": "revoke",
     "control": "control",
+    "inspect": "inspect_cmd",
     "check-celery": "check_celery",
     "dashboard": "dashboard",
     "dashboard-password": "dashboard_auth",

@@ -70,7 +70,11 @@ class WorkerOptions:
 
 def configure_logging(level: str, logfile: str | None = None) -> None:
     """Log to stderr (or ``logfile``) at ``level``; Redis client chatter stays at WARNING. A failure's
-    traceback follows its outcome line at INFO and below (``celeriac.outcomes.TextFormatter``)."""
+    traceback follows its outcome line at INFO and below (``celeriac.outcomes.TextFormatter``).
+
+    At WARNING (the default, Celery's) the worker's own lines (logger ``celeriac.worker``: start,
+    stop, autoscale, a few lines per worker life, never one per task) stay at INFO, as Celery prints
+    its banner whatever the level: the per-task lines (``celeriac.task``) follow ``level``."""
     import logging
 
     from ..outcomes import TextFormatter
@@ -80,6 +84,8 @@ def configure_logging(level: str, logfile: str | None = None) -> None:
     handler.setFormatter(TextFormatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("redis").setLevel(max(logging.WARNING, logging.getLogger().level))
+    lifecycle = logging.getLogger("celeriac.worker")
+    lifecycle.setLevel(logging.INFO if level == "WARNING" else logging.NOTSET)
 
 
 def configure_log_format(log_format: str) -> None:

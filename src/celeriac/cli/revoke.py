@@ -21,7 +21,7 @@ from ._output import note, print_json
     is_flag=True,
     show_envvar=True,
     help="Also stop the tasks that are running (asyncio: cancelled; processes: the signal goes to the "
-    "child running it; gevent: greenlet killed; threads: see the README).",
+    "child running it; gevent: greenlet killed; threads: see docs/task-control.md).",
 )
 @click.option(
     "-s",

@@ -123,7 +123,17 @@ def _paused(app: Celeriac) -> set[str]:
     return FlowAdmin(app).paused_queues()
 
 
-WORKER_COLUMNS = ("worker", "queues", "pool/slots", "running", "processed", "failed", "up", "version")
+WORKER_COLUMNS = (
+    "worker",
+    "queues",
+    "pool/slots",
+    "running",
+    "processed",
+    "failed",
+    "redis conns",
+    "up",
+    "version",
+)
 
 
 def _worker_row(w: WorkerInfo, now: float) -> tuple[str, ...]:
@@ -136,6 +146,7 @@ def _worker_row(w: WorkerInfo, now: float) -> tuple[str, ...]:
         f.get("running", ""),
         f.get("processed", ""),
         f.get("failed", ""),
+        f.get("connections", "-"),
         format_age_s(now - started) if started else "-",
         f.get("version", ""),
     )

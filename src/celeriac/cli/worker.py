@@ -76,10 +76,12 @@ NOTHING_TO_DO = {
     "-l",
     "--loglevel",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="info",
+    default="warning",
     show_default=True,
     show_envvar=True,
-    help="Logging level (to stderr).",
+    help="Logging level (to stderr). warning (Celery's default): one line per task failed, retried, "
+    "dead-lettered, revoked or expired, plus the worker's start and stop lines; info adds one line per "
+    "success with its runtime.",
 )
 @click.option(
     "--log-format",

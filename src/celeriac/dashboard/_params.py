@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 
 class BadRequest(Exception):
@@ -91,3 +92,12 @@ def num(v: float | None) -> str:
     if isinstance(v, float) and v != int(v):
         return f"{v:,.2f}"
     return f"{int(v):,}"
+
+
+def action_done(request: Request, where: str, message: str, status: int = 200) -> Response:
+    """After an action: JSON for the API, else a redirect to ``where`` that shows ``message``."""
+    root = request.scope.get("root_path", "")
+    if request.url.path.startswith(f"{root}/api/"):
+        return JSONResponse({"ok": status < 400, "message": message}, status_code=status)
+    sep = "&" if "?" in where else "?"
+    return RedirectResponse(f"{root}{where}{sep}done={quote(message)}", status_code=303)

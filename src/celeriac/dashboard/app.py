@@ -43,6 +43,9 @@ from ._params import (
     time_param,
     ts,
 )
+from ._params import (
+    action_done as _action_done,
+)
 from .data import DashboardData, series_json
 from .policy import OpenPolicy, Policy, Role
 
@@ -91,7 +94,9 @@ class Dashboard:
         self.env.filters["dur"] = dur
         self.env.filters["num"] = num
         from .metrics import metrics_response
+        from .operations import Operations
 
+        self.operations = Operations(self)
         v = self._view
         routes = [
             *policy.routes(),
@@ -118,6 +123,7 @@ class Dashboard:
             Route("/api/dead-letters/{queue}", v(self.api_dead)),
             Route("/api/dead-letters/{queue}/replay", v(self.replay, "admin"), methods=["POST"]),
             Route("/api/dead-letters/{queue}/purge", v(self.purge_dead, "admin"), methods=["POST"]),
+            *self.operations.routes(),
             Route("/metrics", v(lambda r: metrics_response(self.data))),
             Route("/healthz", lambda r: PlainTextResponse("ok")),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -252,18 +258,20 @@ class Dashboard:
     def task_page(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
         timeline, result = self.data.task(task_id)
+        latest = timeline[-1] if timeline else None
+        workflow = self.data.workflow(task_id, latest)
         if not timeline and result is None:
             return self.render(
                 request,
                 "task.html",
-                status=404,
+                status=200 if workflow else 404,  # a group's or chord's id: its members
                 task_id=task_id,
                 timeline=[],
                 latest=None,
                 result=None,
+                workflow=workflow,
                 done=request.query_params.get("done"),
             )
-        latest = timeline[-1] if timeline else None
         return self.render(
             request,
             "task.html",
@@ -271,6 +279,7 @@ class Dashboard:
             timeline=timeline,
             latest=latest,
             result=result,
+            workflow=workflow,
             done=request.query_params.get("done"),
             can_revoke=self._revoker() is not None,
         )
@@ -368,11 +377,18 @@ class Dashboard:
     def api_task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
         timeline, result = self.data.task(task_id)
-        if not timeline and result is None:
+        workflow = self.data.workflow(task_id, timeline[-1] if timeline else None)
+        if not timeline and result is None and workflow is None:
             return JSONResponse({"error": f"no task {task_id!r} recorded"}, status_code=404)
         latest = timeline[-1].as_json() if timeline else None
         return JSONResponse(
-            {"id": task_id, "latest": latest, "timeline": [r.as_json() for r in timeline], "result": result}
+            {
+                "id": task_id,
+                "latest": latest,
+                "timeline": [r.as_json() for r in timeline],
+                "result": result,
+                "workflow": workflow,
+            }
         )
 
     def api_failures(self, request: Request) -> Response:
@@ -415,14 +431,6 @@ def _error(request: Request, status: int, message: str, api: bool, dash: Dashboa
         return JSONResponse({"error": message}, status_code=status)
     dash = dash or request.app.state.dashboard
     return dash.render(request, "error.html", status=status, status_code=status, message=message)
-
-
-def _action_done(request: Request, where: str, message: str, status: int = 200) -> Response:
-    root = request.scope.get("root_path", "")
-    if request.url.path.startswith(f"{root}/api/"):
-        return JSONResponse({"ok": status < 400, "message": message}, status_code=status)
-    sep = "&" if "?" in where else "?"
-    return RedirectResponse(f"{root}{where}{sep}done={quote(message)}", status_code=303)
 
 
 def _form(request: Request) -> dict[str, str]:

@@ -234,6 +234,14 @@ class DashboardData:
         timeline = self.reader.task(task_id, self.queue_names())
         return timeline, self.stored_result(task_id)
 
+    def workflow(self, task_id: str, latest: TaskRecord | None) -> dict[str, Any] | None:
+        """Workflow links of a task (or of a group or chord id), both ways: see
+        :mod:`celeriac.monitor.links`."""
+        from ..monitor.links import workflow
+
+        details = latest.details if latest is not None else None
+        return workflow(self.client, self.app.conf.key_prefix, task_id, details, self.queue_names())
+
     def stored_result(self, task_id: str) -> dict[str, Any] | None:
         """The result record in the result store (never unpickled), as text."""
         backend = self.app.backend

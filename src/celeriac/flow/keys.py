@@ -7,6 +7,10 @@ key                                             type        bound / expiry
                                                             ``paused:<queue>`` -> 1 (one field per
                                                             task changed or queue paused)
 ``<prefix>:{<queue>}:rl:<task>[:<key>]``        string      GCRA time; TTL: idle after one interval
+``<prefix>:{<queue>}:rs:<task>[:<key>]``        string      how far the line slipped (us); TTL 1 h
+                                                            past the last change
+``<prefix>:{<queue>}:rt:<task>[:<key>]``        sorted set  turns handed out, not started (the line);
+                                                            bounded by the waiting tasks; TTL 1 h
 ``<prefix>:{<queue>}:cl:<task>[:<key>]``        sorted set  holders, at most the limit; TTL 2 leases
 ``<prefix>:{<queue>}:cl:<task>[:<key>]:wait``   list        parked messages (tasks, like the stream)
 ``<prefix>:{<queue>}:cl:index``                 set         limiters with parked messages
@@ -37,6 +41,12 @@ class FlowKeys:
 
     def rate(self, queue: str, name: str) -> str:
         return f"{self.prefix}:{{{queue}}}:rl:{name}"
+
+    def shift(self, queue: str, name: str) -> str:
+        return f"{self.prefix}:{{{queue}}}:rs:{name}"
+
+    def turns(self, queue: str, name: str) -> str:
+        return f"{self.prefix}:{{{queue}}}:rt:{name}"
 
     def holders(self, queue: str, name: str) -> str:
         return f"{self.prefix}:{{{queue}}}:cl:{name}"

@@ -25,6 +25,15 @@ key                                        type         bound / expiry
                                                         at most 2,000 groups (then ``(other)``); TTL
 ``<prefix>:{<q>}:m:total``                 hash         lifetime counters (Prometheus): see
                                                         :mod:`celeriac.monitor.rollup`; TTL refreshed
+``<prefix>:{<q>}:m:rel``                   sorted set   workflow links, all scores 0, read by prefix
+                                                        (``ZRANGEBYLEX``); a member is id, kind, index
+                                                        and task id joined by NUL: kind ``c`` child
+                                                        of parent id, ``g`` member of group id, ``h``
+                                                        header member / ``b`` body of chord id;
+                                                        written only for workflow tasks; same bounds
+                                                        as ``m:ids`` (through ``m:relt``); key TTL
+``<prefix>:{<q>}:m:relt``                  sorted set   the same members by the score of their log
+                                                        entry: what trims ``m:rel`` (cap, retention)
 ``<prefix>:{<q>}:m:roll:<res>:<bucket>``   hash         per-minute (``m``, 48 h), per-hour (``h``,
                                                         retention + 1 day) and per-day (``d``,
                                                         retention) rollups; ``bucket`` = epoch
@@ -54,6 +63,8 @@ class MonitorKeys:
     fgroups: str
     total: str
     roll_prefix: str
+    rel: str
+    relt: str
 
     def roll(self, resolution: str, bucket: int) -> str:
         """The rollup hash of one bucket (``bucket`` = epoch seconds // bucket length)."""
@@ -71,6 +82,8 @@ def monitor_keys(prefix: str, queue: str) -> MonitorKeys:
         f"{base}fgroups",
         f"{base}total",
         f"{base}roll:",
+        f"{base}rel",
+        f"{base}relt",
     )
 
 

@@ -10,6 +10,10 @@ connection.
 Recording is best effort: a flush that fails keeps its records for the next one (up to
 ``_MAX_PENDING``, then the oldest are dropped and counted) and never delays or fails an ack. A
 delivery whose lease was lost (fenced) may be recorded by both workers that ran it: both runs happened.
+
+Why this module is long: the record of one outcome, its batching into one script call per queue
+and the rollup counting are one hot path run for every task; split, each part would need the
+others' row layout (the positions of ``_TASK_ID`` and friends) and a call per task across modules.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ import logging
 import os
 import re
 import time
+import uuid
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import is_not, itemgetter, lt
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
@@ -80,23 +87,34 @@ class Recorder:
     """Records the outcomes of one worker (see the module docstring).
 
     Args:
-        client: an asyncio Redis client (the recorder's own; closed by :meth:`close`).
+        client: an asyncio Redis client (closed by :meth:`close` when ``owns_client``; a worker's
+            recorder shares its broker's).
         prefix: the app's key prefix.
         worker_id: recorded with every batch.
         settings: bounds and redaction.
     """
 
     def __init__(
-        self, client: redis.asyncio.Redis, prefix: str, worker_id: str, settings: MonitorSettings
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str,
+        worker_id: str,
+        settings: MonitorSettings,
+        owns_client: bool = True,
     ) -> None:
         self.client = client
+        self.owns_client = owns_client
         self.prefix = prefix
         self.worker_id = worker_id
         self.settings = settings
         self.dropped = 0  # records lost to a long Redis outage (bounded buffer)
         self.recorded = 0
         self._redact: re.Pattern[str] = redact_pattern(settings.redact)
-        # (delivery, outcome, message or None, started epoch s, finished epoch s)
+        #: outcomes noted on the task path and not yet made into records: (delivery, outcome,
+        #: message or None, started epoch s or 0, finished epoch s). A task pays one append here;
+        #: :meth:`_take_intake` makes them into records in bulk with each batch of acks (:meth:`kick`),
+        #: so they live only until the next settle round trip.
+        self.intake: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
         self._pending: list[_Pending] = []
         self._keys: dict[str, Any] = {}
         self._writer: asyncio.Task[None] | None = None
@@ -106,22 +124,31 @@ class Recorder:
         self._warned_at = 0.0
 
     @classmethod
-    def for_worker(cls, app: Celeriac, worker_id: str) -> Recorder | None:
+    def for_worker(cls, app: Celeriac, worker_id: str, broker: Any = None) -> Recorder | None:
         """The recorder of a worker of ``app``, or None when ``monitor_events`` is off or the broker
-        is not on Redis."""
+        is not on Redis. It uses the asyncio client of the worker's ``broker`` (one pool per worker),
+        else its own."""
         url = getattr(app.broker, "url", None)  # a Redis broker's (the memory broker has none)
         if not app.conf.monitor_events or not isinstance(url, str) or not url.startswith(("redis", "unix")):
             return None
         from .._redis.client import async_client
 
+        shared = getattr(broker, "shared_async", None)
         return cls(
-            async_client(url, max_connections=2),
+            shared() if shared is not None else async_client(url, max_connections=2),
             app.conf.key_prefix,
             worker_id,
             MonitorSettings.from_app(app),
+            owns_client=shared is None,
         )
 
     # ---- the task path (cheap) --------------------------------------------------------------------
+    def note(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
+        """Queue the outcome of delivery ``d`` for the next write (``started_s``: 0 when it never ran):
+        what :meth:`add` does, with the record built later, in bulk (the worker appends to
+        :attr:`intake` itself, which saves this call)."""
+        self.intake.append((d, o, message, started_s, time.time()))
+
     def add(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
         """Queue the outcome of delivery ``d`` for the next write (``started_s``: 0 when it never ran).
 
@@ -129,6 +156,13 @@ class Recorder:
         message objects alive until the write would make the garbage collector scan them again and
         again (they would outlive a young-generation collection).
         """
+        if self.intake:  # in the order noted
+            self._take_intake()
+        self._add(d, o, message, started_s, time.time())
+
+    def _add(
+        self, d: Delivery, o: Outcome, message: Message | None, started_s: float, finished_s: float
+    ) -> None:
         kind = o.kind
         if kind == "ack":  # (an Enum's hash is Python code: compare by identity)
             st = o.state
@@ -146,42 +180,69 @@ class Recorder:
             self._names.add(name)
         retries = message.retries if message is not None else 0
         # times as the floats they are (converting costs the worker more than the bytes saved)
+        row: tuple[Any, ...] = (
+            o.task_id or "",
+            name,
+            state,
+            d.entry_id,
+            started_s,
+            finished_s,
+            o.runtime_s,
+            retries,
+        )
         if state == "SUCCESS":
-            row: tuple[Any, ...] = (
-                o.task_id or "",
-                name,
-                state,
-                d.entry_id,
-                started_s,
-                time.time(),
-                o.runtime_s,
-                retries,
-            )
+            # a workflow task's links (parent, chain, group, chord) ride along as its details; a
+            # plain task has no parent and no extra fields: one attribute read each
+            if message is not None and (message.parent_id or message.extra):
+                links = workflow_links(message)
+                if links is not None:
+                    row += (links,)
             self._pending.append((d.queue, row, None))
         else:
-            details = self._details(o, message)
-            row = (
-                o.task_id or "",
-                name,
-                state,
-                d.entry_id,
-                started_s,
-                time.time(),
-                o.runtime_s,
-                retries,
-                details,
-            )
+            row += (self._details(o, message),)
             # a failure keeps its message, for the dashboard's retry (it was in Redis while it waited)
             self._pending.append((d.queue, row, d.data if state in FAILED_STATES else None))
 
+    def _take_intake(self) -> None:
+        """Make the noted outcomes into records: a plain success (the usual outcome) in this loop,
+        anything else through :meth:`_add` (the same record either way)."""
+        intake, self.intake = self.intake, []
+        pending, names = self._pending, self._names
+        for d, o, message, started_s, finished_s in intake:
+            task_id, name = o.task_id, o.task_name
+            if (
+                o.state is _SUCCESS
+                and o.kind == "ack"
+                and message is not None
+                and not message.parent_id
+                and not message.extra
+                and task_id
+                and name in names
+            ):
+                row = (
+                    task_id,
+                    name,
+                    "SUCCESS",
+                    d.entry_id,
+                    started_s,
+                    finished_s,
+                    o.runtime_s,
+                    message.retries,
+                )
+                pending.append((d.queue, row, None))
+            else:
+                self._add(d, o, message, started_s, finished_s)
+
     @property
     def pending(self) -> bool:
-        return bool(self._pending)
+        return bool(self._pending) or bool(self.intake)
 
     def kick(self) -> None:
         """Start writing what is pending, unless a write is on its way (then those records go with the
         next one: group commit, like the settle's). Called by the settle loop with each batch of acks;
         never waits."""
+        if self.intake:
+            self._take_intake()
         if self._pending and (self._writer is None or self._writer.done()):
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
 
@@ -200,6 +261,8 @@ class Recorder:
     # ---- the settle loop --------------------------------------------------------------------------
     async def flush(self) -> None:
         """Write what was added since the last flush. Never raises (see the module docstring)."""
+        if self.intake:
+            self._take_intake()
         if not self._pending:
             return
         batch, self._pending = self._pending, []
@@ -234,10 +297,12 @@ class Recorder:
                 logger.warning("recording task outcomes failed (%s); %d waiting", exc, len(self._pending))
 
     async def close(self) -> None:
-        """Write what is pending (one attempt), then close the connection."""
+        """Write what is pending (one attempt), then close the connection (if the recorder's own)."""
         if self._writer is not None:
             await asyncio.wait([self._writer])
         await self.flush()
+        if not self.owns_client:
+            return
         try:
             await self.client.aclose()
         except Exception:  # closing a dead connection
@@ -245,45 +310,48 @@ class Recorder:
 
     def _calls(self, batch: list[_Pending]) -> list[tuple[list[str], list[Any]]]:
         by_queue: dict[str, list[_Pending]] = {}
-        for item in batch:
-            by_queue.setdefault(item[0], []).append(item)
+        queues = set(map(_QUEUE, batch))
+        if len(queues) == 1:  # the usual batch: one queue, no Python code per record
+            by_queue[queues.pop()] = batch
+        else:
+            for item in batch:
+                by_queue.setdefault(item[0], []).append(item)
         calls = []
         for queue, items in by_queue.items():
+            # the rollups of all the queue's records ride with its first call (its other calls carry
+            # none): a rollup costs Redis one HINCRBY per field, however many records it counts
             for start in range(0, len(items), _CHUNK):
-                calls.append(self._call(queue, items[start : start + _CHUNK]))
+                counted = items if start == 0 else []
+                calls.append(self._call(queue, items[start : start + _CHUNK], counted))
         return calls
 
-    def _call(self, queue: str, items: list[_Pending]) -> tuple[list[str], list[Any]]:
+    def _call(
+        self, queue: str, items: list[_Pending], counted: list[_Pending] | None = None
+    ) -> tuple[list[str], list[Any]]:
+        """The script call that writes ``items``, counting ``counted`` in the rollups (default:
+        ``items`` themselves)."""
         k = self._keys.get(queue)
         if k is None:
             k = self._keys[queue] = monitor_keys(self.prefix, queue)
         s = self.settings
-        rows: list[tuple[Any, ...]] = []
-        retried: list[int] = []  # positions of tasks that ran before (timeline links)
+        # Per record, only C-level passes (map, zip, Counter): this runs for every task a worker runs.
+        rows = list(map(_ROW, items))
         failures: list[Any] = []
-        # (name, state, bucket) -> n and name -> runtime s; plain dicts: this loop
-        # runs for every task, and a Counter's missing-key path is Python code
-        counts: dict[tuple[str, str, int], int] = {}
-        sums: dict[str, float] = {}
-        bounds_s = RUNTIME_BUCKETS_S
+        for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
+            # a failure: its full record, for the failures page
+            failures += [row[0], pack([row]), f"{row[1]}\x00{row[8].get('exc', '')}", message]
+        # positions of tasks that ran before (timeline links)
+        retried = list(compress(range(len(rows)), map(_RETRIES, rows)))
+        counted_rows = rows if counted is None else list(map(_ROW, counted))
+        relations: list[str] = []  # workflow links, both ways (see keys.py: m:rel)
+        # failures and workflow tasks only (a record with details is longer than 8)
+        for row in compress(rows, map(lt, repeat(8), map(len, rows))):
+            details = row[8]
+            if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
+                relations += relation_members(row[0], details)
         # one rollup minute per batch (a batch spans milliseconds): the write's
         minute = int(time.time()) // 60
-        for _queue, row, message in items:
-            task_id, name, state = row[0], row[1], row[2]
-            if message is not None:
-                details = row[8]
-                failures += [task_id, pack([row]), f"{name}\x00{details.get('exc', '')}", message]
-            rows.append(row)
-            if row[7]:
-                retried.append(len(rows) - 1)
-            if row[4]:
-                runtime_s = row[6]
-                key = (name, state, bisect_left(bounds_s, runtime_s))
-                sums[name] = sums.get(name, 0.0) + runtime_s
-            else:  # never ran: counted, no runtime
-                key = (name, state, -1)
-            counts[key] = counts.get(key, 0) + 1
-        fields = _rollup_fields(minute, counts, sums)
+        fields = _rollup_fields(minute, *_rollup_counts(counted_rows)) if counted_rows else {}
         retention_s = s.retention_s
         ttl = {"m": MINUTE_TTL_S, "h": int(retention_s) + 86_400, "d": int(retention_s) + 86_400}
         roll_keys: list[str] = []
@@ -300,11 +368,11 @@ class Recorder:
         for f, v in total.items():
             total_args += [f, v]
         now_ms = int(time.time() * 1000)
-        keys = [k.log, k.ids, k.fail, k.fgroups, k.total, k.fids, *roll_keys]
+        keys = [k.log, k.ids, k.fail, k.fgroups, k.total, k.fids, *roll_keys, k.rel, k.relt]
         args: list[Any] = [
             self.worker_id,
             pack(rows),
-            "",
+            pack(list(map(_TASK_ID, rows))),  # the ids alone: the script need not decode the records
             s.max_entries,
             s.max_failures,
             now_ms - int(retention_s * 1000),
@@ -313,6 +381,7 @@ class Recorder:
             len(roll_keys),
             len(total),
             pack(retried) if retried else "",
+            pack(relations) if relations else "",
             *failures,
             *roll_args,
             *total_args,
@@ -340,10 +409,9 @@ class Recorder:
             details["args"], details["kwargs"] = show_args(
                 message.args, message.kwargs, s.max_arg_chars, self._redact
             )
-            if message.parent_id:
-                details["parent"] = message.parent_id
-            if message.root_id:
-                details["root"] = message.root_id
+            links = workflow_links(message)
+            if links:
+                details.update(links)
         return details
 
     # ---- heartbeat ----------------------------------------------------------------------------------
@@ -368,6 +436,41 @@ class Recorder:
         }
 
 
+_TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME, _RETRIES = (itemgetter(i) for i in (0, 1, 2, 4, 6, 7))
+_QUEUE, _ROW = itemgetter(0), itemgetter(1)  # of a pending item
+_MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, else None
+
+
+def _rollup_counts(rows: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, str, int], int], dict[str, float]]:
+    """``(name, state, runtime bucket) -> n`` (bucket -1: never ran) and ``name -> runtime s`` of
+    the runs among ``rows``."""
+    names = list(map(_NAME, rows))
+    runtimes = list(map(_RUNTIME, rows))
+    if all(map(_STARTED, rows)):  # every one ran (the usual batch): C-level passes only
+        buckets = map(bisect_left, repeat(RUNTIME_BUCKETS_S), runtimes)
+        states = list(map(_STATE, rows))
+        if len(set(names)) == 1 and len(set(states)) == 1:
+            # one task name and state (the usual batch): count the buckets alone (ints hash fast)
+            name, state = names[0], states[0]
+            return {(name, state, b): n for b, n in Counter(buckets).items()}, {name: sum(runtimes)}
+        counts: dict[tuple[str, str, int], int] = Counter(zip(names, states, buckets))
+        if len(set(names)) == 1:
+            return counts, {names[0]: sum(runtimes)}
+        sums: dict[str, float] = {}
+        for name, runtime_s in zip(names, runtimes):
+            sums[name] = sums.get(name, 0.0) + runtime_s
+        return counts, sums
+    counts, sums = {}, {}
+    for name, state, started_s, runtime_s in zip(names, map(_STATE, rows), map(_STARTED, rows), runtimes):
+        if started_s:
+            key = (name, state, bisect_left(RUNTIME_BUCKETS_S, runtime_s))
+            sums[name] = sums.get(name, 0.0) + runtime_s
+        else:  # never ran: counted, no runtime
+            key = (name, state, -1)
+        counts[key] = counts.get(key, 0) + 1
+    return counts, sums
+
+
 def _rollup_fields(
     minute: int, counts: dict[tuple[str, str, int], int], sums: dict[str, float]
 ) -> dict[tuple[str, int], Counter[str]]:
@@ -383,6 +486,68 @@ def _rollup_fields(
             incr[sum_field(who)] += round(total_s * 1_000_000)
     second = minute * 60
     return {(res, second // length): incr for res, length in RESOLUTIONS.items()}
+
+
+def workflow_links(message: Message) -> dict[str, str] | None:
+    """What a message says about its place in a workflow, as record details: ``parent``, ``root``,
+    ``next`` (a chain's next step, or the group it starts), ``links`` (callbacks, space-separated),
+    ``group``/``gi`` (group id, index), ``chord``/``ci`` (chord id, header index), ``body_of`` (the
+    chord whose body this is, when it takes the header's values). None for a plain task."""
+    out: dict[str, str] = {}
+    if message.parent_id:
+        out["parent"] = message.parent_id
+    if message.root_id:
+        out["root"] = message.root_id
+    w = message.extra.get("w") if message.extra else None
+    if isinstance(w, dict):
+        rest = w.get("c")
+        if isinstance(rest, list) and rest:
+            nid = _sig_id(rest[0])
+            if nid:
+                out["next"] = nid
+        callbacks = w.get("k")
+        if isinstance(callbacks, list) and callbacks:
+            ids = [i for i in (_sig_id(cb) for cb in callbacks[:_MAX_LINKS]) if i]
+            if ids:
+                out["links"] = " ".join(ids)
+        if w.get("g") is not None:
+            out["group"], out["gi"] = _id(w["g"]), str(w.get("i") or 0)
+        ptr = w.get("d")
+        if isinstance(ptr, list) and len(ptr) >= 2:
+            out["chord"], out["ci"] = _id(ptr[0]), str(ptr[1])
+        if isinstance(w.get("r"), str):
+            out["body_of"] = w["r"]
+    return out or None
+
+
+def relation_members(task_id: str, details: dict[str, str]) -> list[str]:
+    """The ``m:rel`` members of one record (see keys.py): what lets its parent, group or chord list it."""
+    out = []
+    if "parent" in details:
+        out.append(f"{details['parent']}\x00c\x00\x00{task_id}")
+    if "group" in details:
+        out.append(f"{details['group']}\x00g\x00{int(details.get('gi') or 0):08d}\x00{task_id}")
+    if "chord" in details:
+        out.append(f"{details['chord']}\x00h\x00{int(details.get('ci') or 0):08d}\x00{task_id}")
+    if "body_of" in details:
+        out.append(f"{details['body_of']}\x00b\x00\x00{task_id}")
+    return out
+
+
+_MAX_LINKS = 20
+
+
+def _sig_id(sig: Any) -> str | None:
+    opts = sig.get("options") if isinstance(sig, dict) else None
+    tid = opts.get("task_id") if isinstance(opts, dict) else None
+    return str(tid) if tid else None
+
+
+def _id(raw: Any) -> str:
+    """A workflow id from its wire form (a canonical UUID travels as its 16 bytes)."""
+    if isinstance(raw, bytes) and len(raw) == 16:
+        return str(uuid.UUID(bytes=raw))
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
 def _entry_ms(entry_id: str) -> int:

@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, cast
 
 import redis
 import redis.asyncio
 
-from .._redis.client import async_client, sync_client, translate_errors
+from .._redis.client import (
+    aclose_client,
+    async_client,
+    close_client,
+    open_connections,
+    remember_transport_options,
+    sync_client,
+    translate_errors,
+)
 from .._redis.keys import KeySchema
 from .._redis.scripts import MARK_REVOKED, STORE_PROGRESS, STORE_RESULT, Batch
+from .._topology import connection_options
 from ..record import ResultWrite
 from .base import ResultBackend
 
@@ -45,8 +54,12 @@ class _LoopWaiters:
 class RedisResultBackend(ResultBackend):
     """Results stored in Redis under ``<prefix>:result:<task id>``."""
 
-    def __init__(self, url: str, *, prefix: str = "celeriac") -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "celeriac", transport_options: Mapping[str, Any] | None = None
+    ) -> None:
         self.url = url
+        self.transport_options = connection_options(transport_options)
+        remember_transport_options(url, self.transport_options)
         self.keys = KeySchema(prefix)
         self._sync: redis.Redis | None = None
         self._waiter: redis.Redis | None = None
@@ -58,7 +71,7 @@ class RedisResultBackend(ResultBackend):
     @property
     def sync(self) -> redis.Redis:
         if self._sync is None:
-            self._sync = sync_client(self.url)
+            self._sync = sync_client(self.url, transport_options=self.transport_options)
         return self._sync
 
     def get(self, task_id: str) -> bytes | None:
@@ -68,7 +81,9 @@ class RedisResultBackend(ResultBackend):
 
     def wait(self, task_id: str, timeout_s: float | None) -> bytes | None:
         if self._waiter is None:
-            self._waiter = sync_client(self.url, socket_timeout_s=_WAIT_CHUNK_S + 5.0)
+            self._waiter = sync_client(
+                self.url, socket_timeout_s=_WAIT_CHUNK_S + 5.0, transport_options=self.transport_options
+            )
         key = self.keys.result(task_id)
         remaining = timeout_s
         with translate_errors(self.url):
@@ -130,7 +145,7 @@ class RedisResultBackend(ResultBackend):
 
     async def store_async(self, items: Sequence[ResultWrite]) -> None:
         if self._aio is None:
-            self._aio = async_client(self.url, max_connections=2)
+            self._aio = async_client(self.url, max_connections=2, transport_options=self.transport_options)
         with translate_errors(self.url):
             pipe = self._aio.pipeline(transaction=False)
             batch = Batch()
@@ -138,12 +153,25 @@ class RedisResultBackend(ResultBackend):
                 batch.add(pipe, STORE_RESULT, [self.keys.result(item.task_id)], _store_args(item))
             await batch.arepair(self._aio, await pipe.execute(raise_on_error=False))
 
+    def connections(self) -> int:
+        """Redis connections this store holds now (worker heartbeat field ``connections``)."""
+        return sum(open_connections(c) for c in (self._sync, self._waiter, self._aio))
+
     # ---- task control -----------------------------------------------------------------------------
     def mark_revoked(self, items: Sequence[tuple[str, bytes]], ttl_s: float) -> None:
         """One ``mark_revoked.lua`` call per id (one key each: a result key's slot is its own), sent
         back to back on one connection and read afterwards, in chunks: a redis-py pipeline packs and
         parses about 5x slower, which a revoke of a 200k-member group would feel (12 s vs ~2 s)."""
         ttl_ms = max(1, int(ttl_s * 1000))
+        if not hasattr(self.sync, "connection_pool"):  # a Redis Cluster: pipelines per node, by key
+            with translate_errors(self.url):
+                for start in range(0, len(items), _MARK_CHUNK):
+                    pipe: Any = self.sync.pipeline(transaction=False)
+                    batch = Batch()
+                    for task_id, payload in items[start : start + _MARK_CHUNK]:
+                        batch.add(pipe, MARK_REVOKED, [self.keys.result(task_id)], [payload, ttl_ms])
+                    batch.repair(self.sync, pipe.execute(raise_on_error=False))
+            return
         with translate_errors(self.url):
             conn: Any = self.sync.connection_pool.get_connection()
             try:
@@ -191,7 +219,8 @@ class RedisResultBackend(ResultBackend):
         checked after each one and every ``_PROGRESS_POLL_S`` (a final write announces nothing)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with translate_errors(self.url):
-            pubsub = self.sync.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            # typed only from redis-py 8 on: through Any it checks against every supported version
+            pubsub = cast(Any, self.sync).pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(self.keys.progress(task_id))  # before the first read: nothing is missed
                 final, progress = self.get_with_progress(task_id)
@@ -213,17 +242,17 @@ class RedisResultBackend(ResultBackend):
                 pubsub.close()
 
     def location(self) -> Hashable | None:
-        return ("redis", self.url, self.keys.prefix)
+        return ("redis", self.url, self.keys.prefix, repr(sorted(self.transport_options.items())))
 
     def close_sync(self) -> None:
         for client in (self._sync, self._waiter):
             if client is not None:
-                client.close()
+                close_client(client)
         self._sync = self._waiter = None
 
     async def close(self) -> None:
         if self._aio is not None:
-            await self._aio.aclose()
+            await aclose_client(self._aio)
             self._aio = None
 
 

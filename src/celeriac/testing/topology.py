@@ -242,8 +242,12 @@ class RedisSentinel:
 
     def __init__(self, replicas: int = 1, sentinels: int = 3, master_name: str = "mymaster") -> None:
         self.master_name = master_name
-        self.master = RedisServer(port=free_cluster_port())
-        self.replicas = [RedisServer(port=free_cluster_port()) for _ in range(replicas)]
+        # replicas sync at once (not after the default 5 s diskless-sync delay)
+        self.master = RedisServer(port=free_cluster_port(), args=["--repl-diskless-sync-delay", "0"])
+        self.replicas = [
+            RedisServer(port=free_cluster_port(), args=["--repl-diskless-sync-delay", "0"])
+            for _ in range(replicas)
+        ]
         self.sentinel_count = sentinels
         self.sentinels: list[SentinelProcess] = []
 
@@ -260,11 +264,7 @@ class RedisSentinel:
         for replica in self.replicas:
             replica.args += ["--replicaof", "127.0.0.1", str(self.master.port)]
             replica.start()
-        _wait(
-            lambda: _client(self.master.port).info("replication")["connected_slaves"] == len(self.replicas),
-            timeout_s,
-            "replicas connected",
-        )
+        _wait(lambda: self._replicas_online(), timeout_s, "replicas connected and synchronised")
         quorum = self.sentinel_count // 2 + 1
         for _ in range(self.sentinel_count):
             sentinel = SentinelProcess(self.master.dir, self.master_name, self.master.port, quorum)
@@ -272,6 +272,12 @@ class RedisSentinel:
             self.sentinels.append(sentinel)
         _wait(lambda: self._sentinels_see_all(), timeout_s, "sentinels discovering each other")
         return self
+
+    def _replicas_online(self) -> bool:
+        # "connected" is not enough: until its first full sync a replica acknowledges nothing (WAIT 0)
+        info = _client(self.master.port).info("replication")
+        states = [info[f"slave{i}"]["state"] for i in range(int(info["connected_slaves"]))]
+        return len(states) == len(self.replicas) and all(s == "online" for s in states)
 
     def _sentinels_see_all(self) -> bool:
         for s in self.sentinels:

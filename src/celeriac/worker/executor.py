@@ -20,6 +20,7 @@ from ..execution import REMOTE_TRACEBACK_ATTR, Execution, Job, Outcome, format_t
 from .limits import NO_LIMITS, TimeLimits
 
 if TYPE_CHECKING:
+    from ..app import Celeriac
     from ..task import Task
     from .pools import Pool
 
@@ -41,6 +42,10 @@ def bound_call(task: Task[Any, Any], args: Sequence[Any], kwargs: Any) -> Callab
 class Executor(Execution):
     """Executes messages of one app in a worker: :class:`~celeriac.execution.Execution` plus the
     asyncio call through a pool."""
+
+    def __init__(self, app: Celeriac) -> None:
+        super().__init__(app)
+        self.cache_options()  # one executor per worker: each task's options resolved once
 
     async def run(self, job: Job, pool: Pool, limits: TimeLimits = NO_LIMITS) -> Outcome:
         """Call the task through ``pool`` under ``limits`` and decide the outcome.

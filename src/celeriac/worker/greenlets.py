@@ -7,11 +7,11 @@ into switches to gevent's hub (``celeriac/gevent_patch.py`` patches before anyth
 The worker still owns all Redis I/O on its asyncio loop, unchanged. After ``patch_all()`` the
 default selector is gevent's, so the loop *is* a greenlet (the main one) that waits in gevent's
 hub: while it waits for Redis or a timer, the task greenlets run, and while they wait for their
-sockets, the loop runs. A finished greenlet hands its result back with
-``loop.call_soon_threadsafe``, which writes to the loop's self-pipe and so wakes its selector;
-completions that arrive while a hand-back is pending join it (one loop wake-up per batch, as in the
-thread pools). Coroutine tasks run on the loop as in the other pools. asyncio's notion of the running
-loop is kept per greenlet (a greenlet trace function), so a sync task may still call ``asyncio.run``.
+sockets, the loop runs. A finished greenlet hands its result back with ``loop.call_soon`` and wakes
+the loop by setting the ready event its (gevent) selector waits on: no system call; completions that
+arrive while a hand-back is pending join it (one loop wake-up per batch, as in the thread pools).
+Coroutine tasks run on the loop as in the other pools. asyncio's notion of the running loop is kept
+per greenlet (a greenlet trace function), so a sync task may still call ``asyncio.run``.
 
 Why not the loop in a real OS thread next to the hub: asyncio, redis-py and the default executor
 then run on patched primitives (gevent locks, greenlet "threads") from a thread that is not the
@@ -38,7 +38,6 @@ whatever it returned. The worker says so at start-up when sync tasks have limits
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -51,7 +50,7 @@ import greenlet
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..gevent_patch import check_patched
 from .limits import NO_LIMITS, TimeLimits
-from .offload import CompletionBatch, OffloadingPool
+from .offload import OffloadingPool
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +75,69 @@ class _Run:
         self.deadline = self.started + limits.hard_s if limits.hard_s is not None else None
 
 
+class _Completions:
+    """Finished greenlets handed back to the loop in batches, the loop woken without a system call.
+
+    As :class:`~celeriac.worker.offload.CompletionBatch` (one hand-back per batch), but a greenlet
+    runs in the loop's own thread, so the hand-back is a plain ``call_soon``, and the loop, waiting in
+    gevent's selector (a greenlet waiting on the selector's ready event), is woken by setting that
+    event: no write to the loop's self-pipe and no read of it, which cost the worker more per task
+    than the rest of the hand-back. Without that event (another gevent), the self-pipe as before.
+    """
+
+    __slots__ = ("_done", "_pending", "_wake", "loop")
+
+    def __init__(self) -> None:
+        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._pending = False
+        self._wake: Callable[[], None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        ready = getattr(getattr(loop, "_selector", None), "_ready", None)  # gevent's GeventSelector
+        self._wake = getattr(ready, "set", None)
+
+    def add(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+        """Hand a result (or ``error``) back to ``future``'s awaiter on the loop."""
+        self._done.append((future, value, error))
+        if self._pending:
+            return
+        self._pending = True
+        loop = self.loop
+        assert loop is not None
+        wake = self._wake
+        try:
+            if wake is None:
+                loop.call_soon_threadsafe(self._hand_back)
+            else:
+                loop.call_soon(self._hand_back)
+                wake()  # the loop's select returns (at once if it is not waiting now)
+        except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
+            pass
+
+    def _hand_back(self) -> None:
+        done, self._done = self._done, []
+        self._pending = False
+        for future, value, error in done:
+            if future.done():
+                continue  # cancelled (shutdown) or failed by its hard limit
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+
 class GeventPool(OffloadingPool):
     """Coroutines on the loop; sync callables in one greenlet each (see the module docstring).
 
-    The number of greenlets is the worker's concurrency: a greenlet is started per task and ends
-    with it, so neither the concurrency given nor resizing (autoscale) needs anything here.
+    A greenlet that finished a call waits (parked on the hub) for the next one, as a thread of a
+    thread pool does: starting a greenlet per task cost more than the rest of its hand-off (a
+    ``Greenlet`` object, and a new Python frame stack for it, mapped and unmapped each time). So, as
+    with threads, greenlet-local state (``gevent.local``) outlives a task. A greenlet whose call was
+    killed (hard limit, terminate, shutdown) ends instead of serving another: the kill may reach it
+    late. There are as many greenlets as calls ever ran at once: at most the worker's concurrency, so
+    neither the concurrency given nor resizing (autoscale) needs anything here.
     """
 
     name = "gevent"
@@ -90,10 +147,12 @@ class GeventPool(OffloadingPool):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: set[_Run] = set()
         # no lock: greenlets and the loop share one OS thread, and nothing in a hand-back switches
-        self._batch = CompletionBatch(contextlib.nullcontext())
+        self._batch = _Completions()
         self._previous_trace: Any = _UNSET
         self._watchdog: gevent.Greenlet | None = None
         self.abandoned = 0
+        #: greenlets parked between calls, the most recently parked last (its stack is warm)
+        self._idle: list[gevent.Greenlet] = []
 
     # ---- Pool ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -101,7 +160,8 @@ class GeventPool(OffloadingPool):
 
     async def start(self) -> None:
         check_patched()
-        self._loop = self._batch.loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
+        self._batch.attach(self._loop)
         self._running_loop_per_greenlet()
         self._watchdog = gevent.spawn(self._watch_hub)
         selector = getattr(self._loop, "_selector", None)
@@ -119,9 +179,12 @@ class GeventPool(OffloadingPool):
         pass  # one greenlet per running task: the worker's slot count is the only bound
 
     async def close(self, cold: bool) -> None:
-        """Kill greenlets still running (their deliveries were handed back)."""
+        """Kill greenlets still running (their deliveries were handed back), and the parked ones."""
         for run in list(self._running):
             self._kill(run)
+        idle, self._idle = self._idle, []
+        for glet in idle:
+            glet.kill(block=False)
         if self._previous_trace is not _UNSET:
             greenlet.settrace(self._previous_trace)
             self._previous_trace = _UNSET
@@ -166,8 +229,10 @@ class GeventPool(OffloadingPool):
         def trace(event: str, args: Any) -> None:
             if event == "switch" or event == "throw":
                 origin, target = args
-                saved[origin] = get_loop()
-                set_loop(saved.get(target))
+                current = saved[origin] = get_loop()
+                wanted = saved.get(target)
+                if wanted is not current:  # mostly None to None (the hub and task greenlets): skip it
+                    set_loop(wanted)  # (each call reads the pid: a system call on Python 3.11)
             if previous is not None:
                 previous(event, args)
 
@@ -185,13 +250,15 @@ class GeventPool(OffloadingPool):
     async def run_sync(
         self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task", key: str = ""
     ) -> Any:
-        """Run ``fn`` in a new greenlet under ``limits``; return its value or raise its exception.
+        """Run ``fn`` in a greenlet under ``limits``; return its value or raise its exception.
         (A revoke with terminate cancels the awaiting coroutine, which kills the greenlet.)"""
         loop = asyncio.get_running_loop()
-        self._loop = self._batch.loop = loop
+        if self._batch.loop is not loop:
+            self._loop = loop
+            self._batch.attach(loop)
         run = _Run(loop.create_future(), limits, label)
         self._running.add(run)
-        run.greenlet = gevent.spawn(self._invoke, run, fn)
+        self._dispatch(run, fn)
         hard = None
         if limits.hard_s is not None:
             hard = loop.call_later(limits.hard_s, self._hard_limit, run)
@@ -204,8 +271,35 @@ class GeventPool(OffloadingPool):
             if hard is not None:
                 hard.cancel()
 
+    def _dispatch(self, run: _Run, fn: Callable[[], Any]) -> None:
+        """Hand the call to a parked greenlet (resumed by the hub, as gevent's own waiters are), or
+        to a new one."""
+        idle = self._idle
+        while idle:
+            glet = idle.pop()
+            if not glet.dead:  # (a parked greenlet is never killed but at close; be safe all the same)
+                run.greenlet = glet
+                glet.parent.loop.run_callback(glet.switch, run, fn)
+                return
+        run.greenlet = gevent.spawn(self._serve, run, fn)
+
+    def _serve(self, run: _Run, fn: Callable[[], Any]) -> None:
+        """A greenlet's life: run calls, parked on the hub in between, until one of them is killed."""
+        me = gevent.getcurrent()
+        hub = gevent.get_hub()
+        while True:
+            if run.abandoned:  # killed before it started: it must not run
+                self._running.discard(run)
+                self.abandoned -= 1
+                return
+            self._invoke(run, fn)
+            if run.abandoned:  # its kill may still be on its way to this greenlet: end here
+                return
+            self._idle.append(me)
+            run, fn = hub.switch()  # parked until _dispatch hands it the next call
+
     def _invoke(self, run: _Run, fn: Callable[[], Any]) -> None:
-        """The greenlet: call ``fn`` (under the soft limit), then hand the outcome back."""
+        """Call ``fn`` (under the soft limit), then hand the outcome back."""
         value: Any = None
         error: BaseException | None = None
         try:
@@ -247,6 +341,12 @@ class GeventPool(OffloadingPool):
         self.abandoned += 1
         if run.greenlet is not None:
             run.greenlet.kill(block=False)
+            # Let the hub deliver the kill now, before the caller records the outcome (REVOKED,
+            # TimeLimitExceeded). Otherwise the kill waits for the hub's next turn, which a busy loop
+            # may delay past the moment the task's socket becomes readable: the hub then resumes the
+            # greenlet for that read first, and a "terminated" task goes on to its side effects.
+            # The kill callback was queued first, so it runs before the hub switches back here.
+            gevent.sleep(0)
 
     def _hard_limit(self, run: _Run) -> None:
         if run.future.done() or run not in self._running:

@@ -12,7 +12,6 @@ consumes the queue.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Collection, Mapping, Sequence
 
@@ -49,6 +48,8 @@ def unknown_task_hint(name: str | None, known: Collection[str], modules: Sequenc
     """The end of a dead-letter reason for a task this worker does not have: what is true (this
     worker has no task by that name), the registered names nearest to it (a misspelling is the usual
     cause), and how to give the worker the module that defines it."""
+    import difflib  # here: only a worker that meets an unknown task pays for it (memory)
+
     close = difflib.get_close_matches(name or "", list(known), n=3, cutoff=0.6)
     nearest = f"did you mean {' or '.join(repr(n) for n in close)}?" if close else "none is close to it"
     imported = f"the app module and {', '.join(modules)}" if modules else "only the app module"

@@ -21,6 +21,7 @@ longer owned: nothing renews or hands them back.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 
 from ..broker.base import Delivery
@@ -38,7 +39,7 @@ def key_of(d: Delivery) -> Key:
 class Slot:
     """One delivery this worker took (see the module docstring)."""
 
-    __slots__ = ("delivery", "flushing", "owned", "run", "settling")
+    __slots__ = ("delivery", "flushing", "owned", "run", "settling", "started_s")
 
     def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
@@ -50,6 +51,8 @@ class Slot:
         self.settling = False
         #: an ack of it is on its way to Redis: a lease renewal racing it may find it acked already
         self.flushing = False
+        #: when a slot started running it (epoch s; ``celeriac inspect active``)
+        self.started_s = 0.0
 
 
 class Inflight:
@@ -69,6 +72,10 @@ class Inflight:
         """Anything taken and not finished with."""
         return bool(self._slots)
 
+    def __len__(self) -> int:
+        """Deliveries taken and not finished with (running, waiting for a slot, settling)."""
+        return len(self._slots)
+
     def owns(self, key: Key) -> bool:
         slot = self._slots.get(key)
         return slot is not None and slot.owned
@@ -85,6 +92,10 @@ class Inflight:
         """The worker's tasks running deliveries."""
         return [s.run for s in self._slots.values() if s.run is not None]
 
+    def running_slots(self) -> list[Slot]:
+        """The slots running a delivery (``celeriac inspect active``)."""
+        return [s for s in self._slots.values() if s.run is not None]
+
     def running_deliveries(self) -> list[Delivery]:
         """The deliveries a slot runs now (the heartbeat lists their tasks)."""
         return [s.delivery for s in self._slots.values() if s.run is not None]
@@ -97,12 +108,13 @@ class Inflight:
     # ---- the lifecycle -----------------------------------------------------------------------------
     def take(self, d: Delivery) -> Slot:
         """A fetch or reclaim gave ``d`` to this worker: owned from now on."""
-        slot = self._slots[key_of(d)] = Slot(d)
+        slot = self._slots[(d.queue, d.entry_id)] = Slot(d)  # key_of(d), inlined: per task
         return slot
 
     def start(self, slot: Slot, run: asyncio.Task[None]) -> None:
         """A slot runs it."""
         slot.run = run
+        slot.started_s = time.time()
         self._running += 1
 
     def acked_early(self, slot: Slot) -> None:
@@ -117,12 +129,13 @@ class Inflight:
         slot.run = None
         self._running -= 1
         if not slot.owned:  # acked before it ran: nothing is left to track
-            self._slots.pop(key_of(slot.delivery), None)
+            d = slot.delivery
+            self._slots.pop((d.queue, d.entry_id), None)
         return True
 
     def settling(self, d: Delivery) -> None:
         """Its outcome was submitted to the settler."""
-        slot = self._slots.get(key_of(d))
+        slot = self._slots.get((d.queue, d.entry_id))  # key_of(d), inlined: per task
         if slot is not None:
             slot.settling = True
 
@@ -135,7 +148,7 @@ class Inflight:
 
     def drop(self, d: Delivery) -> None:
         """Settled or handed back: no longer this worker's."""
-        self._slots.pop(key_of(d), None)
+        self._slots.pop((d.queue, d.entry_id), None)  # key_of(d), inlined: per task
 
     # ---- shutdown and the invariant --------------------------------------------------------------
     def interrupt(self) -> list[tuple[Delivery, asyncio.Task[None]]]:

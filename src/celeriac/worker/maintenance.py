@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 from .._version import __version__
 from ..monitor.recorder import process_fields
+from .active import active_fields
+from .connections import redis_connections
 from .identity import BEAT_FIELD, heartbeat_stamp
 
 if TYPE_CHECKING:
@@ -170,11 +172,13 @@ class Maintenance:
             BEAT_FIELD: heartbeat_stamp(),  # changes at every heartbeat: tells a live holder of an id
             **w.pool.info(),  # children/lost/recycled, or threads/abandoned
             **process_fields(),
+            **active_fields(w.app, w.worker_id, w.inflight.running_slots()),
             **(
                 w.recorder.heartbeat_fields(w.inflight.running_deliveries())
                 if w.recorder
                 else {"events": "off"}
             ),
+            **redis_connections(w.broker),
         }
         await w.broker.heartbeat(w.worker_id, fields, w.conf.worker_ttl_s, w.queues)
 

@@ -73,11 +73,12 @@ class OffloadingPool:
     (threads, greenlets): subclasses provide :meth:`run_sync`."""
 
     async def run(self, job: Job, limits: TimeLimits) -> Any:
-        call = bound_call(job.task, job.message.args, job.message.kwargs)
-        if job.task.is_async:
-            if not limits:
-                return await call()  # the hot path: no limiter, no extra frame
-            return await run_coroutine(call(), limits, job.label)
+        task, message = job.task, job.message
+        if task.is_async:
+            if limits is NO_LIMITS or not limits:
+                return await task.run_with(message.args, message.kwargs)  # the hot path: no extra frame
+            return await run_coroutine(task.run_with(message.args, message.kwargs), limits, job.label)
+        call = bound_call(task, message.args, message.kwargs)
         ctx = contextvars.copy_context()  # carries the request into the thread (greenlet)
         label = job.label if limits else "task"
         return await self.run_sync(lambda: ctx.run(call), limits, label, key=job.message.id)

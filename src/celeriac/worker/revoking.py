@@ -26,6 +26,7 @@ from ..broker.base import Delivery, task_id_of
 from ..broker.revoked import Revocation
 from ..control import is_workflow_member, member_failed
 from ..exceptions import TaskRevokedError
+from .inflight import key_of
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -59,6 +60,9 @@ class Revoking:
         self.executor = executor
         self.pool = pool
         self.mirror = broker.revocations
+        #: the revoked ids (the mirror's dict, the same object for the worker's life): empty while
+        #: nothing is revoked, and then a task pays one truth test
+        self.ids = self.mirror.ids
         self.mirror.ttl_ms = int(app.conf.revoke_expires_s * 1000)
         #: runs a terminate is stopping, by delivery key
         self.terminating: dict[Key, Revocation] = {}
@@ -66,29 +70,53 @@ class Revoking:
     # ---- before a task starts --------------------------------------------------------------------
     def drop(self, job: Job) -> Outcome | None:
         """The REVOKED outcome of ``job`` when its task id is revoked (it must not run), else None."""
-        if job.message.id not in self.mirror:
+        if job.message.id not in self.ids:
             return None
         self.member_failed(job)
         return self.executor.revoked(job)
 
     # ---- running ---------------------------------------------------------------------------------
-    async def run(self, key: Key, job: Job, limits: TimeLimits) -> Outcome:
-        """Run ``job`` through the pool; a run stopped by a terminate ends REVOKED (a task that
-        finished before the terminate landed keeps its outcome)."""
-        try:
-            if not job.acks_late and job.message.id in self.mirror:  # revoked while its ack was sent
-                raise asyncio.CancelledError
-            outcome = await self.executor.run(job, self.pool, limits)
-        except asyncio.CancelledError:
-            if key not in self.terminating and job.message.id not in self.mirror:
-                raise  # a shutdown's cancellation: the worker hands the delivery back
-            outcome = self.executor.finish(job, exc=TaskRevokedError("cancelled"))
-            self.terminating.setdefault(key, Revocation(job.message.id, 0))
-        if self.terminating and key in self.terminating:
+    # The worker runs a job as ``check_acked(job)``, then ``executor.run(...)``; a CancelledError from
+    # either goes to :meth:`cancelled`, and :meth:`finished` has the last word when a terminate is
+    # pending. Written as three calls around the worker's own await (not a coroutine of its own here)
+    # because they run for every task.
+    def check_acked(self, job: Job) -> None:
+        """Raise CancelledError when ``job``'s task was revoked while its ack was sent (at-most-once)."""
+        # the id first: acks_late resolves options
+        if job.message.id in self.ids and not job.acks_late:
+            raise asyncio.CancelledError
+
+    def cancelled(self, d: Delivery, job: Job, cancel: asyncio.CancelledError) -> Outcome:
+        """The outcome of a run of delivery ``d`` cancelled (``cancel``) by a terminate. A shutdown's
+        cancellation is raised again (the worker hands the delivery back)."""
+        key = key_of(d)
+        if key not in self.terminating and job.message.id not in self.mirror:
+            raise cancel
+        outcome = self.executor.finish(job, exc=TaskRevokedError("cancelled"))
+        self.terminating.setdefault(key, Revocation(job.message.id, 0))
+        return outcome
+
+    def finished(self, d: Delivery, job: Job, outcome: Outcome) -> Outcome:
+        """The outcome of a run (of delivery ``d``) that a terminate was stopping: REVOKED unless the
+        task finished before the terminate landed. Call it only while :attr:`terminating` is not empty."""
+        if (key := key_of(d)) in self.terminating:
             del self.terminating[key]
             if outcome.exc is not None:
                 self.member_failed(job)
                 return self.executor.revoked(job, "terminated while running (revoke terminate=True)")
+        return outcome
+
+    async def run(self, d: Delivery, job: Job, limits: TimeLimits) -> Outcome:
+        """Run ``job`` (of delivery ``d``) through the pool; a run stopped by a terminate ends REVOKED
+        (a task that finished before the terminate landed keeps its outcome). The worker inlines this."""
+        try:
+            if self.ids:
+                self.check_acked(job)
+            outcome = await self.executor.run(job, self.pool, limits)
+        except asyncio.CancelledError as cancel:
+            outcome = self.cancelled(d, job, cancel)
+        if self.terminating:
+            outcome = self.finished(d, job, outcome)
         return outcome
 
     def terminate_pending(self, running: Callable[[], Iterable[Run]]) -> None:

@@ -79,6 +79,9 @@ async def shut_down(
     if w.flow is not None:
         await w.flow.close()
     await w.broker.close()
+    # the worker's own broker (Broker.for_worker): its start-up checks, stats and server checks ran on
+    # the synchronous client, whose connections are closed here rather than left to the collector
+    w.broker.close_sync()
     if w.backend is not None:
         await w.backend.close()
     logger.info("worker %s stopped (%d processed)", w.worker_id, w.stats.processed)

@@ -2,8 +2,10 @@
 
 Its loops are small and independent, started in :meth:`Worker.run` (read it top to bottom):
 
-* fetch     takes messages only for free execution slots (a blocking read when idle, batches when
-            many slots are free), so nothing waits reserved behind a busy task (here);
+* fetch     takes messages for free execution slots (a blocking read when idle, batches when
+            many slots are free), plus a prefetch bounded by measured task duration whose messages
+            go back if they do not start within milliseconds (``prefetch.py``), so nothing waits
+            reserved behind a busy task (here);
 * settle    records outcomes in batches: results first, then acks/retries/dead letters in one script
             per queue (group commit, ``settle.py``);
 * lease, reclaim, prune, schedule, heartbeat, autoscale: ``maintenance.py``;
@@ -30,6 +32,7 @@ the fetch loop and one delivery's path together; its state (``inflight.py``), ma
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -53,14 +56,16 @@ from ..exceptions import (
 from ..monitor.recorder import Recorder
 from ..outcomes import OutcomeReporter
 from .autoscale import Autoscale, Autoscaler
+from .commands import apply_commands
 from .executor import Executor, Job, Outcome
-from .flow import beat_scheduler, flow_gate, revoked
+from .flow import beat_scheduler, expired_behind_limit, flow_gate, revoked
 from .identity import claim_worker_id, expand_worker_id
 from .imports import import_task_modules, task_modules, unknown_task_hint
-from .inflight import Inflight, Slot, key_of
+from .inflight import Inflight, Slot
 from .limits import NO_LIMITS, TimeLimits, limit_caveats
 from .maintenance import Maintenance
 from .pools import DEFAULT_CONCURRENCY, make_pool
+from .prefetch import Prefetch, SlotGate
 from .recycling import NO_RECYCLING, Recycling, SelfRecycling
 from .revoking import Revoking
 from .settle import Settler
@@ -76,6 +81,9 @@ logger = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 5.0
 _BLOCK_MS = 5_000
+#: pools whose slots run in parallel, where prefetch pays (asyncio and gevent already fetch for 100
+#: slots at once; their prefetched tasks would wait on the GIL and miss their start deadline)
+PREFETCHING_POOLS = ("threads", "processes")
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -193,9 +201,24 @@ class Worker:
             limits.soft_s if limits.soft_s is not None else self.conf.task_soft_time_limit,
             limits.hard_s if limits.hard_s is not None else self.conf.task_time_limit,
         )
+        if not self.limits:
+            self.limits = NO_LIMITS  # the pools test identity first: no __bool__ call per task
         self.executor = Executor(app)
         max_slots = autoscale.max if autoscale else self.concurrency
-        self.broker = app.broker.for_worker(max_owned=max_slots + self.conf.worker_fetch_max)
+        #: most deliveries held at once (running, prefetched, settling): the broker reads this many
+        #: pending entries to check ownership, so a fetch never takes more (free_slots)
+        self.max_owned = max_slots + self.conf.worker_fetch_max
+        self.broker = app.broker.for_worker(max_owned=self.max_owned)
+        #: how many messages beyond the free slots to hold (bounded by measured duration; prefetch.py)
+        self.prefetch = Prefetch(
+            max_slots, self.conf.worker_fetch_max, enabled=autoscale is None and pool in PREFETCHING_POOLS
+        )
+        #: admission of runs to the pool, only while prefetching (prefetch.py). A worker that does not
+        #: prefetch starts whatever it took at once, as it always did: the fetch and reclaim loops each
+        #: take up to ``free_slots()`` at the same moment (a fresh worker beside expired leases takes
+        #: twice its slots), and a start deadline there would hand back deliveries it had just taken
+        #: for slots it has (each hand-back marks the consumer in ``{queue}:reclaimed``, as a lost lease)
+        self._gate = self.prefetch.slots if self.prefetch.enabled else None
         self.backend = app.backend
         #: carries workflows on (celeriac.workflow): None on a broker without Redis
         self.workflow_hook = workflow_hook(app, self.broker)
@@ -204,8 +227,9 @@ class Worker:
         #: the deliveries taken and not finished with (owned, running, settling)
         self.inflight = Inflight()
         self._handing_back: set[asyncio.Task[None]] = set()  # hand-backs of orphans, until done
+        self._late: list[Delivery] = []  # prefetched deliveries that did not start in time (_claim_slot)
         #: records task outcomes for the dashboard (None: ``events=False`` or ``monitor_events`` off)
-        self.recorder = Recorder.for_worker(app, self.worker_id) if events else None
+        self.recorder = Recorder.for_worker(app, self.worker_id, self.broker) if events else None
         self.settler = Settler(
             self.broker,
             self.backend,
@@ -215,6 +239,7 @@ class Worker:
             on_outcome,
             self.recheck_slots,
             results_via_broker=app.results_travel_with(self.broker),
+            linger_s=self.prefetch.settle_linger_s,
             recorder=self.recorder,
             reporter=OutcomeReporter(app, self.worker_id),
         )
@@ -324,6 +349,7 @@ class Worker:
         if not await self._connect():
             return
         await claim_worker_id(self.broker, self.worker_id, self.conf.worker_ttl_s)  # refuses a live duplicate
+        self.broker.close_idle_sync()  # the start-up checks' connection: a fixed number of connections
         await self.pool.start()
         caveat = limit_caveats(self.app, self.limits, self.pool_name)  # say so at start, not pretend
         if caveat:
@@ -344,8 +370,9 @@ class Worker:
             logger.warning("%s", NO_TASKS_WARNING)
         if self.conf.worker_prefetch_multiplier != 1:
             logger.info(
-                "worker_prefetch_multiplier=%d: celeriac takes messages only for free slots; nothing is "
-                "reserved ahead (as Celery's -O fair with a multiplier of 1)",
+                "worker_prefetch_multiplier=%d: celeriac takes messages for free slots (threads and "
+                "processes pools: plus a prefetch bounded by task duration, handed back if not started "
+                "within milliseconds); nothing waits reserved behind a busy task",
                 self.conf.worker_prefetch_multiplier,
             )
         logger.info(
@@ -375,12 +402,19 @@ class Worker:
             logger.warning("first heartbeat failed (%s); the heartbeat loop retries", exc)
         self._ready_flag.set()
         _signals.worker_ready.send(sender=self)
+        # What exists now (modules, the app, its tasks, this worker) lives as long as the worker: out
+        # of the cyclic garbage collector's way, a full collection looks only at what running tasks
+        # left behind. Without this, the full collections that a busy worker triggers (several per
+        # 100,000 tasks) walk every object the imports made, each time. Undone when the run ends, so
+        # an embedded worker leaves its process's collector as it found it.
+        gc.freeze()
         try:
             await state.stop.wait()
         finally:
             if age_timer is not None:
                 age_timer.cancel()
             await shut_down(self, fetcher, settler, maintenance)
+            gc.unfreeze()
             _signals.worker_shutdown.send(sender=self)
 
     async def _connect(self) -> bool:
@@ -405,6 +439,7 @@ class Worker:
                 pass
             backoff = min(_MAX_BACKOFF_S, backoff * 2)
         await self.broker.close()
+        self.broker.close_sync()
         return False
 
     async def _guard(self, name: str, step: Callable[[], Awaitable[None]], done: Callable[[], bool]) -> None:
@@ -434,8 +469,10 @@ class Worker:
 
     # ---- fetch -----------------------------------------------------------------------------------
     def free_slots(self) -> int:
-        """Execution slots free for a new delivery."""
-        return self.concurrency - self.inflight.running
+        """Execution slots free for a new delivery (plus the bounded prefetch, ``prefetch.py``)."""
+        free = self.concurrency + self.prefetch.extra - self.inflight.running
+        # outcomes waiting to be settled still own their entries: never hold more than max_owned
+        return min(free, self.max_owned - len(self.inflight))
 
     def recheck_slots(self) -> None:
         """Wake a fetch loop waiting for a free slot (a run ended, outcomes were recorded, a resize)."""
@@ -445,7 +482,9 @@ class Worker:
     async def _fetch_once(self) -> None:
         state = self.run_state
         free = self.free_slots()
-        if free <= 0:
+        # with a prefetch buffer, refill it when three quarters are gone: bigger, fewer reads, and the
+        # quarter left (2.5 ms of tasks) outlasts the read, so no slot idles
+        if free <= 0 or free < 3 * self.prefetch.extra // 4:
             state.slot_free.clear()
             await state.slot_free.wait()
             return
@@ -459,6 +498,9 @@ class Worker:
         for d in deliveries:
             self.start_delivery(d)
         self.revoking.terminate_pending(self.inflight.running_runs)  # learned with this fetch
+        commands = self.broker.take_controls()  # `celeriac control shutdown`, read with this fetch
+        if commands:
+            apply_commands(self, commands)
         if self.autoscale and len(deliveries) >= count and self.free_slots() <= 0:
             state.autoscale_wake.set()  # every slot taken by one fetch: there may be more: grow now
         if deliveries:
@@ -484,6 +526,9 @@ class Worker:
     async def _control_once(self) -> None:
         """The control loop: revocations, and terminates of running tasks (``revoking.py``)."""
         await self.revoking.control_once(self.inflight.running_runs)
+        commands = self.broker.take_controls()  # `celeriac control shutdown`, `celeriac inspect`
+        if commands:
+            apply_commands(self, commands)
 
     # ---- one delivery ------------------------------------------------------------------------------
     def start_delivery(self, d: Delivery) -> None:
@@ -498,29 +543,85 @@ class Worker:
                 hint = unknown_task_hint(prepared.task_name, self.app.tasks, self.task_modules)
                 prepared = replace(prepared, reason=prepared.reason + hint)
             if self.recorder is not None:
-                self.recorder.add(d, prepared, None, 0.0)
+                self.recorder.note(d, prepared, None, 0.0)
+            if self.flow is not None and prepared.message is not None:  # expired behind a limit
+                freeing = expired_behind_limit(self.flow, d, prepared)
+                if freeing is not None:
+                    self.run_state.loop.create_task(freeing)
             if self.workflow_hook is not None and prepared.task_id is not None:  # a workflow member?
                 self.run_state.loop.create_task(self._submit_unrun(d, prepared))
                 return
             self.settler.submit(d, prepared)
             return
-        revoked = self.revoking.drop(prepared)
+        revoked = self.revoking.drop(prepared) if self.revoking.ids else None  # nothing revoked: no call
         if revoked is not None:  # revoked before it started: it never runs
+            revoked.message = prepared.message
+            if self.flow is not None and (freeing := expired_behind_limit(self.flow, d, revoked)) is not None:
+                self.run_state.loop.create_task(freeing)
             if self.recorder is not None:
-                self.recorder.add(d, revoked, prepared.message, 0.0)
+                self.recorder.note(d, revoked, prepared.message, 0.0)
             self.settler.submit(d, revoked)
             return
         # loop.create_task: asyncio.create_task would look the loop up again
+        state = self._state
+        assert state is not None, "the worker is not running"
+        fetched_at = state.loop.time()
         if self.flow is not None and self.flow.limited(prepared.task):
-            run = self.run_state.loop.create_task(self._admit(slot, prepared))
+            run = state.loop.create_task(self._admit(slot, prepared, fetched_at))
         else:
-            run = self.run_state.loop.create_task(self._execute(slot, prepared))
+            run = state.loop.create_task(self._execute(slot, prepared, fetched_at))
         self.inflight.start(slot, run)
         if self.autoscaler is not None:
             self.autoscaler.task_started(self.inflight.running)
 
-    async def _execute(self, slot: Slot, job: Job) -> None:
+    async def _claim_slot(self, gate: SlotGate, slot: Slot, fetched_at: float) -> bool:
+        """Wait for a free slot; False (and the delivery handed back) if none freed in time.
+
+        Only runs of a prefetching worker come here, and only those beyond its slots wait
+        (``prefetch.py``): a long task never holds them hostage.
+        """
+        if gate.try_take():  # free: no suspension
+            return True
+        if await gate.take(self.run_state.loop, fetched_at):
+            return True
         d = slot.delivery
+        self.prefetch.missed_start()
+        self.inflight.run_ended(slot)
+        self.inflight.drop(d)
+        self.recheck_slots()
+        self._late.append(d)
+        if len(self._late) == 1:  # the first of this loop turn: one hand-back for all of them
+            self.run_state.loop.call_soon(self._hand_back_late)
+        return False
+
+    def _hand_back_late(self) -> None:
+        """Hand back the prefetched deliveries that did not start in time, in one call.
+
+        Their waits end together (the same long tasks held every slot): one release script for all
+        of them, not one each. Tracked with the orphans' hand-backs, which shutdown waits for.
+        """
+        late, self._late = self._late, []
+        if not late:  # handed back already (shutdown: handed_back)
+            return
+        task = self.run_state.loop.create_task(self._release_unstarted(late))
+        self._handing_back.add(task)
+        task.add_done_callback(self._handing_back.discard)
+
+    async def _release_unstarted(self, deliveries: list[Delivery]) -> None:
+        try:
+            await self.broker.release(self.worker_id, deliveries, started=False)
+        except BrokerError as exc:
+            logger.warning(
+                "could not hand %d prefetched deliveries back (%s): they return after the lease",
+                len(deliveries),
+                exc,
+            )
+
+    async def _execute(self, slot: Slot, job: Job, fetched_at: float) -> None:
+        d = slot.delivery
+        gate = self._gate
+        if gate is not None and not await self._claim_slot(gate, slot, fetched_at):
+            return
         early = not job.acks_late
         outcome: Outcome | None = None
         try:
@@ -530,17 +631,30 @@ class Worker:
                 self.inflight.acked_early(slot)
                 if not acked:
                     return
-            started_s = time.time()
+            started_s = time.time() if self.recorder is not None else 0.0  # the recorder's only
             if self.workflow_hook is not None and job.message.extra:  # a chord body reads its values
                 try:
                     job = await self.workflow_hook.before_run(job)
                 except ChordError as exc:  # the chord's state expired: the body fails, saying so
                     outcome = self.executor.finish(job, exc=exc)
-            if outcome is None:
-                outcome = await self.revoking.run(key_of(d), job, self.limits.for_job(job))
+            if outcome is None:  # Revoking.run, inlined (it runs for every task)
+                revoking = self.revoking
+                try:
+                    if revoking.ids:
+                        revoking.check_acked(job)
+                    outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
+                except asyncio.CancelledError as cancel:
+                    outcome = revoking.cancelled(d, job, cancel)  # a shutdown's cancellation: raised
+                if revoking.terminating:
+                    outcome = revoking.finished(d, job, outcome)
         finally:
+            if gate is not None:
+                gate.release()
+                self.prefetch.ran(self.run_state.loop.time())
             ours = self.inflight.run_ended(slot)  # False: shutdown took the run over
-            self.recheck_slots()
+            state = self._state  # recheck_slots(), inlined
+            if state is not None:
+                state.slot_free.set()
             if outcome is None and ours and slot.owned:
                 # No outcome will ever come (a cancellation that shutdown did not ask for, an error
                 # before the task ran): never keep renewing the lease of a delivery nothing runs.
@@ -550,8 +664,8 @@ class Worker:
             if reason:
                 self._recycle(reason)
         outcome.message = job.message
-        if self.recorder is not None:
-            self.recorder.add(d, outcome, job.message, started_s)
+        if self.recorder is not None:  # Recorder.note, inlined: one append per task
+            self.recorder.intake.append((d, outcome, job.message, started_s, time.time()))
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
             if isinstance(outcome.exc, WorkerShutdown):
@@ -570,6 +684,10 @@ class Worker:
         crash in between runs the task again, and its successors are deduplicated by id. False when
         Redis refused: the delivery is handed back to run again."""
         assert self.workflow_hook is not None
+        # its outcome is being recorded, the workflow's part first: while the successors are on their
+        # way, no slot runs it, and the lease loop must not take it for an orphan (handed back, the
+        # task would run again)
+        self.inflight.settling(d)
         try:
             await self.workflow_hook.after(message, d.queue, outcome)
             return True
@@ -628,7 +746,8 @@ class Worker:
         task.add_done_callback(self._handing_back.discard)
 
     async def handed_back(self, timeout_s: float) -> None:
-        """Wait (boundedly) for the hand-backs of orphans started so far."""
+        """Wait (boundedly) for the hand-backs of orphans (and late prefetched deliveries) started so far."""
+        self._hand_back_late()  # any not sent yet
         if self._handing_back:
             await asyncio.wait(self._handing_back, timeout=timeout_s)
 
@@ -655,7 +774,7 @@ class Worker:
             )
 
     # ---- flow control (celeriac.flow) ----------------------------------------------------------------
-    async def _admit(self, slot: Slot, job: Job) -> None:
+    async def _admit(self, slot: Slot, job: Job, fetched_at: float) -> None:
         """A task with a rate or concurrency limit: run it now, or it waits in Redis for its turn."""
         assert self.flow is not None
         d = slot.delivery
@@ -666,7 +785,7 @@ class Worker:
             admission = None
         if admission is not None and admission.kind == "run":
             try:
-                await self._execute(slot, job)
+                await self._execute(slot, job, fetched_at)
             finally:
                 try:
                     await self.flow.finished(d)

@@ -4,7 +4,9 @@ before the outcome is recorded (so before the ack: a crash in between runs the t
 successors, deduplicated by id, are not sent twice).
 
 Plans of tasks that finish while a flush is on its way are flushed together (group commit): one
-round trip, and one ``chord_part.lua`` call per chord for all of its members in the batch.
+round trip, and one ``chord_part.lua`` call per chord for all of its members in the batch. When no
+flush is on its way, the task's own coroutine flushes its plan at once (a chain on an idle worker
+waits for no extra task or loop turn); plans that arrive meanwhile are flushed after it.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ _LOST = f"{WorkerLostError.__module__}.{WorkerLostError.__qualname__}"
 class WorkflowHook:
     """One per worker, on the broker's Redis."""
 
-    def __init__(self, app: Celeriac, url: str, prefix: str) -> None:
+    def __init__(self, app: Celeriac, url: str, prefix: str, aio: Any = None) -> None:
         self.app = app
-        self.store = RedisWorkflowStore(app, url, prefix)
+        self.store = RedisWorkflowStore(app, url, prefix, aio)
         self._pending: list[tuple[Plan, asyncio.Future[None]]] = []
         self._flushing = False
         self._drainer: asyncio.Task[None] | None = None  # referenced: a running task is not collected
@@ -69,9 +71,16 @@ class WorkflowHook:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._pending.append((plan, future))
-        if not self._flushing:  # the first plan starts a flush at once; later ones join the next
+        if not self._flushing:  # the first plan is flushed at once, here; later ones join the next
             self._flushing = True
-            self._drainer = loop.create_task(self._drain())
+            try:
+                batch, self._pending = self._pending, []
+                await self._flush(batch)
+            finally:
+                if self._pending:  # arrived during this flush: their batch is flushed next
+                    self._drainer = loop.create_task(self._drain())
+                else:
+                    self._flushing = False
         await future
 
     async def _drain(self) -> None:
@@ -118,4 +127,5 @@ def workflow_hook(app: Celeriac, broker: Any) -> WorkflowHook | None:
     url = getattr(broker, "url", None)
     if not isinstance(url, str):
         return None
-    return WorkflowHook(app, url, app.conf.key_prefix)
+    shared = getattr(broker, "shared_async", None)  # one pool per worker: its broker's
+    return WorkflowHook(app, url, app.conf.key_prefix, shared() if shared is not None else None)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import build
 from .eager import apply_eager
+from .send import send as send_canvas
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -18,4 +18,4 @@ def send(
     """``sig.apply_async()``: sent to Redis, or run inline under ``task_always_eager``."""
     if app.conf.task_always_eager:
         return apply_eager(app, sig, args, kwargs, options)
-    return build.send(app, sig, args, kwargs, options)
+    return send_canvas(app, sig, args, kwargs, options)

@@ -47,7 +47,7 @@ def after_outcome(app: Celeriac, message: Message, queue: str, outcome: Any) -> 
         rest = w.get("c") or []
         ptr = w.get("d")
         if rest:
-            _safe_launch(ctx, rest[0], (value,), Cont(list(rest[1:]), _ptr(ptr, queue)), queue)
+            _safe_launch(ctx, rest[0], (value,), Cont(rest[1:], _ptr(ptr, queue), wire=True), queue)
         elif ptr is not None:
             gid, index, body_queue = _ptr(ptr, queue)  # type: ignore[misc]
             payload = _part_payload(message, outcome, int(index))

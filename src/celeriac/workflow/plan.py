@@ -80,6 +80,9 @@ class Cont:
 
     chain: list[Any] = field(default_factory=list)
     ptr: list[Any] | None = None
+    #: ``chain`` is as decoded from a message (plain lists and dicts already): it is sent on as is.
+    #: Converting it again would cost each hop time in proportion to the steps still to come.
+    wire: bool = False
 
 
 def workflow_of(message: Message) -> dict[str, Any] | None:

@@ -37,12 +37,14 @@ _MIN_CHORD_TTL_S = 3600.0
 class RedisWorkflowStore:
     """Applies plans on the broker's Redis. One per app (producer side) and one per worker."""
 
-    def __init__(self, app: Celeriac, url: str, prefix: str) -> None:
+    def __init__(self, app: Celeriac, url: str, prefix: str, aio: redis.asyncio.Redis | None = None) -> None:
         self.app = app
         self.url = url
         self.prefix = prefix
         self._sync: redis.Redis | None = None
-        self._aio: redis.asyncio.Redis | None = None
+        #: a worker's store uses its broker's asyncio client (``aio``: shared, not closed here)
+        self._aio: redis.asyncio.Redis | None = aio
+        self._shared_aio = aio
         #: script calls made (benchmarks count Redis commands per chord member)
         self.calls = 0
 
@@ -204,6 +206,10 @@ class RedisWorkflowStore:
         calls, names = self._calls(plan, True)
         client = self._client()
         with translate_errors(self.url):
+            if len(calls) == 1 and not plan.forget:  # a chain's next step: one call, no pipeline
+                script, keys, args = calls[0]
+                self.calls += 1
+                return self._failed(names, [await script.run(client, keys, args)])
             pipe = client.pipeline(transaction=False)
             batch = Batch()
             for script, keys, args in calls:
@@ -244,7 +250,7 @@ class RedisWorkflowStore:
         return int(size), b"".join(blob or ())
 
     async def close(self) -> None:
-        if self._aio is not None:
+        if self._aio is not None and self._aio is not self._shared_aio:
             await self._aio.aclose()
             self._aio = None
 

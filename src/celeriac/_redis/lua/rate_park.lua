@@ -4,8 +4,9 @@
 -- KEYS[2]  celeriac:{queue}:delayed  sorted set, member = encoded message, score = due time (ms)
 -- ARGV[1]  consumer group
 -- ARGV[2]  wake channel of the queue (told when a message becomes the earliest delayed one)
--- ARGV[3..] triples: stream entry id, due time (ms, the start time a limiter reserved), the message
---          marked with that time (it runs then without asking the limiter again)
+-- ARGV[3..] triples: stream entry id, due time (ms, the start time a limiter reserved; a fraction
+--          keeps the order of starts less than a millisecond apart), the message marked with that time
+--          and its turn (rate_check.lua decides when it is reached)
 --
 -- One step per delivery, so a message is never both waiting and in the stream; the worker's slot is
 -- free at once and nothing polls. A delivery no longer pending (acked or handed back already) adds

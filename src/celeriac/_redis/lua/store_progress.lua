@@ -1,7 +1,8 @@
 -- store_progress: record a running task's latest update_state and tell get(on_message=...) waiters.
 --
 -- KEYS[1]  celeriac:result:<task id>           the task's final result (list, see store_result.lua)
--- KEYS[2]  celeriac:result:<task id>:progress  the latest progress record; also the pub/sub channel
+-- KEYS[2]  celeriac:{celeriac:result:<task id>}:progress  the latest progress record; also the
+--          pub/sub channel; in KEYS[1]'s hash slot (its tag is KEYS[1]'s name: keys.slot_mate)
 -- ARGV[1]  encoded progress record
 -- ARGV[2]  time to live in ms (the task's result TTL)
 --

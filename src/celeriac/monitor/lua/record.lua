@@ -9,9 +9,11 @@
 -- KEYS[5]  celeriac:{q}:m:total    hash: lifetime counters (fields as the rollups)
 -- KEYS[6]  celeriac:{q}:m:fids     sorted set: task id -> score of its latest failure entry
 -- KEYS[6+i] celeriac:{q}:m:roll:<res>:<bucket>  rollup hashes, i = 1..R
+-- KEYS[7+R] celeriac:{q}:m:rel     sorted set, scores 0: workflow links read by prefix (ZRANGEBYLEX)
+-- KEYS[8+R] celeriac:{q}:m:relt    sorted set: the same members by log entry score (trims m:rel)
 -- ARGV[1]  worker id
 -- ARGV[2]  the batch's records (msgpack array), stored as the log entry's field r
--- ARGV[3]  unused ("": the task ids are read from the records, each record's first element)
+-- ARGV[3]  the records' task ids, in order (msgpack array): the records themselves are not decoded here
 -- ARGV[11] positions (0-based) of retried tasks in ARGV[3] (msgpack array, or ""): only those look up
 --          their previous entry, which links a task's outcomes into its timeline
 -- ARGV[4]  most task ids kept (log and ids are trimmed to it)
@@ -21,18 +23,19 @@
 -- ARGV[8]  F, number of failure records
 -- ARGV[9]  R, number of rollup keys (KEYS[7..6+R])
 -- ARGV[10] T, number of (field, increment) pairs for KEYS[5]
--- ARGV[12..]  F quadruples (task id, record, group, message); then for each rollup key:
+-- ARGV[12] the batch's workflow links (msgpack array of m:rel members, or ""): written to m:rel and
+--          m:relt, both trimmed like m:ids (cap ARGV[4], retention ARGV[6]; at most 1,000 removed
+--          per call) and given the TTL ARGV[7]
+-- ARGV[13..]  F quadruples (task id, record, group, message); then for each rollup key:
 --          ttl_s, n, then n pairs (field, increment); then T pairs (field, increment).
 -- Every list is bounded by the batch size (the recorder splits batches): no unpack() of a long list.
 -- Returns the log entry id.
 local f, r, t = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local max_ids, max_fail, min_ms, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local decode = cmsgpack.unpack
-local rows = decode(ARGV[2])
-local ids = {}
-for k = 1, #rows do ids[k] = rows[k][1] end
+local ids = decode(ARGV[3])
 local n = #ids
-local i = 12
+local i = 13
 
 -- previous outcomes of retried tasks, which link a task's outcomes into its timeline: in this batch
 -- ("k:0:j", index j of this same entry) or in an earlier entry ("k:score:-1", looked up before the
@@ -127,4 +130,29 @@ for _ = 1, t do
   i = i + 2
 end
 if t > 0 then redis.call('EXPIRE', KEYS[5], ttl) end
+-- workflow links (only workflow tasks have any): both ways, bounded like the ids
+if ARGV[12] ~= '' then
+  local rel, relt = KEYS[7 + r], KEYS[8 + r]
+  local members = decode(ARGV[12])
+  for first = 1, #members, 500 do
+    local lex, timed = {}, {}
+    for j = first, math.min(first + 499, #members) do table.insert(lex, 0); table.insert(lex, members[j]) end
+    redis.call('ZADD', rel, unpack(lex))
+    for j = first, math.min(first + 499, #members) do table.insert(timed, score); table.insert(timed, members[j]) end
+    redis.call('ZADD', relt, unpack(timed))
+  end
+  -- the oldest links go with the cap and the retention, at most 1,000 per call
+  local over = math.min(redis.call('ZCARD', relt) - max_ids, 1000)
+  if over > 0 then
+    for _, m in ipairs(redis.call('ZRANGE', relt, 0, over - 1)) do redis.call('ZREM', rel, m) end
+    redis.call('ZREMRANGEBYRANK', relt, 0, over - 1)
+  end
+  local cut = string.format('(%.0f', min_ms * 4096)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', relt, '-inf', cut, 'LIMIT', 0, 1000)) do
+    redis.call('ZREM', rel, m)
+    redis.call('ZREM', relt, m)
+  end
+  redis.call('EXPIRE', rel, ttl)
+  redis.call('EXPIRE', relt, ttl)
+end
 return id

@@ -86,8 +86,8 @@ def child_main(app: Celeriac, sock: socket.socket) -> NoReturn:
             message = pickle.loads(request_bytes)
             if message[0] == "stop":
                 break
-            _, seq, request, soft_s = message
-            conn.send_bytes(_run_one(app, alarm, seq, request, soft_s))
+            _, seq, fields, soft_s, want_rss = message
+            conn.send_bytes(_run_one(app, alarm, seq, Request(*fields), soft_s, want_rss))
     except BaseException:  # a bug here must not leave a half-dead child: report, exit, be replaced
         traceback.print_exc()
         code = 70
@@ -99,8 +99,13 @@ def child_main(app: Celeriac, sock: socket.socket) -> NoReturn:
     os._exit(code)  # never run the worker's atexit handlers in a child
 
 
-def _run_one(app: Celeriac, alarm: _SoftAlarm, seq: int, request: Request, soft_s: float | None) -> bytes:
-    """Run one task; the answer, pickled: ``("done", seq, ok, value or exception, rss KiB, seconds)``."""
+def _run_one(
+    app: Celeriac, alarm: _SoftAlarm, seq: int, request: Request, soft_s: float | None, want_rss: bool = True
+) -> bytes:
+    """Run one task; the answer, pickled: ``("done", seq, ok, value or exception, rss KiB, seconds)``.
+
+    The resident size only when ``want_rss`` (a memory recycling limit: reading it costs three system
+    calls), else None."""
     started = time.perf_counter()
     label = f"{request.task}[{request.id}]"
     token = _current.set(request)
@@ -129,11 +134,12 @@ def _run_one(app: Celeriac, alarm: _SoftAlarm, seq: int, request: Request, soft_
         if traced is not None:
             traced.__exit__(None, None, None)
     runtime_s = time.perf_counter() - started
+    rss_kib = resident_kib() if want_rss else None
     try:
-        return pickle.dumps(("done", seq, ok, payload, resident_kib(), runtime_s))
+        return pickle.dumps(("done", seq, ok, payload, rss_kib, runtime_s), pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # an unpicklable return value
         problem = TypeError(f"the result of {label} cannot be sent back from the child process: {exc}")
-        return pickle.dumps(("done", seq, False, pack_exception(problem), resident_kib(), runtime_s))
+        return pickle.dumps(("done", seq, False, pack_exception(problem), rss_kib, runtime_s))
 
 
 def pack_exception(exc: BaseException) -> tuple[bytes | None, str, str, str]:

@@ -29,12 +29,21 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
+_READ_SIZE = 65536
+
+
 class Channel:
     """Length-prefixed messages over a stream socket. Raises ``EOFError`` when the other end closed
-    the socket."""
+    the socket.
+
+    Reads are buffered: one ``recv`` takes whatever the other end sent (often several messages), and
+    a message is sent with one ``sendall``. A message costs one system call each way, not two or four:
+    the process pool sends one or two small messages per task.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._buffer = bytearray()
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -43,20 +52,67 @@ class Channel:
         self._sock.settimeout(timeout_s)
 
     def send_bytes(self, data: bytes) -> None:
-        self._sock.sendall(_HEADER.pack(len(data)))
-        self._sock.sendall(data)
+        self._sock.sendall(_HEADER.pack(len(data)) + data)
+
+    def _next(self) -> bytes | None:
+        """The first whole message in the buffer (taken out of it), or None."""
+        buffer = self._buffer
+        if len(buffer) < _HEADER.size:
+            return None
+        (size,) = _HEADER.unpack_from(buffer)
+        end = _HEADER.size + size
+        if len(buffer) < end:
+            return None
+        data = bytes(buffer[_HEADER.size : end])
+        del buffer[:end]
+        return data
 
     def recv_bytes(self) -> bytes:
-        try:
-            (size,) = _HEADER.unpack(recv_exactly(self._sock, _HEADER.size))
-            return recv_exactly(self._sock, size) if size else b""
-        except ConnectionResetError as exc:
-            raise EOFError(str(exc)) from None
+        """The next message (blocking, under the socket's timeout)."""
+        while True:
+            data = self._next()
+            if data is not None:
+                return data
+            chunk = self._sock.recv(_READ_SIZE)
+            if not chunk:
+                raise EOFError("the other process closed its socket")
+            self._buffer += chunk
+
+    def recv_available(self) -> tuple[list[bytes], bool]:
+        """The messages that can be read without blocking, and whether the other end closed the socket
+        (after those messages). One ``recv`` per call when the reader is woken by readiness."""
+        eof = False
+        while True:
+            try:
+                chunk = self._sock.recv(_READ_SIZE, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError, TimeoutError):
+                break
+            except OSError:
+                eof = True
+                break
+            if not chunk:
+                eof = True
+                break
+            self._buffer += chunk
+            if len(chunk) < _READ_SIZE:
+                break  # took all there was (a full read may have left more)
+        out = []
+        while (data := self._next()) is not None:
+            out.append(data)
+        return out, eof
 
     def poll(self) -> bool:
         """True when a message (or EOF) can be read without blocking."""
+        if self._next_ready():
+            return True
         readable, _, _ = select.select([self._sock], [], [], 0)
         return bool(readable)
+
+    def _next_ready(self) -> bool:
+        if len(self._buffer) < _HEADER.size:
+            return False
+        size: int = _HEADER.unpack_from(self._buffer)[0]
+        return len(self._buffer) >= _HEADER.size + size
 
     def close(self) -> None:
         self._sock.close()

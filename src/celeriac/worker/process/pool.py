@@ -26,6 +26,9 @@ What happens when:
 
 Async tasks run in the child too, each with ``asyncio.run``: one at a time per child, so a process
 pool is not the place for I/O-bound coroutines (use ``-P asyncio``).
+
+Why this module is long: the pool's life cycle (children, limits, terminate, reading answers) shares
+one state (the children and their runs); the framing, the child loop and the fork servers are apart.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import operator
 import os
 import pickle
 import signal
@@ -42,6 +46,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from ...context import Request
 from ...exceptions import SerializationError, TaskError, TaskRevokedError, TimeLimitExceeded, WorkerLostError
 from ..executor import REMOTE_TRACEBACK_ATTR
 from ..limits import TimeLimits
@@ -61,6 +66,10 @@ _READY_TIMEOUT_S = 30.0
 _STOP_WAIT_S = 5.0
 _RESPAWN_DELAY_S = 1.0
 _TERMINATE_GRACE_S = 1.0  # SIGTERM/SIGINT (ignored by children) become SIGKILL after this
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+#: a request travels as the tuple of its fields (the child rebuilds it): pickling the dataclass
+#: itself costs both processes a few microseconds more per task
+_request_fields = operator.attrgetter(*Request.__slots__)
 
 
 class _Run:
@@ -134,6 +143,8 @@ class ProcessPool:
         self._all_ended: asyncio.Event | None = None
         self._respawn: asyncio.TimerHandle | None = None
         self._lean: LeanSpec | LeanUnavailable | None = None  # decided on the first start
+        #: children measure their resident size after each task only for --max-memory-per-child
+        self._want_rss = recycling.max_memory_kib is not None
 
     # ---- Pool ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -181,7 +192,8 @@ class ProcessPool:
         label = job.label
         run = _Run(next(self._seq), loop.create_future(), label, job.message.id)
         try:
-            data = pickle.dumps(("run", run.seq, job.request, limits.soft_s))
+            fields = _request_fields(job.request)
+            data = pickle.dumps(("run", run.seq, fields, limits.soft_s, self._want_rss), _PROTOCOL)
         except Exception as exc:
             self._release(child)
             raise SerializationError(f"cannot send {label} to a child process: {exc}") from exc
@@ -397,11 +409,10 @@ class ProcessPool:
 
     # ---- reading children (on the loop) ----------------------------------------------------------
     def _on_readable(self, child: _Child) -> None:
-        try:
-            while child.conn.poll():
-                data = child.conn.recv_bytes()
-                self._on_message(child, data)
-        except (EOFError, OSError):
+        messages, eof = child.conn.recv_available()
+        for data in messages:
+            self._on_message(child, data)
+        if eof:
             self._ended(child)
 
     def _on_message(self, child: _Child, data: bytes) -> None:

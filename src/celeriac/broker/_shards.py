@@ -1,0 +1,81 @@
+"""Shard names of a sharded queue, and the shards an earlier ``queue_shards`` setting left behind.
+
+A queue spread over ``n`` shards (``queue_shards``) is the queue's own stream plus ``n - 1`` streams
+named ``queue~k.s``. Their names depend on ``n``: change the setting (8 shards to 4, or sharding
+turned off) and the tasks still waiting in the old shards' streams would be consumed by nobody, since
+every worker reads only the names it computes. So a worker looks for such streams when it opens its
+queues (:func:`leftover_shards`) and consumes them with the queue's current shards; sends never go
+there. The look-up is one ``SCAN`` over the keyspace (on a cluster, over every master) per queue at
+start-up, never on the task path.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+from .._redis.keys import KeySchema, hash_tag
+
+#: keys per SCAN step: the whole keyspace is walked once per queue at start-up (results included)
+_SCAN_COUNT = 1000
+
+
+def shard_names(queue: str, n: int) -> list[str]:
+    """The stream names of a queue spread over ``n`` shards: the queue itself, then ``queue~k.s``.
+
+    Cut the slot space into ``n`` even ranges: shard 0 (the queue itself, so that an unsharded worker
+    still serves it) lies in one of them wherever its name hashes, and shards 1..n-1 take the others in
+    order, each with the smallest salt ``s`` that puts its hash slot there. So the shards spread evenly
+    over a cluster's masters (which own contiguous, even slot ranges) instead of landing where their
+    names happen to hash: with 3 shards on 3 masters, one per master. Deterministic: every producer
+    and worker computes the same names.
+    """
+    return list(cached_shard_names(queue, n))
+
+
+@functools.lru_cache(maxsize=1024)
+def cached_shard_names(queue: str, n: int) -> tuple[str, ...]:
+    """:func:`shard_names`, computed once per (queue, n): a send to a sharded queue picks one of them,
+    and finding a salt costs a few CRC16s per shard."""
+    names = [queue]
+    home = key_slot(queue.encode()) * n // REDIS_CLUSTER_HASH_SLOTS  # the range shard 0 lies in
+    for k, part in enumerate((p for p in range(n) if p != home), start=1):
+        low, high = part * REDIS_CLUSTER_HASH_SLOTS // n, (part + 1) * REDIS_CLUSTER_HASH_SLOTS // n
+        for salt in range(100_000):
+            name = f"{queue}~{k}.{salt}"
+            if low <= key_slot(name.encode()) < high:
+                break
+        names.append(name)
+    return tuple(names)
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by a Redis glob pattern (``SCAN MATCH``)."""
+    return "".join("\\" + c if c in "\\*?[]" else c for c in text)
+
+
+def leftover_shards(client: Any, keys: KeySchema, queue: str, current: list[str]) -> list[tuple[str, int]]:
+    """Shard streams of ``queue`` that are not among ``current`` (its shards under this setting) and
+    still hold tasks: ``(shard name, waiting + running + delayed tasks)`` for each, in name order.
+
+    ``client`` is a synchronous redis-py client (``Redis`` or ``RedisCluster``: its ``scan_iter``
+    walks every master). An empty leftover stream is ignored (and left alone: it is a few bytes).
+    """
+    probe = keys.queue(f"{queue}~").ready  # <prefix>:{<queue>~}:ready
+    cut = probe.index("~}") + 1
+    pattern = _glob_escape(probe[:cut]) + "*" + _glob_escape(probe[cut:])
+    found: list[tuple[str, int]] = []
+    names = {hash_tag(to_text(key)) for key in client.scan_iter(match=pattern, count=_SCAN_COUNT)}
+    for name in sorted(n for n in names if n is not None and n not in current):
+        q = keys.queue(name)
+        tasks = int(client.xlen(q.ready)) + int(client.zcard(q.delayed))
+        if tasks == 0:
+            continue  # acked entries are deleted: an empty stream has nothing waiting or running
+        found.append((name, tasks))
+    return found
+
+
+def to_text(key: Any) -> str:
+    return key.decode() if isinstance(key, bytes) else str(key)

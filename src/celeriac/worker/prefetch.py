@@ -1,0 +1,242 @@
+"""Bounded prefetch: take a few more messages than free slots when tasks are short, never more.
+
+Fetching only for free slots costs one read (and one settle) per handful of tasks when tasks are
+short: Redis then spends more on the worker's bookkeeping than the tasks are worth. Prefetching
+beyond the free slots batches that work, but a prefetched message waits in this worker while
+another worker might be idle, so it is bounded twice:
+
+* **by measured task duration**: the extra messages are as many as the slots can start within
+  ``budget_s``, at the measured mean interval between task completions (``budget_s / interval``,
+  at most ``fetch_max``). The interval, not one task's duration: slots that do not really run in
+  parallel (sync tasks under the GIL) free up more slowly than ``duration / concurrency``. Until
+  tasks have been measured, and while they are slow, there is no extra: the
+  worker fetches for free slots only, as before.
+* **by a start deadline**: a message that has not started within ``start_deadline_s`` of its fetch
+  goes back to the queue (the worker's ``_execute``), so a long task can never hold short ones
+  hostage. A hand-back also forgets the measured mean (tasks just became slow), so prefetching
+  stops until short tasks are measured again.
+
+Autoscaled workers do not prefetch (their slot count moves; ``enabled=False``).
+
+Admission to the pool goes through :attr:`Prefetch.slots`, a :class:`SlotGate` of ``concurrency``: a
+slot holds it while its task runs; prefetched runs wait for it (that wait is what the deadline bounds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+__all__ = ["Prefetch", "SlotGate"]
+
+#: how long the prefetched messages may take to start, at the measured mean interval between completions
+BUDGET_S = 0.01
+#: a fetched message that has not started by then goes back to the queue, unless slots are still freeing
+#: (tasks flow: it is queued, not held), and then by ``START_LIMIT_S`` at the latest
+START_DEADLINE_S = 0.02
+START_LIMIT_S = 0.1
+#: while prefetching, outcomes are recorded in batches of about this many (bounded by SETTLE_LINGER_MAX_S)
+SETTLE_BATCH = 64
+SETTLE_LINGER_MAX_S = 0.01
+#: while a run waits for a slot, the loop's lateness is measured every _TICK_S; lateness beyond
+#: _STALL_SLACK_S is time the worker did not run (it does not count against the start deadline)
+_TICK_S = 0.005
+_STALL_SLACK_S = 0.002
+#: tasks measured before any prefetch (the mean must mean something)
+_WARM_UP = 20
+_ALPHA = 0.3  # weight of the newest window's interval in the moving mean
+_WINDOW_S = 0.02  # completions are counted over windows of at least this long
+
+
+class Prefetch:
+    """The prefetch bound of one worker (see the module docstring)."""
+
+    def __init__(
+        self,
+        concurrency: int,
+        fetch_max: int,
+        budget_s: float = BUDGET_S,
+        start_deadline_s: float = START_DEADLINE_S,
+        enabled: bool = True,
+    ) -> None:
+        self.enabled = enabled
+        self.concurrency = concurrency
+        self.fetch_max = fetch_max
+        self.budget_s = budget_s
+        self.start_deadline_s = start_deadline_s
+        self.slots = SlotGate(concurrency, start_deadline_s, START_LIMIT_S)
+        #: mean interval between two task completions (slots freeing up)
+        self.mean_s = 0.0
+        self.measured = 0
+        self._last_end_s: float | None = None  # the start of the current window
+        self._window_n = 0  # completions in it
+        #: prefetched messages handed back because they did not start in time
+        self.handed_back = 0
+
+    @property
+    def extra(self) -> int:
+        """Messages to hold beyond the slots now (0 until measured, and while tasks are slow)."""
+        if not self.enabled or self.measured < _WARM_UP or self.mean_s <= 0:
+            return 0
+        return min(self.fetch_max, int(self.budget_s / self.mean_s))
+
+    def settle_linger_s(self) -> float:
+        """How long a batch of outcomes may wait for more: 0 unless prefetching (a busy worker with
+        short tasks), then the time ``SETTLE_BATCH`` tasks take, at most ``SETTLE_LINGER_MAX_S``."""
+        if not self.extra:
+            return 0.0
+        return min(SETTLE_LINGER_MAX_S, SETTLE_BATCH * self.mean_s)
+
+    def ran(self, now_s: float) -> None:
+        """A task ended (in its slot) at ``now_s`` (the loop's clock).
+
+        The mean interval is measured over windows of at least ``_WINDOW_S`` (completions per window),
+        not between two completions: the loop learns of completions in bursts (several threads or
+        children finished while it ran something else), and intervals of 0 between them would make
+        the worker look far faster than it is.
+        """
+        if self._last_end_s is None:
+            self._last_end_s, self._window_n = now_s, 0
+            return
+        self._window_n += 1
+        elapsed_s = now_s - self._last_end_s
+        if elapsed_s < _WINDOW_S:
+            return
+        interval_s = elapsed_s / self._window_n
+        self.measured += self._window_n
+        self._last_end_s, self._window_n = now_s, 0
+        if self.mean_s <= 0:
+            self.mean_s = interval_s
+        else:
+            self.mean_s += _ALPHA * (interval_s - self.mean_s)
+
+    def missed_start(self) -> None:
+        """A fetched message did not start in time: forget the mean, prefetch nothing until remeasured."""
+        self.handed_back += 1
+        self.measured = 0
+        self.mean_s = 0.0
+        self._last_end_s = None
+
+
+class SlotGate:
+    """A semaphore whose waits end at a deadline, without a task per wait.
+
+    ``asyncio.wait_for(semaphore.acquire(), t)`` wraps every wait in a task of its own: with prefetch
+    nearly every short task waits here once, and that cost the worker more than the wait itself. A
+    waiter here is one future and one timer; a freed slot goes straight to the oldest waiter.
+
+    A wait ends (False: the delivery goes back) ``deadline_s`` after the fetch, unless
+
+    * a slot freed within the last ``deadline_s``: tasks are flowing and the waiter is only queued
+      behind them (it moves up with every slot freed), so it waits on, up to ``limit_s``;
+    * the worker itself did not run for part of that time (a busy machine deschedules it; its loop's
+      timers fire late, measured by a tick every 5 ms while someone waits): that time does not count.
+      A stalled worker would otherwise hand back what it is about to start, and nothing starts
+      anywhere faster on a machine that stalls every process.
+
+    Slots held by long tasks free nothing while the worker runs: their waiters go back at ``deadline_s``.
+    """
+
+    def __init__(
+        self, size: int, deadline_s: float = START_DEADLINE_S, limit_s: float = START_LIMIT_S
+    ) -> None:
+        self.free = size
+        self.deadline_s = deadline_s
+        self.limit_s = max(limit_s, deadline_s)
+        self._waiters: deque[asyncio.Future[bool]] = deque()
+        self._freed_at = float("-inf")  # the loop's clock when a slot last freed
+        #: seconds the loop ran late (the worker did not run), measured while someone waits
+        self._stalled_s = 0.0
+        self._tick: asyncio.TimerHandle | None = None
+        self._tick_due = 0.0
+
+    def locked(self) -> bool:
+        return self.free <= 0
+
+    def try_take(self) -> bool:
+        """Take a free slot now; False when none is free."""
+        if self.free > 0:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self, loop: asyncio.AbstractEventLoop, fetched_at: float) -> bool:
+        """A slot (True), or False when none freed in time (see the class docstring)."""
+        if self.try_take():
+            return True
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        if self._tick is None:
+            self._tick_due = loop.time() + _TICK_S
+            self._tick = loop.call_at(self._tick_due, self._on_tick, loop)
+        stalled_before = self._stalled(loop.time())
+        timer = loop.call_at(
+            fetched_at + self.deadline_s, self._expire, loop, waiter, fetched_at, stalled_before
+        )
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self.release()  # handed a slot just as it was cancelled: pass it on
+            raise
+        finally:
+            timer.cancel()
+            if not waiter.done():
+                waiter.cancel()
+
+    def release(self) -> None:
+        """Free a slot: to the oldest waiter still waiting, else back to the free count."""
+        if self._tick is not None:  # someone waits: a tick runs on the loop
+            with contextlib.suppress(RuntimeError):  # a run closed outside its loop (shutdown)
+                self._freed_at = asyncio.get_running_loop().time()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+        self.free += 1
+
+    def _stalled(self, now: float) -> float:
+        """Seconds the worker did not run since waits began, counting a stall going on now."""
+        late = now - self._tick_due
+        return self._stalled_s + (late if late > _STALL_SLACK_S else 0.0)
+
+    def _on_tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        late = now - self._tick_due
+        if late > _STALL_SLACK_S:
+            self._stalled_s += late
+        if any(not w.done() for w in self._waiters):
+            self._tick_due = now + _TICK_S
+            self._tick = loop.call_at(self._tick_due, self._on_tick, loop)
+        else:
+            self._tick = None
+            self._freed_at = float("-inf")  # nobody waits: the next waiter starts afresh
+
+    def _expire(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        waiter: asyncio.Future[bool],
+        fetched_at: float,
+        stalled_before: float,
+        hops: int = 2,
+    ) -> None:
+        if waiter.done():
+            return
+        if hops:
+            # Decide after the loop ran what was already ready: a run that ended before the deadline
+            # frees its slot two callbacks later (its future, then its coroutine). After a stall of the
+            # whole worker its timers fire first and would see no slot freed.
+            loop.call_soon(self._expire, loop, waiter, fetched_at, stalled_before, hops - 1)
+            return
+        now = loop.time()
+        ran_s = now - fetched_at - (self._stalled(now) - stalled_before)  # time the worker ran
+        flowing = now - self._freed_at < self.deadline_s
+        if ran_s < self.limit_s and (ran_s < self.deadline_s or flowing):
+            # stalled, or queued behind flowing tasks (not held): look again a little later
+            again = now + max(self.deadline_s - ran_s, self.deadline_s / 2)
+            timer = loop.call_at(again, self._expire, loop, waiter, fetched_at, stalled_before)
+            waiter.add_done_callback(lambda _f: timer.cancel())
+            return
+        waiter.set_result(False)

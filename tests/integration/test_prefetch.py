@@ -1,0 +1,74 @@
+"""Bounded prefetch (worker/prefetch.py): short tasks are prefetched, and a long task never holds them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from celeriac import Celeriac
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def app(redis_url: str) -> Iterator[Celeriac]:
+    app = Celeriac("prefetch", broker=redis_url, lease_s=10.0)
+    yield app
+    app.close()
+
+
+@pytest.mark.parametrize("pool", ["threads", "processes"])
+def test_a_long_task_never_holds_prefetched_short_ones_hostage(
+    app: Celeriac, thread_worker: Any, pool: str, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"  # a file: the long task may run in a child process
+
+    @app.task(name="t.short")
+    def short() -> None:
+        pass
+
+    @app.task(name="t.long")
+    def long() -> None:
+        deadline = time.monotonic() + 60
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    # worker A (one slot) learns that tasks are short, so it prefetches beyond its free slot
+    a = thread_worker(app, pool=pool, concurrency=1)
+    app.send_many([short.s() for _ in range(200)])
+    a.wait_outcomes(lambda o: len(o) >= 200)
+    assert a.worker.prefetch.extra > 1
+    try:
+        # the long task and the short ones behind it arrive in one go: A takes them all
+        app.send_many([long.s(), *(short.s() for _ in range(30))])
+        # the short ones A took cannot start (its slot runs the long task): they go back within the
+        # start deadline, and worker B runs every one of them while the long task still runs on A
+        b = thread_worker(app, pool="threads", concurrency=1)
+        b.wait_outcomes(lambda o: sum(x.task_name == "t.short" for x in o) >= 30, timeout_s=20)
+        assert not release.exists()
+        assert a.worker.prefetch.handed_back >= 1
+        assert a.worker.prefetch.extra == 0  # prefetching stopped: tasks just became slow
+        assert sum(x.task_name == "t.short" for x in a.outcomes) == 200  # A ran none of them
+    finally:
+        release.touch()
+    a.wait_outcomes(lambda o: any(x.task_name == "t.long" for x in o))
+
+
+def test_no_prefetch_before_tasks_are_measured_nor_for_autoscaled_workers(app: Celeriac) -> None:
+    from celeriac.worker.prefetch import Prefetch
+
+    p = Prefetch(2, 500)
+    assert p.extra == 0  # nothing measured yet: fetch for free slots only
+    for i in range(100):
+        p.ran(i * 0.001)  # one completion a millisecond
+    assert p.extra == 10  # 10 ms budget / 1 ms between completions
+    p.missed_start()
+    assert p.extra == 0
+    off = Prefetch(2, 500, enabled=False)
+    for i in range(100):
+        off.ran(i * 0.001)
+    assert off.extra == 0

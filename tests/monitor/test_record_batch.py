@@ -1,0 +1,140 @@
+"""One recorded batch (one ``record.lua`` call): every outcome in it is recorded, and its rollups are
+those of the per-record rule, whatever mix of tasks, states and never-run outcomes it holds.
+
+The recorder computes a batch's rollups with C-level passes when every record ran (the usual batch) and
+passes only the task ids to the script (it does not decode the records): these tests pin both to the
+plain rule.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from typing import Any
+
+import pytest
+import redis
+
+from celeriac.broker.base import Delivery
+from celeriac.execution import Outcome
+from celeriac.message import Message
+from celeriac.monitor import MonitorReader
+from celeriac.monitor.recorder import MonitorSettings, Recorder, _rollup_counts
+from celeriac.monitor.rollup import RUNTIME_BUCKETS_S
+from celeriac.monitor.script import RECORD
+from celeriac.states import TaskState
+
+
+def _reference(rows: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, str, int], int], dict[str, float]]:
+    """The per-record rule, one record at a time."""
+    counts: dict[tuple[str, str, int], int] = {}
+    sums: dict[str, float] = {}
+    for row in rows:
+        name, state, started_s, runtime_s = row[1], row[2], row[4], row[6]
+        if started_s:
+            key = (name, state, bisect_left(RUNTIME_BUCKETS_S, runtime_s))
+            sums[name] = sums.get(name, 0.0) + runtime_s
+        else:
+            key = (name, state, -1)
+        counts[key] = counts.get(key, 0) + 1
+    return counts, sums
+
+
+def _row(i: int, name: str, state: str, started_s: float, runtime_s: float) -> tuple[Any, ...]:
+    return (f"t{i}", name, state, f"1-{i}", started_s, started_s + runtime_s, runtime_s, 0)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [_row(i, "a", "SUCCESS", 100.0, 0.0004 * i) for i in range(50)],  # one task, every one ran
+        [_row(i, "ab"[i % 2], ["SUCCESS", "FAILURE"][i % 3 == 0], 100.0, 0.3 * i) for i in range(50)],
+        [
+            _row(i, "abc"[i % 3], "SUCCESS" if i % 4 else "DEAD", 0.0 if i % 4 == 0 else 1.0, 0.01)
+            for i in range(40)
+        ],
+        [_row(0, "a", "EXPIRED", 0.0, 0.0)],  # nothing ran
+    ],
+    ids=["one-name", "mixed-names-and-states", "some-never-ran", "none-ran"],
+)
+def test_batch_rollups_follow_the_per_record_rule(rows: list[tuple[Any, ...]]) -> None:
+    counts, sums = _rollup_counts(rows)
+    want_counts, want_sums = _reference(rows)
+    assert dict(counts) == want_counts
+    assert sums == want_sums  # the same sums, added in the same order
+
+
+@pytest.mark.redis
+def test_every_outcome_of_one_batch_is_recorded(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    now = time.time()
+    n = 300
+    states = {}
+    for i in range(n):
+        tid = f"batch-{i}"
+        d = Delivery("default", f"{int(now * 1000)}-{i}", b"msg")
+        if i % 10 == 0:  # a failure (kept in full, with its message)
+            o = Outcome("ack", tid, "tasks.b", TaskState.FAILURE, exc=ValueError("no"), runtime_s=0.002)
+            rec.add(d, o, Message(tid, "tasks.b"), now)
+            states[tid] = "FAILURE"
+        elif i % 7 == 0:  # never ran (expired)
+            rec.add(d, Outcome("ack", tid, "tasks.a", TaskState.EXPIRED), None, 0.0)
+            states[tid] = "EXPIRED"
+        else:
+            rec.add(d, Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001), None, now)
+            states[tid] = "SUCCESS"
+    items, rec._pending = rec._pending, []
+    keys, args = rec._call("default", items)
+    client.evalsha(RECORD.sha, len(keys), *keys, *args)  # the whole batch: one script call
+
+    reader = MonitorReader(client)
+    records = reader.page(["default"], limit=1000).records
+    assert {r.task_id: r.state for r in records} == states
+    assert reader.task("batch-3", ["default"])[0].state == "SUCCESS"  # found by id (the ids index)
+    totals = reader.totals(["default"])["default"]
+    assert totals["*|SUCCESS"] == sum(s == "SUCCESS" for s in states.values())
+    assert totals["*|FAILURE"] == sum(s == "FAILURE" for s in states.values())
+    assert totals["*|EXPIRED"] == sum(s == "EXPIRED" for s in states.values())
+    assert len(reader.failure_groups(["default"])) == 1
+    client.close()
+
+
+@pytest.mark.redis
+def test_a_write_of_several_calls_counts_every_record_once(redis_url: str) -> None:
+    """A write of more records than one call takes (``_CHUNK``) is several calls; the rollups of the
+    queue's records ride with the first, so the totals count each record once. The records are noted
+    as the worker notes them (``Recorder.intake``: plain successes made into records in bulk, the rest
+    one by one), and each comes out as ``add`` would have made it."""
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    reference = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    now = time.time()
+    n = 2_500
+    for i in range(n):
+        tid = f"big-{i}"
+        d = Delivery("default", f"{int(now * 1000)}-{i}", b"msg")
+        if i % 100 == 0:
+            o = Outcome("ack", tid, "tasks.b", TaskState.FAILURE, exc=ValueError("no"), runtime_s=0.002)
+        else:
+            o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001 * (i % 7))
+        message = Message(tid, o.task_name or "", retries=i % 3)
+        rec.intake.append((d, o, message, now, now + 1))
+        reference._add(d, o, message, now, now + 1)
+    rec._take_intake()
+    assert rec._pending == reference._pending  # the bulk path makes the records add makes
+    items, rec._pending = rec._pending, []
+    calls = rec._calls(items)
+    assert len(calls) == 3
+    for keys, args in calls:
+        client.evalsha(RECORD.sha, len(keys), *keys, *args)
+    assert [int(args[8]) for _keys, args in calls] == [3, 0, 0]  # rollup keys: with the first call only
+
+    reader = MonitorReader(client)
+    totals = reader.totals(["default"])["default"]
+    assert totals["*|SUCCESS"] == n - n // 100
+    assert totals["*|FAILURE"] == n // 100
+    assert len(reader.page(["default"], limit=5000).records) == n
+    client.close()

@@ -1,0 +1,72 @@
+"""Prefetched deliveries that did not start in time go back together, in one release.
+
+Their waits end together (the same long task held every slot): one release script for all of them,
+not one each. The slot gate here refuses at once instead of at its deadline, so that every wait ends
+in the same turn of the loop, as they do when one deadline passes for a whole fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from celeriac import Celeriac, Worker
+from celeriac.broker.base import Delivery
+
+SHORTS = 5
+
+
+async def test_deliveries_that_missed_their_start_go_back_in_one_release(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = Celeriac("late", broker="memory://")
+    hold = threading.Event()
+
+    @app.task(name="t.long")
+    def long() -> None:
+        hold.wait(30)
+
+    @app.task(name="t.short")
+    def short() -> None:
+        pass
+
+    long.delay()
+    for _ in range(SHORTS):
+        short.delay()
+    worker = Worker(app, pool="threads", concurrency=1)
+    # tasks measured as short (one a millisecond): the first fetch takes 1 + 10 messages
+    worker.prefetch.mean_s, worker.prefetch.measured = 0.001, 100
+    assert worker.prefetch.extra == 10
+    releases: list[tuple[list[Delivery], bool]] = []
+    real_release = worker.broker.release
+
+    async def release(consumer: str, deliveries: Sequence[Delivery], *, started: bool) -> int:
+        releases.append((list(deliveries), started))
+        return await real_release(consumer, deliveries, started=started)
+
+    async def refuse(loop: asyncio.AbstractEventLoop, fetched_at: float) -> bool:
+        return False  # the deadline passed (the long task holds the only slot)
+
+    monkeypatch.setattr(worker.broker, "release", release)
+    monkeypatch.setattr(worker.prefetch.slots, "take", refuse)
+    run = asyncio.create_task(worker.run())
+    try:
+        while not releases:
+            await asyncio.sleep(0.005)
+        assert len(releases) == 1
+        handed, started = releases[0]
+        assert (len(handed), started) == (SHORTS, False)
+        assert worker.prefetch.handed_back == SHORTS
+        assert worker.prefetch.extra == 0  # prefetching stopped: tasks just became slow
+        assert worker.inflight.running == 1  # the long task
+    finally:
+        hold.set()
+    while worker.stats.processed < 1 + SHORTS:  # they come back and run once the slot is free
+        await asyncio.sleep(0.005)
+    worker.stop()
+    await asyncio.wait_for(run, 10)
+    assert worker.stats.succeeded == 1 + SHORTS
+    assert len(releases) == 1
