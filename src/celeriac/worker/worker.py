@@ -623,7 +623,8 @@ class Worker:
         gate = self._gate
         if gate is not None and not await self._claim_slot(gate, slot, fetched_at):
             return
-        early = not job.acks_late
+        resolved = job.resolved  # Job.acks_late, its usual case inlined (options resolved by prepare)
+        early = not (resolved.acks_late if resolved is not None else job.acks_late)
         outcome: Outcome | None = None
         try:
             if early:
