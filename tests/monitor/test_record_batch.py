@@ -218,3 +218,48 @@ def test_a_partly_failed_write_keeps_only_the_unwritten_records(
         totals = reader.totals([queue])[queue]
         assert totals["*|SUCCESS"] + totals["*|FAILURE"] == n
     sync.close()
+
+
+@pytest.mark.redis
+def test_a_timeline_links_outcomes_in_different_entries_of_one_call(redis_url: str) -> None:
+    """One call writes several log entries; a task whose outcomes land in two of them (and one in a
+    single entry) still shows its whole timeline: the later entry finds the earlier one."""
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    now = time.time()
+
+    def note(i: int, tid: str, retries: int, kind: str) -> None:
+        state = None if kind == "retry" else TaskState.SUCCESS
+        exc = KeyError("again") if kind == "retry" else None
+        o = Outcome(kind, tid, "tasks.a", state, exc=exc, runtime_s=0.001)  # type: ignore[arg-type]
+        rec.add(
+            Delivery("default", f"{int(now * 1000)}-{i}", b"m"),
+            o,
+            Message(tid, "tasks.a", retries=retries),
+            now,
+        )
+
+    for i in range(2_500):
+        if i == 10:
+            note(i, "spans", 0, "retry")  # entry 1
+        elif i == 1_200:
+            note(i, "spans", 1, "retry")  # entry 2
+        elif i == 2_300:
+            note(i, "spans", 2, "ack")  # entry 3
+        elif i in (2_400, 2_401):
+            note(i, "within", i - 2_400, "retry" if i == 2_400 else "ack")  # both in entry 3
+        else:
+            note(i, f"plain-{i}", 0, "ack")
+    items, rec._pending = rec._pending, []
+    calls = rec._calls(items)
+    assert len(calls) == 1
+    _items, keys, args = calls[0]
+    client.evalsha(RECORD.sha, len(keys), *keys, *args)
+
+    reader = MonitorReader(client)
+    spans = reader.task("spans", ["default"])
+    assert [(r.state, r.retries) for r in spans] == [("RETRY", 0), ("RETRY", 1), ("SUCCESS", 2)]
+    within = reader.task("within", ["default"])
+    assert [(r.state, r.retries) for r in within] == [("RETRY", 0), ("SUCCESS", 1)]
+    client.close()
