@@ -136,7 +136,7 @@ def test_a_write_of_several_entries_is_one_call_and_counts_every_record_once(red
     assert rec._pending == reference._pending  # the bulk path makes the records add makes
     items, rec._pending = rec._pending, []
     calls = rec._calls(items)
-    assert len(calls) == 1 and calls[0][0] == items
+    assert len(calls) == 1 and calls[0][0] == recorder_module._segments(items)  # those records, packed
     _items, keys, args = calls[0]
     assert args[1] == 3  # log entries
     client.evalsha(RECORD.sha, len(keys), *keys, *args)
@@ -168,7 +168,7 @@ def test_a_write_of_several_calls_counts_every_record_once(
     rec._take_intake()
     items, rec._pending = rec._pending, []
     calls = rec._calls(items)
-    assert [len(part) for part, _keys, _args in calls] == [1000, 1000, 500]
+    assert [recorder_module._records(part) for part, _keys, _args in calls] == [1000, 1000, 500]
     for _part, keys, args in calls:
         client.evalsha(RECORD.sha, len(keys), *keys, *args)
     assert [int(args[8]) for _part, _keys, args in calls] == [3, 0, 0]  # rollup keys: with the first only
@@ -203,7 +203,8 @@ def test_a_partly_failed_write_keeps_only_the_unwritten_records(
         _noted(rec, reference, 200, prefix="e", queue="emails")
         await rec.flush()
         assert rec._failing and rec.recorded == 300
-        assert rec._pending == [item for item in reference._pending if item[0] == "emails"]
+        emails = [item for item in reference._pending if item[0] == "emails"]
+        assert rec._sealed == recorder_module._segments(emails)  # kept packed for the next flush
         assert rec.pending
         sync.delete("celeriac:{emails}:m:log")  # the fault goes away
         await rec.flush()
@@ -263,3 +264,93 @@ def test_a_timeline_links_outcomes_in_different_entries_of_one_call(redis_url: s
     within = reader.task("within", ["default"])
     assert [(r.state, r.retries) for r in within] == [("RETRY", 0), ("SUCCESS", 1)]
     client.close()
+
+
+@pytest.mark.redis
+def test_records_packed_in_small_batches_are_written_as_one_batch_would_be(redis_url: str) -> None:
+    """The worker packs each batch of acks' records at once (``kick``) and writes many such batches
+    in one call: the log entries, the ids index, the failures, the timelines (positions counted
+    across the batches) and the rollups are those of the same records packed in one go (a log entry
+    holds whole small batches, up to 1,000 records)."""
+    now = time.time()
+    outcomes = []
+    for i in range(2_300):
+        tid = f"t-{i}"
+        if i in (5, 700, 2_250):  # one task's runs: in one small batch, then across entries
+            tid = "again"
+        retries = {5: 0, 700: 1, 2_250: 2}.get(i, i % 2)
+        kind, state, exc = "ack", TaskState.SUCCESS, None
+        if i in (5, 700) or i % 97 == 0:
+            kind, state, exc = (
+                ("retry", None, KeyError("k"))
+                if i in (5, 700)
+                else ("ack", TaskState.FAILURE, ValueError("no"))
+            )
+        o = Outcome(kind, tid, "tasks.a", state, exc=exc, runtime_s=0.001 * (i % 5))  # type: ignore[arg-type]
+        outcomes.append(
+            (Delivery("default", f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, "tasks.a", retries=retries))
+        )
+
+    def written(batch_sizes: int) -> tuple[Any, ...]:
+        client = redis.Redis.from_url(redis_url)
+        client.flushall()
+        client.script_load(RECORD.text)
+        rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+        for start in range(0, len(outcomes), batch_sizes):
+            for d, o, message in outcomes[start : start + batch_sizes]:
+                rec.intake.append((d, o, message, now, now + 1))
+            rec._take_intake()
+            rec._seal()  # what kick does with each batch of acks
+        batch, rec._sealed = rec._sealed, []
+        for _part, keys, args in rec._calls_of(batch):
+            client.evalsha(RECORD.sha, len(keys), *keys, *args)
+        reader = MonitorReader(client)
+        records = [
+            (r.task_id, r.state, r.retries, r.details) for r in reader.page(["default"], limit=5000).records
+        ]
+        entries = [len(msgpack.unpackb(f[b"r"])) for _, f in client.xrange("celeriac:{default}:m:log")]
+        timeline = [(r.state, r.retries) for r in reader.task("again", ["default"])]
+        failures = client.xlen("celeriac:{default}:m:fail")
+        totals = reader.totals(["default"])["default"]
+        client.close()
+        return records, entries, timeline, failures, totals
+
+    one_go = written(len(outcomes))
+    small = written(90)
+    assert small[0] == one_go[0] and small[2:] == one_go[2:]  # entries: whole small batches each
+    records, entries, timeline, failures, totals = small
+    assert entries == [990, 990, 320] and one_go[1] == [1000, 1000, 300]
+    assert len(records) == 2_300 and sum(entries) == 2_300 and max(entries) <= 1000
+    assert timeline == [("RETRY", 0), ("RETRY", 1), ("SUCCESS", 2)]
+    assert failures == len([i for i in range(2_300) if i % 97 == 0 and i not in (5, 700)])
+    assert totals["*|SUCCESS"] + totals["*|FAILURE"] + totals["*|RETRY"] == 2_300
+
+
+@pytest.mark.redis
+def test_a_write_loads_the_script_when_redis_lost_it(redis_url: str) -> None:
+    """The usual write (one queue, one call, sent without the client's packer) loads ``record.lua``
+    when Redis does not have it (first write, or a restarted Redis), and nothing is recorded twice."""
+
+    def note(rec: Recorder, i: int) -> None:
+        d = Delivery("default", f"{int(time.time() * 1000)}-{i}", b"m")
+        rec.add(d, Outcome("ack", f"t{i}", "tasks.a", TaskState.SUCCESS, runtime_s=0.001), None, time.time())
+
+    async def scenario() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        rec = Recorder(client, "celeriac", "w1", MonitorSettings(), owns_client=False)
+        await client.script_flush()
+        for i in range(10):
+            note(rec, i)
+        await rec.flush()
+        assert not rec._failing and rec.recorded == 10
+        await client.script_flush()  # as after a restart
+        note(rec, 10)
+        await rec.flush()
+        assert not rec._failing and rec.recorded == 11 and not rec.pending
+        await client.aclose()
+
+    asyncio.run(scenario())
+    sync = redis.Redis.from_url(redis_url)
+    records = MonitorReader(sync).page(["default"], limit=100).records
+    assert sorted(r.task_id for r in records) == sorted(f"t{i}" for i in range(11))
+    sync.close()

@@ -2,10 +2,12 @@
 
 The worker calls :meth:`Recorder.add` when an outcome is known (a list append: nothing is encoded on
 the task's path). The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it
-starts a write unless one is on its way, so records group like the acks do and the settle never
-waits for them. A write sends all records of a queue in one ``record.lua`` call (one log entry per
-1,000 records, the bounds and TTLs applied once, rollups summed in the worker first), in the queue's
-hash slot, on the connections the recorder uses.
+packs that batch's records into bytes at once (a :class:`_Segment`: msgpack, their ids, their rollup
+counts), while their objects are fresh in the CPU's caches, so that nothing per task is kept as Python
+objects until the write; then it starts a write unless one is on its way, so records group like the
+acks do and the settle never waits for them. A write sends all records of a queue in one
+``record.lua`` call (one log entry per 1,000 records at most, the bounds and TTLs applied once, rollups
+summed in the worker first), in the queue's hash slot, on the connections the recorder uses.
 
 Recording is best effort: a flush that fails keeps its records for the next one (only those of the
 calls that failed: the others were written; up to ``_MAX_PENDING``, then the oldest are dropped and
@@ -33,6 +35,7 @@ from itertools import compress, repeat
 from operator import is_not, itemgetter, lt
 from typing import TYPE_CHECKING, Any
 
+from redis.connection import PythonRespSerializer
 from redis.exceptions import NoScriptError
 
 from ..execution import format_traceback
@@ -54,12 +57,15 @@ logger = logging.getLogger("celeriac.monitor")
 
 _SUCCESS = TaskState.SUCCESS
 _MAX_PENDING = 50_000
-#: a recorded outcome waiting to be written: (queue, record row, message bytes of a failure or None)
-_Pending = tuple[str, tuple[Any, ...], "bytes | None"]  # records kept while Redis is unreachable
+#: a recorded outcome not yet packed: (queue, record row, message bytes of a failure or None)
+_Pending = tuple[str, tuple[Any, ...], "bytes | None"]
 _CHUNK = 1000  # records per log entry (what a reader decodes to show one record of it)
 #: records per script call: one call writes a queue's whole write (several entries) up to this, which
 #: bounds the time Redis spends in one call and the script's argument lists
 _CALL_MAX = 10 * _CHUNK
+#: records packed together (:meth:`Recorder._seal`): enough that packing's fixed costs (a few calls per
+#: batch) are small per record, few enough that they are still in the CPU's caches
+_SEAL_AT = 500
 _MIN_INTERVAL_S = 0.1  # between two writes of one worker (the dashboard lags by at most this)
 _MAX_MESSAGE_CHARS = 2_000
 _MAX_TRACEBACK_CHARS = 16_000
@@ -119,11 +125,14 @@ class Recorder:
         #: :meth:`_take_intake` makes them into records in bulk with each batch of acks (:meth:`kick`),
         #: so they live only until the next settle round trip.
         self.intake: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
-        self._pending: list[_Pending] = []
+        self._pending: list[_Pending] = []  # records made, not yet packed (see _seal)
+        #: packed records waiting for the write (kept while Redis is unreachable)
+        self._sealed: list[_Segment] = []
         self._keys: dict[str, Any] = {}
         self._writer: asyncio.Task[None] | None = None
         self._last_write = 0.0
         self._failing = False
+        self._packer: PythonRespSerializer | None = None  # see _run_unpacked
         self._names: set[str] = set()  # task names seen (rollup fields are capped at MAX_NAMES)
         self._warned_at = 0.0
 
@@ -239,7 +248,13 @@ class Recorder:
 
     @property
     def pending(self) -> bool:
-        return bool(self._pending) or bool(self.intake)
+        return bool(self._pending) or bool(self.intake) or bool(self._sealed)
+
+    def _seal(self) -> None:
+        """Pack the records made since the last seal (see :func:`_segments`)."""
+        if self._pending:
+            items, self._pending = self._pending, []
+            self._sealed += _segments(items)
 
     def kick(self) -> None:
         """Start writing what is pending, unless a write is on its way (then those records go with the
@@ -247,11 +262,13 @@ class Recorder:
         never waits."""
         if self.intake:
             self._take_intake()
-        if self._pending and (self._writer is None or self._writer.done()):
+        if len(self._pending) >= _SEAL_AT:
+            self._seal()
+        if (self._sealed or self._pending) and (self._writer is None or self._writer.done()):
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
 
     async def _write_all(self) -> None:
-        while self._pending:
+        while self._sealed or self._pending:
             # at most one write per _MIN_INTERVAL_S: a busy worker writes a few big batches (a
             # round trip costs the worker more than the records in it); an idle one writes at once
             wait_s = self._last_write + _MIN_INTERVAL_S - time.monotonic()
@@ -272,35 +289,40 @@ class Recorder:
         """
         if self.intake:
             self._take_intake()
-        if not self._pending:
+        self._seal()
+        if not self._sealed:
             return
-        batch, self._pending = self._pending, []
+        batch, self._sealed = self._sealed, []
         unwritten = batch
         error: BaseException | None = None
         try:
-            unwritten, error = await self._write(self._calls(batch))
+            unwritten, error = await self._write(self._calls_of(batch))
         except Exception as exc:  # Redis down, full, or anything else: keep the records, warn
             error = exc
-        self.recorded += len(batch) - len(unwritten)
+        self.recorded += _records(batch) - _records(unwritten)
         if error is None:
             self._failing = False
             return
         self._failing = True
-        self._pending[:0] = unwritten
-        over = len(self._pending) - _MAX_PENDING
-        if over > 0:
-            del self._pending[:over]
-            self.dropped += over
+        self._sealed[:0] = unwritten
+        waiting = _records(self._sealed)
+        while waiting > _MAX_PENDING:  # the oldest go, a packed batch at a time
+            gone = self._sealed.pop(0)
+            waiting -= gone.n
+            self.dropped += gone.n
         now = time.monotonic()
         if now - self._warned_at > 30:
             self._warned_at = now
-            logger.warning("recording task outcomes failed (%s); %d waiting", error, len(self._pending))
+            logger.warning("recording task outcomes failed (%s); %d waiting", error, waiting)
 
-    async def _write(self, calls: list[_Call]) -> tuple[list[_Pending], BaseException | None]:
+    async def _write(self, calls: list[_Call]) -> tuple[list[_Segment], BaseException | None]:
         """Run the script calls; return the records of the calls that failed, and the first error."""
         if len(calls) == 1:  # the usual write: one queue, one call (an error: the caller keeps it all)
             _items, keys, args = calls[0]
-            await RECORD.run(self.client, keys, args)
+            if is_cluster(self.client):
+                await RECORD.run(self.client, keys, args)
+            else:
+                await self._run_unpacked(keys, args)
             return [], None
         replies: list[Any]
         if is_cluster(self.client):
@@ -320,13 +342,34 @@ class Recorder:
                         replies[n] = await RECORD.run(self.client, keys, args)
                     except Exception as exc:
                         replies[n] = exc
-        unwritten: list[_Pending] = []
+        unwritten: list[_Segment] = []
         error: BaseException | None = None
         for (items, _keys, _args), reply in zip(calls, replies):
             if isinstance(reply, BaseException):
                 unwritten += items
                 error = error or reply
         return unwritten, error
+
+    async def _run_unpacked(self, keys: list[str], args: list[Any]) -> Any:
+        """``RECORD.run``, with the command sent as redis-py's Python serializer packs it: the records
+        (hundreds of kilobytes) go to the socket as they are, where hiredis's packer (the client's)
+        copies every byte of them (about 0.3 us of the worker's CPU per record, measured)."""
+        pool: Any = self.client.connection_pool  # (redis-py's pool and packer are untyped)
+        packer: Any = self._packer
+        if packer is None:
+            packer = self._packer = PythonRespSerializer(6000, pool.get_encoder().encode)
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(packer.pack("EVALSHA", RECORD.sha, len(keys), *keys, *args))
+            try:
+                return await conn.read_response()
+            except NoScriptError:  # a restarted Redis: load it, run the call again
+                await conn.send_packed_command(packer.pack("SCRIPT", "LOAD", RECORD.text))
+                await conn.read_response()
+                await conn.send_packed_command(packer.pack("EVALSHA", RECORD.sha, len(keys), *keys, *args))
+                return await conn.read_response()
+        finally:
+            await pool.release(conn)
 
     async def close(self) -> None:
         """Write what is pending (one attempt), then close the connection (if the recorder's own)."""
@@ -341,63 +384,94 @@ class Recorder:
             pass
 
     def _calls(self, batch: list[_Pending]) -> list[_Call]:
+        """The script calls that write the records ``batch`` (packed first): see :meth:`_calls_of`."""
+        return self._calls_of(_segments(batch))
+
+    def _calls_of(self, batch: list[_Segment]) -> list[_Call]:
         """The script calls that write ``batch``: one per queue (up to :data:`_CALL_MAX` records
-        each), with the records each one writes."""
-        by_queue: dict[str, list[_Pending]] = {}
-        queues = set(map(_QUEUE, batch))
-        if len(queues) == 1:  # the usual batch: one queue, no Python code per record
-            by_queue[queues.pop()] = batch
-        else:
-            for item in batch:
-                by_queue.setdefault(item[0], []).append(item)
+        each), with the packed records each one writes."""
+        by_queue: dict[str, list[_Segment]] = {}
+        for seg in batch:
+            by_queue.setdefault(seg.queue, []).append(seg)
         calls: list[_Call] = []
-        for queue, items in by_queue.items():
-            if len(items) <= _CALL_MAX:
-                calls.append((items, *self._call(queue, items)))
+        for queue, segs in by_queue.items():
+            if _records(segs) <= _CALL_MAX:
+                calls.append((segs, *self._call_of(queue, segs)))
                 continue
             # the rollups of all the queue's records ride with its first call (its other calls carry
             # none): a rollup costs Redis one HINCRBY per field, however many records it counts
-            for start in range(0, len(items), _CALL_MAX):
-                part = items[start : start + _CALL_MAX]
-                calls.append((part, *self._call(queue, part, items if start == 0 else [])))
+            parts: list[list[_Segment]] = [[]]
+            n = 0
+            for seg in segs:
+                if n + seg.n > _CALL_MAX and parts[-1]:
+                    parts.append([])
+                    n = 0
+                parts[-1].append(seg)
+                n += seg.n
+            for no, part in enumerate(parts):
+                calls.append((part, *self._call_of(queue, part, segs if no == 0 else [])))
         return calls
 
     def _call(
         self, queue: str, items: list[_Pending], counted: list[_Pending] | None = None
     ) -> tuple[list[str], list[Any]]:
-        """The script call that writes ``items`` (one log entry per :data:`_CHUNK` of them), counting
-        ``counted`` in the rollups (default: ``items`` themselves)."""
+        """The script call that writes the records ``items`` (see :meth:`_call_of`)."""
+        return self._call_of(queue, _segments(items), None if counted is None else _segments(counted))
+
+    def _call_of(
+        self, queue: str, segs: list[_Segment], counted: list[_Segment] | None = None
+    ) -> tuple[list[str], list[Any]]:
+        """The script call that writes ``segs`` (one log entry per :data:`_CHUNK` records at most),
+        counting ``counted`` in the rollups (default: ``segs`` themselves)."""
         k = self._keys.get(queue)
         if k is None:
             k = self._keys[queue] = monitor_keys(self.prefix, queue)
         s = self.settings
-        # Per record, only C-level passes (map, zip, Counter): this runs for every task a worker runs.
-        rows = list(map(_ROW, items))
-        failures: list[Any] = []
-        for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
-            # a failure: its full record, for the failures page
-            failures += [row[0], pack([row]), f"{row[1]}\x00{row[8].get('exc', '')}", message]
-        # positions of tasks that ran before (timeline links)
-        retried = list(compress(range(len(rows)), map(_RETRIES, rows)))
-        counted_rows = rows if counted is None else list(map(_ROW, counted))
-        # one log entry per chunk of records
-        chunks = (
-            [rows] if len(rows) <= _CHUNK else [rows[i : i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
-        )
+        # log entries: whole packed batches, up to _CHUNK records each (a batch holds at most _CHUNK)
+        entries: list[list[_Segment]] = [[]]
+        n = 0
+        for seg in segs:
+            if n + seg.n > _CHUNK and entries[-1]:
+                entries.append([])
+                n = 0
+            entries[-1].append(seg)
+            n += seg.n
+        records: list[bytes] = []
+        id_parts: list[bytes] = [_array_header(len(entries))]
         relations: list[list[str]] = []  # workflow links, both ways (see keys.py: m:rel), by entry
         linked = False
-        for chunk in chunks:
+        failures: list[Any] = []
+        retried: list[int] = []  # positions of tasks that ran before (timeline links), over all entries
+        base = 0
+        for entry in entries:
+            size = _records(entry)
+            head = _array_header(size)
+            if len(entry) == 1:
+                records.append(head + entry[0].rows)
+                id_parts += (head, entry[0].ids)
+            else:
+                records.append(head + b"".join([seg.rows for seg in entry]))
+                id_parts += (head, *[seg.ids for seg in entry])
             members: list[str] = []
-            # failures and workflow tasks only (a record with details is longer than 8)
-            for row in compress(chunk, map(lt, repeat(8), map(len, chunk))):
-                details = row[8]
-                if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
-                    members += relation_members(row[0], details)
+            for seg in entry:
+                if seg.rare is not None:
+                    seg_retried, seg_failures, seg_links = seg.rare
+                    retried += [base + i for i in seg_retried]
+                    failures += seg_failures
+                    members += seg_links
+                base += seg.n
             relations.append(members)
             linked = linked or bool(members)
         # one rollup minute per batch (a batch spans milliseconds): the write's
         minute = int(time.time()) // 60
-        fields = _rollup_fields(minute, *_rollup_counts(counted_rows)) if counted_rows else {}
+        counts: dict[tuple[str, str, int], int] = {}
+        sums: dict[str, float] = {}
+        for seg in segs if counted is None else counted:
+            for key, c in seg.counts.items():
+                counts[key] = counts.get(key, 0) + c
+            for name, v in seg.sums.items():
+                sums[name] = sums.get(name, 0.0) + v
+        fields = _rollup_fields(minute, counts, sums) if counts else {}
         retention_s = s.retention_s
         ttl = {"m": MINUTE_TTL_S, "h": int(retention_s) + 86_400, "d": int(retention_s) + 86_400}
         roll_keys: list[str] = []
@@ -417,9 +491,9 @@ class Recorder:
         keys = [k.log, k.ids, k.fail, k.fgroups, k.total, k.fids, *roll_keys, k.rel, k.relt]
         args: list[Any] = [
             self.worker_id,
-            len(chunks),
+            len(entries),
             # the ids alone, by entry: the script need not decode the records
-            pack([list(map(_TASK_ID, chunk)) for chunk in chunks]),
+            b"".join(id_parts),
             s.max_entries,
             s.max_failures,
             now_ms - int(retention_s * 1000),
@@ -429,7 +503,7 @@ class Recorder:
             len(total),
             pack(retried) if retried else "",
             pack(relations) if linked else "",
-            *map(pack, chunks),
+            *records,
             *failures,
             *roll_args,
             *total_args,
@@ -484,8 +558,96 @@ class Recorder:
         }
 
 
-#: one script call: the records it writes, its keys and its arguments
-_Call = tuple[list[_Pending], list[str], list[Any]]
+class _Segment:
+    """Records of one queue packed for the write (at most :data:`_CHUNK`; usually one batch of acks):
+    ``rows`` and ``ids`` are the msgpack encodings of the records and of their task ids, one after
+    the other (the elements of a msgpack array, without its header), ``counts`` and ``sums`` their
+    rollup counts (:func:`_rollup_counts`), ``rare`` None or, when some records are not plain
+    successes or are retries: (positions of retried tasks, failure quadruples, workflow links)."""
+
+    __slots__ = ("counts", "ids", "n", "queue", "rare", "rows", "sums")
+
+    def __init__(
+        self,
+        queue: str,
+        n: int,
+        rows: bytes,
+        ids: bytes,
+        counts: dict[tuple[str, str, int], int],
+        sums: dict[str, float],
+        rare: tuple[list[int], list[Any], list[str]] | None,
+    ) -> None:
+        self.queue, self.n, self.rows, self.ids = queue, n, rows, ids
+        self.counts, self.sums, self.rare = counts, sums, rare
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Segment) and all(
+            getattr(self, a) == getattr(other, a) for a in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _array_header(n: int) -> bytes:
+    """The header of a msgpack array of ``n`` elements."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _elements(packed: bytes, n: int) -> bytes:
+    """The elements of the packed msgpack array ``packed`` of ``n`` elements (its header cut off)."""
+    return packed[1 if n < 16 else 3 if n < 0x10000 else 5 :]
+
+
+def _records(segs: list[_Segment]) -> int:
+    return sum(seg.n for seg in segs)
+
+
+def _segments(items: list[_Pending]) -> list[_Segment]:
+    """``items`` packed (:class:`_Segment`): by queue, in order, up to :data:`_CHUNK` records each."""
+    queues = set(map(_QUEUE, items))
+    if len(queues) == 1:  # the usual batch: one queue, no Python code per record
+        groups = {queues.pop(): items}
+    else:
+        groups = {}
+        for item in items:
+            groups.setdefault(item[0], []).append(item)
+    out: list[_Segment] = []
+    for queue, group in groups.items():
+        for start in range(0, len(group), _CHUNK):
+            out.append(_segment(queue, group if len(group) <= _CHUNK else group[start : start + _CHUNK]))
+    return out
+
+
+def _segment(queue: str, items: list[_Pending]) -> _Segment:
+    # Per record, only C-level passes (map, zip, Counter): this runs for every task a worker runs.
+    rows = list(map(_ROW, items))
+    n = len(rows)
+    rare: tuple[list[int], list[Any], list[str]] | None = None
+    retried = list(compress(range(n), map(_RETRIES, rows)))
+    failures: list[Any] = []
+    for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
+        # a failure: its full record, for the failures page
+        failures += [row[0], pack([row]), f"{row[1]}\x00{row[8].get('exc', '')}", message]
+    links: list[str] = []
+    # failures and workflow tasks only (a record with details is longer than 8)
+    for row in compress(rows, map(lt, repeat(8), map(len, rows))):
+        details = row[8]
+        if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
+            links += relation_members(row[0], details)
+    if retried or failures or links:
+        rare = (retried, failures, links)
+    counts, sums = _rollup_counts(rows)
+    return _Segment(
+        queue, n, _elements(pack(rows), n), _elements(pack(list(map(_TASK_ID, rows))), n), counts, sums, rare
+    )
+
+
+#: one script call: the packed records it writes, its keys and its arguments
+_Call = tuple[list[_Segment], list[str], list[Any]]
 _TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME, _RETRIES = (itemgetter(i) for i in (0, 1, 2, 4, 6, 7))
 _QUEUE, _ROW = itemgetter(0), itemgetter(1)  # of a pending item
 _MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, else None

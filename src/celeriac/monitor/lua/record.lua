@@ -47,8 +47,9 @@ local i = 13 + c
 -- previous outcomes of retried tasks, which link a task's outcomes into its timeline: in the same
 -- entry ("k:0:j", index j of that entry) or in an earlier one ("k:score:-1", looked up before the
 -- task's id moves to this entry; an earlier entry of this call is indexed by then)
-local retried = {}
+local retried = nil
 if ARGV[11] ~= '' then
+  retried = {}
   for _, k in ipairs(decode(ARGV[11])) do retried[k] = true end
 end
 local rel, relt = KEYS[7 + r], KEYS[8 + r]
@@ -58,7 +59,7 @@ for e = 1, c do
   local ids = id_lists[e]
   local n = #ids
   local prev, last_at = {}, {}
-  for k = 0, n - 1 do
+  if retried then for k = 0, n - 1 do
     local tid = ids[k + 1]
     if retried[base + k] then
       if last_at[tid] then
@@ -69,7 +70,7 @@ for e = 1, c do
       end
     end
     last_at[tid] = k
-  end
+  end end
   base = base + n
 
   if #prev > 0 then
