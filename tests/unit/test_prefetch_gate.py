@@ -131,3 +131,14 @@ def test_a_missed_start_forgets_the_run_time_too() -> None:
     p.missed_start()
     assert (p.extra, p.timed, p.run_mean_s) == (0, 0, 0.0)
     assert p.to_fetch(2, p.last_ran_s) == 0  # busy and nothing measured: not even one more
+
+
+def test_a_busy_pool_of_tasks_too_slow_to_prefetch_still_settles_in_batches_but_not_after_a_pause() -> None:
+    p = Prefetch(2, 500)
+    for i in range(400):  # 2 children, 9 ms runs: a completion every 4.5 ms
+        p.ran(i * 0.0045, 0.009)
+    p.run_mean_s = 0.011  # a loaded machine stretched the runs beyond the budget: no prefetch
+    assert p.extra == 0
+    assert 0 < p.settle_linger_s() <= 0.01  # outcomes still wait for each other, 10 ms at most
+    p.ran(p.last_ran_s + 5.0, 0.009)  # the first outcome after a pause: recorded at once
+    assert p.settle_linger_s() == 0.0

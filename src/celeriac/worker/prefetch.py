@@ -95,6 +95,7 @@ class Prefetch:
         self.timed = 0
         #: the loop's clock when a run last ended (slots are "flowing" within ``budget_s`` of it)
         self.last_ran_s = float("-inf")
+        self._prev_ran_s = float("-inf")  # the end before it
 
     @property
     def extra(self) -> int:
@@ -133,9 +134,20 @@ class Prefetch:
         return self.concurrency > running or self.to_fetch(running, now_s) > 0
 
     def settle_linger_s(self) -> float:
-        """How long a batch of outcomes may wait for more: 0 unless prefetching (a busy worker with
-        short tasks), then the time ``SETTLE_BATCH`` tasks take, at most ``SETTLE_LINGER_MAX_S``."""
-        if not self.extra:
+        """How long a batch of outcomes may wait for more: 0 unless the slots are busy (completions
+        measured at most ``budget_s`` apart on average, and the last two within it), then the time
+        ``SETTLE_BATCH`` tasks take, at most ``SETTLE_LINGER_MAX_S``.
+
+        Not only while prefetching: a busy pool of tasks too slow to prefetch (5 ms CPU tasks on a
+        loaded machine) would otherwise record every outcome in a round trip of its own. The first
+        outcome after a pause is recorded at once (no latency added to a lone task).
+        """
+        if (
+            not self.enabled
+            or self.measured < _WARM_UP
+            or not 0 < self.mean_s <= self.budget_s
+            or self.last_ran_s - self._prev_ran_s > self.budget_s
+        ):
             return 0.0
         return min(SETTLE_LINGER_MAX_S, SETTLE_BATCH * self.mean_s)
 
@@ -147,7 +159,7 @@ class Prefetch:
         children finished while it ran something else), and intervals of 0 between them would make
         the worker look far faster than it is.
         """
-        self.last_ran_s = now_s
+        self._prev_ran_s, self.last_ran_s = self.last_ran_s, now_s
         if self.timed:
             self.run_mean_s += _RUN_ALPHA * (run_s - self.run_mean_s)
         else:
