@@ -50,7 +50,7 @@ BUDGET_S = 0.01
 #: (tasks flow: it is queued, not held), and then by ``START_LIMIT_S`` at the latest
 START_DEADLINE_S = 0.02
 START_LIMIT_S = 0.1
-#: while prefetching, outcomes are recorded in batches of about this many (bounded by SETTLE_LINGER_MAX_S)
+#: while the slots are busy, outcomes are recorded in batches of about this many (SETTLE_LINGER_MAX_S at most)
 SETTLE_BATCH = 64
 SETTLE_LINGER_MAX_S = 0.01
 #: while a run waits for a slot, the loop's lateness is measured every _TICK_S; lateness beyond
