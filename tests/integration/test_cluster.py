@@ -102,8 +102,8 @@ def test_a_sharded_queue_spreads_over_slots_and_every_shard_is_consumed(cluster:
 
 
 def test_tasks_in_shards_of_an_earlier_setting_still_run(cluster: RedisCluster) -> None:
-    """queue_shards lowered from 3 to none: the old shards, on other masters, are found (a SCAN of
-    every master) and consumed by the worker."""
+    """queue_shards lowered from 3 to none: the old shards, on other masters, are found (from the
+    settings recorded in the queue's slot) and consumed by the worker."""
     app = _app(cluster)  # (each _app flushes the cluster: both made before anything is sent)
     before = _app(cluster, queue_shards={"hot": 3})
     for i in range(30):

@@ -230,6 +230,14 @@ def readme_acl() -> list[str]:
     return block.group(1).split()
 
 
+def test_the_security_page_gives_the_readme_acl() -> None:
+    """docs/security.md repeats the README's ACL line: the two must not drift apart."""
+    page = (README.parent / "docs" / "security.md").read_text()
+    block = re.search(r"<!-- acl:begin -->\s*```text\n(ACL SETUSER [^\n]+)\n```", page)
+    assert block, "docs/security.md lost its ACL block"
+    assert block.group(1).split() == readme_acl()
+
+
 def acl_commands(rule: list[str]) -> set[str]:
     return {word[1:] for word in rule if word.startswith("+")}
 

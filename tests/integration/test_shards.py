@@ -1,5 +1,6 @@
 """A queue sharded over several streams on a single Redis: sends spread round robin, fetches take
-every shard in turn, order holds per shard, and admin commands cover all shards."""
+every shard in turn, order holds per shard, admin commands cover all shards, and a changed
+queue_shards setting strands no task."""
 
 from __future__ import annotations
 
@@ -107,22 +108,37 @@ async def test_a_changed_queue_shards_setting_strands_no_task(
     worker.close_sync()
 
 
-async def test_leftover_shards_are_found_among_200k_other_keys(redis_url: str, r: redis.Redis) -> None:
-    """The look-up is a SCAN of the whole keyspace at start-up: with 200,000 result keys beside the
-    queue, it still finds the one old shard holding a task, and an empty old shard is ignored."""
-    for start in range(0, 200_000, 10_000):
-        r.mset({f"celeriac:result:{i}": b"x" for i in range(start, start + 10_000)})
+async def test_the_earlier_settings_are_recorded_and_empty_old_shards_ignored(
+    redis_url: str, r: redis.Redis
+) -> None:
+    """A producer records its setting at its first send (a worker at open), so the look-up reads that
+    record rather than walking the keyspace: it finds the one old shard holding a task and ignores
+    an emptied one."""
     old = RedisBroker(redis_url, queue_shards={"hot": 3})
     old_names = shard_names("hot", 3)
     old.enqueue_many([Enqueue("hot", b"a"), Enqueue("hot", b"b"), Enqueue("hot", b"c")])
-    empty = old_names[2]
-    r.delete(old.keys.queue(empty).ready)
-    r.xadd(old.keys.queue(empty).ready, {"d": b"x"})
-    r.xtrim(old.keys.queue(empty).ready, maxlen=0)  # the stream exists, empty
+    assert r.smembers(old.keys.shardings("hot")) == {b"3"}
+    r.xtrim(old.keys.queue(old_names[2]).ready, maxlen=0)  # the stream exists, empty
     old.close_sync()
-    worker = RedisBroker(redis_url).for_worker()
+    worker = RedisBroker(redis_url, queue_shards={"hot": 2}).for_worker()
     await worker.open(["hot"])
-    assert worker.shards("hot") == ["hot", old_names[1]]
+    assert r.smembers(worker.keys.shardings("hot")) == {b"2", b"3"}
+    assert worker.shards("hot") == [*shard_names("hot", 2), old_names[1]]
     assert sorted(await _drain(worker, "hot")) == [b"a", b"b"]  # (c was in the emptied shard)
     await worker.close()
     worker.close_sync()
+
+
+def test_admin_commands_cover_200k_tasks_in_the_shards_of_an_earlier_setting(redis_url: str) -> None:
+    """status and purge (and the dead-letter commands) see tasks wherever they wait: a setting lowered
+    from 4 shards to none leaves 200,000 tasks in the old shards; status counts them, purge removes
+    them all."""
+    before = RedisBroker(redis_url, queue_shards={"hot": 4})
+    for _ in range(10):
+        before.enqueue_many([Enqueue("hot", b"x")] * 20_000)
+    before.close_sync()
+    admin = RedisBroker(redis_url)
+    assert admin.stats("hot").ready == 200_000
+    assert admin.purge("hot") == 200_000
+    assert sum(admin._stats(s).ready for s in shard_names("hot", 4)) == 0
+    admin.close_sync()

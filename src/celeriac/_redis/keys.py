@@ -42,8 +42,10 @@ there, under the same prefix and hash-tag rule: ``{<queue>}:beat``, ``beat:entri
 
 A sharded queue (``queue_shards``) has these keys once per shard: shard 0 is the queue itself, shard
 k the queue ``<queue>~k.<salt>`` (its own hash tag, hence its own slot; see
-``celeriac.broker._shards``). Result keys carry no queue tag: on a Redis Cluster they are
-written by single-key scripts in their own slot, after the lease check (docs/scaling.md).
+``celeriac.broker._shards``). ``<prefix>:{<queue>}:shards`` (a set, one member per ``queue_shards``
+value ever used on the queue: a few) says which shard names may still hold tasks after a change.
+Result keys carry no queue tag: on a Redis Cluster they are written by single-key scripts in their
+own slot, after the lease check (docs/scaling.md).
 
 Channels (pub/sub, not keys): ``<prefix>:{<queue>}:wake`` tells workers a delayed message became the
 earliest one of its queue, or (payload ``levels``) that the queue has a new priority level.
@@ -142,6 +144,11 @@ class KeySchema:
     def levels(self, queue: str) -> str:
         """The set of priority levels (1..9) used on ``queue``."""
         return f"{self.prefix}:{{{queue}}}:levels"
+
+    def shardings(self, queue: str) -> str:
+        """The set of shard counts (``queue_shards`` > 1) ``queue`` was ever sent to or consumed with:
+        where a worker looks for tasks left in the shards of an earlier setting (broker._shards)."""
+        return f"{self.prefix}:{{{queue}}}:shards"
 
     def unique(self, queue: str, key: str) -> str:
         """The lock of a unique task on ``queue`` (in the queue's hash slot)."""

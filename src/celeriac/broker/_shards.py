@@ -5,21 +5,21 @@ named ``queue~k.s``. Their names depend on ``n``: change the setting (8 shards t
 turned off) and the tasks still waiting in the old shards' streams would be consumed by nobody, since
 every worker reads only the names it computes. So a worker looks for such streams when it opens its
 queues (:func:`leftover_shards`) and consumes them with the queue's current shards; sends never go
-there. The look-up is one ``SCAN`` over the keyspace (on a cluster, over every master) per queue at
-start-up, never on the task path.
+there. To know where to look, every setting a queue was sharded with is recorded in a small set in
+the queue's hash slot (:meth:`KeySchema.shardings`: a producer adds its ``n`` at its first send to the
+queue, a worker when it opens it), so the look-up is one ``SMEMBERS`` and an ``XLEN`` and a ``ZCARD``
+per earlier shard name: no walk of the keyspace, never on the task path.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from .._redis.keys import KeySchema, hash_tag
-
-#: keys per SCAN step: the whole keyspace is walked once per queue at start-up (results included)
-_SCAN_COUNT = 1000
+from .._redis.keys import KeySchema
 
 
 def shard_names(queue: str, n: int) -> list[str]:
@@ -51,31 +51,27 @@ def cached_shard_names(queue: str, n: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _glob_escape(text: str) -> str:
-    """``text`` matched literally by a Redis glob pattern (``SCAN MATCH``)."""
-    return "".join("\\" + c if c in "\\*?[]" else c for c in text)
+def earlier_shard_names(queue: str, counts: Iterable[Any], current: Sequence[str]) -> list[str]:
+    """The shard names of ``queue`` under each earlier setting in ``counts`` (the numbers of shards
+    recorded in :meth:`KeySchema.shardings`), without those in ``current``; in setting order."""
+    seen = set(current)
+    out: list[str] = []
+    for n in sorted({int(c) for c in counts}):
+        for name in cached_shard_names(queue, n):
+            if name not in seen:
+                seen.add(name)
+                out.append(name)
+    return out
 
 
-def leftover_shards(client: Any, keys: KeySchema, queue: str, current: list[str]) -> list[tuple[str, int]]:
-    """Shard streams of ``queue`` that are not among ``current`` (its shards under this setting) and
-    still hold tasks: ``(shard name, waiting + running + delayed tasks)`` for each, in name order.
-
-    ``client`` is a synchronous redis-py client (``Redis`` or ``RedisCluster``: its ``scan_iter``
-    walks every master). An empty leftover stream is ignored (and left alone: it is a few bytes).
-    """
-    probe = keys.queue(f"{queue}~").ready  # <prefix>:{<queue>~}:ready
-    cut = probe.index("~}") + 1
-    pattern = _glob_escape(probe[:cut]) + "*" + _glob_escape(probe[cut:])
+def leftover_shards(client: Any, keys: KeySchema, names: Sequence[str]) -> list[tuple[str, int]]:
+    """Of the shard streams ``names``, those that still hold tasks: ``(shard name, waiting + running
+    + delayed tasks)`` for each, in the order given. ``client`` is a synchronous redis-py client
+    (``Redis`` or ``RedisCluster``). An empty stream is skipped (and left alone: it is a few bytes)."""
     found: list[tuple[str, int]] = []
-    names = {hash_tag(to_text(key)) for key in client.scan_iter(match=pattern, count=_SCAN_COUNT)}
-    for name in sorted(n for n in names if n is not None and n not in current):
+    for name in names:
         q = keys.queue(name)
         tasks = int(client.xlen(q.ready)) + int(client.zcard(q.delayed))
-        if tasks == 0:
-            continue  # acked entries are deleted: an empty stream has nothing waiting or running
-        found.append((name, tasks))
+        if tasks:  # acked entries are deleted: an empty stream has nothing waiting or running
+            found.append((name, tasks))
     return found
-
-
-def to_text(key: Any) -> str:
-    return key.decode() if isinstance(key, bytes) else str(key)

@@ -48,7 +48,7 @@ from .._urls import redact
 from ..exceptions import BrokerError
 from ._cluster_reads import StreamReader
 from ._cluster_wait import arun_then_wait, run_then_wait
-from ._shards import cached_shard_names, leftover_shards, shard_names
+from ._shards import cached_shard_names, earlier_shard_names, leftover_shards, shard_names
 from .base import (
     KNOWN_QUEUES_TTL_S,
     PROMOTE_BATCH,
@@ -288,16 +288,37 @@ class RedisBroker(Broker):
         n = self.queue_shards.get(queue, 1)
         if n <= 1:
             return queue
-        k = self._rr.get(queue, 0)
+        k = self._rr.get(queue)
+        if k is None:  # this process's first send there: say where its tasks go (see _shards)
+            self._record_sharding(queue, n)
+            k = 0
         self._rr[queue] = (k + 1) % n
         return cached_shard_names(queue, n)[k]
+
+    def _record_sharding(self, queue: str, n: int) -> None:
+        with translate_errors(self.url):
+            self.sync.sadd(self.keys.shardings(queue), n)
+
+    def _earlier_shards(self, queue: str) -> list[str]:
+        """Shard names of ``queue`` under the earlier ``queue_shards`` settings recorded for it."""
+        with translate_errors(self.url):
+            counts = self.sync.smembers(self.keys.shardings(queue))
+        return earlier_shard_names(queue, counts, shard_names(queue, self.queue_shards.get(queue, 1)))
+
+    def _every_shard(self, queue: str) -> list[str]:
+        """The admin commands' view of a queue: its shards and those of every earlier setting, so
+        status, purge and the dead-letter commands cover tasks wherever they wait."""
+        return [*shard_names(queue, self.queue_shards.get(queue, 1)), *self._earlier_shards(queue)]
 
     def _find_leftover_shards(self, queues: Sequence[str]) -> None:
         """Consume, with each queue's shards, the shard streams an earlier ``queue_shards`` setting
         left holding tasks (see :mod:`._shards`); said once in the log."""
         for queue in queues:
+            n = self.queue_shards.get(queue, 1)
+            if n > 1:
+                self._record_sharding(queue, n)
             with translate_errors(self.url):
-                found = leftover_shards(self.sync, self.keys, queue, self.shards(queue))
+                found = leftover_shards(self.sync, self.keys, self._earlier_shards(queue))
             if found:
                 self._leftover[queue] = [name for name, _ in found]
                 logger.warning(
@@ -1187,14 +1208,15 @@ class RedisBroker(Broker):
         with translate_errors(self.url):
             levels = sorted(int(m) for m in self.sync.smembers(self.keys.levels(queue)))
         # a sharded queue's shards, and a queue that used priorities' levels, count as the queue
-        names = [*self.shards(queue), *(level_queue(queue, level) for level in levels)]
+        shards = self._every_shard(queue)
+        names = [*shards, *(level_queue(queue, level) for level in levels)]
         parts = [self._stats(name) for name in names]
         return QueueStats(
             queue,
             sum(p.ready for p in parts),
             sum(p.delayed for p in parts),
             sum(p.running for p in parts),
-            sum(p.dead for p in parts[: len(self.shards(queue))]),  # levels share the queue's dead letters
+            sum(p.dead for p in parts[: len(shards)]),  # levels share the queue's dead letters
         )
 
     def _stats(self, queue: str) -> QueueStats:
@@ -1239,7 +1261,7 @@ class RedisBroker(Broker):
 
     def dead_letters(self, queue: str, count: int) -> list[DeadLetter]:
         out: list[DeadLetter] = []
-        for k, shard in enumerate(self.shards(queue)):
+        for k, shard in enumerate(self._every_shard(queue)):
             q = self.keys.queue(shard)
             with translate_errors(self.url):
                 entries: Any = self.sync.xrange(q.dead, count=count - len(out))
@@ -1260,7 +1282,7 @@ class RedisBroker(Broker):
 
     def replay_dead(self, queue: str, count: int, entry_id: str | None = None) -> int:
         n = 0
-        for k, shard in enumerate(self.shards(queue)):
+        for k, shard in enumerate(self._every_shard(queue)):
             q = self.keys.queue(shard)
             if entry_id:
                 raw, _, at = entry_id.partition("@")
@@ -1275,7 +1297,7 @@ class RedisBroker(Broker):
         return n
 
     def purge_dead(self, queue: str) -> int:
-        return sum(self._purge_dead(shard) for shard in self.shards(queue))
+        return sum(self._purge_dead(shard) for shard in self._every_shard(queue))
 
     def _purge_dead(self, queue: str) -> int:
         q = self.keys.queue(queue)
@@ -1289,7 +1311,7 @@ class RedisBroker(Broker):
     def purge(self, queue: str) -> int:
         with translate_errors(self.url):
             levels = sorted(int(m) for m in self.sync.smembers(self.keys.levels(queue)))
-        names = [*self.shards(queue), *(level_queue(queue, n) for n in levels)]
+        names = [*self._every_shard(queue), *(level_queue(queue, n) for n in levels)]
         return sum(self._purge(name) for name in names)
 
     def _purge(self, queue: str) -> int:
