@@ -43,6 +43,9 @@ def test_a_long_task_never_holds_prefetched_short_ones_hostage(
 
     # worker A (one slot) learns that tasks are short, so it prefetches beyond its free slot
     a = thread_worker(app, pool=pool, concurrency=1)
+    # A's budget is 100 ms (not 10) and its slot counts as flowing for 5 s after a run: however slowly a
+    # loaded machine runs it, A measures the no-ops as short, prefetches, and takes the short tasks below
+    a.worker.prefetch.budget_s, a.worker.prefetch.flow_s = 0.1, 5.0
     app.send_many([short.s() for _ in range(200)])
     a.wait_outcomes(lambda o: len(o) >= 200)
     assert a.worker.prefetch.extra > 1

@@ -19,7 +19,7 @@ another worker might be idle, so it is bounded twice:
 * **by measured run time**: tasks whose mean run time (from a slot's start to its end) exceeds
   ``budget_s`` are not prefetched at all: a prefetched message would wait longer than the budget
   behind any of them.
-* **by flow**: the extra is taken only while slots are freeing (a run ended within ``budget_s``):
+* **by flow**: the extra is taken only while slots are freeing (a run ended within ``flow_s``, the budget):
   an idle worker, or one whose every slot holds a long task, fetches for its free slots only, so a
   short task is never fetched to wait behind long ones (:meth:`Prefetch.to_fetch`).
 
@@ -76,8 +76,11 @@ class Prefetch:
         budget_s: float = BUDGET_S,
         start_deadline_s: float = START_DEADLINE_S,
         enabled: bool = True,
+        flow_s: float | None = None,
     ) -> None:
         self.enabled = enabled
+        #: slots are "flowing" while a run ended within this long (``budget_s`` unless given)
+        self.flow_s = budget_s if flow_s is None else flow_s
         self.concurrency = concurrency
         self.fetch_max = fetch_max
         self.budget_s = budget_s
@@ -93,7 +96,7 @@ class Prefetch:
         #: mean run time of a task in its slot (from admission to end), and runs timed
         self.run_mean_s = 0.0
         self.timed = 0
-        #: the loop's clock when a run last ended (slots are "flowing" within ``budget_s`` of it)
+        #: the loop's clock when a run last ended (slots are "flowing" within ``flow_s`` of it)
         self.last_ran_s = float("-inf")
         self._prev_ran_s = float("-inf")  # the end before it
 
@@ -112,13 +115,13 @@ class Prefetch:
 
         ``running`` counts the runs this worker holds, prefetched ones waiting for a slot included.
         Free slots are always filled. The extra is taken only while slots are flowing (a run ended
-        within ``budget_s``): never for an idle worker, nor while long tasks hold every slot. While
+        within ``flow_s``, the budget): never for an idle worker, nor while long tasks hold every slot. While
         the slots flow with short tasks (their mean run time within the budget) a fetch takes at
         least one message beyond the free slots: two at a time, not one per slot that frees. With
         every slot busy, the buffer is refilled only when a quarter of it is left, and by two at least.
         """
         free = self.concurrency - running
-        if now_s - self.last_ran_s > self.budget_s:  # idle, or every slot held by a long task
+        if now_s - self.last_ran_s > self.flow_s:  # idle, or every slot held by a long task
             return free if free > 0 else 0
         extra = self.extra
         if extra < 1 and self.timed >= _RUN_WARM_UP and self.run_mean_s <= self.budget_s:
