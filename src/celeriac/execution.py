@@ -275,13 +275,17 @@ class Execution:
         self, data: bytes, *, queue: str = "", delivery: int = 1, eager: bool = False
     ) -> Job | Outcome:
         """Decode and check a message. Returns a Job to run, or the Outcome of a message that must not run."""
+        app = self.app
+        codec = app._codec  # app.codec without its property call (this runs for every task)
+        if codec is None:
+            codec = app.codec  # built on first use, and again after a setting it depends on changed
         try:
-            message = self.app.codec.decode(data)
+            message = codec.decode(data)
         except DecodeError as exc:
             if signals.task_rejected.receivers:
                 signals.task_rejected.send(sender=None, message=data, exc=exc)
             return Outcome("dead", reason=f"undecodable message: {exc}", exc=exc)
-        task = self.app.tasks.get(message.task)
+        task = app.tasks.get(message.task)
         if task is None:
             missing = NotRegistered(message.task)
             if signals.task_unknown.receivers:
@@ -293,20 +297,22 @@ class Execution:
             return self.expired(message, task, queue)
         # Arguments are checked only when the call raises TypeError (see finish): binding a signature
         # for every message costs more than running a small task.
-        request = Request(
-            id=message.id,
-            task=message.task,
-            args=message.args,
-            kwargs=message.kwargs,
-            retries=message.retries,
-            eta=message.eta_ms / 1000 if message.eta_ms is not None else None,
-            expires=message.expires_ms / 1000 if message.expires_ms is not None else None,
-            delivery=delivery,
-            queue=split_level(queue)[0] if LEVEL_SEP in queue else queue,  # a priority level's queue
-            is_eager=eager,
-            root_id=message.root_id or message.id,  # a task sent on its own is its own root (Celery)
-            parent_id=message.parent_id,
-            max_retries=message.max_retries,
+        eta_ms, expires_ms, task_id = message.eta_ms, message.expires_ms, message.id
+        request = Request(  # positional, in the field order of Request: this runs for every task
+            task_id,  # id
+            message.task,  # task
+            message.args,  # args
+            message.kwargs,  # kwargs
+            message.retries,  # retries
+            eta_ms / 1000 if eta_ms is not None else None,  # eta
+            expires_ms / 1000 if expires_ms is not None else None,  # expires
+            delivery,  # delivery
+            split_level(queue)[0] if LEVEL_SEP in queue else queue,  # queue: a priority level's queue
+            eager,  # is_eager
+            message.root_id or task_id,  # root_id: a task sent on its own is its own root (Celery)
+            message.parent_id,  # parent_id
+            None,  # traceparent
+            message.max_retries,  # max_retries
         )
         if message.extra:
             w = message.extra.get("w")

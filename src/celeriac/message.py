@@ -344,7 +344,10 @@ def decode(
     task, args = fields[2], fields[3]
     if len(fields) == 4 and type(task) is str and task and type(args) is list:
         # the common message (positional arguments, no options): the checks below, made short
-        return Message(_decode_id(fields[1]), task, tuple(args))
+        raw_id = fields[1]  # _decode_id, its usual case inlined
+        if type(raw_id) is bytes and len(raw_id) == 16:
+            return Message(_format_uuid(raw_id), task, tuple(args))
+        return Message(_decode_id(raw_id), task, tuple(args))
     kwargs = fields[4] if len(fields) > 4 else {}
     raw_options = fields[5] if len(fields) > 5 else {}
     if not isinstance(task, str) or not task:

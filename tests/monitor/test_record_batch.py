@@ -1,4 +1,4 @@
-"""One recorded batch (one ``record.lua`` call): every outcome in it is recorded, and its rollups are
+"""One recorded batch (one ``record.lua`` call per queue): every outcome in it is recorded, and its rollups are
 those of the per-record rule, whatever mix of tasks, states and never-run outcomes it holds.
 
 The recorder computes a batch's rollups with C-level passes when every record ran (the usual batch) and
@@ -8,17 +8,21 @@ plain rule.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from bisect import bisect_left
 from typing import Any
 
+import msgpack
 import pytest
 import redis
+import redis.asyncio
 
 from celeriac.broker.base import Delivery
 from celeriac.execution import Outcome
 from celeriac.message import Message
 from celeriac.monitor import MonitorReader
+from celeriac.monitor import recorder as recorder_module
 from celeriac.monitor.recorder import MonitorSettings, Recorder, _rollup_counts
 from celeriac.monitor.rollup import RUNTIME_BUCKETS_S
 from celeriac.monitor.script import RECORD
@@ -101,21 +105,13 @@ def test_every_outcome_of_one_batch_is_recorded(redis_url: str) -> None:
     client.close()
 
 
-@pytest.mark.redis
-def test_a_write_of_several_calls_counts_every_record_once(redis_url: str) -> None:
-    """A write of more records than one call takes (``_CHUNK``) is several calls; the rollups of the
-    queue's records ride with the first, so the totals count each record once. The records are noted
-    as the worker notes them (``Recorder.intake``: plain successes made into records in bulk, the rest
-    one by one), and each comes out as ``add`` would have made it."""
-    client = redis.Redis.from_url(redis_url)
-    client.script_load(RECORD.text)
-    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
-    reference = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+def _noted(rec: Recorder, reference: Recorder, n: int, prefix: str = "big", queue: str = "default") -> None:
+    """``n`` outcomes noted as the worker notes them (``Recorder.intake``: plain successes made into
+    records in bulk, the rest one by one), and added to ``reference`` as ``add`` would make them."""
     now = time.time()
-    n = 2_500
     for i in range(n):
-        tid = f"big-{i}"
-        d = Delivery("default", f"{int(now * 1000)}-{i}", b"msg")
+        tid = f"{prefix}-{i}"
+        d = Delivery(queue, f"{int(now * 1000)}-{i}", b"msg")
         if i % 100 == 0:
             o = Outcome("ack", tid, "tasks.b", TaskState.FAILURE, exc=ValueError("no"), runtime_s=0.002)
         else:
@@ -123,18 +119,147 @@ def test_a_write_of_several_calls_counts_every_record_once(redis_url: str) -> No
         message = Message(tid, o.task_name or "", retries=i % 3)
         rec.intake.append((d, o, message, now, now + 1))
         reference._add(d, o, message, now, now + 1)
+
+
+@pytest.mark.redis
+def test_a_write_of_several_entries_is_one_call_and_counts_every_record_once(redis_url: str) -> None:
+    """A write of more records than one log entry holds (``_CHUNK``) is one script call that writes
+    several entries (each read as before: at most ``_CHUNK`` records); the totals count each record
+    once. Each record comes out as ``add`` would have made it."""
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    reference = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    n = 2_500
+    _noted(rec, reference, n)
     rec._take_intake()
     assert rec._pending == reference._pending  # the bulk path makes the records add makes
     items, rec._pending = rec._pending, []
     calls = rec._calls(items)
-    assert len(calls) == 3
-    for keys, args in calls:
-        client.evalsha(RECORD.sha, len(keys), *keys, *args)
-    assert [int(args[8]) for _keys, args in calls] == [3, 0, 0]  # rollup keys: with the first call only
+    assert len(calls) == 1 and calls[0][0] == items
+    _items, keys, args = calls[0]
+    assert args[1] == 3  # log entries
+    client.evalsha(RECORD.sha, len(keys), *keys, *args)
 
     reader = MonitorReader(client)
     totals = reader.totals(["default"])["default"]
     assert totals["*|SUCCESS"] == n - n // 100
     assert totals["*|FAILURE"] == n // 100
     assert len(reader.page(["default"], limit=5000).records) == n
+    entries = client.xrange("celeriac:{default}:m:log")
+    assert [len(msgpack.unpackb(f[b"r"])) for _, f in entries] == [1000, 1000, 500]
+    assert reader.task("big-2499", ["default"])[0].state == "SUCCESS"  # the ids index: the last entry
+    client.close()
+
+
+@pytest.mark.redis
+def test_a_write_of_several_calls_counts_every_record_once(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond ``_CALL_MAX`` records a queue's write is several calls; the rollups of all its records
+    ride with the first, so the totals count each record once."""
+    monkeypatch.setattr(recorder_module, "_CALL_MAX", 1000)
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    reference = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    n = 2_500
+    _noted(rec, reference, n)
+    rec._take_intake()
+    items, rec._pending = rec._pending, []
+    calls = rec._calls(items)
+    assert [len(part) for part, _keys, _args in calls] == [1000, 1000, 500]
+    for _part, keys, args in calls:
+        client.evalsha(RECORD.sha, len(keys), *keys, *args)
+    assert [int(args[8]) for _part, _keys, args in calls] == [3, 0, 0]  # rollup keys: with the first only
+
+    reader = MonitorReader(client)
+    totals = reader.totals(["default"])["default"]
+    assert totals["*|SUCCESS"] == n - n // 100
+    assert totals["*|FAILURE"] == n // 100
+    assert len(reader.page(["default"], limit=5000).records) == n
+    client.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("cluster_like", [False, True], ids=["pipeline", "concurrent-calls"])
+def test_a_partly_failed_write_keeps_only_the_unwritten_records(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, cluster_like: bool
+) -> None:
+    """A write to two queues is two script calls; when one fails, the other queue's records are
+    written, and only the failed call's records are kept for the next flush: none is recorded twice,
+    none is lost. (``cluster_like``: the calls run concurrently, as on a Redis Cluster.)"""
+    if cluster_like:
+        monkeypatch.setattr(recorder_module, "is_cluster", lambda _client: True)
+    sync = redis.Redis.from_url(redis_url)
+    sync.script_load(RECORD.text)
+    sync.set("celeriac:{emails}:m:log", "not a stream")  # the emails queue's call fails (WRONGTYPE)
+
+    async def scenario() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        rec = Recorder(client, "celeriac", "w1", MonitorSettings())
+        reference = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+        _noted(rec, reference, 300, prefix="d", queue="default")
+        _noted(rec, reference, 200, prefix="e", queue="emails")
+        await rec.flush()
+        assert rec._failing and rec.recorded == 300
+        assert rec._pending == [item for item in reference._pending if item[0] == "emails"]
+        assert rec.pending
+        sync.delete("celeriac:{emails}:m:log")  # the fault goes away
+        await rec.flush()
+        assert not rec._failing and rec.recorded == 500 and not rec.pending
+        await client.aclose()
+
+    asyncio.run(scenario())
+    reader = MonitorReader(sync)
+    for queue, prefix, n in [("default", "d", 300), ("emails", "e", 200)]:
+        records = reader.page([queue], limit=1000).records
+        assert sorted(r.task_id for r in records) == sorted(f"{prefix}-{i}" for i in range(n))  # once each
+        totals = reader.totals([queue])[queue]
+        assert totals["*|SUCCESS"] + totals["*|FAILURE"] == n
+    sync.close()
+
+
+@pytest.mark.redis
+def test_a_timeline_links_outcomes_in_different_entries_of_one_call(redis_url: str) -> None:
+    """One call writes several log entries; a task whose outcomes land in two of them (and one in a
+    single entry) still shows its whole timeline: the later entry finds the earlier one."""
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    now = time.time()
+
+    def note(i: int, tid: str, retries: int, kind: str) -> None:
+        state = None if kind == "retry" else TaskState.SUCCESS
+        exc = KeyError("again") if kind == "retry" else None
+        o = Outcome(kind, tid, "tasks.a", state, exc=exc, runtime_s=0.001)  # type: ignore[arg-type]
+        rec.add(
+            Delivery("default", f"{int(now * 1000)}-{i}", b"m"),
+            o,
+            Message(tid, "tasks.a", retries=retries),
+            now,
+        )
+
+    for i in range(2_500):
+        if i == 10:
+            note(i, "spans", 0, "retry")  # entry 1
+        elif i == 1_200:
+            note(i, "spans", 1, "retry")  # entry 2
+        elif i == 2_300:
+            note(i, "spans", 2, "ack")  # entry 3
+        elif i in (2_400, 2_401):
+            note(i, "within", i - 2_400, "retry" if i == 2_400 else "ack")  # both in entry 3
+        else:
+            note(i, f"plain-{i}", 0, "ack")
+    items, rec._pending = rec._pending, []
+    calls = rec._calls(items)
+    assert len(calls) == 1
+    _items, keys, args = calls[0]
+    client.evalsha(RECORD.sha, len(keys), *keys, *args)
+
+    reader = MonitorReader(client)
+    spans = reader.task("spans", ["default"])
+    assert [(r.state, r.retries) for r in spans] == [("RETRY", 0), ("RETRY", 1), ("SUCCESS", 2)]
+    within = reader.task("within", ["default"])
+    assert [(r.state, r.retries) for r in within] == [("RETRY", 0), ("SUCCESS", 1)]
     client.close()

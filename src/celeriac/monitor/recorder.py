@@ -4,12 +4,13 @@ The worker calls :meth:`Recorder.add` when an outcome is known (a list append: n
 the task's path). The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it
 starts a write unless one is on its way, so records group like the acks do and the settle never
 waits for them. A write sends all records of a queue in one ``record.lua`` call (one log entry per
-batch, rollups summed in the worker first), in the queue's hash slot, on the recorder's own
-connection.
+1,000 records, the bounds and TTLs applied once, rollups summed in the worker first), in the queue's
+hash slot, on the connections the recorder uses.
 
-Recording is best effort: a flush that fails keeps its records for the next one (up to
-``_MAX_PENDING``, then the oldest are dropped and counted) and never delays or fails an ack. A
-delivery whose lease was lost (fenced) may be recorded by both workers that ran it: both runs happened.
+Recording is best effort: a flush that fails keeps its records for the next one (only those of the
+calls that failed: the others were written; up to ``_MAX_PENDING``, then the oldest are dropped and
+counted) and never delays or fails an ack. A delivery whose lease was lost (fenced) may be recorded by
+both workers that ran it: both runs happened.
 
 Why this module is long: the record of one outcome, its batching into one script call per queue
 and the rollup counting are one hot path run for every task; split, each part would need the
@@ -55,7 +56,10 @@ _SUCCESS = TaskState.SUCCESS
 _MAX_PENDING = 50_000
 #: a recorded outcome waiting to be written: (queue, record row, message bytes of a failure or None)
 _Pending = tuple[str, tuple[Any, ...], "bytes | None"]  # records kept while Redis is unreachable
-_CHUNK = 1000  # records per script call (bounds the script's argument lists)
+_CHUNK = 1000  # records per log entry (what a reader decodes to show one record of it)
+#: records per script call: one call writes a queue's whole write (several entries) up to this, which
+#: bounds the time Redis spends in one call and the script's argument lists
+_CALL_MAX = 10 * _CHUNK
 _MIN_INTERVAL_S = 0.1  # between two writes of one worker (the dashboard lags by at most this)
 _MAX_MESSAGE_CHARS = 2_000
 _MAX_TRACEBACK_CHARS = 16_000
@@ -260,41 +264,69 @@ class Recorder:
 
     # ---- the settle loop --------------------------------------------------------------------------
     async def flush(self) -> None:
-        """Write what was added since the last flush. Never raises (see the module docstring)."""
+        """Write what was added since the last flush. Never raises (see the module docstring).
+
+        A write is one script call per queue (:meth:`_calls`); when some of them fail (one queue's
+        slot unreachable in a cluster, a script error), only the records of those are kept for the next
+        flush: the others are written, and writing them again would record them twice.
+        """
         if self.intake:
             self._take_intake()
         if not self._pending:
             return
         batch, self._pending = self._pending, []
+        unwritten = batch
+        error: BaseException | None = None
         try:
-            calls = self._calls(batch)
-            if len(calls) == 1 or is_cluster(self.client):
-                # one call per queue, each routed to its queue's slot (a cluster pipeline refuses
-                # scripts): concurrently on the recorder's connections
-                await asyncio.gather(*(RECORD.run(self.client, keys, args) for keys, args in calls))
-            else:
-                pipe = self.client.pipeline(transaction=False)
-                for keys, args in calls:
-                    pipe.evalsha(RECORD.sha, len(keys), *keys, *args)
-                replies = await pipe.execute(raise_on_error=False)
-                for (keys, args), reply in zip(calls, replies):
-                    if isinstance(reply, NoScriptError):  # a restarted Redis: load it, run that call again
-                        await RECORD.run(self.client, keys, args)
-                    elif isinstance(reply, Exception):
-                        raise reply
-            self.recorded += len(batch)
-            self._failing = False
+            unwritten, error = await self._write(self._calls(batch))
         except Exception as exc:  # Redis down, full, or anything else: keep the records, warn
-            self._failing = True
-            self._pending[:0] = batch
-            over = len(self._pending) - _MAX_PENDING
-            if over > 0:
-                del self._pending[:over]
-                self.dropped += over
-            now = time.monotonic()
-            if now - self._warned_at > 30:
-                self._warned_at = now
-                logger.warning("recording task outcomes failed (%s); %d waiting", exc, len(self._pending))
+            error = exc
+        self.recorded += len(batch) - len(unwritten)
+        if error is None:
+            self._failing = False
+            return
+        self._failing = True
+        self._pending[:0] = unwritten
+        over = len(self._pending) - _MAX_PENDING
+        if over > 0:
+            del self._pending[:over]
+            self.dropped += over
+        now = time.monotonic()
+        if now - self._warned_at > 30:
+            self._warned_at = now
+            logger.warning("recording task outcomes failed (%s); %d waiting", error, len(self._pending))
+
+    async def _write(self, calls: list[_Call]) -> tuple[list[_Pending], BaseException | None]:
+        """Run the script calls; return the records of the calls that failed, and the first error."""
+        if len(calls) == 1:  # the usual write: one queue, one call (an error: the caller keeps it all)
+            _items, keys, args = calls[0]
+            await RECORD.run(self.client, keys, args)
+            return [], None
+        replies: list[Any]
+        if is_cluster(self.client):
+            # each call routed to its queue's slot (a cluster pipeline refuses scripts): concurrently
+            # on the recorder's connections
+            replies = await asyncio.gather(
+                *(RECORD.run(self.client, keys, args) for _items, keys, args in calls), return_exceptions=True
+            )
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for _items, keys, args in calls:
+                pipe.evalsha(RECORD.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            for n, ((_items, keys, args), reply) in enumerate(zip(calls, replies)):
+                if isinstance(reply, NoScriptError):  # a restarted Redis: load it, run that call again
+                    try:
+                        replies[n] = await RECORD.run(self.client, keys, args)
+                    except Exception as exc:
+                        replies[n] = exc
+        unwritten: list[_Pending] = []
+        error: BaseException | None = None
+        for (items, _keys, _args), reply in zip(calls, replies):
+            if isinstance(reply, BaseException):
+                unwritten += items
+                error = error or reply
+        return unwritten, error
 
     async def close(self) -> None:
         """Write what is pending (one attempt), then close the connection (if the recorder's own)."""
@@ -308,7 +340,9 @@ class Recorder:
         except Exception:  # closing a dead connection
             pass
 
-    def _calls(self, batch: list[_Pending]) -> list[tuple[list[str], list[Any]]]:
+    def _calls(self, batch: list[_Pending]) -> list[_Call]:
+        """The script calls that write ``batch``: one per queue (up to :data:`_CALL_MAX` records
+        each), with the records each one writes."""
         by_queue: dict[str, list[_Pending]] = {}
         queues = set(map(_QUEUE, batch))
         if len(queues) == 1:  # the usual batch: one queue, no Python code per record
@@ -316,20 +350,23 @@ class Recorder:
         else:
             for item in batch:
                 by_queue.setdefault(item[0], []).append(item)
-        calls = []
+        calls: list[_Call] = []
         for queue, items in by_queue.items():
+            if len(items) <= _CALL_MAX:
+                calls.append((items, *self._call(queue, items)))
+                continue
             # the rollups of all the queue's records ride with its first call (its other calls carry
             # none): a rollup costs Redis one HINCRBY per field, however many records it counts
-            for start in range(0, len(items), _CHUNK):
-                counted = items if start == 0 else []
-                calls.append(self._call(queue, items[start : start + _CHUNK], counted))
+            for start in range(0, len(items), _CALL_MAX):
+                part = items[start : start + _CALL_MAX]
+                calls.append((part, *self._call(queue, part, items if start == 0 else [])))
         return calls
 
     def _call(
         self, queue: str, items: list[_Pending], counted: list[_Pending] | None = None
     ) -> tuple[list[str], list[Any]]:
-        """The script call that writes ``items``, counting ``counted`` in the rollups (default:
-        ``items`` themselves)."""
+        """The script call that writes ``items`` (one log entry per :data:`_CHUNK` of them), counting
+        ``counted`` in the rollups (default: ``items`` themselves)."""
         k = self._keys.get(queue)
         if k is None:
             k = self._keys[queue] = monitor_keys(self.prefix, queue)
@@ -343,12 +380,21 @@ class Recorder:
         # positions of tasks that ran before (timeline links)
         retried = list(compress(range(len(rows)), map(_RETRIES, rows)))
         counted_rows = rows if counted is None else list(map(_ROW, counted))
-        relations: list[str] = []  # workflow links, both ways (see keys.py: m:rel)
-        # failures and workflow tasks only (a record with details is longer than 8)
-        for row in compress(rows, map(lt, repeat(8), map(len, rows))):
-            details = row[8]
-            if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
-                relations += relation_members(row[0], details)
+        # one log entry per chunk of records
+        chunks = (
+            [rows] if len(rows) <= _CHUNK else [rows[i : i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
+        )
+        relations: list[list[str]] = []  # workflow links, both ways (see keys.py: m:rel), by entry
+        linked = False
+        for chunk in chunks:
+            members: list[str] = []
+            # failures and workflow tasks only (a record with details is longer than 8)
+            for row in compress(chunk, map(lt, repeat(8), map(len, chunk))):
+                details = row[8]
+                if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
+                    members += relation_members(row[0], details)
+            relations.append(members)
+            linked = linked or bool(members)
         # one rollup minute per batch (a batch spans milliseconds): the write's
         minute = int(time.time()) // 60
         fields = _rollup_fields(minute, *_rollup_counts(counted_rows)) if counted_rows else {}
@@ -371,8 +417,9 @@ class Recorder:
         keys = [k.log, k.ids, k.fail, k.fgroups, k.total, k.fids, *roll_keys, k.rel, k.relt]
         args: list[Any] = [
             self.worker_id,
-            pack(rows),
-            pack(list(map(_TASK_ID, rows))),  # the ids alone: the script need not decode the records
+            len(chunks),
+            # the ids alone, by entry: the script need not decode the records
+            pack([list(map(_TASK_ID, chunk)) for chunk in chunks]),
             s.max_entries,
             s.max_failures,
             now_ms - int(retention_s * 1000),
@@ -381,7 +428,8 @@ class Recorder:
             len(roll_keys),
             len(total),
             pack(retried) if retried else "",
-            pack(relations) if relations else "",
+            pack(relations) if linked else "",
+            *map(pack, chunks),
             *failures,
             *roll_args,
             *total_args,
@@ -436,6 +484,8 @@ class Recorder:
         }
 
 
+#: one script call: the records it writes, its keys and its arguments
+_Call = tuple[list[_Pending], list[str], list[Any]]
 _TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME, _RETRIES = (itemgetter(i) for i in (0, 1, 2, 4, 6, 7))
 _QUEUE, _ROW = itemgetter(0), itemgetter(1)  # of a pending item
 _MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, else None

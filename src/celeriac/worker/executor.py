@@ -10,8 +10,8 @@ time limits. Pools decide *where* the function runs and how limits are enforced 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Sequence
+from time import perf_counter  # a global read per call, not a module attribute
 from typing import TYPE_CHECKING, Any
 
 from ..context import _current
@@ -61,12 +61,12 @@ class Executor(Execution):
         if span is not None:
             assert tracing is not None
             job.request.traceparent = tracing.traceparent()  # for a child process (process pool)
-        started = time.perf_counter()
+        started = perf_counter()
         token = _current.set(job.request)
         try:
             value = await pool.run(job, limits)
         except Exception as exc:  # CancelledError is a BaseException: it propagates
-            outcome = self.finish(job, exc=exc, runtime_s=time.perf_counter() - started)
+            outcome = self.finish(job, exc=exc, runtime_s=perf_counter() - started)
         except WorkerShutdown as exc:
             # the task asks this worker to stop: its delivery is handed back (it runs again elsewhere,
             # and max_deliveries bounds a task that always asks), then the worker stops warm
@@ -76,14 +76,14 @@ class Executor(Execution):
                 job.message.task,
                 reason="the task raised WorkerShutdown: this worker stops",
                 exc=exc,
-                runtime_s=time.perf_counter() - started,
+                runtime_s=perf_counter() - started,
             )
         except BaseException:
             if span_scope is not None:
                 span_scope.__exit__(*sys.exc_info())
             raise
         else:
-            outcome = self.finish(job, value=value, runtime_s=time.perf_counter() - started)
+            outcome = self.finish(job, value=value, runtime_s=perf_counter() - started)
         finally:
             _current.reset(token)
         if span_scope is not None:

@@ -44,15 +44,24 @@ class CompletionBatch:
     def add(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> bool:
         """Hand a result (or ``error``) back to ``future``'s awaiter; False when the loop is gone."""
         with self._lock:
-            self._done.append((future, value, error))
-            wake = not self._pending
-            self._pending = True
-        if wake:
-            assert self.loop is not None
-            try:
-                self.loop.call_soon_threadsafe(self._hand_back)  # wakes the loop's selector
-            except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
-                return False
+            wake = self.add_locked(future, value, error)
+        return self.wake() if wake else True
+
+    def add_locked(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> bool:
+        """:meth:`add` for a caller that holds the lock already: True when the caller must then call
+        :meth:`wake` (after releasing the lock)."""
+        self._done.append((future, value, error))
+        wake = not self._pending
+        self._pending = True
+        return wake
+
+    def wake(self) -> bool:
+        """Have the loop collect the batch; False when the loop is gone."""
+        assert self.loop is not None
+        try:
+            self.loop.call_soon_threadsafe(self._hand_back)  # wakes the loop's selector
+        except RuntimeError:  # the loop is closed: the worker is gone, nobody awaits this
+            return False
         return True
 
     def _hand_back(self) -> None:

@@ -212,33 +212,53 @@ class ThreadBackedPool(OffloadingPool):
                 self._by_task.pop(key, None)
 
     def _thread(self) -> None:
+        # Two sections under the pool's lock per call in this thread (there were five): one when the
+        # call is taken (the counts, and the call marked running), one when it is done (the counts,
+        # this thread idle again, and the result put in the batch the loop collects); a call with
+        # time limits takes one more in _invoke. The thread counts itself idle from the moment it is
+        # done with a call: it is on its way to wait for the next one and runs nothing meanwhile.
+        lock, calls, batch = self._lock, self._calls, self._batch
+        ident = threading.get_ident()
+        with lock:
+            self._idle += 1
         while True:
-            with self._lock:
-                self._idle += 1
-            call = self._calls.get()
-            with self._lock:
+            call = calls.get()
+            with lock:
                 self._idle -= 1
                 self._queued -= 1
-            if call is _STOP:
-                return
-            if call.future.done():  # cancelled or revoked before a thread took it: never run it
+                if call is _STOP:
+                    return
+                # cancelled or revoked before a thread took it: never run it
+                skip = call.future.done()
+                if skip:
+                    self._idle += 1
+                else:
+                    call.running = True
+                    call.thread_id = ident
+                    self._busy += 1
+            if skip:
                 continue
             try:
                 value, error = self._invoke(call)
             except (SoftTimeLimitExceeded, TaskRevokedError) as stray:
                 # The soft limit landed after the function returned, before _invoke withdrew it (it
                 # is raised at most once per call, so nothing else can be pending now).
-                with self._lock:
-                    call.running = False
                 value, error = None, stray
-            if not self._complete(call, value, error):
-                return  # abandoned: this thread was replaced; it ends here
+            with lock:
+                call.running = False
+                self._busy -= 1
+                if call.abandoned:  # the hard limit passed: this thread was replaced; it ends here
+                    self._abandoned -= 1
+                    return
+                self._idle += 1
+                wake = batch.add_locked(call.future, value, error)
+            if wake and not batch.wake():
+                with lock:
+                    self._idle -= 1
+                return  # the loop is closed: the worker is gone
 
     def _invoke(self, call: _Call) -> tuple[Any, BaseException | None]:
-        with self._lock:
-            call.running = True
-            call.thread_id = threading.get_ident()
-            self._busy += 1
+        """Call the function (its thread marked running by the caller, under the lock)."""
         if call.limited:
             assert self._loop is not None
             # limits count from the start of the run (a call may have waited for a free thread)
@@ -253,16 +273,6 @@ class ThreadBackedPool(OffloadingPool):
                     call.running = False  # first: from here on the loop cannot raise into us
                     if call.injected:
                         clear_thread_exception(call.thread_id)
-
-    def _complete(self, call: _Call, value: Any, error: BaseException | None) -> bool:
-        """Hand the result back; False when the call was abandoned (the thread must end)."""
-        with self._lock:
-            call.running = False
-            self._busy -= 1
-            if call.abandoned:
-                self._abandoned -= 1
-                return False
-        return self._batch.add(call.future, value, error)
 
     # ---- time limits (on the loop) ---------------------------------------------------------------
     def _arm(self, call: _Call, started: float) -> None:

@@ -176,11 +176,13 @@ class Settler:
         reporter = self._reporter
         # asked once per batch: with no hook and INFO off (the default) a success is not reported
         quiet = reporter is not None and reporter.successes_silent()
+        # bound once per batch: the loop runs for every task
+        drop, stats, on_outcome = inflight.drop, self.stats, self.on_outcome
         for d, outcome in batch:
             if d is not None:
-                inflight.drop(d)
+                drop(d)
                 if fenced_keys and (d.queue, d.entry_id) in fenced_keys:
-                    self.stats.fenced += 1
+                    stats.fenced += 1
                     logger.warning(
                         "lease of %s[%s] was lost before its outcome was recorded; another worker owns it",
                         outcome.task_name,
@@ -190,11 +192,11 @@ class Settler:
             state = outcome.state
             if outcome.exc is None and outcome.kind == "ack" and (state is None or state is _SUCCESS):
                 # a success (outcomes.is_success, inlined: this runs for every task)
-                self.stats.processed += 1
-                self.stats.succeeded += 1
+                stats.processed += 1
+                stats.succeeded += 1
                 if quiet:
-                    if self.on_outcome is not None:
-                        self.on_outcome(outcome)
+                    if on_outcome is not None:
+                        on_outcome(outcome)
                     continue
             else:
                 self._count(outcome)
@@ -203,8 +205,8 @@ class Settler:
                     reporter.report(d.queue, d.entry_id, outcome, outcome.message)
                 else:
                     reporter.report("", "", outcome, outcome.message)
-            if self.on_outcome is not None:
-                self.on_outcome(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
         self._on_recorded()
 
     async def _record(self, batch: list[tuple[Delivery | None, Outcome]]) -> list[Delivery]:
@@ -214,21 +216,26 @@ class Settler:
         # results of deliveries acked before their task ran (at-most-once): nothing left to fence
         unfenced: list[ResultWrite] = []
         separate: list[tuple[Delivery, ResultWrite]] = []  # results for a separate store, by delivery
+        backend = self.backend
+        add = settlements.append
         for d, o in batch:
-            store = o.store if self.backend is not None else None
+            store = o.store if backend is not None else None
             if d is None:
                 if store is not None:
                     unfenced.append(store)
                 if o.unique is not None and o.task_id:  # acked before it ran: nothing to fence
                     await self.broker.release_unique(o.queue, o.unique, o.task_id)
                 continue
-            s = _settlement(d, o)
+            if o.kind == "ack" and o.unique is None:  # _settlement, inlined for a plain ack (every task)
+                s = Settlement(d, "ack", d.data, o.delay_ms, o.eta_ms, o.reason)
+            else:
+                s = _settlement(d, o)
             if store is not None:
                 if via_broker:
                     s.result = store  # settle.lua writes it only if the delivery is still owned
                 else:
                     separate.append((d, store))
-            settlements.append(s)
+            add(s)
         if not via_broker and (separate or unfenced):
             await self._store_owned(separate, unfenced)
             unfenced = []

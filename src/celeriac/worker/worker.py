@@ -32,7 +32,6 @@ the fetch loop and one delivery's path together; its state (``inflight.py``), ma
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import secrets
@@ -56,6 +55,7 @@ from ..exceptions import (
 from ..monitor.recorder import Recorder
 from ..outcomes import OutcomeReporter
 from .autoscale import Autoscale, Autoscaler
+from .collector import consuming_gc
 from .commands import apply_commands
 from .executor import Executor, Job, Outcome
 from .flow import beat_scheduler, expired_behind_limit, flow_gate, revoked
@@ -404,19 +404,16 @@ class Worker:
             logger.warning("first heartbeat failed (%s); the heartbeat loop retries", exc)
         self._ready_flag.set()
         _signals.worker_ready.send(sender=self)
-        # What exists now (modules, the app, its tasks, this worker) lives as long as the worker: out
-        # of the cyclic garbage collector's way, a full collection looks only at what running tasks
-        # left behind. Without this, the full collections that a busy worker triggers (several per
-        # 100,000 tasks) walk every object the imports made, each time. Undone when the run ends, so
-        # an embedded worker leaves its process's collector as it found it.
-        gc.freeze()
+        restore_gc = consuming_gc()
         try:
             await state.stop.wait()
         finally:
-            if age_timer is not None:
-                age_timer.cancel()
-            await shut_down(self, fetcher, settler, maintenance)
-            gc.unfreeze()
+            try:
+                if age_timer is not None:
+                    age_timer.cancel()
+                await shut_down(self, fetcher, settler, maintenance)
+            finally:  # however the run ends: a stop, the end of a burst, a cancellation, an error
+                restore_gc()
             _signals.worker_shutdown.send(sender=self)
 
     async def _connect(self) -> bool:
@@ -538,10 +535,12 @@ class Worker:
     # ---- one delivery ------------------------------------------------------------------------------
     def start_delivery(self, d: Delivery) -> None:
         """Take ``d`` (fetched or reclaimed): run it in a slot, or record why it must not run."""
-        if self.flow is not None and d.queue in self.flow.paused:  # read just before a pause
+        flow = self.flow  # each attribute read once: this runs for every task
+        if flow is not None and d.queue in flow.paused:  # read just before a pause
             self.run_state.loop.create_task(self._hand_back_unstarted([d]))
             return
-        slot = self.inflight.take(d)
+        inflight = self.inflight
+        slot = inflight.take(d)
         prepared = self.executor.prepare(d.data, queue=d.queue, delivery=d.deliveries)
         if isinstance(prepared, Outcome):  # undecodable, unknown task, wrong arguments, expired
             if prepared.reason.startswith("unknown task"):
@@ -549,8 +548,8 @@ class Worker:
                 prepared = replace(prepared, reason=prepared.reason + hint)
             if self.recorder is not None:
                 self.recorder.note(d, prepared, None, 0.0)
-            if self.flow is not None and prepared.message is not None:  # expired behind a limit
-                freeing = expired_behind_limit(self.flow, d, prepared)
+            if flow is not None and prepared.message is not None:  # expired behind a limit
+                freeing = expired_behind_limit(flow, d, prepared)
                 if freeing is not None:
                     self.run_state.loop.create_task(freeing)
             if self.workflow_hook is not None and prepared.task_id is not None:  # a workflow member?
@@ -561,7 +560,7 @@ class Worker:
         revoked = self.revoking.drop(prepared) if self.revoking.ids else None  # nothing revoked: no call
         if revoked is not None:  # revoked before it started: it never runs
             revoked.message = prepared.message
-            if self.flow is not None and (freeing := expired_behind_limit(self.flow, d, revoked)) is not None:
+            if flow is not None and (freeing := expired_behind_limit(flow, d, revoked)) is not None:
                 self.run_state.loop.create_task(freeing)
             if self.recorder is not None:
                 self.recorder.note(d, revoked, prepared.message, 0.0)
@@ -570,14 +569,16 @@ class Worker:
         # loop.create_task: asyncio.create_task would look the loop up again
         state = self._state
         assert state is not None, "the worker is not running"
-        fetched_at = state.loop.time()
-        if self.flow is not None and self.flow.limited(prepared.task):
-            run = state.loop.create_task(self._admit(slot, prepared, fetched_at))
+        loop = state.loop
+        # when it was fetched: only a prefetching worker's start deadline reads it (_claim_slot)
+        fetched_at = loop.time() if self._gate is not None else 0.0
+        if flow is not None and flow.limited(prepared.task):
+            run = loop.create_task(self._admit(slot, prepared, fetched_at))
         else:
-            run = state.loop.create_task(self._execute(slot, prepared, fetched_at))
-        self.inflight.start(slot, run)
+            run = loop.create_task(self._execute(slot, prepared, fetched_at))
+        inflight.start(slot, run)
         if self.autoscaler is not None:
-            self.autoscaler.task_started(self.inflight.running)
+            self.autoscaler.task_started(inflight.running)
 
     async def _claim_slot(self, gate: SlotGate, slot: Slot, fetched_at: float) -> bool:
         """Wait for a free slot; False (and the delivery handed back) if none freed in time.
@@ -629,7 +630,8 @@ class Worker:
             if not await self._claim_slot(gate, slot, fetched_at):
                 return
             admitted_s = self.run_state.loop.time()  # the run time, measured for the prefetch bound
-        early = not job.acks_late
+        resolved = job.resolved  # Job.acks_late, its usual case inlined (options resolved by prepare)
+        early = not (resolved.acks_late if resolved is not None else job.acks_late)
         outcome: Outcome | None = None
         try:
             if early:
