@@ -361,6 +361,12 @@ def hostage(url: str, pool: str, longs_s: float = 3.0, shorts: int = 200) -> dic
     }
 
 
+def _fetches(m: dict[str, Any]) -> float:
+    """Fetches per task: celeriac's ``XREADGROUP`` calls, Celery's ``BRPOP`` / ``LPOP``."""
+    per = m.get("per_command", {})
+    return sum(per.get(f"cmdstat_{c}", 0.0) for c in ("xreadgroup", "brpop", "lpop"))
+
+
 def load() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -412,7 +418,8 @@ def main() -> None:
                     print(
                         f"{pool:15} -c 2, 5 ms CPU tasks: {m['rate']:.0f}/s = {m['cores']:.2f} cores of task work "
                         f"({m['cores'] / 2:.0%} of two); the worker's main process {m['main_us']:.0f} us/task "
-                        f"(its overhead; with a busy machine, the cores go to other processes too)",
+                        f"(its overhead; with a busy machine, the cores go to other processes too); Redis "
+                        f"{m['cmds']:.2f} commands/task, {_fetches(m):.2f} fetches/task",
                         flush=True,
                     )
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,10 @@ from typing import Any
 
 import pytest
 
-from celeriac import Celeriac
+from celeriac import Celeriac, Worker
+from celeriac.worker.autoscale import Autoscale
+
+from .conftest import eventually
 
 pytestmark = pytest.mark.redis
 
@@ -39,6 +43,9 @@ def test_a_long_task_never_holds_prefetched_short_ones_hostage(
 
     # worker A (one slot) learns that tasks are short, so it prefetches beyond its free slot
     a = thread_worker(app, pool=pool, concurrency=1)
+    # A's budget is 100 ms (not 10) and its slot counts as flowing for 5 s after a run: however slowly a
+    # loaded machine runs it, A measures the no-ops as short, prefetches, and takes the short tasks below
+    a.worker.prefetch.budget_s, a.worker.prefetch.flow_s = 0.1, 5.0
     app.send_many([short.s() for _ in range(200)])
     a.wait_outcomes(lambda o: len(o) >= 200)
     assert a.worker.prefetch.extra > 1
@@ -72,3 +79,40 @@ def test_no_prefetch_before_tasks_are_measured_nor_for_autoscaled_workers(app: C
     for i in range(100):
         off.ran(i * 0.001)
     assert off.extra == 0
+
+
+def test_a_child_that_answers_hands_its_slot_on_to_a_prefetched_run(
+    app: Celeriac, thread_worker: Any
+) -> None:
+    @app.task(name="t.pid")
+    def pid() -> int:
+        return os.getpid()
+
+    w = thread_worker(app, pool="processes", concurrency=1)
+    gate, pool = w.worker.prefetch.slots, w.worker.pool
+    passes: list[bool] = []
+
+    def pass_on() -> bool:
+        passed = gate.pass_on()
+        passes.append(passed)
+        return passed
+
+    pool.pass_on = pass_on  # counts what the worker set up (gate.pass_on)
+    # tasks measured as short, and slots flowing: the first fetch takes 1 + 10 messages, 10 of which
+    # wait for the one slot; each child answer hands it on
+    p = w.worker.prefetch
+    p.mean_s, p.measured, p.run_mean_s, p.timed, p.last_ran_s = 0.001, 100, 0.001, 100, float("inf")
+    app.send_many([pid.s() for _ in range(40)])
+    w.wait_outcomes(lambda o: len(o) >= 40)
+    assert [o.kind for o in w.outcomes] == ["ack"] * 40
+    assert len(passes) == 40  # one call per answer
+    assert any(passes)  # some answers found a prefetched run waiting and handed it the slot
+    # every early hand-on was paid back by a run's release: the gate is whole again
+    eventually(lambda: (gate.passed, gate.free) == (0, 1))
+
+
+def test_an_answer_hands_the_slot_on_only_when_the_worker_prefetches(app: Celeriac) -> None:
+    w = Worker(app, pool="processes", concurrency=2)
+    assert w.pool.pass_on == w.prefetch.slots.pass_on  # type: ignore[attr-defined]
+    scaled = Worker(app, pool="processes", concurrency=2, autoscale=Autoscale(2, 1))  # no prefetch, no gate
+    assert scaled.pool.pass_on is None  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from celeriac.worker.prefetch import Prefetch, SlotGate
+from celeriac.worker.prefetch import _RUN_WARM_UP, Prefetch, SlotGate
 
 
 def test_a_freed_slot_goes_to_the_oldest_waiter_and_a_held_one_ends_the_wait_at_the_deadline() -> None:
@@ -55,3 +55,90 @@ def test_completions_learned_in_bursts_measure_the_rate_not_the_gaps_within_a_bu
             p.ran(burst * 0.008)
     assert 0.0008 < p.mean_s < 0.0012
     assert 9 <= p.extra <= 10  # 10 ms budget / 1 ms (not fetch_max)
+
+
+def test_pass_on_hands_the_slot_to_the_oldest_waiter_before_the_run_releases_it() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        gate = SlotGate(1, deadline_s=10.0, limit_s=10.0)
+        assert gate.try_take()  # run A holds the only slot
+        assert gate.pass_on() is False  # nobody waits: nothing to hand on, A's release frees it
+        gate.release()
+        assert gate.free == 1 and gate.passed == 0
+        assert gate.try_take()
+        waiter = asyncio.ensure_future(gate.take(loop, loop.time()))
+        await asyncio.sleep(0)
+        assert gate.pass_on() is True  # A's task ended (its child answered): B gets the slot now
+        assert await waiter is True
+        assert (gate.free, gate.passed) == (0, 1)
+        gate.release()  # A's run ends: the slot was handed on already, nothing is freed
+        assert (gate.free, gate.passed) == (0, 0)
+        gate.release()  # B's run ends: the slot is free again
+        assert (gate.free, gate.passed) == (1, 0)
+
+    asyncio.run(scenario())
+
+
+def _short_tasks_flowing(p: Prefetch, now_s: float, run_s: float = 0.001) -> None:
+    """Completions every 1 ms up to ``now_s``, each task ``run_s`` in its slot."""
+    for i in range(200):
+        p.ran(now_s - 0.2 + i * 0.001, run_s)
+
+
+def test_an_idle_worker_or_one_whose_slots_all_hold_long_tasks_fetches_for_free_slots_only() -> None:
+    p = Prefetch(2, 500)
+    _short_tasks_flowing(p, 100.0)
+    assert p.extra == 10  # measured short: 10 ms budget / 1 ms between completions
+    assert p.to_fetch(0, 100.0) == 12  # flowing: the free slots and the extra
+    # 50 ms later no run has ended: the worker is idle, or long tasks hold its slots
+    assert p.to_fetch(0, 100.05) == 2  # free slots only
+    assert p.to_fetch(2, 100.05) == 0  # both slots busy: nothing is fetched to wait behind them
+    assert not p.refill_wanted(2, 100.05)
+
+
+def test_a_busy_pool_of_short_tasks_fetches_two_at_a_time_and_refills_its_buffer_late() -> None:
+    p = Prefetch(2, 500)
+    for i in range(_RUN_WARM_UP):  # short runs timed, but too few for a measured buffer
+        p.ran(1.0 + i * 0.001, 0.001)
+    assert p.extra == 0
+    assert p.to_fetch(1, p.last_ran_s) == 2  # one slot freed: two fetched, not one
+    assert p.to_fetch(2, p.last_ran_s) == 0  # no slot free: a single message is not worth a fetch
+    p = Prefetch(2, 500)
+    _short_tasks_flowing(p, 100.0)
+    assert p.extra == 10
+    # 2 slots and 10 extra: the buffer is refilled when three quarters of it are gone
+    assert p.to_fetch(2 + 5, 100.0) == 0 and not p.refill_wanted(2 + 5, 100.0)
+    assert p.to_fetch(2 + 2, 100.0) == 8 and p.refill_wanted(2 + 2, 100.0)
+    assert p.to_fetch(1, 100.0) == 11  # a free slot is always filled (with the extra)
+
+
+def test_tasks_slower_than_the_budget_are_never_prefetched() -> None:
+    p = Prefetch(8, 500)
+    for i in range(400):  # 8 slots of 20 ms tasks: a completion every 2.5 ms (fast enough alone)
+        p.ran(i * 0.0025, 0.02)
+    assert p.mean_s < 0.003 and p.run_mean_s > p.budget_s
+    assert p.extra == 0
+    assert p.to_fetch(7, p.last_ran_s) == 1  # the free slot only, not even one more
+    assert p.to_fetch(8, p.last_ran_s) == 0
+    for i in range(100):  # the tasks became short again: prefetch resumes
+        p.ran(1.0 + i * 0.0005, 0.0005)
+    assert p.extra > 0 and p.to_fetch(8, p.last_ran_s) > 1
+
+
+def test_a_missed_start_forgets_the_run_time_too() -> None:
+    p = Prefetch(2, 500)
+    _short_tasks_flowing(p, 100.0)
+    p.missed_start()
+    assert (p.extra, p.timed, p.run_mean_s) == (0, 0, 0.0)
+    assert p.to_fetch(2, p.last_ran_s) == 0  # busy and nothing measured: not even one more
+
+
+def test_a_busy_pool_of_tasks_too_slow_to_prefetch_still_settles_in_batches_but_not_after_a_pause() -> None:
+    p = Prefetch(2, 500)
+    for i in range(400):  # 2 children, 9 ms runs: a completion every 4.5 ms
+        p.ran(i * 0.0045, 0.009)
+    p.run_mean_s = 0.011  # a loaded machine stretched the runs beyond the budget: no prefetch
+    assert p.extra == 0
+    assert 0 < p.settle_linger_s() <= 0.01  # outcomes still wait for each other, 10 ms at most
+    p.ran(p.last_ran_s + 5.0, 0.009)  # the first outcome after a pause: recorded at once
+    assert p.settle_linger_s() == 0.0

@@ -50,7 +50,7 @@ import greenlet
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..gevent_patch import check_patched
 from .limits import NO_LIMITS, TimeLimits
-from .offload import OffloadingPool
+from .offload import OffloadingPool, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -119,13 +119,7 @@ class _Completions:
     def _hand_back(self) -> None:
         done, self._done = self._done, []
         self._pending = False
-        for future, value, error in done:
-            if future.done():
-                continue  # cancelled (shutdown) or failed by its hard limit
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(value)
+        resolve(done)
 
 
 class GeventPool(OffloadingPool):

@@ -2,7 +2,8 @@
 
 * :class:`OffloadingPool` the dispatch: a coroutine runs on the loop (under its limits), a sync
   function runs elsewhere with a copy of the context (``self.request``) through ``run_sync``;
-* :class:`CompletionBatch` the batched hand-back of finished calls to the loop.
+* :class:`CompletionBatch` the batched hand-back of finished calls to the loop, and :func:`resolve`,
+  its last step (the gevent pool hands back its own way, then calls it too).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .limits import NO_LIMITS, TimeLimits, run_coroutine
 if TYPE_CHECKING:
     from .executor import Job
 
-__all__ = ["CompletionBatch", "OffloadingPool"]
+__all__ = ["CompletionBatch", "OffloadingPool", "resolve"]
 
 
 class CompletionBatch:
@@ -68,13 +69,18 @@ class CompletionBatch:
         with self._lock:
             done, self._done = self._done, []
             self._pending = False
-        for future, value, error in done:
-            if future.done():
-                continue  # cancelled (shutdown) or failed by its hard limit
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(value)
+        resolve(done)
+
+
+def resolve(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Give each awaiter of a batch of finished calls its value or exception (on the loop)."""
+    for future, value, error in done:
+        if future.done():
+            continue  # cancelled (shutdown) or failed by its hard limit
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
 
 
 class OffloadingPool:

@@ -16,10 +16,24 @@ another worker might be idle, so it is bounded twice:
   hostage. A hand-back also forgets the measured mean (tasks just became slow), so prefetching
   stops until short tasks are measured again.
 
+* **by measured run time**: tasks whose mean run time (from a slot's start to its end) exceeds
+  ``budget_s`` are not prefetched at all: a prefetched message would wait longer than the budget
+  behind any of them.
+* **by flow**: the extra is taken only while slots are freeing (a run ended within ``flow_s``, the budget):
+  an idle worker, or one whose every slot holds a long task, fetches for its free slots only, so a
+  short task is never fetched to wait behind long ones (:meth:`Prefetch.to_fetch`).
+
+While the pool is busy with short tasks, a fetch takes at least two messages (one beyond the freed
+slot) and the buffer is refilled only when a quarter of it is left (:meth:`Prefetch.refill_wanted`):
+fewer fetches per task, and no wake-up of the fetch loop at the end of a run that would not fetch.
+
 Autoscaled workers do not prefetch (their slot count moves; ``enabled=False``).
 
 Admission to the pool goes through :attr:`Prefetch.slots`, a :class:`SlotGate` of ``concurrency``: a
 slot holds it while its task runs; prefetched runs wait for it (that wait is what the deadline bounds).
+A pool that learns of a task's end before the worker's run does (the processes pool: the child's
+answer) hands the slot on at once (:meth:`SlotGate.pass_on`): the next prefetched run reaches the
+freed child without waiting for the finished run's outcome to be recorded and settled.
 """
 
 from __future__ import annotations
@@ -36,7 +50,7 @@ BUDGET_S = 0.01
 #: (tasks flow: it is queued, not held), and then by ``START_LIMIT_S`` at the latest
 START_DEADLINE_S = 0.02
 START_LIMIT_S = 0.1
-#: while prefetching, outcomes are recorded in batches of about this many (bounded by SETTLE_LINGER_MAX_S)
+#: while the slots are busy, outcomes are recorded in batches of about this many (SETTLE_LINGER_MAX_S at most)
 SETTLE_BATCH = 64
 SETTLE_LINGER_MAX_S = 0.01
 #: while a run waits for a slot, the loop's lateness is measured every _TICK_S; lateness beyond
@@ -45,6 +59,9 @@ _TICK_S = 0.005
 _STALL_SLACK_S = 0.002
 #: tasks measured before any prefetch (the mean must mean something)
 _WARM_UP = 20
+#: runs timed before their mean run time allows the least prefetch (one beyond a freed slot)
+_RUN_WARM_UP = 4
+_RUN_ALPHA = 0.1  # weight of the newest run time in the mean run time
 _ALPHA = 0.3  # weight of the newest window's interval in the moving mean
 _WINDOW_S = 0.02  # completions are counted over windows of at least this long
 
@@ -59,8 +76,11 @@ class Prefetch:
         budget_s: float = BUDGET_S,
         start_deadline_s: float = START_DEADLINE_S,
         enabled: bool = True,
+        flow_s: float | None = None,
     ) -> None:
         self.enabled = enabled
+        #: slots are "flowing" while a run ended within this long (``budget_s`` unless given)
+        self.flow_s = budget_s if flow_s is None else flow_s
         self.concurrency = concurrency
         self.fetch_max = fetch_max
         self.budget_s = budget_s
@@ -73,29 +93,81 @@ class Prefetch:
         self._window_n = 0  # completions in it
         #: prefetched messages handed back because they did not start in time
         self.handed_back = 0
+        #: mean run time of a task in its slot (from admission to end), and runs timed
+        self.run_mean_s = 0.0
+        self.timed = 0
+        #: the loop's clock when a run last ended (slots are "flowing" within ``flow_s`` of it)
+        self.last_ran_s = float("-inf")
+        self._prev_ran_s = float("-inf")  # the end before it
 
     @property
     def extra(self) -> int:
-        """Messages to hold beyond the slots now (0 until measured, and while tasks are slow)."""
+        """Messages to hold beyond the slots (0 until measured, and while tasks are slow: completions
+        further apart than the budget, or a mean run time beyond it)."""
         if not self.enabled or self.measured < _WARM_UP or self.mean_s <= 0:
+            return 0
+        if self.run_mean_s > self.budget_s:  # a prefetched message would wait longer than the budget
             return 0
         return min(self.fetch_max, int(self.budget_s / self.mean_s))
 
+    def to_fetch(self, running: int, now_s: float) -> int:
+        """How many messages to fetch now (0: none, wait until a run ends).
+
+        ``running`` counts the runs this worker holds, prefetched ones waiting for a slot included.
+        Free slots are always filled. The extra is taken only while slots are flowing (a run ended
+        within ``flow_s``, the budget): never for an idle worker, nor while long tasks hold every slot. While
+        the slots flow with short tasks (their mean run time within the budget) a fetch takes at
+        least one message beyond the free slots: two at a time, not one per slot that frees. With
+        every slot busy, the buffer is refilled only when a quarter of it is left, and by two at least.
+        """
+        free = self.concurrency - running
+        if now_s - self.last_ran_s > self.flow_s:  # idle, or every slot held by a long task
+            return free if free > 0 else 0
+        extra = self.extra
+        if extra < 1 and self.timed >= _RUN_WARM_UP and self.run_mean_s <= self.budget_s:
+            extra = 1  # short tasks not measured enough for a buffer yet: one beyond the slots
+        room = free + extra
+        if free > 0:
+            return room
+        return room if room >= 2 and room >= (3 * extra) // 4 else 0
+
+    def refill_wanted(self, running: int, now_s: float) -> bool:
+        """A run just ended: is a fetch wanted now (:meth:`to_fetch`)? If not, the fetch loop is not
+        woken: a later end (or a settle, or a hand-back) wakes it when it is."""
+        return self.concurrency > running or self.to_fetch(running, now_s) > 0
+
     def settle_linger_s(self) -> float:
-        """How long a batch of outcomes may wait for more: 0 unless prefetching (a busy worker with
-        short tasks), then the time ``SETTLE_BATCH`` tasks take, at most ``SETTLE_LINGER_MAX_S``."""
-        if not self.extra:
+        """How long a batch of outcomes may wait for more: 0 unless the slots are busy (completions
+        measured at most ``budget_s`` apart on average, and the last two within it), then the time
+        ``SETTLE_BATCH`` tasks take, at most ``SETTLE_LINGER_MAX_S``.
+
+        Not only while prefetching: a busy pool of tasks too slow to prefetch (5 ms CPU tasks on a
+        loaded machine) would otherwise record every outcome in a round trip of its own. The first
+        outcome after a pause is recorded at once (no latency added to a lone task).
+        """
+        if (
+            not self.enabled
+            or self.measured < _WARM_UP
+            or not 0 < self.mean_s <= self.budget_s
+            or self.last_ran_s - self._prev_ran_s > self.budget_s
+        ):
             return 0.0
         return min(SETTLE_LINGER_MAX_S, SETTLE_BATCH * self.mean_s)
 
-    def ran(self, now_s: float) -> None:
-        """A task ended (in its slot) at ``now_s`` (the loop's clock).
+    def ran(self, now_s: float, run_s: float = 0.0) -> None:
+        """A task ended (in its slot) at ``now_s`` (the loop's clock), after ``run_s`` in its slot.
 
         The mean interval is measured over windows of at least ``_WINDOW_S`` (completions per window),
         not between two completions: the loop learns of completions in bursts (several threads or
         children finished while it ran something else), and intervals of 0 between them would make
         the worker look far faster than it is.
         """
+        self._prev_ran_s, self.last_ran_s = self.last_ran_s, now_s
+        if self.timed:
+            self.run_mean_s += _RUN_ALPHA * (run_s - self.run_mean_s)
+        else:
+            self.run_mean_s = run_s
+        self.timed += 1
         if self._last_end_s is None:
             self._last_end_s, self._window_n = now_s, 0
             return
@@ -117,6 +189,8 @@ class Prefetch:
         self.measured = 0
         self.mean_s = 0.0
         self._last_end_s = None
+        self.timed = 0
+        self.run_mean_s = 0.0
 
 
 class SlotGate:
@@ -150,6 +224,8 @@ class SlotGate:
         self._stalled_s = 0.0
         self._tick: asyncio.TimerHandle | None = None
         self._tick_due = 0.0
+        #: slots handed on early (pass_on) whose runs have not released them yet
+        self.passed = 0
 
     def locked(self) -> bool:
         return self.free <= 0
@@ -185,8 +261,34 @@ class SlotGate:
             if not waiter.done():
                 waiter.cancel()
 
+    def pass_on(self) -> bool:
+        """A run's task has ended but its run has not released its slot yet (the processes pool: a
+        child answered; the run still records the outcome): hand the slot to the oldest waiter now.
+
+        True when a waiter took it: the run's own :meth:`release` then frees nothing (one release is
+        owed per pass; which run pays it does not matter, each of them releases once). False when
+        nobody waits: the run's release frees the slot as usual. Call it at most once per run, and
+        only for a run that will release its slot.
+        """
+        if not self._waiters:
+            return False
+        if self._tick is not None:
+            with contextlib.suppress(RuntimeError):
+                self._freed_at = asyncio.get_running_loop().time()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                self.passed += 1
+                return True
+        return False
+
     def release(self) -> None:
-        """Free a slot: to the oldest waiter still waiting, else back to the free count."""
+        """Free a slot: to the oldest waiter still waiting, else back to the free count (or nothing,
+        when a slot was handed on early for it: :meth:`pass_on`)."""
+        if self.passed:
+            self.passed -= 1
+            return
         if self._tick is not None:  # someone waits: a tick runs on the loop
             with contextlib.suppress(RuntimeError):  # a run closed outside its loop (shutdown)
                 self._freed_at = asyncio.get_running_loop().time()

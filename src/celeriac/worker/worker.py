@@ -219,6 +219,8 @@ class Worker:
         #: twice its slots), and a start deadline there would hand back deliveries it had just taken
         #: for slots it has (each hand-back marks the consumer in ``{queue}:reclaimed``, as a lost lease)
         self._gate = self.prefetch.slots if self.prefetch.enabled else None
+        if self._gate is not None and hasattr(self.pool, "pass_on"):  # the processes pool (prefetch.py)
+            self.pool.pass_on = self._gate.pass_on
         self.backend = app.backend
         #: carries workflows on (celeriac.workflow): None on a broker without Redis
         self.workflow_hook = workflow_hook(app, self.broker)
@@ -479,9 +481,12 @@ class Worker:
     async def _fetch_once(self) -> None:
         state = self.run_state
         free = self.free_slots()
-        # with a prefetch buffer, refill it when three quarters are gone: bigger, fewer reads, and the
-        # quarter left (2.5 ms of tasks) outlasts the read, so no slot idles
-        if free <= 0 or free < 3 * self.prefetch.extra // 4:
+        if self._gate is not None and free > 0:
+            # prefetching: the extra only while slots flow with short tasks, and a busy pool's buffer
+            # refilled when three quarters are gone, two at least: bigger, fewer reads, and the quarter
+            # left (2.5 ms of tasks) outlasts the read, so no slot idles (prefetch.py)
+            free = min(free, self.prefetch.to_fetch(self.inflight.running, state.loop.time()))
+        if free <= 0:
             state.slot_free.clear()
             await state.slot_free.wait()
             return
@@ -621,8 +626,10 @@ class Worker:
     async def _execute(self, slot: Slot, job: Job, fetched_at: float) -> None:
         d = slot.delivery
         gate = self._gate
-        if gate is not None and not await self._claim_slot(gate, slot, fetched_at):
-            return
+        if gate is not None:
+            if not await self._claim_slot(gate, slot, fetched_at):
+                return
+            admitted_s = self.run_state.loop.time()  # the run time, measured for the prefetch bound
         resolved = job.resolved  # Job.acks_late, its usual case inlined (options resolved by prepare)
         early = not (resolved.acks_late if resolved is not None else job.acks_late)
         outcome: Outcome | None = None
@@ -650,12 +657,18 @@ class Worker:
                 if revoking.terminating:
                     outcome = revoking.finished(d, job, outcome)
         finally:
-            if gate is not None:
-                gate.release()
-                self.prefetch.ran(self.run_state.loop.time())
             ours = self.inflight.run_ended(slot)  # False: shutdown took the run over
             state = self._state  # recheck_slots(), inlined
-            if state is not None:
+            if gate is not None:
+                gate.release()
+                now_s = self.run_state.loop.time()
+                prefetch = self.prefetch
+                prefetch.ran(now_s, now_s - admitted_s)
+                # wake the fetch loop only when it would fetch (prefetch.py): a buffer still full
+                # enough is refilled at a later end
+                if state is not None and prefetch.refill_wanted(self.inflight.running, now_s):
+                    state.slot_free.set()
+            elif state is not None:
                 state.slot_free.set()
             if outcome is None and ours and slot.owned:
                 # No outcome will ever come (a cancellation that shutdown did not ask for, an error

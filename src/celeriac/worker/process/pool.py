@@ -44,6 +44,7 @@ import pickle
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...context import Request
@@ -145,6 +146,10 @@ class ProcessPool:
         self._lean: LeanSpec | LeanUnavailable | None = None  # decided on the first start
         #: children measure their resident size after each task only for --max-memory-per-child
         self._want_rss = recycling.max_memory_kib is not None
+        #: called when a child answers, before its run learns of it: the worker's slot gate hands the
+        #: slot on to a prefetched run at once (``SlotGate.pass_on``), so the freed child gets its
+        #: next task without waiting for the finished run to record its outcome
+        self.pass_on: Callable[[], object] | None = None
 
     # ---- Pool ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -429,12 +434,14 @@ class ProcessPool:
         child.tasks += 1
         child.rss_kib = rss_kib
         run, child.run = child.run, None
+        self._release(child)  # first: idle (or recycled) before the next run looks for a child
         if run is not None and run.seq == seq and not run.future.done():
+            if self.pass_on is not None:
+                self.pass_on()  # the next run is woken before this one
             if ok:
                 run.future.set_result(payload)
             else:
                 run.future.set_exception(unpack_exception(payload))
-        self._release(child)
 
     def _ended(self, child: _Child) -> None:
         """The child's socket reached EOF: the process exited (or is about to)."""
