@@ -354,3 +354,31 @@ def test_a_write_loads_the_script_when_redis_lost_it(redis_url: str) -> None:
     records = MonitorReader(sync).page(["default"], limit=100).records
     assert sorted(r.task_id for r in records) == sorted(f"t{i}" for i in range(11))
     sync.close()
+
+
+@pytest.mark.redis
+def test_a_write_cut_off_mid_reply_does_not_leave_its_reply_for_the_next_command(redis_url: str) -> None:
+    """The usual write sends on a pooled connection itself: cut off after sending (a cancelled flush
+    at shutdown, a dropped link), its reply is still on the way, so the connection is closed rather
+    than handed back to the pool, where the next command would read that stale reply."""
+
+    async def scenario() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url, max_connections=1)
+        rec = Recorder(client, "celeriac", "w1", MonitorSettings(), owns_client=False)
+        await client.script_load(RECORD.text)
+        conn = await client.connection_pool.get_connection()
+        await client.connection_pool.release(conn)
+
+        async def cut_off(*_a: Any, **_k: Any) -> Any:
+            raise asyncio.CancelledError
+
+        conn.read_response = cut_off  # type: ignore[method-assign]
+        with pytest.raises(asyncio.CancelledError):
+            await rec._run_unpacked(["celeriac:{default}:m:x"], [])  # any call: its reply is not read
+        del conn.read_response  # the connection's own method again
+        assert not conn.is_connected  # closed: its unread reply went with it
+        assert await client.ping() is True  # the pool's next command reads its own reply
+        assert await client.get("celeriac:nothing") is None
+        await client.aclose()
+
+    asyncio.run(scenario())

@@ -36,7 +36,7 @@ from operator import is_not, itemgetter, lt
 from typing import TYPE_CHECKING, Any
 
 from redis.connection import PythonRespSerializer
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ..execution import format_traceback
 from ..states import TaskState
@@ -368,6 +368,12 @@ class Recorder:
                 await conn.read_response()
                 await conn.send_packed_command(packer.pack("EVALSHA", RECORD.sha, len(keys), *keys, *args))
                 return await conn.read_response()
+        except BaseException as exc:
+            if not isinstance(exc, ResponseError):
+                # cut off mid-command (a dropped link, a cancelled write): a reply may still be on its
+                # way, so the connection must not serve another command (as redis-py does itself)
+                await conn.disconnect()
+            raise
         finally:
             await pool.release(conn)
 
