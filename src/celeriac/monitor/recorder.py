@@ -406,15 +406,7 @@ class Recorder:
                 continue
             # the rollups of all the queue's records ride with its first call (its other calls carry
             # none): a rollup costs Redis one HINCRBY per field, however many records it counts
-            parts: list[list[_Segment]] = [[]]
-            n = 0
-            for seg in segs:
-                if n + seg.n > _CALL_MAX and parts[-1]:
-                    parts.append([])
-                    n = 0
-                parts[-1].append(seg)
-                n += seg.n
-            for no, part in enumerate(parts):
+            for no, part in enumerate(_grouped(segs, _CALL_MAX)):
                 calls.append((part, *self._call_of(queue, part, segs if no == 0 else [])))
         return calls
 
@@ -434,14 +426,7 @@ class Recorder:
             k = self._keys[queue] = monitor_keys(self.prefix, queue)
         s = self.settings
         # log entries: whole packed batches, up to _CHUNK records each (a batch holds at most _CHUNK)
-        entries: list[list[_Segment]] = [[]]
-        n = 0
-        for seg in segs:
-            if n + seg.n > _CHUNK and entries[-1]:
-                entries.append([])
-                n = 0
-            entries[-1].append(seg)
-            n += seg.n
+        entries = _grouped(segs, _CHUNK)
         records: list[bytes] = []
         id_parts: list[bytes] = [_array_header(len(entries))]
         relations: list[list[str]] = []  # workflow links, both ways (see keys.py: m:rel), by entry
@@ -606,6 +591,20 @@ def _array_header(n: int) -> bytes:
 def _elements(packed: bytes, n: int) -> bytes:
     """The elements of the packed msgpack array ``packed`` of ``n`` elements (its header cut off)."""
     return packed[1 if n < 16 else 3 if n < 0x10000 else 5 :]
+
+
+def _grouped(segs: list[_Segment], most: int) -> list[list[_Segment]]:
+    """``segs`` in order, cut into groups of at most ``most`` records (a segment is never split; one
+    larger than ``most`` is a group of its own)."""
+    groups: list[list[_Segment]] = [[]]
+    n = 0
+    for seg in segs:
+        if n + seg.n > most and groups[-1]:
+            groups.append([])
+            n = 0
+        groups[-1].append(seg)
+        n += seg.n
+    return groups
 
 
 def _records(segs: list[_Segment]) -> int:
