@@ -9,8 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from celeriac import Celeriac
+from celeriac.testing import ThreadWorker
 
 # set in a developer's shell, these would point the child at another app, broker or queue
 _INHERITED = ("CELERIAC_APP", "CELERIAC_BROKER_URL", "CELERIAC_WORKER_QUEUES")
@@ -68,3 +73,13 @@ class CliProcess:
         if self.proc.stderr is not None:
             self.proc.stderr.close()
         return code
+
+
+@contextmanager
+def running(app: Celeriac, **options: Any) -> Iterator[ThreadWorker]:
+    """A :class:`ThreadWorker` of ``app`` (``options`` as for it) for the ``with`` block, stopped after."""
+    worker = ThreadWorker(app, **options).start()
+    try:
+        yield worker
+    finally:
+        worker.stop()

@@ -9,17 +9,17 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import redis
 import redis.crc
+from tests.support import running
 
 from celeriac import Celeriac
 from celeriac.broker.base import Settlement
 from celeriac.exceptions import BrokerError
-from celeriac.testing import RedisCluster, ThreadWorker
+from celeriac.testing import RedisCluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -31,15 +31,6 @@ LOCK = threading.Lock()
 def cluster() -> Iterator[RedisCluster]:
     with RedisCluster(masters=3, replicas=1) as c:
         yield c
-
-
-@contextmanager
-def running(app: Celeriac, **options: Any) -> Iterator[ThreadWorker]:
-    worker = ThreadWorker(app, **options).start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
 
 
 def _client(cluster: RedisCluster) -> Any:

@@ -5,27 +5,16 @@ producer's pool is bounded. A Redis that forbids ``CONFIG`` (managed services) i
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 import redis
+from tests.support import running
 
 from celeriac import Celeriac
 from celeriac.broker.redis import RedisBroker
-from celeriac.testing import RedisServer, ThreadWorker
+from celeriac.testing import RedisServer
 
 pytestmark = pytest.mark.redis
-
-
-@contextmanager
-def running(app: Celeriac, **options: Any) -> Iterator[ThreadWorker]:
-    worker = ThreadWorker(app, **options).start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
 
 
 def _clients(url: str) -> int:

@@ -7,26 +7,16 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from tests.support import running
 
 from celeriac import Celeriac
 from celeriac.exceptions import BrokerError
-from celeriac.testing import RedisSentinel, ThreadWorker
+from celeriac.testing import RedisSentinel
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-@contextmanager
-def running(app: Celeriac, **options: Any) -> Iterator[ThreadWorker]:
-    worker = ThreadWorker(app, **options).start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
 
 
 def _app(url: str, seen: list[int], **settings: Any) -> Celeriac:
