@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from celeriac.worker.prefetch import _RUN_WARM_UP, Prefetch, SlotGate
+from celeriac.worker.prefetch import _RUN_WARM_UP, MIN_EXTRA, Prefetch, SlotGate
 
 
 def test_a_freed_slot_goes_to_the_oldest_waiter_and_a_held_one_ends_the_wait_at_the_deadline() -> None:
@@ -137,8 +137,47 @@ def test_a_busy_pool_of_tasks_too_slow_to_prefetch_still_settles_in_batches_but_
     p = Prefetch(2, 500)
     for i in range(400):  # 2 children, 9 ms runs: a completion every 4.5 ms
         p.ran(i * 0.0045, 0.009)
-    p.run_mean_s = 0.011  # a loaded machine stretched the runs beyond the budget: no prefetch
-    assert p.extra == 0
+    assert p.extra > 0
+    for i in range(40):  # a loaded machine stretched the runs beyond the start deadline: no prefetch
+        p.ran(p.last_ran_s + 0.0045, 0.03)
+    assert p.slow and p.extra == 0
     assert 0 < p.settle_linger_s() <= 0.01  # outcomes still wait for each other, 10 ms at most
     p.ran(p.last_ran_s + 5.0, 0.009)  # the first outcome after a pause: recorded at once
     assert p.settle_linger_s() == 0.0
+
+
+def _runs(p: Prefetch, n: int, interval_s: float, run_s: float) -> None:
+    """``n`` completions ``interval_s`` apart after the last one, each run ``run_s`` in its slot."""
+    start = p.last_ran_s if p.timed else 100.0
+    for i in range(1, n + 1):
+        p.ran(start + i * interval_s, run_s)
+
+
+def test_a_busy_pool_of_two_keeps_a_buffer_that_a_read_refills_before_it_runs_dry() -> None:
+    p = Prefetch(2, 500)
+    _runs(p, 200, 0.0036, 0.0072)  # 2 children, 7 ms runs: 10 ms of budget hold 2 completions
+    assert int(p.budget_s / p.mean_s) == 2
+    assert p.extra == MIN_EXTRA == 4  # not 2: that buffer was refilled only once empty
+    now = p.last_ran_s
+    assert p.to_fetch(2 + 2, now) == 0  # two still queued: no read yet
+    assert p.to_fetch(2 + 1, now) == 3  # one left, queued while the read of three is on its way
+    p = Prefetch(2, 500)
+    _runs(p, 200, 0.008, 0.009)  # a completion every 8 ms: only two start within the start deadline
+    assert p.extra == 2
+
+
+def test_prefetch_stops_when_runs_exceed_the_start_deadline_and_resumes_within_the_budget() -> None:
+    p = Prefetch(2, 500)
+    _runs(p, 200, 0.008, 0.015)  # 15 ms runs from the start: beyond the budget, never prefetched
+    assert p.slow and p.extra == 0
+    p = Prefetch(2, 500)
+    _runs(p, 200, 0.003, 0.006)  # 6 ms runs: prefetched
+    assert not p.slow and p.extra > 0
+    _runs(p, 100, 0.006, 0.012)  # a busy machine stretches them to 12 ms: still prefetched
+    assert 0.01 < p.run_mean_s < 0.02 and not p.slow and p.extra > 0
+    _runs(p, 100, 0.0125, 0.025)  # 25 ms: beyond the start deadline, prefetch stops
+    assert p.slow and p.extra == 0
+    _runs(p, 100, 0.006, 0.012)  # back to 12 ms: not yet (above the budget)
+    assert p.slow and p.extra == 0
+    _runs(p, 100, 0.003, 0.006)  # within the budget again: prefetch resumes
+    assert not p.slow and p.extra > 0

@@ -6,9 +6,10 @@ beyond the free slots batches that work, but a prefetched message waits in this 
 another worker might be idle, so it is bounded twice:
 
 * **by measured task duration**: the extra messages are as many as the slots can start within
-  ``budget_s``, at the measured mean interval between task completions (``budget_s / interval``,
-  at most ``fetch_max``). The interval, not one task's duration: slots that do not really run in
-  parallel (sync tasks under the GIL) free up more slowly than ``duration / concurrency``. Until
+  ``budget_s``, at the measured mean interval between task completions (``budget_s / interval``;
+  four at least, or as many as start within the start deadline, so that the buffer is refilled
+  before it runs dry; at most ``fetch_max``). The interval, not one task's duration: slots that do
+  not really run in parallel (sync tasks under the GIL) free up more slowly than ``duration / concurrency``. Until
   tasks have been measured, and while they are slow, there is no extra: the
   worker fetches for free slots only, as before.
 * **by a start deadline**: a message that has not started within ``start_deadline_s`` of its fetch
@@ -18,7 +19,11 @@ another worker might be idle, so it is bounded twice:
 
 * **by measured run time**: tasks whose mean run time (from a slot's start to its end) exceeds
   ``budget_s`` are not prefetched at all: a prefetched message would wait longer than the budget
-  behind any of them.
+  behind any of them. Once prefetching, it stops only when the mean run time exceeds the start
+  deadline: a busy machine stretches the runs of tasks that take half the budget (5 ms of CPU on a
+  loaded machine last 10 ms and more), and with a single bound their prefetch went on and off, each
+  off costing a round trip of idle slot per task (and a settle per task). A message waits at most
+  about the start deadline behind such runs, which the deadline enforces anyway.
 * **by flow**: the extra is taken only while slots are freeing (a run ended within ``flow_s``, the budget):
   an idle worker, or one whose every slot holds a long task, fetches for its free slots only, so a
   short task is never fetched to wait behind long ones (:meth:`Prefetch.to_fetch`).
@@ -57,6 +62,8 @@ SETTLE_LINGER_MAX_S = 0.01
 #: _STALL_SLACK_S is time the worker did not run (it does not count against the start deadline)
 _TICK_S = 0.005
 _STALL_SLACK_S = 0.002
+#: the least extra once tasks are measured short (:attr:`Prefetch.extra`)
+MIN_EXTRA = 4
 #: tasks measured before any prefetch (the mean must mean something)
 _WARM_UP = 20
 #: runs timed before their mean run time allows the least prefetch (one beyond a freed slot)
@@ -96,6 +103,9 @@ class Prefetch:
         #: mean run time of a task in its slot (from admission to end), and runs timed
         self.run_mean_s = 0.0
         self.timed = 0
+        #: tasks too slow to prefetch: until the mean run time is within the budget, and again once it
+        #: exceeds the start deadline (the hysteresis of the module docstring)
+        self.slow = True
         #: the loop's clock when a run last ended (slots are "flowing" within ``flow_s`` of it)
         self.last_ran_s = float("-inf")
         self._prev_ran_s = float("-inf")  # the end before it
@@ -106,9 +116,17 @@ class Prefetch:
         further apart than the budget, or a mean run time beyond it)."""
         if not self.enabled or self.measured < _WARM_UP or self.mean_s <= 0:
             return 0
-        if self.run_mean_s > self.budget_s:  # a prefetched message would wait longer than the budget
+        if self.slow:  # a prefetched message would wait too long behind them
             return 0
-        return min(self.fetch_max, int(self.budget_s / self.mean_s))
+        n = int(self.budget_s / self.mean_s)
+        if n < 1:
+            return 0
+        # Measured short: MIN_EXTRA at least, as many as start within the start deadline. With two,
+        # the buffer is refilled only once empty (two at a time, to_fetch), and a slot that frees
+        # while that read is on its way finds nothing to run: its process idles for a round trip.
+        # With four, one is still queued when a read of three goes (a read per three tasks, not two).
+        floor = min(MIN_EXTRA, int(self.start_deadline_s / self.mean_s))
+        return min(self.fetch_max, max(n, floor))
 
     def to_fetch(self, running: int, now_s: float) -> int:
         """How many messages to fetch now (0: none, wait until a run ends).
@@ -168,6 +186,10 @@ class Prefetch:
         else:
             self.run_mean_s = run_s
         self.timed += 1
+        if self.run_mean_s <= self.budget_s:
+            self.slow = False
+        elif self.run_mean_s > self.start_deadline_s:
+            self.slow = True
         if self._last_end_s is None:
             self._last_end_s, self._window_n = now_s, 0
             return
@@ -191,6 +213,7 @@ class Prefetch:
         self._last_end_s = None
         self.timed = 0
         self.run_mean_s = 0.0
+        self.slow = True
 
 
 class SlotGate:
