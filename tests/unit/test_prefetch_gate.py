@@ -138,7 +138,7 @@ def test_a_busy_pool_of_tasks_too_slow_to_prefetch_still_settles_in_batches_but_
     for i in range(400):  # 2 children, 9 ms runs: a completion every 4.5 ms
         p.ran(i * 0.0045, 0.009)
     assert p.extra > 0
-    for i in range(40):  # a loaded machine stretched the runs beyond the start deadline: no prefetch
+    for _ in range(40):  # a loaded machine stretched the runs beyond the start deadline: no prefetch
         p.ran(p.last_ran_s + 0.0045, 0.03)
     assert p.slow and p.extra == 0
     assert 0 < p.settle_linger_s() <= 0.01  # outcomes still wait for each other, 10 ms at most

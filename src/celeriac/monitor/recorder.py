@@ -66,7 +66,11 @@ _CALL_MAX = 10 * _CHUNK
 #: records packed together (:meth:`Recorder._seal`): enough that packing's fixed costs (a few calls per
 #: batch) are small per record, few enough that they are still in the CPU's caches
 _SEAL_AT = 500
-_MIN_INTERVAL_S = 0.1  # between two writes of one worker (the dashboard lags by at most this)
+#: between two writes of one worker: at least _MIN_INTERVAL_S, and as long as its records take to
+#: reach _WRITE_RECORDS at their measured rate, up to _MAX_INTERVAL_S (the dashboard lags by that)
+_MIN_INTERVAL_S = 0.1
+_MAX_INTERVAL_S = 1.0
+_WRITE_RECORDS = 500
 _MAX_MESSAGE_CHARS = 2_000
 _MAX_TRACEBACK_CHARS = 16_000
 
@@ -131,6 +135,7 @@ class Recorder:
         self._keys: dict[str, Any] = {}
         self._writer: asyncio.Task[None] | None = None
         self._last_write = 0.0
+        self._interval_s = _MIN_INTERVAL_S  # until the next write (write_interval)
         self._failing = False
         self._packer: PythonRespSerializer | None = None  # see _run_unpacked
         self._names: set[str] = set()  # task names seen (rollup fields are capped at MAX_NAMES)
@@ -269,12 +274,16 @@ class Recorder:
 
     async def _write_all(self) -> None:
         while self._sealed or self._pending:
-            # at most one write per _MIN_INTERVAL_S: a busy worker writes a few big batches (a
-            # round trip costs the worker more than the records in it); an idle one writes at once
-            wait_s = self._last_write + _MIN_INTERVAL_S - time.monotonic()
+            # a write per interval at most (write_interval): a busy worker writes a few big batches
+            # (a write's round trip and its script's fixed work cost more than a few records in it);
+            # an idle one writes at once
+            wait_s = self._last_write + self._interval_s - time.monotonic()
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
-            self._last_write = time.monotonic()
+            now = time.monotonic()
+            waiting = _records(self._sealed) + len(self._pending) + len(self.intake)
+            self._interval_s = write_interval(waiting, now - self._last_write)
+            self._last_write = now
             await self.flush()
             if self._failing:
                 return  # Redis refuses: the next kick (next batch of acks) tries again
@@ -605,6 +614,21 @@ def _grouped(segs: list[_Segment], most: int) -> list[list[_Segment]]:
         groups[-1].append(seg)
         n += seg.n
     return groups
+
+
+def write_interval(records: int, elapsed_s: float) -> float:
+    """The least time before the next write, after one of ``records`` made in ``elapsed_s``: the time
+    their rate takes to make ``_WRITE_RECORDS``, within ``_MIN_INTERVAL_S`` and ``_MAX_INTERVAL_S``.
+
+    Why: a worker that runs slower tasks (CPU-bound ones in processes) would otherwise write small
+    batches at the least interval, whose fixed cost (the round trip, the script's trims, TTLs and
+    rollup counters) outweighs the records in them, in the worker and in Redis. The price: the
+    dashboard lags such a worker by up to ``_MAX_INTERVAL_S``. A worker whose first outcome comes
+    after an idle spell writes it at once, then waits up to ``_MAX_INTERVAL_S`` before the next write.
+    """
+    if records <= 0:
+        return _MAX_INTERVAL_S
+    return min(_MAX_INTERVAL_S, max(_MIN_INTERVAL_S, _WRITE_RECORDS * elapsed_s / records))
 
 
 def _records(segs: list[_Segment]) -> int:

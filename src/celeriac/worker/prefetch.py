@@ -9,9 +9,9 @@ another worker might be idle, so it is bounded twice:
   ``budget_s``, at the measured mean interval between task completions (``budget_s / interval``;
   four at least, or as many as start within the start deadline, so that the buffer is refilled
   before it runs dry; at most ``fetch_max``). The interval, not one task's duration: slots that do
-  not really run in parallel (sync tasks under the GIL) free up more slowly than ``duration / concurrency``. Until
-  tasks have been measured, and while they are slow, there is no extra: the
-  worker fetches for free slots only, as before.
+  not really run in parallel (sync tasks under the GIL) free up more slowly than
+  ``duration / concurrency``. Until tasks have been measured, and while they are slow, there is no
+  extra: the worker fetches for free slots only, as before.
 * **by a start deadline**: a message that has not started within ``start_deadline_s`` of its fetch
   goes back to the queue (the worker's ``_execute``), so a long task can never hold short ones
   hostage. A hand-back also forgets the measured mean (tasks just became slow), so prefetching
