@@ -171,7 +171,7 @@ def test_a_write_of_several_calls_counts_every_record_once(
     assert [recorder_module._records(part) for part, _keys, _args in calls] == [1000, 1000, 500]
     for _part, keys, args in calls:
         client.evalsha(RECORD.sha, len(keys), *keys, *args)
-    assert [int(args[8]) for _part, _keys, args in calls] == [3, 0, 0]  # rollup keys: with the first only
+    assert [int(args[7]) for _part, _keys, args in calls] == [3, 0, 0]  # rollup keys: with the first only
 
     reader = MonitorReader(client)
     totals = reader.totals(["default"])["default"]

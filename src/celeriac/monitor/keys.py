@@ -12,8 +12,17 @@ key                                        type         bound / expiry
                                                         batch (fields ``w`` worker, ``r`` records);
                                                         trimmed to ``monitor_max_entries`` outcomes
                                                         and ``monitor_retention_days``; key TTL
-``<prefix>:{<q>}:m:ids``                   sorted set   task id -> score of its latest log entry
-                                                        (see :func:`score_of`); same bounds as the log
+``<prefix>:{<q>}:m:ix``                    string       the lookup index: a 4-byte key per recorded
+                                                        outcome (:func:`id_keys`), in the order
+                                                        recorded; numbered from ``base`` in ``m:ixh``;
+                                                        cut from the front with the log; key TTL
+``<prefix>:{<q>}:m:ixh``                   hash         ``n``: outcomes recorded so far (the number of
+                                                        the next one), ``base``: number of the first
+                                                        key kept in ``m:ix``; key TTL
+``<prefix>:{<q>}:m:ents``                  sorted set   log entry id -> number of its first outcome:
+                                                        maps an ``m:ix`` position to its log entry, and
+                                                        what the cap (``monitor_max_entries``) trims
+                                                        by; same bounds as the log
 ``<prefix>:{<q>}:m:fail``                  stream       one entry per failure / dead letter (field
                                                         ``r``: the full record with traceback, args;
                                                         ``m``: the message, for a retry);
@@ -31,7 +40,7 @@ key                                        type         bound / expiry
                                                         of parent id, ``g`` member of group id, ``h``
                                                         header member / ``b`` body of chord id;
                                                         written only for workflow tasks; same bounds
-                                                        as ``m:ids`` (through ``m:relt``); key TTL
+                                                        as the log (through ``m:relt``); key TTL
 ``<prefix>:{<q>}:m:relt``                  sorted set   the same members by the score of their log
                                                         entry: what trims ``m:rel`` (cap, retention)
 ``<prefix>:{<q>}:m:roll:<res>:<bucket>``   hash         per-minute (``m``, 48 h), per-hour (``h``,
@@ -43,7 +52,10 @@ key                                        type         bound / expiry
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 #: rollup resolutions: name -> bucket length in seconds
 RESOLUTIONS = {"m": 60, "h": 3600, "d": 86_400}
@@ -57,7 +69,9 @@ class MonitorKeys:
 
     queue: str
     log: str
-    ids: str
+    ix: str
+    ixh: str
+    ents: str
     fail: str
     fids: str
     fgroups: str
@@ -76,7 +90,9 @@ def monitor_keys(prefix: str, queue: str) -> MonitorKeys:
     return MonitorKeys(
         queue,
         f"{base}log",
-        f"{base}ids",
+        f"{base}ix",
+        f"{base}ixh",
+        f"{base}ents",
         f"{base}fail",
         f"{base}fids",
         f"{base}fgroups",
@@ -88,7 +104,7 @@ def monitor_keys(prefix: str, queue: str) -> MonitorKeys:
 
 
 def score_of(entry_id: str) -> int:
-    """The ``m:ids`` score of a log entry id ``ms-seq``: ``ms * 4096 + seq`` (exact in a double until
+    """The ``m:fids`` score of a log entry id ``ms-seq``: ``ms * 4096 + seq`` (exact in a double until
     2039; a sequence number past 4095 within one millisecond is clamped, and the reader then scans
     that millisecond's entries)."""
     ms, _, seq = entry_id.partition("-")
@@ -96,6 +112,38 @@ def score_of(entry_id: str) -> int:
 
 
 def entry_of(score: float) -> tuple[int, int]:
-    """The (ms, seq) of a log entry from its ``m:ids`` score."""
+    """The (ms, seq) of a stream entry from its ``m:fids`` score."""
     s = int(score)
     return s // 4096, s % 4096
+
+
+#: bytes per task id in the lookup index ``m:ix``
+ID_KEY_BYTES = 4
+_HEAD, _TAIL = itemgetter(slice(0, 8)), itemgetter(slice(28, 36))
+
+
+def id_keys(task_ids: Sequence[str]) -> bytes:
+    """The lookup-index keys of ``task_ids``, joined: :data:`ID_KEY_BYTES` bytes each, in order.
+
+    A key only narrows a lookup down to candidate log entries (the reader then compares the ids
+    themselves), so it need not be unique, only the same for the same id everywhere and spread out.
+    For a UUID-shaped id (36 characters, the first 8 and last 8 hexadecimal) it is its first 4 bytes
+    XOR its last 4: random in version 4 and version 7 ids (whose first bytes are a timestamp) alike,
+    and for a batch of them computed without Python code per id (this runs for every task a worker
+    records). Any other id: the first 4 bytes of its BLAKE2b digest.
+    """
+    n = len(task_ids)
+    if n and set(map(len, task_ids)) == {36}:
+        try:
+            head = bytes.fromhex("".join(map(_HEAD, task_ids)))
+            tail = bytes.fromhex("".join(map(_TAIL, task_ids)))
+        except ValueError:  # some id is not hexadecimal there: each on its own
+            pass
+        else:
+            # (fromhex skips whitespace: a shorter result means an id had some there)
+            if len(head) == len(tail) == 4 * n:
+                return (int.from_bytes(head, "big") ^ int.from_bytes(tail, "big")).to_bytes(4 * n, "big")
+    if n == 1:
+        tid = task_ids[0]
+        return hashlib.blake2b(tid.encode("utf-8", "surrogatepass"), digest_size=ID_KEY_BYTES).digest()
+    return b"".join(id_keys([tid]) for tid in task_ids)

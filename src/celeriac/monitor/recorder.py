@@ -40,7 +40,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..execution import format_traceback
 from ..states import TaskState
-from .keys import MINUTE_TTL_S, RESOLUTIONS, monitor_keys
+from .keys import MINUTE_TTL_S, RESOLUTIONS, id_keys, monitor_keys
 from .record import FAILED_STATES, pack, redact_pattern, show_args, truncate
 from .rollup import ALL, MAX_NAMES, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
 from .script import RECORD, is_cluster
@@ -437,29 +437,24 @@ class Recorder:
         # log entries: whole packed batches, up to _CHUNK records each (a batch holds at most _CHUNK)
         entries = _grouped(segs, _CHUNK)
         records: list[bytes] = []
-        id_parts: list[bytes] = [_array_header(len(entries))]
+        id_parts: list[bytes] = []  # the records' lookup keys (keys.py: m:ix), by entry
         relations: list[list[str]] = []  # workflow links, both ways (see keys.py: m:rel), by entry
         linked = False
         failures: list[Any] = []
-        retried: list[int] = []  # positions of tasks that ran before (timeline links), over all entries
-        base = 0
         for entry in entries:
-            size = _records(entry)
-            head = _array_header(size)
+            head = _array_header(_records(entry))
             if len(entry) == 1:
                 records.append(head + entry[0].rows)
-                id_parts += (head, entry[0].ids)
+                id_parts.append(entry[0].ids)
             else:
                 records.append(head + b"".join([seg.rows for seg in entry]))
-                id_parts += (head, *[seg.ids for seg in entry])
+                id_parts.append(b"".join([seg.ids for seg in entry]))
             members: list[str] = []
             for seg in entry:
                 if seg.rare is not None:
-                    seg_retried, seg_failures, seg_links = seg.rare
-                    retried += [base + i for i in seg_retried]
+                    seg_failures, seg_links = seg.rare
                     failures += seg_failures
                     members += seg_links
-                base += seg.n
             relations.append(members)
             linked = linked or bool(members)
         # one rollup minute per batch (a batch spans milliseconds): the write's
@@ -488,12 +483,10 @@ class Recorder:
         for f, v in total.items():
             total_args += [f, v]
         now_ms = int(time.time() * 1000)
-        keys = [k.log, k.ids, k.fail, k.fgroups, k.total, k.fids, *roll_keys, k.rel, k.relt]
+        keys = [k.log, k.ix, k.ixh, k.ents, k.fail, k.fgroups, k.total, k.fids, *roll_keys, k.rel, k.relt]
         args: list[Any] = [
             self.worker_id,
             len(entries),
-            # the ids alone, by entry: the script need not decode the records
-            b"".join(id_parts),
             s.max_entries,
             s.max_failures,
             now_ms - int(retention_s * 1000),
@@ -501,9 +494,9 @@ class Recorder:
             len(failures) // 4,
             len(roll_keys),
             len(total),
-            pack(retried) if retried else "",
             pack(relations) if linked else "",
             *records,
+            *id_parts,
             *failures,
             *roll_args,
             *total_args,
@@ -560,10 +553,10 @@ class Recorder:
 
 class _Segment:
     """Records of one queue packed for the write (at most :data:`_CHUNK`; usually one batch of acks):
-    ``rows`` and ``ids`` are the msgpack encodings of the records and of their task ids, one after
-    the other (the elements of a msgpack array, without its header), ``counts`` and ``sums`` their
-    rollup counts (:func:`_rollup_counts`), ``rare`` None or, when some records are not plain
-    successes or are retries: (positions of retried tasks, failure quadruples, workflow links)."""
+    ``rows`` is the msgpack encoding of the records, one after the other (the elements of a msgpack
+    array, without its header), ``ids`` their lookup keys (:func:`~celeriac.monitor.keys.id_keys`),
+    ``counts`` and ``sums`` their rollup counts (:func:`_rollup_counts`), ``rare`` None or, when
+    some records are failures or workflow tasks: (failure quadruples, workflow links)."""
 
     __slots__ = ("counts", "ids", "n", "queue", "rare", "rows", "sums")
 
@@ -575,7 +568,7 @@ class _Segment:
         ids: bytes,
         counts: dict[tuple[str, str, int], int],
         sums: dict[str, float],
-        rare: tuple[list[int], list[Any], list[str]] | None,
+        rare: tuple[list[Any], list[str]] | None,
     ) -> None:
         self.queue, self.n, self.rows, self.ids = queue, n, rows, ids
         self.counts, self.sums, self.rare = counts, sums, rare
@@ -655,8 +648,7 @@ def _segment(queue: str, items: list[_Pending]) -> _Segment:
     # Per record, only C-level passes (map, zip, Counter): this runs for every task a worker runs.
     rows = list(map(_ROW, items))
     n = len(rows)
-    rare: tuple[list[int], list[Any], list[str]] | None = None
-    retried = list(compress(range(n), map(_RETRIES, rows)))
+    rare: tuple[list[Any], list[str]] | None = None
     failures: list[Any] = []
     for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
         # a failure: its full record, for the failures page
@@ -667,17 +659,17 @@ def _segment(queue: str, items: list[_Pending]) -> _Segment:
         details = row[8]
         if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
             links += relation_members(row[0], details)
-    if retried or failures or links:
-        rare = (retried, failures, links)
+    if failures or links:
+        rare = (failures, links)
     counts, sums = _rollup_counts(rows)
     return _Segment(
-        queue, n, _elements(pack(rows), n), _elements(pack(list(map(_TASK_ID, rows))), n), counts, sums, rare
+        queue, n, _elements(pack(rows), n), id_keys(list(map(_TASK_ID, rows))), counts, sums, rare
     )
 
 
 #: one script call: the packed records it writes, its keys and its arguments
 _Call = tuple[list[_Segment], list[str], list[Any]]
-_TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME, _RETRIES = (itemgetter(i) for i in (0, 1, 2, 4, 6, 7))
+_TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME = (itemgetter(i) for i in (0, 1, 2, 4, 6))
 _QUEUE, _ROW = itemgetter(0), itemgetter(1)  # of a pending item
 _MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, else None
 
