@@ -52,9 +52,10 @@ def test_any_other_id_is_keyed_by_its_digest() -> None:
     assert id_keys(["order-1"]) == hashlib.blake2b(b"order-1", digest_size=4).digest()
 
 
-def _block(rows: list[tuple[Any, ...]]) -> bytes | None:
+def _block(rows: list[tuple[Any, ...]]) -> bytes:
     ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
-    return block(names[0], states[0], ids, ready, started + finished + runtimes, retries)
+    times = started + finished + runtimes
+    return block(len(rows), names[0], states[0], "\x00".join(ids), "\x00".join(ready), times, retries)
 
 
 def _rows(n: int, retries: int = 0) -> list[tuple[Any, ...]]:
@@ -75,14 +76,30 @@ def test_a_block_reads_back_as_its_records(retries: int) -> None:
 
 
 def test_ids_a_block_cannot_hold_are_packed_as_records() -> None:
-    rows = _rows(3)
-    rows[1] = ("a\x00b", *rows[1][1:])
-    assert _block(rows) is None
+    """A task id holding a NUL (the block's separator): that batch is written as records."""
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    now = time.time()
+    for tid in ("a", "b\x00c", "d"):
+        o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001)
+        rec.note(Delivery("default", f"{int(now * 1000)}-0", b"m"), o, Message(tid, "tasks.a"), now)
+    rec._seal()
+    (seg,) = rec._sealed
+    assert seg.items == 3 and seg.n == 3  # three records, no block
+    assert seg.ids == id_keys(["a", "b\x00c", "d"])
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[str(uuid.uuid4()) for _ in range(300)], [str(uuid.uuid4()), "x" * 36, str(uuid.uuid4()).upper(), "y"]],
+    ids=["uuids", "mixed"],
+)
+def test_keys_from_the_joined_ids_are_the_keys_of_each(ids: list[str]) -> None:
+    assert id_keys(ids, "\x00".join(ids)) == b"".join(id_keys([i]) for i in ids)
 
 
 def test_a_block_that_does_not_decode_is_skipped() -> None:
     rows = _rows(2)
-    good = msgpack.unpackb(_block(rows) or b"", raw=False)
+    good = msgpack.unpackb(_block(rows), raw=False)
     assert entry_rows([{**good, "n": 3}, list(rows[0])]) == [list(rows[0])]
     assert entry_rows([{"n": "x"}]) == []
 

@@ -151,26 +151,18 @@ def _numbers(code: str, data: Any) -> array[Any]:
 
 
 def block(
-    name: str,
-    state: str,
-    ids: Sequence[str],
-    ready: Sequence[str],
-    times: Sequence[float],
-    retries: Sequence[int],
-) -> bytes | None:
-    """The packed block (see the module docstring) of ``len(ids)`` plain successes of task ``name``,
-    from their columns (``times``: the started times, then the finished, then the runtimes), or None
-    when they cannot make one (an id or ready id holding a NUL): the writer then packs them as
-    records. Built without Python code per record: this runs for every task a worker records."""
-    n = len(ids)
-    if "\x00" in "".join(ids) or "\x00" in "".join(ready):
-        return None
+    n: int, name: str, state: str, ids: str, ready: str, times: Sequence[float], retries: Sequence[int]
+) -> bytes:
+    """The packed block (see the module docstring) of ``n`` plain successes of task ``name``, from
+    their columns: ``ids`` and ``ready`` joined by NUL (none may hold one), ``times`` the started
+    times, then the finished, then the runtimes. Built without Python code per record: this runs for
+    every task a worker records."""
     out: dict[str, Any] = {
         "n": n,
         "name": name,
         "state": state,
-        "id": "\x00".join(ids),
-        "ready": "\x00".join(ready),
+        "id": ids,
+        "ready": ready,
         "t": struct.pack(f"<{len(times)}d", *times),
     }
     if any(retries):

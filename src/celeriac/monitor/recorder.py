@@ -615,15 +615,23 @@ def _segment(queue: str, items: list[_Pending]) -> _Segment:
         # the columns, in one pass
         ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
         name, state = names[0], states[0]
-        if names.count(name) == n and states.count(state) == n and all(started):
+        ids_text, ready_text = "\x00".join(ids), "\x00".join(ready)
+        if (
+            names.count(name) == n
+            and states.count(state) == n
+            and all(started)
+            # (a NUL inside an id or ready id: the block could not tell them apart)
+            and ids_text.count("\x00") == n - 1
+            and ready_text.count("\x00") == n - 1
+        ):
             # one task's successes: one block, far cheaper to pack than n records
-            packed = block(name, state, ids, ready, started + finished + runtimes, retries)
-            if packed is not None:
-                if max(runtimes) <= _FIRST_BOUND_S:  # short tasks: every run in the first bucket
-                    counts = {(name, state, 0): n}
-                else:
-                    counts = {(name, state, b): c for b, c in Counter(map(_BUCKET, runtimes)).items()}
-                return _Segment(queue, n, packed, id_keys(ids), counts, {name: sum(runtimes)}, None, 1)
+            packed = block(n, name, state, ids_text, ready_text, started + finished + runtimes, retries)
+            if max(runtimes) <= _FIRST_BOUND_S:  # short tasks: every run in the first bucket
+                counts = {(name, state, 0): n}
+            else:
+                counts = {(name, state, b): c for b, c in Counter(map(_BUCKET, runtimes)).items()}
+            keys = id_keys(ids, ids_text)
+            return _Segment(queue, n, packed, keys, counts, {name: sum(runtimes)}, None, 1)
         rare = None
     else:
         failures: list[Any] = []
