@@ -159,3 +159,37 @@ def test_records_whose_keys_collide_are_told_apart(redis_url: str) -> None:
     reader = MonitorReader(client)
     assert [r.task_id for r in reader.task("order-1", ["default"])] == ["order-1"]
     assert reader.task("order-2", ["default"]) == []  # its key no longer points at it
+
+
+@pytest.mark.redis
+def test_a_mixed_batch_is_a_block_per_task_then_the_other_records(redis_url: str) -> None:
+    """Successes of three tasks interleaved with failures, retries and a few successes of a rare
+    task: each frequent task's successes become one block, the rest records; every record reads back
+    as it was noted, is found by id, and the rollups count each once."""
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    now = time.time()
+    noted: dict[str, tuple[str, str, int]] = {}
+    for i in range(600):
+        tid = str(uuid.uuid4())
+        name = "tasks.rare" if i % 150 == 0 else f"tasks.t{i % 3}"
+        state, exc = (TaskState.FAILURE, ValueError("no")) if i % 50 == 7 else (TaskState.SUCCESS, None)
+        o = Outcome("ack", tid, name, state, exc=exc, runtime_s=0.002 * (i % 4))
+        rec.note(
+            Delivery("default", f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, name, retries=i % 2), now
+        )
+        noted[tid] = (name, "FAILURE" if exc else "SUCCESS", i % 2)
+    rec._seal()
+    (seg,) = rec._sealed
+    assert seg.n == 600 and seg.items == 3 + 4 + 12  # 3 blocks, 4 rare successes, 12 failures
+    for _part, keys, args in rec._calls_of(rec._sealed):
+        client.evalsha(RECORD.sha, len(keys), *keys, *args)
+    reader = MonitorReader(client)
+    records = reader.page(["default"], limit=1000).records
+    assert {r.task_id: (r.name, r.state, r.retries) for r in records} == noted
+    for tid in list(noted)[::37]:
+        assert [r.task_id for r in reader.task(tid, ["default"])] == [tid]
+    totals = reader.totals(["default"])["default"]
+    assert totals["*|SUCCESS"] == 588 and totals["*|FAILURE"] == 12
+    assert totals["tasks.rare|SUCCESS"] == 4

@@ -306,7 +306,8 @@ class MonitorReader:
                 q, _eid, fields = hit
                 recs = decode_entry(fields.get(b"r", b""), q, to_str(fields.get(b"w", b"")), _eid)
                 found_records += [r for r in recs if r.task_id == task_id]
-        found_records.sort(key=lambda r: (r.finished_ms, _sort_key(r)))
+        # (the runs of one task end in order; within one millisecond its retries count tells)
+        found_records.sort(key=lambda r: (r.finished_ms, r.retries, _sort_key(r)))
         return found_records
 
     def _find_calls(self, key: bytes, calls: list[tuple[str, MonitorKeys, int]]) -> list[Any]:

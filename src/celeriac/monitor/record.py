@@ -12,9 +12,9 @@ and traceback, reason, and the arguments, truncated and redacted (``exc``, ``msg
 (``<ms>-<seq>``: when it became ready); times are epoch seconds (floats: the worker writes them as
 it has them), ``started_s`` 0 for a message that never ran.
 
-A log entry may also hold *blocks* among its records: a block is a map that holds consecutive plain
-successes of one task name in columns, which costs the worker far less to pack than one array per
-record (the usual batch is all blocks)::
+A log entry may also hold *blocks* among its records: a block is a map that holds plain successes of
+one task name in columns, which costs the worker far less to pack than one array per record (the
+usual batch is one block)::
 
     {"n": count, "name": name, "state": "SUCCESS",
      "id": task ids joined by NUL, "ready": ready ids joined by NUL,

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress, repeat
-from operator import is_not, itemgetter, lt
+from operator import eq, is_not, itemgetter, lt
 from typing import TYPE_CHECKING, Any
 
 from redis.connection import PythonRespSerializer
@@ -611,48 +611,89 @@ def _segment(queue: str, items: list[_Pending]) -> _Segment:
     # Per record, only C-level passes (map, zip, Counter): this runs for every task a worker runs.
     rows = list(map(_ROW, items))
     n = len(rows)
-    if max(map(len, rows)) == 8:  # no details: successes, not of a workflow (the usual batch)
+    lengths = list(map(len, rows))
+    if max(lengths) == 8:  # no details: successes, not of a workflow (the usual batch)
         # the columns, in one pass
         ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
         name, state = names[0], states[0]
-        ids_text, ready_text = "\x00".join(ids), "\x00".join(ready)
-        if (
-            names.count(name) == n
-            and states.count(state) == n
-            and all(started)
-            # (a NUL inside an id or ready id: the block could not tell them apart)
-            and ids_text.count("\x00") == n - 1
-            and ready_text.count("\x00") == n - 1
-        ):
-            # one task's successes: one block, far cheaper to pack than n records
-            packed = block(n, name, state, ids_text, ready_text, started + finished + runtimes, retries)
-            if max(runtimes) <= _FIRST_BOUND_S:  # short tasks: every run in the first bucket
-                counts = {(name, state, 0): n}
-            else:
-                counts = {(name, state, b): c for b, c in Counter(map(_BUCKET, runtimes)).items()}
-            keys = id_keys(ids, ids_text)
-            return _Segment(queue, n, packed, keys, counts, {name: sum(runtimes)}, None, 1)
-        rare = None
-    else:
-        failures: list[Any] = []
+        if names.count(name) == n and states.count(state) == n and all(started):
+            # one task's successes: one block
+            made = _block(n, name, state, ids, ready, started, finished, runtimes, retries)
+            if made is not None:
+                packed, block_keys = made
+                if max(runtimes) <= _FIRST_BOUND_S:  # short tasks: every run in the first bucket
+                    counts = {(name, state, 0): n}
+                else:
+                    counts = {(name, state, b): c for b, c in Counter(map(_BUCKET, runtimes)).items()}
+                return _Segment(queue, n, packed, block_keys, counts, {name: sum(runtimes)}, None, 1)
+    counts, sums = _rollup_counts(rows)
+    failures: list[Any] = []
+    links: list[str] = []
+    if max(lengths) > 8:
         for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
             # a failure: its full record, for the failures page
             failures += [row[0], pack([row]), f"{row[1]}\x00{row[8].get('exc', '')}", message]
-        links: list[str] = []
-        for row in compress(rows, map(lt, repeat(8), map(len, rows))):
+        for row in compress(rows, map(lt, repeat(8), lengths)):
             details = row[8]
             if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
                 links += relation_members(row[0], details)
-        rare = (failures, links) if failures or links else None
-    counts, sums = _rollup_counts(rows)
+    rare = (failures, links) if failures or links else None
+    # a mixed batch: a block per task name for the successes, then the other records as they are (so
+    # the records of one batch are grouped by task name and kind, not in the order they ended)
+    parts: list[bytes] = []
+    keys: list[bytes] = []
+    others: list[tuple[Any, ...]] = []
+    plain = sorted(compress(rows, map(eq, repeat(8), lengths)), key=_NAME)
+    start = 0
+    while start < len(plain):
+        name = plain[start][1]
+        end = start + 1
+        while end < len(plain) and plain[end][1] == name:
+            end += 1
+        run = plain[start:end]
+        ids, _names, states, ready, started, finished, runtimes, retries = zip(*run)
+        made = None
+        if len(run) >= _MIN_BLOCK and all(started) and states.count(states[0]) == len(run):
+            made = _block(len(run), name, states[0], ids, ready, started, finished, runtimes, retries)
+        if made is None:
+            others += run
+        else:
+            parts.append(made[0])
+            keys.append(made[1])
+        start = end
+    others += compress(rows, map(lt, repeat(8), lengths))
+    if others:
+        parts.append(_elements(pack(others), len(others)))
+        keys.append(id_keys(list(map(_TASK_ID, others))))
     return _Segment(
-        queue, n, _elements(pack(rows), n), id_keys(list(map(_TASK_ID, rows))), counts, sums, rare
+        queue, n, b"".join(parts), b"".join(keys), counts, sums, rare, len(parts) - 1 + len(others)
     )
+
+
+def _block(
+    n: int,
+    name: str,
+    state: str,
+    ids: tuple[str, ...],
+    ready: tuple[str, ...],
+    started: tuple[float, ...],
+    finished: tuple[float, ...],
+    runtimes: tuple[float, ...],
+    retries: tuple[int, ...],
+) -> tuple[bytes, bytes] | None:
+    """One block of records (:func:`~celeriac.monitor.record.block`) and their lookup keys, or None
+    when an id or ready id holds a NUL (the block's separator)."""
+    ids_text, ready_text = "\x00".join(ids), "\x00".join(ready)
+    if ids_text.count("\x00") != n - 1 or ready_text.count("\x00") != n - 1:
+        return None
+    packed = block(n, name, state, ids_text, ready_text, started + finished + runtimes, retries)
+    return packed, id_keys(ids, ids_text)
 
 
 #: one script call: the packed records it writes, its keys and its arguments
 _Call = tuple[list[_Segment], list[str], list[Any]]
 _TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME = (itemgetter(i) for i in (0, 1, 2, 4, 6))
+_MIN_BLOCK = 8  # fewer successes of one task in a batch are packed as records (a block costs more)
 _FIRST_BOUND_S = RUNTIME_BUCKETS_S[0]
 _BUCKET = partial(
     bisect_left, RUNTIME_BUCKETS_S
