@@ -1,13 +1,14 @@
 """The worker side of monitoring: task outcomes into bounded Redis structures, batched with the acks.
 
-The worker calls :meth:`Recorder.add` when an outcome is known (a list append: nothing is encoded on
-the task's path). The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it
-packs that batch's records into bytes at once (a :class:`_Segment`: msgpack, their ids, their rollup
-counts), while their objects are fresh in the CPU's caches, so that nothing per task is kept as Python
-objects until the write; then it starts a write unless one is on its way, so records group like the
-acks do and the settle never waits for them. A write sends all records of a queue in one
-``record.lua`` call (one log entry per 1,000 records at most, the bounds and TTLs applied once, rollups
-summed in the worker first), in the queue's hash slot, on the connections the recorder uses.
+The worker calls :meth:`Recorder.note` when an outcome is known: it makes the record, a tuple of
+plain values (nothing is encoded on the task's path). The worker's settle loop calls
+:meth:`Recorder.kick` with each batch of acks: it packs that batch's records into bytes at once (a
+:class:`_Segment`: msgpack, their lookup keys, their rollup counts), while they are fresh in the
+CPU's caches, so that nothing per task is kept as Python objects until the write; then it starts a
+write unless one is on its way, so records group like the acks do and the settle never waits for
+them. A write sends all records of a queue in one ``record.lua`` call (one log entry per 1,000
+records at most, the bounds and TTLs applied once, rollups summed in the worker first), in the
+queue's hash slot, on the connections the recorder uses.
 
 Recording is best effort: a flush that fails keeps its records for the next one (only those of the
 calls that failed: the others were written; up to ``_MAX_PENDING``, then the oldest are dropped and
@@ -31,8 +32,9 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from itertools import compress, repeat
-from operator import is_not, itemgetter, lt
+from operator import eq, is_not, itemgetter, lt
 from typing import TYPE_CHECKING, Any
 
 from redis.connection import PythonRespSerializer
@@ -41,7 +43,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from ..execution import format_traceback
 from ..states import TaskState
 from .keys import MINUTE_TTL_S, RESOLUTIONS, id_keys, monitor_keys
-from .record import FAILED_STATES, pack, redact_pattern, show_args, truncate
+from .record import FAILED_STATES, block, pack, redact_pattern, show_args, truncate
 from .rollup import ALL, MAX_NAMES, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
 from .script import RECORD, is_cluster
 
@@ -124,11 +126,6 @@ class Recorder:
         self.dropped = 0  # records lost to a long Redis outage (bounded buffer)
         self.recorded = 0
         self._redact: re.Pattern[str] = redact_pattern(settings.redact)
-        #: outcomes noted on the task path and not yet made into records: (delivery, outcome,
-        #: message or None, started epoch s or 0, finished epoch s). A task pays one append here;
-        #: :meth:`_take_intake` makes them into records in bulk with each batch of acks (:meth:`kick`),
-        #: so they live only until the next settle round trip.
-        self.intake: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
         self._pending: list[_Pending] = []  # records made, not yet packed (see _seal)
         #: packed records waiting for the write (kept while Redis is unreachable)
         self._sealed: list[_Segment] = []
@@ -162,21 +159,42 @@ class Recorder:
 
     # ---- the task path (cheap) --------------------------------------------------------------------
     def note(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
-        """Queue the outcome of delivery ``d`` for the next write (``started_s``: 0 when it never ran):
-        what :meth:`add` does, with the record built later, in bulk (the worker appends to
-        :attr:`intake` itself, which saves this call)."""
-        self.intake.append((d, o, message, started_s, time.time()))
-
-    def add(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
         """Queue the outcome of delivery ``d`` for the next write (``started_s``: 0 when it never ran).
 
-        The record is built here, as a tuple of plain values: keeping the outcome, delivery and
-        message objects alive until the write would make the garbage collector scan them again and
-        again (they would outlive a young-generation collection).
+        The record is built here, as a tuple of plain values (a plain success, the usual outcome, in
+        this method; anything else in :meth:`_add`): keeping the outcome, delivery and message
+        objects alive until the write would make the garbage collector scan them again and again.
         """
-        if self.intake:  # in the order noted
-            self._take_intake()
-        self._add(d, o, message, started_s, time.time())
+        task_id = o.task_id
+        if (
+            o.state is _SUCCESS  # (an Enum's hash is Python code: compare by identity)
+            and o.kind == "ack"
+            and message is not None
+            and not message.parent_id
+            and not message.extra
+            and task_id
+            and o.task_name in self._names
+        ):
+            self._pending.append(
+                (
+                    d.queue,
+                    (
+                        task_id,
+                        o.task_name,
+                        "SUCCESS",
+                        d.entry_id,
+                        started_s,
+                        time.time(),
+                        o.runtime_s,
+                        message.retries,
+                    ),
+                    None,
+                )
+            )
+        else:
+            self._add(d, o, message, started_s, time.time())
+
+    add = note
 
     def _add(
         self, d: Delivery, o: Outcome, message: Message | None, started_s: float, finished_s: float
@@ -221,39 +239,9 @@ class Recorder:
             # a failure keeps its message, for the dashboard's retry (it was in Redis while it waited)
             self._pending.append((d.queue, row, d.data if state in FAILED_STATES else None))
 
-    def _take_intake(self) -> None:
-        """Make the noted outcomes into records: a plain success (the usual outcome) in this loop,
-        anything else through :meth:`_add` (the same record either way)."""
-        intake, self.intake = self.intake, []
-        pending, names = self._pending, self._names
-        for d, o, message, started_s, finished_s in intake:
-            task_id, name = o.task_id, o.task_name
-            if (
-                o.state is _SUCCESS
-                and o.kind == "ack"
-                and message is not None
-                and not message.parent_id
-                and not message.extra
-                and task_id
-                and name in names
-            ):
-                row = (
-                    task_id,
-                    name,
-                    "SUCCESS",
-                    d.entry_id,
-                    started_s,
-                    finished_s,
-                    o.runtime_s,
-                    message.retries,
-                )
-                pending.append((d.queue, row, None))
-            else:
-                self._add(d, o, message, started_s, finished_s)
-
     @property
     def pending(self) -> bool:
-        return bool(self._pending) or bool(self.intake) or bool(self._sealed)
+        return bool(self._pending) or bool(self._sealed)
 
     def _seal(self) -> None:
         """Pack the records made since the last seal (see :func:`_segments`)."""
@@ -265,8 +253,6 @@ class Recorder:
         """Start writing what is pending, unless a write is on its way (then those records go with the
         next one: group commit, like the settle's). Called by the settle loop with each batch of acks;
         never waits."""
-        if self.intake:
-            self._take_intake()
         if len(self._pending) >= _SEAL_AT:
             self._seal()
         if (self._sealed or self._pending) and (self._writer is None or self._writer.done()):
@@ -296,8 +282,6 @@ class Recorder:
         slot unreachable in a cluster, a script error), only the records of those are kept for the next
         flush: the others are written, and writing them again would record them twice.
         """
-        if self.intake:
-            self._take_intake()
         self._seal()
         if not self._sealed:
             return
@@ -442,7 +426,7 @@ class Recorder:
         linked = False
         failures: list[Any] = []
         for entry in entries:
-            head = _array_header(_records(entry))
+            head = _array_header(sum(seg.items for seg in entry))
             if len(entry) == 1:
                 records.append(head + entry[0].rows)
                 id_parts.append(entry[0].ids)
@@ -553,12 +537,13 @@ class Recorder:
 
 class _Segment:
     """Records of one queue packed for the write (at most :data:`_CHUNK`; usually one batch of acks):
-    ``rows`` is the msgpack encoding of the records, one after the other (the elements of a msgpack
-    array, without its header), ``ids`` their lookup keys (:func:`~celeriac.monitor.keys.id_keys`),
+    ``rows`` is the msgpack encoding of the records, ``items`` elements of a msgpack array without
+    its header (a record each, or one block of them: see :mod:`celeriac.monitor.record`), ``ids``
+    their lookup keys (:func:`~celeriac.monitor.keys.id_keys`),
     ``counts`` and ``sums`` their rollup counts (:func:`_rollup_counts`), ``rare`` None or, when
     some records are failures or workflow tasks: (failure quadruples, workflow links)."""
 
-    __slots__ = ("counts", "ids", "n", "queue", "rare", "rows", "sums")
+    __slots__ = ("counts", "ids", "items", "n", "queue", "rare", "rows", "sums")
 
     def __init__(
         self,
@@ -569,9 +554,11 @@ class _Segment:
         counts: dict[tuple[str, str, int], int],
         sums: dict[str, float],
         rare: tuple[list[Any], list[str]] | None,
+        items: int | None = None,
     ) -> None:
         self.queue, self.n, self.rows, self.ids = queue, n, rows, ids
         self.counts, self.sums, self.rare = counts, sums, rare
+        self.items = n if items is None else items
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Segment) and all(
@@ -648,28 +635,93 @@ def _segment(queue: str, items: list[_Pending]) -> _Segment:
     # Per record, only C-level passes (map, zip, Counter): this runs for every task a worker runs.
     rows = list(map(_ROW, items))
     n = len(rows)
-    rare: tuple[list[Any], list[str]] | None = None
-    failures: list[Any] = []
-    for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
-        # a failure: its full record, for the failures page
-        failures += [row[0], pack([row]), f"{row[1]}\x00{row[8].get('exc', '')}", message]
-    links: list[str] = []
-    # failures and workflow tasks only (a record with details is longer than 8)
-    for row in compress(rows, map(lt, repeat(8), map(len, rows))):
-        details = row[8]
-        if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
-            links += relation_members(row[0], details)
-    if failures or links:
-        rare = (failures, links)
+    lengths = list(map(len, rows))
+    if max(lengths) == 8:  # no details: successes, not of a workflow (the usual batch)
+        # the columns, in one pass
+        ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
+        name, state = names[0], states[0]
+        if names.count(name) == n and states.count(state) == n and all(started):
+            # one task's successes: one block
+            made = _block(n, name, state, ids, ready, started, finished, runtimes, retries)
+            if made is not None:
+                packed, block_keys = made
+                if max(runtimes) <= _FIRST_BOUND_S:  # short tasks: every run in the first bucket
+                    counts = {(name, state, 0): n}
+                else:
+                    counts = {(name, state, b): c for b, c in Counter(map(_BUCKET, runtimes)).items()}
+                return _Segment(queue, n, packed, block_keys, counts, {name: sum(runtimes)}, None, 1)
     counts, sums = _rollup_counts(rows)
+    failures: list[Any] = []
+    links: list[str] = []
+    if max(lengths) > 8:
+        for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
+            # a failure: its full record, for the failures page
+            failures += [row[0], pack([row]), f"{row[1]}\x00{row[8].get('exc', '')}", message]
+        for row in compress(rows, map(lt, repeat(8), lengths)):
+            details = row[8]
+            if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
+                links += relation_members(row[0], details)
+    rare = (failures, links) if failures or links else None
+    # a mixed batch: a block per task name for the successes, then the other records as they are (so
+    # the records of one batch are grouped by task name and kind, not in the order they ended)
+    parts: list[bytes] = []
+    keys: list[bytes] = []
+    others: list[tuple[Any, ...]] = []
+    plain = sorted(compress(rows, map(eq, repeat(8), lengths)), key=_NAME)
+    start = 0
+    while start < len(plain):
+        name = plain[start][1]
+        end = start + 1
+        while end < len(plain) and plain[end][1] == name:
+            end += 1
+        run = plain[start:end]
+        ids, _names, states, ready, started, finished, runtimes, retries = zip(*run)
+        made = None
+        if len(run) >= _MIN_BLOCK and all(started) and states.count(states[0]) == len(run):
+            made = _block(len(run), name, states[0], ids, ready, started, finished, runtimes, retries)
+        if made is None:
+            others += run
+        else:
+            parts.append(made[0])
+            keys.append(made[1])
+        start = end
+    others += compress(rows, map(lt, repeat(8), lengths))
+    if others:
+        parts.append(_elements(pack(others), len(others)))
+        keys.append(id_keys(list(map(_TASK_ID, others))))
     return _Segment(
-        queue, n, _elements(pack(rows), n), id_keys(list(map(_TASK_ID, rows))), counts, sums, rare
+        queue, n, b"".join(parts), b"".join(keys), counts, sums, rare, len(parts) - 1 + len(others)
     )
+
+
+def _block(
+    n: int,
+    name: str,
+    state: str,
+    ids: tuple[str, ...],
+    ready: tuple[str, ...],
+    started: tuple[float, ...],
+    finished: tuple[float, ...],
+    runtimes: tuple[float, ...],
+    retries: tuple[int, ...],
+) -> tuple[bytes, bytes] | None:
+    """One block of records (:func:`~celeriac.monitor.record.block`) and their lookup keys, or None
+    when an id or ready id holds a NUL (the block's separator)."""
+    ids_text, ready_text = "\x00".join(ids), "\x00".join(ready)
+    if ids_text.count("\x00") != n - 1 or ready_text.count("\x00") != n - 1:
+        return None
+    packed = block(n, name, state, ids_text, ready_text, started + finished + runtimes, retries)
+    return packed, id_keys(ids, ids_text)
 
 
 #: one script call: the packed records it writes, its keys and its arguments
 _Call = tuple[list[_Segment], list[str], list[Any]]
 _TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME = (itemgetter(i) for i in (0, 1, 2, 4, 6))
+_MIN_BLOCK = 8  # fewer successes of one task in a batch are packed as records (a block costs more)
+_FIRST_BOUND_S = RUNTIME_BUCKETS_S[0]
+_BUCKET = partial(
+    bisect_left, RUNTIME_BUCKETS_S
+)  # runtime s -> its histogram bucket  # a runtime up to it (inclusive) is in bucket 0 (bisect_left)
 _QUEUE, _ROW = itemgetter(0), itemgetter(1)  # of a pending item
 _MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, else None
 
@@ -677,15 +729,18 @@ _MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, 
 def _rollup_counts(rows: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, str, int], int], dict[str, float]]:
     """``(name, state, runtime bucket) -> n`` (bucket -1: never ran) and ``name -> runtime s`` of
     the runs among ``rows``."""
-    names = list(map(_NAME, rows))
     runtimes = list(map(_RUNTIME, rows))
     if all(map(_STARTED, rows)):  # every one ran (the usual batch): C-level passes only
         buckets = map(bisect_left, repeat(RUNTIME_BUCKETS_S), runtimes)
-        states = list(map(_STATE, rows))
-        if len(set(names)) == 1 and len(set(states)) == 1:
-            # one task name and state (the usual batch): count the buckets alone (ints hash fast)
-            name, state = names[0], states[0]
+        if len(set(map(_NAME, rows))) == 1 and len(set(map(_STATE, rows))) == 1:
+            # one task name and state: count the buckets alone (ints hash fast),
+            # or, when every run fell in the first bucket (short tasks), just count them
+            name, state = rows[0][1], rows[0][2]
+            if max(runtimes) <= _FIRST_BOUND_S:
+                return {(name, state, 0): len(runtimes)}, {name: sum(runtimes)}
             return {(name, state, b): n for b, n in Counter(buckets).items()}, {name: sum(runtimes)}
+        names = list(map(_NAME, rows))
+        states = list(map(_STATE, rows))
         counts: dict[tuple[str, str, int], int] = Counter(zip(names, states, buckets))
         if len(set(names)) == 1:
             return counts, {names[0]: sum(runtimes)}
@@ -694,7 +749,9 @@ def _rollup_counts(rows: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, str, in
             sums[name] = sums.get(name, 0.0) + runtime_s
         return counts, sums
     counts, sums = {}, {}
-    for name, state, started_s, runtime_s in zip(names, map(_STATE, rows), map(_STARTED, rows), runtimes):
+    for name, state, started_s, runtime_s in zip(
+        map(_NAME, rows), map(_STATE, rows), map(_STARTED, rows), runtimes
+    ):
         if started_s:
             key = (name, state, bisect_left(RUNTIME_BUCKETS_S, runtime_s))
             sums[name] = sums.get(name, 0.0) + runtime_s

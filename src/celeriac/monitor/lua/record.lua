@@ -36,7 +36,8 @@
 local c, f, r, t = tonumber(ARGV[2]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local max_entries, max_fail, min_ms, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local links = nil
-if ARGV[10] ~= '' then links = cmsgpack.unpack(ARGV[10]) end
+local decode = cmsgpack.unpack  -- (a msgpack decoder, not Lua's unpack)
+if ARGV[10] ~= '' then links = decode(ARGV[10]) end
 local i = 11 + 2 * c
 local rel, relt = KEYS[9 + r], KEYS[10 + r]
 local id
