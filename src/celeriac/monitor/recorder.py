@@ -267,7 +267,7 @@ class Recorder:
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
             now = time.monotonic()
-            waiting = _records(self._sealed) + len(self._pending) + len(self.intake)
+            waiting = _records(self._sealed) + len(self._pending)
             self._interval_s = write_interval(waiting, now - self._last_write)
             self._last_write = now
             await self.flush()
