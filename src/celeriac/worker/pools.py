@@ -24,6 +24,7 @@ The map at the end is the only place pools are named (no dotted-string lookups).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import queue
@@ -33,8 +34,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..exceptions import ConfigurationError, SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
+from .executor import bound_call
 from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread
 from .offload import CompletionBatch, OffloadingPool
+from .prefetch import NotStarted, QueuedWait
 from .recycling import NO_RECYCLING, Recycling
 
 if TYPE_CHECKING:
@@ -91,6 +94,7 @@ class _Call:
         "limits",
         "running",
         "thread_id",
+        "withdrawn",
     )
 
     def __init__(self, fn: Callable[[], Any], future: asyncio.Future[Any], limits: TimeLimits, label: str):
@@ -102,7 +106,8 @@ class _Call:
         self.running = False  # in the function now (a soft limit may be raised into its thread)
         self.injected = False  # the soft limit was raised into the thread (once at most)
         self.abandoned = False  # the hard limit passed: nobody waits for this call any more
-        self.thread_id = 0
+        self.thread_id = 0  # the thread that took it (0: still queued)
+        self.withdrawn = False  # its start deadline passed before a thread took it: never run it
 
 
 class ThreadBackedPool(OffloadingPool):
@@ -111,6 +116,10 @@ class ThreadBackedPool(OffloadingPool):
 
     name = "threads"
     recycles_children = False
+    #: calls beyond the free threads wait in the pool's queue, where a thread that finishes a call
+    #: takes the next one at once: a prefetching worker hands its waiting runs' calls over
+    #: (``SlotGate.enqueue``) instead of parking each run on the loop until a slot frees
+    queues_calls = True
 
     def __init__(self, concurrency: int) -> None:
         self.threads = max(1, self._threads_for(concurrency))
@@ -176,40 +185,89 @@ class ThreadBackedPool(OffloadingPool):
         with self._lock:
             if call.abandoned or call.future.done():
                 return True
+            spawn = False
             if call.running:
                 call.limited = True  # the thread clears a pending exception when the function returns
                 call.injected = raise_in_thread(call.thread_id, TaskRevokedError) or call.injected
                 call.abandoned = True
                 self._started -= 1
                 self._abandoned += 1
+                spawn = self._spawn_locked()  # calls may be queued for the thread it replaces
+        if spawn:
+            self._spawn()
         call.future.set_exception(TaskRevokedError(f"task {task_id} terminated (revoked)"))
         return True
 
     # ---- sync calls ------------------------------------------------------------------------------
+    async def run(self, job: Job, limits: TimeLimits) -> Any:
+        admission = job.admission
+        if admission is None or job.task.is_async:
+            return await super().run(job, limits)
+        # OffloadingPool.run for a call that waits for a slot in this pool's queue (SlotGate.enqueue)
+        call = bound_call(job.task, job.message.args, job.message.kwargs)
+        ctx = contextvars.copy_context()
+        label = job.label if limits else "task"
+        return await self.run_sync(lambda: ctx.run(call), limits, label, job.message.id, admission)
+
     async def run_sync(
-        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task", key: str = ""
+        self,
+        fn: Callable[[], Any],
+        limits: TimeLimits = NO_LIMITS,
+        label: str = "task",
+        key: str = "",
+        admission: QueuedWait | None = None,
     ) -> Any:
-        """Run ``fn`` in a thread and return its result (or raise its exception)."""
+        """Run ``fn`` in a thread and return its result (or raise its exception). With ``admission``
+        (a prefetched run waiting for a slot) the call may be withdrawn at its start deadline before a
+        thread took it: :class:`~celeriac.worker.prefetch.NotStarted` is raised then."""
         loop = asyncio.get_running_loop()
         self._loop = self._batch.loop = loop
         future: asyncio.Future[Any] = loop.create_future()
         call = _Call(fn, future, limits, label)
+        if admission is not None:
+            if admission.ended:  # its deadline passed before the call was made
+                raise NotStarted
+            admission.attach(self, call)
         if key:
             self._by_task[key] = call
         with self._lock:
             self._queued += 1
-            spawn = self._queued > self._idle and self._started < self.threads
-            if spawn:
-                self._started += 1
+            spawn = self._spawn_locked()
         self._calls.put(call)
         if spawn:
-            name = f"celeriac-{self.name}-{self._started}"
-            threading.Thread(target=self._thread, name=name, daemon=True).start()
+            self._spawn()
         try:
             return await future
         finally:
             if key:
                 self._by_task.pop(key, None)
+
+    def _spawn_locked(self) -> bool:
+        """Under the lock: must a thread start (a call queued with no idle thread for it)? Counted."""
+        spawn = self._queued > self._idle and self._started < self.threads
+        if spawn:
+            self._started += 1
+        return spawn
+
+    def _spawn(self) -> None:
+        name = f"celeriac-{self.name}-{self._started}"
+        threading.Thread(target=self._thread, name=name, daemon=True).start()
+
+    def withdraw(self, call: _Call) -> bool:
+        """On the loop, at a queued call's start deadline: withdraw it (True) unless a thread took it
+        (False). A withdrawn call is never run; its run gets :class:`NotStarted`."""
+        with self._lock:
+            if call.thread_id:
+                return False
+            call.withdrawn = True
+        if not call.future.done():
+            call.future.set_exception(NotStarted())
+        return True
+
+    @staticmethod
+    def taken(call: _Call) -> bool:
+        """A thread took the call (read on the loop without the lock: :meth:`withdraw` decides)."""
+        return call.thread_id != 0
 
     def _thread(self) -> None:
         # Two sections under the pool's lock per call in this thread (there were five): one when the
@@ -228,8 +286,8 @@ class ThreadBackedPool(OffloadingPool):
                 self._queued -= 1
                 if call is _STOP:
                     return
-                # cancelled or revoked before a thread took it: never run it
-                skip = call.future.done()
+                # cancelled, revoked or withdrawn before a thread took it: never run it
+                skip = call.withdrawn or call.future.done()
                 if skip:
                     self._idle += 1
                 else:
@@ -305,6 +363,9 @@ class ThreadBackedPool(OffloadingPool):
             call.abandoned = True
             self._started -= 1  # the thread no longer serves the pool: a new one starts if needed
             self._abandoned += 1
+            spawn = self._spawn_locked()  # calls may be queued for the thread it replaces
+        if spawn:
+            self._spawn()
         logger.warning(
             "%s: time limit (%gs) exceeded; failing it. Its thread cannot be stopped and is abandoned "
             "(%d abandoned thread(s) still running)",

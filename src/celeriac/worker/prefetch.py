@@ -41,8 +41,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from typing import Any, Protocol, TypeAlias
 
-__all__ = ["Prefetch", "SlotGate"]
+__all__ = ["Prefetch", "QueuedWait", "SlotGate"]
 
 #: how long the prefetched messages may take to start, at the measured mean interval between completions
 BUDGET_S = 0.01
@@ -218,7 +219,7 @@ class SlotGate:
         self.free = size
         self.deadline_s = deadline_s
         self.limit_s = max(limit_s, deadline_s)
-        self._waiters: deque[asyncio.Future[bool]] = deque()
+        self._waiters: deque[_Waiter] = deque()
         self._freed_at = float("-inf")  # the loop's clock when a slot last freed
         #: seconds the loop ran late (the worker did not run), measured while someone waits
         self._stalled_s = 0.0
@@ -226,6 +227,8 @@ class SlotGate:
         self._tick_due = 0.0
         #: slots handed on early (pass_on) whose runs have not released them yet
         self.passed = 0
+        #: waits of :meth:`take` going on (runs parked on the loop until they get a slot)
+        self.parked = 0
 
     def locked(self) -> bool:
         return self.free <= 0
@@ -242,14 +245,8 @@ class SlotGate:
         if self.try_take():
             return True
         waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiters.append(waiter)
-        if self._tick is None:
-            self._tick_due = loop.time() + _TICK_S
-            self._tick = loop.call_at(self._tick_due, self._on_tick, loop)
-        stalled_before = self._stalled(loop.time())
-        timer = loop.call_at(
-            fetched_at + self.deadline_s, self._expire, loop, waiter, fetched_at, stalled_before
-        )
+        timer = self._wait(loop, waiter, fetched_at)
+        self.parked += 1
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -257,9 +254,36 @@ class SlotGate:
                 self.release()  # handed a slot just as it was cancelled: pass it on
             raise
         finally:
+            self.parked -= 1
             timer.cancel()
             if not waiter.done():
                 waiter.cancel()
+
+    def enqueue(self, loop: asyncio.AbstractEventLoop, fetched_at: float) -> QueuedWait:
+        """Wait for a slot without parking the run: for a pool that queues calls itself (the threads
+        pool), so that a thread that finishes a call takes the next one without the loop's help.
+
+        The run hands its call to the pool at once; the pool attaches it (:meth:`QueuedWait.attach`).
+        A freed slot goes to the oldest waiter, as with :meth:`take`; at the deadline the call is
+        withdrawn unless a thread took it already (the pool then raises :class:`NotStarted` in the run,
+        which hands its delivery back). The caller must have tried :meth:`try_take` first, and must call
+        :meth:`QueuedWait.end` when its run ends without the slot (:attr:`QueuedWait.admitted` False).
+        """
+        waiter = QueuedWait()
+        waiter.timer = self._wait(loop, waiter, fetched_at)
+        return waiter
+
+    def _wait(
+        self, loop: asyncio.AbstractEventLoop, waiter: _Waiter, fetched_at: float
+    ) -> asyncio.TimerHandle:
+        self._waiters.append(waiter)
+        if self._tick is None:
+            self._tick_due = loop.time() + _TICK_S
+            self._tick = loop.call_at(self._tick_due, self._on_tick, loop)
+        stalled_before = self._stalled(loop.time())
+        return loop.call_at(
+            fetched_at + self.deadline_s, self._expire, loop, waiter, fetched_at, stalled_before
+        )
 
     def pass_on(self) -> bool:
         """A run's task has ended but its run has not released its slot yet (the processes pool: a
@@ -319,13 +343,15 @@ class SlotGate:
     def _expire(
         self,
         loop: asyncio.AbstractEventLoop,
-        waiter: asyncio.Future[bool],
+        waiter: _Waiter,
         fetched_at: float,
         stalled_before: float,
         hops: int = 2,
     ) -> None:
         if waiter.done():
             return
+        if isinstance(waiter, QueuedWait) and waiter.started():
+            return  # a thread took its call already: it runs (its slot comes with the next release)
         if hops:
             # Decide after the loop ran what was already ready: a run that ended before the deadline
             # frees its slot two callbacks later (its future, then its coroutine). After a stall of the
@@ -339,6 +365,81 @@ class SlotGate:
             # stalled, or queued behind flowing tasks (not held): look again a little later
             again = now + max(self.deadline_s - ran_s, self.deadline_s / 2)
             timer = loop.call_at(again, self._expire, loop, waiter, fetched_at, stalled_before)
-            waiter.add_done_callback(lambda _f: timer.cancel())
+            if isinstance(waiter, QueuedWait):
+                waiter.timer = timer
+            else:
+                waiter.add_done_callback(lambda _f: timer.cancel())
             return
         waiter.set_result(False)
+
+
+class NotStarted(BaseException):
+    """Raised in a run whose call waited in the pool's queue past its start deadline and was withdrawn
+    (:meth:`SlotGate.enqueue`): its delivery goes back to the queue. A ``BaseException``, so that
+    nothing records it as the task's failure on its way to the worker."""
+
+
+class CallQueue(Protocol):
+    """A pool that queues calls itself (:meth:`SlotGate.enqueue`): the threads pool."""
+
+    def withdraw(self, call: Any) -> bool:
+        """Withdraw a queued call (True) unless a thread took it already (False)."""
+
+    def taken(self, call: Any) -> bool:
+        """A thread took the call."""
+
+
+class QueuedWait:
+    """A run waiting for a slot while its call waits in the pool's own queue (:meth:`SlotGate.enqueue`).
+
+    It stands where a waiting run's future stands in the gate's queue (``done``, ``set_result``):
+    ``set_result(True)`` is the slot handed to it, ``set_result(False)`` its deadline, which withdraws
+    the call from the pool unless a thread took it already.
+    """
+
+    __slots__ = ("admitted", "admitted_s", "call", "ended", "pool", "timer")
+
+    def __init__(self) -> None:
+        #: it holds a slot (a release handed it one)
+        self.admitted = False
+        #: the loop's clock when it got its slot
+        self.admitted_s = 0.0
+        #: withdrawn at its deadline, or its run ended (nothing may hand it a slot any more)
+        self.ended = False
+        self.timer: asyncio.TimerHandle | None = None
+        #: the pool that queued its call, and the call (:meth:`attach`)
+        self.pool: CallQueue | None = None
+        self.call: Any = None
+
+    def attach(self, pool: CallQueue, call: Any) -> None:
+        """The pool queued the run's call."""
+        self.pool, self.call = pool, call
+
+    def started(self) -> bool:
+        """A thread took the call."""
+        return self.pool is not None and self.pool.taken(self.call)
+
+    def done(self) -> bool:
+        return self.admitted or self.ended
+
+    def set_result(self, admitted: bool) -> None:
+        if admitted:
+            self.admitted = True
+            with contextlib.suppress(RuntimeError):
+                self.admitted_s = asyncio.get_running_loop().time()
+        elif self.pool is not None and not self.pool.withdraw(self.call):
+            return  # a thread took the call meanwhile: it runs, and waits for its slot as it runs
+        else:
+            self.ended = True
+        self.end()
+
+    def end(self) -> None:
+        """Its run ended without a slot (or got one): releases hand it nothing from now on."""
+        if not self.admitted:
+            self.ended = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+_Waiter: TypeAlias = asyncio.Future[bool] | QueuedWait
