@@ -229,6 +229,8 @@ class SlotGate:
         self.passed = 0
         #: waits of :meth:`take` going on (runs parked on the loop until they get a slot)
         self.parked = 0
+        self._queued = 0  # waits of :meth:`enqueue` made (a count: tests read it)
+        self._check: asyncio.Handle | None = None  # the next look at the queued waits' deadlines
 
     def locked(self) -> bool:
         return self.free <= 0
@@ -269,12 +271,19 @@ class SlotGate:
         which hands its delivery back). The caller must have tried :meth:`try_take` first, and must call
         :meth:`QueuedWait.end` when its run ends without the slot (:attr:`QueuedWait.admitted` False).
         """
-        waiter = QueuedWait()
-        waiter.timer = self._wait(loop, waiter, fetched_at)
+        now = loop.time()
+        waiter = QueuedWait(fetched_at, fetched_at + self.deadline_s, self._stalled(now))
+        self._waiters.append(waiter)
+        self._queued += 1
+        if self._tick is None:
+            self._tick_due = now + _TICK_S
+            self._tick = loop.call_at(self._tick_due, self._on_tick, loop)
+        if self._check is None:  # one timer for every queued wait, not one each
+            self._check = loop.call_at(waiter.check_s, self._check_queued, loop)
         return waiter
 
     def _wait(
-        self, loop: asyncio.AbstractEventLoop, waiter: _Waiter, fetched_at: float
+        self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[bool], fetched_at: float
     ) -> asyncio.TimerHandle:
         self._waiters.append(waiter)
         if self._tick is None:
@@ -284,6 +293,41 @@ class SlotGate:
         return loop.call_at(
             fetched_at + self.deadline_s, self._expire, loop, waiter, fetched_at, stalled_before
         )
+
+    def _check_queued(self, loop: asyncio.AbstractEventLoop, hops: int = 2) -> None:
+        """The deadlines of the queued waits (:meth:`enqueue`), as :meth:`_expire` decides one parked
+        wait's, for every wait due: their deadlines come in the order they were queued."""
+        if hops:  # decide after the loop ran what was already ready (see _expire)
+            self._check = loop.call_soon(self._check_queued, loop, hops - 1)
+            return
+        self._check = None
+        now = loop.time()
+        stalled = self._stalled(now)
+        flowing = now - self._freed_at < self.deadline_s
+        next_s = float("inf")
+        waiting = 0
+        for waiter in self._waiters:
+            if not isinstance(waiter, QueuedWait) or waiter.done():
+                continue
+            waiting += 1
+            if waiter.deadline_s > now:  # not due, nor any queued after it
+                next_s = min(next_s, waiter.deadline_s)
+                break
+            if waiter.check_s > now or waiter.started():  # looked at lately; a thread took its call
+                next_s = min(next_s, waiter.check_s) if waiter.check_s > now else next_s
+                continue
+            ran_s = now - waiter.fetched_at - (stalled - waiter.stalled_before)  # time the worker ran
+            if ran_s < self.limit_s and (ran_s < self.deadline_s or flowing):
+                # stalled, or queued behind flowing tasks (not held): look again a little later
+                waiter.check_s = now + max(self.deadline_s - ran_s, self.deadline_s / 2)
+                next_s = min(next_s, waiter.check_s)
+                continue
+            waiter.set_result(False)
+        if waiting and next_s == float("inf"):  # only calls that threads took: look again later
+            next_s = now + self.deadline_s / 2
+        if next_s < float("inf"):
+            # at most every _TICK_S: deadlines a few milliseconds apart are decided together
+            self._check = loop.call_at(max(next_s, now + _TICK_S), self._check_queued, loop)
 
     def pass_on(self) -> bool:
         """A run's task has ended but its run has not released its slot yet (the processes pool: a
@@ -302,7 +346,10 @@ class SlotGate:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(True)
+                if type(waiter) is QueuedWait:
+                    waiter.admit(self._freed_at)
+                else:
+                    waiter.set_result(True)
                 self.passed += 1
                 return True
         return False
@@ -319,7 +366,10 @@ class SlotGate:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(True)
+                if type(waiter) is QueuedWait:
+                    waiter.admit(self._freed_at)
+                else:
+                    waiter.set_result(True)
                 return
         self.free += 1
 
@@ -343,15 +393,13 @@ class SlotGate:
     def _expire(
         self,
         loop: asyncio.AbstractEventLoop,
-        waiter: _Waiter,
+        waiter: asyncio.Future[bool],
         fetched_at: float,
         stalled_before: float,
         hops: int = 2,
     ) -> None:
         if waiter.done():
             return
-        if isinstance(waiter, QueuedWait) and waiter.started():
-            return  # a thread took its call already: it runs (its slot comes with the next release)
         if hops:
             # Decide after the loop ran what was already ready: a run that ended before the deadline
             # frees its slot two callbacks later (its future, then its coroutine). After a stall of the
@@ -365,10 +413,7 @@ class SlotGate:
             # stalled, or queued behind flowing tasks (not held): look again a little later
             again = now + max(self.deadline_s - ran_s, self.deadline_s / 2)
             timer = loop.call_at(again, self._expire, loop, waiter, fetched_at, stalled_before)
-            if isinstance(waiter, QueuedWait):
-                waiter.timer = timer
-            else:
-                waiter.add_done_callback(lambda _f: timer.cancel())
+            waiter.add_done_callback(lambda _f: timer.cancel())
             return
         waiter.set_result(False)
 
@@ -392,21 +437,36 @@ class CallQueue(Protocol):
 class QueuedWait:
     """A run waiting for a slot while its call waits in the pool's own queue (:meth:`SlotGate.enqueue`).
 
-    It stands where a waiting run's future stands in the gate's queue (``done``, ``set_result``):
-    ``set_result(True)`` is the slot handed to it, ``set_result(False)`` its deadline, which withdraws
-    the call from the pool unless a thread took it already.
+    It stands where a parked run's future stands in the gate's queue: :meth:`admit` is the slot handed
+    to it; ``set_result(False)``, its deadline, withdraws the call from the pool unless a thread took
+    it already.
     """
 
-    __slots__ = ("admitted", "admitted_s", "call", "ended", "pool", "timer")
+    __slots__ = (
+        "admitted",
+        "admitted_s",
+        "call",
+        "check_s",
+        "deadline_s",
+        "ended",
+        "fetched_at",
+        "pool",
+        "stalled_before",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, fetched_at: float, deadline_s: float, stalled_before: float) -> None:
         #: it holds a slot (a release handed it one)
         self.admitted = False
         #: the loop's clock when it got its slot
         self.admitted_s = 0.0
         #: withdrawn at its deadline, or its run ended (nothing may hand it a slot any more)
         self.ended = False
-        self.timer: asyncio.TimerHandle | None = None
+        self.fetched_at = fetched_at
+        #: its start deadline (the loop's clock), and when it is looked at next (later while it waits
+        #: behind flowing tasks)
+        self.deadline_s = self.check_s = deadline_s
+        #: the gate's stalled seconds when it began to wait
+        self.stalled_before = stalled_before
         #: the pool that queued its call, and the call (:meth:`attach`)
         self.pool: CallQueue | None = None
         self.call: Any = None
@@ -422,24 +482,23 @@ class QueuedWait:
     def done(self) -> bool:
         return self.admitted or self.ended
 
+    def admit(self, now_s: float) -> None:
+        """A release handed it a slot at ``now_s`` (the loop's clock)."""
+        self.admitted = True
+        self.admitted_s = now_s
+
     def set_result(self, admitted: bool) -> None:
+        """``True``: :meth:`admit` now; ``False``: the deadline passed: withdraw the call unless a
+        thread took it (then it runs, and its slot comes with the next release)."""
         if admitted:
-            self.admitted = True
-            with contextlib.suppress(RuntimeError):
-                self.admitted_s = asyncio.get_running_loop().time()
-        elif self.pool is not None and not self.pool.withdraw(self.call):
-            return  # a thread took the call meanwhile: it runs, and waits for its slot as it runs
-        else:
+            self.admit(asyncio.get_running_loop().time())
+        elif self.pool is None or self.pool.withdraw(self.call):
             self.ended = True
-        self.end()
 
     def end(self) -> None:
-        """Its run ended without a slot (or got one): releases hand it nothing from now on."""
+        """Its run ended without a slot: releases hand it nothing from now on."""
         if not self.admitted:
             self.ended = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
 
 _Waiter: TypeAlias = asyncio.Future[bool] | QueuedWait
