@@ -19,6 +19,7 @@ from .limits import NO_LIMITS, TimeLimits, run_coroutine
 
 if TYPE_CHECKING:
     from .executor import Job
+    from .prefetch import QueuedWait
 
 __all__ = ["CompletionBatch", "OffloadingPool", "resolve"]
 
@@ -96,6 +97,9 @@ class OffloadingPool:
         call = bound_call(task, message.args, message.kwargs)
         ctx = contextvars.copy_context()  # carries the request into the thread (greenlet)
         label = job.label if limits else "task"
+        admission = job.admission
+        if admission is not None:  # a prefetched run waiting for a slot in the pool's queue
+            return await self.run_queued(lambda: ctx.run(call), limits, label, job.message.id, admission)
         return await self.run_sync(lambda: ctx.run(call), limits, label, key=job.message.id)
 
     async def run_sync(
@@ -103,4 +107,19 @@ class OffloadingPool:
     ) -> Any:
         """Run ``fn`` off the loop under ``limits``; return its value or raise its exception. ``key``
         (the task id) lets a revoke with terminate find the call."""
+        raise NotImplementedError
+
+    async def run_queued(
+        self,
+        fn: Callable[[], Any],
+        limits: TimeLimits = NO_LIMITS,
+        label: str = "task",
+        key: str = "",
+        admission: QueuedWait | None = None,
+    ) -> Any:
+        """:meth:`run_sync` for a prefetched run whose call waits for a slot in the pool's own queue
+        (``admission``, from ``SlotGate.enqueue``): only pools that queue calls themselves
+        (``queues_calls``: the threads pool) are handed such runs. Raises
+        :class:`~celeriac.worker.prefetch.NotStarted` when the call was withdrawn at its start
+        deadline, before a thread took it."""
         raise NotImplementedError

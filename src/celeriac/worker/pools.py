@@ -24,7 +24,6 @@ The map at the end is the only place pools are named (no dotted-string lookups).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import queue
@@ -34,7 +33,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..exceptions import ConfigurationError, SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
-from .executor import bound_call
 from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread
 from .offload import CompletionBatch, OffloadingPool
 from .prefetch import NotStarted, QueuedWait
@@ -199,16 +197,6 @@ class ThreadBackedPool(OffloadingPool):
         return True
 
     # ---- sync calls ------------------------------------------------------------------------------
-    async def run(self, job: Job, limits: TimeLimits) -> Any:
-        admission = job.admission
-        if admission is None or job.task.is_async:
-            return await super().run(job, limits)
-        # OffloadingPool.run for a call that waits for a slot in this pool's queue (SlotGate.enqueue)
-        call = bound_call(job.task, job.message.args, job.message.kwargs)
-        ctx = contextvars.copy_context()
-        label = job.label if limits else "task"
-        return await self.run_sync(lambda: ctx.run(call), limits, label, job.message.id, admission)
-
     async def run_sync(
         self,
         fn: Callable[[], Any],
@@ -241,6 +229,8 @@ class ThreadBackedPool(OffloadingPool):
         finally:
             if key:
                 self._by_task.pop(key, None)
+
+    run_queued = run_sync
 
     def _spawn_locked(self) -> bool:
         """Under the lock: must a thread start (a call queued with no idle thread for it)? Counted."""
