@@ -14,7 +14,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from .executor import bound_call
 from .limits import NO_LIMITS, TimeLimits, run_coroutine
 
 if TYPE_CHECKING:
@@ -94,13 +93,13 @@ class OffloadingPool:
             if limits is NO_LIMITS or not limits:
                 return await task.run_with(message.args, message.kwargs)  # the hot path: no extra frame
             return await run_coroutine(task.run_with(message.args, message.kwargs), limits, job.label)
-        call = bound_call(task, message.args, message.kwargs)
-        ctx = contextvars.copy_context()  # carries the request into the thread (greenlet)
+        # a copy of the context carries the request into the thread (greenlet)
+        call = task.bound_in(contextvars.copy_context(), message.args, message.kwargs)
         label = job.label if limits else "task"
         admission = job.admission
         if admission is not None:  # a prefetched run waiting for a slot in the pool's queue
-            return await self.run_queued(lambda: ctx.run(call), limits, label, job.message.id, admission)
-        return await self.run_sync(lambda: ctx.run(call), limits, label, key=job.message.id)
+            return await self.run_queued(call, limits, label, message.id, admission)
+        return await self.run_sync(call, limits, label, key=message.id)
 
     async def run_sync(
         self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task", key: str = ""

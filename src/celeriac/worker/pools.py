@@ -287,7 +287,15 @@ class ThreadBackedPool(OffloadingPool):
             if skip:
                 continue
             try:
-                value, error = self._invoke(call)
+                if call.limited:
+                    value, error = self._invoke(call)
+                else:  # _invoke without limits, inlined: this runs for every call
+                    try:
+                        value, error = call.fn(), None
+                    except BaseException as exc:  # handed to the awaiting coroutine, which decides
+                        value, error = None, exc
+                    if call.limited:  # a terminate raised into this thread meanwhile (terminate)
+                        self._stop_raising(call)
             except (SoftTimeLimitExceeded, TaskRevokedError) as stray:
                 # The soft limit landed after the function returned, before _invoke withdrew it (it
                 # is raised at most once per call, so nothing else can be pending now).
@@ -317,10 +325,15 @@ class ThreadBackedPool(OffloadingPool):
             return None, exc
         finally:
             if call.limited:
-                with self._lock:
-                    call.running = False  # first: from here on the loop cannot raise into us
-                    if call.injected:
-                        clear_thread_exception(call.thread_id)
+                self._stop_raising(call)
+
+    def _stop_raising(self, call: _Call) -> None:
+        """The function returned: the loop may raise into this thread no more, and an exception it
+        raised that is still pending is cleared."""
+        with self._lock:
+            call.running = False  # first: from here on the loop cannot raise into us
+            if call.injected:
+                clear_thread_exception(call.thread_id)
 
     # ---- time limits (on the loop) ---------------------------------------------------------------
     def _arm(self, call: _Call, started: float) -> None:
