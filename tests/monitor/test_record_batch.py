@@ -12,6 +12,7 @@ import asyncio
 import time
 from bisect import bisect_left
 from typing import Any
+from unittest import mock
 
 import msgpack
 import pytest
@@ -106,8 +107,8 @@ def test_every_outcome_of_one_batch_is_recorded(redis_url: str) -> None:
 
 
 def _noted(rec: Recorder, reference: Recorder, n: int, prefix: str = "big", queue: str = "default") -> None:
-    """``n`` outcomes noted as the worker notes them (``Recorder.intake``: plain successes made into
-    records in bulk, the rest one by one), and added to ``reference`` as ``add`` would make them."""
+    """``n`` outcomes noted as the worker notes them (``Recorder.note``: a plain success made into a
+    record there, the rest by ``_add``), and added to ``reference`` as ``_add`` makes them."""
     now = time.time()
     for i in range(n):
         tid = f"{prefix}-{i}"
@@ -117,7 +118,8 @@ def _noted(rec: Recorder, reference: Recorder, n: int, prefix: str = "big", queu
         else:
             o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001 * (i % 7))
         message = Message(tid, o.task_name or "", retries=i % 3)
-        rec.intake.append((d, o, message, now, now + 1))
+        with mock.patch.object(recorder_module.time, "time", return_value=now + 1):
+            rec.note(d, o, message, now)
         reference._add(d, o, message, now, now + 1)
 
 
@@ -132,8 +134,7 @@ def test_a_write_of_several_entries_is_one_call_and_counts_every_record_once(red
     reference = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
     n = 2_500
     _noted(rec, reference, n)
-    rec._take_intake()
-    assert rec._pending == reference._pending  # the bulk path makes the records add makes
+    assert rec._pending == reference._pending  # the fast path makes the records _add makes
     items, rec._pending = rec._pending, []
     calls = rec._calls(items)
     assert len(calls) == 1 and calls[0][0] == recorder_module._segments(items)  # those records, packed
@@ -165,13 +166,12 @@ def test_a_write_of_several_calls_counts_every_record_once(
     reference = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
     n = 2_500
     _noted(rec, reference, n)
-    rec._take_intake()
     items, rec._pending = rec._pending, []
     calls = rec._calls(items)
     assert [recorder_module._records(part) for part, _keys, _args in calls] == [1000, 1000, 500]
     for _part, keys, args in calls:
         client.evalsha(RECORD.sha, len(keys), *keys, *args)
-    assert [int(args[8]) for _part, _keys, args in calls] == [3, 0, 0]  # rollup keys: with the first only
+    assert [int(args[7]) for _part, _keys, args in calls] == [3, 0, 0]  # rollup keys: with the first only
 
     reader = MonitorReader(client)
     totals = reader.totals(["default"])["default"]
@@ -298,8 +298,8 @@ def test_records_packed_in_small_batches_are_written_as_one_batch_would_be(redis
         rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
         for start in range(0, len(outcomes), batch_sizes):
             for d, o, message in outcomes[start : start + batch_sizes]:
-                rec.intake.append((d, o, message, now, now + 1))
-            rec._take_intake()
+                with mock.patch.object(recorder_module.time, "time", return_value=now + 1):
+                    rec.note(d, o, message, now)
             rec._seal()  # what kick does with each batch of acks
         batch, rec._sealed = rec._sealed, []
         for _part, keys, args in rec._calls_of(batch):

@@ -134,16 +134,23 @@ def test_bounds_cap_and_retention(client: redis.Redis) -> None:
     from celeriac.testing.outcomes import fill_outcomes
 
     settings = MonitorSettings(max_entries=1000, max_failures=20, retention_s=3600)
-    fill_outcomes(client, 5000, settings=settings, batch=100, failed_every=10)
+    ids = fill_outcomes(client, 5000, settings=settings, batch=100, failed_every=10)
     k = monitor_keys("celeriac", "default")
-    assert client.zcard(k.ids) == 1000
-    # the log keeps whole batches from the cut on: about the cap, never the 5,000
-    kept = sum(len(MonitorReader(client).page(["default"], limit=500, cursor=None).records) for _ in [0])
+    reader = MonitorReader(client)
+    # whole entries go, oldest first: the log keeps at most the cap (batches of 100: exactly it)
+    assert reader.sizes(["default"])["default"][0] == 1000
+    assert _log_records(client, k.log) == 1000
+    assert client.zcard(k.ents) == 10
+    kept = len(reader.page(["default"], limit=500, cursor=None).records)
     assert kept == 500
-    assert 1000 <= _log_records(client, k.log) <= 1100
+    # the lookup index is cut from the front with the log (at most twice what the log holds)
+    n, base = (int(v) for v in client.hmget(k.ixh, "n", "base"))
+    assert n == 5000 and client.strlen(k.ix) == (n - base) * 4 <= 2 * 1000 * 4
+    assert reader.task(ids[-1], ["default"])[0].task_id == ids[-1]  # kept: found
+    assert not [r for r in reader.task(ids[0], ["default"]) if not r.failed]  # trimmed: gone
     assert 20 <= client.xlen(k.fail) <= 120  # approximate MAXLEN trims in whole nodes
     assert client.zcard(k.fids) == 20
-    for key in (k.log, k.ids, k.fail, k.fids, k.fgroups, k.total):
+    for key in (k.log, k.ix, k.ixh, k.ents, k.fail, k.fids, k.fgroups, k.total):
         assert 0 < client.ttl(key) <= 3600 + 86_400
     for key in client.keys("*:m:roll:*"):
         assert client.ttl(key) > 0
@@ -151,8 +158,9 @@ def test_bounds_cap_and_retention(client: redis.Redis) -> None:
     settings = MonitorSettings(max_entries=1000, retention_s=0.001)
     time.sleep(0.01)
     fill_outcomes(client, 10, settings=settings, batch=10, failed_every=0)
-    assert client.zcard(k.ids) == 10
+    assert reader.sizes(["default"])["default"][0] == 10
     assert _log_records(client, k.log) == 10
+    assert client.zcard(k.ents) == 1 and client.strlen(k.ix) == 40
 
 
 def _log_records(client: redis.Redis, key: str) -> int:

@@ -1,10 +1,12 @@
 """The read side of monitoring: what the dashboard, ``/metrics`` and scripts read, from Redis only.
 
 A reader holds no state of its own (only a client): any number of dashboard processes show the same
-numbers, and a restart loses nothing. Every call costs O(page) Redis work whatever the data size:
-lists are keyset-paged on stream ids, lookups go through the ``m:ids`` index, charts read the
-rollups. Filters the indexes do not cover (task name, a state other than failed) scan at most
-``scan_budget`` records per call and return a cursor to continue from.
+numbers, and a restart loses nothing. Lists are keyset-paged on stream ids and charts read the
+rollups: O(page) Redis work whatever the data size. Filters the indexes do not cover (task name, a
+state other than failed) scan at most ``scan_budget`` records per call and return a cursor to
+continue from. A lookup by id searches the lookup index (4 bytes per outcome kept) in bounded
+ranges, so that no call holds Redis for long: the index is written at no cost per outcome, and a
+lookup (a person's click) pays for it instead.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ import msgpack
 from redis.exceptions import NoScriptError
 
 from .._redis.client import to_str
-from .keys import RESOLUTIONS, entry_of, monitor_keys
+from .keys import RESOLUTIONS, MonitorKeys, entry_of, id_keys, monitor_keys
 from .record import FAILED_STATES, STATES, TaskRecord, decode_entry, decode_row
 from .rollup import ALL, N_BUCKETS, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
-from .script import SERIES, is_cluster
+from .script import FIND, SERIES, is_cluster
 
 #: chart windows: name -> (resolution, number of buckets)
 WINDOWS = {"hour": ("m", 60), "day": ("h", 24), "week": ("h", 168)}
 _MAX_TIMELINE = 25
+#: outcomes of the lookup index (``m:ix``) one ``find.lua`` call reads (4 bytes each)
+_FIND_RANGE = 250_000
+_NO_END = 2**62
 
 
 @dataclass
@@ -265,71 +270,62 @@ class MonitorReader:
         return out, positions
 
     def task(self, task_id: str, queues: Sequence[str]) -> list[TaskRecord]:
-        """Every recorded outcome of one task (its timeline), oldest first; empty when unknown."""
+        """Every recorded outcome of one task (its timeline), oldest first; empty when unknown.
+
+        The lookup index (``m:ix``, 4 bytes per recorded outcome) is searched by ``find.lua`` in
+        ranges of :data:`_FIND_RANGE` outcomes, newest first, all queues at once; the log entries it
+        names are read and their records compared with ``task_id`` (a key may match another id)."""
+        key = id_keys([task_id])
+        keys = {q: monitor_keys(self.prefix, q) for q in queues}
+        # the newest range of every queue, then older ranges of the queues that have more
+        todo = {q: _NO_END for q in queues}
+        entries: dict[str, list[str]] = {q: [] for q in queues}
+        while todo:
+            calls = [(q, keys[q], end) for q, end in todo.items()]
+            todo = {}
+            for (q, _k, end), reply in zip(calls, self._find_calls(key, calls)):
+                base, n, found = int(reply[0]), int(reply[1]), reply[2]
+                entries[q] += [to_str(e) for e in found]
+                top = min(end, n)
+                if top - _FIND_RANGE > base:
+                    todo[q] = top - _FIND_RANGE
+        found_records: list[TaskRecord] = []
         pipe = self.client.pipeline(transaction=False)
-        for q in queues:
-            pipe.zscore(monitor_keys(self.prefix, q).ids, task_id)
-        scores = pipe.execute()
-        found: list[TaskRecord] = []
-        for q, score in zip(queues, scores):
-            if score is None:
-                continue
-            k = monitor_keys(self.prefix, q)
-            ms, seq = entry_of(score)
-            below: int | None = None
-            for _ in range(_MAX_TIMELINE):
-                rec, prev = self._find(k.log, q, task_id, ms, seq, below)
-                if rec is None:
-                    break
-                found.append(rec)
-                if prev is None:
-                    break
-                prev_score, below = prev
-                if prev_score:
-                    ms, seq = entry_of(prev_score)
-        if not any(r.failed for r in found):
+        wanted = [(q, e) for q in queues for e in entries[q][:_MAX_TIMELINE]]
+        for q, e in wanted:
+            pipe.xrange(keys[q].log, e, e)
+        for (q, _e), got in zip(wanted, pipe.execute()):
+            for entry_id, fields in got:
+                recs = decode_entry(fields.get(b"r", b""), q, to_str(fields.get(b"w", b"")), to_str(entry_id))
+                found_records += [r for r in recs if r.task_id == task_id]
+        if not any(r.failed for r in found_records):
             # a failure outlives its log entry (failures are kept longer): look it up there too
             hit = self._failure_entry(task_id, queues)
             if hit is not None:
                 q, _eid, fields = hit
                 recs = decode_entry(fields.get(b"r", b""), q, to_str(fields.get(b"w", b"")), _eid)
-                found += [r for r in recs if r.task_id == task_id]
-        found.sort(key=lambda r: (r.finished_ms, _sort_key(r)))
-        return found
+                found_records += [r for r in recs if r.task_id == task_id]
+        found_records.sort(key=lambda r: (r.finished_ms, _sort_key(r)))
+        return found_records
 
-    def _find(
-        self, key: str, queue: str, task_id: str, ms: int, seq: int, below: int | None
-    ) -> tuple[TaskRecord | None, tuple[float, int | None] | None]:
-        """The record of ``task_id`` in the log entry at (ms, seq) (at index ``below`` when given,
-        else its last one), and where its previous outcome is: (score, or 0 for this same entry;
-        its index or None)."""
-        if seq >= 4095:  # clamped: scan that millisecond
-            entries = self.client.xrange(key, f"{ms}-4095", f"{ms}-18446744073709551615")
-        else:
-            entries = self.client.xrange(key, f"{ms}-{seq}", f"{ms}-{seq}")
-        for entry_id, fields in entries:
-            try:
-                rows = msgpack.unpackb(fields.get(b"r", b""), raw=False, strict_map_key=False)
-            except Exception:
-                continue
-            if not isinstance(rows, list):
-                continue
-            start = len(rows) - 1 if below is None or below < 0 else min(below, len(rows) - 1)
-            for i in range(start, -1, -1):
-                row = rows[i]
-                if isinstance(row, list) and row and row[0] == task_id:
-                    rec = decode_row(row, queue, to_str(fields.get(b"w", b"")), to_str(entry_id), i)
-                    prev = None
-                    for item in to_str(fields.get(b"p", b"")).split():
-                        k, _, rest = item.partition(":")
-                        s, _, j = rest.partition(":")
-                        if k == str(i):
-                            try:
-                                prev = (float(s), int(j) if j else None)
-                            except ValueError:
-                                prev = None
-                    return rec, prev
-        return None, None
+    def _find_calls(self, key: bytes, calls: list[tuple[str, MonitorKeys, int]]) -> list[Any]:
+        """Run ``find.lua`` for each (queue, keys, end): over the range of outcomes before ``end``."""
+
+        def args(end: int) -> list[Any]:
+            return [key, end, _FIND_RANGE]
+
+        if is_cluster(self.client):  # a cluster pipeline refuses scripts: one call per queue
+            return [FIND(self.client, [k.ix, k.ixh, k.ents], args(end)) for _q, k, end in calls]
+        pipe = self.client.pipeline(transaction=False)
+        for _q, k, end in calls:
+            pipe.evalsha(FIND.sha, 3, k.ix, k.ixh, k.ents, *args(end))
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        for i, ((_q, k, end), reply) in enumerate(zip(calls, replies)):
+            if isinstance(reply, NoScriptError):
+                replies[i] = FIND(self.client, [k.ix, k.ixh, k.ents], args(end))
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def _failure_entry(
         self, task_id: str, queues: Sequence[str]
@@ -479,11 +475,17 @@ class MonitorReader:
         return out
 
     def sizes(self, queues: Sequence[str]) -> dict[str, tuple[int, int]]:
-        """Per queue: (task ids in the log index, failures kept)."""
+        """Per queue: (outcomes in the log, failures kept)."""
         pipe = self.client.pipeline(transaction=False)
         for q in queues:
             k = monitor_keys(self.prefix, q)
-            pipe.zcard(k.ids)
+            pipe.hget(k.ixh, "n")
+            pipe.zrange(k.ents, 0, 0, withscores=True)
             pipe.xlen(k.fail)
         r = pipe.execute()
-        return {q: (int(r[2 * i]), int(r[2 * i + 1])) for i, q in enumerate(queues)}
+        out = {}
+        for i, q in enumerate(queues):
+            n, first, failures = r[3 * i : 3 * i + 3]
+            kept = int(n) - int(first[0][1]) if n is not None and first else 0
+            out[q] = (kept, int(failures))
+        return out

@@ -1,13 +1,14 @@
 """The worker side of monitoring: task outcomes into bounded Redis structures, batched with the acks.
 
-The worker calls :meth:`Recorder.add` when an outcome is known (a list append: nothing is encoded on
-the task's path). The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it
-packs that batch's records into bytes at once (a :class:`_Segment`: msgpack, their ids, their rollup
-counts), while their objects are fresh in the CPU's caches, so that nothing per task is kept as Python
-objects until the write; then it starts a write unless one is on its way, so records group like the
-acks do and the settle never waits for them. A write sends all records of a queue in one
-``record.lua`` call (one log entry per 1,000 records at most, the bounds and TTLs applied once, rollups
-summed in the worker first), in the queue's hash slot, on the connections the recorder uses.
+The worker calls :meth:`Recorder.note` when an outcome is known: it makes the record, a tuple of
+plain values (nothing is encoded on the task's path). The worker's settle loop calls
+:meth:`Recorder.kick` with each batch of acks: it packs that batch's records into bytes at once (a
+:class:`_Segment`: msgpack, their lookup keys, their rollup counts), while they are fresh in the
+CPU's caches, so that nothing per task is kept as Python objects until the write; then it starts a
+write unless one is on its way, so records group like the acks do and the settle never waits for
+them. A write sends all records of a queue in one ``record.lua`` call (one log entry per 1,000
+records at most, the bounds and TTLs applied once, rollups summed in the worker first), in the
+queue's hash slot, on the connections the recorder uses.
 
 Recording is best effort: a flush that fails keeps its records for the next one (only those of the
 calls that failed: the others were written; up to ``_MAX_PENDING``, then the oldest are dropped and
@@ -40,7 +41,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..execution import format_traceback
 from ..states import TaskState
-from .keys import MINUTE_TTL_S, RESOLUTIONS, monitor_keys
+from .keys import MINUTE_TTL_S, RESOLUTIONS, id_keys, monitor_keys
 from .record import FAILED_STATES, pack, redact_pattern, show_args, truncate
 from .rollup import ALL, MAX_NAMES, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
 from .script import RECORD, is_cluster
@@ -120,11 +121,6 @@ class Recorder:
         self.dropped = 0  # records lost to a long Redis outage (bounded buffer)
         self.recorded = 0
         self._redact: re.Pattern[str] = redact_pattern(settings.redact)
-        #: outcomes noted on the task path and not yet made into records: (delivery, outcome,
-        #: message or None, started epoch s or 0, finished epoch s). A task pays one append here;
-        #: :meth:`_take_intake` makes them into records in bulk with each batch of acks (:meth:`kick`),
-        #: so they live only until the next settle round trip.
-        self.intake: list[tuple[Delivery, Outcome, Message | None, float, float]] = []
         self._pending: list[_Pending] = []  # records made, not yet packed (see _seal)
         #: packed records waiting for the write (kept while Redis is unreachable)
         self._sealed: list[_Segment] = []
@@ -157,21 +153,42 @@ class Recorder:
 
     # ---- the task path (cheap) --------------------------------------------------------------------
     def note(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
-        """Queue the outcome of delivery ``d`` for the next write (``started_s``: 0 when it never ran):
-        what :meth:`add` does, with the record built later, in bulk (the worker appends to
-        :attr:`intake` itself, which saves this call)."""
-        self.intake.append((d, o, message, started_s, time.time()))
-
-    def add(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
         """Queue the outcome of delivery ``d`` for the next write (``started_s``: 0 when it never ran).
 
-        The record is built here, as a tuple of plain values: keeping the outcome, delivery and
-        message objects alive until the write would make the garbage collector scan them again and
-        again (they would outlive a young-generation collection).
+        The record is built here, as a tuple of plain values (a plain success, the usual outcome, in
+        this method; anything else in :meth:`_add`): keeping the outcome, delivery and message
+        objects alive until the write would make the garbage collector scan them again and again.
         """
-        if self.intake:  # in the order noted
-            self._take_intake()
-        self._add(d, o, message, started_s, time.time())
+        task_id = o.task_id
+        if (
+            o.state is _SUCCESS  # (an Enum's hash is Python code: compare by identity)
+            and o.kind == "ack"
+            and message is not None
+            and not message.parent_id
+            and not message.extra
+            and task_id
+            and o.task_name in self._names
+        ):
+            self._pending.append(
+                (
+                    d.queue,
+                    (
+                        task_id,
+                        o.task_name,
+                        "SUCCESS",
+                        d.entry_id,
+                        started_s,
+                        time.time(),
+                        o.runtime_s,
+                        message.retries,
+                    ),
+                    None,
+                )
+            )
+        else:
+            self._add(d, o, message, started_s, time.time())
+
+    add = note
 
     def _add(
         self, d: Delivery, o: Outcome, message: Message | None, started_s: float, finished_s: float
@@ -216,39 +233,9 @@ class Recorder:
             # a failure keeps its message, for the dashboard's retry (it was in Redis while it waited)
             self._pending.append((d.queue, row, d.data if state in FAILED_STATES else None))
 
-    def _take_intake(self) -> None:
-        """Make the noted outcomes into records: a plain success (the usual outcome) in this loop,
-        anything else through :meth:`_add` (the same record either way)."""
-        intake, self.intake = self.intake, []
-        pending, names = self._pending, self._names
-        for d, o, message, started_s, finished_s in intake:
-            task_id, name = o.task_id, o.task_name
-            if (
-                o.state is _SUCCESS
-                and o.kind == "ack"
-                and message is not None
-                and not message.parent_id
-                and not message.extra
-                and task_id
-                and name in names
-            ):
-                row = (
-                    task_id,
-                    name,
-                    "SUCCESS",
-                    d.entry_id,
-                    started_s,
-                    finished_s,
-                    o.runtime_s,
-                    message.retries,
-                )
-                pending.append((d.queue, row, None))
-            else:
-                self._add(d, o, message, started_s, finished_s)
-
     @property
     def pending(self) -> bool:
-        return bool(self._pending) or bool(self.intake) or bool(self._sealed)
+        return bool(self._pending) or bool(self._sealed)
 
     def _seal(self) -> None:
         """Pack the records made since the last seal (see :func:`_segments`)."""
@@ -260,8 +247,6 @@ class Recorder:
         """Start writing what is pending, unless a write is on its way (then those records go with the
         next one: group commit, like the settle's). Called by the settle loop with each batch of acks;
         never waits."""
-        if self.intake:
-            self._take_intake()
         if len(self._pending) >= _SEAL_AT:
             self._seal()
         if (self._sealed or self._pending) and (self._writer is None or self._writer.done()):
@@ -287,8 +272,6 @@ class Recorder:
         slot unreachable in a cluster, a script error), only the records of those are kept for the next
         flush: the others are written, and writing them again would record them twice.
         """
-        if self.intake:
-            self._take_intake()
         self._seal()
         if not self._sealed:
             return
@@ -428,29 +411,24 @@ class Recorder:
         # log entries: whole packed batches, up to _CHUNK records each (a batch holds at most _CHUNK)
         entries = _grouped(segs, _CHUNK)
         records: list[bytes] = []
-        id_parts: list[bytes] = [_array_header(len(entries))]
+        id_parts: list[bytes] = []  # the records' lookup keys (keys.py: m:ix), by entry
         relations: list[list[str]] = []  # workflow links, both ways (see keys.py: m:rel), by entry
         linked = False
         failures: list[Any] = []
-        retried: list[int] = []  # positions of tasks that ran before (timeline links), over all entries
-        base = 0
         for entry in entries:
-            size = _records(entry)
-            head = _array_header(size)
+            head = _array_header(_records(entry))
             if len(entry) == 1:
                 records.append(head + entry[0].rows)
-                id_parts += (head, entry[0].ids)
+                id_parts.append(entry[0].ids)
             else:
                 records.append(head + b"".join([seg.rows for seg in entry]))
-                id_parts += (head, *[seg.ids for seg in entry])
+                id_parts.append(b"".join([seg.ids for seg in entry]))
             members: list[str] = []
             for seg in entry:
                 if seg.rare is not None:
-                    seg_retried, seg_failures, seg_links = seg.rare
-                    retried += [base + i for i in seg_retried]
+                    seg_failures, seg_links = seg.rare
                     failures += seg_failures
                     members += seg_links
-                base += seg.n
             relations.append(members)
             linked = linked or bool(members)
         # one rollup minute per batch (a batch spans milliseconds): the write's
@@ -479,12 +457,10 @@ class Recorder:
         for f, v in total.items():
             total_args += [f, v]
         now_ms = int(time.time() * 1000)
-        keys = [k.log, k.ids, k.fail, k.fgroups, k.total, k.fids, *roll_keys, k.rel, k.relt]
+        keys = [k.log, k.ix, k.ixh, k.ents, k.fail, k.fgroups, k.total, k.fids, *roll_keys, k.rel, k.relt]
         args: list[Any] = [
             self.worker_id,
             len(entries),
-            # the ids alone, by entry: the script need not decode the records
-            b"".join(id_parts),
             s.max_entries,
             s.max_failures,
             now_ms - int(retention_s * 1000),
@@ -492,9 +468,9 @@ class Recorder:
             len(failures) // 4,
             len(roll_keys),
             len(total),
-            pack(retried) if retried else "",
             pack(relations) if linked else "",
             *records,
+            *id_parts,
             *failures,
             *roll_args,
             *total_args,
@@ -551,10 +527,10 @@ class Recorder:
 
 class _Segment:
     """Records of one queue packed for the write (at most :data:`_CHUNK`; usually one batch of acks):
-    ``rows`` and ``ids`` are the msgpack encodings of the records and of their task ids, one after
-    the other (the elements of a msgpack array, without its header), ``counts`` and ``sums`` their
-    rollup counts (:func:`_rollup_counts`), ``rare`` None or, when some records are not plain
-    successes or are retries: (positions of retried tasks, failure quadruples, workflow links)."""
+    ``rows`` is the msgpack encoding of the records, one after the other (the elements of a msgpack
+    array, without its header), ``ids`` their lookup keys (:func:`~celeriac.monitor.keys.id_keys`),
+    ``counts`` and ``sums`` their rollup counts (:func:`_rollup_counts`), ``rare`` None or, when
+    some records are failures or workflow tasks: (failure quadruples, workflow links)."""
 
     __slots__ = ("counts", "ids", "n", "queue", "rare", "rows", "sums")
 
@@ -566,7 +542,7 @@ class _Segment:
         ids: bytes,
         counts: dict[tuple[str, str, int], int],
         sums: dict[str, float],
-        rare: tuple[list[int], list[Any], list[str]] | None,
+        rare: tuple[list[Any], list[str]] | None,
     ) -> None:
         self.queue, self.n, self.rows, self.ids = queue, n, rows, ids
         self.counts, self.sums, self.rare = counts, sums, rare
@@ -631,29 +607,30 @@ def _segment(queue: str, items: list[_Pending]) -> _Segment:
     # Per record, only C-level passes (map, zip, Counter): this runs for every task a worker runs.
     rows = list(map(_ROW, items))
     n = len(rows)
-    rare: tuple[list[int], list[Any], list[str]] | None = None
-    retried = list(compress(range(n), map(_RETRIES, rows)))
-    failures: list[Any] = []
-    for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
-        # a failure: its full record, for the failures page
-        failures += [row[0], pack([row]), f"{row[1]}\x00{row[8].get('exc', '')}", message]
-    links: list[str] = []
-    # failures and workflow tasks only (a record with details is longer than 8)
-    for row in compress(rows, map(lt, repeat(8), map(len, rows))):
-        details = row[8]
-        if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
-            links += relation_members(row[0], details)
-    if retried or failures or links:
-        rare = (retried, failures, links)
+    rare: tuple[list[Any], list[str]] | None = None
+    # failures and workflow tasks only have details (a record longer than 8): usually none
+    if max(map(len, rows)) > 8:
+        failures: list[Any] = []
+        for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
+            # a failure: its full record, for the failures page
+            failures += [row[0], pack([row]), f"{row[1]}\x00{row[8].get('exc', '')}", message]
+        links: list[str] = []
+        for row in compress(rows, map(lt, repeat(8), map(len, rows))):
+            details = row[8]
+            if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
+                links += relation_members(row[0], details)
+        if failures or links:
+            rare = (failures, links)
     counts, sums = _rollup_counts(rows)
     return _Segment(
-        queue, n, _elements(pack(rows), n), _elements(pack(list(map(_TASK_ID, rows))), n), counts, sums, rare
+        queue, n, _elements(pack(rows), n), id_keys(list(map(_TASK_ID, rows))), counts, sums, rare
     )
 
 
 #: one script call: the packed records it writes, its keys and its arguments
 _Call = tuple[list[_Segment], list[str], list[Any]]
-_TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME, _RETRIES = (itemgetter(i) for i in (0, 1, 2, 4, 6, 7))
+_TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME = (itemgetter(i) for i in (0, 1, 2, 4, 6))
+_FIRST_BOUND_S = RUNTIME_BUCKETS_S[0]  # a runtime up to it (inclusive) is in bucket 0 (bisect_left)
 _QUEUE, _ROW = itemgetter(0), itemgetter(1)  # of a pending item
 _MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, else None
 
@@ -661,15 +638,18 @@ _MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, 
 def _rollup_counts(rows: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, str, int], int], dict[str, float]]:
     """``(name, state, runtime bucket) -> n`` (bucket -1: never ran) and ``name -> runtime s`` of
     the runs among ``rows``."""
-    names = list(map(_NAME, rows))
     runtimes = list(map(_RUNTIME, rows))
     if all(map(_STARTED, rows)):  # every one ran (the usual batch): C-level passes only
         buckets = map(bisect_left, repeat(RUNTIME_BUCKETS_S), runtimes)
-        states = list(map(_STATE, rows))
-        if len(set(names)) == 1 and len(set(states)) == 1:
-            # one task name and state (the usual batch): count the buckets alone (ints hash fast)
-            name, state = names[0], states[0]
+        if len(set(map(_NAME, rows))) == 1 and len(set(map(_STATE, rows))) == 1:
+            # one task name and state (the usual batch): count the buckets alone (ints hash fast),
+            # or, when every run fell in the first bucket (short tasks), just count them
+            name, state = rows[0][1], rows[0][2]
+            if max(runtimes) <= _FIRST_BOUND_S:
+                return {(name, state, 0): len(runtimes)}, {name: sum(runtimes)}
             return {(name, state, b): n for b, n in Counter(buckets).items()}, {name: sum(runtimes)}
+        names = list(map(_NAME, rows))
+        states = list(map(_STATE, rows))
         counts: dict[tuple[str, str, int], int] = Counter(zip(names, states, buckets))
         if len(set(names)) == 1:
             return counts, {names[0]: sum(runtimes)}
@@ -678,7 +658,9 @@ def _rollup_counts(rows: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, str, in
             sums[name] = sums.get(name, 0.0) + runtime_s
         return counts, sums
     counts, sums = {}, {}
-    for name, state, started_s, runtime_s in zip(names, map(_STATE, rows), map(_STARTED, rows), runtimes):
+    for name, state, started_s, runtime_s in zip(
+        map(_NAME, rows), map(_STATE, rows), map(_STARTED, rows), runtimes
+    ):
         if started_s:
             key = (name, state, bisect_left(RUNTIME_BUCKETS_S, runtime_s))
             sums[name] = sums.get(name, 0.0) + runtime_s

@@ -1,4 +1,4 @@
-"""The monitoring Lua script, loaded like the broker's (called by SHA, loaded again on NOSCRIPT)."""
+"""The monitoring Lua scripts, loaded like the broker's (called by SHA, loaded again on NOSCRIPT)."""
 
 from __future__ import annotations
 
@@ -20,4 +20,5 @@ def is_cluster(client: Any) -> bool:
 
 
 RECORD = _named("record")
+FIND = _named("find")
 SERIES = _named("series")

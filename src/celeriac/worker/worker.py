@@ -718,8 +718,8 @@ class Worker:
             if reason:
                 self._recycle(reason)
         outcome.message = job.message
-        if self.recorder is not None:  # Recorder.note, inlined: one append per task
-            self.recorder.intake.append((d, outcome, job.message, started_s, time.time()))
+        if self.recorder is not None:
+            self.recorder.note(d, outcome, job.message, started_s)
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
             if isinstance(outcome.exc, WorkerShutdown):
