@@ -9,7 +9,10 @@
 
 Why not ``loop.run_in_executor``: it costs a future chain and a loop wake-up per call. Here threads
 take calls from a queue, and finished calls are handed back in batches: while a hand-back is pending
-on the loop, further completions join it instead of waking the loop again. Threads are daemons, so a
+on the loop, further completions join it instead of waking the loop again. A prefetching worker's
+runs that wait for a slot hand their calls to that queue too (``queues_calls``, ``prefetch.py``): a
+thread that finishes a call takes the next one at once, and a call that no thread took by its start
+deadline is withdrawn (never run; its delivery goes back). Threads are daemons, so a
 task stuck in a thread cannot keep the process alive after a cold shutdown has handed it back.
 
 Time limits of sync functions in threads (see ``limits.py``): the soft limit raises

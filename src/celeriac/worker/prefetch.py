@@ -34,6 +34,12 @@ slot holds it while its task runs; prefetched runs wait for it (that wait is wha
 A pool that learns of a task's end before the worker's run does (the processes pool: the child's
 answer) hands the slot on at once (:meth:`SlotGate.pass_on`): the next prefetched run reaches the
 freed child without waiting for the finished run's outcome to be recorded and settled.
+
+A pool that queues calls itself (the threads pool: ``queues_calls``) is handed a waiting run's call at
+once (:meth:`SlotGate.enqueue`): it waits in the pool's queue, where a thread that finishes a call
+takes the next without the loop's help, instead of the run waiting on the loop (a future, a timer and
+a turn of the loop per run). The gate still hands its slots out in order and keeps the start deadline
+(one timer for all such waits): a call no thread took by then is withdrawn, and its delivery goes back.
 """
 
 from __future__ import annotations
