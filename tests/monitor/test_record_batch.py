@@ -24,6 +24,7 @@ from celeriac.execution import Outcome
 from celeriac.message import Message
 from celeriac.monitor import MonitorReader
 from celeriac.monitor import recorder as recorder_module
+from celeriac.monitor.record import entry_rows
 from celeriac.monitor.recorder import MonitorSettings, Recorder, _rollup_counts
 from celeriac.monitor.rollup import RUNTIME_BUCKETS_S
 from celeriac.monitor.script import RECORD
@@ -308,7 +309,10 @@ def test_records_packed_in_small_batches_are_written_as_one_batch_would_be(redis
         records = [
             (r.task_id, r.state, r.retries, r.details) for r in reader.page(["default"], limit=5000).records
         ]
-        entries = [len(msgpack.unpackb(f[b"r"])) for _, f in client.xrange("celeriac:{default}:m:log")]
+        entries = [
+            len(entry_rows(msgpack.unpackb(f[b"r"], raw=False)))
+            for _, f in client.xrange("celeriac:{default}:m:log")
+        ]
         timeline = [(r.state, r.retries) for r in reader.task("again", ["default"])]
         failures = client.xlen("celeriac:{default}:m:fail")
         totals = reader.totals(["default"])["default"]

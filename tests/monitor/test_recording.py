@@ -166,7 +166,9 @@ def test_bounds_cap_and_retention(client: redis.Redis) -> None:
 def _log_records(client: redis.Redis, key: str) -> int:
     import msgpack
 
-    return sum(len(msgpack.unpackb(f[b"r"])) for _, f in client.xrange(key))
+    from celeriac.monitor.record import entry_rows
+
+    return sum(len(entry_rows(msgpack.unpackb(f[b"r"], raw=False))) for _, f in client.xrange(key))
 
 
 def test_a_failed_write_keeps_records_and_never_raises(client: redis.Redis) -> None:

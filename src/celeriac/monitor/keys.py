@@ -123,7 +123,7 @@ _NIBBLE = bytes(int(chr(b), 16) if chr(b) in "0123456789abcdefABCDEF" else 0xFF 
 _DASHES = (8, 13, 18, 23)
 
 
-def id_keys(task_ids: Sequence[str]) -> bytes:
+def id_keys(task_ids: Sequence[str], nul_joined: str | None = None) -> bytes:
     """The lookup-index keys of ``task_ids``, joined: :data:`ID_KEY_BYTES` bytes each, in order.
 
     A key only narrows a lookup down to candidate log entries (the reader then compares the ids
@@ -132,24 +132,32 @@ def id_keys(task_ids: Sequence[str]) -> bytes:
     8 and the last 8) it is its first 4 bytes XOR its last 4: random in version 4 and version 7 ids
     (whose first bytes are a timestamp) alike. Computed a column at a time over the whole batch, with
     no Python code per id: this runs for every task a worker records. Any other id: the first 4
-    bytes of its BLAKE2b digest.
+    bytes of its BLAKE2b digest. ``nul_joined``, when the caller has it: the ids joined by NUL, none
+    of them holding one (then where the separators are shows every id's length).
     """
     n = len(task_ids)
-    if n and set(map(len, task_ids)) == {36}:
+    text = b""
+    if nul_joined is not None:
+        stride = 37
+        encoded = nul_joined.encode("ascii", "replace")  # (one byte per character either way)
+        if len(encoded) == 37 * n - 1 and encoded[36::37] == b"\x00" * (n - 1):
+            text = encoded
+    elif n and set(map(len, task_ids)) == {36}:
+        stride = 36
         text = "".join(task_ids).encode("ascii", "replace")
-        if all(text[d::36] == b"-" * n for d in _DASHES):
-            # column c: the c-th character of every id, as digit values
-            digits = [text[c::36].translate(_NIBBLE) for c in (*range(8), *range(28, 36))]
-            if not any(b"\xff" in col for col in digits):
-                out = bytearray(4 * n)
-                for k in range(4):
-                    hi, lo, tail_hi, tail_lo = (
-                        int.from_bytes(digits[j], "big") for j in (2 * k, 2 * k + 1, 8 + 2 * k, 9 + 2 * k)
-                    )
-                    # every byte of a column is below 16: a shift by 4 stays inside its byte
-                    value = ((hi << 4) | lo) ^ ((tail_hi << 4) | tail_lo)
-                    out[k::4] = value.to_bytes(n, "big")
-                return bytes(out)
+    if text and all(text[d::stride] == b"-" * n for d in _DASHES):
+        # column c: the c-th character of every id, as digit values
+        digits = [text[c::stride].translate(_NIBBLE) for c in (*range(8), *range(28, 36))]
+        if not any(b"\xff" in col for col in digits):
+            out = bytearray(4 * n)
+            for k in range(4):
+                hi, lo, tail_hi, tail_lo = (
+                    int.from_bytes(digits[j], "big") for j in (2 * k, 2 * k + 1, 8 + 2 * k, 9 + 2 * k)
+                )
+                # every byte of a column is below 16: a shift by 4 stays inside its byte
+                value = ((hi << 4) | lo) ^ ((tail_hi << 4) | tail_lo)
+                out[k::4] = value.to_bytes(n, "big")
+            return bytes(out)
     if n == 1:
         tid = task_ids[0]
         return hashlib.blake2b(tid.encode("utf-8", "surrogatepass"), digest_size=ID_KEY_BYTES).digest()

@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError
 
 from .._redis.client import to_str
 from .keys import RESOLUTIONS, MonitorKeys, entry_of, id_keys, monitor_keys
-from .record import FAILED_STATES, STATES, TaskRecord, decode_entry, decode_row
+from .record import FAILED_STATES, STATES, TaskRecord, decode_entry, decode_row, entry_rows
 from .rollup import ALL, N_BUCKETS, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
 from .script import FIND, SERIES, is_cluster
 
@@ -216,6 +216,7 @@ class MonitorReader:
                     continue
                 if not isinstance(rows, list):
                     continue
+                rows = entry_rows(rows)
                 top = len(rows)
                 if at is not None and (ms, seq) == (at.ms, at.seq):
                     if queue > at.queue:

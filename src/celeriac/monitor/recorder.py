@@ -32,6 +32,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from itertools import compress, repeat
 from operator import is_not, itemgetter, lt
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from ..execution import format_traceback
 from ..states import TaskState
 from .keys import MINUTE_TTL_S, RESOLUTIONS, id_keys, monitor_keys
-from .record import FAILED_STATES, pack, redact_pattern, show_args, truncate
+from .record import FAILED_STATES, block, pack, redact_pattern, show_args, truncate
 from .rollup import ALL, MAX_NAMES, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
 from .script import RECORD, is_cluster
 
@@ -416,7 +417,7 @@ class Recorder:
         linked = False
         failures: list[Any] = []
         for entry in entries:
-            head = _array_header(_records(entry))
+            head = _array_header(sum(seg.items for seg in entry))
             if len(entry) == 1:
                 records.append(head + entry[0].rows)
                 id_parts.append(entry[0].ids)
@@ -527,12 +528,13 @@ class Recorder:
 
 class _Segment:
     """Records of one queue packed for the write (at most :data:`_CHUNK`; usually one batch of acks):
-    ``rows`` is the msgpack encoding of the records, one after the other (the elements of a msgpack
-    array, without its header), ``ids`` their lookup keys (:func:`~celeriac.monitor.keys.id_keys`),
+    ``rows`` is the msgpack encoding of the records, ``items`` elements of a msgpack array without
+    its header (a record each, or one block of them: see :mod:`celeriac.monitor.record`), ``ids``
+    their lookup keys (:func:`~celeriac.monitor.keys.id_keys`),
     ``counts`` and ``sums`` their rollup counts (:func:`_rollup_counts`), ``rare`` None or, when
     some records are failures or workflow tasks: (failure quadruples, workflow links)."""
 
-    __slots__ = ("counts", "ids", "n", "queue", "rare", "rows", "sums")
+    __slots__ = ("counts", "ids", "items", "n", "queue", "rare", "rows", "sums")
 
     def __init__(
         self,
@@ -543,9 +545,11 @@ class _Segment:
         counts: dict[tuple[str, str, int], int],
         sums: dict[str, float],
         rare: tuple[list[Any], list[str]] | None,
+        items: int | None = None,
     ) -> None:
         self.queue, self.n, self.rows, self.ids = queue, n, rows, ids
         self.counts, self.sums, self.rare = counts, sums, rare
+        self.items = n if items is None else items
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Segment) and all(
@@ -607,9 +611,29 @@ def _segment(queue: str, items: list[_Pending]) -> _Segment:
     # Per record, only C-level passes (map, zip, Counter): this runs for every task a worker runs.
     rows = list(map(_ROW, items))
     n = len(rows)
-    rare: tuple[list[Any], list[str]] | None = None
-    # failures and workflow tasks only have details (a record longer than 8): usually none
-    if max(map(len, rows)) > 8:
+    if max(map(len, rows)) == 8:  # no details: successes, not of a workflow (the usual batch)
+        # the columns, in one pass
+        ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
+        name, state = names[0], states[0]
+        ids_text, ready_text = "\x00".join(ids), "\x00".join(ready)
+        if (
+            names.count(name) == n
+            and states.count(state) == n
+            and all(started)
+            # (a NUL inside an id or ready id: the block could not tell them apart)
+            and ids_text.count("\x00") == n - 1
+            and ready_text.count("\x00") == n - 1
+        ):
+            # one task's successes: one block, far cheaper to pack than n records
+            packed = block(n, name, state, ids_text, ready_text, started + finished + runtimes, retries)
+            if max(runtimes) <= _FIRST_BOUND_S:  # short tasks: every run in the first bucket
+                counts = {(name, state, 0): n}
+            else:
+                counts = {(name, state, b): c for b, c in Counter(map(_BUCKET, runtimes)).items()}
+            keys = id_keys(ids, ids_text)
+            return _Segment(queue, n, packed, keys, counts, {name: sum(runtimes)}, None, 1)
+        rare = None
+    else:
         failures: list[Any] = []
         for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
             # a failure: its full record, for the failures page
@@ -619,8 +643,7 @@ def _segment(queue: str, items: list[_Pending]) -> _Segment:
             details = row[8]
             if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
                 links += relation_members(row[0], details)
-        if failures or links:
-            rare = (failures, links)
+        rare = (failures, links) if failures or links else None
     counts, sums = _rollup_counts(rows)
     return _Segment(
         queue, n, _elements(pack(rows), n), id_keys(list(map(_TASK_ID, rows))), counts, sums, rare
@@ -630,7 +653,10 @@ def _segment(queue: str, items: list[_Pending]) -> _Segment:
 #: one script call: the packed records it writes, its keys and its arguments
 _Call = tuple[list[_Segment], list[str], list[Any]]
 _TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME = (itemgetter(i) for i in (0, 1, 2, 4, 6))
-_FIRST_BOUND_S = RUNTIME_BUCKETS_S[0]  # a runtime up to it (inclusive) is in bucket 0 (bisect_left)
+_FIRST_BOUND_S = RUNTIME_BUCKETS_S[0]
+_BUCKET = partial(
+    bisect_left, RUNTIME_BUCKETS_S
+)  # runtime s -> its histogram bucket  # a runtime up to it (inclusive) is in bucket 0 (bisect_left)
 _QUEUE, _ROW = itemgetter(0), itemgetter(1)  # of a pending item
 _MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, else None
 
@@ -642,7 +668,7 @@ def _rollup_counts(rows: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, str, in
     if all(map(_STARTED, rows)):  # every one ran (the usual batch): C-level passes only
         buckets = map(bisect_left, repeat(RUNTIME_BUCKETS_S), runtimes)
         if len(set(map(_NAME, rows))) == 1 and len(set(map(_STATE, rows))) == 1:
-            # one task name and state (the usual batch): count the buckets alone (ints hash fast),
+            # one task name and state: count the buckets alone (ints hash fast),
             # or, when every run fell in the first bucket (short tasks), just count them
             name, state = rows[0][1], rows[0][2]
             if max(runtimes) <= _FIRST_BOUND_S:

@@ -1,0 +1,161 @@
+"""The lookup index (``m:ix``, 4 bytes per recorded outcome) and the record blocks: keys are the same
+for an id wherever they are computed, a lookup walks the index in bounded ranges and finds every
+outcome of an id (its timeline) and nothing else, and a block reads back as the records it holds."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from typing import Any
+
+import msgpack
+import pytest
+import redis
+
+from celeriac.broker.base import Delivery
+from celeriac.execution import Outcome
+from celeriac.message import Message
+from celeriac.monitor import MonitorReader
+from celeriac.monitor import reader as reader_module
+from celeriac.monitor.keys import id_keys, monitor_keys
+from celeriac.monitor.record import block, entry_rows, pack
+from celeriac.monitor.recorder import MonitorSettings, Recorder
+from celeriac.monitor.script import RECORD
+from celeriac.states import TaskState
+
+
+def test_a_uuid_key_is_its_first_four_bytes_xor_its_last_four() -> None:
+    u = uuid.uuid4()
+    assert id_keys([str(u)]) == bytes(a ^ b for a, b in zip(u.bytes[:4], u.bytes[12:]))
+    # version 7 (a timestamp first) and version 1 (a constant node last) still spread out
+    assert len({id_keys([f"0190a1b2-c3d4-7{i:03x}-8abc-{i:012x}"]) for i in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [str(uuid.uuid4()) for _ in range(700)],
+        [str(uuid.uuid4()).upper() for _ in range(5)],
+        ["order-1", str(uuid.uuid4()), "é" * 36, "x" * 36, "a" * 8 + "-" + "b" * 27],
+        ["0" * 8 + "-0000-0000-0000-00000000 00z"],  # the shape of a UUID, not its digits
+        [str(uuid.uuid4())[:-1] + " ", str(uuid.uuid4())],
+    ],
+    ids=["uuids", "upper-case", "mixed", "not-hex", "whitespace"],
+)
+def test_a_batch_gives_each_id_the_key_it_has_alone(ids: list[str]) -> None:
+    assert id_keys(ids) == b"".join(id_keys([i]) for i in ids)
+    assert len(id_keys(ids)) == 4 * len(ids)
+
+
+def test_any_other_id_is_keyed_by_its_digest() -> None:
+    assert id_keys(["order-1"]) == hashlib.blake2b(b"order-1", digest_size=4).digest()
+
+
+def _block(rows: list[tuple[Any, ...]]) -> bytes:
+    ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
+    times = started + finished + runtimes
+    return block(len(rows), names[0], states[0], "\x00".join(ids), "\x00".join(ready), times, retries)
+
+
+def _rows(n: int, retries: int = 0) -> list[tuple[Any, ...]]:
+    return [
+        (str(uuid.uuid4()), "tasks.a", "SUCCESS", f"1700000000000-{i}", 1.5 + i, 2.25 + i, 0.75, retries * i)
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_block_reads_back_as_its_records(retries: int) -> None:
+    rows = _rows(300, retries)
+    packed = _block(rows)
+    assert packed is not None and len(packed) < len(pack(rows))
+    items = [list(_rows(1)[0]), msgpack.unpackb(packed, raw=False), list(_rows(1)[0])]
+    got = entry_rows(items)
+    assert got[1:301] == [list(r) for r in rows] and len(got) == 302
+
+
+def test_ids_a_block_cannot_hold_are_packed_as_records() -> None:
+    """A task id holding a NUL (the block's separator): that batch is written as records."""
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    now = time.time()
+    for tid in ("a", "b\x00c", "d"):
+        o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001)
+        rec.note(Delivery("default", f"{int(now * 1000)}-0", b"m"), o, Message(tid, "tasks.a"), now)
+    rec._seal()
+    (seg,) = rec._sealed
+    assert seg.items == 3 and seg.n == 3  # three records, no block
+    assert seg.ids == id_keys(["a", "b\x00c", "d"])
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[str(uuid.uuid4()) for _ in range(300)], [str(uuid.uuid4()), "x" * 36, str(uuid.uuid4()).upper(), "y"]],
+    ids=["uuids", "mixed"],
+)
+def test_keys_from_the_joined_ids_are_the_keys_of_each(ids: list[str]) -> None:
+    assert id_keys(ids, "\x00".join(ids)) == b"".join(id_keys([i]) for i in ids)
+
+
+def test_a_block_that_does_not_decode_is_skipped() -> None:
+    rows = _rows(2)
+    good = msgpack.unpackb(_block(rows), raw=False)
+    assert entry_rows([{**good, "n": 3}, list(rows[0])]) == [list(rows[0])]
+    assert entry_rows([{"n": "x"}]) == []
+
+
+@pytest.mark.redis
+def test_a_lookup_walks_the_index_in_ranges_and_finds_every_outcome(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200,000 outcomes in 4 queues, read 10,000 at a time: an id retried across writes and queues
+    is found in each (oldest first), an unknown id in none."""
+    monkeypatch.setattr(reader_module, "_FIND_RANGE", 10_000)
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    queues = ["q0", "q1", "q2", "q3"]
+    now = time.time()
+    again = str(uuid.uuid4())
+    for w in range(40):
+        q = queues[w % 4]
+        for i in range(5_000):
+            tid = str(uuid.uuid4())
+            retries = 0
+            if (w, i) in ((3, 10), (17, 4_000), (38, 1)):
+                tid, retries = again, [3, 17, 38].index(w)
+            o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001)
+            rec.note(
+                Delivery(q, f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, "tasks.a", retries=retries), now
+            )
+        items, rec._pending = rec._pending, []
+        keys, args = rec._call(q, items)
+        client.evalsha(RECORD.sha, len(keys), *keys, *args)
+    reader = MonitorReader(client)
+    timeline = reader.task(again, queues)
+    assert [(r.queue, r.retries) for r in timeline] == [("q3", 0), ("q1", 1), ("q2", 2)]
+    assert reader.task(str(uuid.uuid4()), queues) == []
+    assert reader.sizes(queues) == {q: (50_000, 0) for q in queues}
+    k = monitor_keys("celeriac", "q0")
+    assert client.strlen(k.ix) == 4 * 50_000
+
+
+@pytest.mark.redis
+def test_records_whose_keys_collide_are_told_apart(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    ids = ["order-1", "order-2"]
+    now = time.time()
+    for tid in ids:
+        o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001)
+        rec.note(Delivery("default", f"{int(now * 1000)}-0", b"m"), o, Message(tid, "tasks.a"), now)
+    items, rec._pending = rec._pending, []
+    keys, args = rec._call("default", items)
+    client.evalsha(RECORD.sha, len(keys), *keys, *args)
+    # every record gets one key, in order: overwrite the second's with the first's
+    k = monitor_keys("celeriac", "default")
+    client.setrange(k.ix, 4, id_keys(["order-1"]))
+    reader = MonitorReader(client)
+    assert [r.task_id for r in reader.task("order-1", ["default"])] == ["order-1"]
+    assert reader.task("order-2", ["default"]) == []  # its key no longer points at it
