@@ -55,7 +55,7 @@ from ..exceptions import (
 from ..monitor.recorder import Recorder
 from ..outcomes import OutcomeReporter
 from .autoscale import Autoscale, Autoscaler
-from .collector import consuming_gc
+from .collector import consuming_gc, release_freed_memory
 from .commands import apply_commands
 from .executor import Executor, Job, Outcome
 from .flow import beat_scheduler, expired_behind_limit, flow_gate, revoked
@@ -408,6 +408,7 @@ class Worker:
         self._ready_flag.set()
         _signals.worker_ready.send(sender=self)
         restore_gc = consuming_gc()
+        release_freed_memory()  # what start-up freed
         try:
             await state.stop.wait()
         finally:
