@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from celeriac.worker.prefetch import _RUN_WARM_UP, Prefetch, SlotGate
+from celeriac.worker.prefetch import _RUN_WARM_UP, Prefetch
+from celeriac.worker.slotgate import SlotGate
 
 
 def test_a_freed_slot_goes_to_the_oldest_waiter_and_a_held_one_ends_the_wait_at_the_deadline() -> None:

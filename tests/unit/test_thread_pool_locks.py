@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from celeriac.worker.pools import ThreadBackedPool
-from celeriac.worker.prefetch import NotStarted, SlotGate
+from celeriac.worker.slotgate import NotStarted, SlotGate
 
 
 class CountingLock:

@@ -18,7 +18,7 @@ from .limits import NO_LIMITS, TimeLimits, run_coroutine
 
 if TYPE_CHECKING:
     from .executor import Job
-    from .prefetch import QueuedWait
+    from .slotgate import QueuedWait
 
 __all__ = ["CompletionBatch", "OffloadingPool", "resolve"]
 
@@ -119,6 +119,6 @@ class OffloadingPool:
         """:meth:`run_sync` for a prefetched run whose call waits for a slot in the pool's own queue
         (``admission``, from ``SlotGate.enqueue``): only pools that queue calls themselves
         (``queues_calls``: the threads pool) are handed such runs. Raises
-        :class:`~celeriac.worker.prefetch.NotStarted` when the call was withdrawn at its start
+        :class:`~celeriac.worker.slotgate.NotStarted` when the call was withdrawn at its start
         deadline, before a thread took it."""
         raise NotImplementedError

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..exceptions import ConfigurationError, SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
 from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread
 from .offload import CompletionBatch, OffloadingPool
-from .prefetch import NotStarted, QueuedWait
 from .recycling import NO_RECYCLING, Recycling
+from .slotgate import NotStarted, QueuedWait
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -210,7 +210,7 @@ class ThreadBackedPool(OffloadingPool):
     ) -> Any:
         """Run ``fn`` in a thread and return its result (or raise its exception). With ``admission``
         (a prefetched run waiting for a slot) the call may be withdrawn at its start deadline before a
-        thread took it: :class:`~celeriac.worker.prefetch.NotStarted` is raised then."""
+        thread took it: :class:`~celeriac.worker.slotgate.NotStarted` is raised then."""
         loop = asyncio.get_running_loop()
         self._loop = self._batch.loop = loop
         future: asyncio.Future[Any] = loop.create_future()

@@ -65,11 +65,12 @@ from .inflight import Inflight, Slot
 from .limits import NO_LIMITS, TimeLimits, limit_caveats
 from .maintenance import Maintenance
 from .pools import DEFAULT_CONCURRENCY, make_pool
-from .prefetch import NotStarted, Prefetch, QueuedWait, SlotGate
+from .prefetch import Prefetch
 from .recycling import NO_RECYCLING, Recycling, SelfRecycling
 from .revoking import Revoking
 from .settle import Settler
 from .shutdown import shut_down
+from .slotgate import NotStarted, QueuedWait, SlotGate
 from .stats import WorkerStats
 from .workflow import user_tasks, workflow_hook
 
