@@ -202,6 +202,9 @@ class Job:
     data: bytes
     #: the resolved options (:meth:`Execution.options`), computed when first needed
     resolved: Effective | None = None
+    #: a prefetching worker's wait for a slot that the pool's own queue carries
+    #: (``worker.slotgate.QueuedWait``; the threads pool), else None
+    admission: Any = None
 
     @property
     def label(self) -> str:

@@ -10,6 +10,7 @@ call and send methods, and the hooks a base class overrides: ``before_start``, `
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -294,6 +295,18 @@ class Task(Generic[P, R]):
 
             return instrumented(self, args, kwargs, call)
         return call
+
+    def bound_in(
+        self, ctx: contextvars.Context, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Callable[[], Any]:
+        """:meth:`bound`, run in ``ctx`` (a copy of the caller's context: ``self.request``): what the
+        threads and greenlets run. Without hooks or run signals it is one ``functools.partial`` of
+        ``ctx.run``: calling it runs the function with no Python frame of ours in between."""
+        if self._hooked or _SIGNALS.run:
+            return functools.partial(ctx.run, self.bound(args, kwargs))
+        if self.bind:
+            return functools.partial(ctx.run, self.fn, self, *args, **kwargs)
+        return functools.partial(ctx.run, self.fn, *args, **kwargs)
 
     def run_with(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         """Call the function with these arguments now: ``bound(args, kwargs)()`` with one call less

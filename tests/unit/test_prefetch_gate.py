@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from celeriac.worker.prefetch import _RUN_WARM_UP, MIN_EXTRA, Prefetch, SlotGate
+from celeriac.worker.prefetch import _RUN_WARM_UP, MIN_EXTRA, Prefetch
+from celeriac.worker.slotgate import SlotGate
 
 
 def test_a_freed_slot_goes_to_the_oldest_waiter_and_a_held_one_ends_the_wait_at_the_deadline() -> None:
@@ -181,3 +183,73 @@ def test_prefetch_stops_when_runs_exceed_the_start_deadline_and_resumes_within_t
     assert p.slow and p.extra == 0
     _runs(p, 100, 0.003, 0.006)  # within the budget again: prefetch resumes
     assert not p.slow and p.extra > 0
+
+
+class _Calls:
+    """A pool's call queue as the gate sees it (CallQueue): which calls threads took, which were
+    withdrawn."""
+
+    def __init__(self) -> None:
+        self.taken_calls: set[int] = set()
+        self.withdrawn: list[int] = []
+
+    def taken(self, call: Any) -> bool:
+        return call in self.taken_calls
+
+    def withdraw(self, call: Any) -> bool:
+        if call in self.taken_calls:
+            return False
+        self.withdrawn.append(call)
+        return True
+
+
+def test_queued_waits_share_one_deadline_timer_and_are_withdrawn_unless_a_thread_took_them() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        timers = 0
+        call_at = loop.call_at
+
+        def counting_call_at(when: float, callback: Any, *args: Any, **kw: Any) -> asyncio.TimerHandle:
+            nonlocal timers
+            timers += 1
+            return call_at(when, callback, *args, **kw)
+
+        loop.call_at = counting_call_at  # type: ignore[method-assign]
+        calls = _Calls()
+        gate = SlotGate(1, deadline_s=0.01, limit_s=0.01)
+        assert gate.try_take()
+        fetched = loop.time()
+        waits = [gate.enqueue(loop, fetched) for _ in range(50)]
+        for i, wait in enumerate(waits):
+            wait.attach(calls, i)
+        assert timers == 2  # one for the stall tick, one for all 50 deadlines (not 50)
+        loop.call_at = call_at  # type: ignore[method-assign]
+        gate.release()  # the slot goes to the oldest wait
+        assert waits[0].admitted and not any(w.done() for w in waits[1:])
+        calls.taken_calls.add(1)  # a thread took the second call, ahead of its slot
+        while not all(w.ended for w in waits[2:]):
+            await asyncio.sleep(0.005)
+        assert calls.withdrawn == list(range(2, 50))  # in their order; the taken one stays
+        assert not waits[1].done()
+        gate.release()
+        assert waits[1].admitted
+        waits[1].end()
+        gate.release()  # nobody waits any more: the slot is free again
+        assert gate.free == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_queued_wait_that_ended_is_handed_no_slot() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        gate = SlotGate(1, deadline_s=10.0, limit_s=10.0)
+        assert gate.try_take()
+        first, second = gate.enqueue(loop, loop.time()), gate.enqueue(loop, loop.time())
+        first.end()  # its run ended before a slot came (a thread took its call; a cancellation)
+        gate.release()
+        assert not first.admitted and second.admitted
+        gate.release()
+        assert gate.free == 1
+
+    asyncio.run(scenario())

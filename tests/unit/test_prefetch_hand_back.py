@@ -1,8 +1,10 @@
 """Prefetched deliveries that did not start in time go back together, in one release.
 
 Their waits end together (the same long task held every slot): one release script for all of them,
-not one each. The slot gate here refuses at once instead of at its deadline, so that every wait ends
-in the same turn of the loop, as they do when one deadline passes for a whole fetch.
+not one each. Runs parked on the loop for a slot (``SlotGate.take``): the gate here refuses at once
+instead of at its deadline, so that every wait ends in the same turn of the loop, as they do when one
+deadline passes for a whole fetch. Runs whose calls wait in the threads pool's queue
+(``SlotGate.enqueue``): one look at the deadlines withdraws them all.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from celeriac.broker.base import Delivery
 SHORTS = 5
 
 
+@pytest.mark.parametrize("queued", [False, True], ids=["parked", "queued"])
 async def test_deliveries_that_missed_their_start_go_back_in_one_release(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, queued: bool
 ) -> None:
     app = Celeriac("late", broker="memory://")
     hold = threading.Event()
@@ -53,6 +56,8 @@ async def test_deliveries_that_missed_their_start_go_back_in_one_release(
 
     monkeypatch.setattr(worker.broker, "release", release)
     monkeypatch.setattr(worker.prefetch.slots, "take", refuse)
+    assert worker._pool_queues  # the threads pool queues calls itself
+    worker._pool_queues = queued
     run = asyncio.create_task(worker.run())
     try:
         while not releases:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from celeriac.worker.pools import ThreadBackedPool
+from celeriac.worker.slotgate import NotStarted, SlotGate
 
 
 class CountingLock:
@@ -94,5 +95,80 @@ async def test_a_call_cancelled_before_a_thread_took_it_never_runs() -> None:
         await second
     assert await pool.run_sync(lambda: "third") == "third"
     assert ran == []
+    _settled(pool)
+    await pool.close(cold=False)
+
+
+async def test_a_thread_that_finishes_a_call_takes_the_next_queued_one_without_the_loop() -> None:
+    """Calls queued behind a busy thread run one after the other in that thread while the loop is
+    blocked: no hand-back (and no loop turn) between them."""
+    pool, _lock = _pool(1)
+    await pool.start()
+    hold, all_ran = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def last() -> None:
+        ran.append("c")
+        all_ran.set()
+
+    calls = [
+        asyncio.ensure_future(pool.run_sync(lambda: hold.wait(5))),
+        asyncio.ensure_future(pool.run_sync(lambda: ran.append("b"))),
+        asyncio.ensure_future(pool.run_sync(last)),
+    ]
+    await asyncio.sleep(0)  # the three calls are queued; the only thread holds the first
+    hold.set()
+    assert all_ran.wait(5)  # the loop is blocked here: it hands nothing back meanwhile
+    assert ran == ["b", "c"]
+    assert [c.done() for c in calls] == [False, False, False]
+    assert await asyncio.gather(*calls) == [True, None, None]
+    _settled(pool)
+    await pool.close(cold=False)
+
+
+async def test_a_queued_call_withdrawn_at_its_start_deadline_never_runs() -> None:
+    pool, _lock = _pool(1)
+    await pool.start()
+    loop = asyncio.get_running_loop()
+    gate = SlotGate(1, deadline_s=0.01, limit_s=0.01)
+    assert gate.try_take()
+    hold = threading.Event()
+    ran: list[str] = []
+    first = asyncio.ensure_future(pool.run_sync(lambda: hold.wait(5)))
+    wait = gate.enqueue(loop, loop.time())
+    queued = asyncio.ensure_future(pool.run_queued(lambda: ran.append("queued"), admission=wait))
+    with pytest.raises(NotStarted):  # nothing freed the slot by its deadline: withdrawn
+        await queued
+    assert wait.ended and not wait.admitted
+    hold.set()
+    assert await first is True
+    assert await pool.run_sync(lambda: "next") == "next"
+    assert ran == []  # the thread took the withdrawn call and skipped it
+    _settled(pool)
+    await pool.close(cold=False)
+
+
+async def test_a_queued_call_a_thread_took_is_not_withdrawn_at_its_deadline() -> None:
+    pool, _lock = _pool(1)
+    await pool.start()
+    loop = asyncio.get_running_loop()
+    gate = SlotGate(1, deadline_s=0.01, limit_s=0.01)
+    assert gate.try_take()
+    started, hold = threading.Event(), threading.Event()
+
+    def queued_call() -> str:
+        started.set()
+        hold.wait(5)
+        return "ran"
+
+    wait = gate.enqueue(loop, loop.time())
+    queued = asyncio.ensure_future(pool.run_queued(queued_call, admission=wait))
+    await loop.run_in_executor(None, started.wait, 5)  # a thread took it, ahead of its slot
+    await asyncio.sleep(0.05)  # its deadline passed meanwhile
+    assert not wait.done()
+    gate.release()  # the slot it runs in comes with the next release
+    assert wait.admitted
+    hold.set()
+    assert await queued == "ran"
     _settled(pool)
     await pool.close(cold=False)

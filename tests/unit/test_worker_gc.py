@@ -114,3 +114,47 @@ def test_the_threshold_is_only_raised(
         restore()
     assert gc.get_threshold() == threshold
     assert gc.get_freeze_count() == 0
+
+
+def test_a_worker_at_rest_gives_freed_heap_pages_back_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celeriac.worker import collector
+
+    calls: list[int] = []
+    monkeypatch.setattr(collector, "release_freed_memory", lambda: calls.append(1) or True)
+    trimmer = collector.HeapTrimmer()
+    assert trimmer.rest(processed=0, running=0)  # start: what start-up freed
+    assert not trimmer.rest(processed=0, running=0)  # still idle: once is enough
+    assert not trimmer.rest(processed=500, running=3)  # busy: never
+    assert trimmer.rest(processed=900, running=0)  # at rest after work
+    assert not trimmer.rest(processed=900, running=0)
+    assert len(calls) == 2
+
+
+def test_freeing_heap_pages_is_skipped_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celeriac.worker import collector
+
+    def no_libc(name: str) -> None:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(collector, "_libc", None)
+    monkeypatch.setattr(collector.ctypes, "CDLL", no_libc)
+    assert collector.release_freed_memory() is False
+    assert collector.release_freed_memory() is False  # looked up once
+
+
+def test_freeing_heap_pages_lowers_the_resident_size_after_a_burst_of_garbage() -> None:
+    from celeriac.worker import collector
+
+    if not collector.release_freed_memory():
+        pytest.skip("no glibc malloc_trim on this system")
+
+    def rss_kib() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4
+
+    junk = [bytes(3000) for _ in range(20_000)]  # 60 MB of blocks too large for pymalloc
+    del junk[1::2]  # every other one freed: the heap cannot shrink from its top alone
+    del junk[: len(junk) - 1]
+    before = rss_kib()
+    assert collector.release_freed_memory()
+    assert rss_kib() < before - 20_000  # more than 20 MB given back

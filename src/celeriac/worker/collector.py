@@ -1,11 +1,14 @@
-"""The cyclic garbage collector while a worker consumes: tuned at the start, restored at the end."""
+"""Memory housekeeping of a worker: the cyclic garbage collector while it consumes (tuned at the
+start, restored at the end), and the C heap's freed pages given back to the system when it rests."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["GC_GEN0_THRESHOLD", "consuming_gc"]
+__all__ = ["GC_GEN0_THRESHOLD", "HeapTrimmer", "consuming_gc", "release_freed_memory"]
 
 #: the young generation's collection threshold while a worker consumes (CPython's default: 700)
 GC_GEN0_THRESHOLD = 5_000
@@ -37,3 +40,40 @@ def consuming_gc() -> Callable[[], None]:
         gc.unfreeze()
 
     return restore
+
+
+_libc: Any = None
+
+
+def release_freed_memory() -> bool:
+    """Give the pages that the C heap holds free back to the system (glibc's ``malloc_trim``).
+
+    Start-up (imports compile and build many temporary objects) and bursts of tasks leave the heap
+    with free pages that glibc keeps; a worker then sits on them while it waits for work. False where
+    there is no glibc (musl, macOS): nothing is done.
+    """
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc is False:
+        return False
+    _libc(0)
+    return True
+
+
+class HeapTrimmer:
+    """Calls :func:`release_freed_memory` when a worker comes to rest: at a heartbeat that finds no
+    task running and some run since the last trim (so an idle worker trims once, a busy one never)."""
+
+    def __init__(self) -> None:
+        self._trimmed_at = -1
+
+    def rest(self, processed: int, running: int) -> bool:
+        """Trim if the worker rests after work; whether it did."""
+        if running or processed == self._trimmed_at:
+            return False
+        self._trimmed_at = processed
+        return release_freed_memory()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from .._version import __version__
 from ..monitor.recorder import process_fields
 from .active import active_fields
+from .collector import HeapTrimmer
 from .connections import redis_connections
 from .identity import BEAT_FIELD, heartbeat_stamp
 
@@ -45,6 +46,7 @@ class Maintenance:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
+        self._trimmer = HeapTrimmer()
 
     def steps(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         """``(name, one step)`` of each loop this worker runs."""
@@ -153,7 +155,9 @@ class Maintenance:
     # ---- liveness ----------------------------------------------------------------------------------
     async def heartbeat_once(self) -> None:
         await self.publish_heartbeat()
-        await asyncio.sleep(self.worker.conf.worker_ttl_s / 3)
+        w = self.worker
+        self._trimmer.rest(w.stats.processed, w.inflight.running)  # memory back to the system
+        await asyncio.sleep(w.conf.worker_ttl_s / 3)
 
     async def publish_heartbeat(self) -> None:
         w = self.worker

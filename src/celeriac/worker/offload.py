@@ -14,11 +14,11 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from .executor import bound_call
 from .limits import NO_LIMITS, TimeLimits, run_coroutine
 
 if TYPE_CHECKING:
     from .executor import Job
+    from .slotgate import QueuedWait
 
 __all__ = ["CompletionBatch", "OffloadingPool", "resolve"]
 
@@ -93,14 +93,32 @@ class OffloadingPool:
             if limits is NO_LIMITS or not limits:
                 return await task.run_with(message.args, message.kwargs)  # the hot path: no extra frame
             return await run_coroutine(task.run_with(message.args, message.kwargs), limits, job.label)
-        call = bound_call(task, message.args, message.kwargs)
-        ctx = contextvars.copy_context()  # carries the request into the thread (greenlet)
+        # a copy of the context carries the request into the thread (greenlet)
+        call = task.bound_in(contextvars.copy_context(), message.args, message.kwargs)
         label = job.label if limits else "task"
-        return await self.run_sync(lambda: ctx.run(call), limits, label, key=job.message.id)
+        admission = job.admission
+        if admission is not None:  # a prefetched run waiting for a slot in the pool's queue
+            return await self.run_queued(call, limits, label, message.id, admission)
+        return await self.run_sync(call, limits, label, key=message.id)
 
     async def run_sync(
         self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task", key: str = ""
     ) -> Any:
         """Run ``fn`` off the loop under ``limits``; return its value or raise its exception. ``key``
         (the task id) lets a revoke with terminate find the call."""
+        raise NotImplementedError
+
+    async def run_queued(
+        self,
+        fn: Callable[[], Any],
+        limits: TimeLimits = NO_LIMITS,
+        label: str = "task",
+        key: str = "",
+        admission: QueuedWait | None = None,
+    ) -> Any:
+        """:meth:`run_sync` for a prefetched run whose call waits for a slot in the pool's own queue
+        (``admission``, from ``SlotGate.enqueue``): only pools that queue calls themselves
+        (``queues_calls``: the threads pool) are handed such runs. Raises
+        :class:`~celeriac.worker.slotgate.NotStarted` when the call was withdrawn at its start
+        deadline, before a thread took it."""
         raise NotImplementedError

@@ -9,7 +9,10 @@
 
 Why not ``loop.run_in_executor``: it costs a future chain and a loop wake-up per call. Here threads
 take calls from a queue, and finished calls are handed back in batches: while a hand-back is pending
-on the loop, further completions join it instead of waking the loop again. Threads are daemons, so a
+on the loop, further completions join it instead of waking the loop again. A prefetching worker's
+runs that wait for a slot hand their calls to that queue too (``queues_calls``, ``prefetch.py``): a
+thread that finishes a call takes the next one at once, and a call that no thread took by its start
+deadline is withdrawn (never run; its delivery goes back). Threads are daemons, so a
 task stuck in a thread cannot keep the process alive after a cold shutdown has handed it back.
 
 Time limits of sync functions in threads (see ``limits.py``): the soft limit raises
@@ -36,6 +39,7 @@ from ..exceptions import ConfigurationError, SoftTimeLimitExceeded, TaskRevokedE
 from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread
 from .offload import CompletionBatch, OffloadingPool
 from .recycling import NO_RECYCLING, Recycling
+from .slotgate import NotStarted, QueuedWait
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -91,6 +95,7 @@ class _Call:
         "limits",
         "running",
         "thread_id",
+        "withdrawn",
     )
 
     def __init__(self, fn: Callable[[], Any], future: asyncio.Future[Any], limits: TimeLimits, label: str):
@@ -102,7 +107,8 @@ class _Call:
         self.running = False  # in the function now (a soft limit may be raised into its thread)
         self.injected = False  # the soft limit was raised into the thread (once at most)
         self.abandoned = False  # the hard limit passed: nobody waits for this call any more
-        self.thread_id = 0
+        self.thread_id = 0  # the thread that took it (0: still queued)
+        self.withdrawn = False  # its start deadline passed before a thread took it: never run it
 
 
 class ThreadBackedPool(OffloadingPool):
@@ -111,6 +117,10 @@ class ThreadBackedPool(OffloadingPool):
 
     name = "threads"
     recycles_children = False
+    #: calls beyond the free threads wait in the pool's queue, where a thread that finishes a call
+    #: takes the next one at once: a prefetching worker hands its waiting runs' calls over
+    #: (``SlotGate.enqueue``) instead of parking each run on the loop until a slot frees
+    queues_calls = True
 
     def __init__(self, concurrency: int) -> None:
         self.threads = max(1, self._threads_for(concurrency))
@@ -176,40 +186,81 @@ class ThreadBackedPool(OffloadingPool):
         with self._lock:
             if call.abandoned or call.future.done():
                 return True
+            spawn = False
             if call.running:
                 call.limited = True  # the thread clears a pending exception when the function returns
                 call.injected = raise_in_thread(call.thread_id, TaskRevokedError) or call.injected
                 call.abandoned = True
                 self._started -= 1
                 self._abandoned += 1
+                spawn = self._spawn_locked()  # calls may be queued for the thread it replaces
+        if spawn:
+            self._spawn()
         call.future.set_exception(TaskRevokedError(f"task {task_id} terminated (revoked)"))
         return True
 
     # ---- sync calls ------------------------------------------------------------------------------
     async def run_sync(
-        self, fn: Callable[[], Any], limits: TimeLimits = NO_LIMITS, label: str = "task", key: str = ""
+        self,
+        fn: Callable[[], Any],
+        limits: TimeLimits = NO_LIMITS,
+        label: str = "task",
+        key: str = "",
+        admission: QueuedWait | None = None,
     ) -> Any:
-        """Run ``fn`` in a thread and return its result (or raise its exception)."""
+        """Run ``fn`` in a thread and return its result (or raise its exception). With ``admission``
+        (a prefetched run waiting for a slot) the call may be withdrawn at its start deadline before a
+        thread took it: :class:`~celeriac.worker.slotgate.NotStarted` is raised then."""
         loop = asyncio.get_running_loop()
         self._loop = self._batch.loop = loop
         future: asyncio.Future[Any] = loop.create_future()
         call = _Call(fn, future, limits, label)
+        if admission is not None:
+            if admission.ended:  # its deadline passed before the call was made
+                raise NotStarted
+            admission.attach(self, call)
         if key:
             self._by_task[key] = call
         with self._lock:
             self._queued += 1
-            spawn = self._queued > self._idle and self._started < self.threads
-            if spawn:
-                self._started += 1
+            spawn = self._spawn_locked()
         self._calls.put(call)
         if spawn:
-            name = f"celeriac-{self.name}-{self._started}"
-            threading.Thread(target=self._thread, name=name, daemon=True).start()
+            self._spawn()
         try:
             return await future
         finally:
             if key:
                 self._by_task.pop(key, None)
+
+    run_queued = run_sync
+
+    def _spawn_locked(self) -> bool:
+        """Under the lock: must a thread start (a call queued with no idle thread for it)? Counted."""
+        spawn = self._queued > self._idle and self._started < self.threads
+        if spawn:
+            self._started += 1
+        return spawn
+
+    def _spawn(self) -> None:
+        name = f"celeriac-{self.name}-{self._started}"
+        threading.Thread(target=self._thread, name=name, daemon=True).start()
+
+    def withdraw(self, call: _Call) -> bool:
+        """On the loop, at a queued call's start deadline: withdraw it (True) unless a thread took it
+        (False). A withdrawn call is never run; its run gets :class:`NotStarted`."""
+        with self._lock:
+            if call.thread_id:
+                return False
+            call.withdrawn = True
+        if not call.future.done():
+            call.future.set_exception(NotStarted())
+        return True
+
+    @staticmethod
+    def taken(call: _Call) -> bool:
+        """A thread took the call (read on the loop without the lock: :meth:`withdraw` decides)."""
+        return call.thread_id != 0
 
     def _thread(self) -> None:
         # Two sections under the pool's lock per call in this thread (there were five): one when the
@@ -228,8 +279,8 @@ class ThreadBackedPool(OffloadingPool):
                 self._queued -= 1
                 if call is _STOP:
                     return
-                # cancelled or revoked before a thread took it: never run it
-                skip = call.future.done()
+                # cancelled, revoked or withdrawn before a thread took it: never run it
+                skip = call.withdrawn or call.future.done()
                 if skip:
                     self._idle += 1
                 else:
@@ -239,7 +290,15 @@ class ThreadBackedPool(OffloadingPool):
             if skip:
                 continue
             try:
-                value, error = self._invoke(call)
+                if call.limited:
+                    value, error = self._invoke(call)
+                else:  # _invoke without limits, inlined: this runs for every call
+                    try:
+                        value, error = call.fn(), None
+                    except BaseException as exc:  # handed to the awaiting coroutine, which decides
+                        value, error = None, exc
+                    if call.limited:  # a terminate raised into this thread meanwhile (terminate)
+                        self._stop_raising(call)
             except (SoftTimeLimitExceeded, TaskRevokedError) as stray:
                 # The soft limit landed after the function returned, before _invoke withdrew it (it
                 # is raised at most once per call, so nothing else can be pending now).
@@ -269,10 +328,15 @@ class ThreadBackedPool(OffloadingPool):
             return None, exc
         finally:
             if call.limited:
-                with self._lock:
-                    call.running = False  # first: from here on the loop cannot raise into us
-                    if call.injected:
-                        clear_thread_exception(call.thread_id)
+                self._stop_raising(call)
+
+    def _stop_raising(self, call: _Call) -> None:
+        """The function returned: the loop may raise into this thread no more, and an exception it
+        raised that is still pending is cleared."""
+        with self._lock:
+            call.running = False  # first: from here on the loop cannot raise into us
+            if call.injected:
+                clear_thread_exception(call.thread_id)
 
     # ---- time limits (on the loop) ---------------------------------------------------------------
     def _arm(self, call: _Call, started: float) -> None:
@@ -305,6 +369,9 @@ class ThreadBackedPool(OffloadingPool):
             call.abandoned = True
             self._started -= 1  # the thread no longer serves the pool: a new one starts if needed
             self._abandoned += 1
+            spawn = self._spawn_locked()  # calls may be queued for the thread it replaces
+        if spawn:
+            self._spawn()
         logger.warning(
             "%s: time limit (%gs) exceeded; failing it. Its thread cannot be stopped and is abandoned "
             "(%d abandoned thread(s) still running)",

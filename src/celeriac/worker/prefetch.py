@@ -34,34 +34,21 @@ fewer fetches per task, and no wake-up of the fetch loop at the end of a run tha
 
 Autoscaled workers do not prefetch (their slot count moves; ``enabled=False``).
 
-Admission to the pool goes through :attr:`Prefetch.slots`, a :class:`SlotGate` of ``concurrency``: a
-slot holds it while its task runs; prefetched runs wait for it (that wait is what the deadline bounds).
-A pool that learns of a task's end before the worker's run does (the processes pool: the child's
-answer) hands the slot on at once (:meth:`SlotGate.pass_on`): the next prefetched run reaches the
-freed child without waiting for the finished run's outcome to be recorded and settled.
+Admission to the pool goes through :attr:`Prefetch.slots`, a :class:`~celeriac.worker.slotgate.SlotGate`
+of ``concurrency`` (see that module).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections import deque
+from .slotgate import START_DEADLINE_S, START_LIMIT_S, SlotGate
 
-__all__ = ["Prefetch", "SlotGate"]
+__all__ = ["Prefetch"]
 
 #: how long the prefetched messages may take to start, at the measured mean interval between completions
 BUDGET_S = 0.01
-#: a fetched message that has not started by then goes back to the queue, unless slots are still freeing
-#: (tasks flow: it is queued, not held), and then by ``START_LIMIT_S`` at the latest
-START_DEADLINE_S = 0.02
-START_LIMIT_S = 0.1
 #: while the slots are busy, outcomes are recorded in batches of about this many (SETTLE_LINGER_MAX_S at most)
 SETTLE_BATCH = 64
 SETTLE_LINGER_MAX_S = 0.01
-#: while a run waits for a slot, the loop's lateness is measured every _TICK_S; lateness beyond
-#: _STALL_SLACK_S is time the worker did not run (it does not count against the start deadline)
-_TICK_S = 0.005
-_STALL_SLACK_S = 0.002
 #: the least extra once tasks are measured short (:attr:`Prefetch.extra`)
 MIN_EXTRA = 4
 #: tasks measured before any prefetch (the mean must mean something)
@@ -103,9 +90,9 @@ class Prefetch:
         #: mean run time of a task in its slot (from admission to end), and runs timed
         self.run_mean_s = 0.0
         self.timed = 0
-        #: tasks too slow to prefetch: until the mean run time is within the budget, and again once it
-        #: exceeds the start deadline (the hysteresis of the module docstring)
-        self.slow = True
+        #: tasks too slow to prefetch: from a first run beyond the budget until the mean run time is
+        #: within it, and again once it exceeds the start deadline (the module docstring's hysteresis)
+        self.slow = False
         #: the loop's clock when a run last ended (slots are "flowing" within ``flow_s`` of it)
         self.last_ran_s = float("-inf")
         self._prev_ran_s = float("-inf")  # the end before it
@@ -188,7 +175,7 @@ class Prefetch:
         self.timed += 1
         if self.run_mean_s <= self.budget_s:
             self.slow = False
-        elif self.run_mean_s > self.start_deadline_s:
+        elif self.timed == 1 or self.run_mean_s > self.start_deadline_s:
             self.slow = True
         if self._last_end_s is None:
             self._last_end_s, self._window_n = now_s, 0
@@ -213,155 +200,4 @@ class Prefetch:
         self._last_end_s = None
         self.timed = 0
         self.run_mean_s = 0.0
-        self.slow = True
-
-
-class SlotGate:
-    """A semaphore whose waits end at a deadline, without a task per wait.
-
-    ``asyncio.wait_for(semaphore.acquire(), t)`` wraps every wait in a task of its own: with prefetch
-    nearly every short task waits here once, and that cost the worker more than the wait itself. A
-    waiter here is one future and one timer; a freed slot goes straight to the oldest waiter.
-
-    A wait ends (False: the delivery goes back) ``deadline_s`` after the fetch, unless
-
-    * a slot freed within the last ``deadline_s``: tasks are flowing and the waiter is only queued
-      behind them (it moves up with every slot freed), so it waits on, up to ``limit_s``;
-    * the worker itself did not run for part of that time (a busy machine deschedules it; its loop's
-      timers fire late, measured by a tick every 5 ms while someone waits): that time does not count.
-      A stalled worker would otherwise hand back what it is about to start, and nothing starts
-      anywhere faster on a machine that stalls every process.
-
-    Slots held by long tasks free nothing while the worker runs: their waiters go back at ``deadline_s``.
-    """
-
-    def __init__(
-        self, size: int, deadline_s: float = START_DEADLINE_S, limit_s: float = START_LIMIT_S
-    ) -> None:
-        self.free = size
-        self.deadline_s = deadline_s
-        self.limit_s = max(limit_s, deadline_s)
-        self._waiters: deque[asyncio.Future[bool]] = deque()
-        self._freed_at = float("-inf")  # the loop's clock when a slot last freed
-        #: seconds the loop ran late (the worker did not run), measured while someone waits
-        self._stalled_s = 0.0
-        self._tick: asyncio.TimerHandle | None = None
-        self._tick_due = 0.0
-        #: slots handed on early (pass_on) whose runs have not released them yet
-        self.passed = 0
-
-    def locked(self) -> bool:
-        return self.free <= 0
-
-    def try_take(self) -> bool:
-        """Take a free slot now; False when none is free."""
-        if self.free > 0:
-            self.free -= 1
-            return True
-        return False
-
-    async def take(self, loop: asyncio.AbstractEventLoop, fetched_at: float) -> bool:
-        """A slot (True), or False when none freed in time (see the class docstring)."""
-        if self.try_take():
-            return True
-        waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiters.append(waiter)
-        if self._tick is None:
-            self._tick_due = loop.time() + _TICK_S
-            self._tick = loop.call_at(self._tick_due, self._on_tick, loop)
-        stalled_before = self._stalled(loop.time())
-        timer = loop.call_at(
-            fetched_at + self.deadline_s, self._expire, loop, waiter, fetched_at, stalled_before
-        )
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.result():
-                self.release()  # handed a slot just as it was cancelled: pass it on
-            raise
-        finally:
-            timer.cancel()
-            if not waiter.done():
-                waiter.cancel()
-
-    def pass_on(self) -> bool:
-        """A run's task has ended but its run has not released its slot yet (the processes pool: a
-        child answered; the run still records the outcome): hand the slot to the oldest waiter now.
-
-        True when a waiter took it: the run's own :meth:`release` then frees nothing (one release is
-        owed per pass; which run pays it does not matter, each of them releases once). False when
-        nobody waits: the run's release frees the slot as usual. Call it at most once per run, and
-        only for a run that will release its slot.
-        """
-        if not self._waiters:
-            return False
-        if self._tick is not None:
-            with contextlib.suppress(RuntimeError):
-                self._freed_at = asyncio.get_running_loop().time()
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(True)
-                self.passed += 1
-                return True
-        return False
-
-    def release(self) -> None:
-        """Free a slot: to the oldest waiter still waiting, else back to the free count (or nothing,
-        when a slot was handed on early for it: :meth:`pass_on`)."""
-        if self.passed:
-            self.passed -= 1
-            return
-        if self._tick is not None:  # someone waits: a tick runs on the loop
-            with contextlib.suppress(RuntimeError):  # a run closed outside its loop (shutdown)
-                self._freed_at = asyncio.get_running_loop().time()
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(True)
-                return
-        self.free += 1
-
-    def _stalled(self, now: float) -> float:
-        """Seconds the worker did not run since waits began, counting a stall going on now."""
-        late = now - self._tick_due
-        return self._stalled_s + (late if late > _STALL_SLACK_S else 0.0)
-
-    def _on_tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
-        late = now - self._tick_due
-        if late > _STALL_SLACK_S:
-            self._stalled_s += late
-        if any(not w.done() for w in self._waiters):
-            self._tick_due = now + _TICK_S
-            self._tick = loop.call_at(self._tick_due, self._on_tick, loop)
-        else:
-            self._tick = None
-            self._freed_at = float("-inf")  # nobody waits: the next waiter starts afresh
-
-    def _expire(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        waiter: asyncio.Future[bool],
-        fetched_at: float,
-        stalled_before: float,
-        hops: int = 2,
-    ) -> None:
-        if waiter.done():
-            return
-        if hops:
-            # Decide after the loop ran what was already ready: a run that ended before the deadline
-            # frees its slot two callbacks later (its future, then its coroutine). After a stall of the
-            # whole worker its timers fire first and would see no slot freed.
-            loop.call_soon(self._expire, loop, waiter, fetched_at, stalled_before, hops - 1)
-            return
-        now = loop.time()
-        ran_s = now - fetched_at - (self._stalled(now) - stalled_before)  # time the worker ran
-        flowing = now - self._freed_at < self.deadline_s
-        if ran_s < self.limit_s and (ran_s < self.deadline_s or flowing):
-            # stalled, or queued behind flowing tasks (not held): look again a little later
-            again = now + max(self.deadline_s - ran_s, self.deadline_s / 2)
-            timer = loop.call_at(again, self._expire, loop, waiter, fetched_at, stalled_before)
-            waiter.add_done_callback(lambda _f: timer.cancel())
-            return
-        waiter.set_result(False)
+        self.slow = False  # the next first run decides

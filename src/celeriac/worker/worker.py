@@ -55,7 +55,7 @@ from ..exceptions import (
 from ..monitor.recorder import Recorder
 from ..outcomes import OutcomeReporter
 from .autoscale import Autoscale, Autoscaler
-from .collector import consuming_gc
+from .collector import consuming_gc, release_freed_memory
 from .commands import apply_commands
 from .executor import Executor, Job, Outcome
 from .flow import beat_scheduler, expired_behind_limit, flow_gate, revoked
@@ -65,11 +65,12 @@ from .inflight import Inflight, Slot
 from .limits import NO_LIMITS, TimeLimits, limit_caveats
 from .maintenance import Maintenance
 from .pools import DEFAULT_CONCURRENCY, make_pool
-from .prefetch import Prefetch, SlotGate
+from .prefetch import Prefetch
 from .recycling import NO_RECYCLING, Recycling, SelfRecycling
 from .revoking import Revoking
 from .settle import Settler
 from .shutdown import shut_down
+from .slotgate import NotStarted, QueuedWait, SlotGate
 from .stats import WorkerStats
 from .workflow import user_tasks, workflow_hook
 
@@ -221,6 +222,9 @@ class Worker:
         self._gate = self.prefetch.slots if self.prefetch.enabled else None
         if self._gate is not None and hasattr(self.pool, "pass_on"):  # the processes pool (prefetch.py)
             self.pool.pass_on = self._gate.pass_on
+        #: the pool queues calls beyond its free threads itself (the threads pool): a prefetched run
+        #: hands its call over at once instead of waiting on the loop for a slot (SlotGate.enqueue)
+        self._pool_queues = self._gate is not None and getattr(self.pool, "queues_calls", False)
         self.backend = app.backend
         #: carries workflows on (celeriac.workflow): None on a broker without Redis
         self.workflow_hook = workflow_hook(app, self.broker)
@@ -405,6 +409,7 @@ class Worker:
         self._ready_flag.set()
         _signals.worker_ready.send(sender=self)
         restore_gc = consuming_gc()
+        release_freed_memory()  # what start-up freed
         try:
             await state.stop.wait()
         finally:
@@ -590,6 +595,11 @@ class Worker:
             return True
         if await gate.take(self.run_state.loop, fetched_at):
             return True
+        self._missed_start(slot)
+        return False
+
+    def _missed_start(self, slot: Slot) -> None:
+        """A prefetched run that did not start in time: its delivery goes back to the queue."""
         d = slot.delivery
         self.prefetch.missed_start()
         self.inflight.run_ended(slot)
@@ -598,7 +608,6 @@ class Worker:
         self._late.append(d)
         if len(self._late) == 1:  # the first of this loop turn: one hand-back for all of them
             self.run_state.loop.call_soon(self._hand_back_late)
-        return False
 
     def _hand_back_late(self) -> None:
         """Hand back the prefetched deliveries that did not start in time, in one call.
@@ -626,12 +635,27 @@ class Worker:
     async def _execute(self, slot: Slot, job: Job, fetched_at: float) -> None:
         d = slot.delivery
         gate = self._gate
-        if gate is not None:
-            if not await self._claim_slot(gate, slot, fetched_at):
-                return
-            admitted_s = self.run_state.loop.time()  # the run time, measured for the prefetch bound
         resolved = job.resolved  # Job.acks_late, its usual case inlined (options resolved by prepare)
         early = not (resolved.acks_late if resolved is not None else job.acks_late)
+        queued: QueuedWait | None = None
+        if gate is not None:
+            if gate.try_take():  # free: no suspension
+                pass
+            elif (
+                self._pool_queues
+                and not gate.parked
+                and not early
+                and not job.task.is_async
+                and (self.workflow_hook is None or not job.message.extra)
+            ):
+                # A sync call that reaches the pool in this step (no ack, no workflow read first): it
+                # waits in the pool's queue, behind the calls that wait there already, and its start
+                # deadline withdraws it from there. Not while runs are parked on the loop for a slot
+                # (gate.parked): their calls would queue behind later ones that no slot was given to.
+                queued = job.admission = gate.enqueue(self.run_state.loop, fetched_at)
+            elif not await self._claim_slot(gate, slot, fetched_at):
+                return
+            admitted_s = self.run_state.loop.time()  # the run time, measured for the prefetch bound
         outcome: Outcome | None = None
         try:
             if early:
@@ -652,6 +676,9 @@ class Worker:
                     if revoking.ids:
                         revoking.check_acked(job)
                     outcome = await self.executor.run(job, self.pool, self.limits.for_job(job))
+                except NotStarted:  # withdrawn from the pool's queue at its start deadline
+                    self._missed_start(slot)
+                    return
                 except asyncio.CancelledError as cancel:
                     outcome = revoking.cancelled(d, job, cancel)  # a shutdown's cancellation: raised
                 if revoking.terminating:
@@ -659,9 +686,23 @@ class Worker:
         finally:
             ours = self.inflight.run_ended(slot)  # False: shutdown took the run over
             state = self._state  # recheck_slots(), inlined
+            withdrawn = False
             if gate is not None:
-                gate.release()
                 now_s = self.run_state.loop.time()
+                if queued is None:
+                    gate.release()
+                elif queued.admitted:
+                    admitted_s = queued.admitted_s  # when a release handed it its slot
+                    gate.release()
+                else:
+                    # withdrawn at its deadline, or ended before a release handed it a slot (a thread
+                    # took its call ahead of it; a cancellation): it holds none, and gets none now
+                    withdrawn = queued.ended
+                    queued.end()
+                    admitted_s = now_s
+            if withdrawn:
+                pass  # handed back (_missed_start): nothing ran
+            elif gate is not None:
                 prefetch = self.prefetch
                 prefetch.ran(now_s, now_s - admitted_s)
                 # wake the fetch loop only when it would fetch (prefetch.py): a buffer still full
