@@ -177,21 +177,10 @@ class SlotGate:
         nobody waits: the run's release frees the slot as usual. Call it at most once per run, and
         only for a run that will release its slot.
         """
-        if not self._waiters:
+        if not self._waiters or not self._to_oldest_waiter():
             return False
-        if self._tick is not None:
-            with contextlib.suppress(RuntimeError):
-                self._freed_at = asyncio.get_running_loop().time()
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                if type(waiter) is QueuedWait:
-                    waiter.admit(self._freed_at)
-                else:
-                    waiter.set_result(True)
-                self.passed += 1
-                return True
-        return False
+        self.passed += 1
+        return True
 
     def release(self) -> None:
         """Free a slot: to the oldest waiter still waiting, else back to the free count (or nothing,
@@ -199,6 +188,11 @@ class SlotGate:
         if self.passed:
             self.passed -= 1
             return
+        if not self._to_oldest_waiter():
+            self.free += 1
+
+    def _to_oldest_waiter(self) -> bool:
+        """Give a freed slot to the oldest waiter still waiting; whether one took it."""
         if self._tick is not None:  # someone waits: a tick runs on the loop
             with contextlib.suppress(RuntimeError):  # a run closed outside its loop (shutdown)
                 self._freed_at = asyncio.get_running_loop().time()
@@ -209,8 +203,8 @@ class SlotGate:
                     waiter.admit(self._freed_at)
                 else:
                     waiter.set_result(True)
-                return
-        self.free += 1
+                return True
+        return False
 
     def _stalled(self, now: float) -> float:
         """Seconds the worker did not run since waits began, counting a stall going on now."""
