@@ -81,7 +81,7 @@ def test_ids_a_block_cannot_hold_are_packed_as_records() -> None:
     now = time.time()
     for tid in ("a", "b\x00c", "d"):
         o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001)
-        rec.note(Delivery("default", f"{int(now * 1000)}-0", b"m"), o, Message(tid, "tasks.a"), now)
+        rec.note(Delivery("default", f"{int(now * 1000)}-0", b"m"), o, Message(tid, "tasks.a"))
     rec._seal()
     (seg,) = rec._sealed
     assert seg.items == 3 and seg.n == 3  # three records, no block
@@ -125,9 +125,7 @@ def test_a_lookup_walks_the_index_in_ranges_and_finds_every_outcome(
             if (w, i) in ((3, 10), (17, 4_000), (38, 1)):
                 tid, retries = again, [3, 17, 38].index(w)
             o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001)
-            rec.note(
-                Delivery(q, f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, "tasks.a", retries=retries), now
-            )
+            rec.note(Delivery(q, f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, "tasks.a", retries=retries))
         items, rec._pending = rec._pending, []
         keys, args = rec._call(q, items)
         client.evalsha(RECORD.sha, len(keys), *keys, *args)
@@ -149,7 +147,7 @@ def test_records_whose_keys_collide_are_told_apart(redis_url: str) -> None:
     now = time.time()
     for tid in ids:
         o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001)
-        rec.note(Delivery("default", f"{int(now * 1000)}-0", b"m"), o, Message(tid, "tasks.a"), now)
+        rec.note(Delivery("default", f"{int(now * 1000)}-0", b"m"), o, Message(tid, "tasks.a"))
     items, rec._pending = rec._pending, []
     keys, args = rec._call("default", items)
     client.evalsha(RECORD.sha, len(keys), *keys, *args)
@@ -176,9 +174,7 @@ def test_a_mixed_batch_is_a_block_per_task_then_the_other_records(redis_url: str
         name = "tasks.rare" if i % 150 == 0 else f"tasks.t{i % 3}"
         state, exc = (TaskState.FAILURE, ValueError("no")) if i % 50 == 7 else (TaskState.SUCCESS, None)
         o = Outcome("ack", tid, name, state, exc=exc, runtime_s=0.002 * (i % 4))
-        rec.note(
-            Delivery("default", f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, name, retries=i % 2), now
-        )
+        rec.note(Delivery("default", f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, name, retries=i % 2))
         noted[tid] = (name, "FAILURE" if exc else "SUCCESS", i % 2)
     rec._seal()
     (seg,) = rec._sealed

@@ -120,8 +120,8 @@ def _noted(rec: Recorder, reference: Recorder, n: int, prefix: str = "big", queu
             o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001 * (i % 7))
         message = Message(tid, o.task_name or "", retries=i % 3)
         with mock.patch.object(recorder_module.time, "time", return_value=now + 1):
-            rec.note(d, o, message, now)
-        reference._add(d, o, message, now, now + 1)
+            rec.note(d, o, message)
+        reference._add(d, o, message, now + 1 - o.runtime_s, now + 1)  # a run: started runtime_s before
 
 
 @pytest.mark.redis
@@ -302,7 +302,7 @@ def test_records_packed_in_small_batches_are_written_as_one_batch_would_be(redis
         for start in range(0, len(outcomes), batch_sizes):
             for d, o, message in outcomes[start : start + batch_sizes]:
                 with mock.patch.object(recorder_module.time, "time", return_value=now + 1):
-                    rec.note(d, o, message, now)
+                    rec.note(d, o, message)
             rec._seal()  # what kick does with each batch of acks
         batch, rec._sealed = rec._sealed, []
         for _part, keys, args in rec._calls_of(batch):

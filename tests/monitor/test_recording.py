@@ -61,6 +61,10 @@ def test_every_kind_of_outcome_is_recorded(app: Celeriac, client: redis.Redis, t
     assert success.name.endswith(".ok") and success.queue == "default"
     assert success.worker == w.worker.worker_id
     assert success.queued_ms <= success.started_ms <= success.finished_ms
+    # a run started its runtime before it finished (no clock is read for the start); what never ran
+    # (expired, unknown task) has no start
+    assert abs(success.finished_ms - success.runtime_s * 1000 - success.started_ms) <= 1
+    assert by_state["EXPIRED"][0].started_ms == 0
     assert success.runtime_s >= 0 and success.details == {}  # nothing else kept for a success
     retry = by_state["RETRY"][0]
     assert retry.details["exc"] == "builtins.KeyError" and retry.retries == 0
@@ -69,7 +73,7 @@ def test_every_kind_of_outcome_is_recorded(app: Celeriac, client: redis.Redis, t
     assert set(dead) == {"flaky", "refuse", "registered"}
     assert dead["flaky"].retries == 1 and "max retries" in dead["flaky"].details["reason"]
     assert "no thanks" in dead["refuse"].details["reason"]
-    assert "unknown task" in dead["registered"].details["reason"]
+    assert "unknown task" in dead["registered"].details["reason"] and dead["registered"].started_ms == 0
     failure = by_state["FAILURE"][0]
     assert failure.details["exc"] == "builtins.ValueError"
     assert len(failure.details["msg"]) <= 2000 and "Traceback" in failure.details["tb"]

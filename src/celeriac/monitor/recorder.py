@@ -158,14 +158,17 @@ class Recorder:
         )
 
     # ---- the task path (cheap) --------------------------------------------------------------------
-    def note(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
-        """Queue the outcome of delivery ``d`` for the next write (``started_s``: 0 when it never ran).
+    def note(self, d: Delivery, o: Outcome, message: Message | None, ran: bool = True) -> None:
+        """Queue the outcome of delivery ``d`` for the next write, finished now (``ran``: False for an
+        outcome that never ran, such as an expired or revoked message). A run started its runtime
+        before now (the executor times it around the pool's call): no clock is read for the start.
 
         The record is built here, as a tuple of plain values (a plain success, the usual outcome, in
         this method; anything else in :meth:`_add`): keeping the outcome, delivery and message
         objects alive until the write would make the garbage collector scan them again and again.
         """
         task_id = o.task_id
+        now = time.time()
         if (
             o.state is _SUCCESS  # (an Enum's hash is Python code: compare by identity)
             and o.kind == "ack"
@@ -175,6 +178,7 @@ class Recorder:
             and task_id
             and o.task_name in self._names
         ):
+            runtime_s = o.runtime_s
             self._pending.append(
                 (
                     d.queue,
@@ -183,18 +187,21 @@ class Recorder:
                         o.task_name,
                         "SUCCESS",
                         d.entry_id,
-                        started_s,
-                        time.time(),
-                        o.runtime_s,
+                        now - runtime_s,
+                        now,
+                        runtime_s,
                         message.retries,
                     ),
                     None,
                 )
             )
         else:
-            self._add(d, o, message, started_s, time.time())
+            self._add(d, o, message, now - o.runtime_s if ran else 0.0, now)
 
-    add = note
+    def add(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
+        """Queue the outcome of delivery ``d``, started at ``started_s`` (epoch s; 0: it never ran)
+        and finished now: :meth:`note` with the start given (tools that record outcomes themselves)."""
+        self._add(d, o, message, started_s, time.time())
 
     def _add(
         self, d: Delivery, o: Outcome, message: Message | None, started_s: float, finished_s: float

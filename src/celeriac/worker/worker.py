@@ -37,7 +37,6 @@ import os
 import secrets
 import signal
 import socket
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -552,7 +551,7 @@ class Worker:
                 hint = unknown_task_hint(prepared.task_name, self.app.tasks, self.task_modules)
                 prepared = replace(prepared, reason=prepared.reason + hint)
             if self.recorder is not None:
-                self.recorder.note(d, prepared, None, 0.0)
+                self.recorder.note(d, prepared, None, ran=False)
             if flow is not None and prepared.message is not None:  # expired behind a limit
                 freeing = expired_behind_limit(flow, d, prepared)
                 if freeing is not None:
@@ -568,7 +567,7 @@ class Worker:
             if flow is not None and (freeing := expired_behind_limit(flow, d, revoked)) is not None:
                 self.run_state.loop.create_task(freeing)
             if self.recorder is not None:
-                self.recorder.note(d, revoked, prepared.message, 0.0)
+                self.recorder.note(d, revoked, prepared.message, ran=False)
             self.settler.submit(d, revoked)
             return
         # loop.create_task: asyncio.create_task would look the loop up again
@@ -664,7 +663,6 @@ class Worker:
                 self.inflight.acked_early(slot)
                 if not acked:
                     return
-            started_s = time.time() if self.recorder is not None else 0.0  # the recorder's only
             if self.workflow_hook is not None and job.message.extra:  # a chord body reads its values
                 try:
                     job = await self.workflow_hook.before_run(job)
@@ -721,7 +719,7 @@ class Worker:
                 self._recycle(reason)
         outcome.message = job.message
         if self.recorder is not None:
-            self.recorder.note(d, outcome, job.message, started_s)
+            self.recorder.note(d, outcome, job.message)
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
             if isinstance(outcome.exc, WorkerShutdown):
