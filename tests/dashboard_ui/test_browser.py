@@ -282,7 +282,14 @@ def test_workflow_links_followed_both_ways(stack: Stack, page: Any, shot: Callab
     shot(page, "chain-step")
     links.get_by_role("link", name=third).first.click()  # next step
     expect(page).to_have_url(f"{stack.url}/tasks/{third}")
-    page.locator("dl.workflow").get_by_role("link", name=second).first.click()  # back to its parent
+    # its parent link comes from its own record, written up to a second after its ack
+    step = page.locator("dl.workflow")
+    for _ in range(20):
+        if step.count() and second in (step.text_content() or ""):
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    step.get_by_role("link", name=second).first.click()  # back to its parent
     expect(page).to_have_url(f"{stack.url}/tasks/{second}")
 
     page.goto(f"{stack.url}/tasks/{c.id}")

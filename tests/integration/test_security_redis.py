@@ -311,6 +311,13 @@ def test_the_readme_acl_is_exactly_what_producer_worker_and_cli_use(
             raise self.retry(countdown=0.05)
         return self.request.retries
 
+    limit_gate = threading.Event()
+
+    @app.task(name="sec.limited", max_concurrency=1)  # a concurrency limit: holders, a wait list
+    def limited(i: int) -> int:
+        limit_gate.wait(20)
+        return i
+
     @app.task(name="sec.reject")
     def reject() -> None:
         from celeriac import Reject
@@ -321,6 +328,10 @@ def test_the_readme_acl_is_exactly_what_producer_worker_and_cli_use(
     assert add.delay(1, 2).get(timeout=10) == 3
     assert add.apply_async((3, 4), countdown=0.05).get(timeout=10) == 7
     assert flaky.delay().get(timeout=10) == 1
+    limited_results = [limited.delay(i) for i in range(3)]
+    eventually(lambda: "rpush" in acl_redis.used())  # the others wait behind the one running
+    limit_gate.set()
+    assert [r.get(timeout=10) for r in limited_results] == [0, 1, 2]
     r = reject.delay()
     worker.wait_outcomes(lambda outs: any(o.kind == "dead" for o in outs))
     assert r.state.value == "FAILURE"

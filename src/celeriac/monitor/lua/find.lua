@@ -11,8 +11,10 @@
 -- ARGV[3]  how many records to look at, at most (the range ends at ARGV[2], starts no lower than base)
 -- Returns {base, n, entry ids}: the entries of the candidates (records whose key matches: the reader
 -- compares the ids themselves), newest first, each once.
-local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
-local base = tonumber(redis.call('HGET', KEYS[2], 'base') or '0')
+local counters = redis.call('HGETALL', KEYS[2])
+local ixh = {}
+for j = 1, #counters, 2 do ixh[counters[j]] = tonumber(counters[j + 1]) end
+local n, base = ixh['n'] or 0, ixh['base'] or 0
 local to = math.min(tonumber(ARGV[2]), n)
 local from = math.max(to - tonumber(ARGV[3]), base)
 local found = {}
@@ -33,7 +35,7 @@ while true do
 end
 local last = nil
 for h = #hits, 1, -1 do
-  local e = redis.call('ZREVRANGEBYSCORE', KEYS[3], hits[h], '-inf', 'LIMIT', 0, 1)[1]
+  local e = redis.call('ZRANGE', KEYS[3], hits[h], '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
   if e and e ~= last then
     table.insert(found, e)
     last = e

@@ -66,8 +66,13 @@ end
 -- bounds: a cap in records and a retention in time. Whole entries go, oldest first: those wholly
 -- before the cap's cut (the entry holding the cut stays: at most 1,000 per call), then those older
 -- than the retention (at most 100 per call).
-local n = tonumber(redis.call('HGET', KEYS[3], 'n'))
-local before = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', n - max_entries, 'LIMIT', 0, 1001)
+-- (HGETALL, ZRANGE ... BYSCORE and GET rather than HGET, ZRANGEBYSCORE and GETRANGE: the commands the
+-- documented ACL already allows; see docs/security.md)
+local counters = redis.call('HGETALL', KEYS[3])
+local ixh = {}
+for j = 1, #counters, 2 do ixh[counters[j]] = tonumber(counters[j + 1]) end
+local n = ixh['n']
+local before = redis.call('ZRANGE', KEYS[4], '-inf', n - max_entries, 'BYSCORE', 'LIMIT', 0, 1001)
 local gone = {}
 for j = 1, #before - 1 do gone[j] = before[j] end
 local old = redis.call('ZRANGE', KEYS[4], #gone, #gone + 99)
@@ -86,10 +91,10 @@ end
 local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 local live = n
 if first[2] then live = tonumber(first[2]) end
-local base = tonumber(redis.call('HGET', KEYS[3], 'base') or '0')
+local base = ixh['base'] or 0
 local dead = live - base
 if dead > 0 and dead * 2 >= n - base then
-  local kept = redis.call('GETRANGE', KEYS[2], dead * 4, -1)
+  local kept = string.sub(redis.call('GET', KEYS[2]) or '', dead * 4 + 1)
   if #kept > 0 and dead < n - base then redis.call('SET', KEYS[2], kept) else redis.call('DEL', KEYS[2]) end
   redis.call('HSET', KEYS[3], 'base', live)
 end
@@ -147,7 +152,7 @@ if links then
     redis.call('ZREMRANGEBYRANK', relt, 0, over - 1)
   end
   local cut = string.format('(%.0f', min_ms * 4096)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', relt, '-inf', cut, 'LIMIT', 0, 1000 * c)) do
+  for _, m in ipairs(redis.call('ZRANGE', relt, '-inf', cut, 'BYSCORE', 'LIMIT', 0, 1000 * c)) do
     redis.call('ZREM', rel, m)
     redis.call('ZREM', relt, m)
   end
