@@ -189,3 +189,24 @@ def test_a_mixed_batch_is_a_block_per_task_then_the_other_records(redis_url: str
     totals = reader.totals(["default"])["default"]
     assert totals["*|SUCCESS"] == 588 and totals["*|FAILURE"] == 12
     assert totals["tasks.rare|SUCCESS"] == 4
+
+
+@pytest.mark.redis
+def test_a_batch_of_only_blocks_reads_back(redis_url: str) -> None:
+    """Successes of two tasks and nothing else: two blocks, no records (the entry's element count
+    is the blocks alone)."""
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    now = time.time()
+    for i in range(40):
+        tid, name = str(uuid.uuid4()), f"tasks.t{i % 2}"
+        o = Outcome("ack", tid, name, TaskState.SUCCESS, runtime_s=0.001)
+        rec.add(Delivery("default", f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, name), now)
+    rec._seal()
+    (seg,) = rec._sealed
+    assert seg.items == 2 and seg.n == 40
+    for _part, keys, args in rec._calls_of(rec._sealed):
+        client.evalsha(RECORD.sha, len(keys), *keys, *args)
+    records = MonitorReader(client).page(["default"], limit=100).records
+    assert sorted(r.name for r in records) == ["tasks.t0"] * 20 + ["tasks.t1"] * 20

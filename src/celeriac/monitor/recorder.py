@@ -28,9 +28,9 @@ import os
 import re
 import time
 import uuid
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress, repeat
@@ -639,65 +639,70 @@ def _segments(items: list[_Pending]) -> list[_Segment]:
 
 
 def _segment(queue: str, items: list[_Pending]) -> _Segment:
-    # Per record, only C-level passes (map, zip, Counter): this runs for every task a worker runs.
+    """``items`` (one queue's) packed: the successes of each task as a block (at least
+    :data:`_MIN_BLOCK` of them), then the other records as they are. So the records of one batch
+    are grouped by task and kind, not in the order they ended."""
+    # Per record, only C-level passes (map, zip, sort, Counter): this runs for every task a worker runs.
     rows = list(map(_ROW, items))
-    n = len(rows)
     lengths = list(map(len, rows))
-    if max(lengths) == 8:  # no details: successes, not of a workflow (the usual batch)
-        # the columns, in one pass
-        ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
-        name, state = names[0], states[0]
-        if names.count(name) == n and states.count(state) == n and all(started):
-            # one task's successes: one block
-            made = _block(n, name, state, ids, ready, started, finished, runtimes, retries)
-            if made is not None:
-                packed, block_keys = made
-                if max(runtimes) <= _FIRST_BOUND_S:  # short tasks: every run in the first bucket
-                    counts = {(name, state, 0): n}
-                else:
-                    counts = {(name, state, b): c for b, c in Counter(map(_BUCKET, runtimes)).items()}
-                return _Segment(queue, n, packed, block_keys, counts, {name: sum(runtimes)}, None, 1)
-    counts, sums = _rollup_counts(rows)
-    failures: list[Any] = []
-    links: list[str] = []
-    if max(lengths) > 8:
+    longest = max(lengths)
+    rare: tuple[list[Any], list[str]] | None = None
+    others: list[tuple[Any, ...]] = []
+    if longest > 8:  # failures and workflow tasks: records with details
+        failures: list[Any] = []
         for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
             # a failure: its full record, for the failures page
             failures += [row[0], pack([row]), f"{row[1]}\x00{row[8].get('exc', '')}", message]
-        for row in compress(rows, map(lt, repeat(8), lengths)):
+        links: list[str] = []
+        others += compress(rows, map(lt, repeat(8), lengths))
+        for row in others:
             details = row[8]
             if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
                 links += relation_members(row[0], details)
-    rare = (failures, links) if failures or links else None
-    # a mixed batch: a block per task name for the successes, then the other records as they are (so
-    # the records of one batch are grouped by task name and kind, not in the order they ended)
+        rare = (failures, links) if failures or links else None
+    # the successes, by task (the usual batch: one task's, already together)
+    plain = rows if longest == 8 else list(compress(rows, map(eq, repeat(8), lengths)))
+    runs: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = []  # (rows, their columns)
+    if plain:
+        columns = list(zip(*plain))
+        if columns[1].count(columns[1][0]) == len(plain):
+            runs.append((plain, columns))
+        else:
+            plain.sort(key=_NAME)
+            names = list(map(_NAME, plain))
+            start = 0
+            while start < len(plain):
+                end = bisect_right(names, names[start], start)
+                runs.append((plain[start:end], list(zip(*plain[start:end]))))
+                start = end
     parts: list[bytes] = []
     keys: list[bytes] = []
-    others: list[tuple[Any, ...]] = []
-    plain = sorted(compress(rows, map(eq, repeat(8), lengths)), key=_NAME)
-    start = 0
-    while start < len(plain):
-        name = plain[start][1]
-        end = start + 1
-        while end < len(plain) and plain[end][1] == name:
-            end += 1
-        run = plain[start:end]
-        ids, _names, states, ready, started, finished, runtimes, retries = zip(*run)
+    loose: list[tuple[Any, ...]] = []  # successes too few, or unfit, for a block
+    counts: Counter[tuple[str, str, int]] = Counter()
+    sums: dict[str, float] = {}
+    for run, (ids, names_, states, ready, started, finished, runtimes, retries) in runs:
+        name, state = names_[0], states[0]
         made = None
-        if len(run) >= _MIN_BLOCK and all(started) and states.count(states[0]) == len(run):
-            made = _block(len(run), name, states[0], ids, ready, started, finished, runtimes, retries)
+        if len(run) >= _MIN_BLOCK and all(started) and states.count(state) == len(run):
+            made = _block(len(run), name, state, ids, ready, started, finished, runtimes, retries)
         if made is None:
-            others += run
+            loose += run
         else:
             parts.append(made[0])
             keys.append(made[1])
-        start = end
-    others += compress(rows, map(lt, repeat(8), lengths))
+            counts.update(_one_kind_counts(name, state, runtimes))
+            sums[name] = sum(runtimes)
+    others = loose + others
     if others:
         parts.append(_elements(pack(others), len(others)))
         keys.append(id_keys(list(map(_TASK_ID, others))))
+        more_counts, more_sums = _rollup_counts(others)
+        counts.update(more_counts)
+        for name, runtime_s in more_sums.items():
+            sums[name] = sums.get(name, 0.0) + runtime_s
+    blocks = len(parts) - (1 if others else 0)
     return _Segment(
-        queue, n, b"".join(parts), b"".join(keys), counts, sums, rare, len(parts) - 1 + len(others)
+        queue, len(rows), b"".join(parts), b"".join(keys), counts, sums, rare, blocks + len(others)
     )
 
 
@@ -725,10 +730,8 @@ def _block(
 _Call = tuple[list[_Segment], list[str], list[Any]]
 _TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME = (itemgetter(i) for i in (0, 1, 2, 4, 6))
 _MIN_BLOCK = 8  # fewer successes of one task in a batch are packed as records (a block costs more)
-_FIRST_BOUND_S = RUNTIME_BUCKETS_S[0]
-_BUCKET = partial(
-    bisect_left, RUNTIME_BUCKETS_S
-)  # runtime s -> its histogram bucket  # a runtime up to it (inclusive) is in bucket 0 (bisect_left)
+_FIRST_BOUND_S = RUNTIME_BUCKETS_S[0]  # a runtime up to it (inclusive) is in bucket 0 (bisect_left)
+_BUCKET = partial(bisect_left, RUNTIME_BUCKETS_S)  # runtime s -> its histogram bucket
 _QUEUE, _ROW = itemgetter(0), itemgetter(1)  # of a pending item
 _MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, else None
 
@@ -738,14 +741,10 @@ def _rollup_counts(rows: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, str, in
     the runs among ``rows``."""
     runtimes = list(map(_RUNTIME, rows))
     if all(map(_STARTED, rows)):  # every one ran (the usual batch): C-level passes only
-        buckets = map(bisect_left, repeat(RUNTIME_BUCKETS_S), runtimes)
         if len(set(map(_NAME, rows))) == 1 and len(set(map(_STATE, rows))) == 1:
-            # one task name and state: count the buckets alone (ints hash fast),
-            # or, when every run fell in the first bucket (short tasks), just count them
-            name, state = rows[0][1], rows[0][2]
-            if max(runtimes) <= _FIRST_BOUND_S:
-                return {(name, state, 0): len(runtimes)}, {name: sum(runtimes)}
-            return {(name, state, b): n for b, n in Counter(buckets).items()}, {name: sum(runtimes)}
+            name = rows[0][1]
+            return _one_kind_counts(name, rows[0][2], runtimes), {name: sum(runtimes)}
+        buckets = map(_BUCKET, runtimes)
         names = list(map(_NAME, rows))
         states = list(map(_STATE, rows))
         counts: dict[tuple[str, str, int], int] = Counter(zip(names, states, buckets))
@@ -766,6 +765,14 @@ def _rollup_counts(rows: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, str, in
             key = (name, state, -1)
         counts[key] = counts.get(key, 0) + 1
     return counts, sums
+
+
+def _one_kind_counts(name: str, state: str, runtimes: Sequence[float]) -> dict[tuple[str, str, int], int]:
+    """The rollup counts of runs of one task name and state: the runtime buckets alone are counted
+    (ints hash fast), or, when every run fell in the first bucket (short tasks), just the runs."""
+    if max(runtimes) <= _FIRST_BOUND_S:
+        return {(name, state, 0): len(runtimes)}
+    return {(name, state, b): c for b, c in Counter(map(_BUCKET, runtimes)).items()}
 
 
 def _rollup_fields(
