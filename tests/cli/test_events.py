@@ -23,6 +23,20 @@ def events_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "celeriac.cli", "events", *args]
 
 
+def wait_recorded(tasks_module: TasksModule, queue: str, n: int) -> None:
+    """Until ``n`` outcomes of ``queue`` are in the monitor's log: written, not only noted (a worker
+    writes them up to a second after their acks)."""
+    from celeriac.monitor import MonitorReader
+
+    client = redis.Redis.from_url(tasks_module.broker_url)
+    reader = MonitorReader(client)
+    deadline = time.monotonic() + 20
+    while reader.sizes([queue])[queue][0] < n:
+        assert time.monotonic() < deadline, f"{n} outcomes of {queue} never recorded"
+        time.sleep(0.05)
+    client.close()
+
+
 def start_events(tasks_module: TasksModule, *args: str) -> subprocess.Popen[str]:
     """``celeriac events`` with its stdout a pipe (as in ``celeriac events | jq``)."""
     proc = subprocess.Popen(
@@ -54,7 +68,7 @@ def test_events_json_streams_outcomes_as_they_happen(
     app.tasks["cli.add"].delay(0, 0)  # recorded before `events` starts: not shown (no --since)
     worker = thread_worker(app, queues=["default", "io"], concurrency=4)
     worker.wait_outcomes(lambda outs: len(outs) >= 1, timeout_s=10)
-    time.sleep(0.3)
+    wait_recorded(tasks_module, "default", 1)
     proc = start_events(tasks_module, "--json", "-Q", "default,io", "-n", "3", "--timeout", "30")
     ok = app.tasks["cli.add"].delay(2, 3)
     bad = app.tasks["cli.boom"].delay()
@@ -84,7 +98,7 @@ def test_events_human_lines_filters_and_since(
     worker = thread_worker(app, queues=["default"], concurrency=2)
     earlier = app.tasks["cli.boom"].delay()
     worker.wait_outcomes(lambda outs: len(outs) >= 1, timeout_s=10)
-    time.sleep(0.3)
+    wait_recorded(tasks_module, "default", 1)
     # --since shows what was recorded before it started; queues found without -Q; only failures
     proc = start_events(tasks_module, "--since", "60", "--state", "failure", "-n", "2", "--timeout", "30")
     for i in range(3):
