@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -367,6 +368,17 @@ def _fetches(m: dict[str, Any]) -> float:
     return sum(per.get(f"cmdstat_{c}", 0.0) for c in ("xreadgroup", "brpop", "lpop"))
 
 
+def child_gaps_us(directory: str) -> tuple[float, float]:
+    """The median and 90th percentile of the children's times between tasks (``pools_bodies.cpu``
+    records them under ``POOLBENCH_GAPS``), in µs; NaN when none were recorded."""
+    gaps = sorted(
+        float(x) for name in os.listdir(directory) for x in Path(directory, name).read_text().split()
+    )
+    if not gaps:
+        return float("nan"), float("nan")
+    return gaps[len(gaps) // 2] * 1e6, gaps[int(0.9 * (len(gaps) - 1))] * 1e6
+
+
 def load() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -409,17 +421,24 @@ def main() -> None:
             if a.cpu:
                 for pool in ("processes", "celery-prefork"):
                     n = min(a.n, 2_000)
-                    if pool.startswith("celery-"):
-                        m = measure_celery(server.url, pool, n, "cpu", [5.0])
-                    else:
-                        m = measure(server.url, pool, n, "cpu", [5.0], [])
+                    with tempfile.TemporaryDirectory() as gaps_dir:
+                        os.environ["POOLBENCH_GAPS"] = gaps_dir  # the children record their waits
+                        try:
+                            if pool.startswith("celery-"):
+                                m = measure_celery(server.url, pool, n, "cpu", [5.0])
+                            else:
+                                m = measure(server.url, pool, n, "cpu", [5.0], [])
+                        finally:
+                            del os.environ["POOLBENCH_GAPS"]
+                        gaps = child_gaps_us(gaps_dir)
                     m["cores"] = m["rate"] * 0.005
                     rows.setdefault(f"{pool}-cpu", []).append(m)
                     print(
                         f"{pool:15} -c 2, 5 ms CPU tasks: {m['rate']:.0f}/s = {m['cores']:.2f} cores of task work "
                         f"({m['cores'] / 2:.0%} of two); the worker's main process {m['main_us']:.0f} us/task "
                         f"(its overhead; with a busy machine, the cores go to other processes too); Redis "
-                        f"{m['cmds']:.2f} commands/task, {_fetches(m):.2f} fetches/task",
+                        f"{m['cmds']:.2f} commands/task, {_fetches(m):.2f} fetches/task; a child's time between "
+                        f"tasks p50 {gaps[0]:.0f} us, p90 {gaps[1]:.0f} us",
                         flush=True,
                     )
                 continue

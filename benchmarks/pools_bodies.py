@@ -15,12 +15,28 @@ def noop(x: int, y: int) -> int:
     return x + y
 
 
+#: a directory (``pools.py --cpu`` sets it): ``cpu`` records, in each process, how long it was between
+#: the end of one task and the start of the next (a child's wait for its next task, plus its own
+#: per-task work outside the body and any time it was descheduled then)
+_GAPS_DIR = os.environ.get("POOLBENCH_GAPS")
+_last_end = 0.0
+_gaps: list[float] = []
+
+
 def cpu(ms: float) -> int:
     """Burn ``ms`` milliseconds of this process's CPU time."""
+    global _last_end
+    if _GAPS_DIR and _last_end:
+        _gaps.append(time.perf_counter() - _last_end)
     end = time.process_time() + ms / 1000
     n = 0
     while time.process_time() < end:
         n += 1
+    if _GAPS_DIR:
+        if len(_gaps) % 100 == 99:  # children end with os._exit (no atexit): written as they go
+            with open(os.path.join(_GAPS_DIR, str(os.getpid())), "w") as f:
+                f.write("\n".join(f"{g:.7f}" for g in _gaps))
+        _last_end = time.perf_counter()
     return n
 
 
