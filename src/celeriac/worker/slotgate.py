@@ -7,12 +7,11 @@ A pool that learns of a task's end before the worker's run does (the processes p
 answer) hands the slot on at once (:meth:`SlotGate.pass_on`): the next prefetched run reaches the
 freed child without waiting for the finished run's outcome to be recorded and settled.
 
-A pool that queues calls itself (the threads and processes pools: ``queues_calls``) is handed a
-waiting run's call at once (:meth:`SlotGate.enqueue`): it waits in the pool's queue, where a thread
-that finishes a call (or the reader of the socket of a child that answered) takes the next without
-the loop's help, instead of the run waiting on the loop (a future, a timer and a turn of the loop per
-run). The gate still hands its slots out in order and keeps the start deadline (one timer for all
-such waits): a call no thread (child) took by then is withdrawn, and its delivery goes back.
+A pool that queues calls itself (the threads pool: ``queues_calls``) is handed a waiting run's call at
+once (:meth:`SlotGate.enqueue`): it waits in the pool's queue, where a thread that finishes a call
+takes the next without the loop's help, instead of the run waiting on the loop (a future, a timer and
+a turn of the loop per run). The gate still hands its slots out in order and keeps the start deadline
+(one timer for all such waits): a call no thread took by then is withdrawn, and its delivery goes back.
 """
 
 from __future__ import annotations
@@ -103,8 +102,7 @@ class SlotGate:
 
     def enqueue(self, loop: asyncio.AbstractEventLoop, fetched_at: float) -> QueuedWait:
         """Wait for a slot without parking the run: for a pool that queues calls itself (the threads
-        and processes pools), so that a thread (a child) that finishes a call takes the next one
-        without the loop's help.
+        pool), so that a thread that finishes a call takes the next one without the loop's help.
 
         The run hands its call to the pool at once; the pool attaches it (:meth:`QueuedWait.attach`).
         A freed slot goes to the oldest waiter, as with :meth:`take`; at the deadline the call is
@@ -260,7 +258,7 @@ class NotStarted(BaseException):
 
 
 class CallQueue(Protocol):
-    """A pool that queues calls itself (:meth:`SlotGate.enqueue`): the threads and processes pools."""
+    """A pool that queues calls itself (:meth:`SlotGate.enqueue`): the threads pool."""
 
     def withdraw(self, call: Any) -> bool:
         """Withdraw a queued call (True) unless a thread took it already (False)."""

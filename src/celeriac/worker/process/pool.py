@@ -52,7 +52,6 @@ from ...exceptions import SerializationError, TaskError, TaskRevokedError, TimeL
 from ..executor import REMOTE_TRACEBACK_ATTR
 from ..limits import TimeLimits
 from ..recycling import NO_RECYCLING, Recycling
-from ..slotgate import NotStarted
 from .child import child_main
 from .forkserver import ForkServer, read_exits
 from .ipc import Channel
@@ -75,42 +74,16 @@ _request_fields = operator.attrgetter(*Request.__slots__)
 
 
 class _Run:
-    """One task for a child: sent to one, or queued in the pool until a child is free."""
+    """One task sent to a child."""
 
-    __slots__ = (
-        "child",
-        "data",
-        "future",
-        "hard",
-        "hard_s",
-        "label",
-        "seq",
-        "task_id",
-        "terminated",
-        "withdrawn",
-    )
+    __slots__ = ("future", "label", "seq", "task_id", "terminated")
 
-    def __init__(
-        self,
-        seq: int,
-        future: asyncio.Future[Any],
-        label: str,
-        task_id: str = "",
-        data: bytes = b"",
-        hard_s: float | None = None,
-    ) -> None:
+    def __init__(self, seq: int, future: asyncio.Future[Any], label: str, task_id: str = "") -> None:
         self.seq = seq
         self.future = future
         self.label = label
         self.task_id = task_id
         self.terminated = ""  # the signal sent by a revoke with terminate=True
-        self.data = data  # the request, pickled (dropped once sent)
-        self.hard_s = hard_s  # the hard time limit, counted from the send
-        self.hard: asyncio.TimerHandle | None = None
-        self.child: _Child | None = None  # the child it was sent to (None: not sent yet)
-        #: taken out of the pool's queue before any child got it (its start deadline, a cancellation):
-        #: it never runs
-        self.withdrawn = False
 
 
 class _Child:
@@ -153,10 +126,6 @@ class ProcessPool:
 
     name = "processes"
     recycles_children = True
-    #: a prefetched run waiting for a slot hands its call to the pool's queue at once
-    #: (``SlotGate.enqueue``): a child that answers is sent the next call from there by the reader of
-    #: its socket, without waiting for the loop to wake that run (see :meth:`run`)
-    queues_calls = True
 
     def __init__(self, app: Celeriac, concurrency: int, recycling: Recycling = NO_RECYCLING) -> None:
         self.app = app
@@ -169,8 +138,6 @@ class ProcessPool:
         self._children: dict[int, _Child] = {}
         self._idle: deque[_Child] = deque()
         self._waiters: deque[asyncio.Future[_Child]] = deque()
-        #: calls of prefetched runs (``job.admission``) waiting for a free child, oldest first
-        self._queue: deque[_Run] = deque()
         self._seq = itertools.count(1)
         self._closing = False
         self._expected_exits: dict[int, str] = {}  # pid -> why we ended it (not worth a warning)
@@ -225,77 +192,31 @@ class ProcessPool:
         logger.info("process pool: %d children ready (fork server pid %d)", len(children), self._server_pid)
 
     async def run(self, job: Job, limits: TimeLimits) -> Any:
-        """Run ``job`` in a child; its value, or its exception raised here.
-
-        A prefetched run waiting for a slot (``job.admission``, from ``SlotGate.enqueue``) does not
-        wait on the loop for a child: its call joins the pool's queue, and the reader of the socket of
-        the next child that answers sends it at once (``_release``). At its start deadline the gate
-        withdraws it (:meth:`withdraw`) unless a child took it: the run then raises
-        :class:`~celeriac.worker.slotgate.NotStarted` and its delivery goes back.
-        """
+        child = await self._acquire()
         loop = self._running_loop()
         label = job.label
+        run = _Run(next(self._seq), loop.create_future(), label, job.message.id)
         try:
             fields = _request_fields(job.request)
-            seq = next(self._seq)
-            data = pickle.dumps(("run", seq, fields, limits.soft_s, self._want_rss), _PROTOCOL)
+            data = pickle.dumps(("run", run.seq, fields, limits.soft_s, self._want_rss), _PROTOCOL)
         except Exception as exc:
+            self._release(child)
             raise SerializationError(f"cannot send {label} to a child process: {exc}") from exc
-        run = _Run(seq, loop.create_future(), label, job.message.id, data, limits.hard_s)
-        admission = job.admission
-        if admission is not None:
-            if admission.ended:  # its deadline passed before the call was made
-                raise NotStarted
-            admission.attach(self, run)
-            child = self._idle_child()
-            if child is not None:
-                self._send(child, run)
-            else:
-                self._queue.append(run)
-        else:
-            self._send(await self._acquire(), run)
+        child.run = run
+        with contextlib.suppress(OSError):  # a dead child: its EOF fails the run
+            child.conn.send_bytes(data)
+        hard = None
+        if limits.hard_s is not None:
+            hard = loop.call_later(limits.hard_s, self._hard_limit, child, run, limits.hard_s)
         try:
             return await run.future
         except asyncio.CancelledError:
-            child = run.child
-            if child is None:  # still queued: it never runs
-                self._unqueue(run)
-            elif child.run is run:  # handed back (cold shutdown): it must not go on running here
+            if child.run is run:  # handed back (cold shutdown): it must not go on running here
                 self._kill(child, f"{label} was handed back (shutdown)")
             raise
         finally:
-            if run.hard is not None:
-                run.hard.cancel()
-
-    def _send(self, child: _Child, run: _Run) -> None:
-        """Send ``run`` to ``child`` (free); its hard time limit counts from now."""
-        child.run = run
-        run.child = child
-        data, run.data = run.data, b""
-        with contextlib.suppress(OSError):  # a dead child: its EOF fails the run
-            child.conn.send_bytes(data)
-        if run.hard_s is not None:
-            run.hard = self._running_loop().call_later(run.hard_s, self._hard_limit, child, run, run.hard_s)
-
-    def withdraw(self, run: _Run) -> bool:
-        """At a queued call's start deadline (``SlotGate``): withdraw it (True) unless a child took it
-        (False). A withdrawn call is never sent; its run raises :class:`NotStarted`."""
-        if run.child is not None:
-            return False
-        self._unqueue(run)
-        if not run.future.done():
-            run.future.set_exception(NotStarted())
-        return True
-
-    @staticmethod
-    def taken(run: _Run) -> bool:
-        """A child took the call."""
-        return run.child is not None
-
-    def _unqueue(self, run: _Run) -> None:
-        run.withdrawn = True
-        with contextlib.suppress(ValueError):
-            self._queue.remove(run)
+            if hard is not None:
+                hard.cancel()
 
     def resize(self, concurrency: int) -> None:
         self.target = max(1, concurrency)
@@ -309,10 +230,6 @@ class ProcessPool:
         self._closing = True
         for waiter in self._waiters:
             waiter.cancel()
-        while self._queue:  # calls no child took: their runs end as those waiting for a child do
-            queued = self._queue.popleft()
-            queued.withdrawn = True
-            queued.future.cancel()
         if self._respawn is not None:
             self._respawn.cancel()
         for child in list(self._children.values()):
@@ -389,17 +306,11 @@ class ProcessPool:
             child.age_timer = loop.call_later(child.age_limit_s, self._age_check, child)
         return True
 
-    def _idle_child(self) -> _Child | None:
+    async def _acquire(self) -> _Child:
         while self._idle:
             child = self._idle.popleft()
             if not child.stopping:
                 return child
-        return None
-
-    async def _acquire(self) -> _Child:
-        child = self._idle_child()
-        if child is not None:
-            return child
         waiter: asyncio.Future[_Child] = self._running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -410,12 +321,7 @@ class ProcessPool:
             raise
 
     def _release(self, child: _Child) -> None:
-        """The child is free: recycle it, or give it to a waiting run, or send it the oldest queued
-        call, or keep it idle.
-
-        Runs waiting for a child hold a slot already: they come first. A queued call is sent here, by
-        the reader of the child's socket, in the same turn of the loop as the answer.
-        """
+        """The child is free: recycle it, or give it to a waiting run, or keep it idle."""
         if child.stopping:
             return
         if self._closing:
@@ -435,12 +341,6 @@ class ProcessPool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(child)
-                return
-        queue = self._queue
-        while queue:
-            run = queue.popleft()
-            if not run.withdrawn and not run.future.done():
-                self._send(child, run)
                 return
         self._idle.append(child)
 
