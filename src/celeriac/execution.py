@@ -205,6 +205,9 @@ class Job:
     #: a prefetching worker's wait for a slot that the pool's own queue carries
     #: (``worker.slotgate.QueuedWait``; the threads pool), else None
     admission: Any = None
+    #: the task's own run time, where the pool measures it apart from the worker's bookkeeping (the
+    #: processes pool: the child's, from the answer), for the prefetch bound; else None
+    ran_s: float | None = None
 
     @property
     def label(self) -> str:

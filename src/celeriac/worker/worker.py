@@ -702,7 +702,10 @@ class Worker:
                 pass  # handed back (_missed_start): nothing ran
             elif gate is not None:
                 prefetch = self.prefetch
-                prefetch.ran(now_s, now_s - admitted_s)
+                # the task's own run time where the pool measured it (a child's), else its time in
+                # the slot: what a prefetched message would wait behind it
+                ran_s = job.ran_s
+                prefetch.ran(now_s, now_s - admitted_s if ran_s is None else ran_s)
                 # wake the fetch loop only when it would fetch (prefetch.py): a buffer still full
                 # enough is refilled at a later end
                 if state is not None and prefetch.refill_wanted(self.inflight.running, now_s):

@@ -76,7 +76,7 @@ _request_fields = operator.attrgetter(*Request.__slots__)
 class _Run:
     """One task sent to a child."""
 
-    __slots__ = ("future", "label", "seq", "task_id", "terminated")
+    __slots__ = ("future", "label", "runtime_s", "seq", "task_id", "terminated")
 
     def __init__(self, seq: int, future: asyncio.Future[Any], label: str, task_id: str = "") -> None:
         self.seq = seq
@@ -84,6 +84,7 @@ class _Run:
         self.label = label
         self.task_id = task_id
         self.terminated = ""  # the signal sent by a revoke with terminate=True
+        self.runtime_s: float | None = None  # the task's run time in the child (its answer)
 
 
 class _Child:
@@ -217,6 +218,9 @@ class ProcessPool:
         finally:
             if hard is not None:
                 hard.cancel()
+            # the prefetch bound reads how long the task ran, not how long the worker took to notice:
+            # on a busy machine that doubles a 5 ms task's time in its slot and stops prefetching
+            job.ran_s = run.runtime_s
 
     def resize(self, concurrency: int) -> None:
         self.target = max(1, concurrency)
@@ -430,12 +434,13 @@ class ProcessPool:
                 child.ready.set_result(None)
             self._release(child)
             return
-        _, seq, ok, payload, rss_kib, _runtime_s = message
+        _, seq, ok, payload, rss_kib, runtime_s = message
         child.tasks += 1
         child.rss_kib = rss_kib
         run, child.run = child.run, None
         self._release(child)  # first: idle (or recycled) before the next run looks for a child
         if run is not None and run.seq == seq and not run.future.done():
+            run.runtime_s = runtime_s
             if self.pass_on is not None:
                 self.pass_on()  # the next run is woken before this one
             if ok:
