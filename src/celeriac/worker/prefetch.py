@@ -17,13 +17,16 @@ another worker might be idle, so it is bounded twice:
   hostage. A hand-back also forgets the measured mean (tasks just became slow), so prefetching
   stops until short tasks are measured again.
 
-* **by measured run time**: tasks whose mean run time (from a slot's start to its end) exceeds
-  ``budget_s`` are not prefetched at all: a prefetched message would wait longer than the budget
-  behind any of them. Once prefetching, it stops only when the mean run time exceeds the start
-  deadline: a busy machine stretches the runs of tasks that take half the budget (5 ms of CPU on a
-  loaded machine last 10 ms and more), and with a single bound their prefetch went on and off, each
-  off costing a round trip of idle slot per task (and a settle per task). A message waits at most
-  about the start deadline behind such runs, which the deadline enforces anyway.
+* **by measured run time**: tasks whose mean run time (from a slot's start to its end; for the
+  processes pool the task's own run time in its child, from the child's answer: the worker's latency
+  in noticing an end is not time a prefetched message waits behind the task, and on a busy machine
+  it doubled a 5 ms task's measured time) exceeds ``budget_s`` are not prefetched at all: a
+  prefetched message would wait longer than the budget behind any of them. Once prefetching, it
+  stops only when the mean run time exceeds the start deadline: a busy machine stretches the runs of
+  tasks that take half the budget (5 ms of CPU on a loaded machine last 10 ms and more), and with a
+  single bound their prefetch went on and off, each off costing a round trip of idle slot per task
+  (and a settle per task). A message waits at most about the start deadline behind such runs, which
+  the deadline enforces anyway.
 * **by flow**: the extra is taken only while slots are freeing (a run ended within ``flow_s``, the budget):
   an idle worker, or one whose every slot holds a long task, fetches for its free slots only, so a
   short task is never fetched to wait behind long ones (:meth:`Prefetch.to_fetch`).
