@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .limits import NO_LIMITS, TimeLimits, run_coroutine
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .executor import Job
     from .slotgate import QueuedWait
 
-__all__ = ["CompletionBatch", "OffloadingPool", "resolve"]
+__all__ = ["Completion", "CompletionBatch", "OffloadingPool", "Then", "resolve"]
 
 
 class CompletionBatch:
@@ -38,20 +38,23 @@ class CompletionBatch:
 
     def __init__(self, lock: AbstractContextManager[Any]) -> None:
         self._lock = lock
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._done: list[Completion] = []
         self._pending = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> bool:
         """Hand a result (or ``error``) back to ``future``'s awaiter; False when the loop is gone."""
         with self._lock:
-            wake = self.add_locked(future, value, error)
+            wake = self.add_locked(future, value, error, None)
         return self.wake() if wake else True
 
-    def add_locked(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> bool:
+    def add_locked(
+        self, future: asyncio.Future[Any], value: Any, error: BaseException | None, then: Then | None
+    ) -> bool:
         """:meth:`add` for a caller that holds the lock already: True when the caller must then call
-        :meth:`wake` (after releasing the lock)."""
-        self._done.append((future, value, error))
+        :meth:`wake` (after releasing the lock). With ``then``, nobody awaits ``future``: ``then(value,
+        error)`` is called instead (it must complete ``future``), see :func:`resolve`."""
+        self._done.append((future, value, error, then))
         wake = not self._pending
         self._pending = True
         return wake
@@ -72,12 +75,22 @@ class CompletionBatch:
         resolve(done)
 
 
-def resolve(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    """Give each awaiter of a batch of finished calls its value or exception (on the loop)."""
-    for future, value, error in done:
+#: what a call that nobody awaits is handed back to: ``then(value, error)``, on the loop
+Then: TypeAlias = Callable[[Any, BaseException | None], None]
+#: a finished call: its future, its value or exception, and its ``then`` (None: a coroutine awaits it)
+Completion: TypeAlias = tuple["asyncio.Future[Any]", Any, BaseException | None, Then | None]
+
+
+def resolve(done: list[Completion]) -> None:
+    """Give each awaiter of a batch of finished calls its value or exception (on the loop); a call
+    nobody awaits (``then``, the worker's sync calls started without a coroutine) is handed to its
+    ``then``."""
+    for future, value, error, then in done:
         if future.done():
             continue  # cancelled (shutdown) or failed by its hard limit
-        if error is not None:
+        if then is not None:
+            then(value, error)
+        elif error is not None:
             future.set_exception(error)
         else:
             future.set_result(value)

@@ -41,7 +41,7 @@ _BLOCK_MS = 5_000
 
 Key = tuple[str, str]
 #: a running delivery: (key, delivery, the worker's task running it)
-Run = tuple[Key, Delivery, "asyncio.Task[Any]"]
+Run = tuple[Key, Delivery, "asyncio.Future[Any]"]
 
 
 class Revoking:
