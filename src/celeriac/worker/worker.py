@@ -653,7 +653,8 @@ class Worker:
     async def _execute(self, slot: Slot, job: Job, fetched_at: float) -> None:
         d = slot.delivery
         gate = self._gate
-        early = not self._late_ack(job)
+        resolved = job.resolved  # _late_ack, inlined (it runs for every task)
+        early = not (resolved.acks_late if resolved is not None else job.acks_late)
         queued: QueuedWait | None = None
         if gate is not None:
             if gate.try_take():  # free: no suspension
