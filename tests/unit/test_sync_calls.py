@@ -19,6 +19,7 @@ from celeriac.broker.revoked import Revocation
 from celeriac.exceptions import TaskRevokedError
 from celeriac.execution import Outcome
 from celeriac.testing import drain_async
+from celeriac.worker.offload import resolve
 from celeriac.worker.pools import ThreadBackedPool
 
 
@@ -273,3 +274,21 @@ def _until(cond: Any) -> bool:
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.001)
     return bool(cond())
+
+
+async def test_a_failing_hand_back_does_not_strand_the_rest_of_its_batch(caplog: Any) -> None:
+    loop = asyncio.get_running_loop()
+    first, second, awaited = loop.create_future(), loop.create_future(), loop.create_future()
+    got: list[Any] = []
+
+    def bad(value: Any, error: BaseException | None) -> None:
+        first.set_result(None)
+        raise RuntimeError("a bug in the hand-back")
+
+    def good(value: Any, error: BaseException | None) -> None:
+        got.append(value)
+        second.set_result(None)
+
+    resolve([(first, 1, None, bad), (second, 2, None, good), (awaited, 3, None, None)])
+    assert got == [2] and awaited.result() == 3
+    assert "could not be handed back" in caplog.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -19,6 +20,8 @@ from .limits import NO_LIMITS, TimeLimits, run_coroutine
 if TYPE_CHECKING:
     from .executor import Job
     from .slotgate import QueuedWait
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Completion", "CompletionBatch", "OffloadingPool", "Then", "resolve"]
 
@@ -89,7 +92,10 @@ def resolve(done: list[Completion]) -> None:
         if future.done():
             continue  # cancelled (shutdown) or failed by its hard limit
         if then is not None:
-            then(value, error)
+            try:
+                then(value, error)
+            except Exception:  # a bug there must not strand the rest of the batch (their runs never end)
+                logger.exception("a finished call could not be handed back")
         elif error is not None:
             future.set_exception(error)
         else:

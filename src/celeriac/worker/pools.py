@@ -12,7 +12,9 @@ take calls from a queue, and finished calls are handed back in batches: while a 
 on the loop, further completions join it instead of waking the loop again. A prefetching worker's
 runs that wait for a slot hand their calls to that queue too (``queues_calls``, ``prefetch.py``): a
 thread that finishes a call takes the next one at once, and a call that no thread took by its start
-deadline is withdrawn (never run; its delivery goes back). Threads are daemons, so a
+deadline is withdrawn (never run; its delivery goes back). A sync run that nobody needs to await
+(the worker's ``_start_call``) is handed over with ``submit``: no coroutine and no future wait for
+it, and the hand-back calls its ``then`` on the loop. Threads are daemons, so a
 task stuck in a thread cannot keep the process alive after a cold shutdown has handed it back.
 
 Time limits of sync functions in threads (see ``limits.py``): the soft limit raises
