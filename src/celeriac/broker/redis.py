@@ -263,7 +263,7 @@ class RedisBroker(Broker):
 
     # ---- producer --------------------------------------------------------------------------------
     def enqueue(self, item: Enqueue) -> None:
-        q = self.keys.queue(self._shard_for_send(item.queue))
+        q = self.keys.queue(self._shard_for_send(item.queue) if self.queue_shards else item.queue)
         if item.delay_ms is None and item.eta_ms is None:
             # the whole send path ends here: one XADD, one round trip (and a WAIT when sends are durable)
             self._send("XADD", q.ready, "*", "m", item.data)
