@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from array import array
 from typing import Any
 
 import msgpack
@@ -18,8 +19,9 @@ from celeriac.execution import Outcome
 from celeriac.message import Message
 from celeriac.monitor import MonitorReader
 from celeriac.monitor import reader as reader_module
+from celeriac.monitor import recorder as recorder_module
 from celeriac.monitor.keys import id_keys, monitor_keys
-from celeriac.monitor.record import block, entry_rows, pack
+from celeriac.monitor.record import block, entry_rows, little_endian, pack
 from celeriac.monitor.recorder import MonitorSettings, Recorder
 from celeriac.monitor.script import RECORD
 from celeriac.states import TaskState
@@ -54,8 +56,9 @@ def test_any_other_id_is_keyed_by_its_digest() -> None:
 
 def _block(rows: list[tuple[Any, ...]]) -> bytes:
     ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
-    times = started + finished + runtimes
-    return block(len(rows), names[0], states[0], "\x00".join(ids), "\x00".join(ready), times, retries)
+    times = little_endian(array("d", started + finished + runtimes))
+    counts = little_endian(array("I", retries)) if any(retries) else b""
+    return block(len(rows), names[0], states[0], "\x00".join(ids), "\x00".join(ready), times, counts)
 
 
 def _rows(n: int, retries: int = 0) -> list[tuple[Any, ...]]:
@@ -126,8 +129,7 @@ def test_a_lookup_walks_the_index_in_ranges_and_finds_every_outcome(
                 tid, retries = again, [3, 17, 38].index(w)
             o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001)
             rec.note(Delivery(q, f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, "tasks.a", retries=retries))
-        items, rec._pending = rec._pending, []
-        keys, args = rec._call(q, items)
+        keys, args = rec._call_of(q, rec.take_sealed())
         client.evalsha(RECORD.sha, len(keys), *keys, *args)
     reader = MonitorReader(client)
     timeline = reader.task(again, queues)
@@ -148,8 +150,7 @@ def test_records_whose_keys_collide_are_told_apart(redis_url: str) -> None:
     for tid in ids:
         o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001)
         rec.note(Delivery("default", f"{int(now * 1000)}-0", b"m"), o, Message(tid, "tasks.a"))
-    items, rec._pending = rec._pending, []
-    keys, args = rec._call("default", items)
+    keys, args = rec._call_of("default", rec.take_sealed())
     client.evalsha(RECORD.sha, len(keys), *keys, *args)
     # every record gets one key, in order: overwrite the second's with the first's
     k = monitor_keys("celeriac", "default")
@@ -176,10 +177,10 @@ def test_a_mixed_batch_is_a_block_per_task_then_the_other_records(redis_url: str
         o = Outcome("ack", tid, name, state, exc=exc, runtime_s=0.002 * (i % 4))
         rec.note(Delivery("default", f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, name, retries=i % 2))
         noted[tid] = (name, "FAILURE" if exc else "SUCCESS", i % 2)
-    rec._seal()
-    (seg,) = rec._sealed
-    assert seg.n == 600 and seg.items == 3 + 4 + 12  # 3 blocks, 4 rare successes, 12 failures
-    for _part, keys, args in rec._calls_of(rec._sealed):
+    sealed = rec.take_sealed()
+    # 3 blocks, then 4 rare successes and 12 failures as records
+    assert [(seg.n, seg.items) for seg in sealed] == [(196, 1), (196, 1), (192, 1), (16, 16)]
+    for _part, keys, args in rec._calls_of(sealed):
         client.evalsha(RECORD.sha, len(keys), *keys, *args)
     reader = MonitorReader(client)
     records = reader.page(["default"], limit=1000).records
@@ -203,10 +204,71 @@ def test_a_batch_of_only_blocks_reads_back(redis_url: str) -> None:
         tid, name = str(uuid.uuid4()), f"tasks.t{i % 2}"
         o = Outcome("ack", tid, name, TaskState.SUCCESS, runtime_s=0.001)
         rec.add(Delivery("default", f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, name), now)
-    rec._seal()
-    (seg,) = rec._sealed
-    assert seg.items == 2 and seg.n == 40
-    for _part, keys, args in rec._calls_of(rec._sealed):
+    sealed = rec.take_sealed()
+    assert [(seg.n, seg.items) for seg in sealed] == [(20, 1), (20, 1)]
+    for _part, keys, args in rec._calls_of(sealed):
         client.evalsha(RECORD.sha, len(keys), *keys, *args)
     records = MonitorReader(client).page(["default"], limit=100).records
     assert sorted(r.name for r in records) == ["tasks.t0"] * 20 + ["tasks.t1"] * 20
+
+
+@pytest.mark.redis
+def test_every_column_of_a_run_reads_back_as_noted(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain successes go into their task's columns (``_Run``) and come back as noted: times,
+    retries, a start given to ``add``, one task from two queues (the second queue's are records), a
+    run holding an id with a NUL (records: a block cannot hold it), a run too short for a block."""
+    client = redis.Redis.from_url(redis_url)
+    client.script_load(RECORD.text)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    base_s = 1_700_000_000.0
+    finish_s = 0.0
+    monkeypatch.setattr(recorder_module, "_clock", lambda: finish_s)  # one read per outcome
+    want: dict[str, tuple[Any, ...]] = {}
+
+    def success(i: int, tid: str, name: str, queue: str, retries: int = 0, start_s: float = 0.0) -> None:
+        nonlocal finish_s
+        finish_s = base_s + i
+        o = Outcome("ack", tid, name, TaskState.SUCCESS, runtime_s=0.25 * (i % 3))
+        d = Delivery(queue, f"{int(base_s * 1000)}-{i}", b"m")
+        m = Message(tid, name, retries=retries)
+        if start_s:
+            rec.add(d, o, m, start_s)
+        else:
+            rec.note(d, o, m)
+        started_s = start_s or finish_s - o.runtime_s
+        want[tid] = (
+            queue,
+            name,
+            "SUCCESS",
+            retries,
+            int(started_s * 1000),
+            int(finish_s * 1000),
+            o.runtime_s,
+        )
+
+    for i in range(30):
+        success(i, str(uuid.uuid4()), "tasks.a", "default", retries=2 if i % 10 == 3 else 0)
+    success(30, "given-start", "tasks.a", "default", start_s=base_s - 60)
+    for i in range(31, 41):
+        success(i, str(uuid.uuid4()), "tasks.a", "other")  # the run is default's: records
+    for i in range(41, 51):
+        success(i, f"nul\x00{i}" if i == 45 else f"plain-{i}", "tasks.n", "default")
+    for i in range(51, 54):
+        success(i, str(uuid.uuid4()), "tasks.short", "default")
+    sealed = rec.take_sealed()
+    assert sorted((seg.queue, seg.n, seg.items) for seg in sealed) == [
+        ("default", 13, 13),  # tasks.n (10, one id with a NUL) and tasks.short (3): records
+        ("default", 31, 1),  # tasks.a: one block
+        ("other", 10, 10),
+    ]
+    for _part, keys, args in rec._calls_of(sealed):
+        client.evalsha(RECORD.sha, len(keys), *keys, *args)
+    reader = MonitorReader(client)
+    records = reader.page(["default", "other"], limit=100).records
+    got = {
+        r.task_id: (r.queue, r.name, r.state, r.retries, r.started_ms, r.finished_ms, r.runtime_s)
+        for r in records
+    }
+    assert got == want
+    assert [r.task_id for r in reader.task("nul\x0045", ["default"])] == ["nul\x0045"]
+    assert [r.started_ms for r in reader.task("given-start", ["default"])] == [int((base_s - 60) * 1000)]

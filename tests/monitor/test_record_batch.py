@@ -91,8 +91,7 @@ def test_every_outcome_of_one_batch_is_recorded(redis_url: str) -> None:
         else:
             rec.add(d, Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001), None, now)
             states[tid] = "SUCCESS"
-    items, rec._pending = rec._pending, []
-    keys, args = rec._call("default", items)
+    keys, args = rec._call_of("default", rec.take_sealed())
     client.evalsha(RECORD.sha, len(keys), *keys, *args)  # the whole batch: one script call
 
     reader = MonitorReader(client)
@@ -108,8 +107,8 @@ def test_every_outcome_of_one_batch_is_recorded(redis_url: str) -> None:
 
 
 def _noted(rec: Recorder, reference: Recorder, n: int, prefix: str = "big", queue: str = "default") -> None:
-    """``n`` outcomes noted as the worker notes them (``Recorder.note``: a plain success made into a
-    record there, the rest by ``_add``), and added to ``reference`` as ``_add`` makes them."""
+    """``n`` outcomes noted as the worker notes them (``Recorder.note``: a plain success appended to
+    its task's run there, the rest by ``_add``), and added to ``reference`` as ``_add`` adds them."""
     now = time.time()
     for i in range(n):
         tid = f"{prefix}-{i}"
@@ -119,7 +118,7 @@ def _noted(rec: Recorder, reference: Recorder, n: int, prefix: str = "big", queu
         else:
             o = Outcome("ack", tid, "tasks.a", TaskState.SUCCESS, runtime_s=0.001 * (i % 7))
         message = Message(tid, o.task_name or "", retries=i % 3)
-        with mock.patch.object(recorder_module.time, "time", return_value=now + 1):
+        with mock.patch.object(recorder_module, "_clock", return_value=now + 1):
             rec.note(d, o, message)
         reference._add(d, o, message, now + 1 - o.runtime_s, now + 1)  # a run: started runtime_s before
 
@@ -135,10 +134,10 @@ def test_a_write_of_several_entries_is_one_call_and_counts_every_record_once(red
     reference = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
     n = 2_500
     _noted(rec, reference, n)
-    assert rec._pending == reference._pending  # the fast path makes the records _add makes
-    items, rec._pending = rec._pending, []
-    calls = rec._calls(items)
-    assert len(calls) == 1 and calls[0][0] == recorder_module._segments(items)  # those records, packed
+    sealed = rec.take_sealed()
+    assert sealed == reference.take_sealed()  # note's short way packs what _add packs
+    calls = rec._calls_of(sealed)
+    assert len(calls) == 1 and calls[0][0] == sealed  # those records
     _items, keys, args = calls[0]
     assert args[1] == 3  # log entries
     client.evalsha(RECORD.sha, len(keys), *keys, *args)
@@ -150,8 +149,8 @@ def test_a_write_of_several_entries_is_one_call_and_counts_every_record_once(red
     assert len(reader.page(["default"], limit=5000).records) == n
     entries = client.xrange("celeriac:{default}:m:log")
     assert [len(entry_rows(msgpack.unpackb(f[b"r"], raw=False))) for _, f in entries] == [1000, 1000, 500]
-    # each entry: the successes as one block, then the failures (another task) as records
-    assert [len(msgpack.unpackb(f[b"r"])) for _, f in entries] == [1 + 10, 1 + 10, 1 + 5]
+    # the successes as blocks of up to 1,000 records, then the failures (another task) as records
+    assert [len(msgpack.unpackb(f[b"r"])) for _, f in entries] == [1, 1, 1 + 25]
     assert reader.task("big-2499", ["default"])[0].state == "SUCCESS"  # the ids index: the last entry
     client.close()
 
@@ -169,8 +168,7 @@ def test_a_write_of_several_calls_counts_every_record_once(
     reference = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
     n = 2_500
     _noted(rec, reference, n)
-    items, rec._pending = rec._pending, []
-    calls = rec._calls(items)
+    calls = rec._calls_of(rec.take_sealed())
     assert [recorder_module._records(part) for part, _keys, _args in calls] == [1000, 1000, 500]
     for _part, keys, args in calls:
         client.evalsha(RECORD.sha, len(keys), *keys, *args)
@@ -206,8 +204,8 @@ def test_a_partly_failed_write_keeps_only_the_unwritten_records(
         _noted(rec, reference, 200, prefix="e", queue="emails")
         await rec.flush()
         assert rec._failing and rec.recorded == 300
-        emails = [item for item in reference._pending if item[0] == "emails"]
-        assert rec._sealed == recorder_module._segments(emails)  # kept packed for the next flush
+        emails = [seg for seg in reference.take_sealed() if seg.queue == "emails"]
+        assert rec._sealed == emails  # kept packed for the next flush
         assert rec.pending
         sync.delete("celeriac:{emails}:m:log")  # the fault goes away
         await rec.flush()
@@ -255,8 +253,7 @@ def test_a_timeline_links_outcomes_in_different_entries_of_one_call(redis_url: s
             note(i, "within", i - 2_400, "retry" if i == 2_400 else "ack")  # both in entry 3
         else:
             note(i, f"plain-{i}", 0, "ack")
-    items, rec._pending = rec._pending, []
-    calls = rec._calls(items)
+    calls = rec._calls_of(rec.take_sealed())
     assert len(calls) == 1
     _items, keys, args = calls[0]
     client.evalsha(RECORD.sha, len(keys), *keys, *args)
@@ -301,11 +298,10 @@ def test_records_packed_in_small_batches_are_written_as_one_batch_would_be(redis
         rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
         for start in range(0, len(outcomes), batch_sizes):
             for d, o, message in outcomes[start : start + batch_sizes]:
-                with mock.patch.object(recorder_module.time, "time", return_value=now + 1):
+                with mock.patch.object(recorder_module, "_clock", return_value=now + 1):
                     rec.note(d, o, message)
             rec._seal()  # what kick does with each batch of acks
-        batch, rec._sealed = rec._sealed, []
-        for _part, keys, args in rec._calls_of(batch):
+        for _part, keys, args in rec._calls_of(rec.take_sealed()):
             client.evalsha(RECORD.sha, len(keys), *keys, *args)
         reader = MonitorReader(client)
         records = [

@@ -215,8 +215,7 @@ def test_timeline_links_outcomes_in_one_batch_and_across_batches(client: redis.R
         )
 
     def write() -> None:
-        items, rec._pending = rec._pending, []
-        keys, args = rec._call("default", items)
+        keys, args = rec._call_of("default", rec.take_sealed())
         client.evalsha(RECORD.sha, len(keys), *keys, *args)
 
     item(0, "retry")
@@ -226,6 +225,32 @@ def test_timeline_links_outcomes_in_one_batch_and_across_batches(client: redis.R
     write()  # a later batch
     timeline = MonitorReader(client).task("t1", ["default"])
     assert [(r.state, r.retries) for r in timeline] == [("RETRY", 0), ("RETRY", 1), ("SUCCESS", 2)]
+
+
+def test_follow_from_now_misses_nothing_another_queue_records_during_the_read(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first ``follow`` (from now) over two queues returns when one of them records; the other
+    queue's outcomes of that moment (the same write, one script call per queue) come with the next
+    call. Regression: "from now" was pinned after the read, past what the second queue had recorded."""
+    from celeriac.testing.outcomes import fill_outcomes
+
+    reader = MonitorReader(client)
+    fill_outcomes(client, 5, queues=["default"], batch=5, failed_every=0)
+    real_xread = client.xread
+
+    def xread(*args: Any, **kwargs: Any) -> Any:
+        fill_outcomes(client, 5, queues=["default"], batch=5, failed_every=0)
+        reply = real_xread(*args, **kwargs)  # the read sees default's new entry and returns
+        fill_outcomes(client, 5, queues=["emails"], batch=5, failed_every=0)  # the write's other call
+        return reply
+
+    monkeypatch.setattr(client, "xread", xread)
+    got, pos = reader.follow(["default", "emails"], block_ms=10)
+    assert {r.queue for r in got} == {"default"} and len(got) == 5
+    monkeypatch.setattr(client, "xread", real_xread)
+    got, pos = reader.follow(["default", "emails"], pos, block_ms=10)
+    assert {r.queue for r in got} == {"emails"} and len(got) == 5
 
 
 def test_follow_tails_new_outcomes(client: redis.Redis) -> None:

@@ -52,6 +52,7 @@ key                                        type         bound / expiry
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,8 +119,6 @@ def entry_of(score: float) -> tuple[int, int]:
 
 #: bytes per task id in the lookup index ``m:ix``
 ID_KEY_BYTES = 4
-#: hexadecimal digit -> its value; any other byte -> 0xFF
-_NIBBLE = bytes(int(chr(b), 16) if chr(b) in "0123456789abcdefABCDEF" else 0xFF for b in range(256))
 _DASHES = (8, 13, 18, 23)
 
 
@@ -146,18 +145,18 @@ def id_keys(task_ids: Sequence[str], nul_joined: str | None = None) -> bytes:
         stride = 36
         text = "".join(task_ids).encode("ascii", "replace")
     if text and all(text[d::stride] == b"-" * n for d in _DASHES):
-        # column c: the c-th character of every id, as digit values
-        digits = [text[c::stride].translate(_NIBBLE) for c in (*range(8), *range(28, 36))]
-        if not any(b"\xff" in col for col in digits):
-            out = bytearray(4 * n)
-            for k in range(4):
-                hi, lo, tail_hi, tail_lo = (
-                    int.from_bytes(digits[j], "big") for j in (2 * k, 2 * k + 1, 8 + 2 * k, 9 + 2 * k)
-                )
-                # every byte of a column is below 16: a shift by 4 stays inside its byte
-                value = ((hi << 4) | lo) ^ ((tail_hi << 4) | tail_lo)
-                out[k::4] = value.to_bytes(n, "big")
-            return bytes(out)
+        # every id's first 8 and last 8 characters, id after id (a column at a time), then as bytes
+        head, tail = bytearray(8 * n), bytearray(8 * n)
+        for c in range(8):
+            head[c::8] = text[c::stride]
+            tail[c::8] = text[28 + c :: stride]
+        try:
+            first, last = binascii.unhexlify(head), binascii.unhexlify(tail)
+        except binascii.Error:  # not hexadecimal there: not UUID-shaped
+            pass
+        else:
+            xor = int.from_bytes(first, "little") ^ int.from_bytes(last, "little")
+            return xor.to_bytes(4 * n, "little")
     if n == 1:
         tid = task_ids[0]
         return hashlib.blake2b(tid.encode("utf-8", "surrogatepass"), digest_size=ID_KEY_BYTES).digest()

@@ -245,7 +245,18 @@ class MonitorReader:
         it starts from now), oldest first, waiting up to ``block_ms`` for the first; returns them and
         the positions to pass next time (``celeriac events``-style tailing). One blocking ``XREAD``
         over all queues; on Redis Cluster (several slots) pass one queue per call."""
-        positions = {q: (after or {}).get(q, "$") for q in queues}
+        given = after or {}
+        positions = {q: given[q] for q in queues if q in given}
+        pending = [q for q in queues if q not in given]
+        if pending:
+            # "from now": each stream's last id, taken before the read. (An XREAD from "$" that
+            # returns one queue's new entry leaves another's "$" unresolved: pinned after the read,
+            # it would skip what that queue recorded meanwhile, such as the other half of one write.)
+            pipe = self.client.pipeline(transaction=False)
+            for queue in pending:
+                pipe.xrevrange(monitor_keys(self.prefix, queue).log, count=1)
+            for queue, last in zip(pending, pipe.execute()):
+                positions[queue] = to_str(last[0][0]) if last else "0-0"
         reply = self.client.xread(
             {monitor_keys(self.prefix, q).log: positions[q] for q in queues}, count=100, block=block_ms
         )
@@ -259,14 +270,6 @@ class MonitorReader:
                 eid = to_str(entry_id)
                 out += decode_entry(fields.get(b"r", b""), q, to_str(fields.get(b"w", b"")), eid)
                 positions[q] = eid
-        if any(p == "$" for p in positions.values()):
-            # "$" means "from now": pin it to the stream's last id so nothing recorded meanwhile is lost
-            pipe = self.client.pipeline(transaction=False)
-            pending = [q for q, p in positions.items() if p == "$"]
-            for q in pending:
-                pipe.xrevrange(monitor_keys(self.prefix, q).log, count=1)
-            for q, last in zip(pending, pipe.execute()):
-                positions[q] = to_str(last[0][0]) if last else "0-0"
         out.sort(key=lambda r: (r.finished_ms, _sort_key(r)))
         return out, positions
 

@@ -31,10 +31,9 @@ failed and a retry was parked) and ``DEAD`` (dead-lettered).
 from __future__ import annotations
 
 import re
-import struct
 import sys
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,24 +149,24 @@ def _numbers(code: str, data: Any) -> array[Any]:
     return out
 
 
-def block(
-    n: int, name: str, state: str, ids: str, ready: str, times: Sequence[float], retries: Sequence[int]
-) -> bytes:
+def block(n: int, name: str, state: str, ids: str, ready: str, times: bytes, retries: bytes = b"") -> bytes:
     """The packed block (see the module docstring) of ``n`` plain successes of task ``name``, from
     their columns: ``ids`` and ``ready`` joined by NUL (none may hold one), ``times`` the started
-    times, then the finished, then the runtimes. Built without Python code per record: this runs for
-    every task a worker records."""
-    out: dict[str, Any] = {
-        "n": n,
-        "name": name,
-        "state": state,
-        "id": ids,
-        "ready": ready,
-        "t": struct.pack(f"<{len(times)}d", *times),
-    }
-    if any(retries):
-        out["retries"] = struct.pack(f"<{n}I", *retries)
+    times, then the finished, then the runtimes, and ``retries`` (empty: all 0), each as
+    :func:`little_endian` bytes. Built without Python code per record: this runs for every task a
+    worker records."""
+    out: dict[str, Any] = {"n": n, "name": name, "state": state, "id": ids, "ready": ready, "t": times}
+    if retries:
+        out["retries"] = retries
     return pack(out)
+
+
+def little_endian(values: array[Any]) -> bytes:
+    """The items of ``values`` as little-endian bytes (a block's columns: ``d`` float64, ``I`` uint32)."""
+    if sys.byteorder != "little":
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
 
 
 def pack(records: Any) -> bytes:

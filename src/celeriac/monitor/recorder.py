@@ -1,10 +1,12 @@
 """The worker side of monitoring: task outcomes into bounded Redis structures, batched with the acks.
 
-The worker calls :meth:`Recorder.note` when an outcome is known: it makes the record, a tuple of
-plain values (nothing is encoded on the task's path). The worker's settle loop calls
-:meth:`Recorder.kick` with each batch of acks: it packs that batch's records into bytes at once (a
-:class:`_Segment`: msgpack, their lookup keys, their rollup counts), while they are fresh in the
-CPU's caches, so that nothing per task is kept as Python objects until the write; then it starts a
+The worker calls :meth:`Recorder.note` when an outcome is known: a plain success (the usual
+outcome) is appended to its task's columns (a :class:`_Run`: ids, entry ids, finish times,
+runtimes), anything else made a record, a tuple of plain values (nothing is encoded on the task's
+path). The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it packs what
+was noted into bytes once there are a few hundred (a :class:`_Segment`: a block of a run's columns
+or msgpack records, their lookup keys, their rollup counts), while they are fresh in the CPU's
+caches, so that nothing per task is kept as Python objects until the write; then it starts a
 write unless one is on its way, so records group like the acks do and the settle never waits for
 them. A write sends all records of a queue in one ``record.lua`` call (one log entry per 1,000
 records at most, the bounds and TTLs applied once, rollups summed in the worker first), in the
@@ -28,13 +30,14 @@ import os
 import re
 import time
 import uuid
-from bisect import bisect_left, bisect_right
+from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress, repeat
-from operator import eq, is_not, itemgetter, lt
+from operator import is_not, itemgetter, sub
 from typing import TYPE_CHECKING, Any
 
 from redis.connection import PythonRespSerializer
@@ -43,7 +46,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from ..execution import format_traceback
 from ..states import TaskState
 from .keys import MINUTE_TTL_S, RESOLUTIONS, id_keys, monitor_keys
-from .record import FAILED_STATES, block, pack, redact_pattern, show_args, truncate
+from .record import FAILED_STATES, block, little_endian, pack, redact_pattern, show_args, truncate
 from .rollup import ALL, MAX_NAMES, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
 from .script import RECORD, is_cluster
 
@@ -127,6 +130,8 @@ class Recorder:
         self.recorded = 0
         self._redact: re.Pattern[str] = redact_pattern(settings.redact)
         self._pending: list[_Pending] = []  # records made, not yet packed (see _seal)
+        #: plain successes not yet packed, by task name (see note)
+        self._runs: dict[str | None, _Run] = {}
         #: packed records waiting for the write (kept while Redis is unreachable)
         self._sealed: list[_Segment] = []
         self._keys: dict[str, Any] = {}
@@ -163,45 +168,36 @@ class Recorder:
         outcome that never ran, such as an expired or revoked message). A run started its runtime
         before now (the executor times it around the pool's call): no clock is read for the start.
 
-        The record is built here, as a tuple of plain values (a plain success, the usual outcome, in
-        this method; anything else in :meth:`_add`): keeping the outcome, delivery and message
-        objects alive until the write would make the garbage collector scan them again and again.
+        A plain success (the usual outcome) is appended to the columns of its task's run (:class:`_Run`)
+        in this method; anything else is made a record in :meth:`_add`. Nothing keeps the outcome,
+        delivery or message objects alive until the write: the garbage collector would scan them
+        again and again.
         """
-        task_id = o.task_id
-        now = time.time()
         if (
             o.state is _SUCCESS  # (an Enum's hash is Python code: compare by identity)
-            and o.kind == "ack"
+            and ran
             and message is not None
+            and o.kind == "ack"
             and not message.parent_id
             and not message.extra
-            and task_id
-            and o.task_name in self._names
         ):
-            runtime_s = o.runtime_s
-            self._pending.append(
-                (
-                    d.queue,
-                    (
-                        task_id,
-                        o.task_name,
-                        "SUCCESS",
-                        d.entry_id,
-                        now - runtime_s,
-                        now,
-                        runtime_s,
-                        message.retries,
-                    ),
-                    None,
-                )
-            )
-        else:
-            self._add(d, o, message, now - o.runtime_s if ran else 0.0, now)
+            run = self._runs.get(o.task_name)
+            task_id = o.task_id
+            if run is not None and run.queue == d.queue and task_id:
+                run.ids.append(task_id)
+                run.ready.append(d.entry_id)
+                run.finished.append(_clock())
+                run.runtimes.append(o.runtime_s)
+                if message.retries:
+                    run.retried[len(run.ids) - 1] = message.retries
+                return
+        now = _clock()
+        self._add(d, o, message, now - o.runtime_s if ran else 0.0, now)
 
     def add(self, d: Delivery, o: Outcome, message: Message | None, started_s: float) -> None:
         """Queue the outcome of delivery ``d``, started at ``started_s`` (epoch s; 0: it never ran)
         and finished now: :meth:`note` with the start given (tools that record outcomes themselves)."""
-        self._add(d, o, message, started_s, time.time())
+        self._add(d, o, message, started_s, _clock())
 
     def _add(
         self, d: Delivery, o: Outcome, message: Message | None, started_s: float, finished_s: float
@@ -222,24 +218,34 @@ class Recorder:
                 name = "(other)"
             self._names.add(name)
         retries = message.retries if message is not None else 0
-        # times as the floats they are (converting costs the worker more than the bytes saved)
-        row: tuple[Any, ...] = (
-            o.task_id or "",
-            name,
-            state,
-            d.entry_id,
-            started_s,
-            finished_s,
-            o.runtime_s,
-            retries,
-        )
+        task_id = o.task_id or ""
         if state == "SUCCESS":
             # a workflow task's links (parent, chain, group, chord) ride along as its details; a
             # plain task has no parent and no extra fields: one attribute read each
+            links = None
             if message is not None and (message.parent_id or message.extra):
                 links = workflow_links(message)
-                if links is not None:
-                    row += (links,)
+            if links is None and started_s and task_id:
+                # a plain success: into its task's run (the next ones of it take note's short way)
+                run = self._runs.get(name)
+                if run is None:
+                    run = self._runs[name] = _Run(d.queue, name)
+                if run.queue == d.queue:
+                    i = len(run.ids)
+                    run.ids.append(task_id)
+                    run.ready.append(d.entry_id)
+                    run.finished.append(finished_s)
+                    run.runtimes.append(o.runtime_s)
+                    if started_s != finished_s - o.runtime_s:
+                        run.starts[i] = started_s
+                    if retries:
+                        run.retried[i] = retries
+                    return
+        # times as the floats they are (converting costs the worker more than the bytes saved)
+        row: tuple[Any, ...] = (task_id, name, state, d.entry_id, started_s, finished_s, o.runtime_s, retries)
+        if state == "SUCCESS":
+            if links is not None:
+                row += (links,)
             self._pending.append((d.queue, row, None))
         else:
             row += (self._details(o, message),)
@@ -248,25 +254,37 @@ class Recorder:
 
     @property
     def pending(self) -> bool:
-        return bool(self._pending) or bool(self._sealed)
+        return bool(self._pending) or bool(self._runs) or bool(self._sealed)
+
+    def _unsealed(self) -> int:
+        """Records made since the last seal."""
+        return len(self._pending) + sum(len(run.ids) for run in self._runs.values())
 
     def _seal(self) -> None:
         """Pack the records made since the last seal (see :func:`_segments`)."""
-        if self._pending:
-            items, self._pending = self._pending, []
-            self._sealed += _segments(items)
+        if self._pending or self._runs:
+            rows, self._pending = self._pending, []
+            runs, self._runs = self._runs, {}
+            self._sealed += _segments(rows, runs.values())
+
+    def take_sealed(self) -> list[_Segment]:
+        """Everything recorded and not yet written, packed, taken out of the recorder: for tools that
+        write records themselves (:meth:`_calls_of` makes their script calls) and for tests."""
+        self._seal()
+        batch, self._sealed = self._sealed, []
+        return batch
 
     def kick(self) -> None:
         """Start writing what is pending, unless a write is on its way (then those records go with the
         next one: group commit, like the settle's). Called by the settle loop with each batch of acks;
         never waits."""
-        if len(self._pending) >= _SEAL_AT:
+        if self._unsealed() >= _SEAL_AT:
             self._seal()
-        if (self._sealed or self._pending) and (self._writer is None or self._writer.done()):
+        if (self._sealed or self._pending or self._runs) and (self._writer is None or self._writer.done()):
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
 
     async def _write_all(self) -> None:
-        while self._sealed or self._pending:
+        while self._sealed or self._pending or self._runs:
             # a write per interval at most (write_interval): a busy worker writes a few big batches
             # (a write's round trip and its script's fixed work cost more than a few records in it);
             # an idle one writes at once
@@ -274,7 +292,7 @@ class Recorder:
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
             now = time.monotonic()
-            waiting = _records(self._sealed) + len(self._pending)
+            waiting = _records(self._sealed) + self._unsealed()
             self._interval_s = write_interval(waiting, now - self._last_write)
             self._last_write = now
             await self.flush()
@@ -389,10 +407,6 @@ class Recorder:
         except Exception:  # closing a dead connection
             pass
 
-    def _calls(self, batch: list[_Pending]) -> list[_Call]:
-        """The script calls that write the records ``batch`` (packed first): see :meth:`_calls_of`."""
-        return self._calls_of(_segments(batch))
-
     def _calls_of(self, batch: list[_Segment]) -> list[_Call]:
         """The script calls that write ``batch``: one per queue (up to :data:`_CALL_MAX` records
         each), with the packed records each one writes."""
@@ -409,12 +423,6 @@ class Recorder:
             for no, part in enumerate(_grouped(segs, _CALL_MAX)):
                 calls.append((part, *self._call_of(queue, part, segs if no == 0 else [])))
         return calls
-
-    def _call(
-        self, queue: str, items: list[_Pending], counted: list[_Pending] | None = None
-    ) -> tuple[list[str], list[Any]]:
-        """The script call that writes the records ``items`` (see :meth:`_call_of`)."""
-        return self._call_of(queue, _segments(items), None if counted is None else _segments(counted))
 
     def _call_of(
         self, queue: str, segs: list[_Segment], counted: list[_Segment] | None = None
@@ -622,113 +630,134 @@ def _records(segs: list[_Segment]) -> int:
     return sum(seg.n for seg in segs)
 
 
-def _segments(items: list[_Pending]) -> list[_Segment]:
-    """``items`` packed (:class:`_Segment`): by queue, in order, up to :data:`_CHUNK` records each."""
-    queues = set(map(_QUEUE, items))
+class _Run:
+    """The plain successes of one task from one queue since the last seal, a column each: what a
+    block holds (:func:`~celeriac.monitor.record.block`). Appending to a few lists costs the task's
+    path less than making a record, and packing the columns costs no transposition."""
+
+    __slots__ = ("finished", "ids", "name", "queue", "ready", "retried", "runtimes", "starts")
+
+    def __init__(self, queue: str, name: str) -> None:
+        self.queue, self.name = queue, name
+        self.ids: list[str] = []
+        self.ready: list[str] = []  # the deliveries' entry ids
+        self.finished = array("d")
+        self.runtimes = array("d")
+        #: index -> retries, of the few that are not 0
+        self.retried: dict[int, int] = {}
+        #: index -> started, of the few that did not start their runtime before they finished
+        #: (:meth:`Recorder.add` given another start)
+        self.starts: dict[int, float] = {}
+
+    def rows(self, start: int, end: int) -> list[_Pending]:
+        """Records ``start`` to ``end`` as rows (too few for a block, or ids a block cannot hold)."""
+        out: list[_Pending] = []
+        for i in range(start, end):
+            finished_s, runtime_s = self.finished[i], self.runtimes[i]
+            row = (
+                self.ids[i],
+                self.name,
+                "SUCCESS",
+                self.ready[i],
+                self.starts.get(i, finished_s - runtime_s),
+                finished_s,
+                runtime_s,
+                self.retried.get(i, 0),
+            )
+            out.append((self.queue, row, None))
+        return out
+
+
+def _segments(rows: list[_Pending], runs: Iterable[_Run] = ()) -> list[_Segment]:
+    """``rows`` and ``runs`` packed (:class:`_Segment`): a run as blocks of up to :data:`_CHUNK`
+    records (one, usually), the rest as records, by queue, up to :data:`_CHUNK` each. So the records
+    of one batch are grouped by task and kind, not in the order they ended."""
+    out: list[_Segment] = []
+    loose = list(rows)
+    for run in runs:
+        n = len(run.ids)
+        if n < _MIN_BLOCK:  # a block would cost more
+            loose += run.rows(0, n)
+            continue
+        for start in range(0, n, _CHUNK):
+            end = min(n, start + _CHUNK)
+            seg = _block_segment(run, start, end)
+            if seg is None:
+                loose += run.rows(start, end)
+            else:
+                out.append(seg)
+    if not loose:
+        return out
+    queues = set(map(_QUEUE, loose))
     if len(queues) == 1:  # the usual batch: one queue, no Python code per record
-        groups = {queues.pop(): items}
+        groups = {queues.pop(): loose}
     else:
         groups = {}
-        for item in items:
+        for item in loose:
             groups.setdefault(item[0], []).append(item)
-    out: list[_Segment] = []
     for queue, group in groups.items():
         for start in range(0, len(group), _CHUNK):
             out.append(_segment(queue, group if len(group) <= _CHUNK else group[start : start + _CHUNK]))
     return out
 
 
+def _block_segment(run: _Run, start: int, end: int) -> _Segment | None:
+    """Records ``start`` to ``end`` of ``run`` as one block, or None when an id or entry id holds a
+    NUL (the block's separator). Only C-level passes over the columns."""
+    n = end - start
+    whole = start == 0 and end == len(run.ids)
+    ids = run.ids if whole else run.ids[start:end]
+    ids_text = "\x00".join(ids)
+    ready_text = "\x00".join(run.ready if whole else run.ready[start:end])
+    if ids_text.count("\x00") != n - 1 or ready_text.count("\x00") != n - 1:
+        return None
+    finished = run.finished if whole else run.finished[start:end]
+    runtimes = run.runtimes if whole else run.runtimes[start:end]
+    started = array("d", map(sub, finished, runtimes))
+    for i, started_s in run.starts.items():
+        if start <= i < end:
+            started[i - start] = started_s
+    retries = b""
+    if any(start <= i < end for i in run.retried):
+        counts = array("I", bytes(4 * n))
+        for i, r in run.retried.items():
+            if start <= i < end:
+                counts[i - start] = r
+        retries = little_endian(counts)
+    times = little_endian(started) + little_endian(finished) + little_endian(runtimes)
+    name = run.name
+    packed = block(n, name, "SUCCESS", ids_text, ready_text, times, retries)
+    counts_ = _one_kind_counts(name, "SUCCESS", runtimes)
+    return _Segment(run.queue, n, packed, id_keys(ids, ids_text), counts_, {name: sum(runtimes)}, None, 1)
+
+
 def _segment(queue: str, items: list[_Pending]) -> _Segment:
-    """``items`` (one queue's) packed: the successes of each task as a block (at least
-    :data:`_MIN_BLOCK` of them), then the other records as they are. So the records of one batch
-    are grouped by task and kind, not in the order they ended."""
-    # Per record, only C-level passes (map, zip, sort, Counter): this runs for every task a worker runs.
+    """``items`` (one queue's) packed as records (a msgpack array's elements)."""
+    # Per record, only C-level passes (map, zip, Counter): this runs for every task a worker records
+    # that is not in a block.
     rows = list(map(_ROW, items))
-    lengths = list(map(len, rows))
-    longest = max(lengths)
     rare: tuple[list[Any], list[str]] | None = None
-    others: list[tuple[Any, ...]] = []
-    if longest > 8:  # failures and workflow tasks: records with details
+    if max(map(len, rows)) > 8:  # failures and workflow tasks: records with details
         failures: list[Any] = []
         for _queue, row, message in compress(items, map(is_not, map(_MESSAGE, items), repeat(None))):
             # a failure: its full record, for the failures page
             failures += [row[0], pack([row]), f"{row[1]}\x00{row[8].get('exc', '')}", message]
         links: list[str] = []
-        others += compress(rows, map(lt, repeat(8), lengths))
-        for row in others:
-            details = row[8]
-            if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
-                links += relation_members(row[0], details)
+        for row in rows:
+            if len(row) > 8:
+                details = row[8]
+                if "parent" in details or "group" in details or "chord" in details or "body_of" in details:
+                    links += relation_members(row[0], details)
         rare = (failures, links) if failures or links else None
-    # the successes, by task (the usual batch: one task's, already together)
-    plain = rows if longest == 8 else list(compress(rows, map(eq, repeat(8), lengths)))
-    runs: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = []  # (rows, their columns)
-    if plain:
-        columns = list(zip(*plain))
-        if columns[1].count(columns[1][0]) == len(plain):
-            runs.append((plain, columns))
-        else:
-            plain.sort(key=_NAME)
-            names = list(map(_NAME, plain))
-            start = 0
-            while start < len(plain):
-                end = bisect_right(names, names[start], start)
-                runs.append((plain[start:end], list(zip(*plain[start:end]))))
-                start = end
-    parts: list[bytes] = []
-    keys: list[bytes] = []
-    loose: list[tuple[Any, ...]] = []  # successes too few, or unfit, for a block
-    counts: Counter[tuple[str, str, int]] = Counter()
-    sums: dict[str, float] = {}
-    for run, (ids, names_, states, ready, started, finished, runtimes, retries) in runs:
-        name, state = names_[0], states[0]
-        made = None
-        if len(run) >= _MIN_BLOCK and all(started) and states.count(state) == len(run):
-            made = _block(len(run), name, state, ids, ready, started, finished, runtimes, retries)
-        if made is None:
-            loose += run
-        else:
-            parts.append(made[0])
-            keys.append(made[1])
-            counts.update(_one_kind_counts(name, state, runtimes))
-            sums[name] = sum(runtimes)
-    others = loose + others
-    if others:
-        parts.append(_elements(pack(others), len(others)))
-        keys.append(id_keys(list(map(_TASK_ID, others))))
-        more_counts, more_sums = _rollup_counts(others)
-        counts.update(more_counts)
-        for name, runtime_s in more_sums.items():
-            sums[name] = sums.get(name, 0.0) + runtime_s
-    blocks = len(parts) - (1 if others else 0)
-    return _Segment(
-        queue, len(rows), b"".join(parts), b"".join(keys), counts, sums, rare, blocks + len(others)
-    )
-
-
-def _block(
-    n: int,
-    name: str,
-    state: str,
-    ids: tuple[str, ...],
-    ready: tuple[str, ...],
-    started: tuple[float, ...],
-    finished: tuple[float, ...],
-    runtimes: tuple[float, ...],
-    retries: tuple[int, ...],
-) -> tuple[bytes, bytes] | None:
-    """One block of records (:func:`~celeriac.monitor.record.block`) and their lookup keys, or None
-    when an id or ready id holds a NUL (the block's separator)."""
-    ids_text, ready_text = "\x00".join(ids), "\x00".join(ready)
-    if ids_text.count("\x00") != n - 1 or ready_text.count("\x00") != n - 1:
-        return None
-    packed = block(n, name, state, ids_text, ready_text, started + finished + runtimes, retries)
-    return packed, id_keys(ids, ids_text)
+    counts, sums = _rollup_counts(rows)
+    packed = _elements(pack(rows), len(rows))
+    return _Segment(queue, len(rows), packed, id_keys(list(map(_TASK_ID, rows))), counts, sums, rare)
 
 
 #: one script call: the packed records it writes, its keys and its arguments
 _Call = tuple[list[_Segment], list[str], list[Any]]
 _TASK_ID, _NAME, _STATE, _STARTED, _RUNTIME = (itemgetter(i) for i in (0, 1, 2, 4, 6))
+_clock = time.time  # the finish of a run (a global read per call, not a module attribute)
 _MIN_BLOCK = 8  # fewer successes of one task in a batch are packed as records (a block costs more)
 _FIRST_BOUND_S = RUNTIME_BUCKETS_S[0]  # a runtime up to it (inclusive) is in bucket 0 (bisect_left)
 _BUCKET = partial(bisect_left, RUNTIME_BUCKETS_S)  # runtime s -> its histogram bucket

@@ -69,8 +69,7 @@ def fill_outcomes(
                 rec.add(d, o, None, now - 0.01)
             if i == 0:
                 sample.append(tid)
-        items, rec._pending = rec._pending, []
-        keys, args = rec._call(queue, items)
+        keys, args = rec._call_of(queue, rec.take_sealed())
         if is_cluster(client):  # a cluster pipeline refuses scripts
             RECORD(client, keys, args)
         else:
