@@ -14,7 +14,7 @@ import redis.utils
 
 from celeriac._redis.client import async_client, sync_client
 
-driver_info = pytest.importorskip("redis.driver_info", reason="redis-py without driver_info (before 7.1)")
+driver_info = pytest.importorskip("redis.driver_info", reason="a redis-py without driver_info")
 
 URL = "redis://127.0.0.1:1/0"
 

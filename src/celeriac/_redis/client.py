@@ -47,11 +47,11 @@ def _options_for(url: str, given: Mapping[str, Any] | None) -> Mapping[str, Any]
 def _driver_info() -> dict[str, Any]:
     """The ``CLIENT SETINFO`` identity of a connection, with redis-py's version taken from the module.
 
-    Left to itself, redis-py (7.1 and later) asks ``importlib.metadata`` for its own version when it
-    makes a connection: the first ask scans every entry of every ``sys.path`` directory and keeps the
-    result (and, in a worker, pushed the interpreter's table of interned strings to its next size),
-    about 0.8 MiB of an idle worker's RSS (benchmarks/README.md). Older redis-py reads the version
-    once, at import, and has no ``driver_info``: nothing to pass.
+    Left to itself, a redis-py with ``driver_info`` (8.2 here) asks ``importlib.metadata`` for its
+    own version whenever it makes a connection: the first ask scans every entry of every ``sys.path``
+    directory and keeps the result, and in a worker it pushed the interpreter's table of interned
+    strings to its next size: about 0.8 MiB of an idle worker's RSS (benchmarks/README.md). The
+    identity sent is the same. A redis-py without ``driver_info`` gets nothing: it does as it did.
     """
     try:
         from redis.driver_info import DriverInfo
