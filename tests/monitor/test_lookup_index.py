@@ -5,9 +5,9 @@ outcome of an id (its timeline) and nothing else, and a block reads back as the 
 from __future__ import annotations
 
 import hashlib
+import struct
 import time
 import uuid
-from array import array
 from typing import Any
 
 import msgpack
@@ -21,7 +21,7 @@ from celeriac.monitor import MonitorReader
 from celeriac.monitor import reader as reader_module
 from celeriac.monitor import recorder as recorder_module
 from celeriac.monitor.keys import id_keys, monitor_keys
-from celeriac.monitor.record import block, entry_rows, little_endian, pack
+from celeriac.monitor.record import block, entry_rows, pack
 from celeriac.monitor.recorder import MonitorSettings, Recorder
 from celeriac.monitor.script import RECORD
 from celeriac.states import TaskState
@@ -56,8 +56,8 @@ def test_any_other_id_is_keyed_by_its_digest() -> None:
 
 def _block(rows: list[tuple[Any, ...]]) -> bytes:
     ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
-    times = little_endian(array("d", started + finished + runtimes))
-    counts = little_endian(array("I", retries)) if any(retries) else b""
+    times = struct.pack(f"<{3 * len(rows)}d", *started, *finished, *runtimes)
+    counts = struct.pack(f"<{len(rows)}I", *retries) if any(retries) else b""
     return block(len(rows), names[0], states[0], "\x00".join(ids), "\x00".join(ready), times, counts)
 
 

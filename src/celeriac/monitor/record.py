@@ -152,21 +152,13 @@ def _numbers(code: str, data: Any) -> array[Any]:
 def block(n: int, name: str, state: str, ids: str, ready: str, times: bytes, retries: bytes = b"") -> bytes:
     """The packed block (see the module docstring) of ``n`` plain successes of task ``name``, from
     their columns: ``ids`` and ``ready`` joined by NUL (none may hold one), ``times`` the started
-    times, then the finished, then the runtimes, and ``retries`` (empty: all 0), each as
-    :func:`little_endian` bytes. Built without Python code per record: this runs for every task a
+    times, then the finished, then the runtimes, as little-endian float64, and ``retries`` (empty:
+    all 0) as little-endian uint32. Built without Python code per record: this runs for every task a
     worker records."""
     out: dict[str, Any] = {"n": n, "name": name, "state": state, "id": ids, "ready": ready, "t": times}
     if retries:
         out["retries"] = retries
     return pack(out)
-
-
-def little_endian(values: array[Any]) -> bytes:
-    """The items of ``values`` as little-endian bytes (a block's columns: ``d`` float64, ``I`` uint32)."""
-    if sys.byteorder != "little":
-        values = array(values.typecode, values)
-        values.byteswap()
-    return values.tobytes()
 
 
 def pack(records: Any) -> bytes:

@@ -28,9 +28,9 @@ import asyncio
 import logging
 import os
 import re
+import struct
 import time
 import uuid
-from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -46,7 +46,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from ..execution import format_traceback
 from ..states import TaskState
 from .keys import MINUTE_TTL_S, RESOLUTIONS, id_keys, monitor_keys
-from .record import FAILED_STATES, block, little_endian, pack, redact_pattern, show_args, truncate
+from .record import FAILED_STATES, block, pack, redact_pattern, show_args, truncate
 from .rollup import ALL, MAX_NAMES, RUNTIME_BUCKETS_S, bucket_field, count_field, sum_field
 from .script import RECORD, is_cluster
 
@@ -641,8 +641,9 @@ class _Run:
         self.queue, self.name = queue, name
         self.ids: list[str] = []
         self.ready: list[str] = []  # the deliveries' entry ids
-        self.finished = array("d")
-        self.runtimes = array("d")
+        # lists, not arrays: array.append parses its argument the slow way (PyArg_Parse)
+        self.finished: list[float] = []
+        self.runtimes: list[float] = []
         #: index -> retries, of the few that are not 0
         self.retried: dict[int, int] = {}
         #: index -> started, of the few that did not start their runtime before they finished
@@ -713,18 +714,18 @@ def _block_segment(run: _Run, start: int, end: int) -> _Segment | None:
         return None
     finished = run.finished if whole else run.finished[start:end]
     runtimes = run.runtimes if whole else run.runtimes[start:end]
-    started = array("d", map(sub, finished, runtimes))
+    started = list(map(sub, finished, runtimes))
     for i, started_s in run.starts.items():
         if start <= i < end:
             started[i - start] = started_s
     retries = b""
     if any(start <= i < end for i in run.retried):
-        counts = array("I", bytes(4 * n))
+        counts = [0] * n
         for i, r in run.retried.items():
             if start <= i < end:
                 counts[i - start] = r
-        retries = little_endian(counts)
-    times = little_endian(started) + little_endian(finished) + little_endian(runtimes)
+        retries = struct.pack(f"<{n}I", *counts)
+    times = struct.pack(f"<{3 * n}d", *started, *finished, *runtimes)
     name = run.name
     packed = block(n, name, "SUCCESS", ids_text, ready_text, times, retries)
     counts_ = _one_kind_counts(name, "SUCCESS", runtimes)
