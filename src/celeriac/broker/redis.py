@@ -46,8 +46,6 @@ from .._redis.scripts import Batch
 from .._topology import connection_options, kind_of
 from .._urls import redact
 from ..exceptions import BrokerError
-from ._cluster_reads import StreamReader
-from ._cluster_wait import arun_then_wait, run_then_wait
 from ._shards import cached_shard_names, earlier_shard_names, leftover_shards, shard_names
 from .base import (
     KNOWN_QUEUES_TTL_S,
@@ -66,10 +64,13 @@ from .base import (
 )
 from .revoked import ControlCommand, Revocation, RevokedMirror, entry_time_ms
 
+# _cluster_reads and _cluster_wait serve a Redis Cluster only: they are imported where a cluster
+# needs them, so that a process on one Redis server does not load them (idle worker RSS)
 if TYPE_CHECKING:
     import redis.asyncio
 
     from ..record import ResultWrite
+    from ._cluster_reads import StreamReader
 
 logger = logging.getLogger("celeriac.broker")
 
@@ -263,7 +264,7 @@ class RedisBroker(Broker):
 
     # ---- producer --------------------------------------------------------------------------------
     def enqueue(self, item: Enqueue) -> None:
-        q = self.keys.queue(self._shard_for_send(item.queue))
+        q = self.keys.queue(self._shard_for_send(item.queue) if self.queue_shards else item.queue)
         if item.delay_ms is None and item.eta_ms is None:
             # the whole send path ends here: one XADD, one round trip (and a WAIT when sends are durable)
             self._send("XADD", q.ready, "*", "m", item.data)
@@ -334,6 +335,8 @@ class RedisBroker(Broker):
         holding that connection's writes. Calls that met an empty script cache run again (loaded).
         On a cluster: each node's calls and a WAIT on one connection of that node (_cluster_wait.py)."""
         if self.cluster:
+            from ._cluster_wait import run_then_wait  # Redis Cluster only (see the imports)
+
             items = [(keys[0], ("EVALSHA", s.sha, len(keys), *keys, *args), s) for s, keys, args in calls]
             run_then_wait(self.sync, items, *self._wait_args())
             return
@@ -383,6 +386,8 @@ class RedisBroker(Broker):
         if self.cluster:  # the cluster client routes by key and follows MOVED/ASK and failovers
             with translate_errors(self.url):
                 if self.wait_replicas:  # the write and a WAIT on one connection of its node
+                    from ._cluster_wait import run_then_wait  # Redis Cluster only (see the imports)
+
                     items = [(args[1], args, None)]
                     return run_then_wait(self.sync, items, *self._wait_args())[0]
                 return self.sync.execute_command(*args)
@@ -577,6 +582,8 @@ class RedisBroker(Broker):
             # partition: no reset, no reply) fails the read instead of hanging the fetch loop forever
             read_timeout_s = _MAX_BLOCK_MS / 1000 + _BLOCK_TIMEOUT_MARGIN_S
             if self.cluster:  # one connection per stream, each to its slot's node (see _cluster_reads)
+                from ._cluster_reads import StreamReader  # Redis Cluster only (see the imports)
+
                 self._reads = StreamReader(self._client, read_timeout_s)
             else:
                 self._blocking = async_client(
@@ -974,6 +981,8 @@ class RedisBroker(Broker):
                 batch.add(pipe, scripts.SETTLE, keys, args)
                 order.append(group)
             if self.wait_replicas and self.cluster:  # each node's calls and a WAIT, on one connection
+                from ._cluster_wait import arun_then_wait  # Redis Cluster only (see the imports)
+
                 items = [
                     (keys[0], ("EVALSHA", sc.sha, len(keys), *keys, *args), sc)
                     for sc, keys, args in batch.calls.values()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..inspect import REPR_MAX, short_repr
-
 if TYPE_CHECKING:
     from ..app import Celeriac
     from .inflight import Slot
@@ -23,6 +21,12 @@ ACTIVE_MAX = 100
 
 def active_fields(app: Celeriac, worker_id: str, slots: list[Slot]) -> dict[str, str]:
     """Heartbeat fields ``active`` (JSON list of Celery-shaped task dicts) and ``active_count``."""
+    if not slots:
+        return {"active": "[]", "active_count": "0"}
+    # imported here: celeriac.inspect is the client side's module (0.1 MiB), loaded in a worker only
+    # once a heartbeat lists a running task
+    from ..inspect import short_repr
+
     rows: list[dict[str, Any]] = []
     for slot in sorted(slots, key=lambda s: s.started_s)[:ACTIVE_MAX]:
         d = slot.delivery
@@ -47,4 +51,4 @@ def active_fields(app: Celeriac, worker_id: str, slots: list[Slot]) -> dict[str,
     return {"active": json.dumps(rows, separators=(",", ":")), "active_count": str(len(slots))}
 
 
-__all__ = ["ACTIVE_MAX", "REPR_MAX", "active_fields"]
+__all__ = ["ACTIVE_MAX", "active_fields"]

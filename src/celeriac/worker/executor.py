@@ -9,6 +9,8 @@ time limits. Pools decide *where* the function runs and how limits are enforced 
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import sys
 from collections.abc import Callable, Sequence
 from time import perf_counter  # a global read per call, not a module attribute
@@ -22,7 +24,7 @@ from .limits import NO_LIMITS, TimeLimits
 if TYPE_CHECKING:
     from ..app import Celeriac
     from ..task import Task
-    from .pools import Pool
+    from .pools import Pool, ThreadBackedPool
 
 __all__ = [
     "REMOTE_TRACEBACK_ATTR",
@@ -47,6 +49,47 @@ class Executor(Execution):
         super().__init__(app)
         self.cache_options()  # one executor per worker: each task's options resolved once
 
+    def concluded(
+        self, job: Job, started: float, value: Any = None, exc: Exception | WorkerShutdown | None = None
+    ) -> Outcome:
+        """The outcome of a run begun at ``started`` (``perf_counter``) that returned ``value`` or
+        raised ``exc`` (an ``Exception``, or ``WorkerShutdown``): what :meth:`run` decides, and what
+        the worker decides for a sync call it started without a coroutine (:meth:`start_call`)."""
+        runtime_s = perf_counter() - started
+        if exc is None:
+            return self.finish(job, value=value, runtime_s=runtime_s)
+        if isinstance(exc, WorkerShutdown):
+            # the task asks this worker to stop: its delivery is handed back (it runs again elsewhere,
+            # and max_deliveries bounds a task that always asks), then the worker stops warm
+            return Outcome(
+                "release",
+                job.message.id,
+                job.message.task,
+                reason="the task raised WorkerShutdown: this worker stops",
+                exc=exc,
+                runtime_s=runtime_s,
+            )
+        return self.finish(job, exc=exc, runtime_s=runtime_s)
+
+    def start_call(
+        self,
+        job: Job,
+        pool: ThreadBackedPool,
+        limits: TimeLimits,
+        done: asyncio.Future[None],
+        then: Callable[[Any, BaseException | None], None],
+    ) -> None:
+        """Start a sync task's call in ``pool``'s threads with nobody awaiting it: ``then(value,
+        error)`` is called on the loop when it returns (unless ``done`` is done by then: a shutdown
+        cancelled it), and :meth:`concluded` decides the outcome. What :meth:`run` does for such a
+        task, without a coroutine and a future per run (the request is carried in a copy of the
+        context, as there). Only without tracing (its span is entered around :meth:`run`'s await)."""
+        message = job.message
+        ctx = contextvars.copy_context()
+        ctx.run(_current.set, job.request)
+        call = job.task.bound_in(ctx, message.args, message.kwargs)
+        pool.submit(call, done, then, limits, job.label if limits else "task", message.id)
+
     async def run(self, job: Job, pool: Pool, limits: TimeLimits = NO_LIMITS) -> Outcome:
         """Call the task through ``pool`` under ``limits`` and decide the outcome.
 
@@ -65,24 +108,13 @@ class Executor(Execution):
         token = _current.set(job.request)
         try:
             value = await pool.run(job, limits)
-        except Exception as exc:  # CancelledError is a BaseException: it propagates
-            outcome = self.finish(job, exc=exc, runtime_s=perf_counter() - started)
-        except WorkerShutdown as exc:
-            # the task asks this worker to stop: its delivery is handed back (it runs again elsewhere,
-            # and max_deliveries bounds a task that always asks), then the worker stops warm
-            outcome = Outcome(
-                "release",
-                job.message.id,
-                job.message.task,
-                reason="the task raised WorkerShutdown: this worker stops",
-                exc=exc,
-                runtime_s=perf_counter() - started,
-            )
+        except (Exception, WorkerShutdown) as exc:  # CancelledError is a BaseException: it propagates
+            outcome = self.concluded(job, started, exc=exc)
         except BaseException:
             if span_scope is not None:
                 span_scope.__exit__(*sys.exc_info())
             raise
-        else:
+        else:  # concluded()'s first case, inlined: the hot path of every run
             outcome = self.finish(job, value=value, runtime_s=perf_counter() - started)
         finally:
             _current.reset(token)

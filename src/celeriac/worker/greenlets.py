@@ -50,7 +50,7 @@ import greenlet
 from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..gevent_patch import check_patched
 from .limits import NO_LIMITS, TimeLimits
-from .offload import OffloadingPool, resolve
+from .offload import Completion, OffloadingPool, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class _Completions:
     __slots__ = ("_done", "_pending", "_wake", "loop")
 
     def __init__(self) -> None:
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._done: list[Completion] = []
         self._pending = False
         self._wake: Callable[[], None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -100,7 +100,7 @@ class _Completions:
 
     def add(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
         """Hand a result (or ``error``) back to ``future``'s awaiter on the loop."""
-        self._done.append((future, value, error))
+        self._done.append((future, value, error, None))
         if self._pending:
             return
         self._pending = True

@@ -5,7 +5,7 @@ recorded (settled), it is handed back (released), or it was acked before its tas
 (at-most-once). While it is owned, the lease loop renews its lease. Each owned delivery is, at every
 moment, in exactly one of these places:
 
-* a slot runs it (an asyncio task of the worker: :attr:`Slot.run`);
+* a slot runs it (an asyncio task of the worker, or a future for a call without one: :attr:`Slot.run`);
 * its outcome was submitted to the settler (:attr:`Slot.settling`), which acks or fences it;
 * it is being handed back (dropped from here first).
 
@@ -43,8 +43,9 @@ class Slot:
 
     def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
-        #: the worker's task running it, while a slot runs it
-        self.run: asyncio.Task[None] | None = None
+        #: the worker's task running it while a slot runs it (a plain future for a sync call started
+        #: without a coroutine: ``Worker._start_call``), done when its run ends
+        self.run: asyncio.Future[None] | None = None
         #: its lease is this worker's (False once acked before its task ran: at-most-once)
         self.owned = True
         #: its outcome is with the settler, which acks (or fences) it
@@ -84,11 +85,11 @@ class Inflight:
         """The deliveries whose leases this worker renews."""
         return [s.delivery for s in self._slots.values() if s.owned]
 
-    def running_runs(self) -> list[tuple[Key, Delivery, asyncio.Task[None]]]:
+    def running_runs(self) -> list[tuple[Key, Delivery, asyncio.Future[None]]]:
         """``(key, delivery, the task running it)`` of each running delivery (revoke with terminate)."""
         return [(k, s.delivery, s.run) for k, s in self._slots.items() if s.run is not None]
 
-    def runs(self) -> list[asyncio.Task[None]]:
+    def runs(self) -> list[asyncio.Future[None]]:
         """The worker's tasks running deliveries."""
         return [s.run for s in self._slots.values() if s.run is not None]
 
@@ -111,7 +112,7 @@ class Inflight:
         slot = self._slots[(d.queue, d.entry_id)] = Slot(d)  # key_of(d), inlined: per task
         return slot
 
-    def start(self, slot: Slot, run: asyncio.Task[None]) -> None:
+    def start(self, slot: Slot, run: asyncio.Future[None]) -> None:
         """A slot runs it."""
         slot.run = run
         slot.started_s = time.time()
@@ -151,10 +152,10 @@ class Inflight:
         self._slots.pop((d.queue, d.entry_id), None)  # key_of(d), inlined: per task
 
     # ---- shutdown and the invariant --------------------------------------------------------------
-    def interrupt(self) -> list[tuple[Delivery, asyncio.Task[None]]]:
+    def interrupt(self) -> list[tuple[Delivery, asyncio.Future[None]]]:
         """Shutdown takes every running delivery over (to cancel its run and hand it back); they are
         no longer tracked here."""
-        taken: list[tuple[Delivery, asyncio.Task[None]]] = []
+        taken: list[tuple[Delivery, asyncio.Future[None]]] = []
         for key, slot in list(self._slots.items()):
             if slot.run is not None:
                 taken.append((slot.delivery, slot.run))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .limits import NO_LIMITS, TimeLimits, run_coroutine
 
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
     from .executor import Job
     from .slotgate import QueuedWait
 
-__all__ = ["CompletionBatch", "OffloadingPool", "resolve"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["Completion", "CompletionBatch", "OffloadingPool", "Then", "resolve"]
 
 
 class CompletionBatch:
@@ -38,20 +41,23 @@ class CompletionBatch:
 
     def __init__(self, lock: AbstractContextManager[Any]) -> None:
         self._lock = lock
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._done: list[Completion] = []
         self._pending = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> bool:
         """Hand a result (or ``error``) back to ``future``'s awaiter; False when the loop is gone."""
         with self._lock:
-            wake = self.add_locked(future, value, error)
+            wake = self.add_locked(future, value, error, None)
         return self.wake() if wake else True
 
-    def add_locked(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> bool:
+    def add_locked(
+        self, future: asyncio.Future[Any], value: Any, error: BaseException | None, then: Then | None
+    ) -> bool:
         """:meth:`add` for a caller that holds the lock already: True when the caller must then call
-        :meth:`wake` (after releasing the lock)."""
-        self._done.append((future, value, error))
+        :meth:`wake` (after releasing the lock). With ``then``, nobody awaits ``future``: ``then(value,
+        error)`` is called instead (it must complete ``future``), see :func:`resolve`."""
+        self._done.append((future, value, error, then))
         wake = not self._pending
         self._pending = True
         return wake
@@ -72,12 +78,25 @@ class CompletionBatch:
         resolve(done)
 
 
-def resolve(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    """Give each awaiter of a batch of finished calls its value or exception (on the loop)."""
-    for future, value, error in done:
+#: what a call that nobody awaits is handed back to: ``then(value, error)``, on the loop
+Then: TypeAlias = Callable[[Any, BaseException | None], None]
+#: a finished call: its future, its value or exception, and its ``then`` (None: a coroutine awaits it)
+Completion: TypeAlias = tuple["asyncio.Future[Any]", Any, BaseException | None, Then | None]
+
+
+def resolve(done: list[Completion]) -> None:
+    """Give each awaiter of a batch of finished calls its value or exception (on the loop); a call
+    nobody awaits (``then``, the worker's sync calls started without a coroutine) is handed to its
+    ``then``."""
+    for future, value, error, then in done:
         if future.done():
             continue  # cancelled (shutdown) or failed by its hard limit
-        if error is not None:
+        if then is not None:
+            try:
+                then(value, error)
+            except Exception:  # a bug there must not strand the rest of the batch (their runs never end)
+                logger.exception("a finished call could not be handed back")
+        elif error is not None:
             future.set_exception(error)
         else:
             future.set_result(value)

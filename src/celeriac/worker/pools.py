@@ -12,7 +12,9 @@ take calls from a queue, and finished calls are handed back in batches: while a 
 on the loop, further completions join it instead of waking the loop again. A prefetching worker's
 runs that wait for a slot hand their calls to that queue too (``queues_calls``, ``prefetch.py``): a
 thread that finishes a call takes the next one at once, and a call that no thread took by its start
-deadline is withdrawn (never run; its delivery goes back). Threads are daemons, so a
+deadline is withdrawn (never run; its delivery goes back). A sync run that nobody needs to await
+(the worker's ``_start_call``) is handed over with ``submit``: no coroutine and no future wait for
+it, and the hand-back calls its ``then`` on the loop. Threads are daemons, so a
 task stuck in a thread cannot keep the process alive after a cold shutdown has handed it back.
 
 Time limits of sync functions in threads (see ``limits.py``): the soft limit raises
@@ -27,6 +29,7 @@ The map at the end is the only place pools are named (no dotted-string lookups).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import queue
@@ -37,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..exceptions import ConfigurationError, SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
 from .limits import NO_LIMITS, TimeLimits, clear_thread_exception, raise_in_thread
-from .offload import CompletionBatch, OffloadingPool
+from .offload import CompletionBatch, OffloadingPool, Then
 from .recycling import NO_RECYCLING, Recycling
 from .slotgate import NotStarted, QueuedWait
 
@@ -94,6 +97,7 @@ class _Call:
         "limited",
         "limits",
         "running",
+        "then",
         "thread_id",
         "withdrawn",
     )
@@ -109,6 +113,17 @@ class _Call:
         self.abandoned = False  # the hard limit passed: nobody waits for this call any more
         self.thread_id = 0  # the thread that took it (0: still queued)
         self.withdrawn = False  # its start deadline passed before a thread took it: never run it
+        #: nobody awaits ``future``: its value or exception goes to ``then`` (ThreadBackedPool.submit)
+        self.then: Then | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        """End the call with ``exc`` on the loop (a terminate, a hard limit) while its thread goes on."""
+        if self.future.done():
+            return
+        if self.then is not None:
+            self.then(None, exc)
+        else:
+            self.future.set_exception(exc)
 
 
 class ThreadBackedPool(OffloadingPool):
@@ -196,7 +211,7 @@ class ThreadBackedPool(OffloadingPool):
                 spawn = self._spawn_locked()  # calls may be queued for the thread it replaces
         if spawn:
             self._spawn()
-        call.future.set_exception(TaskRevokedError(f"task {task_id} terminated (revoked)"))
+        call.fail(TaskRevokedError(f"task {task_id} terminated (revoked)"))
         return True
 
     # ---- sync calls ------------------------------------------------------------------------------
@@ -234,6 +249,44 @@ class ThreadBackedPool(OffloadingPool):
                 self._by_task.pop(key, None)
 
     run_queued = run_sync
+
+    def submit(
+        self,
+        fn: Callable[[], Any],
+        done: asyncio.Future[None],
+        then: Then,
+        limits: TimeLimits = NO_LIMITS,
+        label: str = "task",
+        key: str = "",
+    ) -> None:
+        """Run ``fn`` in a thread with nobody awaiting it (the worker's sync tasks,
+        ``Executor.start_call``): ``then(value, error)`` is called on the loop once it returned or
+        raised, or once a terminate or its hard limit ended it (``TaskRevokedError``,
+        ``TimeLimitExceeded``), in the same batched hand-back as :meth:`run_sync`'s results. ``then``
+        must complete ``done``; a ``done`` completed or cancelled before that (a shutdown) means
+        nobody wants the call any more: it is not started if still queued, and ``then`` is not called.
+
+        What :meth:`run_sync` does without its coroutine and future: one asyncio Task, one future and
+        two turns of the loop less per call."""
+        loop = asyncio.get_running_loop()
+        self._loop = self._batch.loop = loop
+        call = _Call(fn, done, limits, label)
+        if key:
+            self._by_task[key] = call  # a revoke with terminate finds it until it is handed back
+            call.then = functools.partial(self._forget, key, then)
+        else:
+            call.then = then
+        with self._lock:
+            self._queued += 1
+            spawn = self._spawn_locked()
+        self._calls.put(call)
+        if spawn:
+            self._spawn()
+
+    def _forget(self, key: str, then: Then, value: Any, error: BaseException | None) -> None:
+        """A submitted call's hand-back: the task is no longer this pool's to terminate."""
+        self._by_task.pop(key, None)
+        then(value, error)
 
     def _spawn_locked(self) -> bool:
         """Under the lock: must a thread start (a call queued with no idle thread for it)? Counted."""
@@ -310,7 +363,7 @@ class ThreadBackedPool(OffloadingPool):
                     self._abandoned -= 1
                     return
                 self._idle += 1
-                wake = batch.add_locked(call.future, value, error)
+                wake = batch.add_locked(call.future, value, error, call.then)
             if wake and not batch.wake():
                 with lock:
                     self._idle -= 1
@@ -379,10 +432,7 @@ class ThreadBackedPool(OffloadingPool):
             call.limits.hard_s,
             self._abandoned,
         )
-        if not call.future.done():
-            call.future.set_exception(
-                TimeLimitExceeded(f"{call.label}: time limit ({call.limits.hard_s:g}s) exceeded")
-            )
+        call.fail(TimeLimitExceeded(f"{call.label}: time limit ({call.limits.hard_s:g}s) exceeded"))
 
 
 def _cancel_all(handles: list[asyncio.TimerHandle]) -> None:

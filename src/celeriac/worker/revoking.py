@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..broker.base import Delivery, task_id_of
 from ..broker.revoked import Revocation
-from ..control import is_workflow_member, member_failed
 from ..exceptions import TaskRevokedError
 from .inflight import key_of
 
@@ -41,7 +40,7 @@ _BLOCK_MS = 5_000
 
 Key = tuple[str, str]
 #: a running delivery: (key, delivery, the worker's task running it)
-Run = tuple[Key, Delivery, "asyncio.Task[Any]"]
+Run = tuple[Key, Delivery, "asyncio.Future[Any]"]
 
 
 class Revoking:
@@ -152,6 +151,9 @@ class Revoking:
     # ---- workflows -------------------------------------------------------------------------------
     def member_failed(self, job: Job) -> None:
         """A revoked workflow member fails its workflow (off the loop: it writes to Redis)."""
+        # imported here: celeriac.control is the client side's module, needed only once a task is revoked
+        from ..control import is_workflow_member, member_failed
+
         if not is_workflow_member(job.message):
             return
         exc = TaskRevokedError(f"task {job.message.id} revoked")

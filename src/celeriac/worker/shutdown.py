@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import BrokerError
@@ -116,7 +117,7 @@ async def _release_untaken(w: Worker) -> None:
             await w.broker.release(w.worker_id, untaken, started=False)
 
 
-async def end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
+async def end_tasks(tasks: Sequence[asyncio.Future[None]], wait_s: float) -> None:
     """Let ``tasks`` finish within ``wait_s``, then cancel the rest and wait for them, boundedly.
 
     Bounded because a library may absorb a cancellation (a client turning it into a connection error
@@ -130,4 +131,5 @@ async def end_tasks(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
     if pending:
         _done, still = await asyncio.wait(pending, timeout=_CANCEL_WAIT_S)
         for task in still:
-            logger.warning("%s did not stop when cancelled; abandoning it", task.get_name())
+            name = task.get_name() if isinstance(task, asyncio.Task) else "a task's run"
+            logger.warning("%s did not stop when cancelled; abandoning it", name)

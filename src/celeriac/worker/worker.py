@@ -32,13 +32,15 @@ the fetch loop and one delivery's path together; its state (``inflight.py``), ma
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from .. import signals as _signals
@@ -63,7 +65,7 @@ from .imports import import_task_modules, task_modules, unknown_task_hint
 from .inflight import Inflight, Slot
 from .limits import NO_LIMITS, TimeLimits, limit_caveats
 from .maintenance import Maintenance
-from .pools import DEFAULT_CONCURRENCY, make_pool
+from .pools import DEFAULT_CONCURRENCY, ThreadBackedPool, make_pool
 from .prefetch import Prefetch
 from .recycling import NO_RECYCLING, Recycling, SelfRecycling
 from .revoking import Revoking
@@ -224,6 +226,12 @@ class Worker:
         #: the pool queues calls beyond its free threads itself (the threads pool): a prefetched run
         #: hands its call over at once instead of waiting on the loop for a slot (SlotGate.enqueue)
         self._pool_queues = self._gate is not None and getattr(self.pool, "queues_calls", False)
+        #: the pool whose threads a sync task's call is handed to with no coroutine per run
+        #: (_start_call): the asyncio and threads pools, when the worker does not prefetch (a prefetched
+        #: run's wait for a slot, the gate's, is a coroutine's)
+        self._calls_to: ThreadBackedPool | None = (
+            self.pool if isinstance(self.pool, ThreadBackedPool) and self._gate is None else None
+        )
         self.backend = app.backend
         #: carries workflows on (celeriac.workflow): None on a broker without Redis
         self.workflow_hook = workflow_hook(app, self.broker)
@@ -576,8 +584,19 @@ class Worker:
         loop = state.loop
         # when it was fetched: only a prefetching worker's start deadline reads it (_claim_slot)
         fetched_at = loop.time() if self._gate is not None else 0.0
+        calls_to = self._calls_to
+        run: asyncio.Future[None]
         if flow is not None and flow.limited(prepared.task):
             run = loop.create_task(self._admit(slot, prepared, fetched_at))
+        elif (
+            calls_to is not None
+            and not prepared.task.is_async
+            and self._late_ack(prepared)
+            and (self.workflow_hook is None or not prepared.message.extra)
+            and self.app.tracing is None
+        ):
+            # a sync call with nothing to await before or after it: no coroutine (see _start_call)
+            run = self._start_call(slot, prepared, calls_to, loop)
         else:
             run = loop.create_task(self._execute(slot, prepared, fetched_at))
         inflight.start(slot, run)
@@ -634,7 +653,7 @@ class Worker:
     async def _execute(self, slot: Slot, job: Job, fetched_at: float) -> None:
         d = slot.delivery
         gate = self._gate
-        resolved = job.resolved  # Job.acks_late, its usual case inlined (options resolved by prepare)
+        resolved = job.resolved  # _late_ack, inlined (it runs for every task)
         early = not (resolved.acks_late if resolved is not None else job.acks_late)
         queued: QueuedWait | None = None
         if gate is not None:
@@ -716,6 +735,23 @@ class Worker:
                 # No outcome will ever come (a cancellation that shutdown did not ask for, an error
                 # before the task ran): never keep renewing the lease of a delivery nothing runs.
                 self.hand_back_orphans([d], "its run ended without an outcome")
+        rest = self._conclude(d, job, outcome, early)
+        if rest is not None:
+            await rest
+
+    @staticmethod
+    def _late_ack(job: Job) -> bool:
+        """The job's delivery is acked after its outcome (at-least-once), not before its task runs."""
+        resolved = job.resolved  # Job.acks_late, its usual case inlined (options resolved by prepare)
+        return resolved.acks_late if resolved is not None else job.acks_late
+
+    def _conclude(
+        self, d: Delivery, job: Job, outcome: Outcome, early: bool
+    ) -> Coroutine[None, None, None] | None:
+        """What follows a run's outcome, for both ways a run goes (a coroutine, :meth:`_execute`; a
+        call started without one, :meth:`_call_ended`): recycling, recording, and the outcome to the
+        settler. Returns the rest as a coroutine when it must await something first (a hand-back, a
+        requeue after an early ack, a workflow's successors)."""
         if self._self_recycling is not None:
             reason = self._self_recycling.after_task()
             if reason:
@@ -723,6 +759,17 @@ class Worker:
         outcome.message = job.message
         if self.recorder is not None:
             self.recorder.note(d, outcome, job.message)
+        if (
+            outcome.kind == "release"
+            or (early and outcome.kind != "ack")
+            or (self.workflow_hook is not None and job.message.extra)
+        ):
+            return self._conclude_later(d, job, outcome, early)
+        self.settler.submit(None if early else d, outcome)
+        return None
+
+    async def _conclude_later(self, d: Delivery, job: Job, outcome: Outcome, early: bool) -> None:
+        """:meth:`_conclude`'s part that awaits."""
         if outcome.kind == "release":
             await self._hand_back_lost(d, outcome)
             if isinstance(outcome.exc, WorkerShutdown):
@@ -734,6 +781,63 @@ class Worker:
         if hook is not None and job.message.extra and not await self._carry_on(d, job.message, outcome):
             return
         self.settler.submit(None if early else d, outcome)
+
+    # ---- a sync call without a coroutine ----------------------------------------------------------------
+    # A sync task that needs nothing awaited before or after its call (acked late, no workflow step to
+    # read, not prefetched, no tracing span) runs as _execute would run it, without the coroutine: its
+    # call goes to the pool's threads at once, and the pool's batched hand-back calls _call_ended with
+    # its value. Its slot's run is a plain future, completed there: shutdown waits for it and cancels it
+    # as it would a coroutine's task (a cancelled call is not started, and its value is dropped). Per
+    # run that saves an asyncio Task, a future, its coroutine chain and two turns of the loop.
+    def _start_call(
+        self, slot: Slot, job: Job, pool: ThreadBackedPool, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[None]:
+        run: asyncio.Future[None] = loop.create_future()
+        then = functools.partial(self._call_ended, slot, job, run, perf_counter())
+        self.executor.start_call(job, pool, self.limits.for_job(job), run, then)
+        return run
+
+    def _call_ended(
+        self,
+        slot: Slot,
+        job: Job,
+        run: asyncio.Future[None],
+        started: float,
+        value: object,
+        error: BaseException | None,
+    ) -> None:
+        """A call of :meth:`_start_call` ended (on the loop): what the rest of :meth:`_execute` does
+        with a value or an exception out of ``executor.run``."""
+        d = slot.delivery
+        revoking = self.revoking
+        outcome: Outcome | None = None
+        try:
+            if error is None or isinstance(error, (Exception, WorkerShutdown)):
+                outcome = self.executor.concluded(job, started, value, error)
+            elif isinstance(error, asyncio.CancelledError):  # as _execute: raised unless a terminate
+                outcome = revoking.cancelled(d, job, error)
+            else:
+                raise error  # SystemExit, KeyboardInterrupt: out of the loop, as out of a task
+            if revoking.terminating:
+                outcome = revoking.finished(d, job, outcome)
+        except asyncio.CancelledError:
+            pass  # no outcome: handed back below, as _execute's cancelled run
+        finally:
+            ours = self.inflight.run_ended(slot)  # False: shutdown took the run over
+            if not run.done():
+                run.set_result(None)
+            state = self._state
+            if state is not None:
+                state.slot_free.set()
+            if outcome is None and ours and slot.owned:
+                self.hand_back_orphans([d], "its run ended without an outcome")
+        if outcome is None:
+            return
+        rest = self._conclude(d, job, outcome, False)
+        if rest is not None:  # a hand-back (WorkerShutdown): tracked as orphans' hand-backs are
+            task = asyncio.ensure_future(rest)
+            self._handing_back.add(task)
+            task.add_done_callback(self._handing_back.discard)
 
     # ---- workflows (celeriac.workflow; the hook is worker/workflow.py) --------------------------------
     async def _carry_on(self, d: Delivery, message: Message, outcome: Outcome) -> bool:

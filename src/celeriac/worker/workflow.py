@@ -7,23 +7,27 @@ Plans of tasks that finish while a flush is on its way are flushed together (gro
 round trip, and one ``chord_part.lua`` call per chord for all of its members in the batch. When no
 flush is on its way, the task's own coroutine flushes its plan at once (a chain on an idle worker
 waits for no extra task or loop turn); plans that arrive meanwhile are flushed after it.
+
+The workflow modules (``celeriac.workflow.outcome``, ``.plan``, ``.redis``, ``.build``) load when a
+message first carries workflow extras, not when the worker starts: a worker that runs no workflow
+does not hold them (about 0.3 MiB; benchmarks/README.md, "idle worker RSS").
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import DecodeError, WorkerLostError
 from ..states import TaskState
-from ..workflow.outcome import after_outcome, chord_failed, chord_values, failure_plan, with_values
-from ..workflow.plan import Plan, workflow_of
-from ..workflow.redis import RedisWorkflowStore
 
 if TYPE_CHECKING:
     from ..app import Celeriac
     from ..execution import Job, Outcome
     from ..message import Message
+    from ..workflow.plan import Plan
+    from ..workflow.redis import RedisWorkflowStore
 
 _LOST = f"{WorkerLostError.__module__}.{WorkerLostError.__qualname__}"
 
@@ -33,13 +37,23 @@ class WorkflowHook:
 
     def __init__(self, app: Celeriac, url: str, prefix: str, aio: Any = None) -> None:
         self.app = app
-        self.store = RedisWorkflowStore(app, url, prefix, aio)
+        self._store_args = (url, prefix, aio)
         self._pending: list[tuple[Plan, asyncio.Future[None]]] = []
         self._flushing = False
         self._drainer: asyncio.Task[None] | None = None  # referenced: a running task is not collected
 
+    @functools.cached_property
+    def store(self) -> RedisWorkflowStore:
+        """The plans' store on the broker's Redis, made when a workflow first needs it."""
+        from ..workflow.redis import RedisWorkflowStore  # lazy: see the module's docstring
+
+        return RedisWorkflowStore(self.app, *self._store_args)
+
     async def before_run(self, job: Job) -> Job:
         """A chord body's job with the header's values as its first argument (others unchanged)."""
+        from ..workflow.outcome import chord_values, with_values  # lazy: see the module's docstring
+        from ..workflow.plan import workflow_of
+
         w = workflow_of(job.message)
         if w is None or not isinstance(w.get("r"), str):
             return job
@@ -49,6 +63,8 @@ class WorkflowHook:
     async def after(self, message: Message, queue: str, outcome: Outcome) -> None:
         """Carry out what follows ``outcome`` (raises when Redis refused: the caller hands the
         delivery back, so the task runs again and dispatches again)."""
+        from ..workflow.outcome import after_outcome  # lazy: see the module's docstring
+
         plan = after_outcome(self.app, message, queue, outcome)
         if plan:
             await self._commit(plan)
@@ -57,6 +73,9 @@ class WorkflowHook:
         """``count`` messages of ``queue`` were just dead-lettered by a reclaim (delivered
         ``max_deliveries`` times without an outcome): the workflow members among the newest dead
         letters fail what depends on them (idempotent: a dead letter seen twice changes nothing)."""
+        from ..workflow.outcome import failure_plan  # lazy: see the module's docstring
+        from ..workflow.plan import Plan
+
         plan = Plan()
         for data, reason in await self.store.dead_letters(queue, count):
             try:
@@ -92,6 +111,9 @@ class WorkflowHook:
             self._flushing = False
 
     async def _flush(self, batch: list[tuple[Plan, asyncio.Future[None]]]) -> None:
+        from ..workflow.outcome import chord_failed  # loaded by the plan's maker already
+        from ..workflow.plan import Plan
+
         merged = Plan()
         for plan, _ in batch:
             merged.extend(plan)
@@ -111,7 +133,8 @@ class WorkflowHook:
                 future.set_result(None)
 
     async def close(self) -> None:
-        await self.store.close()
+        if "store" in self.__dict__:  # made (functools.cached_property): a workflow ran
+            await self.store.close()
 
 
 def user_tasks(app: Celeriac) -> int:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..canvas import signature
 from ..exceptions import Replaced
-from .outcome import replace_in_task
 
 if TYPE_CHECKING:
     from ..app import Celeriac
@@ -33,6 +32,10 @@ def register_builtins(app: Celeriac) -> None:
         return values
 
     def _run_canvas(self: Any, *values: Any, sig: Mapping[str, Any]) -> None:
+        # imported here: every app registers these tasks, and the workflow engine (outcome, build,
+        # plan) should load only in a process that runs a workflow
+        from .outcome import replace_in_task
+
         replace_in_task(app, self.request, signature(sig, app=app), keep_ids=True, args=tuple(values))
         raise Replaced(self.request.id)
 
