@@ -236,12 +236,7 @@ class ThreadBackedPool(OffloadingPool):
             admission.attach(self, call)
         if key:
             self._by_task[key] = call
-        with self._lock:
-            self._queued += 1
-            spawn = self._spawn_locked()
-        self._calls.put(call)
-        if spawn:
-            self._spawn()
+        self._put(call)
         try:
             return await future
         finally:
@@ -276,6 +271,10 @@ class ThreadBackedPool(OffloadingPool):
             call.then = functools.partial(self._forget, key, then)
         else:
             call.then = then
+        self._put(call)
+
+    def _put(self, call: _Call) -> None:
+        """Queue ``call`` for the threads, starting one more if none is free and the pool may grow."""
         with self._lock:
             self._queued += 1
             spawn = self._spawn_locked()
