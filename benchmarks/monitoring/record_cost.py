@@ -3,7 +3,7 @@
 A worker's records reach Redis in one ``record.lua`` call per batch (up to 1,000 records), and Redis
 runs nothing else meanwhile: this time is taken from every other client (the worker's own fetches and
 acks included). The batches here are built by the worker's own code (``Recorder.add`` then
-``Recorder._call``) from successful no-op outcomes, written to a private ``redis-server``, and timed
+``Recorder.take_sealed`` and ``Recorder._call_of``) from successful no-op outcomes, written to a private ``redis-server``, and timed
 by Redis itself (``INFO commandstats``: microseconds inside ``EVALSHA``), so the figure depends on the
 machine's speed but not on the client's.
 
@@ -44,8 +44,7 @@ def run(batch: int, batches: int) -> float:
                 d = Delivery("default", f"{int(now * 1000)}-{i}", b"")
                 o = Outcome("ack", str(uuid.uuid4()), "tasks.add", TaskState.SUCCESS, runtime_s=0.00001)
                 rec.add(d, o, None, now)
-            items, rec._pending = rec._pending, []
-            keys, args = rec._call("default", items)
+            keys, args = rec._call_of("default", rec.take_sealed())
             client.evalsha(RECORD.sha, len(keys), *keys, *args)
         usec = client.info("commandstats")["cmdstat_evalsha"]["usec"]
         client.close()
