@@ -4,7 +4,9 @@ One private Redis; each round queues N no-op ``async def add`` tasks (bulk send)
 process (asyncio pool, concurrency 100, as benchmarks/run.py's drain) runs them with ``events`` on or
 off; the rate is timed inside the worker, from its first task to its last. Rounds alternate on/off so
 that machine noise hits both alike; the medians are compared. The worker's CPU time per task (inside
-the same window) is printed too: on a shared, loaded machine it moves less than the rate.
+the same window) is printed too: on a shared, loaded machine it moves less than the rate. So is the
+median of the rounds' own costs (``pair_cost_percent``: each round's on and off ran seconds apart),
+with its quartiles: a machine whose speed drifts over minutes moves it less than the two medians.
 
     .venv/bin/python benchmarks/monitoring/drain_cost.py              # 20k tasks, 7 rounds each
     .venv/bin/python benchmarks/monitoring/drain_cost.py --tasks 50000 --rounds 5
@@ -80,6 +82,9 @@ def main() -> None:
                     flush=True,
                 )
         on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+        # each round's own on/off pair ran seconds apart: the median of the pairs' costs cancels the
+        # drift of a shared machine's speed over minutes better than the two medians do
+        pairs = sorted(100 * (1 - a / b) for a, b in zip(rates["on"], rates["off"]))
         print(
             json.dumps(
                 {
@@ -88,6 +93,10 @@ def main() -> None:
                     "median_on": round(on),
                     "median_off": round(off),
                     "cost_percent": round(100 * (1 - on / off), 1),
+                    "pair_cost_percent": round(statistics.median(pairs), 1),
+                    "pair_cost_quartiles": [round(q, 1) for q in statistics.quantiles(pairs, n=4)]
+                    if len(pairs) > 1
+                    else [],
                     "worker_cpu_us_per_task_on": round(statistics.median(cpu["on"]), 2),
                     "worker_cpu_us_per_task_off": round(statistics.median(cpu["off"]), 2),
                     "on": [round(x) for x in rates["on"]],
