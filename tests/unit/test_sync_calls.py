@@ -1,8 +1,8 @@
 """Sync tasks on a worker that does not prefetch (the asyncio pool, the default) run without an
 asyncio Task per delivery: their calls go straight to the pool's threads (``Worker._start_call``,
 ``ThreadBackedPool.submit``) and the batched hand-back finishes each run. Outcomes, the request in
-the thread, revoke with terminate, WorkerShutdown, blocking tasks beside others and a cold shutdown
-behave as on the coroutine path."""
+the thread, revoke with terminate, blocking tasks beside others and a cold shutdown behave as on the
+coroutine path (WorkerShutdown on this path: tests/unit/test_worker_shutdown.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from celeriac import Celeriac, TaskState, Worker, WorkerShutdown
+from celeriac import Celeriac, TaskState, Worker
 from celeriac.broker.revoked import Revocation
 from celeriac.exceptions import TaskRevokedError
 from celeriac.execution import Outcome
@@ -133,28 +133,6 @@ async def test_terminate_ends_a_running_sync_call_revoked(release: threading.Eve
     await asyncio.wait_for(run, 10)
     assert [(o.task_id, o.state) for o in outcomes] == [(victim.id, TaskState.REVOKED)]
     assert worker.stats.revoked == 1 and worker.pool._by_task == {}  # type: ignore[attr-defined]
-
-
-async def test_worker_shutdown_from_a_sync_task_hands_its_delivery_back() -> None:
-    app = _app()
-    calls: list[int] = []
-
-    @app.task(name="sc.stopper")
-    def stopper() -> str:
-        calls.append(1)
-        if len(calls) == 1:
-            raise WorkerShutdown()
-        return "ran again"
-
-    result = stopper.delay()
-    worker = Worker(app, pool="asyncio", concurrency=2)
-    await asyncio.wait_for(worker.run(), 10)  # returns on its own: the task stopped it
-    assert worker.stats.lost == 1 and worker.stats.processed == 0
-    stats = app.broker.stats("default")
-    assert (stats.running, stats.ready, stats.dead) == (0, 1, 0)  # handed back: nobody owns it
-    done = await drain_async(app, ["default"])
-    assert [o.value for o in done.outcomes] == ["ran again"]
-    assert result.get(timeout=1) == "ran again"
 
 
 async def test_a_cold_shutdown_hands_a_running_sync_call_back(release: threading.Event) -> None:

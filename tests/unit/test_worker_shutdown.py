@@ -11,8 +11,14 @@ from celeriac import Celeriac, Worker, WorkerShutdown
 from celeriac.testing import drain_async
 
 
-@pytest.mark.parametrize("kind", ["async", "sync"])
-async def test_worker_shutdown_from_a_task_stops_the_worker_and_hands_the_delivery_back(kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "pool"),
+    # a sync task on the asyncio pool runs without a coroutine of its own (Worker._start_call)
+    [("async", "asyncio"), ("sync", "threads"), ("sync", "asyncio")],
+)
+async def test_worker_shutdown_from_a_task_stops_the_worker_and_hands_the_delivery_back(
+    kind: str, pool: str
+) -> None:
     app = Celeriac(
         "ws", broker="memory://", result_backend="memory://", task_ignore_result=False, from_env=False
     )
@@ -38,7 +44,7 @@ async def test_worker_shutdown_from_a_task_stops_the_worker_and_hands_the_delive
             return body()
 
         result = stopper_sync.delay()
-    worker = Worker(app, concurrency=2, pool="threads" if kind == "sync" else "asyncio")
+    worker = Worker(app, concurrency=2, pool=pool)
     await asyncio.wait_for(worker.run(), 10)  # returns on its own: the task stopped it
     assert worker.stats.lost == 1 and worker.stats.processed == 0
     stats = app.broker.stats("default")
