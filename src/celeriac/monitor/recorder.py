@@ -184,6 +184,7 @@ class Recorder:
             run = self._runs.get(o.task_name)
             task_id = o.task_id
             if run is not None and run.queue == d.queue and task_id:
+                # _Run.add, inlined (this runs for every task; a run's start is its finish less its runtime)
                 run.ids.append(task_id)
                 run.ready.append(d.entry_id)
                 run.finished.append(_clock())
@@ -231,15 +232,7 @@ class Recorder:
                 if run is None:
                     run = self._runs[name] = _Run(d.queue, name)
                 if run.queue == d.queue:
-                    i = len(run.ids)
-                    run.ids.append(task_id)
-                    run.ready.append(d.entry_id)
-                    run.finished.append(finished_s)
-                    run.runtimes.append(o.runtime_s)
-                    if started_s != finished_s - o.runtime_s:
-                        run.starts[i] = started_s
-                    if retries:
-                        run.retried[i] = retries
+                    run.add(task_id, d.entry_id, finished_s, o.runtime_s, retries, started_s)
                     return
         # times as the floats they are (converting costs the worker more than the bytes saved)
         row: tuple[Any, ...] = (task_id, name, state, d.entry_id, started_s, finished_s, o.runtime_s, retries)
@@ -649,6 +642,20 @@ class _Run:
         #: index -> started, of the few that did not start their runtime before they finished
         #: (:meth:`Recorder.add` given another start)
         self.starts: dict[int, float] = {}
+
+    def add(
+        self, task_id: str, entry_id: str, finished_s: float, runtime_s: float, retries: int, started_s: float
+    ) -> None:
+        """One more success (:meth:`Recorder.note` inlines this for the usual one)."""
+        i = len(self.ids)
+        self.ids.append(task_id)
+        self.ready.append(entry_id)
+        self.finished.append(finished_s)
+        self.runtimes.append(runtime_s)
+        if started_s != finished_s - runtime_s:
+            self.starts[i] = started_s
+        if retries:
+            self.retried[i] = retries
 
     def rows(self, start: int, end: int) -> list[_Pending]:
         """Records ``start`` to ``end`` as rows (too few for a block, or ids a block cannot hold)."""
