@@ -29,6 +29,7 @@ from .canvas import Signature
 from .codec import Codec
 from .config import Config
 from .exceptions import ConfigurationError, MessageTooLarge
+from .execution import effective
 from .message import Message, encode_call, new_task_id
 from .result import AsyncResult as _AsyncResult
 from .result import EagerResult
@@ -395,12 +396,10 @@ class Celeriac(CeleryMethods, PeriodicSetup):
         return (task.serializer if task is not None else None) or self.conf.task_serializer
 
     def _ignored(self, options: SendOptions, task: Task[Any, Any] | None) -> bool:
-        # execution.effective's rule, written out: this runs once per delay()
-        if options.ignore_result is not None:
-            return options.ignore_result
         if task is None:  # sent by name: the worker knows; do not refuse to wait
-            return False
-        return task.ignore_result if task.ignore_result is not None else self.conf.task_ignore_result
+            return bool(options.ignore_result)
+        # the rule's one home (issue 10: call option, else task option, else the app's default)
+        return effective(options.ignore_result, task.ignore_result, self.conf.task_ignore_result)
 
     def send(
         self,
