@@ -190,6 +190,8 @@ class SlotGate:
         """:meth:`pass_on`, to a named wait (:attr:`QueuedWait.named`): the processes pool's child
         answered a run and has already taken ``waiter``'s call, sent ahead to it; or the pool started
         that call on the child the answered run freed. The answered run's release then frees nothing."""
+        if self._tick is not None:  # slots are flowing: the waits behind it are queued, not held
+            self._freed_at = now_s
         waiter.admit(now_s)
         self.passed += 1
 
