@@ -7,6 +7,10 @@ A pool that learns of a task's end before the worker's run does (the processes p
 answer) hands the slot on at once (:meth:`SlotGate.pass_on`): the next prefetched run reaches the
 freed child without waiting for the finished run's outcome to be recorded and settled.
 
+The processes pool sends a waiting run's request ahead to one busy child (``process/pool.py``): its
+wait is *named* (:attr:`QueuedWait.named`): a release in order passes it by, and the pool admits it
+when that child answers (:meth:`SlotGate.pass_to`), whichever child frees first.
+
 A pool that queues calls itself (the threads pool: ``queues_calls``) is handed a waiting run's call at
 once (:meth:`SlotGate.enqueue`): it waits in the pool's queue, where a thread that finishes a call
 takes the next without the loop's help, instead of the run waiting on the loop (a future, a timer and

@@ -1,7 +1,8 @@
-"""The one framing of the process pool: length-prefixed messages over a stream socket.
+"""The process pool's framings: length-prefixed messages over a stream socket, and a child's inbox.
 
-Spoken between the worker and each child (task requests and answers), and between the worker and a
-lean fork server (its start-up handshake). What ``multiprocessing.connection.Connection`` does,
+The stream is spoken between the worker and each child (answers; requests too large for the inbox),
+and between the worker and a lean fork server (its start-up handshake). The inbox (below) carries a
+child's requests, one record each. What ``multiprocessing.connection.Connection`` does,
 without importing ``multiprocessing`` (4.5 MiB resident in every child).
 """
 

@@ -5,6 +5,14 @@ arguments and request over a socket, and answers with the value or the exception
 executor turns that into an outcome, exactly as for the other pools. So the number of Redis
 connections does not grow with the children, and a child needs no broker settings at all.
 
+Requests go to a child's inbox (``ipc.py``: a ``SOCK_SEQPACKET`` pair, one record per request), whose
+child end the worker keeps too. A prefetched run waiting for a slot (``SlotGate.enqueue``) is sent
+ahead to a busy child, one per child: the child starts it the moment it answers its current task,
+without waiting for the worker. At its start deadline the worker tries to read the record back (the
+kernel hands a record to one reader): read back, it never runs and its delivery goes back; else the
+child took it. When the child answers, that run gets the answered run's slot by name
+(``SlotGate.pass_to``). Runs beyond one ahead per child wait in the pool's queue.
+
 Children are forked by a fork server that holds the imported app (see ``forkserver.py`` for why).
 The pool chooses it: a lean one (a fresh interpreter that imports only the app, ``lean.py``) when the
 app can be imported again by name, else one forked from the worker. The pool reads every child
@@ -12,7 +20,8 @@ socket with ``loop.add_reader``: no thread per child.
 
 What happens when:
 
-* a child dies (segfault, OOM kill, ``os._exit``): its socket reaches EOF; the run fails with
+* a child dies (segfault, OOM kill, ``os._exit``): a request sent ahead that it never read is
+  still in its inbox: queued again for another child. Its socket reaches EOF; the run fails with
   :class:`~celeriac.exceptions.WorkerLostError`, which the executor turns into a hand-back (the task
   runs again, counting a delivery, so ``max_deliveries`` still stops a task that kills every child)
   or, for a task that opted out of redelivery (``acks_late=False``), a failure. A new child starts.
@@ -20,7 +29,8 @@ What happens when:
   :class:`~celeriac.exceptions.TimeLimitExceeded` and follows its retry policy. The soft limit is
   the child's business (SIGALRM, or cancellation for a coroutine).
 * a recycling limit is reached (tasks, resident memory after a task, age): the child is told to stop
-  after its task and a new one starts at once.
+  after its task and a new one starts at once. Nothing is sent ahead to a child whose task count
+  would pass the limit; one that reached its memory or age limit runs the task it took ahead first.
 * cold shutdown: the worker hands the running tasks back and cancels their runs; the pool kills the
   children that were running them (a task handed back must not go on running here).
 
