@@ -122,6 +122,7 @@ def test_a_child_that_answers_runs_the_task_sent_ahead_to_it_in_the_answered_run
     assert len(set(handed_to)) == len(handed_to)  # each wait admitted once
     # every early hand-on was paid back by a run's release: the gate is whole again
     eventually(lambda: (gate.passed, gate.free) == (0, 1))
+    assert not gate._waiters  # no admitted wait is left behind (the stall tick walks them)
     assert w.worker.prefetch.handed_back == 0
 
 

@@ -273,9 +273,15 @@ def test_named_waits_are_admitted_only_by_their_pool_and_a_slot_freed_past_them_
         # B's child answers first: it took ahead_b, not the older ahead_a
         gate.pass_to(ahead_b, loop.time())
         assert ahead_b.admitted and not ahead_a.done()
+        gate.pass_to(ahead_a, loop.time())  # A's child answers: ahead_a runs in A's slot
+        gate.release()
+        assert (gate.free, gate.passed) == (0, 1)
+        assert len(gate._waiters) == 1 and not gate._waiters[0].done()  # the parked run only
+        ahead_a = gate.enqueue(loop, loop.time())  # the next one sent ahead to A's child
+        ahead_a.named = True
         gate.release()  # B's run ends: its slot went to ahead_b already
         assert (gate.free, gate.passed, freed) == (0, 0, [])
-        gate.release()  # A's run ends with no ahead taken: the parked run gets it, not ahead_a
+        gate.release()  # ahead_b's run ends with no ahead taken: the parked run gets it, not ahead_a
         assert await parked is True and not ahead_a.done()
         gate.release()  # the parked run ends: only a named wait is left, the slot frees and says so
         assert (gate.free, freed) == (1, [1])

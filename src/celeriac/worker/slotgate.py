@@ -198,6 +198,9 @@ class SlotGate:
             self._freed_at = now_s
         waiter.admit(now_s)
         self.passed += 1
+        waiters = self._waiters  # named waits end nearly in order: drop the ended ones at the head
+        while waiters and waiters[0].done():
+            waiters.popleft()
 
     def release(self) -> None:
         """Free a slot: to the oldest waiter still waiting, else back to the free count (or nothing,
@@ -241,7 +244,10 @@ class SlotGate:
         late = now - self._tick_due
         if late > _STALL_SLACK_S:
             self._stalled_s += late
-        if any(not w.done() for w in self._waiters):
+        waiters = self._waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()
+        if waiters:
             self._tick_due = now + _TICK_S
             self._tick = loop.call_at(self._tick_due, self._on_tick, loop)
         else:
