@@ -309,6 +309,7 @@ class ProcessPool:
             child.run is not None
             and child.ahead is None
             and not child.stopping
+            and not self._closing
             and (max_tasks is None or child.tasks + 1 < max_tasks)
         )
 
@@ -505,15 +506,7 @@ class ProcessPool:
         if self._closing:
             self._stop(child, "shutdown")
             return
-        age_s = time.monotonic() - child.started
-        reason = self.recycling.reason(child.tasks, child.rss_kib, age_s, child.age_limit_s)
-        if reason:
-            self.recycled += 1
-            self._stop(child, f"recycling: {reason}")
-            self._fill()
-            return
-        if self._capacity() > self.target:
-            self._stop(child, "autoscale: fewer children needed")
+        if self._retire(child):
             return
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -651,23 +644,32 @@ class ProcessPool:
         autoscale stop due, no run holding a slot waiting for a child)? Else :meth:`_release` decides."""
         if child.stopping or self._closing or self._waiters or self._capacity() > self.target:
             return False
-        age_s = time.monotonic() - child.started
-        return not self.recycling.reason(child.tasks, child.rss_kib, age_s, child.age_limit_s)
+        return not self._recycle_reason(child)
 
     def _after_task(self, child: _Child) -> None:
         """``child`` answered and went on with the run sent ahead: recycle it after that one if a limit
         is reached now (it stops once it answers), else send it the next queued run ahead."""
+        if self._closing or not self._retire(child, " (after the task it runs)"):
+            self._fill_ahead(child)
+
+    def _recycle_reason(self, child: _Child) -> str:
+        """Why ``child`` must be replaced now (a recycling limit), or ""."""
         age_s = time.monotonic() - child.started
-        reason = self.recycling.reason(child.tasks, child.rss_kib, age_s, child.age_limit_s)
-        if reason and not self._closing:
+        return self.recycling.reason(child.tasks, child.rss_kib, age_s, child.age_limit_s)
+
+    def _retire(self, child: _Child, when: str = "") -> bool:
+        """Stop ``child`` (once it is free) if it reached a recycling limit or autoscale wants fewer
+        children; whether it was."""
+        reason = self._recycle_reason(child)
+        if reason:
             self.recycled += 1
-            self._stop(child, f"recycling: {reason} (after the task it runs)")
+            self._stop(child, f"recycling: {reason}{when}")
             self._fill()
-            return
+            return True
         if self._capacity() > self.target:
-            self._stop(child, "autoscale: fewer children needed (after the task it runs)")
-            return
-        self._fill_ahead(child)
+            self._stop(child, f"autoscale: fewer children needed{when}")
+            return True
+        return False
 
     def _ended(self, child: _Child) -> None:
         """The child's socket reached EOF: the process exited (or is about to)."""
