@@ -198,3 +198,31 @@ def test_an_answer_hands_the_slot_on_only_when_the_worker_prefetches(app: Celeri
     assert w.pool.pass_on == w.prefetch.slots.pass_on  # type: ignore[attr-defined]
     scaled = Worker(app, pool="processes", concurrency=2, autoscale=Autoscale(2, 1))  # no prefetch, no gate
     assert scaled.pool.pass_on is None  # type: ignore[attr-defined]
+
+
+def test_requests_too_large_for_a_record_wait_for_a_free_child_and_run(
+    app: Celeriac, thread_worker: Any
+) -> None:
+    @app.task(name="t.size")
+    def size(blob: str) -> int:
+        return len(blob)
+
+    w = thread_worker(app, pool="processes", concurrency=1)
+    pool = w.worker.pool
+    gate = w.worker.prefetch.slots
+    gate.deadline_s = gate.limit_s = 30.0
+    placed: list[bool] = []  # a prefetched run's request: sent ahead (True) or queued (False)
+    real_place = pool._place
+
+    def place(run: Any) -> None:
+        real_place(run)
+        placed.append(any(c.ahead is run for c in pool._children.values()))
+
+    pool._place = place
+    _measured_short(w)
+    blobs = [str(i) * (100_000 + i) for i in range(1, 7)]  # each larger than a 64 KiB record
+    app.send_many([size.s(b) for b in blobs])
+    w.wait_outcomes(lambda o: len(o) >= 6, timeout_s=30)
+    assert [o.kind for o in w.outcomes] == ["ack"] * 6
+    assert sorted(o.value for o in w.outcomes) == sorted(len(b) for b in blobs)
+    assert placed and not any(placed)  # prefetched, never sent ahead: it could not be claimed back

@@ -131,6 +131,11 @@ RECORD_MAX = 65536  #: a larger request travels on the stream (:func:`record` wi
 _SEQ = struct.Struct("!Q")
 
 
+def fits(payload: bytes) -> bool:
+    """``payload`` travels as one inbox record (else on the stream, announced by an empty record)."""
+    return _SEQ.size + len(payload) <= RECORD_MAX
+
+
 def inbox_pair() -> tuple[socket.socket, socket.socket]:
     """A new inbox: ``(the worker's sending end, the child's receiving end)``."""
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

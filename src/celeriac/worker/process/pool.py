@@ -287,7 +287,7 @@ class ProcessPool:
         """Put ``run``'s request in ``child``'s inbox (a dead child: its EOF fails the run)."""
         run.child = child
         with contextlib.suppress(OSError):
-            if len(run.data) + 8 <= ipc.RECORD_MAX:
+            if ipc.fits(run.data):
                 child.requests.send(ipc.record(run.seq, run.data))
             else:  # too large for a record: on the stream, announced by an empty record
                 child.conn.send_bytes(run.data)
@@ -317,7 +317,7 @@ class ProcessPool:
         """A prefetched run's request: ahead to a busy child that has none (it starts the moment that
         child answers), else into the pool's queue. Never to a free child: free children are for runs
         holding a slot (a release starts a queued run on one, :meth:`start_queued`)."""
-        if len(run.data) + 8 <= ipc.RECORD_MAX:  # a larger one cannot be claimed back: queued
+        if ipc.fits(run.data):  # a larger one cannot be claimed back: queued for a free child
             for child in self._children.values():
                 if self._can_take_ahead(child):
                     child.ahead = run
@@ -329,7 +329,7 @@ class ProcessPool:
         """``child`` just started its run: send it the oldest queued request ahead."""
         while self._pending and self._can_take_ahead(child):
             run = self._pending[0]
-            if len(run.data) + 8 > ipc.RECORD_MAX:
+            if not ipc.fits(run.data):
                 return  # it waits for a free child
             self._pending.popleft()
             child.ahead = run
@@ -470,6 +470,7 @@ class ProcessPool:
             except OSError:
                 inbox[0].close()
                 inbox[1].close()
+                sock.close()  # the child reads EOF instead of its inbox, and exits
                 raise
         except OSError as exc:
             logger.error("cannot start a child process (%s); retrying in %.0fs", exc, _RESPAWN_DELAY_S)
