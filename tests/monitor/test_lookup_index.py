@@ -54,9 +54,13 @@ def test_any_other_id_is_keyed_by_its_digest() -> None:
     assert id_keys(["order-1"]) == hashlib.blake2b(b"order-1", digest_size=4).digest()
 
 
-def _block(rows: list[tuple[Any, ...]]) -> bytes:
+def _block(rows: list[tuple[Any, ...]], started_column: bool = True) -> bytes:
     ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
-    times = struct.pack(f"<{3 * len(rows)}d", *started, *finished, *runtimes)
+    if started_column:
+        times = struct.pack(f"<{3 * len(rows)}d", *started, *finished, *runtimes)
+    else:  # as the worker packs runs that started their runtime before their finish
+        assert all(s == f - r for s, f, r in zip(started, finished, runtimes))
+        times = struct.pack(f"<{2 * len(rows)}d", *finished, *runtimes)
     counts = struct.pack(f"<{len(rows)}I", *retries) if any(retries) else b""
     return block(len(rows), names[0], states[0], "\x00".join(ids), "\x00".join(ready), times, counts)
 
@@ -68,10 +72,13 @@ def _rows(n: int, retries: int = 0) -> list[tuple[Any, ...]]:
     ]
 
 
+@pytest.mark.parametrize("started_column", [True, False], ids=["started-column", "started-computed"])
 @pytest.mark.parametrize("retries", [0, 1])
-def test_a_block_reads_back_as_its_records(retries: int) -> None:
+def test_a_block_reads_back_as_its_records(retries: int, started_column: bool) -> None:
+    """Both forms of a block's times: with the started column, and without it (each started time is
+    its finished time less its runtime, as readers compute it)."""
     rows = _rows(300, retries)
-    packed = _block(rows)
+    packed = _block(rows, started_column)
     assert packed is not None and len(packed) < len(pack(rows))
     items = [list(_rows(1)[0]), msgpack.unpackb(packed, raw=False), list(_rows(1)[0])]
     got = entry_rows(items)
@@ -105,6 +112,8 @@ def test_a_block_that_does_not_decode_is_skipped() -> None:
     good = msgpack.unpackb(_block(rows), raw=False)
     assert entry_rows([{**good, "n": 3}, list(rows[0])]) == [list(rows[0])]
     assert entry_rows([{"n": "x"}]) == []
+    short = msgpack.unpackb(_block(rows, started_column=False), raw=False)
+    assert entry_rows([{**short, "t": short["t"][:-8]}]) == []  # neither 2 nor 3 times per record
 
 
 @pytest.mark.redis

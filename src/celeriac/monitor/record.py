@@ -158,9 +158,9 @@ def _numbers(code: str, data: Any) -> array[Any]:
 def block(n: int, name: str, state: str, ids: str, ready: str, times: bytes, retries: bytes = b"") -> bytes:
     """The packed block (see the module docstring) of ``n`` plain successes of task ``name``, from
     their columns: ``ids`` and ``ready`` joined by NUL (none may hold one), ``times`` the finished
-    times then the runtimes (or the started times, then those), as little-endian float64, and ``retries`` (empty:
-    all 0) as little-endian uint32. Built without Python code per record: this runs for every task a
-    worker records."""
+    times then the runtimes (or the started times, then those), as little-endian float64, and
+    ``retries`` (empty: all 0) as little-endian uint32. Built without Python code per record: this
+    runs for every task a worker records."""
     out: dict[str, Any] = {"n": n, "name": name, "state": state, "id": ids, "ready": ready, "t": times}
     if retries:
         out["retries"] = retries

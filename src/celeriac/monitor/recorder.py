@@ -1,9 +1,10 @@
 """The worker side of monitoring: task outcomes into bounded Redis structures, batched with the acks.
 
 The worker calls :meth:`Recorder.note` when an outcome is known: a plain success (the usual
-outcome) is appended to its task's columns (a :class:`_Run`: ids, entry ids, finish times,
-runtimes), anything else made a record, a tuple of plain values (nothing is encoded on the task's
-path). The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it packs what
+outcome) is appended to a flat list of plain values (task name, queue, id, entry id, finish time,
+runtime, retries: one ``list.extend``), cut into its task's columns (a :class:`_Run`) when sealed;
+anything else is made a record, a tuple of plain values (nothing is encoded on the task's path).
+The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it packs what
 was noted into bytes once there are a few hundred (a :class:`_Segment`: a block of a run's columns
 or msgpack records, their lookup keys, their rollup counts), while they are fresh in the CPU's
 caches, so that nothing per task is kept as Python objects until the write; then it starts a
@@ -186,7 +187,9 @@ class Recorder:
         ):
             # one call and one short-lived tuple per task: the columns are cut out of this list when
             # it is sealed (_take_flat; a run's start is its finish less its runtime)
-            self._flat.extend((o.task_name, d.queue, o.task_id, d.entry_id, _clock(), o.runtime_s, message.retries))
+            self._flat.extend(
+                (o.task_name, d.queue, o.task_id, d.entry_id, _clock(), o.runtime_s, message.retries)
+            )
             return
         now = _clock()
         self._add(d, o, message, now - o.runtime_s if ran else 0.0, now)
@@ -277,7 +280,12 @@ class Recorder:
         name, queue = names[0], queues[0]
         if names.count(name) == n and queues.count(queue) == n and all(ids):
             run = _Run(queue, self._admit(name))
-            run.ids, run.ready, run.finished, run.runtimes = ids, flat[3::_FLAT], flat[4::_FLAT], flat[5::_FLAT]
+            run.ids, run.ready, run.finished, run.runtimes = (
+                ids,
+                flat[3::_FLAT],
+                flat[4::_FLAT],
+                flat[5::_FLAT],
+            )
             retries = flat[6::_FLAT]
             if any(retries):
                 run.retried = {i: r for i, r in enumerate(retries) if r}
@@ -291,10 +299,10 @@ class Recorder:
                 row = ("", name, "SUCCESS", entry_id, started_s, finished_s, runtime_s, retries_)
                 self._pending.append((queue, row, None))
                 continue
-            run = runs.get((name, queue))
-            if run is None:
-                run = runs[name, queue] = _Run(queue, name)
-            run.add(task_id, entry_id, finished_s, runtime_s, retries_, started_s)
+            grouped = runs.get((name, queue))
+            if grouped is None:
+                grouped = runs[name, queue] = _Run(queue, name)
+            grouped.add(task_id, entry_id, finished_s, runtime_s, retries_, started_s)
         return list(runs.values())
 
     def take_sealed(self) -> list[_Segment]:
@@ -664,8 +672,8 @@ def _records(segs: list[_Segment]) -> int:
 
 class _Run:
     """The plain successes of one task from one queue since the last seal, a column each: what a
-    block holds (:func:`~celeriac.monitor.record.block`). Appending to a few lists costs the task's
-    path less than making a record, and packing the columns costs no transposition."""
+    block holds (:func:`~celeriac.monitor.record.block`). Cut out of :meth:`Recorder.note`'s flat list
+    by strided slices, or appended to by :meth:`add`; packing the columns costs no transposition."""
 
     __slots__ = ("finished", "ids", "name", "queue", "ready", "retried", "runtimes", "starts")
 
@@ -685,7 +693,8 @@ class _Run:
     def add(
         self, task_id: str, entry_id: str, finished_s: float, runtime_s: float, retries: int, started_s: float
     ) -> None:
-        """One more success (:meth:`Recorder.note` inlines this for the usual one)."""
+        """One more success (:meth:`Recorder.add`'s; :meth:`Recorder.note` notes the usual one in its
+        flat list instead)."""
         i = len(self.ids)
         self.ids.append(task_id)
         self.ready.append(entry_id)
