@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import time
 import uuid
@@ -30,6 +28,9 @@ from typing import Any
 HERE = Path(__file__).resolve()
 # CELERIAC_SRC: another checkout's src (git archive REF src | tar -x -C /tmp/ref) to compare with
 sys.path.insert(0, os.environ.get("CELERIAC_SRC", str(HERE.parents[2] / "src")))
+sys.path.insert(1, str(HERE.parents[1]))  # benchmarks/, for _callgrind
+
+from _callgrind import collected  # noqa: E402
 
 MODES = ("call", "note", "seal", "write")
 BATCH = 500  # notes per seal (the recorder's _SEAL_AT)
@@ -78,19 +79,7 @@ def child(mode: str, n: int) -> None:
 
 
 def count(mode: str, n: int) -> int:
-    out = subprocess.run(
-        [
-            *("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"),
-            *(sys.executable, __file__, "--child", mode, str(n)),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if found is None:
-        raise SystemExit(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
-    return int(found.group(1))
+    return collected([sys.executable, __file__, "--child", mode, str(n)])
 
 
 def main() -> None:
