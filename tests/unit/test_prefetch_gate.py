@@ -253,3 +253,38 @@ def test_a_queued_wait_that_ended_is_handed_no_slot() -> None:
         assert gate.free == 1
 
     asyncio.run(scenario())
+
+
+def test_named_waits_are_admitted_only_by_their_pool_and_a_slot_freed_past_them_is_reported() -> None:
+    """The processes pool's waits (sent ahead to one child each): a release in order skips them, the
+    pool admits the one whose child took it (pass_to), and a slot freed with only them waiting calls
+    on_free (the pool starts a queued run on an idle child)."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        gate = SlotGate(2, deadline_s=10.0, limit_s=10.0)
+        freed: list[int] = []
+        gate.on_free = lambda: freed.append(gate.free)
+        assert gate.try_take() and gate.try_take()  # runs A and B hold both slots
+        ahead_a, ahead_b = gate.enqueue(loop, loop.time()), gate.enqueue(loop, loop.time())
+        ahead_a.named = ahead_b.named = True
+        parked = asyncio.ensure_future(gate.take(loop, loop.time()))  # a run that is not sent ahead
+        await asyncio.sleep(0)
+        # B's child answers first: it took ahead_b, not the older ahead_a
+        gate.pass_to(ahead_b, loop.time())
+        assert ahead_b.admitted and not ahead_a.done()
+        gate.pass_to(ahead_a, loop.time())  # A's child answers: ahead_a runs in A's slot
+        gate.release()
+        assert (gate.free, gate.passed) == (0, 1)
+        assert len(gate._waiters) == 1 and not gate._waiters[0].done()  # the parked run only
+        ahead_a = gate.enqueue(loop, loop.time())  # the next one sent ahead to A's child
+        ahead_a.named = True
+        gate.release()  # B's run ends: its slot went to ahead_b already
+        assert (gate.free, gate.passed, freed) == (0, 0, [])
+        gate.release()  # ahead_b's run ends with no ahead taken: the parked run gets it, not ahead_a
+        assert await parked is True and not ahead_a.done()
+        gate.release()  # the parked run ends: only a named wait is left, the slot frees and says so
+        assert (gate.free, freed) == (1, [1])
+        assert not ahead_a.done()
+
+    asyncio.run(scenario())

@@ -63,3 +63,25 @@ def test_channel_reads_every_whole_message_available_at_once_then_eof() -> None:
         assert (messages, eof) == ([b"hi"], True)
     finally:
         right.close()
+
+
+def test_a_record_in_a_childs_inbox_is_taken_by_one_reader_only() -> None:
+    from celeriac.worker.process import ipc
+
+    requests, inbox = ipc.inbox_pair()
+    try:
+        assert ipc.head_seq(inbox) is None and not ipc.claim(inbox, 1)
+        requests.send(ipc.record(7, b"run seven"))
+        requests.send(ipc.record(8, b"run eight"))
+        assert ipc.head_seq(inbox) == 7  # peeked: still there
+        assert not ipc.claim(inbox, 8)  # not first: another record is ahead of it
+        assert ipc.read_record(inbox.recv(ipc.RECORD_MAX)) == (7, b"run seven")  # the child took 7
+        assert ipc.claim(inbox, 8)  # the worker took 8 back: the child never sees it
+        assert ipc.head_seq(inbox) is None and not ipc.claim(inbox, 8)
+        requests.send(ipc.record(9, b""))  # empty payload: the request follows on the stream
+        requests.send(ipc.record(10, b"x"))
+        assert ipc.drain(inbox) == [9, 10]
+        assert ipc.drain(inbox) == []
+    finally:
+        requests.close()
+        inbox.close()

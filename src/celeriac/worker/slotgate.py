@@ -7,6 +7,10 @@ A pool that learns of a task's end before the worker's run does (the processes p
 answer) hands the slot on at once (:meth:`SlotGate.pass_on`): the next prefetched run reaches the
 freed child without waiting for the finished run's outcome to be recorded and settled.
 
+The processes pool sends a waiting run's request ahead to one busy child (``process/pool.py``): its
+wait is *named* (:attr:`QueuedWait.named`): a release in order passes it by, and the pool admits it
+when that child answers (:meth:`SlotGate.pass_to`), whichever child frees first.
+
 A pool that queues calls itself (the threads pool: ``queues_calls``) is handed a waiting run's call at
 once (:meth:`SlotGate.enqueue`): it waits in the pool's queue, where a thread that finishes a call
 takes the next without the loop's help, instead of the run waiting on the loop (a future, a timer and
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
 __all__ = ["START_DEADLINE_S", "START_LIMIT_S", "CallQueue", "NotStarted", "QueuedWait", "SlotGate"]
@@ -70,6 +75,9 @@ class SlotGate:
         self.parked = 0
         self._queued = 0  # waits of :meth:`enqueue` made (a count: tests read it)
         self._check: asyncio.Handle | None = None  # the next look at the queued waits' deadlines
+        #: called when a release frees a slot that no waiter took (the processes pool then starts a
+        #: run of its own queue on an idle child: its waits are named, see :meth:`pass_to`)
+        self.on_free: Callable[[], object] | None = None
 
     def locked(self) -> bool:
         return self.free <= 0
@@ -182,6 +190,18 @@ class SlotGate:
         self.passed += 1
         return True
 
+    def pass_to(self, waiter: QueuedWait, now_s: float) -> None:
+        """:meth:`pass_on`, to a named wait (:attr:`QueuedWait.named`): the processes pool's child
+        answered a run and has already taken ``waiter``'s call, sent ahead to it; or the pool started
+        that call on the child the answered run freed. The answered run's release then frees nothing."""
+        if self._tick is not None:  # slots are flowing: the waits behind it are queued, not held
+            self._freed_at = now_s
+        waiter.admit(now_s)
+        self.passed += 1
+        waiters = self._waiters  # named waits end nearly in order: drop the ended ones at the head
+        while waiters and waiters[0].done():
+            waiters.popleft()
+
     def release(self) -> None:
         """Free a slot: to the oldest waiter still waiting, else back to the free count (or nothing,
         when a slot was handed on early for it: :meth:`pass_on`)."""
@@ -190,20 +210,28 @@ class SlotGate:
             return
         if not self._to_oldest_waiter():
             self.free += 1
+            if self.on_free is not None:
+                self.on_free()
 
     def _to_oldest_waiter(self) -> bool:
-        """Give a freed slot to the oldest waiter still waiting; whether one took it."""
+        """Give a freed slot to the oldest waiter still waiting, named waits aside; whether one took it."""
         if self._tick is not None:  # someone waits: a tick runs on the loop
             with contextlib.suppress(RuntimeError):  # a run closed outside its loop (shutdown)
                 self._freed_at = asyncio.get_running_loop().time()
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                if type(waiter) is QueuedWait:
-                    waiter.admit(self._freed_at)
-                else:
-                    waiter.set_result(True)
-                return True
+        waiters = self._waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()
+        for i, waiter in enumerate(waiters):
+            if waiter.done():
+                continue
+            if type(waiter) is QueuedWait:
+                if waiter.named:  # the pool admits it (pass_to): the child it went to decides when
+                    continue
+                waiter.admit(self._freed_at)
+            else:
+                waiter.set_result(True)
+            del waiters[i]
+            return True
         return False
 
     def _stalled(self, now: float) -> float:
@@ -216,7 +244,10 @@ class SlotGate:
         late = now - self._tick_due
         if late > _STALL_SLACK_S:
             self._stalled_s += late
-        if any(not w.done() for w in self._waiters):
+        waiters = self._waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()
+        if waiters:
             self._tick_due = now + _TICK_S
             self._tick = loop.call_at(self._tick_due, self._on_tick, loop)
         else:
@@ -283,6 +314,7 @@ class QueuedWait:
         "deadline_s",
         "ended",
         "fetched_at",
+        "named",
         "pool",
         "stalled_before",
     )
@@ -303,6 +335,9 @@ class QueuedWait:
         #: the pool that queued its call, and the call (:meth:`attach`)
         self.pool: CallQueue | None = None
         self.call: Any = None
+        #: only the pool admits it (:meth:`SlotGate.pass_to`), never a release in order: the processes
+        #: pool sends calls ahead to particular children, and which one frees first decides
+        self.named = False
 
     def attach(self, pool: CallQueue, call: Any) -> None:
         """The pool queued the run's call."""

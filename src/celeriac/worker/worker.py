@@ -221,8 +221,15 @@ class Worker:
         #: twice its slots), and a start deadline there would hand back deliveries it had just taken
         #: for slots it has (each hand-back marks the consumer in ``{queue}:reclaimed``, as a lost lease)
         self._gate = self.prefetch.slots if self.prefetch.enabled else None
-        if self._gate is not None and hasattr(self.pool, "pass_on"):  # the processes pool (prefetch.py)
+        if self._gate is not None and pool == "processes":  # prefetch.py
+            from .process.pool import ProcessPool  # not imported by workers of the other pools
+
+            assert isinstance(self.pool, ProcessPool)
             self.pool.pass_on = self._gate.pass_on
+            # it sends prefetched runs ahead to busy children and admits them itself (SlotGate.pass_to);
+            # a slot that frees with nobody else waiting starts one of its queued runs
+            self.pool.gate = self._gate
+            self._gate.on_free = self.pool.start_queued
         #: the pool queues calls beyond its free threads itself (the threads pool): a prefetched run
         #: hands its call over at once instead of waiting on the loop for a slot (SlotGate.enqueue)
         self._pool_queues = self._gate is not None and getattr(self.pool, "queues_calls", False)

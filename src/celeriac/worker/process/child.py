@@ -1,6 +1,7 @@
 """The loop each child of the ``processes`` pool runs (forked by ``forkserver.py``).
 
-Receive ``(seq, request, soft limit)``, run the task (sync: directly, with the soft limit as
+Receive ``(seq, request, soft limit)`` from the child's inbox (one record per request; the worker may
+send one ahead while the child is busy, see ``ipc.py``), run the task (sync: directly, with the soft limit as
 ``SIGALRM``; async: ``asyncio.run``, with the soft limit by cancellation), answer with the value or
 the exception (pickled; with its formatted traceback) and the child's resident size. The child never
 talks to Redis on the worker's behalf: the worker keeps all the I/O and decides outcomes.
@@ -24,7 +25,7 @@ from ...context import Request, _current
 from ...exceptions import SoftTimeLimitExceeded
 from ..recycling import resident_kib
 from .forkserver import detach_signals, die_with_parent
-from .ipc import Channel
+from .ipc import RECORD_MAX, Channel, read_record
 
 if TYPE_CHECKING:
     from ...app import Celeriac
@@ -76,11 +77,21 @@ def child_main(app: Celeriac, sock: socket.socket) -> NoReturn:
     alarm = _SoftAlarm()
     code = 0
     try:
+        # the inbox (ipc.py) comes first on the stream, before any request: nothing is buffered yet
+        _msg, fds, _flags, _addr = socket.recv_fds(sock, 1, 1)
+        if not fds:
+            raise EOFError("the worker closed the socket before sending the inbox")
+        inbox = socket.socket(fileno=fds[0])
         signals.worker_process_init.send(sender=None)  # where users open their DB connections
         conn.send_bytes(pickle.dumps(("ready", os.getpid())))
         while True:
             try:
-                request_bytes = conn.recv_bytes()
+                data = inbox.recv(RECORD_MAX)
+                if not data:
+                    break  # the worker is gone (its end of the inbox closed)
+                _seq, request_bytes = read_record(data)
+                if not request_bytes:  # too large for a record: it follows on the stream
+                    request_bytes = conn.recv_bytes()
             except (EOFError, OSError):
                 break  # the worker is gone
             message = pickle.loads(request_bytes)

@@ -1,7 +1,8 @@
-"""The one framing of the process pool: length-prefixed messages over a stream socket.
+"""The process pool's framings: length-prefixed messages over a stream socket, and a child's inbox.
 
-Spoken between the worker and each child (task requests and answers), and between the worker and a
-lean fork server (its start-up handshake). What ``multiprocessing.connection.Connection`` does,
+The stream is spoken between the worker and each child (answers; requests too large for the inbox),
+and between the worker and a lean fork server (its start-up handshake). The inbox (below) carries a
+child's requests, one record each. What ``multiprocessing.connection.Connection`` does,
 without importing ``multiprocessing`` (4.5 MiB resident in every child).
 """
 
@@ -116,3 +117,69 @@ class Channel:
 
     def close(self) -> None:
         self._sock.close()
+
+
+# ---- a child's inbox: its requests, one record each ------------------------------------------------
+# The worker sends a child its requests over a SOCK_SEQPACKET pair whose child end it keeps open too
+# (the child gets it with SCM_RIGHTS). A record is read whole by one reader: a request sent ahead to a
+# busy child is taken either by the child (when it answers its current task: it runs at once, without
+# waiting for the worker) or by the worker at its start deadline (it never runs; its delivery goes
+# back), never by both. Each record starts with the run's sequence number, so that the worker claims
+# only the record it means.
+
+RECORD_MAX = 65536  #: a larger request travels on the stream (:func:`record` with no payload)
+_SEQ = struct.Struct("!Q")
+
+
+def fits(payload: bytes) -> bool:
+    """``payload`` travels as one inbox record (else on the stream, announced by an empty record)."""
+    return _SEQ.size + len(payload) <= RECORD_MAX
+
+
+def inbox_pair() -> tuple[socket.socket, socket.socket]:
+    """A new inbox: ``(the worker's sending end, the child's receiving end)``."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def record(seq: int, payload: bytes) -> bytes:
+    """An inbox record: ``seq`` then ``payload`` (empty: the request follows on the stream)."""
+    return _SEQ.pack(seq) + payload
+
+
+def read_record(data: bytes) -> tuple[int, bytes]:
+    """``(seq, payload)`` of an inbox record."""
+    return _SEQ.unpack_from(data)[0], data[_SEQ.size :]
+
+
+def head_seq(inbox: socket.socket) -> int | None:
+    """The sequence number of the first record waiting in ``inbox`` (read, not taken), or None."""
+    try:
+        data = inbox.recv(_SEQ.size, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return None
+    return _SEQ.unpack(data)[0] if len(data) == _SEQ.size else None
+
+
+def claim(inbox: socket.socket, seq: int) -> bool:
+    """Take the record of ``seq`` out of ``inbox`` if it is the first one waiting there (True). False
+    when the reader took it already, or when another record is ahead of it (look again later)."""
+    if head_seq(inbox) != seq:
+        return False
+    try:
+        data = inbox.recv(RECORD_MAX, socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False  # the reader took it between the two calls
+    return bool(data)  # nothing else can be behind it: at most one record per run is sent ahead
+
+
+def drain(inbox: socket.socket) -> list[int]:
+    """Take every record still waiting in ``inbox`` (its reader is gone); their sequence numbers."""
+    seqs: list[int] = []
+    while True:
+        try:
+            data = inbox.recv(RECORD_MAX, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError, OSError):
+            return seqs
+        if not data:
+            return seqs
+        seqs.append(read_record(data)[0])

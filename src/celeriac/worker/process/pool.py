@@ -5,6 +5,14 @@ arguments and request over a socket, and answers with the value or the exception
 executor turns that into an outcome, exactly as for the other pools. So the number of Redis
 connections does not grow with the children, and a child needs no broker settings at all.
 
+Requests go to a child's inbox (``ipc.py``: a ``SOCK_SEQPACKET`` pair, one record per request), whose
+child end the worker keeps too. A prefetched run waiting for a slot (``SlotGate.enqueue``) is sent
+ahead to a busy child, one per child: the child starts it the moment it answers its current task,
+without waiting for the worker. At its start deadline the worker tries to read the record back (the
+kernel hands a record to one reader): read back, it never runs and its delivery goes back; else the
+child took it. When the child answers, that run gets the answered run's slot by name
+(``SlotGate.pass_to``). Runs beyond one ahead per child wait in the pool's queue.
+
 Children are forked by a fork server that holds the imported app (see ``forkserver.py`` for why).
 The pool chooses it: a lean one (a fresh interpreter that imports only the app, ``lean.py``) when the
 app can be imported again by name, else one forked from the worker. The pool reads every child
@@ -12,7 +20,8 @@ socket with ``loop.add_reader``: no thread per child.
 
 What happens when:
 
-* a child dies (segfault, OOM kill, ``os._exit``): its socket reaches EOF; the run fails with
+* a child dies (segfault, OOM kill, ``os._exit``): a request sent ahead that it never read is
+  still in its inbox: queued again for another child. Its socket reaches EOF; the run fails with
   :class:`~celeriac.exceptions.WorkerLostError`, which the executor turns into a hand-back (the task
   runs again, counting a delivery, so ``max_deliveries`` still stops a task that kills every child)
   or, for a task that opted out of redelivery (``acks_late=False``), a failure. A new child starts.
@@ -20,7 +29,8 @@ What happens when:
   :class:`~celeriac.exceptions.TimeLimitExceeded` and follows its retry policy. The soft limit is
   the child's business (SIGALRM, or cancellation for a coroutine).
 * a recycling limit is reached (tasks, resident memory after a task, age): the child is told to stop
-  after its task and a new one starts at once.
+  after its task and a new one starts at once. Nothing is sent ahead to a child whose task count
+  would pass the limit; one that reached its memory or age limit runs the task it took ahead first.
 * cold shutdown: the worker hands the running tasks back and cancels their runs; the pool kills the
   children that were running them (a task handed back must not go on running here).
 
@@ -42,6 +52,7 @@ import operator
 import os
 import pickle
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,6 +63,8 @@ from ...exceptions import SerializationError, TaskError, TaskRevokedError, TimeL
 from ..executor import REMOTE_TRACEBACK_ATTR
 from ..limits import TimeLimits
 from ..recycling import NO_RECYCLING, Recycling
+from ..slotgate import NotStarted
+from . import ipc
 from .child import child_main
 from .forkserver import ForkServer, read_exits
 from .ipc import Channel
@@ -60,6 +73,7 @@ from .lean import LeanSpec, LeanUnavailable, lean_spec, start_server
 if TYPE_CHECKING:
     from ...app import Celeriac
     from ..executor import Job
+    from ..slotgate import QueuedWait, SlotGate
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +88,21 @@ _request_fields = operator.attrgetter(*Request.__slots__)
 
 
 class _Run:
-    """One task sent to a child."""
+    """One task sent to a child (or waiting in the pool's queue for one)."""
 
-    __slots__ = ("future", "label", "runtime_s", "seq", "task_id", "terminated")
+    __slots__ = (
+        "child",
+        "data",
+        "future",
+        "hard",
+        "hard_s",
+        "label",
+        "runtime_s",
+        "seq",
+        "task_id",
+        "terminated",
+        "wait",
+    )
 
     def __init__(self, seq: int, future: asyncio.Future[Any], label: str, task_id: str = "") -> None:
         self.seq = seq
@@ -85,16 +111,26 @@ class _Run:
         self.task_id = task_id
         self.terminated = ""  # the signal sent by a revoke with terminate=True
         self.runtime_s: float | None = None  # the task's run time in the child (its answer)
+        self.data = b""  # the pickled request
+        self.hard_s: float | None = None  # the hard time limit, counted from its start in the child
+        self.hard: asyncio.TimerHandle | None = None
+        #: the child it was sent to (its run, or the one sent ahead), None while in the pool's queue
+        self.child: _Child | None = None
+        #: a prefetched run's wait for a slot (``SlotGate.enqueue``), None for a run given a slot first
+        self.wait: QueuedWait | None = None
 
 
 class _Child:
     __slots__ = (
         "age_limit_s",
         "age_timer",
+        "ahead",
         "conn",
         "ended",
+        "inbox",
         "pid",
         "ready",
+        "requests",
         "rss_kib",
         "run",
         "started",
@@ -102,9 +138,21 @@ class _Child:
         "tasks",
     )
 
-    def __init__(self, pid: int, conn: Channel, age_limit_s: float | None, ready: asyncio.Future[None]):
+    def __init__(
+        self,
+        pid: int,
+        conn: Channel,
+        age_limit_s: float | None,
+        ready: asyncio.Future[None],
+        inbox: tuple[socket.socket, socket.socket],
+    ):
         self.pid = pid
         self.conn = conn
+        #: the child's inbox (ipc.py): the end requests are sent on, and the child's end, kept to claim
+        #: a request sent ahead back before the child takes it
+        self.requests, self.inbox = inbox
+        #: the run sent ahead while this child runs ``run``: it starts it the moment it answers
+        self.ahead: _Run | None = None
         self.started = time.monotonic()
         self.age_limit_s = age_limit_s
         self.age_timer: asyncio.TimerHandle | None = None
@@ -127,6 +175,9 @@ class ProcessPool:
 
     name = "processes"
     recycles_children = True
+    #: a prefetched run waiting for a slot hands its request over at once (``SlotGate.enqueue``): sent
+    #: ahead to a busy child, or kept in the pool's queue until a child can take it
+    queues_calls = True
 
     def __init__(self, app: Celeriac, concurrency: int, recycling: Recycling = NO_RECYCLING) -> None:
         self.app = app
@@ -151,6 +202,11 @@ class ProcessPool:
         #: slot on to a prefetched run at once (``SlotGate.pass_on``), so the freed child gets its
         #: next task without waiting for the finished run to record its outcome
         self.pass_on: Callable[[], object] | None = None
+        #: the worker's slot gate (prefetching workers): the pool admits the runs it sends ahead to a
+        #: child itself (``SlotGate.pass_to``), when that child answers its previous run
+        self.gate: SlotGate | None = None
+        #: prefetched runs waiting for a child to send them to (in the order they came)
+        self._pending: deque[_Run] = deque()
 
     # ---- Pool ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -193,34 +249,146 @@ class ProcessPool:
         logger.info("process pool: %d children ready (fork server pid %d)", len(children), self._server_pid)
 
     async def run(self, job: Job, limits: TimeLimits) -> Any:
-        child = await self._acquire()
         loop = self._running_loop()
         label = job.label
         run = _Run(next(self._seq), loop.create_future(), label, job.message.id)
         try:
             fields = _request_fields(job.request)
-            data = pickle.dumps(("run", run.seq, fields, limits.soft_s, self._want_rss), _PROTOCOL)
+            run.data = pickle.dumps(("run", run.seq, fields, limits.soft_s, self._want_rss), _PROTOCOL)
         except Exception as exc:
-            self._release(child)
             raise SerializationError(f"cannot send {label} to a child process: {exc}") from exc
-        child.run = run
-        with contextlib.suppress(OSError):  # a dead child: its EOF fails the run
-            child.conn.send_bytes(data)
-        hard = None
-        if limits.hard_s is not None:
-            hard = loop.call_later(limits.hard_s, self._hard_limit, child, run, limits.hard_s)
+        run.hard_s = limits.hard_s
+        wait = job.admission
+        if wait is None:  # it holds a slot: the first free child runs it
+            child = await self._acquire()
+            self._begin(child, run)
+            self._fill_ahead(child)
+        else:  # a prefetched run waiting for a slot (SlotGate.enqueue): ahead to a busy child, or queued
+            if wait.ended:  # its deadline passed before its request was made
+                raise NotStarted
+            wait.named = True
+            wait.attach(self, run)
+            run.wait = wait
+            self._place(run)
         try:
             return await run.future
         except asyncio.CancelledError:
-            if child.run is run:  # handed back (cold shutdown): it must not go on running here
-                self._kill(child, f"{label} was handed back (shutdown)")
+            self._cancelled(run)
             raise
         finally:
-            if hard is not None:
-                hard.cancel()
+            if run.hard is not None:
+                run.hard.cancel()
             # the prefetch bound reads how long the task ran, not how long the worker took to notice:
             # on a busy machine that doubles a 5 ms task's time in its slot and stops prefetching
             job.ran_s = run.runtime_s
+
+    # ---- requests: sent to a free child, sent ahead to a busy one, or queued --------------------------
+    def _send(self, child: _Child, run: _Run) -> None:
+        """Put ``run``'s request in ``child``'s inbox (a dead child: its EOF fails the run)."""
+        run.child = child
+        with contextlib.suppress(OSError):
+            if ipc.fits(run.data):
+                child.requests.send(ipc.record(run.seq, run.data))
+            else:  # too large for a record: on the stream, announced by an empty record
+                child.conn.send_bytes(run.data)
+                child.requests.send(ipc.record(run.seq, b""))
+
+    def _begin(self, child: _Child, run: _Run, sent: bool = False) -> None:
+        """``run`` starts in ``child`` now (sent now, or taken from ``child.ahead``)."""
+        child.run = run
+        if not sent:
+            self._send(child, run)
+        if run.hard_s is not None:
+            run.hard = self._running_loop().call_later(run.hard_s, self._hard_limit, child, run, run.hard_s)
+
+    def _can_take_ahead(self, child: _Child) -> bool:
+        """``child`` runs a task and may be sent the next one ahead: it has none ahead, is not stopping,
+        and will not be recycled for its task count after the task it runs."""
+        max_tasks = self.recycling.max_tasks
+        return (
+            child.run is not None
+            and child.ahead is None
+            and not child.stopping
+            and not self._closing
+            and (max_tasks is None or child.tasks + 1 < max_tasks)
+        )
+
+    def _place(self, run: _Run) -> None:
+        """A prefetched run's request: ahead to a busy child that has none (it starts the moment that
+        child answers), else into the pool's queue. Never to a free child: free children are for runs
+        holding a slot (a release starts a queued run on one, :meth:`start_queued`)."""
+        if ipc.fits(run.data):  # a larger one cannot be claimed back: queued for a free child
+            for child in self._children.values():
+                if self._can_take_ahead(child):
+                    child.ahead = run
+                    self._send(child, run)
+                    return
+        self._pending.append(run)
+
+    def _fill_ahead(self, child: _Child) -> None:
+        """``child`` just started its run: send it the oldest queued request ahead."""
+        while self._pending and self._can_take_ahead(child):
+            run = self._pending[0]
+            if not ipc.fits(run.data):
+                return  # it waits for a free child
+            self._pending.popleft()
+            child.ahead = run
+            self._send(child, run)
+
+    def start_queued(self) -> None:
+        """A slot is free (a release found no waiter): start queued runs on free children."""
+        gate = self.gate
+        while self._pending and self._idle and gate is not None and gate.try_take():
+            child = self._idle.popleft()
+            if child.stopping:
+                gate.release()
+                continue
+            run = self._pending.popleft()
+            assert run.wait is not None
+            run.wait.admit(self._running_loop().time())
+            self._begin(child, run)
+            self._fill_ahead(child)
+
+    # CallQueue (slotgate.py): the gate's start deadline for runs sent ahead or queued
+    def taken(self, run: _Run) -> bool:
+        """The child ``run`` was sent to has taken it (it runs, or is about to)."""
+        child = run.child
+        if child is None:
+            return False
+        # sent ahead: taken once the inbox is empty (the only other record there can be is the child's
+        # own run, sent a moment before and not taken yet: then this one is not taken either)
+        return child.run is run or ipc.head_seq(child.inbox) is None
+
+    def withdraw(self, run: _Run) -> bool:
+        """At ``run``'s start deadline: take its request back unless its child took it (False; also
+        while the child's own run is still ahead of it in the inbox: the gate looks again later). A
+        withdrawn run never runs; its run gets :class:`NotStarted` (its delivery goes back)."""
+        child = run.child
+        if child is None:
+            with contextlib.suppress(ValueError):
+                self._pending.remove(run)
+        elif child.run is run or not ipc.claim(child.inbox, run.seq):
+            return False
+        else:
+            child.ahead = None
+            run.child = None
+        if not run.future.done():
+            run.future.set_exception(NotStarted())
+        return True
+
+    def _cancelled(self, run: _Run) -> None:
+        """``run`` was cancelled (cold shutdown, handed back): it must not go on running here."""
+        child = run.child
+        if child is None:
+            with contextlib.suppress(ValueError):
+                self._pending.remove(run)
+        elif child.run is run:
+            self._kill(child, f"{run.label} was handed back (shutdown)")
+        elif child.ahead is run:
+            if ipc.claim(child.inbox, run.seq):
+                child.ahead = None
+            else:  # taken, or behind a run that was just sent: the child must not run it
+                self._kill(child, f"{run.label} was handed back (shutdown)")
 
     def resize(self, concurrency: int) -> None:
         self.target = max(1, concurrency)
@@ -296,12 +464,20 @@ class ProcessPool:
                 self._watch_server()
             assert self._server is not None
             pid, sock = self._server.spawn()
+            inbox = ipc.inbox_pair()
+            try:
+                socket.send_fds(sock, [b"i"], [inbox[1].fileno()])
+            except OSError:
+                inbox[0].close()
+                inbox[1].close()
+                sock.close()  # the child reads EOF instead of its inbox, and exits
+                raise
         except OSError as exc:
             logger.error("cannot start a child process (%s); retrying in %.0fs", exc, _RESPAWN_DELAY_S)
             if self._respawn is None or self._respawn.cancelled():
                 self._respawn = loop.call_later(_RESPAWN_DELAY_S, self._fill)
             return False
-        child = _Child(pid, Channel(sock), self.recycling.age_limit_s(), loop.create_future())
+        child = _Child(pid, Channel(sock), self.recycling.age_limit_s(), loop.create_future(), inbox)
         self._children[pid] = child
         assert self._all_ended is not None
         self._all_ended.clear()
@@ -331,15 +507,7 @@ class ProcessPool:
         if self._closing:
             self._stop(child, "shutdown")
             return
-        age_s = time.monotonic() - child.started
-        reason = self.recycling.reason(child.tasks, child.rss_kib, age_s, child.age_limit_s)
-        if reason:
-            self.recycled += 1
-            self._stop(child, f"recycling: {reason}")
-            self._fill()
-            return
-        if self._capacity() > self.target:
-            self._stop(child, "autoscale: fewer children needed")
+        if self._retire(child):
             return
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -347,6 +515,8 @@ class ProcessPool:
                 waiter.set_result(child)
                 return
         self._idle.append(child)
+        if self._pending:  # a new child, or a slot freed before this child did
+            self.start_queued()
 
     def _age_check(self, child: _Child) -> None:
         if child.run is None and child in self._idle:  # busy children are checked when they finish
@@ -363,7 +533,7 @@ class ProcessPool:
         with contextlib.suppress(ValueError):
             self._idle.remove(child)
         try:
-            child.conn.send_bytes(pickle.dumps(("stop",)))
+            child.requests.send(ipc.record(0, pickle.dumps(("stop",))))
         except OSError:
             pass  # already gone: its EOF is on the way
 
@@ -438,15 +608,69 @@ class ProcessPool:
         child.tasks += 1
         child.rss_kib = rss_kib
         run, child.run = child.run, None
-        self._release(child)  # first: idle (or recycled) before the next run looks for a child
-        if run is not None and run.seq == seq and not run.future.done():
-            run.runtime_s = runtime_s
-            if self.pass_on is not None:
+        answered = run is not None and run.seq == seq and not run.future.done()
+        ahead = child.ahead
+        if ahead is not None:
+            # the child took the run sent ahead the moment it answered: it runs now, in the slot of
+            # the run that just ended (whose release then frees nothing)
+            child.ahead = None
+            self._begin(child, ahead, sent=True)
+            if ahead.wait is not None and self.gate is not None:
+                if answered:
+                    self.gate.pass_to(ahead.wait, self._running_loop().time())
+                elif not ahead.wait.done() and self.gate.try_take():  # no slot to pass: a free one
+                    ahead.wait.admit(self._running_loop().time())
+            self._after_task(child)
+        elif self._pending and answered and self.gate is not None and self._free_for_next(child):
+            # the oldest queued run takes the child and the slot of the run that just ended
+            nxt = self._pending.popleft()
+            assert nxt.wait is not None
+            self.gate.pass_to(nxt.wait, self._running_loop().time())
+            self._begin(child, nxt)
+            self._fill_ahead(child)
+        else:
+            self._release(child)  # first: idle (or recycled) before the next run looks for a child
+            if answered and self.pass_on is not None:
                 self.pass_on()  # the next run is woken before this one
+        if answered:
+            assert run is not None
+            run.runtime_s = runtime_s
             if ok:
                 run.future.set_result(payload)
             else:
                 run.future.set_exception(unpack_exception(payload))
+
+    def _free_for_next(self, child: _Child) -> bool:
+        """``child`` answered and has nothing ahead: may it run another task now (no recycling or
+        autoscale stop due, no run holding a slot waiting for a child)? Else :meth:`_release` decides."""
+        if child.stopping or self._closing or self._waiters or self._capacity() > self.target:
+            return False
+        return not self._recycle_reason(child)
+
+    def _after_task(self, child: _Child) -> None:
+        """``child`` answered and went on with the run sent ahead: recycle it after that one if a limit
+        is reached now (it stops once it answers), else send it the next queued run ahead."""
+        if self._closing or not self._retire(child, " (after the task it runs)"):
+            self._fill_ahead(child)
+
+    def _recycle_reason(self, child: _Child) -> str:
+        """Why ``child`` must be replaced now (a recycling limit), or ""."""
+        age_s = time.monotonic() - child.started
+        return self.recycling.reason(child.tasks, child.rss_kib, age_s, child.age_limit_s)
+
+    def _retire(self, child: _Child, when: str = "") -> bool:
+        """Stop ``child`` (once it is free) if it reached a recycling limit or autoscale wants fewer
+        children; whether it was."""
+        reason = self._recycle_reason(child)
+        if reason:
+            self.recycled += 1
+            self._stop(child, f"recycling: {reason}{when}")
+            self._fill()
+            return True
+        if self._capacity() > self.target:
+            self._stop(child, f"autoscale: fewer children needed{when}")
+            return True
+        return False
 
     def _ended(self, child: _Child) -> None:
         """The child's socket reached EOF: the process exited (or is about to)."""
@@ -457,6 +681,9 @@ class ProcessPool:
         with contextlib.suppress(Exception):
             loop.remove_reader(child.conn.fileno())
         child.conn.close()
+        untaken = ipc.drain(child.inbox)  # requests it never read
+        child.requests.close()
+        child.inbox.close()
         self._children.pop(child.pid, None)
         with contextlib.suppress(ValueError):
             self._idle.remove(child)
@@ -466,6 +693,21 @@ class ProcessPool:
             child.ready.set_exception(WorkerLostError(f"child {child.pid} died while starting"))
             child.ready.exception()  # retrieved: start() reports it
         run, child.run = child.run, None
+        ahead, child.ahead = child.ahead, None
+        if ahead is not None and not ahead.future.done():
+            if ahead.seq in untaken and not self._closing:  # it never started: queued again
+                ahead.child = None
+                self._place(ahead)
+            elif ahead.seq in untaken:
+                if ahead.wait is not None:
+                    ahead.wait.ended = True
+                ahead.future.set_exception(NotStarted())  # its delivery goes back
+            else:
+                self.lost += 1
+                logger.warning("child %d died with %s taken", child.pid, ahead.label)
+                ahead.future.set_exception(
+                    WorkerLostError(f"the child process (pid {child.pid}) running {ahead.label} died")
+                )
         if run is not None and run.terminated and not run.future.done():
             run.future.set_exception(
                 TaskRevokedError(f"{run.label} terminated by {run.terminated} (revoked)")
