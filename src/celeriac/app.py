@@ -25,7 +25,6 @@ from ._app_celery import CeleryMethods, apply_router, publish_signal
 from ._clock import SYSTEM_CLOCK, wall_ms
 from ._signal import PeriodicSetup
 from .broker.base import Broker, Enqueue, ResultSettling
-from .canvas import Signature
 from .codec import Codec
 from .config import Config
 from .exceptions import ConfigurationError, MessageTooLarge
@@ -38,6 +37,7 @@ from .task import CLASS_OPTIONS, NO_OPTIONS, AsyncTask, SendOptions, Task, build
 
 if TYPE_CHECKING:
     from ._clock import Clock
+    from .canvas import Signature
     from .control import Control
     from .outcomes import OutcomeEvent
     from .tracing import Tracing
