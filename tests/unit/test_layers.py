@@ -125,3 +125,28 @@ def test_a_worker_loads_the_redis_broker_before_redis_py() -> None:
     )
     order = json.loads(out.stdout.strip().splitlines()[-1])
     assert order[0] == "celeriac.broker.redis", order[:3]
+
+
+def test_celery_settings_load_for_celerys_names_only() -> None:
+    """celeriac's own names (and their Celery spellings of values) are set without the table of
+    Celery's settings; the first Celery-only name loads it."""
+    loaded = _modules_after(
+        """
+        import datetime, sys
+        from celeriac import Celeriac
+        app = Celeriac(
+            "conf", broker="redis://127.0.0.1:1/0", accept_content=["application/json"], task_time_limit=5
+        )
+        assert app.broker.transport_options == {} and app.backend is not None  # built, not connected
+        app.conf.task_soft_time_limit = datetime.timedelta(seconds=3)
+        app.conf.worker_prefetch_multiplier = 4
+        assert app.conf.accept_content == ("msgpack", "json"), app.conf.accept_content
+        assert app.conf.task_soft_time_limit == 3.0 and app.conf["task_time_limit"] == 5.0
+        assert "celeriac.celery_settings" not in sys.modules
+        app.conf.CELERYD_TIME_LIMIT = 7  # Celery's old name
+        assert app.conf.task_time_limit == 7.0
+        app.conf.result_expires = 60  # a Celery-only name
+        assert app.conf.result_expires_s == 60, app.conf.result_expires_s
+        """
+    )
+    assert "celeriac.celery_settings" in loaded
