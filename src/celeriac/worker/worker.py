@@ -395,14 +395,6 @@ class Worker:
                 "within milliseconds); nothing waits reserved behind a busy task",
                 self.conf.worker_prefetch_multiplier,
             )
-        logger.info(
-            "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
-            self.worker_id,
-            ",".join(self.queues),
-            self.pool_name,
-            self.concurrency,
-            self.conf.lease_s,
-        )
         # The fetcher stops first (no new work); the settle loop runs until every outcome is recorded;
         # the maintenance loops (leases!) stop last, once nothing is owned any more.
         fetcher = asyncio.create_task(
@@ -420,6 +412,16 @@ class Worker:
             await self.maintenance.publish_heartbeat()
         except BrokerError as exc:
             logger.warning("first heartbeat failed (%s); the heartbeat loop retries", exc)
+        # said once `celeriac status` lists the worker (its first heartbeat): what follows the line
+        # (a script, a test) can find it there
+        logger.info(
+            "worker %s consuming %s (pool=%s, concurrency=%d, lease=%.1fs)",
+            self.worker_id,
+            ",".join(self.queues),
+            self.pool_name,
+            self.concurrency,
+            self.conf.lease_s,
+        )
         self._ready_flag.set()
         _signals.worker_ready.send(sender=self)
         restore_gc = consuming_gc()
@@ -516,8 +518,12 @@ class Worker:
             await asyncio.sleep(0.5)
             return
         deliveries = await self.broker.fetch(queues, self.worker_id, count, block_ms)
-        for d in deliveries:
-            self.start_delivery(d)
+        if deliveries:
+            # one time for the whole fetch: the start deadlines of its prefetched runs are one deadline
+            # (a worker descheduled between two of them would otherwise split them in two)
+            fetched_at = state.loop.time()
+            for d in deliveries:
+                self.start_delivery(d, fetched_at)
         self.revoking.terminate_pending(self.inflight.running_runs)  # learned with this fetch
         commands = self.broker.take_controls()  # `celeriac control shutdown`, read with this fetch
         if commands:
@@ -552,8 +558,11 @@ class Worker:
             apply_commands(self, commands)
 
     # ---- one delivery ------------------------------------------------------------------------------
-    def start_delivery(self, d: Delivery) -> None:
-        """Take ``d`` (fetched or reclaimed): run it in a slot, or record why it must not run."""
+    def start_delivery(self, d: Delivery, fetched_at: float | None = None) -> None:
+        """Take ``d`` (fetched or reclaimed): run it in a slot, or record why it must not run.
+
+        ``fetched_at``: the loop's clock when it was fetched (its start deadline runs from then), now
+        when not given."""
         flow = self.flow  # each attribute read once: this runs for every task
         if flow is not None and d.queue in flow.paused:  # read just before a pause
             self.run_state.loop.create_task(self._hand_back_unstarted([d]))
@@ -590,7 +599,8 @@ class Worker:
         assert state is not None, "the worker is not running"
         loop = state.loop
         # when it was fetched: only a prefetching worker's start deadline reads it (_claim_slot)
-        fetched_at = loop.time() if self._gate is not None else 0.0
+        if fetched_at is None:
+            fetched_at = loop.time() if self._gate is not None else 0.0
         calls_to = self._calls_to
         run: asyncio.Future[None]
         if flow is not None and flow.limited(prepared.task):
