@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import NORMALIZED, seconds
+from ._normalize import NORMALIZED, seconds
 from .exceptions import ConfigurationError
 
 __all__ = [

@@ -18,10 +18,10 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
+from ._normalize import NORMALIZED, content_type, seconds
 from ._urls import check_url, redact
 from .exceptions import ConfigurationError
 from .message import CONTENT_TYPES
@@ -108,48 +108,6 @@ def _routes(name: str, value: Any) -> None:
             _name(name, queue)
 
 
-def seconds(name: str, value: Any, *, optional: bool = False) -> float | None:
-    """Celery takes seconds as a number or a ``timedelta``."""
-    if value is None and optional:
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(name, f"must be a positive number of seconds or a timedelta, got {value!r}")
-    return float(value)
-
-
-def _content_type(value: Any) -> Any:
-    """Celery's MIME spellings (``application/json``, ``application/x-msgpack``) as short names."""
-    if isinstance(value, str) and value.startswith("application/"):
-        value = value.removeprefix("application/").removeprefix("x-").removeprefix("python-")
-    return value
-
-
-def _accepted(value: Any) -> Any:
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return tuple(dict.fromkeys(["msgpack", *(_content_type(v) for v in value)]))
-    return value  # the setting's validator names what is wrong
-
-
-def _prefetch_multiplier(name: str, value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(name, f"must be an integer >= 0, got {value!r}")
-    return value
-
-
-#: the settings whose value is normalized when set, whatever the name used (Celery's spellings and
-#: units: MIME types, ``timedelta``); celery_settings' entries for them convert with these
-NORMALIZED: dict[str, Callable[[str, Any], Any]] = {
-    "accept_content": lambda name, value: _accepted(value),
-    "task_serializer": lambda name, value: _content_type(value),
-    "result_serializer": lambda name, value: _content_type(value) if value is not None else None,
-    "task_time_limit": lambda name, value: seconds(name, value, optional=True),
-    "task_soft_time_limit": lambda name, value: seconds(name, value, optional=True),
-    "worker_prefetch_multiplier": _prefetch_multiplier,
-}
-
-
 def transport_options(conf: Config) -> dict[str, Any]:
     """Celery's ``broker_transport_options`` as given (``master_name``, ``sentinel_kwargs``: how to
     connect), read without loading the table of Celery's settings (``conf.broker_transport_options``
@@ -210,13 +168,13 @@ def _queue_modules(name: str, value: Any) -> None:
 def _content_types(name: str, value: Any) -> None:
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
         raise ConfigurationError(name, f"must be a list of content types, got {value!r}")
-    unknown = [v for v in value if _content_type(v) not in CONTENT_TYPES]
+    unknown = [v for v in value if content_type(v) not in CONTENT_TYPES]
     if unknown:
         raise ConfigurationError(name, f"unknown content type(s) {unknown!r}: use {list(CONTENT_TYPES)!r}")
 
 
 def _serializer(name: str, value: Any) -> None:
-    if _content_type(value) not in CONTENT_TYPES:
+    if content_type(value) not in CONTENT_TYPES:
         raise ConfigurationError(name, f"must be one of {list(CONTENT_TYPES)!r}, got {value!r}")
 
 
