@@ -116,12 +116,18 @@ def transport_options(conf: Config) -> dict[str, Any]:
     return options
 
 
+_celery_settings: ModuleType | None = None
+
+
 def _celery() -> ModuleType:
     """The table of Celery's settings (``celery_settings``), loaded when a name that is not
     celeriac's is met: an app that uses celeriac's names (and every worker) never loads it."""
-    from . import celery_settings
+    global _celery_settings
+    if _celery_settings is None:  # then a global read per call, no import statement
+        from . import celery_settings
 
-    return celery_settings
+        _celery_settings = celery_settings
+    return _celery_settings
 
 
 def _optional_seconds(name: str, value: Any) -> None:
