@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import redis
@@ -34,6 +32,8 @@ import redis
 HERE = Path(__file__).resolve().parent
 # CELERIAC_SRC: another checkout's src (git archive REF src | tar -x -C /tmp/ref) to compare with
 sys.path.insert(0, os.environ.get("CELERIAC_SRC", str(HERE.parent / "src")))
+
+from _callgrind import collected  # noqa: E402  (this script's folder is on sys.path)
 
 from celeriac import Celeriac, Worker  # noqa: E402
 from celeriac.testing import RedisServer  # noqa: E402
@@ -72,22 +72,9 @@ def child(mode: str, url: str, n: int) -> None:
         Worker(app, queues=["default"], concurrency=int(concurrency), pool=pool, burst=True, **off).start()
 
 
-def instructions(url: str, n: int, workdir: Path) -> int:
+def instructions(url: str, n: int) -> int:
     subprocess.run([sys.executable, __file__, "--child", "fill", url, str(n)], check=True)
-    out = workdir / f"callgrind.{n}.out"
-    proc = subprocess.run(
-        [
-            *("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
-            *(sys.executable, __file__, "--child", "drain", url, str(n)),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if found is None:
-        raise SystemExit(f"no instruction count in valgrind's output:\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+    return collected([sys.executable, __file__, "--child", "drain", url, str(n)])
 
 
 def main() -> None:
@@ -119,13 +106,13 @@ def main() -> None:
     os.environ["INSTRUCTIONS_POOL"] = args.pool
     os.environ["INSTRUCTIONS_WRITE_INTERVAL_S"] = str(args.write_interval_s)
     per_task: dict[str, float] = {}
-    with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
+    with RedisServer() as server:
         for events in ("off", "on") if args.events == "both" else (args.events,):
             os.environ["INSTRUCTIONS_EVENTS"] = events
             counts = {}
             for n in (args.n, 2 * args.n):
                 redis.Redis.from_url(server.url).flushall()
-                counts[n] = instructions(server.url, n, Path(tmp))
+                counts[n] = instructions(server.url, n)
             per_task[events] = (counts[2 * args.n] - counts[args.n]) / args.n
             print(
                 f"{args.pool}, recording {events}: instructions per drained task: {per_task[events]:,.0f}  "

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _callgrind
+
+from _callgrind import collected
 
 WORKER = r"""
 import sys
@@ -30,25 +33,7 @@ Worker(app, queues=["default"], concurrency=100, pool="asyncio", burst=True, eve
 
 
 def instructions(url: str, mode: str) -> int:
-    out = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-c",
-            WORKER,
-            url,
-            mode,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if m is None:
-        raise SystemExit(f"no instruction count from valgrind: {out.stderr[-500:]}")
-    return int(m.group(1))
+    return collected([sys.executable, "-c", WORKER, url, mode])
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 A worker's records reach Redis in one ``record.lua`` call per batch (up to 1,000 records), and Redis
 runs nothing else meanwhile: this time is taken from every other client (the worker's own fetches and
-acks included). The batches here are built by the worker's own code (``Recorder.add`` then
-``Recorder.take_sealed`` and ``Recorder._call_of``) from successful no-op outcomes, written to a private ``redis-server``, and timed
+acks included). The batches here are built by the worker's own code (``Recorder.note``, as the worker
+notes a plain success, then ``Recorder.take_sealed`` and ``Recorder._call_of``) from successful no-op
+outcomes, written to a private ``redis-server``, and timed
 by Redis itself (``INFO commandstats``: microseconds inside ``EVALSHA``), so the figure depends on the
 machine's speed but not on the client's.
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from celeriac.broker.base import Delivery
 from celeriac.execution import Outcome
+from celeriac.message import Message
 from celeriac.monitor.recorder import MonitorSettings, Recorder
 from celeriac.monitor.script import RECORD
 from celeriac.states import TaskState
@@ -42,8 +44,9 @@ def run(batch: int, batches: int) -> float:
             now = time.time()
             for i in range(batch):
                 d = Delivery("default", f"{int(now * 1000)}-{i}", b"")
-                o = Outcome("ack", str(uuid.uuid4()), "tasks.add", TaskState.SUCCESS, runtime_s=0.00001)
-                rec.add(d, o, None, now)
+                tid = str(uuid.uuid4())
+                o = Outcome("ack", tid, "tasks.add", TaskState.SUCCESS, runtime_s=0.00001)
+                rec.note(d, o, Message(tid, "tasks.add"))
             keys, args = rec._call_of("default", rec.take_sealed())
             client.evalsha(RECORD.sha, len(keys), *keys, *args)
         usec = client.info("commandstats")["cmdstat_evalsha"]["usec"]

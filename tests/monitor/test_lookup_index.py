@@ -54,9 +54,13 @@ def test_any_other_id_is_keyed_by_its_digest() -> None:
     assert id_keys(["order-1"]) == hashlib.blake2b(b"order-1", digest_size=4).digest()
 
 
-def _block(rows: list[tuple[Any, ...]]) -> bytes:
+def _block(rows: list[tuple[Any, ...]], started_column: bool = True) -> bytes:
     ids, names, states, ready, started, finished, runtimes, retries = zip(*rows)
-    times = struct.pack(f"<{3 * len(rows)}d", *started, *finished, *runtimes)
+    if started_column:
+        times = struct.pack(f"<{3 * len(rows)}d", *started, *finished, *runtimes)
+    else:  # as the worker packs runs that started their runtime before their finish
+        assert all(s == f - r for s, f, r in zip(started, finished, runtimes))
+        times = struct.pack(f"<{2 * len(rows)}d", *finished, *runtimes)
     counts = struct.pack(f"<{len(rows)}I", *retries) if any(retries) else b""
     return block(len(rows), names[0], states[0], "\x00".join(ids), "\x00".join(ready), times, counts)
 
@@ -68,10 +72,13 @@ def _rows(n: int, retries: int = 0) -> list[tuple[Any, ...]]:
     ]
 
 
+@pytest.mark.parametrize("started_column", [True, False], ids=["started-column", "started-computed"])
 @pytest.mark.parametrize("retries", [0, 1])
-def test_a_block_reads_back_as_its_records(retries: int) -> None:
+def test_a_block_reads_back_as_its_records(retries: int, started_column: bool) -> None:
+    """Both forms of a block's times: with the started column, and without it (each started time is
+    its finished time less its runtime, as readers compute it)."""
     rows = _rows(300, retries)
-    packed = _block(rows)
+    packed = _block(rows, started_column)
     assert packed is not None and len(packed) < len(pack(rows))
     items = [list(_rows(1)[0]), msgpack.unpackb(packed, raw=False), list(_rows(1)[0])]
     got = entry_rows(items)
@@ -105,6 +112,8 @@ def test_a_block_that_does_not_decode_is_skipped() -> None:
     good = msgpack.unpackb(_block(rows), raw=False)
     assert entry_rows([{**good, "n": 3}, list(rows[0])]) == [list(rows[0])]
     assert entry_rows([{"n": "x"}]) == []
+    short = msgpack.unpackb(_block(rows, started_column=False), raw=False)
+    assert entry_rows([{**short, "t": short["t"][:-8]}]) == []  # neither 2 nor 3 times per record
 
 
 @pytest.mark.redis
@@ -215,8 +224,9 @@ def test_a_batch_of_only_blocks_reads_back(redis_url: str) -> None:
 @pytest.mark.redis
 def test_every_column_of_a_run_reads_back_as_noted(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Plain successes go into their task's columns (``_Run``) and come back as noted: times,
-    retries, a start given to ``add``, one task from two queues (the second queue's are records), a
-    run holding an id with a NUL (records: a block cannot hold it), a run too short for a block."""
+    retries, a start given to ``add`` (alone: a record; a run of them: a block with its started
+    column), one task from two queues (a block each), a run holding an id with a NUL (records: a
+    block cannot hold it), a run too short for a block."""
     client = redis.Redis.from_url(redis_url)
     client.script_load(RECORD.text)
     rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
@@ -250,17 +260,22 @@ def test_every_column_of_a_run_reads_back_as_noted(redis_url: str, monkeypatch: 
         success(i, str(uuid.uuid4()), "tasks.a", "default", retries=2 if i % 10 == 3 else 0)
     success(30, "given-start", "tasks.a", "default", start_s=base_s - 60)
     for i in range(31, 41):
-        success(i, str(uuid.uuid4()), "tasks.a", "other")  # the run is default's: records
+        success(i, str(uuid.uuid4()), "tasks.a", "other")
     for i in range(41, 51):
         success(i, f"nul\x00{i}" if i == 45 else f"plain-{i}", "tasks.n", "default")
     for i in range(51, 54):
         success(i, str(uuid.uuid4()), "tasks.short", "default")
+    for i in range(54, 64):
+        success(i, str(uuid.uuid4()), "tasks.g", "default", start_s=base_s - 60 + i)
     sealed = rec.take_sealed()
     assert sorted((seg.queue, seg.n, seg.items) for seg in sealed) == [
-        ("default", 13, 13),  # tasks.n (10, one id with a NUL) and tasks.short (3): records
-        ("default", 31, 1),  # tasks.a: one block
-        ("other", 10, 10),
+        ("default", 10, 1),  # tasks.g: one block, with its started column
+        ("default", 14, 14),  # given-start (1), tasks.n (10, one id with a NUL), tasks.short (3): records
+        ("default", 30, 1),  # tasks.a: one block, started computed by readers
+        ("other", 10, 1),
     ]
+    blocks = [msgpack.unpackb(seg.rows) for seg in sealed if seg.items == 1]
+    assert sorted(len(b["t"]) // 8 // b["n"] for b in blocks) == [2, 2, 3]
     for _part, keys, args in rec._calls_of(sealed):
         client.evalsha(RECORD.sha, len(keys), *keys, *args)
     reader = MonitorReader(client)

@@ -204,13 +204,18 @@ def test_a_partly_failed_write_keeps_only_the_unwritten_records(
         _noted(rec, reference, 200, prefix="e", queue="emails")
         await rec.flush()
         assert rec._failing and rec.recorded == 300
-        emails = [seg for seg in reference.take_sealed() if seg.queue == "emails"]
-        assert rec._sealed == emails  # kept packed for the next flush
+        # the emails queue's records, kept packed for the next flush
+        kept = rec._sealed
+        assert {seg.queue for seg in kept} == {"emails"} and recorder_module._records(kept) == 200
         assert rec.pending
         sync.delete("celeriac:{emails}:m:log")  # the fault goes away
         await rec.flush()
         assert not rec._failing and rec.recorded == 500 and not rec.pending
         await client.aclose()
+        reader = MonitorReader(sync)
+        for queue, prefix, n in (("default", "d", 300), ("emails", "e", 200)):
+            ids = sorted(r.task_id for r in reader.page([queue], limit=1000).records)
+            assert ids == sorted(f"{prefix}-{i}" for i in range(n))  # each once
 
     asyncio.run(scenario())
     reader = MonitorReader(sync)
@@ -386,3 +391,24 @@ def test_a_write_cut_off_mid_reply_does_not_leave_its_reply_for_the_next_command
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("one_batch", [True, False], ids=["names-mixed-in-a-batch", "a-batch-per-name"])
+def test_task_names_beyond_the_cap_are_recorded_as_other(
+    monkeypatch: pytest.MonkeyPatch, one_batch: bool
+) -> None:
+    """Rollup fields are capped at ``MAX_NAMES`` task names: the plain successes that ``note`` keeps in
+    its flat list are named when sealed, the same way ``_add`` names the rest (a batch of one name,
+    cut into columns at once, and a batch of several, grouped record by record)."""
+    monkeypatch.setattr(recorder_module, "MAX_NAMES", 2)
+    rec = Recorder(None, "celeriac", "w1", MonitorSettings())  # type: ignore[arg-type]
+    now = time.time()
+    for name in ("tasks.a", "tasks.b", "tasks.c"):
+        for i in range(10):
+            tid = f"{name}-{i}"
+            o = Outcome("ack", tid, name, TaskState.SUCCESS, runtime_s=0.001)
+            rec.note(Delivery("default", f"{int(now * 1000)}-{i}", b"m"), o, Message(tid, name))
+        if not one_batch:
+            rec._seal()
+    names = sorted(msgpack.unpackb(seg.rows)["name"] for seg in rec.take_sealed())
+    assert names == ["(other)", "tasks.a", "tasks.b"]

@@ -18,7 +18,8 @@ usual batch is one block)::
 
     {"n": count, "name": name, "state": "SUCCESS",
      "id": task ids joined by NUL, "ready": ready ids joined by NUL,
-     "t": float64 little-endian: the n started_s, then the n finished_s, then the n runtime_s,
+     "t": float64 little-endian: the n finished_s, then the n runtime_s (each started_s is its
+          finished_s - runtime_s), or, when some run started otherwise, the n started_s first,
      "retries": uint32 little-endian, n of them (absent: all 0)}
 
 Readers expand blocks in place (:func:`entry_rows`), so a record's index in its entry counts the
@@ -129,11 +130,16 @@ def _block_rows(block: Mapping[str, Any]) -> list[list[Any]]:
         ids, ready = str(block["id"]).split("\x00"), str(block["ready"]).split("\x00")
         times = _numbers("d", block["t"])
         retries = _numbers("I", block["retries"]) if "retries" in block else [0] * n
-        if not len(ids) == len(ready) == len(retries) == n or len(times) != 3 * n:
+        if not len(ids) == len(ready) == len(retries) == n or len(times) not in (2 * n, 3 * n):
             return []
         name, state = str(block["name"]), str(block["state"])
     except (KeyError, TypeError, ValueError):
         return []
+    if len(times) == 2 * n:  # finished, runtime: each run started its runtime before its finish
+        return [
+            [ids[i], name, state, ready[i], times[i] - times[n + i], times[i], times[n + i], retries[i]]
+            for i in range(n)
+        ]
     return [
         [ids[i], name, state, ready[i], times[i], times[n + i], times[2 * n + i], retries[i]]
         for i in range(n)
@@ -151,10 +157,10 @@ def _numbers(code: str, data: Any) -> array[Any]:
 
 def block(n: int, name: str, state: str, ids: str, ready: str, times: bytes, retries: bytes = b"") -> bytes:
     """The packed block (see the module docstring) of ``n`` plain successes of task ``name``, from
-    their columns: ``ids`` and ``ready`` joined by NUL (none may hold one), ``times`` the started
-    times, then the finished, then the runtimes, as little-endian float64, and ``retries`` (empty:
-    all 0) as little-endian uint32. Built without Python code per record: this runs for every task a
-    worker records."""
+    their columns: ``ids`` and ``ready`` joined by NUL (none may hold one), ``times`` the finished
+    times then the runtimes (or the started times, then those), as little-endian float64, and
+    ``retries`` (empty: all 0) as little-endian uint32. Built without Python code per record: this
+    runs for every task a worker records."""
     out: dict[str, Any] = {"n": n, "name": name, "state": state, "id": ids, "ready": ready, "t": times}
     if retries:
         out["retries"] = retries

@@ -1,9 +1,10 @@
 """The worker side of monitoring: task outcomes into bounded Redis structures, batched with the acks.
 
 The worker calls :meth:`Recorder.note` when an outcome is known: a plain success (the usual
-outcome) is appended to its task's columns (a :class:`_Run`: ids, entry ids, finish times,
-runtimes), anything else made a record, a tuple of plain values (nothing is encoded on the task's
-path). The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it packs what
+outcome) is appended to a flat list of plain values (task name, queue, id, entry id, finish time,
+runtime, retries: one ``list.extend``), cut into its task's columns (a :class:`_Run`) when sealed;
+anything else is made a record, a tuple of plain values (nothing is encoded on the task's path).
+The worker's settle loop calls :meth:`Recorder.kick` with each batch of acks: it packs what
 was noted into bytes once there are a few hundred (a :class:`_Segment`: a block of a run's columns
 or msgpack records, their lookup keys, their rollup counts), while they are fresh in the CPU's
 caches, so that nothing per task is kept as Python objects until the write; then it starts a
@@ -130,8 +131,10 @@ class Recorder:
         self.recorded = 0
         self._redact: re.Pattern[str] = redact_pattern(settings.redact)
         self._pending: list[_Pending] = []  # records made, not yet packed (see _seal)
-        #: plain successes not yet packed, by task name (see note)
+        #: plain successes not yet packed, by task name (:meth:`add`; see note)
         self._runs: dict[str | None, _Run] = {}
+        #: plain successes noted and not yet packed, :data:`_FLAT` fields each (see note, _take_flat)
+        self._flat: list[Any] = []
         #: packed records waiting for the write (kept while Redis is unreachable)
         self._sealed: list[_Segment] = []
         self._keys: dict[str, Any] = {}
@@ -168,10 +171,11 @@ class Recorder:
         outcome that never ran, such as an expired or revoked message). A run started its runtime
         before now (the executor times it around the pool's call): no clock is read for the start.
 
-        A plain success (the usual outcome) is appended to the columns of its task's run (:class:`_Run`)
-        in this method; anything else is made a record in :meth:`_add`. Nothing keeps the outcome,
-        delivery or message objects alive until the write: the garbage collector would scan them
-        again and again.
+        A plain success (the usual outcome) is appended to a flat list of plain values in this method
+        (one ``list.extend``: cheaper on the task's path than appending to a run's columns one by one;
+        :meth:`_take_flat` cuts the columns out of it); anything else is made a record in :meth:`_add`.
+        Nothing keeps the outcome, delivery or message objects alive until the write: the garbage
+        collector would scan them again and again.
         """
         if (
             o.state is _SUCCESS  # (an Enum's hash is Python code: compare by identity)
@@ -181,17 +185,12 @@ class Recorder:
             and not message.parent_id
             and not message.extra
         ):
-            run = self._runs.get(o.task_name)
-            task_id = o.task_id
-            if run is not None and run.queue == d.queue and task_id:
-                # _Run.add, inlined (this runs for every task; a run's start is its finish less its runtime)
-                run.ids.append(task_id)
-                run.ready.append(d.entry_id)
-                run.finished.append(_clock())
-                run.runtimes.append(o.runtime_s)
-                if message.retries:
-                    run.retried[len(run.ids) - 1] = message.retries
-                return
+            # one call and one short-lived tuple per task: the columns are cut out of this list when
+            # it is sealed (_take_flat; a run's start is its finish less its runtime)
+            self._flat.extend(
+                (o.task_name, d.queue, o.task_id, d.entry_id, _clock(), o.runtime_s, message.retries)
+            )
+            return
         now = _clock()
         self._add(d, o, message, now - o.runtime_s if ran else 0.0, now)
 
@@ -213,11 +212,7 @@ class Recorder:
             state = "DEAD"
         else:  # a hand-back (the process died): not an outcome, the delivery runs again
             return
-        name = o.task_name or "?"
-        if name not in self._names:
-            if len(self._names) >= MAX_NAMES:
-                name = "(other)"
-            self._names.add(name)
+        name = self._admit(o.task_name)
         retries = message.retries if message is not None else 0
         task_id = o.task_id or ""
         if state == "SUCCESS":
@@ -245,20 +240,70 @@ class Recorder:
             # a failure keeps its message, for the dashboard's retry (it was in Redis while it waited)
             self._pending.append((d.queue, row, d.data if state in FAILED_STATES else None))
 
+    def _admit(self, task_name: str | None) -> str:
+        """The name a task's outcomes are recorded under: its own, or ``(other)`` once
+        :data:`MAX_NAMES` names were seen (rollup fields are capped)."""
+        name = task_name or "?"
+        if name not in self._names:
+            if len(self._names) >= MAX_NAMES:
+                name = "(other)"
+            self._names.add(name)
+        return name
+
     @property
     def pending(self) -> bool:
-        return bool(self._pending) or bool(self._runs) or bool(self._sealed)
+        return bool(self._pending) or bool(self._runs) or bool(self._flat) or bool(self._sealed)
 
     def _unsealed(self) -> int:
         """Records made since the last seal."""
-        return len(self._pending) + sum(len(run.ids) for run in self._runs.values())
+        return (
+            len(self._pending) + len(self._flat) // _FLAT + sum(len(run.ids) for run in self._runs.values())
+        )
 
     def _seal(self) -> None:
         """Pack the records made since the last seal (see :func:`_segments`)."""
-        if self._pending or self._runs:
+        if self._pending or self._runs or self._flat:
+            flat = self._take_flat()
             rows, self._pending = self._pending, []
             runs, self._runs = self._runs, {}
-            self._sealed += _segments(rows, runs.values())
+            self._sealed += _segments(rows, [*flat, *runs.values()])
+
+    def _take_flat(self) -> list[_Run]:
+        """The plain successes noted since the last seal (:meth:`note`'s flat list), as runs. The usual
+        batch (one task name, one queue) is cut into its columns with no Python code per record; any
+        other is grouped record by record (and a success without a task id made a record)."""
+        flat, self._flat = self._flat, []
+        n = len(flat) // _FLAT
+        if not n:
+            return []
+        names, queues, ids = flat[0::_FLAT], flat[1::_FLAT], flat[2::_FLAT]
+        name, queue = names[0], queues[0]
+        if names.count(name) == n and queues.count(queue) == n and all(ids):
+            run = _Run(queue, self._admit(name))
+            run.ids, run.ready, run.finished, run.runtimes = (
+                ids,
+                flat[3::_FLAT],
+                flat[4::_FLAT],
+                flat[5::_FLAT],
+            )
+            retries = flat[6::_FLAT]
+            if any(retries):
+                run.retried = {i: r for i, r in enumerate(retries) if r}
+            return [run]
+        runs: dict[tuple[str, str], _Run] = {}
+        for i in range(0, len(flat), _FLAT):
+            task_name, queue, task_id, entry_id, finished_s, runtime_s, retries_ = flat[i : i + _FLAT]
+            name = self._admit(task_name)
+            started_s = finished_s - runtime_s
+            if not task_id:  # (as _add makes it)
+                row = ("", name, "SUCCESS", entry_id, started_s, finished_s, runtime_s, retries_)
+                self._pending.append((queue, row, None))
+                continue
+            grouped = runs.get((name, queue))
+            if grouped is None:
+                grouped = runs[name, queue] = _Run(queue, name)
+            grouped.add(task_id, entry_id, finished_s, runtime_s, retries_, started_s)
+        return list(runs.values())
 
     def take_sealed(self) -> list[_Segment]:
         """Everything recorded and not yet written, packed, taken out of the recorder: for tools that
@@ -273,11 +318,13 @@ class Recorder:
         never waits."""
         if self._unsealed() >= _SEAL_AT:
             self._seal()
-        if (self._sealed or self._pending or self._runs) and (self._writer is None or self._writer.done()):
+        if (self._sealed or self._pending or self._runs or self._flat) and (
+            self._writer is None or self._writer.done()
+        ):
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
 
     async def _write_all(self) -> None:
-        while self._sealed or self._pending or self._runs:
+        while self._sealed or self._pending or self._runs or self._flat:
             # a write per interval at most (write_interval): a busy worker writes a few big batches
             # (a write's round trip and its script's fixed work cost more than a few records in it);
             # an idle one writes at once
@@ -625,8 +672,8 @@ def _records(segs: list[_Segment]) -> int:
 
 class _Run:
     """The plain successes of one task from one queue since the last seal, a column each: what a
-    block holds (:func:`~celeriac.monitor.record.block`). Appending to a few lists costs the task's
-    path less than making a record, and packing the columns costs no transposition."""
+    block holds (:func:`~celeriac.monitor.record.block`). Cut out of :meth:`Recorder.note`'s flat list
+    by strided slices, or appended to by :meth:`add`; packing the columns costs no transposition."""
 
     __slots__ = ("finished", "ids", "name", "queue", "ready", "retried", "runtimes", "starts")
 
@@ -646,7 +693,8 @@ class _Run:
     def add(
         self, task_id: str, entry_id: str, finished_s: float, runtime_s: float, retries: int, started_s: float
     ) -> None:
-        """One more success (:meth:`Recorder.note` inlines this for the usual one)."""
+        """One more success (:meth:`Recorder.add`'s; :meth:`Recorder.note` notes the usual one in its
+        flat list instead)."""
         i = len(self.ids)
         self.ids.append(task_id)
         self.ready.append(entry_id)
@@ -721,10 +769,6 @@ def _block_segment(run: _Run, start: int, end: int) -> _Segment | None:
         return None
     finished = run.finished if whole else run.finished[start:end]
     runtimes = run.runtimes if whole else run.runtimes[start:end]
-    started = list(map(sub, finished, runtimes))
-    for i, started_s in run.starts.items():
-        if start <= i < end:
-            started[i - start] = started_s
     retries = b""
     if any(start <= i < end for i in run.retried):
         counts = [0] * n
@@ -732,7 +776,14 @@ def _block_segment(run: _Run, start: int, end: int) -> _Segment | None:
             if start <= i < end:
                 counts[i - start] = r
         retries = struct.pack(f"<{n}I", *counts)
-    times = struct.pack(f"<{3 * n}d", *started, *finished, *runtimes)
+    if any(start <= i < end for i in run.starts):  # a start given to add(): the started column too
+        started = list(map(sub, finished, runtimes))
+        for i, started_s in run.starts.items():
+            if start <= i < end:
+                started[i - start] = started_s
+        times = struct.pack(f"<{3 * n}d", *started, *finished, *runtimes)
+    else:  # every run started its runtime before its finish: readers compute the start
+        times = struct.pack(f"<{2 * n}d", *finished, *runtimes)
     name = run.name
     packed = block(n, name, "SUCCESS", ids_text, ready_text, times, retries)
     counts_ = _one_kind_counts(name, "SUCCESS", runtimes)
@@ -771,6 +822,8 @@ _FIRST_BOUND_S = RUNTIME_BUCKETS_S[0]  # a runtime up to it (inclusive) is in bu
 _BUCKET = partial(bisect_left, RUNTIME_BUCKETS_S)  # runtime s -> its histogram bucket
 _QUEUE, _ROW = itemgetter(0), itemgetter(1)  # of a pending item
 _MESSAGE = itemgetter(2)  # of a pending item: the message kept with a failure, else None
+#: fields per plain success in Recorder._flat: task name, queue, task id, entry id, finished, runtime, retries
+_FLAT = 7
 
 
 def _rollup_counts(rows: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, str, int], int], dict[str, float]]:
