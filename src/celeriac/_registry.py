@@ -16,6 +16,11 @@ apps: weakref.WeakSet[Any] = weakref.WeakSet()
 shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
 #: the current app: the last one created, or the one ``set_current()`` named
 current: list[Any] = []
+#: the app created last (set when it registers its built-in tasks): signatures built without a task
+#: (``group([])``) are sent through it. Here, not in :mod:`celeriac.canvas`: an app does not load canvas
+last_app: list[Any] = []
+#: tasks every app registers for workflows (not counted as the user's tasks in logs)
+BUILTIN_TASKS = frozenset({"celeriac.map", "celeriac.starmap", "celeriac.accumulate", "celeriac.run_canvas"})
 
 
 def set_current(app: Any) -> None:

@@ -25,9 +25,8 @@ from ._app_celery import CeleryMethods, apply_router, publish_signal
 from ._clock import SYSTEM_CLOCK, wall_ms
 from ._signal import PeriodicSetup
 from .broker.base import Broker, Enqueue, ResultSettling
-from .canvas import Signature
 from .codec import Codec
-from .config import Config
+from .config import Config, transport_options
 from .exceptions import ConfigurationError, MessageTooLarge
 from .execution import effective
 from .message import Message, encode_call, new_task_id
@@ -38,6 +37,7 @@ from .task import CLASS_OPTIONS, NO_OPTIONS, AsyncTask, SendOptions, Task, build
 
 if TYPE_CHECKING:
     from ._clock import Clock
+    from .canvas import Signature
     from .control import Control
     from .outcomes import OutcomeEvent
     from .tracing import Tracing
@@ -281,7 +281,7 @@ class Celeriac(CeleryMethods, PeriodicSetup):
                 from .results.redis import RedisResultBackend
 
                 self._backend = RedisResultBackend(
-                    url, prefix=self.conf.key_prefix, transport_options=self.conf.broker_transport_options
+                    url, prefix=self.conf.key_prefix, transport_options=transport_options(self.conf)
                 )
         return self._backend
 

@@ -20,17 +20,16 @@ import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _registry
 from .exceptions import CeleriacError
 
 if TYPE_CHECKING:
     from .app import Celeriac
     from .task import Task
 
-#: tasks every app registers for workflows (not counted as the user's tasks in logs)
-BUILTIN_TASKS = frozenset({"celeriac.map", "celeriac.starmap", "celeriac.accumulate", "celeriac.run_canvas"})
-
-#: the app created last: signatures built without a task (``group([])``) are sent through it
-_last_app: list[Celeriac] = []
+#: the app created last: signatures built without a task (``group([])``) are sent through it (the
+#: list lives in _registry: apps set it without loading this module)
+_last_app: list[Celeriac] = _registry.last_app
 
 #: registry of subtask types: ``subtask_type`` -> class (used by :func:`signature`)
 _TYPES: dict[str, type[Signature]] = {}

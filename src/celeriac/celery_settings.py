@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
+from ._normalize import NORMALIZED, seconds
 from .exceptions import ConfigurationError
 
 __all__ = [
@@ -74,15 +74,14 @@ Decision = Honoured | Fixed | Refused
 
 
 # ---- converters (Celery's units -> celeriac's) -------------------------------------------------------
-def seconds(name: str, value: Any, *, optional: bool = False) -> float | None:
-    """Celery takes seconds as a number or a ``timedelta``."""
-    if value is None and optional:
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(name, f"must be a positive number of seconds or a timedelta, got {value!r}")
-    return float(value)
+def _normalized(target: str) -> Callable[[str, Any], dict[str, Any]]:
+    """What ``Config`` does to a value of its own setting ``target`` (``config.NORMALIZED``: Celery's
+    spellings and units); the same whichever name sets it."""
+
+    def convert(name: str, value: Any) -> dict[str, Any]:
+        return {target: NORMALIZED[target](name, value)}
+
+    return convert
 
 
 def _to(target: str, *, optional: bool = False) -> Callable[[str, Any], dict[str, Any]]:
@@ -127,25 +126,6 @@ def _transport_options(name: str, value: Any) -> dict[str, Any]:
 
 def _read_transport(conf: Any) -> Any:
     return {**conf.get("_transport_options", {}), "visibility_timeout": conf["lease_s"]}
-
-
-def _prefetch(name: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(name, f"must be an integer >= 0, got {value!r}")
-    return {"worker_prefetch_multiplier": value}
-
-
-def _content_type(value: Any) -> Any:
-    """Celery's MIME spellings (``application/json``, ``application/x-msgpack``) as short names."""
-    if isinstance(value, str) and value.startswith("application/"):
-        value = value.removeprefix("application/").removeprefix("x-").removeprefix("python-")
-    return value
-
-
-def _content_types(value: Any) -> Any:
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return tuple(dict.fromkeys(["msgpack", *(_content_type(v) for v in value)]))
-    return value  # the setting's validator names what is wrong
 
 
 def _utc(value: Any) -> bool:
@@ -193,12 +173,12 @@ CELERY_SETTINGS: dict[str, Decision] = {
         "accept_content",
         "content types read: msgpack (always: it is the envelope), json, pickle; MIME spellings "
         "(application/json) accepted",
-        lambda name, value: {"accept_content": _content_types(value)},
+        _normalized("accept_content"),
     ),
     "task_serializer": Honoured(
         "task_serializer",
         "msgpack (default), json (Celery's JSON with its type tags, for interoperability), or pickle",
-        lambda name, value: {"task_serializer": _content_type(value)},
+        _normalized("task_serializer"),
     ),
     "result_accept_content": Refused("celeriac reads results under accept_content: set that instead"),
     "enable_utc": Fixed(True, "celeriac keeps every time as UTC (naive datetimes are taken as UTC)"),
@@ -229,12 +209,12 @@ CELERY_SETTINGS: dict[str, Decision] = {
     "task_time_limit": Honoured(
         "task_time_limit",
         "seconds (or timedelta): default hard limit of tasks that set none; --time-limit wins",
-        _to("task_time_limit", optional=True),
+        _normalized("task_time_limit"),
     ),
     "task_soft_time_limit": Honoured(
         "task_soft_time_limit",
         "seconds (or timedelta): default soft limit of tasks that set none; --soft-time-limit wins",
-        _to("task_soft_time_limit", optional=True),
+        _normalized("task_soft_time_limit"),
     ),
     "task_reject_on_worker_lost": Honoured(
         "task_reject_on_worker_lost",
@@ -263,7 +243,7 @@ CELERY_SETTINGS: dict[str, Decision] = {
         "result_serializer",
         "must equal task_serializer (checked when the app first encodes): a result travels in its "
         "task's content type",
-        lambda name, value: {"result_serializer": _content_type(value) if value is not None else None},
+        _normalized("result_serializer"),
     ),
     "result_compression": Refused("results are compact msgpack; return a reference for large values"),
     "result_extended": Fixed(False, "a stored result holds state, value or error, traceback, retries"),
@@ -348,7 +328,7 @@ CELERY_SETTINGS: dict[str, Decision] = {
         "worker_prefetch_multiplier",
         "celeriac takes messages only for free slots (Celery's multiplier 1 with -O fair); a larger "
         "value reserves nothing more, and the worker says so in a log line",
-        _prefetch,
+        _normalized("worker_prefetch_multiplier"),
     ),
     "worker_enable_prefetch_count_reduction": Fixed(
         True, "nothing is prefetched", lambda v: isinstance(v, bool)

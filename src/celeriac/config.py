@@ -18,11 +18,11 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from types import ModuleType
 from typing import Any
 
+from ._normalize import NORMALIZED, content_type, seconds
 from ._urls import check_url, redact
-from .celery_settings import OLD_NAMES, Fixed, Honoured, Refused, decision, markdown_table, refusal, seconds
-from .celery_settings import _content_type as _content_type
 from .exceptions import ConfigurationError
 from .message import CONTENT_TYPES
 
@@ -108,6 +108,28 @@ def _routes(name: str, value: Any) -> None:
             _name(name, queue)
 
 
+def transport_options(conf: Config) -> dict[str, Any]:
+    """Celery's ``broker_transport_options`` as given (``master_name``, ``sentinel_kwargs``: how to
+    connect), read without loading the table of Celery's settings (``conf.broker_transport_options``
+    reads them back with ``visibility_timeout``, which is ``lease_s``)."""
+    options: dict[str, Any] = conf.__dict__.get("_transport_options", {})
+    return options
+
+
+_celery_settings: ModuleType | None = None
+
+
+def _celery() -> ModuleType:
+    """The table of Celery's settings (``celery_settings``), loaded when a name that is not
+    celeriac's is met: an app that uses celeriac's names (and every worker) never loads it."""
+    global _celery_settings
+    if _celery_settings is None:  # then a global read per call, no import statement
+        from . import celery_settings
+
+        _celery_settings = celery_settings
+    return _celery_settings
+
+
 def _optional_seconds(name: str, value: Any) -> None:
     seconds(name, value, optional=True)
 
@@ -152,13 +174,13 @@ def _queue_modules(name: str, value: Any) -> None:
 def _content_types(name: str, value: Any) -> None:
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
         raise ConfigurationError(name, f"must be a list of content types, got {value!r}")
-    unknown = [v for v in value if _content_type(v) not in CONTENT_TYPES]
+    unknown = [v for v in value if content_type(v) not in CONTENT_TYPES]
     if unknown:
         raise ConfigurationError(name, f"unknown content type(s) {unknown!r}: use {list(CONTENT_TYPES)!r}")
 
 
 def _serializer(name: str, value: Any) -> None:
-    if _content_type(value) not in CONTENT_TYPES:
+    if content_type(value) not in CONTENT_TYPES:
         raise ConfigurationError(name, f"must be one of {list(CONTENT_TYPES)!r}, got {value!r}")
 
 
@@ -386,8 +408,13 @@ class Config:
 
     def __setattr__(self, name: str, value: Any) -> None:
         name = _canonical(name)
-        decided = decision(name, _CHECKS)
-        if isinstance(decided, Honoured) and (decided.convert is not None or decided.target != name):
+        if name in _CHECKS:  # celeriac's own name: celery_settings' decision is this one
+            normalize = NORMALIZED.get(name)
+            self._store(name, value if normalize is None else normalize(name, value))
+            return
+        cs = _celery()
+        decided = cs.decision(name, _CHECKS)
+        if isinstance(decided, cs.Honoured) and (decided.convert is not None or decided.target != name):
             converted = decided.convert(name, value) if decided.convert else {decided.target: value}
             for target, item in converted.items():
                 if target.startswith("_"):  # kept to be read back under Celery's name
@@ -397,9 +424,9 @@ class Config:
                 else:
                     self._store(target, item)
             return
-        if isinstance(decided, (Refused, Fixed)):
-            if isinstance(decided, Refused) or not decided.accepts(value):
-                raise refusal(name, decided, value)
+        if isinstance(decided, (cs.Refused, cs.Fixed)):
+            if isinstance(decided, cs.Refused) or not decided.accepts(value):
+                raise cs.refusal(name, decided, value)
             self.__dict__.setdefault("_fixed", {})[name] = value
             return
         self._store(name, value)
@@ -422,12 +449,13 @@ class Config:
         canonical = _canonical(name)
         if canonical in _CHECKS:
             return getattr(self, canonical)
-        decided = decision(canonical, _CHECKS)
-        if isinstance(decided, Honoured):
+        cs = _celery()
+        decided = cs.decision(canonical, _CHECKS)
+        if isinstance(decided, cs.Honoured):
             return decided.read(self) if decided.read else getattr(self, decided.target)
-        if isinstance(decided, Fixed):
+        if isinstance(decided, cs.Fixed):
             return self.__dict__.get("_fixed", {}).get(canonical, decided.default)
-        if isinstance(decided, Refused):
+        if isinstance(decided, cs.Refused):
             raise AttributeError(f"{name}: Celery setting not supported by celeriac: {decided.reason}")
         raise AttributeError(name)
 
@@ -551,7 +579,10 @@ def _parse_env(name: str, raw: str, default: Any) -> Any:
 
 def _canonical(name: str) -> str:
     name = _ALIASES.get(name, name)
-    return OLD_NAMES.get(name, name)
+    if name.islower():  # Celery's old names (celery_settings.OLD_NAMES) are all upper case
+        return name
+    old_names: dict[str, str] = _celery().OLD_NAMES
+    return old_names.get(name, name)
 
 
 def settings_of(obj: Any, namespace: str | None = None) -> dict[str, Any]:
@@ -563,6 +594,7 @@ def settings_of(obj: Any, namespace: str | None = None) -> dict[str, Any]:
         # only the names read below: Django's settings raise on reading some (an empty SECRET_KEY)
         items = {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_") and k.startswith(wanted)}
     out: dict[str, Any] = {}
+    decision, old_names = _celery().decision, _celery().OLD_NAMES
     if namespace:
         prefix = namespace.rstrip("_") + "_"
         for key, value in items.items():
@@ -572,14 +604,14 @@ def settings_of(obj: Any, namespace: str | None = None) -> dict[str, Any]:
             # CELERY_TASK_ACKS_LATE -> task_acks_late; an old name (CELERY_ALWAYS_EAGER) as such
             if lower in _CHECKS or lower in _ALIASES or decision(lower, _CHECKS) is not None:
                 out[lower] = value
-            elif key in OLD_NAMES:
+            elif key in old_names:
                 out[key] = value
             else:
                 out[lower] = value  # unknown: the error names it
         return out
     for key, value in items.items():
-        if key.isupper() and (key in OLD_NAMES or key.lower() in _CHECKS):
-            out[key if key in OLD_NAMES else key.lower()] = value
+        if key.isupper() and (key in old_names or key.lower() in _CHECKS):
+            out[key if key in old_names else key.lower()] = value
         elif key.isupper() and (key.startswith(("CELERY", "BROKER_")) or key.lower() in _CHECKS):
             out[key.lower()] = value  # unknown: the error names it
         elif key.islower() and (key in _CHECKS or decision(key, _CHECKS) is not None):
@@ -594,4 +626,5 @@ _DEFAULTS = Config()
 
 def celery_table() -> str:
     """The Markdown table of every Celery setting and what celeriac does with it (docs/configuration.md)."""
-    return markdown_table(_CHECKS)
+    table: str = _celery().markdown_table(_CHECKS)
+    return table

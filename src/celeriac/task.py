@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
-from .canvas import Signature, chunks, group, xmap, xstarmap
 from .context import Request, current_request
 from .exceptions import CeleriacError, ConfigurationError, Replaced, Retry
 from .execution import check_time_limit
@@ -28,9 +27,24 @@ from .signals import ACTIVE as _SIGNALS
 
 if TYPE_CHECKING:
     from .app import Celeriac
+    from .canvas import Signature, group
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: :class:`~celeriac.canvas.Signature`, once the first signature is built: canvas (the classes of
+#: signatures, chains, groups, chords) loads then, not in every process that imports tasks (an idle
+#: worker that never builds one: benchmarks/README.md). A global read per ``s()``, no import lookup.
+_Signature: type[Signature] | None = None
+
+
+def _load_canvas() -> type[Signature]:
+    global _Signature
+    from .canvas import Signature
+
+    _Signature = Signature
+    return Signature
+
 
 #: the Task methods a base class may override (Celery's names), run where the task runs
 HOOKS = ("before_start", "on_success", "on_failure", "on_retry", "after_return")
@@ -482,32 +496,40 @@ class Task(Generic[P, R]):
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """A signature: this task with arguments, to send later (``sig.delay()``, in a chain, a group,
         a chord, ``app.send_many``). Arguments given when it is called are prepended."""
-        return Signature.of_task(self, args, kwargs, False)
+        return (_Signature or _load_canvas()).of_task(self, args, kwargs, False)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         """An immutable signature: arguments given when it is called (a chain's previous value) are
         ignored."""
-        return Signature.of_task(self, args, kwargs, True)
+        return (_Signature or _load_canvas()).of_task(self, args, kwargs, True)
 
     def signature(
         self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Signature:
         """A signature with send options (``queue=``, ``countdown=``, ``immutable=``...)."""
         immutable = bool(options.pop("immutable", False))
-        return Signature(self, tuple(args or ()), dict(kwargs or {}), options, immutable=immutable)
+        return (_Signature or _load_canvas())(
+            self, tuple(args or ()), dict(kwargs or {}), options, immutable=immutable
+        )
 
     subtask = signature
 
     def map(self, it: Any) -> Signature:
         """One task calling this one inline for each item: ``add_one.map([1, 2])`` -> ``[2, 3]``."""
+        from .canvas import xmap
+
         return xmap(self, it)
 
     def starmap(self, it: Any) -> Signature:
         """Like :meth:`map` with argument tuples: ``add.starmap([(1, 2), (3, 4)])`` -> ``[3, 7]``."""
+        from .canvas import xstarmap
+
         return xstarmap(self, it)
 
     def chunks(self, it: Any, n: int) -> group:
         """A group of :meth:`starmap` tasks of ``n`` argument tuples each."""
+        from .canvas import chunks
+
         return chunks(self, it, n)
 
     def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:

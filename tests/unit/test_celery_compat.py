@@ -482,3 +482,17 @@ def test_broker_pool_limit_bounds_the_producer_pool() -> None:
     app.conf.broker_pool_limit = None  # Celery's "no limit"
     assert app.broker.sync_max_connections is None  # type: ignore[attr-defined]
     app.close()
+
+
+def test_config_normalizes_exactly_the_names_the_table_converts() -> None:
+    """Config sets its own names without the table (celery_settings loads for Celery's names only):
+    the celeriac names the table converts must be the ones Config normalizes itself."""
+    from celeriac.celery_settings import decision
+    from celeriac.config import _CHECKS, NORMALIZED
+
+    converted = {
+        name
+        for name in _CHECKS
+        if isinstance(d := decision(name, _CHECKS), Honoured) and (d.convert is not None or d.target != name)
+    }
+    assert converted == set(NORMALIZED)

@@ -159,3 +159,16 @@ def test_settle_without_results_is_unchanged(lua: redis.Redis) -> None:
     # HEXISTS, XACK, XPENDING summary, XINFO GROUPS, XTRIM, XDEL: no list or key command for results
     assert not any(k in stats for k in ("cmdstat_rpush", "cmdstat_ltrim", "cmdstat_pexpire"))
     assert lua.xlen(K.ready) == 0
+
+
+def test_a_script_keeps_its_sha_not_its_source() -> None:
+    """Only the SHA stays in memory; the source is read from the .lua file when Redis asks for it."""
+    import dataclasses
+    import hashlib
+
+    from celeriac.monitor.script import RECORD
+
+    for script, package in ((SETTLE, "celeriac._redis"), (RECORD, "celeriac.monitor")):
+        assert "text" not in {f.name for f in dataclasses.fields(script)}
+        text = resources.files(package).joinpath("lua").joinpath(f"{script.name}.lua").read_text("utf-8")
+        assert script.text == text and script.sha == hashlib.sha1(text.encode()).hexdigest()

@@ -12,31 +12,40 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from importlib import resources
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
 
-@cache
-def source(name: str) -> str:
-    """The Lua source of one script."""
-    return resources.files("celeriac._redis").joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
+def source(name: str, package: str = "celeriac._redis") -> str:
+    """The Lua source of one script (``lua/<name>.lua`` in ``package``)."""
+    return resources.files(package).joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
 
 
 @dataclass(frozen=True)
 class Script:
-    """One Lua script, called by SHA with a load-and-retry on NOSCRIPT."""
+    """One Lua script, called by SHA with a load-and-retry on NOSCRIPT.
+
+    Only the SHA stays in memory: :attr:`text` reads the ``.lua`` file again when Redis needs the
+    source (NOSCRIPT: its script cache was flushed by a restart or a failover; a cluster node met for
+    the first time), which is rare, while every process would otherwise hold the source of every
+    script it loaded, used or not (tens of KiB: benchmarks/README.md).
+    """
 
     name: str
-    text: str
     sha: str
+    #: the package whose ``lua/`` directory holds ``<name>.lua``
+    package: str = "celeriac._redis"
 
     @classmethod
-    def named(cls, name: str) -> Script:
-        text = source(name)
-        return cls(name, text, hashlib.sha1(text.encode()).hexdigest())
+    def named(cls, name: str, package: str = "celeriac._redis") -> Script:
+        return cls(name, hashlib.sha1(source(name, package).encode()).hexdigest(), package)
+
+    @property
+    def text(self) -> str:
+        """The Lua source, read from its file."""
+        return source(self.name, self.package)
 
     def __call__(self, client: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run on a synchronous client."""

@@ -45,6 +45,7 @@ from .._redis.keys import GROUP, KeySchema, QueueKeys, level_queue, split_level
 from .._redis.scripts import Batch
 from .._topology import connection_options, kind_of
 from .._urls import redact
+from ..config import transport_options
 from ..exceptions import BrokerError
 from ._shards import cached_shard_names, earlier_shard_names, leftover_shards, shard_names
 from .base import (
@@ -235,7 +236,7 @@ class RedisBroker(Broker):
             dead_letter_max=conf.dead_letter_max,
             revoke_expires_s=conf.revoke_expires_s,
             revoked_max=conf.revoked_max,
-            transport_options=conf.broker_transport_options,
+            transport_options=transport_options(conf),
             queue_shards=conf.queue_shards,
             wait_replicas=conf.broker_wait_replicas,
             wait_timeout_ms=int(conf.broker_wait_timeout_s * 1000),

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..canvas import BUILTIN_TASKS
+from .._registry import BUILTIN_TASKS
 
 if TYPE_CHECKING:
     from ..app import Celeriac

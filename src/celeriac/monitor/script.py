@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-from importlib import resources
 from typing import Any
 
 from .._redis.scripts import Script
 
 
 def _named(name: str) -> Script:
-    text = resources.files("celeriac.monitor").joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
-    return Script(name, text, hashlib.sha1(text.encode()).hexdigest())
+    return Script.named(name, "celeriac.monitor")
 
 
 def is_cluster(client: Any) -> bool:

@@ -44,6 +44,13 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from .. import signals as _signals
+
+# The Redis broker loads with the worker, first (a Redis worker would load it at its first command):
+# it is the largest module, and compiling it (no .pyc: a fresh checkout, PYTHONDONTWRITEBYTECODE)
+# allocates and frees ~4 MB; what the imports after it (redis-py, the worker's own modules) allocate
+# then fills that space. Loaded last, it left holes in the heap that malloc_trim cannot give back:
+# +0.5 MiB idle RSS (benchmarks/README.md, branch rss9).
+from ..broker import redis as _redis_broker  # noqa: F401  (loaded for the order above)
 from ..broker.base import Delivery, Enqueue
 from ..exceptions import (
     BrokerConnectionError,

@@ -19,6 +19,7 @@ import asyncio
 import functools
 from typing import TYPE_CHECKING, Any
 
+from .._registry import BUILTIN_TASKS
 from ..exceptions import DecodeError, WorkerLostError
 from ..states import TaskState
 
@@ -139,8 +140,6 @@ class WorkflowHook:
 
 def user_tasks(app: Celeriac) -> int:
     """How many tasks the app registers besides the built-in workflow ones (for log lines)."""
-    from ..canvas import BUILTIN_TASKS
-
     return sum(1 for name in app.tasks if name not in BUILTIN_TASKS)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..canvas import signature
+from .. import _registry
 from ..exceptions import Replaced
 
 if TYPE_CHECKING:
@@ -16,9 +16,7 @@ if TYPE_CHECKING:
 
 def register_builtins(app: Celeriac) -> None:
     """``celeriac.map``, ``celeriac.starmap``, ``celeriac.accumulate``, ``celeriac.run_canvas``."""
-    from .. import canvas
-
-    canvas._last_app[:] = [app]
+    _registry.last_app[:] = [app]
 
     def _map(task: str, it: Sequence[Any]) -> list[Any]:
         fn = app.tasks[task]
@@ -33,7 +31,8 @@ def register_builtins(app: Celeriac) -> None:
 
     def _run_canvas(self: Any, *values: Any, sig: Mapping[str, Any]) -> None:
         # imported here: every app registers these tasks, and the workflow engine (outcome, build,
-        # plan) should load only in a process that runs a workflow
+        # plan) and canvas should load only in a process that runs a workflow
+        from ..canvas import signature
         from .outcome import replace_in_task
 
         replace_in_task(app, self.request, signature(sig, app=app), keep_ids=True, args=tuple(values))

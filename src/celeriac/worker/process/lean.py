@@ -77,7 +77,7 @@ def lean_spec(app: Celeriac) -> LeanSpec:
     Raises:
         LeanUnavailable: ``app`` cannot be rebuilt in a new interpreter (expected).
     """
-    from ...canvas import BUILTIN_TASKS
+    from ..._registry import BUILTIN_TASKS
 
     user = [t for name, t in app.tasks.items() if name not in BUILTIN_TASKS]
     modules = list(dict.fromkeys(getattr(t.fn, "__module__", None) or "__main__" for t in user))
