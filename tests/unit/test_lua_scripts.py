@@ -172,3 +172,15 @@ def test_a_script_keeps_its_sha_not_its_source() -> None:
         assert "text" not in {f.name for f in dataclasses.fields(script)}
         text = resources.files(package).joinpath("lua").joinpath(f"{script.name}.lua").read_text("utf-8")
         assert script.text == text and script.sha == hashlib.sha1(text.encode()).hexdigest()
+
+
+def test_a_script_whose_file_changed_under_the_process_says_so() -> None:
+    """Redis lost its scripts (a restart) after celeriac was upgraded in place: the file read back is
+    not the script the process calls, and loading it would loop on NOSCRIPT; the error says what to do."""
+    import dataclasses
+
+    from celeriac.exceptions import BrokerError
+
+    stale = dataclasses.replace(SETTLE, sha="0" * 40)
+    with pytest.raises(BrokerError, match=r"settle\.lua changed on disk .* restart the process"):
+        _ = stale.text

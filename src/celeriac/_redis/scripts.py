@@ -17,6 +17,8 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from ..exceptions import BrokerError
+
 
 def source(name: str, package: str = "celeriac._redis") -> str:
     """The Lua source of one script (``lua/<name>.lua`` in ``package``)."""
@@ -44,8 +46,19 @@ class Script:
 
     @property
     def text(self) -> str:
-        """The Lua source, read from its file."""
-        return source(self.name, self.package)
+        """The Lua source, read from its file.
+
+        Raises:
+            BrokerError: the file no longer has this script's SHA (celeriac was upgraded under the
+                running process): loading it would not define the script that is called.
+        """
+        text = source(self.name, self.package)
+        if hashlib.sha1(text.encode()).hexdigest() != self.sha:
+            raise BrokerError(
+                f"{self.name}.lua changed on disk since this process started (celeriac was upgraded "
+                "under it) and Redis needs it loaded again: restart the process"
+            )
+        return text
 
     def __call__(self, client: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run on a synchronous client."""
