@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from celeriac import Celeriac, TimeLimitExceeded
-from celeriac.task import Signature
+from celeriac.canvas import Signature
 
 from .conftest import REPO, eventually, take
 

@@ -17,7 +17,7 @@ import redis
 
 from celeriac import Celeriac
 from celeriac._redis.keys import GROUP
-from celeriac.task import Signature
+from celeriac.canvas import Signature
 from celeriac.testing import RedisServer
 
 from .conftest import CliWorker, eventually
