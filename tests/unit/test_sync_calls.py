@@ -18,6 +18,7 @@ from celeriac import Celeriac, TaskState, Worker
 from celeriac.broker.revoked import Revocation
 from celeriac.exceptions import TaskRevokedError
 from celeriac.execution import Outcome
+from celeriac.result import AsyncResult
 from celeriac.testing import drain_async
 from celeriac.worker.offload import resolve
 from celeriac.worker.pools import ThreadBackedPool
@@ -109,7 +110,11 @@ async def test_a_blocking_sync_task_does_not_hold_the_others(release: threading.
     assert first.get(timeout=1) is True and second.state == TaskState.SUCCESS
 
 
-async def test_terminate_ends_a_running_sync_call_revoked(release: threading.Event) -> None:
+async def _blocked_call(
+    release: threading.Event, value: str, **worker_options: Any
+) -> tuple[Celeriac, AsyncResult[Any], Worker, asyncio.Future[None], list[Outcome]]:
+    """A worker (asyncio pool) running one sync task that blocks until ``release`` is set, then
+    returns ``value``: the app, the task's result, the worker, its run and the outcomes it reports."""
     app = _app()
     started = threading.Event()
 
@@ -117,13 +122,18 @@ async def test_terminate_ends_a_running_sync_call_revoked(release: threading.Eve
     def blocks() -> str:
         started.set()
         release.wait(10)
-        return "finished"
+        return value
 
-    victim = blocks.delay()
+    sent = blocks.delay()
     outcomes: list[Outcome] = []
-    worker = Worker(app, pool="asyncio", concurrency=2, burst=True, on_outcome=outcomes.append)
+    worker = Worker(app, pool="asyncio", concurrency=2, on_outcome=outcomes.append, **worker_options)
     run = asyncio.ensure_future(worker.run())
     assert await asyncio.to_thread(started.wait, 10)
+    return app, sent, worker, run, outcomes
+
+
+async def test_terminate_ends_a_running_sync_call_revoked(release: threading.Event) -> None:
+    _, victim, worker, run, outcomes = await _blocked_call(release, "finished", burst=True)
     # what a fetch or the control loop applies, then acts on
     worker.broker.revocations.add(Revocation(victim.id, int(time.time() * 1000), terminate=True))
     worker.revoking.terminate_pending(worker.inflight.running_runs)
@@ -136,20 +146,7 @@ async def test_terminate_ends_a_running_sync_call_revoked(release: threading.Eve
 
 
 async def test_a_cold_shutdown_hands_a_running_sync_call_back(release: threading.Event) -> None:
-    app = _app()
-    started = threading.Event()
-
-    @app.task(name="sc.held")
-    def held() -> str:
-        started.set()
-        release.wait(10)
-        return "too late"
-
-    held.delay()
-    outcomes: list[Outcome] = []
-    worker = Worker(app, pool="asyncio", concurrency=2, on_outcome=outcomes.append)
-    run = asyncio.ensure_future(worker.run())
-    assert await asyncio.to_thread(started.wait, 10)
+    app, _held, worker, run, outcomes = await _blocked_call(release, "too late")
     worker.stop(cold=True)
     await asyncio.wait_for(run, 10)
     release.set()  # its thread ends now; its value is nobody's any more
